@@ -1,0 +1,1 @@
+"""Clicktrail: affiliate click and conversion tracking."""

@@ -1,0 +1,1 @@
+"""The management API (JSON, bearer API keys, OpenAPI at /schema)."""

@@ -1,0 +1,53 @@
+"""Dependencies of the API handlers: database sessions and the viewer behind the API key."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Request
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.auth import hash_api_key
+from backend.db.engine import Database
+from backend.db.models import ApiKey
+from backend.scope import Viewer
+
+
+async def provide_reader(state: State) -> AsyncIterator[AsyncSession]:
+    database: Database = state.database
+    async with database.session() as session:
+        yield session
+
+
+async def provide_writer(state: State) -> AsyncIterator[AsyncSession]:
+    """A session on the writer engine; the handler commits, an exception rolls back."""
+    database: Database = state.database
+    async with database.session(write=True) as session:
+        yield session
+
+
+async def provide_viewer(request: Request[Any, Any, Any], reader: AsyncSession) -> Viewer:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise NotAuthorizedException("send an API key as 'Authorization: Bearer <key>'")
+    key = await reader.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(token.strip())))
+    if key is None:
+        raise NotAuthorizedException("unknown API key")
+    return Viewer(partner_id=key.partner_id)
+
+
+def require_admin(viewer: Viewer) -> None:
+    if not viewer.is_admin:
+        raise PermissionDeniedException("this needs an admin API key")
+
+
+API_DEPENDENCIES = {
+    "reader": Provide(provide_reader),
+    "writer": Provide(provide_writer),
+    "viewer": Provide(provide_viewer),
+}

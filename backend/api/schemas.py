@@ -1,0 +1,144 @@
+"""Request and response bodies of the management API. Money is integer minor units."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Generic, TypeVar
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Url = Annotated[str, Meta(min_length=8, max_length=2048, pattern=r"^https?://")]
+Currency = Annotated[str, Meta(pattern=r"^[A-Za-z]{3}$")]
+Domain = Annotated[str, Meta(min_length=1, max_length=253)]
+WindowDays = Annotated[int, Meta(ge=1, le=365)]
+Minor = Annotated[int, Meta(ge=0, le=10**15)]
+Percent = Annotated[str, Meta(pattern=r"^\d{1,3}(\.\d{1,2})?$")]
+Email = Annotated[str, Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+T = TypeVar("T")
+
+
+class Page(msgspec.Struct, Generic[T]):
+    """One page of a list; pass ``next_after`` back as ``after`` for the next page."""
+
+    items: list[T]
+    next_after: int | None
+
+
+class MerchantCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    currency: Currency
+    domains: list[Domain] = msgspec.field(default_factory=list)
+    attribution_window_days: WindowDays | None = None
+
+
+class MerchantUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name | UnsetType = UNSET
+    currency: Currency | UnsetType = UNSET
+    domains: list[Domain] | UnsetType = UNSET
+    attribution_window_days: WindowDays | UnsetType | None = UNSET
+
+
+class MerchantOut(msgspec.Struct):
+    id: int
+    name: str
+    key: str
+    postback_secret: str
+    currency: str
+    domains: list[str]
+    attribution_window_days: int | None
+    created_at: datetime
+
+
+class PartnerCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    contact_email: Email | None = None
+
+
+class PartnerUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name | UnsetType = UNSET
+    contact_email: Email | UnsetType | None = UNSET
+    status: Annotated[str, Meta(pattern="^(active|paused|banned)$")] | UnsetType = UNSET
+
+
+class PartnerOut(msgspec.Struct):
+    id: int
+    name: str
+    key: str
+    status: str
+    contact_email: str | None
+    created_at: datetime
+
+
+class CampaignCreate(msgspec.Struct, forbid_unknown_fields=True):
+    merchant_id: int
+    name: Name
+    destination_url: Url
+    commission_percent: Percent | int = 0
+    commission_flat_minor: Minor = 0
+    cookie_window_days: WindowDays | None = None
+
+
+class CampaignUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name | UnsetType = UNSET
+    destination_url: Url | UnsetType = UNSET
+    commission_percent: Percent | int | UnsetType = UNSET
+    commission_flat_minor: Minor | UnsetType = UNSET
+    cookie_window_days: WindowDays | UnsetType | None = UNSET
+
+
+class CampaignOut(msgspec.Struct):
+    id: int
+    merchant_id: int
+    name: str
+    destination_url: str
+    commission_percent: str
+    commission_flat_minor: int
+    cookie_window_days: int | None
+    created_at: datetime
+
+
+class LinkCreate(msgspec.Struct, forbid_unknown_fields=True):
+    partner_id: int
+    campaign_id: int
+    destination_url: Url | None = None
+
+
+class LinkUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    destination_url: Url | UnsetType | None = UNSET
+    status: Annotated[str, Meta(pattern="^(active|paused)$")] | UnsetType = UNSET
+
+
+class LinkOut(msgspec.Struct):
+    id: int
+    code: str
+    url: str
+    partner_id: int
+    campaign_id: int
+    destination_url: str | None
+    status: str
+    created_at: datetime
+
+
+class ConversionOut(msgspec.Struct):
+    id: int
+    event_id: str
+    at: datetime
+    merchant_id: int
+    order_id: str | None
+    click_id: str | None
+    link_id: int | None
+    partner_id: int | None
+    campaign_id: int | None
+    amount_minor: int
+    commission_minor: int
+    currency: str
+    status: str
+    source: str
+    event_name: str
+    flags: list[str]
+
+
+class ConversionUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    status: Annotated[str, Meta(pattern="^(approved|rejected|reversed)$")]

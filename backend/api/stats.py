@@ -1,0 +1,39 @@
+"""``GET /api/v1/stats``: totals and breakdowns from the hourly rollup."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
+
+from litestar import get
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.api.resources import field_error
+from backend.reports.stats import GroupBy, StatsReport, stats_report
+from backend.scope import Viewer
+
+
+def _day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+@get("/stats", tags=["stats"])
+async def stats(
+    viewer: Viewer,
+    reader: AsyncSession,
+    from_: Annotated[date | None, Parameter(query="from")] = None,
+    to: date | None = None,
+    group_by: GroupBy | None = None,
+) -> StatsReport:
+    """UTC days ``from`` to ``to``, both included (default: the last 7 days up to today)."""
+    today = datetime.now(UTC).date()
+    last = to or today
+    first = from_ or last - timedelta(days=6)
+    if first > last:
+        raise field_error("from", "must not be after 'to'")
+    if (last - first).days > 3660:
+        raise field_error("from", "at most ten years at a time")
+    return await stats_report(
+        reader, viewer, _day_start(first), _day_start(last + timedelta(days=1)), group_by
+    )

@@ -1,0 +1,118 @@
+"""The web application factory: ``create_app(settings)``.
+
+Shared resources (database engines, Redis, the catalog cache, the stream writer) are built at
+startup and hung on ``app.state``; handlers receive them from there, never from globals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from litestar import Litestar, Router
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.datastructures import State
+from litestar.logging.config import LoggingConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.static_files import create_static_files_router
+from litestar.stores.redis import RedisStore
+from litestar.template.config import TemplateConfig
+
+from backend.api.conversions import ConversionController
+from backend.api.deps import API_DEPENDENCIES
+from backend.api.resources import RESOURCE_CONTROLLERS
+from backend.api.stats import stats
+from backend.catalog import Catalog
+from backend.db.engine import Database
+from backend.health import healthz, metrics, readyz
+from backend.ids import ClickIdSigner
+from backend.ingest.routes import (
+    Ingest,
+    click_redirect,
+    conversion_pixel,
+    event_beacon,
+    load_not_found_page,
+)
+from backend.ingest.snippet import Snippet, serve_snippet, serve_versioned_snippet
+from backend.ingest.spool import Spool
+from backend.ingest.stream_writer import StreamWriter
+from backend.ingest.visitor import DailySalt
+from backend.money import format_minor
+from backend.redis_client import connect
+from backend.reports.pages import SESSION_STORE, web_router
+from backend.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = ROOT / "templates"
+STATIC = ROOT / "static"
+
+
+def _configure_jinja(engine: JinjaTemplateEngine) -> None:
+    engine.engine.filters["money"] = format_minor
+
+
+def create_app(settings: Settings) -> Litestar:
+    if not settings.redis_url:
+        raise ValueError("create_app needs settings.redis_url (the CLI starts embedded Redis)")
+
+    redis = connect(settings.redis_url)
+
+    @asynccontextmanager
+    async def resources(app: Litestar) -> AsyncIterator[None]:
+        state: State = app.state
+        database = Database.connect(settings.database_url)
+        catalog = Catalog(database, settings.attribution_window_days)
+        writer = StreamWriter(redis, settings.stream, Spool(settings.var_dir / "spool"))
+        writer.start()
+        state.settings = settings
+        state.database = database
+        state.redis = redis
+        state.catalog = catalog
+        state.writer = writer
+        state.snippet = Snippet.load(STATIC / "s.js")
+        state.ingest = Ingest(
+            settings=settings,
+            catalog=catalog,
+            writer=writer,
+            salt=DailySalt(redis),
+            signer=ClickIdSigner(settings.secret_key),
+            not_found_page=load_not_found_page(TEMPLATES),
+        )
+        try:
+            yield
+        finally:
+            await writer.close()
+            await redis.aclose()
+            await database.dispose()
+
+    api = Router(
+        path="/api/v1",
+        route_handlers=[*RESOURCE_CONTROLLERS, ConversionController, stats],
+        dependencies=API_DEPENDENCIES,
+    )
+    return Litestar(
+        route_handlers=[
+            click_redirect,
+            conversion_pixel,
+            event_beacon,
+            serve_snippet,
+            serve_versioned_snippet,
+            healthz,
+            readyz,
+            metrics,
+            api,
+            web_router(settings),
+            create_static_files_router(
+                path="/static", directories=[STATIC], include_in_schema=False
+            ),
+        ],
+        lifespan=[resources],
+        stores={SESSION_STORE: RedisStore(redis, namespace="ct:session")},
+        template_config=TemplateConfig(
+            directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=_configure_jinja
+        ),
+        openapi_config=OpenAPIConfig(title="Clicktrail", version="1", path="/schema"),
+        logging_config=LoggingConfig(log_exceptions="always", disable_stack_trace={404, 401}),
+        debug=False,
+    )

@@ -1,0 +1,264 @@
+"""The ``clicktrail`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import func, select
+
+from backend.auth import generate_api_key, generate_password, hash_api_key, hash_password
+from backend.db.engine import Database
+from backend.db.migrate import upgrade
+from backend.db.models import ApiKey, Partner, Role, User
+from backend.redis_server import EmbeddedRedis
+from backend.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("clicktrail")
+
+
+def app_from_env() -> Any:
+    """The uvicorn factory (``backend.cli:app_from_env``): settings from the environment."""
+    from backend.app import create_app
+
+    return create_app(load_settings())
+
+
+@contextmanager
+def redis_for(settings: Settings) -> Any:
+    """Settings whose ``redis_url`` is usable: the configured one or a started embedded server."""
+    if not settings.embedded_redis:
+        yield settings
+        return
+    server = EmbeddedRedis(settings.var_dir).start()
+    try:
+        yield settings.with_overrides(redis_url=server.url)
+    finally:
+        server.stop()
+
+
+def _migrate(settings: Settings) -> None:
+    async def run() -> None:
+        database = Database.connect(settings.database_url)
+        try:
+            await upgrade(database, settings.database_url)
+        finally:
+            await database.dispose()
+
+    asyncio.run(run())
+
+
+async def _create_user(
+    settings: Settings, email: str, role: Role, partner_id: int | None, password: str
+) -> None:
+    database = Database.connect(settings.database_url)
+    try:
+        async with database.session(write=True) as session:
+            if partner_id is not None and await session.get(Partner, partner_id) is None:
+                raise SystemExit(f"no partner with id {partner_id}")
+            session.add(
+                User(
+                    email=email.strip().lower(),
+                    password_hash=hash_password(password),
+                    role=role.value,
+                    partner_id=partner_id,
+                )
+            )
+            await session.commit()
+    finally:
+        await database.dispose()
+
+
+async def _first_admin(settings: Settings) -> str | None:
+    """Create ``admin@localhost`` with a fresh password when there is no user yet."""
+    database = Database.connect(settings.database_url)
+    try:
+        async with database.session() as session:
+            users = await session.scalar(select(func.count()).select_from(User))
+    finally:
+        await database.dispose()
+    if users:
+        return None
+    password = generate_password()
+    await _create_user(settings, "admin@localhost", Role.ADMIN, None, password)
+    return password
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
+    with redis_for(settings) as settings:
+        _migrate(settings)
+        password = asyncio.run(_first_admin(settings))
+        env = {**os.environ, "CLICKTRAIL_REDIS_URL": settings.redis_url}
+        me = [sys.executable, "-m", "backend.cli"]
+        worker = subprocess.Popen([*me, "worker"], env=env)  # noqa: S603
+        web = subprocess.Popen(  # noqa: S603
+            [*me, "web", "--host", args.host, "--port", str(args.port)], env=env
+        )
+        url = f"http://{args.host}:{args.port}"
+        print(f"Clicktrail is running at {url}  (Ctrl-C stops it)", flush=True)
+        if password:
+            print(f"First admin: admin@localhost  password: {password}", flush=True)
+        stopping = False
+
+        def stop(*_: object) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        while not stopping and web.poll() is None and worker.poll() is None:
+            time.sleep(0.2)
+        for process in (web, worker):  # web first: no new events while the worker drains
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=70)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        if not stopping:
+            raise SystemExit("a child process exited; stopping")
+
+
+def cmd_web(settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    with redis_for(settings) as settings:
+        os.environ["CLICKTRAIL_REDIS_URL"] = settings.redis_url
+        uvicorn.run(
+            "backend.cli:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            loop="uvloop",
+            http="httptools",
+            proxy_headers=False,  # the app applies TRUSTED_PROXIES itself
+            access_log=False,  # uvicorn's access log would write raw client addresses
+            server_header=False,
+            log_level="info",
+        )
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:
+    from backend.worker.main import run
+
+    with redis_for(settings) as settings:
+        run(settings, settings.redis_url)
+
+
+def cmd_db(settings: Settings, args: argparse.Namespace) -> None:
+    _migrate(settings)
+    print("database is up to date")
+
+
+def cmd_user_add(settings: Settings, args: argparse.Namespace) -> None:
+    role = Role(args.role)
+    if role is Role.PARTNER and args.partner is None:
+        raise SystemExit("--role partner needs --partner ID")
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else generate_password()
+    if len(password) < 10:
+        raise SystemExit("the password must have at least 10 characters")
+    asyncio.run(_create_user(settings, args.email, role, args.partner, password))
+    print(f"created {role.value} {args.email}")
+    if not args.password_stdin:
+        print(f"password: {password}")
+
+
+def cmd_apikey_create(settings: Settings, args: argparse.Namespace) -> None:
+    key = generate_api_key()
+
+    async def store() -> None:
+        database = Database.connect(settings.database_url)
+        try:
+            async with database.session(write=True) as session:
+                if args.partner is not None and await session.get(Partner, args.partner) is None:
+                    raise SystemExit(f"no partner with id {args.partner}")
+                session.add(
+                    ApiKey(name=args.name, key_hash=hash_api_key(key), partner_id=args.partner)
+                )
+                await session.commit()
+        finally:
+            await database.dispose()
+
+    asyncio.run(store())
+    scope = f"partner {args.partner}" if args.partner is not None else "admin"
+    print(f"API key {args.name!r} ({scope}); it is shown only now:")
+    print(key)
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
+    from backend.demo import run_demo
+
+    run_demo(settings, args.url or settings.public_url, args.clicks)
+
+
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> None:
+    from backend.bench.runner import run_bench
+
+    run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clicktrail", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler: Callable[..., None], help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    run = add("run", cmd_run, "everything on one machine: embedded Redis, web and worker")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8000)
+    web = add("web", cmd_web, "one web server (uvicorn)")
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=int, default=8000)
+    web.add_argument("--workers", type=int, default=1)
+    add("worker", cmd_worker, "one worker (stream consumer and cron jobs)")
+    db = add("db", cmd_db, "database migrations")
+    db.add_argument("action", choices=["upgrade"])
+    user = commands.add_parser("user", help="accounts").add_subparsers(dest="action", required=True)
+    user_add = user.add_parser("add", help="add a user")
+    user_add.set_defaults(handler=cmd_user_add)
+    user_add.add_argument("email")
+    user_add.add_argument("--role", choices=[r.value for r in Role], required=True)
+    user_add.add_argument("--partner", type=int)
+    user_add.add_argument("--password-stdin", action="store_true")
+    apikey = commands.add_parser("apikey", help="API keys").add_subparsers(
+        dest="action", required=True
+    )
+    apikey_create = apikey.add_parser("create", help="create an API key (printed once)")
+    apikey_create.set_defaults(handler=cmd_apikey_create)
+    apikey_create.add_argument("--name", required=True)
+    apikey_create.add_argument("--partner", type=int, help="limit the key to one partner's data")
+    demo = add("demo", cmd_demo, "send realistic demo traffic through the HTTP ingestion path")
+    demo.add_argument("--url", help="where Clicktrail runs (default: PUBLIC_URL)")
+    demo.add_argument("--clicks", type=int, default=300)
+    bench = add("bench", cmd_bench, "benchmarks, reported as ratios against same-run baselines")
+    bench.add_argument("--seconds", type=float, default=8.0, help="load duration per server")
+    bench.add_argument("--rows", type=int, default=100_000, help="events for the worker bench")
+    bench.add_argument("--only", choices=["http", "worker"], help="run one part only")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        raise SystemExit(str(error)) from None
+    args.handler(settings, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Storage shared by ingestion, the worker and the reports: models, engines, migrations."""

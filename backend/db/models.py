@@ -1,0 +1,250 @@
+"""The data model (DESIGN §4) as typed SQLAlchemy models.
+
+Event tables (clicks, impressions, conversions, rejected events) store times as integer epoch
+milliseconds (UTC): the same on SQLite and PostgreSQL, no per-row datetime conversion on the bulk
+insert path, and no time-zone ambiguity. Their keys are the time-ordered ids of ``backend.ids``.
+Money is integer minor units beside an ISO 4217 code.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+# Time-ordered ids compare bytewise; PostgreSQL's default collation would not.
+IdString = String(64).with_variant(String(64, collation="C"), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class PartnerStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    BANNED = "banned"
+
+
+class ConversionStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    REVERSED = "reversed"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    PARTNER = "partner"
+
+
+class Merchant(Base):
+    __tablename__ = "merchants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(40), unique=True)
+    postback_secret: Mapped[str] = mapped_column(String(80))
+    domains: Mapped[list[str]] = mapped_column(JSON, default=list)
+    currency: Mapped[str] = mapped_column(String(3))
+    attribution_window_days: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Partner(Base):
+    __tablename__ = "partners"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    contact_email: Mapped[str | None] = mapped_column(String(320))
+    key: Mapped[str] = mapped_column(String(40), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=PartnerStatus.ACTIVE)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    destination_url: Mapped[str] = mapped_column(String(2048))
+    commission_bps: Mapped[int] = mapped_column(Integer, default=0)
+    commission_flat_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    cookie_window_days: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Link(Base):
+    __tablename__ = "links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    destination_url: Mapped[str | None] = mapped_column(String(2048))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    last_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Click(Base):
+    __tablename__ = "clicks"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    click_id: Mapped[str] = mapped_column(IdString, primary_key=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    link_id: Mapped[int] = mapped_column(Integer)
+    partner_id: Mapped[int] = mapped_column(Integer)
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    merchant_id: Mapped[int] = mapped_column(Integer)
+    ip_prefix: Mapped[str] = mapped_column(String(64))
+    visitor_hash: Mapped[str] = mapped_column(String(32))
+    device_class: Mapped[str] = mapped_column(String(16))
+    browser: Mapped[str] = mapped_column(String(32))
+    referrer_host: Mapped[str] = mapped_column(String(255))
+    referrer_url: Mapped[str] = mapped_column(String(2048))
+    landing_url: Mapped[str] = mapped_column(String(2048))
+    sub1: Mapped[str] = mapped_column(String(255))
+    sub2: Mapped[str] = mapped_column(String(255))
+    sub3: Mapped[str] = mapped_column(String(255))
+    sub4: Mapped[str] = mapped_column(String(255))
+    sub5: Mapped[str] = mapped_column(String(255))
+    utm_source: Mapped[str] = mapped_column(String(255))
+    utm_medium: Mapped[str] = mapped_column(String(255))
+    utm_campaign: Mapped[str] = mapped_column(String(255))
+    utm_term: Mapped[str] = mapped_column(String(255))
+    utm_content: Mapped[str] = mapped_column(String(255))
+    is_bot: Mapped[bool] = mapped_column(Boolean)
+    is_unique: Mapped[bool] = mapped_column(Boolean)
+    flags: Mapped[str] = mapped_column(String(255))
+
+
+class Impression(Base):
+    __tablename__ = "impressions"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    event_id: Mapped[str] = mapped_column(IdString, primary_key=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    link_id: Mapped[int] = mapped_column(Integer)
+    partner_id: Mapped[int] = mapped_column(Integer)
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    merchant_id: Mapped[int] = mapped_column(Integer)
+    ip_prefix: Mapped[str] = mapped_column(String(64))
+    visitor_hash: Mapped[str] = mapped_column(String(32))
+    page_url: Mapped[str] = mapped_column(String(2048))
+    is_bot: Mapped[bool] = mapped_column(Boolean)
+    is_unique: Mapped[bool] = mapped_column(Boolean)
+
+
+class Conversion(Base):
+    __tablename__ = "conversions"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "order_id"),
+        Index(None, "partner_id", "at_ms"),
+        Index(None, "at_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(IdString, unique=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    merchant_id: Mapped[int] = mapped_column(Integer)
+    order_id: Mapped[str | None] = mapped_column(String(128))
+    click_id: Mapped[str | None] = mapped_column(IdString)
+    link_id: Mapped[int | None] = mapped_column(Integer)
+    partner_id: Mapped[int | None] = mapped_column(Integer)
+    campaign_id: Mapped[int | None] = mapped_column(Integer)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    commission_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))
+    event_name: Mapped[str] = mapped_column(String(64))
+    items_json: Mapped[str | None] = mapped_column(Text)
+    ip_prefix: Mapped[str] = mapped_column(String(64))
+    flags: Mapped[str] = mapped_column(String(255))
+
+
+class StatsHourly(Base):
+    """Rollup of events actually inserted, per hour, merchant, link and currency.
+
+    Traffic counts (clicks, impressions) sit on the row of the merchant's currency at write
+    time, so summing them across currencies never double-counts. ``link_id`` 0 holds
+    conversions that no click could be credited with.
+    """
+
+    __tablename__ = "stats_hourly"
+
+    hour_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    link_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    partner_id: Mapped[int] = mapped_column(Integer)
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+    unique_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+    bot_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+    impressions: Mapped[int] = mapped_column(BigInteger, default=0)
+    conversions: Mapped[int] = mapped_column(BigInteger, default=0)
+    revenue_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    commission_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RejectedEventRow(Base):
+    __tablename__ = "rejected_events"
+    __table_args__ = (Index(None, "reason", "at_ms"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(IdString, unique=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(String(500))
+    payload: Mapped[str] = mapped_column(Text)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

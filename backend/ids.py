@@ -1,0 +1,76 @@
+"""Identifiers: time-ordered event ids and signed click ids.
+
+Both start with the time in milliseconds, so the unique index on them grows at its right edge
+(4.5x faster inserts than random ids, see BASELINES.md) and listings sort by time for free.
+A click id also carries its link and an HMAC, so a conversion can be attributed from the id
+alone, before the click row is even written, and a forged or altered id is recognised.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import struct
+from dataclasses import dataclass
+
+# base64url with its alphabet reordered to ASCII order, so ids sort as strings like their bytes.
+_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_SORTED = b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+_TO_SORTED = bytes.maketrans(_B64, _SORTED)
+_FROM_SORTED = bytes.maketrans(_SORTED, _B64)
+_CLICK_LAYOUT = struct.Struct(">6s16sI")  # time (48-bit ms), 128 random bits, link id
+_MAC_BYTES = 10
+_CLICK_BYTES = _CLICK_LAYOUT.size + _MAC_BYTES
+CLICK_ID_LENGTH = (_CLICK_BYTES * 4 + 2) // 3
+
+
+def _encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").translate(_TO_SORTED).decode()
+
+
+def click_id_floor(at_ms: int) -> str:
+    """The smallest click id issued at ``at_ms`` or later (for range deletes by time)."""
+    return _encode(at_ms.to_bytes(6, "big"))
+
+
+def new_event_id(now_ms: int) -> str:
+    """32 hex characters: 48 bits of time then 80 random bits (the UUIDv7 idea)."""
+    return now_ms.to_bytes(6, "big").hex() + os.urandom(10).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class ClickRef:
+    """What a valid click id says about its click."""
+
+    link_id: int
+    clicked_ms: int
+
+
+class ClickIdSigner:
+    def __init__(self, secret_key: str) -> None:
+        self._key = hashlib.sha256(b"clicktrail click id\x00" + secret_key.encode()).digest()
+
+    def _mac(self, body: bytes) -> bytes:
+        return hmac.new(self._key, body, hashlib.sha256).digest()[:_MAC_BYTES]
+
+    def issue(self, link_id: int, now_ms: int) -> str:
+        body = _CLICK_LAYOUT.pack(now_ms.to_bytes(6, "big"), os.urandom(16), link_id)
+        return _encode(body + self._mac(body))
+
+    def verify(self, click_id: str) -> ClickRef | None:
+        """The click's link and time, or None when the id is malformed or its MAC is wrong."""
+        if len(click_id) != CLICK_ID_LENGTH:
+            return None
+        try:
+            encoded = click_id.encode("ascii").translate(_FROM_SORTED)
+            raw = base64.urlsafe_b64decode(encoded + b"=" * (-len(encoded) % 4))
+        except (binascii.Error, ValueError):
+            return None
+        body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+        if len(raw) != _CLICK_BYTES or not hmac.compare_digest(mac, self._mac(body)):
+            return None
+        time_bytes, _, link_id = _CLICK_LAYOUT.unpack(body)
+        return ClickRef(link_id=link_id, clicked_ms=int.from_bytes(time_bytes, "big"))

@@ -1,0 +1,1 @@
+"""Ingestion: request -> validated, stamped event -> Redis stream. Never reads reports."""

@@ -1,0 +1,217 @@
+"""Validation at the edge: request fields in, a stamped event or a rejection out.
+
+Every field has a hard length limit here; after this, code trusts the typed event. Nothing in
+this module does I/O except through the catalog it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import msgspec
+
+from backend.catalog import Catalog, LinkInfo, MerchantInfo
+from backend.events import (
+    MAX_REJECTED_PAYLOAD,
+    ClickEvent,
+    ConversionEvent,
+    ImpressionEvent,
+    RejectedEvent,
+    RejectReason,
+    Source,
+    Visitor,
+)
+from backend.ids import ClickIdSigner, new_event_id
+from backend.money import MoneyError, normalise_currency, parse_amount
+
+MAX_URL = 2048
+MAX_SUB = 255
+MAX_ORDER_ID = 128
+MAX_CLICK_ID = 64
+MAX_EVENT_NAME = 64
+MAX_KEY = 40
+MAX_AMOUNT = 32
+MAX_ITEMS_JSON = 8192
+MAX_EVENTS_PER_REQUEST = 100
+SUB_KEYS = ("sub1", "sub2", "sub3", "sub4", "sub5")
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+
+
+class Rejection(Exception):
+    """An input that cannot become an event; ``field`` names the culprit for API answers."""
+
+    def __init__(self, reason: RejectReason, field: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.field = field
+        self.detail = detail
+
+
+def rejected(source: Source, rejection: Rejection, payload: str, now_ms: int) -> RejectedEvent:
+    return RejectedEvent(
+        event_id=new_event_id(now_ms),
+        at_ms=now_ms,
+        source=source,
+        reason=rejection.reason,
+        detail=f"{rejection.field}: {rejection.detail}"[:500],
+        payload=payload[:MAX_REJECTED_PAYLOAD],
+    )
+
+
+def _limited(params: Mapping[str, str], name: str, limit: int) -> str:
+    value = params.get(name, "")
+    if len(value) > limit:
+        raise Rejection(RejectReason.FIELD_TOO_LONG, name, f"longer than {limit} characters")
+    return value
+
+
+def safe_deep_link(candidate: str, allowed_hosts: frozenset[str]) -> str | None:
+    """``candidate`` if it is an absolute http(s) URL whose host is exactly an allowed domain.
+
+    Refuses everything open redirects are made of: scheme-relative ``//``, backslashes,
+    userinfo, control characters, other schemes and look-alike hosts.
+    """
+    if not candidate or len(candidate) > MAX_URL or "\\" in candidate:
+        return None
+    if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in candidate):
+        return None
+    try:
+        parts = urlsplit(candidate)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or "@" in parts.netloc or port not in (None, 80, 443):
+        return None
+    host = (parts.hostname or "").rstrip(".")
+    return candidate if host and host in allowed_hosts else None
+
+
+def with_query_param(url: str, name: str, value: str) -> str:
+    parts = urlsplit(url)
+    extra = urlencode({name: value})
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    location: str
+    click_id: str
+    cookie_max_age_s: int
+
+
+def build_click(
+    link: LinkInfo,
+    params: Mapping[str, str],
+    referrer: str,
+    visitor: Visitor,
+    signer: ClickIdSigner,
+    now_ms: int,
+) -> tuple[Redirect, ClickEvent]:
+    """The redirect and the click event; over-long optional fields are cut, never fatal."""
+    destination = safe_deep_link(params.get("to", ""), link.merchant_domains)
+    landing = destination or link.destination_url
+    click_id = signer.issue(link.id, now_ms)
+    referrer_url = referrer[:MAX_URL]
+    page = params.get("ct_page", "")
+    if page.startswith("/") and referrer_url:
+        origin = urlsplit(referrer_url)
+        referrer_url = urlunsplit((origin.scheme, origin.netloc, page, "", ""))[:MAX_URL]
+    event = ClickEvent(
+        click_id=click_id,
+        at_ms=now_ms,
+        link_id=link.id,
+        visitor=visitor,
+        referrer_url=referrer_url,
+        landing_url=landing[:MAX_URL],
+        subs=tuple(params.get(k, "")[:MAX_SUB] for k in SUB_KEYS),  # type: ignore[arg-type]
+        utm=tuple(params.get(k, "")[:MAX_SUB] for k in UTM_KEYS),  # type: ignore[arg-type]
+    )
+    redirect = Redirect(
+        location=with_query_param(landing, "ct_click", click_id),
+        click_id=click_id,
+        cookie_max_age_s=link.window_days * 86_400,
+    )
+    return redirect, event
+
+
+async def build_conversion(
+    catalog: Catalog,
+    params: Mapping[str, object],
+    source: Source,
+    visitor: Visitor | None,
+    now_ms: int,
+    merchant: MerchantInfo | None = None,
+) -> ConversionEvent:
+    """A conversion from pixel or beacon fields; raise ``Rejection`` naming the bad field."""
+    text = {k: v for k, v in params.items() if isinstance(v, str)}
+    for name in ("oid", "clk", "ev", "cur", "amt", "t"):
+        if name in params and not isinstance(params[name], str | int | float | None):
+            raise Rejection(RejectReason.INVALID_EVENT, name, "must be a string")
+    if merchant is None:
+        key = _limited(text, "m", MAX_KEY)
+        if not key:
+            raise Rejection(RejectReason.MISSING_FIELD, "m", "merchant key is required")
+        merchant = await catalog.merchant_by_key(key)
+        if merchant is None:
+            raise Rejection(RejectReason.UNKNOWN_MERCHANT, "m", "no merchant has this key")
+    kind = text.get("t", "conversion")
+    if kind != "conversion":
+        raise Rejection(RejectReason.INVALID_EVENT, "t", f"unsupported event type {kind[:20]!r}")
+    order_id = _limited(text, "oid", MAX_ORDER_ID)
+    click_id = _limited(text, "clk", MAX_CLICK_ID)
+    event_name = _limited(text, "ev", MAX_EVENT_NAME) or "sale"
+    amount_raw = params.get("amt", "")
+    amount_text = amount_raw if isinstance(amount_raw, str) else str(amount_raw)
+    if len(amount_text) > MAX_AMOUNT:
+        raise Rejection(RejectReason.FIELD_TOO_LONG, "amt", f"longer than {MAX_AMOUNT}")
+    try:
+        currency = normalise_currency(_limited(text, "cur", 3) or merchant.currency)
+        amount_minor = parse_amount(amount_text or "0", currency)
+    except MoneyError as error:
+        field = "cur" if error.reason == RejectReason.UNKNOWN_CURRENCY else "amt"
+        raise Rejection(RejectReason(error.reason), field, str(error)) from error
+    items = params.get("items")
+    items_json = msgspec.json.encode(items).decode() if items is not None else None
+    if items_json is not None and len(items_json) > MAX_ITEMS_JSON:
+        raise Rejection(RejectReason.FIELD_TOO_LONG, "items", f"over {MAX_ITEMS_JSON} bytes")
+    return ConversionEvent(
+        event_id=new_event_id(now_ms),
+        at_ms=now_ms,
+        merchant_id=merchant.id,
+        order_id=order_id or None,
+        amount_minor=amount_minor,
+        currency=currency,
+        click_id=click_id or None,
+        source=source,
+        event_name=event_name,
+        items_json=items_json,
+        visitor=visitor,
+    )
+
+
+async def build_impression(
+    catalog: Catalog,
+    partner_id: int,
+    fields: Mapping[str, object],
+    visitor: Visitor,
+    page_url: str,
+    now_ms: int,
+) -> ImpressionEvent:
+    code = fields.get("l")
+    if not isinstance(code, str) or not code:
+        raise Rejection(RejectReason.MISSING_FIELD, "l", "link code is required")
+    if len(code) > 32:
+        raise Rejection(RejectReason.FIELD_TOO_LONG, "l", "longer than 32 characters")
+    link = await catalog.link_by_code(code)
+    if link is None or link.partner_id != partner_id:
+        raise Rejection(RejectReason.UNKNOWN_LINK, "l", "no link with this code for this partner")
+    return ImpressionEvent(
+        event_id=new_event_id(now_ms),
+        at_ms=now_ms,
+        link_id=link.id,
+        visitor=visitor,
+        page_url=page_url[:MAX_URL],
+    )

@@ -1,0 +1,324 @@
+"""The ingest routes: ``/c/{code}``, ``/p.gif`` and ``/e``.
+
+They are the hottest paths, so they are lean ASGI handlers: no session, CSRF, auth or
+signature-model machinery (see BASELINES.md: the framework's own request handling is a large
+share of the budget). Each validates, stamps, queues through the group-commit writer and
+answers. The pixel and the redirect always answer the browser; bad input is queued as a
+rejected event with its reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import msgspec
+from litestar import asgi
+from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
+
+from backend.catalog import Catalog
+from backend.events import QueuedEvent, RejectReason, Source, Visitor, encode_event
+from backend.ids import ClickIdSigner
+from backend.ingest.edge import (
+    MAX_EVENTS_PER_REQUEST,
+    MAX_KEY,
+    Rejection,
+    build_click,
+    build_conversion,
+    build_impression,
+    rejected,
+)
+from backend.ingest.stream_writer import StreamWriter
+from backend.ingest.visitor import DailySalt, client_address, describe_visitor
+from backend.settings import Settings
+
+GIF = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00"
+    b"\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+MAX_BODY = 64 * 1024
+_CODE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+_GIF_HEADERS = [
+    (b"content-type", b"image/gif"),
+    (b"content-length", str(len(GIF)).encode()),
+    (b"cache-control", b"no-store, max-age=0"),
+]
+_beacon_decoder = msgspec.json.Decoder()
+
+
+@dataclass(slots=True)
+class Ingest:
+    """What the ingest handlers need, built once per process by the app factory."""
+
+    settings: Settings
+    catalog: Catalog
+    writer: StreamWriter
+    salt: DailySalt
+    signer: ClickIdSigner
+    not_found_page: bytes
+
+    async def visitor(self, scope: Scope, headers: Mapping[bytes, bytes]) -> Visitor:
+        client = scope.get("client")
+        peer = client[0] if client else None
+        forwarded = headers.get(b"x-forwarded-for")
+        address = client_address(
+            peer, forwarded.decode("latin-1") if forwarded else None, self.settings.trusted_proxies
+        )
+        return describe_visitor(
+            address,
+            headers.get(b"user-agent", b"").decode("utf-8", "replace"),
+            b"accept-language" in headers,
+            await self.salt.current(),
+        )
+
+    async def queue(self, *events: QueuedEvent) -> None:
+        await self.writer.put(*(encode_event(event) for event in events))
+
+
+def _state(scope: Scope) -> Ingest:
+    ingest: Ingest = scope["app"].state.ingest
+    return ingest
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    raw = scope["query_string"].decode("utf-8", "replace")
+    return dict(parse_qsl(raw, keep_blank_values=True, max_num_fields=64))
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    return dict(scope["headers"])
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def respond(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b""
+) -> None:
+    """Send a whole response from a raw ASGI handler."""
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": headers,
+    }
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(start)
+    await send(end)
+
+
+@asgi("/c", is_mount=True, include_in_schema=False)
+async def click_redirect(scope: Scope, receive: Receive, send: Send) -> None:
+    """302 to the link's destination with the click id; 404 page for an unknown code."""
+    ingest = _state(scope)
+    code = scope["path"].strip("/")
+    link = None
+    if 0 < len(code) <= 32 and _CODE_CHARS.issuperset(code):
+        link = await ingest.catalog.link_by_code(code)
+    if link is None:
+        await respond(
+            send,
+            404,
+            [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-store")],
+            ingest.not_found_page,
+        )
+        return
+    headers = _headers(scope)
+    visitor = await ingest.visitor(scope, headers)
+    redirect, event = build_click(
+        link,
+        _query(scope),
+        headers.get(b"referer", b"").decode("utf-8", "replace"),
+        visitor,
+        ingest.signer,
+        _now_ms(),
+    )
+    await ingest.queue(event)
+    response_headers = [
+        (b"location", redirect.location.encode()),
+        (b"cache-control", b"no-store"),
+        (b"content-length", b"0"),
+    ]
+    gpc = ingest.settings.honor_gpc and headers.get(b"sec-gpc") == b"1"
+    if not gpc:
+        site = "SameSite=None; Secure" if ingest.settings.secure_cookies else "SameSite=Lax"
+        cookie = (
+            f"ct_click={redirect.click_id}; Max-Age={redirect.cookie_max_age_s}; "
+            f"Path=/; HttpOnly; {site}"
+        )
+        response_headers.append((b"set-cookie", cookie.encode()))
+    await respond(send, 302, response_headers)
+
+
+@asgi("/p.gif", include_in_schema=False)
+async def conversion_pixel(scope: Scope, receive: Receive, send: Send) -> None:
+    """Always the 43-byte GIF; a bad conversion is kept as a rejected event."""
+    ingest = _state(scope)
+    now_ms = _now_ms()
+    params = _query(scope)
+    visitor = await ingest.visitor(scope, _headers(scope))
+    event: QueuedEvent
+    try:
+        event = await build_conversion(ingest.catalog, params, Source.PIXEL, visitor, now_ms)
+    except Rejection as rejection:
+        event = rejected(Source.PIXEL, rejection, scope["query_string"].decode("latin-1"), now_ms)
+    await ingest.queue(event)
+    await respond(send, 200, _GIF_HEADERS, GIF)
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The request body, or None once it grows past ``limit``."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)  # the client went away
+        chunk = message["body"]
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message["more_body"]:
+            return b"".join(chunks)
+
+
+def _allowed_origin(origin: bytes | None, domains: frozenset[str]) -> bytes | None:
+    if not origin:
+        return None
+    host = urlsplit(origin.decode("latin-1")).hostname or ""
+    return origin if host in domains else None
+
+
+async def _json(send: Send, status: int, body: object, origin: bytes | None = None) -> None:
+    headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+    if origin:
+        headers += [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
+    await respond(send, status, headers, msgspec.json.encode(body))
+
+
+@asgi("/e", include_in_schema=False)
+async def event_beacon(scope: Scope, receive: Receive, send: Send) -> None:
+    """Batched events from the snippet: ``{"m": key, "events": [...]}`` or ``{"p": key, ...}``.
+
+    Accepted as any content type so ``sendBeacon`` with ``text/plain`` needs no preflight.
+    Valid events are queued even when others in the same request are not; those are queued as
+    rejected events and listed in the answer with their index.
+    """
+    ingest = _state(scope)
+    headers = _headers(scope)
+    origin = headers.get(b"origin")
+    method = scope.get("method")
+    if method == "OPTIONS":
+        await _preflight(send, ingest, _query(scope), origin)
+        return
+    if method != "POST":
+        await _json(send, 405, {"errors": [{"field": "method", "detail": "use POST"}]})
+        return
+    now_ms = _now_ms()
+    body = await _read_body(receive, MAX_BODY)
+    if body is None:
+        rejection = Rejection(RejectReason.FIELD_TOO_LONG, "body", f"over {MAX_BODY} bytes")
+        await ingest.queue(rejected(Source.JS, rejection, "", now_ms))
+        await _json(send, 413, {"errors": [_error(None, rejection)]})
+        return
+    allowed: bytes | None = None
+    try:
+        key_field, key, events = _envelope(body)
+        visitor = await ingest.visitor(scope, headers)
+        if key_field == "m":
+            merchant = await ingest.catalog.merchant_by_key(key)
+            if merchant is None:
+                raise Rejection(RejectReason.UNKNOWN_MERCHANT, "m", "no merchant has this key")
+            allowed = _allowed_origin(origin, merchant.domains)
+
+            async def build(fields: dict[str, object]) -> QueuedEvent:
+                return await build_conversion(
+                    ingest.catalog, fields, Source.JS, visitor, now_ms, merchant
+                )
+        else:
+            partner = await ingest.catalog.partner_by_key(key)
+            if partner is None:
+                raise Rejection(RejectReason.UNKNOWN_PARTNER, "p", "no partner has this key")
+            allowed = origin  # publishers' sites are not registered; impressions carry no money
+            page = headers.get(b"referer", b"").decode("utf-8", "replace")
+
+            async def build(fields: dict[str, object]) -> QueuedEvent:
+                return await build_impression(
+                    ingest.catalog, partner.id, fields, visitor, page, now_ms
+                )
+    except Rejection as rejection:
+        payload = body.decode("utf-8", "replace")
+        await ingest.queue(rejected(Source.JS, rejection, payload, now_ms))
+        await _json(send, 400, {"errors": [_error(None, rejection)]}, allowed)
+        return
+    queued: list[QueuedEvent] = []
+    errors: list[dict[str, object]] = []
+    for index, fields in enumerate(events):
+        try:
+            if not isinstance(fields, dict):
+                raise Rejection(RejectReason.INVALID_EVENT, "events", "not an object")
+            queued.append(await build(fields))
+        except Rejection as rejection:
+            errors.append(_error(index, rejection))
+            payload = msgspec.json.encode(fields).decode()
+            queued.append(rejected(Source.JS, rejection, payload, now_ms))
+    await ingest.queue(*queued)
+    await _json(send, 202, {"accepted": len(queued) - len(errors), "errors": errors}, allowed)
+
+
+def _envelope(body: bytes) -> tuple[str, str, list[object]]:
+    """``("m" | "p", key, events)`` from a beacon body, or ``Rejection``."""
+    try:
+        envelope = _beacon_decoder.decode(body)
+    except msgspec.DecodeError:
+        raise Rejection(RejectReason.INVALID_EVENT, "body", "not valid JSON") from None
+    if not isinstance(envelope, dict):
+        raise Rejection(RejectReason.INVALID_EVENT, "body", "expected a JSON object")
+    events = envelope.get("events")
+    if not isinstance(events, list) or not events:
+        raise Rejection(RejectReason.MISSING_FIELD, "events", "a non-empty list is required")
+    if len(events) > MAX_EVENTS_PER_REQUEST:
+        raise Rejection(RejectReason.FIELD_TOO_LONG, "events", f"at most {MAX_EVENTS_PER_REQUEST}")
+    for field in ("m", "p"):
+        key = envelope.get(field)
+        if isinstance(key, str) and key:
+            if len(key) > MAX_KEY:
+                raise Rejection(RejectReason.FIELD_TOO_LONG, field, f"longer than {MAX_KEY}")
+            return field, key, events
+    raise Rejection(RejectReason.MISSING_FIELD, "m", "a merchant (m) or partner (p) key")
+
+
+async def _preflight(
+    send: Send, ingest: Ingest, params: Mapping[str, str], origin: bytes | None
+) -> None:
+    """CORS preflight for JSON callers, who name the merchant in ``?m=``."""
+    merchant = await ingest.catalog.merchant_by_key(params.get("m", "")[:MAX_KEY])
+    allowed = _allowed_origin(origin, merchant.domains) if merchant else None
+    headers = [
+        (b"access-control-allow-methods", b"POST"),
+        (b"access-control-allow-headers", b"content-type"),
+        (b"access-control-max-age", b"86400"),
+        (b"vary", b"Origin"),
+    ]
+    if allowed:
+        headers.append((b"access-control-allow-origin", allowed))
+    await respond(send, 204, headers)
+
+
+def _error(index: int | None, rejection: Rejection) -> dict[str, object]:
+    error: dict[str, object] = {
+        "field": rejection.field,
+        "reason": rejection.reason,
+        "detail": rejection.detail,
+    }
+    if index is not None:
+        error["index"] = index
+    return error
+
+
+def load_not_found_page(templates: Path) -> bytes:
+    return (templates / "link_not_found.html").read_bytes()

@@ -1,0 +1,95 @@
+"""Who sent a request, kept without personal data.
+
+The client address is believed from X-Forwarded-For only when the peer is a trusted proxy. It
+never leaves this module raw: events carry the network prefix (/24 for IPv4, /48 for IPv6) and a
+visitor hash salted with a random value that rotates daily and lives only in Redis, with a TTL,
+so yesterday's hashes cannot be recomputed once the salt is gone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from backend.events import Visitor
+from backend.settings import IpNetwork
+
+SALT_TTL_S = 2 * 86_400
+MAX_USER_AGENT = 512
+
+
+def client_address(
+    peer: str | None, forwarded_for: str | None, trusted: Sequence[IpNetwork]
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The first address, from the right, that is not a trusted proxy."""
+    chain = [peer] if peer else []
+    if forwarded_for:
+        chain = [part.strip() for part in forwarded_for.split(",")] + chain
+    address = None
+    for raw in reversed(chain):
+        try:
+            address = ipaddress.ip_address(raw)
+        except ValueError:
+            return address  # a malformed hop: stop at the last one we could trust
+        if not any(address in network for network in trusted):
+            return address
+    return address
+
+
+def network_prefix(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> str:
+    if address is None:
+        return ""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    bits = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
+
+
+class DailySalt:
+    """The salt of the current UTC day, shared by all processes through Redis."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._day = ""
+        self._salt = b""
+
+    async def current(self) -> bytes:
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        if day != self._day:
+            self._salt = await self._fetch(day)
+            self._day = day
+        return self._salt
+
+    async def _fetch(self, day: str) -> bytes:
+        key = f"ct:salt:{day}"
+        try:
+            await self._redis.set(key, secrets.token_bytes(32), nx=True, ex=SALT_TTL_S)
+            stored = await self._redis.get(key)
+        except RedisError:
+            stored = None
+        # Without Redis, a process-local salt keeps hashing private; uniqueness may then
+        # differ between processes for the day, which beats failing the request.
+        return stored if isinstance(stored, bytes) else secrets.token_bytes(32)
+
+
+def describe_visitor(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+    user_agent: str,
+    accept_language: bool,
+    salt: bytes,
+) -> Visitor:
+    digest = hashlib.blake2b(
+        f"{address}\x00{user_agent}".encode(), key=salt, digest_size=16
+    ).hexdigest()
+    return Visitor(
+        ip_prefix=network_prefix(address),
+        visitor_hash=digest,
+        user_agent=user_agent[:MAX_USER_AGENT],
+        accept_language=accept_language,
+    )

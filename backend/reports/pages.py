@@ -1,0 +1,143 @@
+"""Server-rendered pages: login, logout and the overview.
+
+Sessions and CSRF live on this router only (the ingest routes carry none of it). Every page
+gets a strict Content-Security-Policy: no inline script or style at all.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, Router, get, post
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import ResponseHeader, State
+from litestar.di import Provide
+from litestar.enums import RequestEncodingType
+from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.csrf import CSRFMiddleware
+from litestar.middleware.session.server_side import ServerSideSessionConfig
+from litestar.params import Body
+from litestar.response import Redirect, Template
+from redis.asyncio import Redis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.api.deps import provide_reader
+from backend.auth import verify_password
+from backend.db.models import User
+from backend.reports.stats import stats_report
+from backend.scope import Viewer
+from backend.settings import Settings
+
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+LOGIN_ATTEMPTS = 10
+LOGIN_WINDOW_S = 900
+
+
+class LoginRequired(HTTPException):
+    status_code = 401
+
+
+class LoginForm(msgspec.Struct):
+    email: str = ""
+    password: str = ""
+
+
+def _to_login(request: Request[Any, Any, Any], _: LoginRequired) -> Response[Any]:
+    return Redirect("/login")
+
+
+async def provide_viewer(request: Request[Any, Any, Any], reader: AsyncSession) -> Viewer:
+    user_id = request.session.get("user_id") if request.scope.get("session") else None
+    user = await reader.get(User, user_id) if isinstance(user_id, int) else None
+    if user is None:
+        raise LoginRequired()
+    return Viewer(partner_id=user.partner_id if user.role == "partner" else None)
+
+
+@get("/login", name="login")
+async def login_page() -> Template:
+    return Template("login.html", context={"error": None, "email": ""})
+
+
+@post("/login", status_code=200)
+async def login(
+    request: Request[Any, Any, Any],
+    data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+    reader: AsyncSession,
+    state: State,
+) -> Template | Redirect:
+    email = data.email.strip().lower()[:320]
+    redis: Redis = state.redis
+    attempts_key = f"ct:login:{email}"
+    attempts = await redis.incr(attempts_key)
+    if attempts == 1:
+        await redis.expire(attempts_key, LOGIN_WINDOW_S)
+    if attempts > LOGIN_ATTEMPTS:
+        error = "Too many attempts. Wait 15 minutes and try again."
+        return Template("login.html", context={"error": error, "email": email}, status_code=429)
+    user = await reader.scalar(select(User).where(User.email == email))
+    if user is None or not verify_password(user.password_hash, data.password):
+        error = "Wrong email or password."
+        return Template("login.html", context={"error": error, "email": email}, status_code=400)
+    await redis.delete(attempts_key)
+    request.set_session({"user_id": user.id})
+    return Redirect("/")
+
+
+@post("/logout")
+async def logout(request: Request[Any, Any, Any]) -> Redirect:
+    request.clear_session()
+    return Redirect("/login")
+
+
+@get("/", name="overview")
+async def overview(viewer: Viewer, reader: AsyncSession, state: State) -> Template:
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start, end = today - timedelta(days=6), today + timedelta(days=1)
+    report = await stats_report(reader, viewer, start, end, "day")
+    settings: Settings = state.settings
+    return Template(
+        "overview.html",
+        context={"report": report, "viewer": viewer, "public_url": settings.public_url},
+    )
+
+
+SESSION_STORE = "sessions"
+
+
+def web_router(settings: Settings) -> Router:
+    """Sessions are kept server-side in Redis, so signing out really ends them."""
+    sessions = ServerSideSessionConfig(
+        store=SESSION_STORE,
+        key="ct_session",
+        max_age=8 * 3600,
+        secure=settings.secure_cookies,
+        httponly=True,
+        samesite="lax",
+    )
+    csrf = CSRFConfig(
+        secret=settings.secret_key,
+        cookie_secure=settings.secure_cookies,
+        cookie_samesite="strict",
+        cookie_httponly=True,
+    )
+    return Router(
+        path="/",
+        route_handlers=[login_page, login, logout, overview],
+        middleware=[sessions.middleware, DefineMiddleware(CSRFMiddleware, config=csrf)],
+        dependencies={"reader": Provide(provide_reader), "viewer": Provide(provide_viewer)},
+        exception_handlers={LoginRequired: _to_login},
+        response_headers=[
+            ResponseHeader(name="Content-Security-Policy", value=CSP),
+            ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
+            ResponseHeader(name="Referrer-Policy", value="same-origin"),
+        ],
+        include_in_schema=False,
+    )

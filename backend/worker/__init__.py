@@ -1,0 +1,1 @@
+"""The worker: stream -> enriched rows -> one transaction per batch -> XACK."""

@@ -1,0 +1,16 @@
+// Reads the configuration from the script tag's data- attributes.
+// `el` is the <script> element (or any object with `src` and `dataset`),
+// `nav` is `navigator` (or a stand-in with `globalPrivacyControl`).
+export function parseConfig(el, nav) {
+  const attr = (n) => el.dataset[n] || ''
+  const days = +attr('window')
+  return {
+    // the tracker: scheme, host and port of the script's src (http and https only)
+    origin: (/^https?:\/\/[^/?#]+/.exec(el.src) || [''])[0],
+    merchant: attr('merchant'),
+    partner: attr('partner'),
+    days: days > 0 ? days : 30,
+    // false: keep nothing on the device (cookieless mode, or Global Privacy Control honoured)
+    store: attr('storage') != 'none' && !(attr('gpc') != 'ignore' && nav.globalPrivacyControl === true),
+  }
+}

@@ -1,0 +1,37 @@
+// First-party storage of the click id for the attribution window: localStorage `ct_click`
+// = {id, exp} plus a cookie `ct_click` on the merchant's own host.
+const KEY = 'ct_click'
+
+// Click ids are URL-safe base64 from the tracker (46 characters today); anything else is
+// ignored. (undefined, null and objects stringify to something that does not match.)
+export const isId = (id) => /^[\w-]{16,128}$/.test(id)
+
+export const record = (id, days, now) => JSON.stringify({ id, exp: now + days * 864e5 })
+
+// The id of a stored record, or undefined when it is missing, malformed or expired at `now`.
+export function readRecord(json, now) {
+  try {
+    const r = JSON.parse(json)
+    if (r.exp > now && isId(r.id)) return r.id
+  } catch (e) {}
+}
+
+export const cookie = (id, days, secure) =>
+  KEY + '=' + id + '; path=/; max-age=' + ((days * 86400) | 0) + '; SameSite=Lax' + (secure ? '; Secure' : '')
+
+// The click id in a `document.cookie` string, or undefined.
+export const readCookie = (str) => (/(^|; )ct_click=([\w-]{16,128})(;|$)/.exec(str) || [])[2]
+
+// (Where the cookie cannot be set, as in a sandboxed frame, localStorage cannot be used either.)
+export function save(id, days) {
+  try {
+    document.cookie = cookie(id, days, location.protocol == 'https:')
+    localStorage.setItem(KEY, record(id, days, Date.now()))
+  } catch (e) {}
+}
+
+export function load() {
+  try {
+    return readRecord(localStorage.getItem(KEY), Date.now()) || readCookie(document.cookie)
+  } catch (e) {}
+}

@@ -1,0 +1,18 @@
+// Query-string editing on plain strings, so that every other parameter keeps its exact
+// spelling (URLSearchParams would re-encode the whole query). `name` is a plain word.
+
+// The raw (still encoded) value of the first `name` parameter, or undefined when it is absent.
+export const getParam = (href, name) => (RegExp('[?&]' + name + '=([^&#]*)').exec(href) || [])[1]
+
+// `href` without its first `name` parameter (the one getParam reads); the other parameters
+// and the hash are kept as they are.
+export const stripParam = (href, name) =>
+  href.replace(RegExp('([?&])' + name + '=[^&#]*&?'), '$1').replace(/[?&](#|$)/, '$1')
+
+// `href` with `name=value` added before the hash, unless a `name` parameter is already there.
+export function addParam(href, name, value) {
+  if (getParam(href, name) != null) return href
+  const i = (href + '#').indexOf('#')
+  const u = href.slice(0, i)
+  return u + (u.indexOf('?') < 0 ? '?' : '&') + name + '=' + encodeURIComponent(value) + href.slice(i)
+}
