@@ -11,15 +11,14 @@ from typing import Annotated
 
 from litestar import Controller, get, patch
 from litestar.exceptions import ClientException, NotFoundException
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.api.deps import require_admin
-from backend.api.resources import AFTER, LIMIT, get_or_404, page_of
+from backend.api.deps import CurrentViewer, Reader, Writer, require_admin
+from backend.api.resources import After, Limit, get_or_404, page_of
 from backend.api.schemas import ConversionOut, ConversionUpdate, Page
 from backend.db.models import Conversion, ConversionStatus, StatsHourly
-from backend.scope import Viewer
 from backend.worker.enrich import HOUR_MS
 
 ALLOWED = {
@@ -59,12 +58,12 @@ class ConversionController(Controller):
     @get("/")
     async def list_conversions(
         self,
-        viewer: Viewer,
-        reader: AsyncSession,
-        status: Annotated[str | None, Parameter(pattern=STATUS_PATTERN)] = None,
-        order_id: Annotated[str | None, Parameter(max_length=128)] = None,
-        after: int = AFTER,
-        limit: int = LIMIT,
+        viewer: CurrentViewer,
+        reader: Reader,
+        status: Annotated[str | None, QueryParameter(pattern=STATUS_PATTERN)] = None,
+        order_id: Annotated[str | None, QueryParameter(max_length=128)] = None,
+        after: After = 0,
+        limit: Limit = 50,
     ) -> Page[ConversionOut]:
         statement = viewer.restrict(select(Conversion), Conversion.partner_id)
         if status is not None:
@@ -74,7 +73,12 @@ class ConversionController(Controller):
         return await page_of(reader, statement, Conversion.id, after, limit, conversion_out)
 
     @get("/{conversion_id:int}")
-    async def read(self, conversion_id: int, viewer: Viewer, reader: AsyncSession) -> ConversionOut:
+    async def read(
+        self,
+        conversion_id: FromPath[int],
+        viewer: CurrentViewer,
+        reader: Reader,
+    ) -> ConversionOut:
         conversion = await get_or_404(reader, Conversion, conversion_id)
         if not viewer.is_admin and conversion.partner_id != viewer.partner_id:
             raise NotFoundException(f"no conversion with id {conversion_id}")
@@ -82,7 +86,11 @@ class ConversionController(Controller):
 
     @patch("/{conversion_id:int}")
     async def change_status(
-        self, conversion_id: int, data: ConversionUpdate, viewer: Viewer, writer: AsyncSession
+        self,
+        conversion_id: FromPath[int],
+        data: JSONBody[ConversionUpdate],
+        viewer: CurrentViewer,
+        writer: Writer,
     ) -> ConversionOut:
         require_admin(viewer)
         conversion = await get_or_404(writer, Conversion, conversion_id)

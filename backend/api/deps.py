@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeAlias
 
 from litestar import Request
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +16,10 @@ from backend.auth import hash_api_key
 from backend.db.engine import Database
 from backend.db.models import ApiKey
 from backend.scope import Viewer
+
+Reader: TypeAlias = NamedDependency[AsyncSession]
+Writer: TypeAlias = NamedDependency[AsyncSession]
+CurrentViewer: TypeAlias = NamedDependency[Viewer]
 
 
 async def provide_reader(state: State) -> AsyncIterator[AsyncSession]:
@@ -31,7 +35,7 @@ async def provide_writer(state: State) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def provide_viewer(request: Request[Any, Any, Any], reader: AsyncSession) -> Viewer:
+async def provide_viewer(request: Request[Any, Any, Any], reader: Reader) -> Viewer:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise NotAuthorizedException("send an API key as 'Authorization: Bearer <key>'")

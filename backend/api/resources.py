@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
 from litestar import Controller, get, patch, post
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException, ValidationException
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.api.deps import require_admin
+from backend.api.deps import CurrentViewer, Reader, Writer, require_admin
 from backend.api.schemas import (
     CampaignCreate,
     CampaignOut,
@@ -39,12 +39,11 @@ from backend.auth import public_key
 from backend.catalog import Catalog
 from backend.db.models import Base, Campaign, Link, Merchant, Partner
 from backend.money import MoneyError, normalise_currency, percent_to_bps
-from backend.scope import Viewer
 
 M = TypeVar("M", bound=Base)
 Out = TypeVar("Out")
-LIMIT = Parameter(ge=1, le=500, default=50)
-AFTER = Parameter(ge=0, default=0)
+After: TypeAlias = Annotated[int, QueryParameter(ge=0)]
+Limit: TypeAlias = Annotated[int, QueryParameter(ge=1, le=500)]
 CODE_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
@@ -185,7 +184,11 @@ class MerchantController(Controller):
 
     @post("/")
     async def create(
-        self, data: MerchantCreate, viewer: Viewer, writer: AsyncSession, state: State
+        self,
+        data: JSONBody[MerchantCreate],
+        viewer: CurrentViewer,
+        writer: Writer,
+        state: State,
     ) -> MerchantOut:
         require_admin(viewer)
         merchant = Merchant(
@@ -202,23 +205,32 @@ class MerchantController(Controller):
 
     @get("/")
     async def list_merchants(
-        self, viewer: Viewer, reader: AsyncSession, after: int = AFTER, limit: int = LIMIT
+        self,
+        viewer: CurrentViewer,
+        reader: Reader,
+        after: After = 0,
+        limit: Limit = 50,
     ) -> Page[MerchantOut]:
         require_admin(viewer)
         return await page_of(reader, select(Merchant), Merchant.id, after, limit, merchant_out)
 
     @get("/{merchant_id:int}")
-    async def read(self, merchant_id: int, viewer: Viewer, reader: AsyncSession) -> MerchantOut:
+    async def read(
+        self,
+        merchant_id: FromPath[int],
+        viewer: CurrentViewer,
+        reader: Reader,
+    ) -> MerchantOut:
         require_admin(viewer)
         return merchant_out(await get_or_404(reader, Merchant, merchant_id))
 
     @patch("/{merchant_id:int}")
     async def update(
         self,
-        merchant_id: int,
-        data: MerchantUpdate,
-        viewer: Viewer,
-        writer: AsyncSession,
+        merchant_id: FromPath[int],
+        data: JSONBody[MerchantUpdate],
+        viewer: CurrentViewer,
+        writer: Writer,
         state: State,
     ) -> MerchantOut:
         require_admin(viewer)
@@ -238,7 +250,11 @@ class PartnerController(Controller):
 
     @post("/")
     async def create(
-        self, data: PartnerCreate, viewer: Viewer, writer: AsyncSession, state: State
+        self,
+        data: JSONBody[PartnerCreate],
+        viewer: CurrentViewer,
+        writer: Writer,
+        state: State,
     ) -> PartnerOut:
         require_admin(viewer)
         partner = Partner(name=data.name, contact_email=data.contact_email, key=public_key("pk_"))
@@ -248,13 +264,22 @@ class PartnerController(Controller):
 
     @get("/")
     async def list_partners(
-        self, viewer: Viewer, reader: AsyncSession, after: int = AFTER, limit: int = LIMIT
+        self,
+        viewer: CurrentViewer,
+        reader: Reader,
+        after: After = 0,
+        limit: Limit = 50,
     ) -> Page[PartnerOut]:
         statement = viewer.restrict(select(Partner), Partner.id)
         return await page_of(reader, statement, Partner.id, after, limit, partner_out)
 
     @get("/{partner_id:int}")
-    async def read(self, partner_id: int, viewer: Viewer, reader: AsyncSession) -> PartnerOut:
+    async def read(
+        self,
+        partner_id: FromPath[int],
+        viewer: CurrentViewer,
+        reader: Reader,
+    ) -> PartnerOut:
         if not viewer.is_admin and viewer.partner_id != partner_id:
             raise NotFoundException(f"no partner with id {partner_id}")
         return partner_out(await get_or_404(reader, Partner, partner_id))
@@ -262,10 +287,10 @@ class PartnerController(Controller):
     @patch("/{partner_id:int}")
     async def update(
         self,
-        partner_id: int,
-        data: PartnerUpdate,
-        viewer: Viewer,
-        writer: AsyncSession,
+        partner_id: FromPath[int],
+        data: JSONBody[PartnerUpdate],
+        viewer: CurrentViewer,
+        writer: Writer,
         state: State,
     ) -> PartnerOut:
         require_admin(viewer)
@@ -281,7 +306,11 @@ class CampaignController(Controller):
 
     @post("/")
     async def create(
-        self, data: CampaignCreate, viewer: Viewer, writer: AsyncSession, state: State
+        self,
+        data: JSONBody[CampaignCreate],
+        viewer: CurrentViewer,
+        writer: Writer,
+        state: State,
     ) -> CampaignOut:
         require_admin(viewer)
         if await writer.get(Merchant, data.merchant_id) is None:
@@ -301,11 +330,11 @@ class CampaignController(Controller):
     @get("/")
     async def list_campaigns(
         self,
-        viewer: Viewer,
-        reader: AsyncSession,
-        merchant_id: int | None = None,
-        after: int = AFTER,
-        limit: int = LIMIT,
+        viewer: CurrentViewer,
+        reader: Reader,
+        merchant_id: FromQuery[int | None] = None,
+        after: After = 0,
+        limit: Limit = 50,
     ) -> Page[CampaignOut]:
         require_admin(viewer)
         statement = select(Campaign)
@@ -314,17 +343,22 @@ class CampaignController(Controller):
         return await page_of(reader, statement, Campaign.id, after, limit, campaign_out)
 
     @get("/{campaign_id:int}")
-    async def read(self, campaign_id: int, viewer: Viewer, reader: AsyncSession) -> CampaignOut:
+    async def read(
+        self,
+        campaign_id: FromPath[int],
+        viewer: CurrentViewer,
+        reader: Reader,
+    ) -> CampaignOut:
         require_admin(viewer)
         return campaign_out(await get_or_404(reader, Campaign, campaign_id))
 
     @patch("/{campaign_id:int}")
     async def update(
         self,
-        campaign_id: int,
-        data: CampaignUpdate,
-        viewer: Viewer,
-        writer: AsyncSession,
+        campaign_id: FromPath[int],
+        data: JSONBody[CampaignUpdate],
+        viewer: CurrentViewer,
+        writer: Writer,
         state: State,
     ) -> CampaignOut:
         require_admin(viewer)
@@ -343,7 +377,11 @@ class LinkController(Controller):
 
     @post("/")
     async def create(
-        self, data: LinkCreate, viewer: Viewer, writer: AsyncSession, state: State
+        self,
+        data: JSONBody[LinkCreate],
+        viewer: CurrentViewer,
+        writer: Writer,
+        state: State,
     ) -> LinkOut:
         require_admin(viewer)
         if await writer.get(Partner, data.partner_id) is None:
@@ -371,13 +409,13 @@ class LinkController(Controller):
     @get("/")
     async def list_links(
         self,
-        viewer: Viewer,
-        reader: AsyncSession,
+        viewer: CurrentViewer,
+        reader: Reader,
         state: State,
-        partner_id: int | None = None,
-        campaign_id: int | None = None,
-        after: int = AFTER,
-        limit: int = LIMIT,
+        partner_id: FromQuery[int | None] = None,
+        campaign_id: FromQuery[int | None] = None,
+        after: After = 0,
+        limit: Limit = 50,
     ) -> Page[LinkOut]:
         statement = viewer.restrict(select(Link), Link.partner_id)
         if partner_id is not None:
@@ -389,7 +427,11 @@ class LinkController(Controller):
 
     @get("/{link_id:int}")
     async def read(
-        self, link_id: int, viewer: Viewer, reader: AsyncSession, state: State
+        self,
+        link_id: FromPath[int],
+        viewer: CurrentViewer,
+        reader: Reader,
+        state: State,
     ) -> LinkOut:
         link = await get_or_404(reader, Link, link_id)
         if not viewer.is_admin and link.partner_id != viewer.partner_id:
@@ -398,7 +440,12 @@ class LinkController(Controller):
 
     @patch("/{link_id:int}")
     async def update(
-        self, link_id: int, data: LinkUpdate, viewer: Viewer, writer: AsyncSession, state: State
+        self,
+        link_id: FromPath[int],
+        data: JSONBody[LinkUpdate],
+        viewer: CurrentViewer,
+        writer: Writer,
+        state: State,
     ) -> LinkOut:
         require_admin(viewer)
         link = await get_or_404(writer, Link, link_id)

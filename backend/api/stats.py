@@ -6,12 +6,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 from litestar import get
-from litestar.params import Parameter
-from sqlalchemy.ext.asyncio import AsyncSession
+from litestar.params import FromQuery, QueryParameter
 
+from backend.api.deps import CurrentViewer, Reader
 from backend.api.resources import field_error
 from backend.reports.stats import GroupBy, StatsReport, stats_report
-from backend.scope import Viewer
 
 
 def _day_start(day: date) -> datetime:
@@ -20,11 +19,11 @@ def _day_start(day: date) -> datetime:
 
 @get("/stats", tags=["stats"])
 async def stats(
-    viewer: Viewer,
-    reader: AsyncSession,
-    from_: Annotated[date | None, Parameter(query="from")] = None,
-    to: date | None = None,
-    group_by: GroupBy | None = None,
+    viewer: CurrentViewer,
+    reader: Reader,
+    from_: Annotated[date | None, QueryParameter(name="from")] = None,
+    to: FromQuery[date | None] = None,
+    group_by: FromQuery[GroupBy | None] = None,
 ) -> StatsReport:
     """UTC days ``from`` to ``to``, both included (default: the last 7 days up to today)."""
     today = datetime.now(UTC).date()

@@ -110,7 +110,7 @@ async def respond(
     await send(end)
 
 
-@asgi("/c", is_mount=True, include_in_schema=False)
+@asgi("/c", is_mount=True, include_in_schema=False, copy_scope=False)
 async def click_redirect(scope: Scope, receive: Receive, send: Send) -> None:
     """302 to the link's destination with the click id; 404 page for an unknown code."""
     ingest = _state(scope)
@@ -153,7 +153,7 @@ async def click_redirect(scope: Scope, receive: Receive, send: Send) -> None:
     await respond(send, 302, response_headers)
 
 
-@asgi("/p.gif", include_in_schema=False)
+@asgi("/p.gif", include_in_schema=False, copy_scope=False)
 async def conversion_pixel(scope: Scope, receive: Receive, send: Send) -> None:
     """Always the 43-byte GIF; a bad conversion is kept as a rejected event."""
     ingest = _state(scope)
@@ -200,7 +200,7 @@ async def _json(send: Send, status: int, body: object, origin: bytes | None = No
     await respond(send, status, headers, msgspec.json.encode(body))
 
 
-@asgi("/e", include_in_schema=False)
+@asgi("/e", include_in_schema=False, copy_scope=False)
 async def event_beacon(scope: Scope, receive: Receive, send: Send) -> None:
     """Batched events from the snippet: ``{"m": key, "events": [...]}`` or ``{"p": key, ...}``.
 

@@ -57,12 +57,12 @@ async def _serve(scope: Scope, send: Send, cache: bytes) -> None:
     await respond(send, 200, [*headers, length], snippet.body)
 
 
-@asgi("/s.js", include_in_schema=False)
+@asgi("/s.js", include_in_schema=False, copy_scope=False)
 async def serve_snippet(scope: Scope, receive: Receive, send: Send) -> None:
     await _serve(scope, send, b"public, max-age=300")
 
 
-@asgi("/s", is_mount=True, include_in_schema=False)
+@asgi("/s", is_mount=True, include_in_schema=False, copy_scope=False)
 async def serve_versioned_snippet(scope: Scope, receive: Receive, send: Send) -> None:
     """Only the current version answers: an old hash must not be served a different body."""
     snippet: Snippet = scope["app"].state.snippet

@@ -7,25 +7,23 @@ gets a strict Content-Security-Policy: no inline script or style at all.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import ResponseHeader, State
 from litestar.di import Provide
-from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.middleware.session.server_side import ServerSideSessionConfig
-from litestar.params import Body
+from litestar.params import URLEncodedBody
 from litestar.response import Redirect, Template
 from redis.asyncio import Redis
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.api.deps import provide_reader
+from backend.api.deps import CurrentViewer, Reader, provide_reader
 from backend.auth import verify_password
 from backend.db.models import User
 from backend.reports.stats import stats_report
@@ -53,7 +51,7 @@ def _to_login(request: Request[Any, Any, Any], _: LoginRequired) -> Response[Any
     return Redirect("/login")
 
 
-async def provide_viewer(request: Request[Any, Any, Any], reader: AsyncSession) -> Viewer:
+async def provide_viewer(request: Request[Any, Any, Any], reader: Reader) -> Viewer:
     user_id = request.session.get("user_id") if request.scope.get("session") else None
     user = await reader.get(User, user_id) if isinstance(user_id, int) else None
     if user is None:
@@ -69,8 +67,8 @@ async def login_page() -> Template:
 @post("/login", status_code=200)
 async def login(
     request: Request[Any, Any, Any],
-    data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
-    reader: AsyncSession,
+    data: URLEncodedBody[LoginForm],
+    reader: Reader,
     state: State,
 ) -> Template | Redirect:
     email = data.email.strip().lower()[:320]
@@ -98,7 +96,7 @@ async def logout(request: Request[Any, Any, Any]) -> Redirect:
 
 
 @get("/", name="overview")
-async def overview(viewer: Viewer, reader: AsyncSession, state: State) -> Template:
+async def overview(viewer: CurrentViewer, reader: Reader, state: State) -> Template:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start, end = today - timedelta(days=6), today + timedelta(days=1)
     report = await stats_report(reader, viewer, start, end, "day")
