@@ -64,6 +64,9 @@ async def metrics(state: State) -> str:
         "# HELP clicktrail_events_spooled_total Events written to the local spool (Redis down).",
         "# TYPE clicktrail_events_spooled_total counter",
         f"clicktrail_events_spooled_total {writer.spooled}",
+        "# HELP clicktrail_stream_writes_total Pipelined writes of events to the stream.",
+        "# TYPE clicktrail_stream_writes_total counter",
+        f"clicktrail_stream_writes_total {writer.batches}",
     ]
     try:
         length, pending = await _backlog(state)

@@ -39,6 +39,14 @@ SUB_KEYS = ("sub1", "sub2", "sub3", "sub4", "sub5")
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 
 
+_CONTROL = dict.fromkeys([*range(0x20), 0x7F])
+
+
+def without_controls(value: str) -> str:
+    """Control characters (NUL above all, which PostgreSQL text refuses) removed."""
+    return value.translate(_CONTROL)
+
+
 class Rejection(Exception):
     """An input that cannot become an event; ``field`` names the culprit for API answers."""
 
@@ -56,7 +64,7 @@ def rejected(source: Source, rejection: Rejection, payload: str, now_ms: int) ->
         source=source,
         reason=rejection.reason,
         detail=f"{rejection.field}: {rejection.detail}"[:500],
-        payload=payload[:MAX_REJECTED_PAYLOAD],
+        payload=payload[:MAX_REJECTED_PAYLOAD].replace("\x00", "\ufffd"),
     )
 
 
@@ -64,6 +72,8 @@ def _limited(params: Mapping[str, str], name: str, limit: int) -> str:
     value = params.get(name, "")
     if len(value) > limit:
         raise Rejection(RejectReason.FIELD_TOO_LONG, name, f"longer than {limit} characters")
+    if without_controls(value) != value:
+        raise Rejection(RejectReason.INVALID_EVENT, name, "contains control characters")
     return value
 
 
@@ -114,7 +124,8 @@ def build_click(
     destination = safe_deep_link(params.get("to", ""), link.merchant_domains)
     landing = destination or link.destination_url
     click_id = signer.issue(link.id, now_ms)
-    referrer_url = referrer[:MAX_URL]
+    params = {name: without_controls(value) for name, value in params.items()}
+    referrer_url = without_controls(referrer)[:MAX_URL]
     page = params.get("ct_page", "")
     if page.startswith("/") and referrer_url:
         origin = urlsplit(referrer_url)

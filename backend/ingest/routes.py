@@ -119,6 +119,9 @@ async def click_redirect(scope: Scope, receive: Receive, send: Send) -> None:
     if 0 < len(code) <= 32 and _CODE_CHARS.issuperset(code):
         link = await ingest.catalog.link_by_code(code)
     if link is None:
+        rejection = Rejection(RejectReason.UNKNOWN_LINK, "code", "no link has this code")
+        request = f"{scope['path']}?{scope['query_string'].decode('latin-1')}"
+        await ingest.queue(rejected(Source.REDIRECT, rejection, request, _now_ms()))
         await respond(
             send,
             404,

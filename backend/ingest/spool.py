@@ -50,7 +50,7 @@ class Spool:
             return []
         claimed: list[Path] = []
         for path in sorted(self.directory.glob("*.bin")):
-            kind, owner = path.name.split("-")[:2]
+            kind, owner = path.stem.split("-")[:2]
             if not owner.isdigit():
                 continue
             pid = int(owner)

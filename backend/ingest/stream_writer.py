@@ -38,6 +38,7 @@ class StreamWriter:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.spooled = 0
+        self.batches = 0
 
     def start(self) -> None:
         self._tasks = [
@@ -79,6 +80,7 @@ class StreamWriter:
         while self._payloads:
             payloads, waiters = self._payloads[:MAX_BATCH], self._waiters[:MAX_BATCH]
             del self._payloads[:MAX_BATCH], self._waiters[:MAX_BATCH]
+            self.batches += 1
             try:
                 await self._write(payloads)
             except BaseException as error:

@@ -63,6 +63,8 @@ class StreamConsumer:
         group: str,
         batch_size: int,
         batch_max_wait_ms: int,
+        claim_idle_ms: int = CLAIM_IDLE_MS,
+        name: str | None = None,
     ) -> None:
         self._redis = redis
         self._db = database
@@ -71,7 +73,8 @@ class StreamConsumer:
         self._group = group
         self._batch_size = batch_size
         self._max_wait_s = batch_max_wait_ms / 1000
-        self.name = f"{socket.gethostname()}-{os.getpid()}"
+        self._claim_idle_ms = claim_idle_ms
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self._failures: dict[str, int] = {}
         self._next_claim = 0.0
         self._stopping = asyncio.Event()
@@ -145,7 +148,7 @@ class StreamConsumer:
 
     async def _reclaim(self) -> list[Entry]:
         _, messages, *_ = await self._redis.xautoclaim(
-            self._stream, self._group, self.name, CLAIM_IDLE_MS, "0-0", count=self._batch_size
+            self._stream, self._group, self.name, self._claim_idle_ms, "0-0", count=self._batch_size
         )
         entries = [_entry(raw_id, fields) for raw_id, fields in messages if fields]
         if not entries:

@@ -8,6 +8,7 @@ second time. Core statements only: the ORM costs ten times as much per row (BASE
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -138,8 +139,8 @@ async def write_poison(database: Database, entry_id: str, payload: bytes, detail
         "at_ms": int(entry_id.split("-")[0]),
         "source": Source.UNKNOWN.value,
         "reason": RejectReason.POISON.value,
-        "detail": detail[:500],
-        "payload": payload[:4096].decode("utf-8", "replace"),
+        "detail": detail[:500].replace("\x00", "\ufffd"),
+        "payload": "base64:" + base64.b64encode(payload[:3000]).decode(),
     }
     async with database.writing() as connection:
         await _insert_new(connection, REJECTED, "event_id", [row])

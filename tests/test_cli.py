@@ -1,0 +1,124 @@
+"""The README's first command, for real: ``clicktrail run`` starts embedded Redis, migrates,
+runs web and worker as processes; a click and a conversion sent over HTTP reach the stats."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support import BROWSER_HEADERS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def clicktrail(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "backend.cli", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+
+
+def test_clicktrail_run_end_to_end(tmp_path: Path) -> None:
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CLICKTRAIL_")} | {
+        "PYTHONPATH": str(ROOT)
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "run", "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert process.stdout is not None
+        banner: list[str] = []
+        for line in process.stdout:
+            banner.append(line)
+            if line.startswith("First admin:"):
+                break
+        assert f"Clicktrail is running at {base}" in "".join(banner)
+        assert "password: " in banner[-1]
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "web server did not become ready"
+            time.sleep(0.2)
+        assert (tmp_path / "var" / "redis.sock").exists()
+        assert (tmp_path / "var" / "appendonlydir").exists() or list(
+            (tmp_path / "var").glob("*.aof")
+        )
+
+        key = clicktrail("apikey", "create", "--name", "e2e", cwd=tmp_path, env=env).stdout
+        headers = {"Authorization": f"Bearer {key.strip().splitlines()[-1]}"}
+        with httpx.Client(base_url=base, headers=headers, follow_redirects=False) as api:
+            merchant = api.post(
+                "/api/v1/merchants",
+                json={"name": "Shop", "currency": "EUR", "domains": ["shop.example"]},
+            ).json()
+            partner = api.post("/api/v1/partners", json={"name": "Blog"}).json()
+            campaign = api.post(
+                "/api/v1/campaigns",
+                json={
+                    "merchant_id": merchant["id"],
+                    "name": "C",
+                    "destination_url": "https://shop.example/",
+                    "commission_percent": "12.5",
+                },
+            ).json()
+            link = api.post(
+                "/api/v1/links", json={"partner_id": partner["id"], "campaign_id": campaign["id"]}
+            ).json()
+            redirect = api.get(f"/c/{link['code']}", headers=BROWSER_HEADERS)
+            assert redirect.status_code == 302
+            click_id = redirect.headers["location"].rsplit("ct_click=", 1)[1]
+            pixel = api.get(
+                "/p.gif",
+                params={
+                    "m": merchant["key"],
+                    "oid": "E2E-1",
+                    "amt": "80.00",
+                    "cur": "EUR",
+                    "clk": click_id,
+                },
+            )
+            assert pixel.status_code == 200
+            assert len(pixel.content) == 43
+
+            deadline = time.monotonic() + 10
+            while True:
+                totals = api.get("/api/v1/stats").json()["totals"]
+                if totals["conversions"] == 1:
+                    break
+                assert time.monotonic() < deadline, f"conversion never reached the stats: {totals}"
+                time.sleep(0.2)
+        assert (totals["clicks"], totals["revenue_minor"], totals["commission_minor"]) == (
+            1,
+            8000,
+            1000,
+        )
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert process.returncode == 0
+    assert not (tmp_path / "var" / "redis.sock").exists()

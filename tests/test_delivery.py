@@ -1,0 +1,165 @@
+"""At-least-once delivery with idempotent writes: nothing lost, nothing counted twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+from sqlalchemy import func, select
+
+from backend.db.engine import Database
+from backend.db.models import Click, Conversion, RejectedEventRow, StatsHourly
+from backend.events import ConversionEvent, Source, decode_event, encode_event
+from backend.ids import new_event_id
+from backend.settings import Settings
+from backend.worker.consumer import StreamConsumer
+from backend.worker.main import build_consumer
+from backend.worker.store import write_batch
+from tests.support import BROWSER_HEADERS, Programme
+
+
+async def counts(database: Database) -> dict[str, Any]:
+    async with database.session() as session:
+        stats = (
+            await session.execute(
+                select(
+                    func.coalesce(func.sum(StatsHourly.clicks), 0),
+                    func.coalesce(func.sum(StatsHourly.conversions), 0),
+                    func.coalesce(func.sum(StatsHourly.revenue_minor), 0),
+                    func.coalesce(func.sum(StatsHourly.commission_minor), 0),
+                )
+            )
+        ).one()
+        return {
+            "clicks": await session.scalar(select(func.count()).select_from(Click)),
+            "conversions": await session.scalar(select(func.count()).select_from(Conversion)),
+            "rejected": await session.scalar(select(func.count()).select_from(RejectedEventRow)),
+            "rollup": tuple(int(value) for value in stats),
+        }
+
+
+def second_consumer(settings: Settings, database: Database) -> StreamConsumer:
+    """Another worker that takes over entries as soon as they are pending at all."""
+    template = build_consumer(settings, database, settings.redis_url)
+    return StreamConsumer(
+        redis=template._redis,
+        database=database,
+        enricher=template._enricher,
+        stream=settings.stream,
+        group=settings.consumer_group,
+        batch_size=settings.batch_size,
+        batch_max_wait_ms=0,
+        claim_idle_ms=0,
+        name="rescuer",
+    )
+
+
+async def send_click_and_conversion(client: AsyncTestClient[Any], programme: Programme) -> None:
+    redirect = await client.get(f"/c/{programme.link['code']}", headers=BROWSER_HEADERS)
+    click_id = redirect.headers["location"].rsplit("ct_click=", 1)[1]
+    await client.get(
+        "/p.gif",
+        params={"m": programme.merchant["key"], "oid": "O-1", "amt": "10.00", "clk": click_id},
+    )
+
+
+async def test_batch_delivered_again_after_crash_between_commit_and_ack_changes_nothing(
+    client: AsyncTestClient[Any],
+    programme: Programme,
+    consumer: StreamConsumer,
+    database: Database,
+    settings: Settings,
+    redis: Redis,
+) -> None:
+    await send_click_and_conversion(client, programme)
+    # The first worker reads and commits the batch, then dies before XACK.
+    entries = await consumer._read(block_ms=0)
+    assert len(entries) == 2
+    prepared = await consumer._enricher.prepare([decode_event(e.payload) for e in entries])
+    await write_batch(database, prepared)
+    before = await counts(database)
+    assert before["clicks"] == 1
+    assert before["conversions"] == 1
+    assert before["rollup"] == (1, 1, 1000, 150)
+    pending = await redis.xpending(settings.stream, settings.consumer_group)
+    assert pending["pending"] == 2
+
+    # Another worker reclaims the same entries and writes them again.
+    rescuer = second_consumer(settings, database)
+    assert await rescuer.drain() == 2
+
+    assert await counts(database) == before
+    assert (await redis.xpending(settings.stream, settings.consumer_group))["pending"] == 0
+    assert await redis.xlen(settings.stream) == 0
+
+
+async def test_duplicate_order_id_is_stored_once_and_the_repeat_is_kept_as_rejected(
+    client: AsyncTestClient[Any],
+    programme: Programme,
+    consumer: StreamConsumer,
+    database: Database,
+) -> None:
+    for amount in ("10.00", "99.00"):
+        await client.get(
+            "/p.gif", params={"m": programme.merchant["key"], "oid": "SAME", "amt": amount}
+        )
+    await consumer.drain()
+
+    async with database.session() as session:
+        conversions = (await session.scalars(select(Conversion))).all()
+        rejected = (await session.scalars(select(RejectedEventRow))).all()
+    assert [c.amount_minor for c in conversions] == [1000]
+    assert [r.reason for r in rejected] == ["duplicate_order"]
+    assert (await counts(database))["rollup"][1:3] == (1, 1000)
+
+
+async def test_same_order_in_one_batch_is_stored_once(
+    client: AsyncTestClient[Any], programme: Programme, consumer: StreamConsumer, database: Database
+) -> None:
+    for _ in range(3):
+        await client.get("/p.gif", params={"m": programme.merchant["key"], "oid": "X"})
+    assert await consumer.drain() == 3
+    result = await counts(database)
+    assert (result["conversions"], result["rejected"], result["rollup"][1]) == (1, 2, 1)
+
+
+async def test_poison_entry_is_dead_lettered_and_the_rest_of_its_batch_commits(
+    client: AsyncTestClient[Any],
+    programme: Programme,
+    consumer: StreamConsumer,
+    database: Database,
+    settings: Settings,
+    redis: Redis,
+) -> None:
+    await client.get(f"/c/{programme.link['code']}", headers=BROWSER_HEADERS)
+    # An amount no database integer can hold: the edge never sends it, so it is a poison
+    # entry that fails on every attempt.
+    poison = ConversionEvent(
+        event_id=new_event_id(1_700_000_000_000),
+        at_ms=1_700_000_000_000,
+        merchant_id=programme.merchant["id"],
+        order_id="POISON",
+        amount_minor=2**63 + 1,
+        currency="EUR",
+        click_id=None,
+        source=Source.PIXEL,
+        event_name="sale",
+        items_json=None,
+        visitor=None,
+    )
+    await redis.xadd(settings.stream, {"e": encode_event(poison)})
+    await redis.xadd(settings.stream, {"e": b"\xc1 not msgpack"})
+    await client.get("/p.gif", params={"m": programme.merchant["key"], "oid": "GOOD", "amt": "5"})
+
+    assert await consumer.drain() == 4
+
+    result = await counts(database)
+    assert (result["clicks"], result["conversions"]) == (1, 1)
+    async with database.session() as session:
+        rejected = (await session.scalars(select(RejectedEventRow))).all()
+    assert sorted(r.reason for r in rejected) == ["poison", "poison"]
+    assert any("failed 5 times" in r.detail for r in rejected)
+    assert any("undecodable" in r.detail for r in rejected)
+    assert await redis.xlen(settings.stream) == 0
+    assert (await redis.xpending(settings.stream, settings.consumer_group))["pending"] == 0

@@ -1,0 +1,123 @@
+"""The server-rendered pages: sign-in, CSRF, autoescaping, CSP, rate limit, sign-out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+
+from backend.auth import hash_password
+from backend.db.engine import Database
+from backend.db.models import User
+
+PASSWORD = "correct horse battery"
+
+
+async def add_admin(database: Database) -> None:
+    async with database.session(write=True) as session:
+        session.add(
+            User(email="admin@example.com", password_hash=hash_password(PASSWORD), role="admin")
+        )
+        await session.commit()
+
+
+async def csrf_token(client: AsyncTestClient[Any]) -> str:
+    await client.get("/login")
+    token = client.cookies.get("csrftoken")
+    assert token
+    return token
+
+
+async def test_pages_need_a_session(client: AsyncTestClient[Any]) -> None:
+    response = await client.get("/")
+    assert response.status_code == 302
+    assert response.headers["location"] == "/login"
+
+
+async def test_login_without_csrf_token_is_refused(
+    client: AsyncTestClient[Any], database: Database
+) -> None:
+    await add_admin(database)
+    await client.get("/login")
+    response = await client.post(
+        "/login", data={"email": "admin@example.com", "password": PASSWORD}
+    )
+    assert response.status_code == 403
+    wrong = await client.post(
+        "/login",
+        data={"email": "admin@example.com", "password": PASSWORD, "_csrf_token": "forged"},
+    )
+    assert wrong.status_code == 403
+    assert (await client.get("/")).status_code == 302
+
+
+async def test_typed_values_are_escaped_and_pages_carry_a_strict_csp(
+    client: AsyncTestClient[Any], database: Database
+) -> None:
+    hostile = '"><script>alert(1)</script>@x.example'
+    token = await csrf_token(client)
+    response = await client.post(
+        "/login", data={"email": hostile, "password": "nope", "_csrf_token": token}
+    )
+    assert response.status_code == 400
+    assert "<script>alert(1)</script>" not in response.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'none'" in csp
+    assert "script-src" not in csp
+    assert "unsafe-inline" not in csp
+
+
+async def test_sign_in_and_out(client: AsyncTestClient[Any], database: Database) -> None:
+    await add_admin(database)
+    token = await csrf_token(client)
+    signed_in = await client.post(
+        "/login",
+        data={"email": "Admin@Example.com", "password": PASSWORD, "_csrf_token": token},
+    )
+    assert signed_in.status_code == 302
+    session_cookie = client.cookies.get("ct_session")
+    assert session_cookie
+    assert (await client.get("/")).status_code == 200
+
+    signed_out = await client.post("/logout", data={"_csrf_token": token})
+    assert signed_out.status_code == 302
+    # the old cookie no longer opens a session: it was deleted on the server
+    client.cookies.set("ct_session", session_cookie)
+    assert (await client.get("/")).status_code == 302
+
+
+async def test_login_attempts_are_limited(client: AsyncTestClient[Any], database: Database) -> None:
+    await add_admin(database)
+    token = await csrf_token(client)
+    statuses = [
+        (
+            await client.post(
+                "/login",
+                data={"email": "admin@example.com", "password": "wrong", "_csrf_token": token},
+            )
+        ).status_code
+        for _ in range(11)
+    ]
+    assert statuses == [400] * 10 + [429]
+    right = await client.post(
+        "/login", data={"email": "admin@example.com", "password": PASSWORD, "_csrf_token": token}
+    )
+    assert right.status_code == 429
+
+
+async def test_snippet_is_served_with_etag_and_a_versioned_immutable_copy(
+    client: AsyncTestClient[Any],
+) -> None:
+    response = await client.get("/s.js")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/javascript")
+    assert "max-age=300" in response.headers["cache-control"]
+    etag = response.headers["etag"]
+    not_modified = await client.get("/s.js", headers={"if-none-match": etag})
+    assert not_modified.status_code == 304
+    version = etag.strip('"')
+    pinned = await client.get(f"/s/{version}.js")
+    assert "immutable" in pinned.headers["cache-control"]
+    assert pinned.content == response.content
+    assert (await client.get("/s/000000000000.js")).status_code == 404
