@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+import pytest
 
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
@@ -163,3 +166,40 @@ async def test_poison_entry_is_dead_lettered_and_the_rest_of_its_batch_commits(
     assert any("undecodable" in r.detail for r in rejected)
     assert await redis.xlen(settings.stream) == 0
     assert (await redis.xpending(settings.stream, settings.consumer_group))["pending"] == 0
+
+
+async def test_batch_is_retried_while_the_database_fails_and_acknowledged_only_after_commit(
+    client: AsyncTestClient[Any],
+    programme: Programme,
+    consumer: StreamConsumer,
+    database: Database,
+    settings: Settings,
+    redis: Redis,
+) -> None:
+    if database.dialect != "sqlite":
+        pytest.skip("a missing table is a programming error on PostgreSQL, not an outage")
+    await send_click_and_conversion(client, programme)
+    # An operational failure every attempt: the rollup table is missing for a while.
+    async with database.writing() as connection:
+        await connection.exec_driver_sql("ALTER TABLE stats_hourly RENAME TO stats_away")
+
+    worker = asyncio.create_task(consumer.step())
+    await asyncio.sleep(1.0)
+    assert not worker.done()
+    assert (await counts_without_rollup(database)) == (0, 0)
+    assert (await redis.xpending(settings.stream, settings.consumer_group))["pending"] == 2
+
+    async with database.writing() as connection:
+        await connection.exec_driver_sql("ALTER TABLE stats_away RENAME TO stats_hourly")
+    assert await asyncio.wait_for(worker, timeout=10) == 2
+
+    result = await counts(database)
+    assert (result["clicks"], result["conversions"], result["rollup"][:2]) == (1, 1, (1, 1))
+    assert (await redis.xpending(settings.stream, settings.consumer_group))["pending"] == 0
+
+
+async def counts_without_rollup(database: Database) -> tuple[int, int]:
+    async with database.session() as session:
+        clicks = await session.scalar(select(func.count()).select_from(Click))
+        conversions = await session.scalar(select(func.count()).select_from(Conversion))
+    return int(clicks or 0), int(conversions or 0)
