@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import pytest
-
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 from sqlalchemy import func, select
