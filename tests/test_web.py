@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import html
+import re
 from typing import Any
 
 from litestar.testing import AsyncTestClient
@@ -9,6 +13,7 @@ from litestar.testing import AsyncTestClient
 from backend.auth import hash_password
 from backend.db.engine import Database
 from backend.db.models import User
+from tests.support import Programme
 
 PASSWORD = "correct horse battery"
 
@@ -121,3 +126,36 @@ async def test_snippet_is_served_with_etag_and_a_versioned_immutable_copy(
     assert "immutable" in pinned.headers["cache-control"]
     assert pinned.content == response.content
     assert (await client.get("/s/000000000000.js")).status_code == 404
+
+
+async def sign_in(client: AsyncTestClient[Any], database: Database) -> None:
+    await add_admin(database)
+    token = await csrf_token(client)
+    response = await client.post(
+        "/login", data={"email": "admin@example.com", "password": PASSWORD, "_csrf_token": token}
+    )
+    assert response.status_code == 302
+
+
+async def test_install_page_gives_tags_pinned_with_a_matching_sri_hash(
+    client: AsyncTestClient[Any], database: Database, programme: Programme
+) -> None:
+    await client.patch(
+        f"/api/v1/merchants/{programme.merchant['id']}",
+        json={"name": "<img src=x onerror=alert(1)>"},
+        headers=programme.headers,
+    )
+    await sign_in(client, database)
+    page = await client.get("/install")
+    assert page.status_code == 200
+
+    text = html.unescape(page.text)
+    match = re.search(r'src="http://testserver.local(/s/\w+\.js)" integrity="(sha384-[^"]+)"', text)
+    assert match is not None
+    served = await client.get(match.group(1))
+    digest = base64.b64encode(hashlib.sha384(served.content).digest()).decode()
+    assert match.group(2) == f"sha384-{digest}"
+    assert f'data-merchant="{programme.merchant["key"]}"' in text
+    assert f'data-partner="{programme.partner["key"]}"' in text
+    assert "<img src=x onerror=alert(1)>" not in page.text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page.text

@@ -26,6 +26,7 @@ from sqlalchemy import select
 from backend.api.deps import CurrentViewer, Reader, provide_reader
 from backend.auth import verify_password
 from backend.db.models import User
+from backend.reports.install import install_tags
 from backend.reports.stats import stats_report
 from backend.scope import Viewer
 from backend.settings import Settings
@@ -110,6 +111,13 @@ async def overview(viewer: CurrentViewer, reader: Reader, state: State) -> Templ
 SESSION_STORE = "sessions"
 
 
+@get("/install", name="install")
+async def install(viewer: CurrentViewer, reader: Reader, state: State) -> Template:
+    """The tags to paste on merchant and publisher pages."""
+    installs = await install_tags(reader, viewer, state.settings, state.snippet)
+    return Template("install.html", context={"installs": installs, "viewer": viewer})
+
+
 def web_router(settings: Settings) -> Router:
     """Sessions are kept server-side in Redis, so signing out really ends them."""
     sessions = ServerSideSessionConfig(
@@ -128,7 +136,7 @@ def web_router(settings: Settings) -> Router:
     )
     return Router(
         path="/",
-        route_handlers=[login_page, login, logout, overview],
+        route_handlers=[login_page, login, logout, overview, install],
         middleware=[sessions.middleware, DefineMiddleware(CSRFMiddleware, config=csrf)],
         dependencies={"reader": Provide(provide_reader), "viewer": Provide(provide_viewer)},
         exception_handlers={LoginRequired: _to_login},
