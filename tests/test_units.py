@@ -107,10 +107,12 @@ def test_ids_sort_like_their_time(times: list[int]) -> None:
         ("203.0.113.9", "198.51.100.7", "203.0.113.9"),  # untrusted peer: header ignored
         ("127.0.0.1", "garbage, 198.51.100.7", "198.51.100.7"),
         ("127.0.0.1", "127.0.0.2", "127.0.0.2"),
+        (None, "198.51.100.7", "198.51.100.7"),  # unix socket: the peer is a local proxy
+        ("testclient", None, "None"),
     ],
 )
 def test_client_address_believes_forwarding_only_from_trusted_proxies(
-    peer: str, forwarded: str | None, expected: str
+    peer: str | None, forwarded: str | None, expected: str
 ) -> None:
     assert str(client_address(peer, forwarded, LOOPBACK)) == expected
 

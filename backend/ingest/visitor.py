@@ -27,12 +27,18 @@ MAX_USER_AGENT = 512
 def client_address(
     peer: str | None, forwarded_for: str | None, trusted: Sequence[IpNetwork]
 ) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The first address, from the right, that is not a trusted proxy."""
-    chain = [peer] if peer else []
-    if forwarded_for:
-        chain = [part.strip() for part in forwarded_for.split(",")] + chain
-    address = None
-    for raw in reversed(chain):
+    """The first address, from the right, that is not a trusted proxy.
+
+    A peer that is not an IP address is a unix socket, so a local proxy, and trusted as such.
+    """
+    try:
+        address = ipaddress.ip_address(peer) if peer else None
+    except ValueError:
+        address = None
+    if address is not None and not any(address in network for network in trusted):
+        return address
+    hops = [part.strip() for part in forwarded_for.split(",")] if forwarded_for else []
+    for raw in reversed(hops):
         try:
             address = ipaddress.ip_address(raw)
         except ValueError:

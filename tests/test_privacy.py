@@ -1,0 +1,92 @@
+"""No raw IP address is kept: after a full journey through a trusted proxy, the client's
+address is nowhere in the database file, Redis (keys, values, AOF), the spool or the logs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+from sqlalchemy import select
+
+from backend.db.engine import Database
+from backend.db.models import Click, Conversion
+from backend.redis_server import EmbeddedRedis
+from backend.settings import Settings
+from backend.worker.consumer import StreamConsumer
+from tests.support import BROWSER_HEADERS, Programme
+
+CLIENT_V4 = "198.51.100.77"
+CLIENT_V6 = "2001:db8:abcd:12:3456:789a:bcde:f012"
+
+
+async def redis_bytes(redis: Redis) -> bytes:
+    chunks: list[bytes] = []
+    async for key in redis.scan_iter():
+        chunks.append(key)
+        dumped = await redis.dump(key)
+        if dumped:
+            chunks.append(dumped)
+    return b"\n".join(chunks)
+
+
+async def test_client_addresses_are_nowhere_after_a_journey(
+    client: AsyncTestClient[Any],
+    programme: Programme,
+    consumer: StreamConsumer,
+    database: Database,
+    settings: Settings,
+    redis: Redis,
+    redis_server: EmbeddedRedis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for address in (CLIENT_V4, CLIENT_V6):
+        headers = {**BROWSER_HEADERS, "x-forwarded-for": address}
+        redirect = await client.get(f"/c/{programme.link['code']}", headers=headers)
+        click_id = redirect.headers["location"].rsplit("ct_click=", 1)[1]
+        await client.get(
+            "/p.gif",
+            params={
+                "m": programme.merchant["key"],
+                "oid": f"O{len(address)}",
+                "amt": "1",
+                "clk": click_id,
+            },
+            headers=headers,
+        )
+        await client.get("/p.gif", params={"m": "mk_unknown"}, headers=headers)
+        await client.post(
+            "/e",
+            json={"p": programme.partner["key"], "events": [{"l": programme.link["code"]}]},
+            headers=headers,
+        )
+    in_stream = await redis_bytes(redis)
+    assert await consumer.drain() == 8
+
+    async with database.session() as session:
+        prefixes = sorted((await session.scalars(select(Click.ip_prefix))).all())
+        conversion_prefixes = sorted((await session.scalars(select(Conversion.ip_prefix))).all())
+    assert prefixes == conversion_prefixes == ["198.51.100.0/24", "2001:db8:abcd::/48"]
+
+    await database.dispose()
+    haystacks: dict[str, bytes] = {
+        "stream before the worker": in_stream,
+        "redis after the worker": await redis_bytes(redis),
+        "logs": caplog.text.encode(),
+    }
+    if settings.database_url.startswith("sqlite"):
+        db_file = Path(settings.database_url.split("///", 1)[1])
+        haystacks["database"] = b"".join(
+            path.read_bytes() for path in db_file.parent.glob(db_file.name + "*")
+        )
+    await redis.bgrewriteaof()
+    for path in [*settings.var_dir.rglob("*"), *redis_server.directory.rglob("*")]:
+        if path.is_file():
+            haystacks[str(path)] = path.read_bytes()
+    for where, data in haystacks.items():
+        for address in (CLIENT_V4, CLIENT_V6):
+            assert address.encode() not in data, f"{address} found in {where}"
