@@ -195,6 +195,31 @@ def cmd_apikey_create(settings: Settings, args: argparse.Namespace) -> None:
     print(key)
 
 
+def cmd_purge(settings: Settings, args: argparse.Namespace) -> None:
+    """Erasure on request: raw events of a partner and/or before a day; prints what went."""
+    from datetime import UTC, datetime
+
+    from backend.worker.retention import purge
+
+    if args.partner is None and args.before is None:
+        raise SystemExit("name --partner ID, --before YYYY-MM-DD, or both")
+    before_ms = None
+    if args.before is not None:
+        day = datetime.strptime(args.before, "%Y-%m-%d").replace(tzinfo=UTC)
+        before_ms = int(day.timestamp() * 1000)
+
+    async def run() -> dict[str, int]:
+        database = Database.connect(settings.database_url)
+        try:
+            return await purge(database, partner_id=args.partner, before_ms=before_ms)
+        finally:
+            await database.dispose()
+
+    for table, count in asyncio.run(run()).items():
+        print(f"deleted {count} {table}")
+    print("hourly totals and conversions are kept")
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
     from backend.demo import run_demo
 
@@ -240,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     apikey_create.set_defaults(handler=cmd_apikey_create)
     apikey_create.add_argument("--name", required=True)
     apikey_create.add_argument("--partner", type=int, help="limit the key to one partner's data")
+    erase = add("purge", cmd_purge, "delete raw events of a partner and/or before a day")
+    erase.add_argument("--partner", type=int)
+    erase.add_argument("--before", metavar="YYYY-MM-DD")
     demo = add("demo", cmd_demo, "send realistic demo traffic through the HTTP ingestion path")
     demo.add_argument("--url", help="where Clicktrail runs (default: PUBLIC_URL)")
     demo.add_argument("--clicks", type=int, default=300)

@@ -39,6 +39,7 @@ class Settings:
     batch_size: int = 1000
     batch_max_wait_ms: int = 20
     honor_gpc: bool = True
+    honor_dnt: bool = False
     stream: str = "ct:events"
     consumer_group: str = "writers"
 
@@ -149,6 +150,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         batch_size=_int(env, "BATCH_SIZE", 1000, errors, minimum=1),
         batch_max_wait_ms=_int(env, "BATCH_MAX_WAIT_MS", 20, errors, minimum=0),
         honor_gpc=_bool(env, "HONOR_GPC", True, errors),
+        honor_dnt=_bool(env, "HONOR_DNT", False, errors),
     )
     if errors:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(errors))

@@ -12,6 +12,7 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 from sqlalchemy import select
 
+from backend.app import create_app
 from backend.db.engine import Database
 from backend.db.models import Click, Conversion
 from backend.redis_server import EmbeddedRedis
@@ -90,3 +91,26 @@ async def test_client_addresses_are_nowhere_after_a_journey(
     for where, data in haystacks.items():
         for address in (CLIENT_V4, CLIENT_V6):
             assert address.encode() not in data, f"{address} found in {where}"
+
+
+async def test_privacy_signals_keep_the_cookie_off_the_device(
+    client: AsyncTestClient[Any], programme: Programme, settings: Settings, redis: Redis
+) -> None:
+    url = f"/c/{programme.link['code']}"
+    gpc = await client.get(url, headers={**BROWSER_HEADERS, "sec-gpc": "1"})
+    dnt = await client.get(url, headers={**BROWSER_HEADERS, "dnt": "1"})
+    assert "set-cookie" not in gpc.headers
+    assert "ct_click=" in gpc.headers["location"]
+    assert "set-cookie" in dnt.headers  # Do Not Track is honoured only when configured
+
+    honouring = settings.with_overrides(honor_dnt=True, honor_gpc=False)
+    async with AsyncTestClient(create_app(honouring)) as other:
+        other.follow_redirects = False
+        assert (
+            "set-cookie"
+            not in (await other.get(url, headers={**BROWSER_HEADERS, "dnt": "1"})).headers
+        )
+        assert (
+            "set-cookie"
+            in (await other.get(url, headers={**BROWSER_HEADERS, "sec-gpc": "1"})).headers
+        )

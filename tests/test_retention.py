@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
 
+from backend.cli import main
 from backend.db.engine import Database
-from backend.db.models import Click, Impression, RejectedEventRow, StatsHourly
+from backend.db.models import Click, Conversion, Impression, RejectedEventRow, StatsHourly
 from backend.events import ClickEvent, ImpressionEvent, RejectedEvent, RejectReason, Source, Visitor
 from backend.ids import ClickIdSigner, new_event_id
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
-from backend.worker.retention import purge_expired
+from backend.worker.retention import purge, purge_expired
 from backend.worker.store import write_batch
-from tests.support import Programme
+from tests.support import BROWSER_HEADERS, Programme, post_json
 
 DAY_MS = 86_400_000
 NOW_MS = 1_790_000_000_000
@@ -57,3 +60,55 @@ async def test_purge_deletes_what_is_older_than_the_retention_and_keeps_rollups(
         assert await session.scalar(select(func.sum(StatsHourly.clicks))) == rollup_before == 4
         oldest = await session.scalar(select(func.min(Click.at_ms)))
     assert oldest == NOW_MS - int(89.99 * DAY_MS)
+
+
+async def test_erasure_by_partner_deletes_only_that_partners_raw_events(
+    client: AsyncTestClient[Any],
+    programme: Programme,
+    consumer: StreamConsumer,
+    database: Database,
+) -> None:
+    other = await post_json(client, "/api/v1/partners", {"name": "Other"}, programme.headers)
+    other_link = await post_json(
+        client,
+        "/api/v1/links",
+        {"partner_id": other["id"], "campaign_id": programme.campaign["id"]},
+        programme.headers,
+    )
+    for code in (programme.link["code"], programme.link["code"], other_link["code"]):
+        redirect = await client.get(f"/c/{code}", headers=BROWSER_HEADERS)
+        click_id = redirect.headers["location"].rsplit("ct_click=", 1)[1]
+        await client.get(
+            "/p.gif", params={"m": programme.merchant["key"], "oid": click_id[-6:], "clk": click_id}
+        )
+    await client.post(
+        "/e", json={"p": programme.partner["key"], "events": [{"l": programme.link["code"]}]}
+    )
+    await consumer.drain()
+
+    deleted = await purge(database, partner_id=programme.partner["id"])
+
+    assert deleted == {"clicks": 2, "impressions": 1}
+    async with database.session() as session:
+        partners_left = (await session.scalars(select(Click.partner_id))).all()
+        conversions = await session.scalar(select(func.count()).select_from(Conversion))
+        rollup = await session.scalar(select(func.sum(StatsHourly.clicks)))
+    assert partners_left == [other["id"]]
+    assert conversions == 3
+    assert rollup == 3
+
+
+def test_purge_command_reports_what_it_deleted(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CLICKTRAIL_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CLICKTRAIL_SECRET_KEY", settings.secret_key)
+    main(["purge", "--before", "2020-01-01"])
+    assert capsys.readouterr().out.splitlines() == [
+        "deleted 0 clicks",
+        "deleted 0 impressions",
+        "deleted 0 rejected_events",
+        "hourly totals and conversions are kept",
+    ]
+    with pytest.raises(SystemExit, match="name --partner"):
+        main(["purge"])

@@ -110,6 +110,12 @@ async def respond(
     await send(end)
 
 
+def _opted_out(settings: Settings, headers: Mapping[bytes, bytes]) -> bool:
+    """Global Privacy Control (and Do Not Track, when configured): no cookie on the device."""
+    gpc = settings.honor_gpc and headers.get(b"sec-gpc") == b"1"
+    return gpc or (settings.honor_dnt and headers.get(b"dnt") == b"1")
+
+
 @asgi("/c", is_mount=True, include_in_schema=False, copy_scope=False)
 async def click_redirect(scope: Scope, receive: Receive, send: Send) -> None:
     """302 to the link's destination with the click id; 404 page for an unknown code."""
@@ -145,8 +151,7 @@ async def click_redirect(scope: Scope, receive: Receive, send: Send) -> None:
         (b"cache-control", b"no-store"),
         (b"content-length", b"0"),
     ]
-    gpc = ingest.settings.honor_gpc and headers.get(b"sec-gpc") == b"1"
-    if not gpc:
+    if not _opted_out(ingest.settings, headers):
         site = "SameSite=None; Secure" if ingest.settings.secure_cookies else "SameSite=Lax"
         cookie = (
             f"ct_click={redirect.click_id}; Max-Age={redirect.cookie_max_age_s}; "

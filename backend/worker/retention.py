@@ -1,12 +1,17 @@
-"""Retention: raw clicks, impressions and rejected events older than ``RETENTION_DAYS`` go;
-the hourly rollups stay. Deletes run in bounded batches so the writer lock is never held long.
+"""Deleting raw events: on schedule (``RETENTION_DAYS``) and on request (erasure).
+
+Raw clicks, impressions and rejected events go; the hourly rollups stay, so totals survive.
+Conversions are financial records (commission owed or paid) and are kept: they hold no visitor
+hash, only the network prefix. Deletes run in bounded batches so the writer lock is never held
+for long.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 
 from backend.db.engine import Database
 from backend.ids import click_id_floor
@@ -15,28 +20,56 @@ from backend.worker.store import CLICKS, IMPRESSIONS, REJECTED
 PURGE_BATCH = 5_000
 
 
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 async def purge_expired(database: Database, retention_days: int, now_ms: int | None = None) -> int:
     """Delete what is due; return the number of rows deleted."""
-    now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    cutoff_ms = now_ms - retention_days * 86_400_000
-    targets = (
-        (CLICKS.c.click_id, click_id_floor(cutoff_ms)),
-        (IMPRESSIONS.c.event_id, cutoff_ms.to_bytes(6, "big").hex()),
-    )
-    deleted = 0
-    for column, floor in targets:
-        deleted += await _delete_batches(database, column, column < floor)
-    deleted += await _delete_batches(database, REJECTED.c.id, REJECTED.c.at_ms < cutoff_ms)
-    return deleted
+    cutoff_ms = (_now_ms() if now_ms is None else now_ms) - retention_days * 86_400_000
+    deleted = await purge(database, before_ms=cutoff_ms)
+    return sum(deleted.values())
 
 
-async def _delete_batches(database: Database, key: object, condition: object) -> int:
+async def purge(
+    database: Database, *, partner_id: int | None = None, before_ms: int | None = None
+) -> dict[str, int]:
+    """Delete raw events of one partner and/or before a time; return rows deleted per table.
+
+    The time bound uses the time-ordered primary keys, so it needs no index of its own.
+    """
+    if partner_id is None and before_ms is None:
+        raise ValueError("name a partner, a time, or both")
+    targets: list[tuple[str, Any, list[ColumnElement[bool]]]] = []
+    for name, table, key, floor in (
+        ("clicks", CLICKS, CLICKS.c.click_id, click_id_floor),
+        ("impressions", IMPRESSIONS, IMPRESSIONS.c.event_id, _event_id_floor),
+    ):
+        conditions: list[ColumnElement[bool]] = []
+        if before_ms is not None:
+            conditions.append(key < floor(before_ms))
+        if partner_id is not None:
+            conditions.append(table.c.partner_id == partner_id)
+        targets.append((name, key, conditions))
+    if partner_id is None and before_ms is not None:
+        targets.append(("rejected_events", REJECTED.c.id, [REJECTED.c.at_ms < before_ms]))
+    return {
+        name: await _delete_batches(database, key, conditions) for name, key, conditions in targets
+    }
+
+
+def _event_id_floor(at_ms: int) -> str:
+    return at_ms.to_bytes(6, "big").hex()
+
+
+async def _delete_batches(
+    database: Database, key: Any, conditions: list[ColumnElement[bool]]
+) -> int:
     total = 0
     while True:
+        doomed = select(key).where(*conditions).limit(PURGE_BATCH).scalar_subquery()
         async with database.writing() as connection:
-            doomed = select(key).where(condition).limit(PURGE_BATCH).scalar_subquery()  # type: ignore[call-overload]
-            table = key.table  # type: ignore[attr-defined]
-            result = await connection.execute(delete(table).where(key.in_(doomed)))  # type: ignore[attr-defined]
+            result = await connection.execute(delete(key.table).where(key.in_(doomed)))
         total += result.rowcount
         if result.rowcount < PURGE_BATCH:
             return total
