@@ -84,7 +84,7 @@ async def test_client_addresses_are_nowhere_after_a_journey(
         haystacks["database"] = b"".join(
             path.read_bytes() for path in db_file.parent.glob(db_file.name + "*")
         )
-    await redis.bgrewriteaof()
+    await redis.bgrewriteaof()  # type: ignore[no-untyped-call]
     for path in [*settings.var_dir.rglob("*"), *redis_server.directory.rglob("*")]:
         if path.is_file():
             haystacks[str(path)] = path.read_bytes()
