@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from litestar.testing import AsyncTestClient
@@ -19,6 +20,23 @@ async def create_api_key(database: Database, partner_id: int | None = None) -> s
         session.add(ApiKey(name="test", key_hash=hash_api_key(key), partner_id=partner_id))
         await session.commit()
     return key
+
+
+def click_id_in(location: str) -> str:
+    """The click id a tracking redirect appended to its destination."""
+    (click_id,) = parse_qs(urlsplit(location).query)["ct_click"]
+    return click_id
+
+
+async def follow_link(
+    client: httpx.AsyncClient | AsyncTestClient[Any],
+    code: str,
+    headers: dict[str, str] | None = None,
+) -> str:
+    """Click a tracking link as a browser would; return the click id of the redirect."""
+    response = await client.get(f"/c/{code}", headers=headers or BROWSER_HEADERS)
+    assert response.status_code == 302, response.text
+    return click_id_in(response.headers["location"])
 
 
 @dataclass
@@ -85,3 +103,17 @@ BROWSER_HEADERS = {
     "Chrome/120.0.0.0 Safari/537.36",
     "Accept-Language": "en-GB,en;q=0.9",
 }
+
+
+async def add_partner_with_link(
+    client: httpx.AsyncClient | AsyncTestClient[Any], programme: Programme, name: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A second partner with a link to the programme's campaign."""
+    partner = await post_json(client, "/api/v1/partners", {"name": name}, programme.headers)
+    link = await post_json(
+        client,
+        "/api/v1/links",
+        {"partner_id": partner["id"], "campaign_id": programme.campaign["id"]},
+        programme.headers,
+    )
+    return partner, link

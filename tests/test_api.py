@@ -11,7 +11,14 @@ from sqlalchemy import func, select
 from backend.db.engine import Database
 from backend.db.models import StatsHourly
 from backend.worker.consumer import StreamConsumer
-from tests.support import BROWSER_HEADERS, Programme, create_api_key, post_json
+from tests.support import (
+    BROWSER_HEADERS,
+    Programme,
+    add_partner_with_link,
+    create_api_key,
+    follow_link,
+    post_json,
+)
 
 
 async def test_requests_without_a_valid_key_are_refused(client: AsyncTestClient[Any]) -> None:
@@ -115,16 +122,9 @@ async def test_edits_apply_and_reach_the_redirect(
 async def test_partner_key_sees_only_its_own_data(
     client: AsyncTestClient[Any], programme: Programme, consumer: StreamConsumer, database: Database
 ) -> None:
-    other = await post_json(client, "/api/v1/partners", {"name": "Other"}, programme.headers)
-    other_link = await post_json(
-        client,
-        "/api/v1/links",
-        {"partner_id": other["id"], "campaign_id": programme.campaign["id"]},
-        programme.headers,
-    )
+    other, other_link = await add_partner_with_link(client, programme, "Other")
     for code in (programme.link["code"], other_link["code"], other_link["code"]):
-        redirect = await client.get(f"/c/{code}", headers=BROWSER_HEADERS)
-        click_id = redirect.headers["location"].rsplit("ct_click=", 1)[1]
+        click_id = await follow_link(client, code)
         await client.get(
             "/p.gif",
             params={

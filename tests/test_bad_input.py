@@ -13,7 +13,7 @@ from backend.db.engine import Database
 from backend.db.models import Conversion, Impression, RejectedEventRow
 from backend.ingest.routes import GIF, MAX_BODY
 from backend.worker.consumer import StreamConsumer
-from tests.support import BROWSER_HEADERS, Programme
+from tests.support import BROWSER_HEADERS, Programme, follow_link
 
 
 async def rejected_reasons(consumer: StreamConsumer, database: Database) -> list[str]:
@@ -71,8 +71,7 @@ async def test_bad_pixel_still_gets_the_gif_and_is_kept_with_its_reason(
 async def test_amount_in_currency_without_minor_units(
     client: AsyncTestClient[Any], programme: Programme, consumer: StreamConsumer, database: Database
 ) -> None:
-    redirect = await client.get(f"/c/{programme.link['code']}", headers=BROWSER_HEADERS)
-    click_id = redirect.headers["location"].rsplit("ct_click=", 1)[1]
+    click_id = await follow_link(client, programme.link["code"])
     await client.get(
         "/p.gif",
         params={

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import BROWSER_HEADERS
+from tests.support import BROWSER_HEADERS, click_id_in
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,7 +87,7 @@ def test_clicktrail_run_end_to_end(tmp_path: Path) -> None:
             ).json()
             redirect = api.get(f"/c/{link['code']}", headers=BROWSER_HEADERS)
             assert redirect.status_code == 302
-            click_id = redirect.headers["location"].rsplit("ct_click=", 1)[1]
+            click_id = click_id_in(redirect.headers["location"])
             pixel = api.get(
                 "/p.gif",
                 params={

@@ -18,7 +18,7 @@ from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import build_consumer
 from backend.worker.store import write_batch
-from tests.support import BROWSER_HEADERS, Programme
+from tests.support import BROWSER_HEADERS, Programme, follow_link
 
 
 async def counts(database: Database) -> dict[str, Any]:
@@ -58,8 +58,7 @@ def second_consumer(settings: Settings, database: Database) -> StreamConsumer:
 
 
 async def send_click_and_conversion(client: AsyncTestClient[Any], programme: Programme) -> None:
-    redirect = await client.get(f"/c/{programme.link['code']}", headers=BROWSER_HEADERS)
-    click_id = redirect.headers["location"].rsplit("ct_click=", 1)[1]
+    click_id = await follow_link(client, programme.link["code"])
     await client.get(
         "/p.gif",
         params={"m": programme.merchant["key"], "oid": "O-1", "amt": "10.00", "clk": click_id},

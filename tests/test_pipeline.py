@@ -12,16 +12,7 @@ from sqlalchemy import func, select
 from backend.db.engine import Database
 from backend.db.models import Click, Conversion, StatsHourly
 from backend.worker.consumer import StreamConsumer
-from tests.support import BROWSER_HEADERS, Programme
-
-
-async def click(client: AsyncTestClient[Any], code: str, query: str = "") -> str:
-    """Follow a tracking link; return the click id the redirect carries."""
-    response = await client.get(f"/c/{code}{query}", headers=BROWSER_HEADERS)
-    assert response.status_code == 302
-    location = response.headers["location"]
-    (click_id,) = parse_qs(urlsplit(location).query)["ct_click"]
-    return click_id
+from tests.support import BROWSER_HEADERS, Programme, follow_link
 
 
 async def test_click_redirects_with_click_id_and_cookie(
@@ -54,7 +45,7 @@ async def test_click_redirects_with_click_id_and_cookie(
 async def test_conversion_is_attributed_with_commission_and_shows_in_stats(
     client: AsyncTestClient[Any], programme: Programme, consumer: StreamConsumer, database: Database
 ) -> None:
-    click_id = await click(client, programme.link["code"])
+    click_id = await follow_link(client, programme.link["code"])
     pixel = await client.get(
         "/p.gif",
         params={
@@ -94,8 +85,8 @@ async def test_conversion_is_attributed_with_commission_and_shows_in_stats(
 async def test_second_click_of_same_visitor_is_not_unique(
     client: AsyncTestClient[Any], programme: Programme, consumer: StreamConsumer, database: Database
 ) -> None:
-    await click(client, programme.link["code"])
-    await click(client, programme.link["code"])
+    await follow_link(client, programme.link["code"])
+    await follow_link(client, programme.link["code"])
     await consumer.drain()
 
     async with database.session() as session:
@@ -118,7 +109,7 @@ async def test_overview_page_shows_the_totals(
             User(email="a@example.com", password_hash=hash_password("pw-123456789"), role="admin")
         )
         await session.commit()
-    click_id = await click(client, programme.link["code"])
+    click_id = await follow_link(client, programme.link["code"])
     await client.get(
         "/p.gif",
         params={"m": programme.merchant["key"], "oid": "A", "amt": "120.00", "clk": click_id},

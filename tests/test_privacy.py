@@ -18,7 +18,7 @@ from backend.db.models import Click, Conversion
 from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
-from tests.support import BROWSER_HEADERS, Programme
+from tests.support import BROWSER_HEADERS, Programme, follow_link
 
 CLIENT_V4 = "198.51.100.77"
 CLIENT_V6 = "2001:db8:abcd:12:3456:789a:bcde:f012"
@@ -47,8 +47,7 @@ async def test_client_addresses_are_nowhere_after_a_journey(
     caplog.set_level(logging.DEBUG)
     for address in (CLIENT_V4, CLIENT_V6):
         headers = {**BROWSER_HEADERS, "x-forwarded-for": address}
-        redirect = await client.get(f"/c/{programme.link['code']}", headers=headers)
-        click_id = redirect.headers["location"].rsplit("ct_click=", 1)[1]
+        click_id = await follow_link(client, programme.link["code"], headers)
         await client.get(
             "/p.gif",
             params={

@@ -17,7 +17,7 @@ from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.retention import purge, purge_expired
 from backend.worker.store import write_batch
-from tests.support import BROWSER_HEADERS, Programme, post_json
+from tests.support import Programme, add_partner_with_link, follow_link
 
 DAY_MS = 86_400_000
 NOW_MS = 1_790_000_000_000
@@ -68,16 +68,9 @@ async def test_erasure_by_partner_deletes_only_that_partners_raw_events(
     consumer: StreamConsumer,
     database: Database,
 ) -> None:
-    other = await post_json(client, "/api/v1/partners", {"name": "Other"}, programme.headers)
-    other_link = await post_json(
-        client,
-        "/api/v1/links",
-        {"partner_id": other["id"], "campaign_id": programme.campaign["id"]},
-        programme.headers,
-    )
+    other, other_link = await add_partner_with_link(client, programme, "Other")
     for code in (programme.link["code"], programme.link["code"], other_link["code"]):
-        redirect = await client.get(f"/c/{code}", headers=BROWSER_HEADERS)
-        click_id = redirect.headers["location"].rsplit("ct_click=", 1)[1]
+        click_id = await follow_link(client, code)
         await client.get(
             "/p.gif", params={"m": programme.merchant["key"], "oid": click_id[-6:], "clk": click_id}
         )
