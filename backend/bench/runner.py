@@ -1,0 +1,156 @@
+"""``clicktrail bench``: run the parts in throwaway directories, print the tables and ratios.
+
+The targets are printed beside the ratios, never enforced: how fast is a matter for people
+reading the figures. Only correctness decides the exit status: every answered request's event
+in Redis (the HTTP audit) and every event sent written once (the worker's row counts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from backend.bench.http_bench import (
+    BenchError,
+    HttpReport,
+    TargetResult,
+    cpu_pair,
+    run_http_bench,
+)
+from backend.bench.worker_bench import WorkerReport, run_worker_bench
+
+HTTP_ROUNDS = 3
+HTTP_CONNECTIONS = 64
+HTTP_TARGET, HTTP_AIM = 0.6, 1.0
+WORKER_TARGET, WORKER_AIM_RATE = 0.5, 100_000
+
+
+def _verdict(ratio: float, target: float) -> str:
+    return "meets the target" if ratio >= target else "BELOW the target"
+
+
+def _target_line(target: TargetResult) -> str:
+    return (
+        f"  {target.name:<24} {target.path:<18} {target.rate:>10,.0f} {target.p50_ms:>8.2f} "
+        f"{target.p99_ms:>8.2f} {target.errors:>7}"
+    )
+
+
+def format_http(report: HttpReport) -> str:
+    pinning = (
+        f"servers on CPU {report.cpus[0]}, wrk and Redis on CPU {report.cpus[1]}"
+        if report.cpus
+        else "not pinned (needs two CPUs and taskset)"
+    )
+    pixel = report.pixel.rate / report.bare.rate
+    click = report.click.rate / report.bare.rate
+    audit = report.audit
+    lines = [
+        "",
+        f"HTTP: uvicorn, 1 process, uvloop, httptools; wrk -t1 -c{report.connections} "
+        f"-d{report.seconds}s, median of {len(report.bare.runs)} interleaved rounds; {pinning}",
+        f"  {'target':<24} {'path':<18} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}",
+        *(_target_line(target) for target in (report.bare, report.pixel, report.click)),
+        f"  ratio pixel/bare  {pixel:5.2f}   {_verdict(pixel, HTTP_TARGET)} "
+        f"(>= {HTTP_TARGET}; aim >= {HTTP_AIM})",
+        f"  ratio click/bare  {click:5.2f}   {_verdict(click, HTTP_TARGET)} "
+        f"(>= {HTTP_TARGET}; aim >= {HTTP_AIM})",
+        f"  audit: wrk counted {audit.answered:,} answered pixel and redirect requests; "
+        f"the stream holds {audit.in_stream:,} events",
+    ]
+    if audit.ok:
+        lines.append(
+            f"  audit OK: every answered event is in Redis ({audit.extra} more were in flight "
+            f"when wrk stopped; at most {audit.in_flight_bound} can be)"
+        )
+    elif audit.requests != audit.answered:
+        lines.append(f"  audit FAILED: {audit.requests - audit.answered} answers were not 2xx/3xx")
+    elif audit.extra < 0:
+        lines.append(f"  audit FAILED: {-audit.extra} answered events are missing from Redis")
+    else:
+        lines.append(
+            f"  audit FAILED: {audit.extra} events more than answered, over the "
+            f"{audit.in_flight_bound} requests that can be in flight when wrk stops"
+        )
+    return "\n".join(lines)
+
+
+def format_worker(report: WorkerReport) -> str:
+    rows = report.clicks_in_db + report.conversions_in_db
+    lines = [
+        "",
+        f"Worker: {report.clicks_sent:,} clicks + {report.conversions_sent:,} conversions, "
+        f"{report.batch_size} events per transaction, SQLite (WAL, synchronous=NORMAL)",
+        f"  {'':<34} {'seconds':>8} {'events/s':>10} {'rows/s':>10}",
+        f"  {'XADD to the stream (pipelined)':<34} {report.enqueue_s:>8.2f} "
+        f"{report.events / report.enqueue_s:>10,.0f} {'':>10}",
+        f"  {'worker: stream to committed rows':<34} {report.worker_s:>8.2f} "
+        f"{report.worker_rate:>10,.0f} {rows / report.worker_s:>10,.0f}",
+        f"  {'raw sqlite3.executemany, same rows':<34} {report.raw_s:>8.2f} "
+        f"{report.raw_rate:>10,.0f} {report.raw_rows / report.raw_s:>10,.0f}",
+        f"  ratio worker/raw  {report.ratio:5.2f}   {_verdict(report.ratio, WORKER_TARGET)} "
+        f"(>= {WORKER_TARGET}; aim {WORKER_AIM_RATE:,} events/s)",
+        f"  rows: clicks {report.clicks_in_db:,} of {report.clicks_sent:,}, conversions "
+        f"{report.conversions_in_db:,} of {report.conversions_sent:,}, baseline "
+        f"{report.raw_rows_in_db:,} of {report.events:,}, left in the stream {report.backlog}",
+        f"  row check {'OK' if report.ok else 'FAILED'}",
+    ]
+    return "\n".join(lines)
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    """Run the parts ``args.only`` selects (both by default); exit 1 when a check fails."""
+    seconds = max(1, round(args.seconds))  # wrk takes whole seconds
+    if args.rows < 1:
+        raise SystemExit("--rows must be at least 1")
+    http = args.only in (None, "http")
+    worker = args.only in (None, "worker")
+    if http and shutil.which("wrk") is None:
+        raise SystemExit(
+            "the HTTP benchmark needs wrk: install it with 'apt-get install wrk' (Debian, "
+            "Ubuntu) or 'brew install wrk' (macOS), or run 'clicktrail bench --only worker'"
+        )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # each throwaway database migrates
+    failed: list[str] = []
+    ratios: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="clicktrail-bench-") as tmp:
+        if http:
+            runs = HTTP_ROUNDS * 3  # three targets per round
+            print(
+                f"HTTP benchmark: {runs} wrk runs of {seconds}s "
+                f"({'pinned' if cpu_pair() else 'not pinned'}) ...",
+                flush=True,
+            )
+            directory = Path(tmp, "http")
+            directory.mkdir()
+            try:
+                http_report = run_http_bench(directory, seconds, HTTP_ROUNDS, HTTP_CONNECTIONS)
+            except BenchError as error:
+                raise SystemExit(f"the HTTP benchmark could not run: {error}") from None
+            print(format_http(http_report), flush=True)
+            bare = http_report.bare.rate
+            ratios += [
+                f"pixel/bare {http_report.pixel.rate / bare:.2f}",
+                f"click/bare {http_report.click.rate / bare:.2f}",
+                f"audit {'OK' if http_report.audit.ok else 'FAILED'}",
+            ]
+            if not http_report.audit.ok:
+                failed.append("the HTTP audit")
+        if worker:
+            print(f"\nWorker benchmark: {args.rows:,} clicks ...", flush=True)
+            directory = Path(tmp, "worker")
+            directory.mkdir()
+            worker_report = run_worker_bench(directory, args.rows)
+            print(format_worker(worker_report), flush=True)
+            ratios += [
+                f"worker/raw {worker_report.ratio:.2f} ({worker_report.worker_rate:,.0f} events/s)",
+                f"rows {'OK' if worker_report.ok else 'FAILED'}",
+            ]
+            if not worker_report.ok:
+                failed.append("the worker's row check")
+    print("\nRatios: " + "   ".join(ratios), flush=True)
+    if failed:
+        raise SystemExit(f"bench failed: {' and '.join(failed)}")

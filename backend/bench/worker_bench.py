@@ -1,0 +1,315 @@
+"""The worker benchmark: stream to committed rows, against raw ``sqlite3.executemany``.
+
+Clicks and about 2% conversions are built by the same edge functions the HTTP handlers use
+(``build_click``, ``build_conversion``) from realistic visitors, XADDed to a fresh Redis stream,
+and drained by the real consumer (``build_consumer``) into a migrated SQLite file. The baseline
+writes the very rows the worker wrote (from ``Enricher.prepare``) into a fresh copy of the same
+schema, with the same pragmas and one transaction per consumer batch, so the ratio is the
+worker's own overhead: stream reads and acknowledgements, decoding, enrichment, SQLAlchemy and
+the rollups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+import secrets
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from backend.bench.programme import BenchProgramme, create_programme_database, sqlite_url
+from backend.bench.traffic import browsers, referrer, tracking_params
+from backend.catalog import Catalog, LinkInfo
+from backend.db.engine import Database
+from backend.events import ClickEvent, QueuedEvent, Source, encode_event
+from backend.ids import ClickIdSigner
+from backend.ingest.edge import build_click, build_conversion
+from backend.ingest.stream_writer import MAX_BATCH
+from backend.ingest.visitor import describe_visitor
+from backend.redis_client import connect
+from backend.redis_server import EmbeddedRedis
+from backend.settings import Settings
+from backend.worker.enrich import Enricher, Prepared, Row
+from backend.worker.main import build_consumer
+from backend.worker.store import Written
+
+CONVERSION_SHARE = 0.02
+UNATTRIBUTED_SHARE = 0.1  # conversions that arrive without a click id
+VISITORS_PER_CLICK = 0.3  # repeat visitors, so uniqueness has work to do
+SPAN_MS = 2 * 3_600_000  # the events' times cover the last two hours
+RAW_TABLES = ("clicks", "conversions")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReport:
+    clicks_sent: int
+    conversions_sent: int
+    enqueue_s: float
+    worker_s: float
+    raw_s: float
+    written: Written  # as the consumer counted it
+    clicks_in_db: int
+    conversions_in_db: int
+    raw_rows: int
+    raw_rows_in_db: int
+    backlog: int  # stream entries left after the drain (acknowledged entries are deleted)
+    batch_size: int
+
+    @property
+    def events(self) -> int:
+        return self.clicks_sent + self.conversions_sent
+
+    @property
+    def worker_rate(self) -> float:
+        return self.events / self.worker_s
+
+    @property
+    def raw_rate(self) -> float:
+        return self.events / self.raw_s
+
+    @property
+    def ratio(self) -> float:
+        return self.raw_s / self.worker_s
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.clicks_in_db == self.written.clicks == self.clicks_sent
+            and self.conversions_in_db == self.written.conversions == self.conversions_sent
+            and self.raw_rows == self.raw_rows_in_db == self.events
+            and self.backlog == 0
+        )
+
+
+def _amount(rng: random.Random, currency: str) -> str:
+    if currency == "JPY":
+        return str(rng.randrange(800, 15_000))
+    cents = rng.randrange(1_500, 25_000)
+    return f"{cents // 100}.{cents % 100:02d}"
+
+
+async def make_events(
+    catalog: Catalog,
+    programme: BenchProgramme,
+    signer: ClickIdSigner,
+    clicks: int,
+    rng: random.Random,
+    end_ms: int,
+) -> tuple[list[QueuedEvent], int]:
+    """``clicks`` clicks and their conversions in time order; also the number of conversions."""
+    salt = rng.randbytes(32)
+    visitors = [
+        (
+            browser,
+            describe_visitor(
+                ipaddress.ip_address(browser.address),
+                browser.user_agent,
+                browser.accept_language is not None,
+                salt,
+            ),
+        )
+        for browser in browsers(rng, max(1, int(clicks * VISITORS_PER_CLICK)))
+    ]
+    links: list[tuple[str, str, str, LinkInfo]] = []
+    for link in programme.links:
+        info = await catalog.link_by_id(link.id)
+        if info is None:
+            raise RuntimeError(f"link {link.id} is missing from the benchmark database")
+        links.append((link.publisher_site, link.merchant_key, link.currency, info))
+    start_ms = end_ms - SPAN_MS
+    events: list[QueuedEvent] = []
+    human: list[tuple[ClickEvent, str, str]] = []
+    for index in range(clicks):
+        site, merchant_key, currency, info = rng.choice(links)
+        browser, visitor = rng.choice(visitors)
+        _, click = build_click(
+            info,
+            tracking_params(rng, site),
+            referrer(rng, site),
+            visitor,
+            signer,
+            start_ms + index * SPAN_MS // clicks,
+        )
+        events.append(click)
+        if not browser.is_bot:
+            human.append((click, merchant_key, currency))
+    converting = rng.sample(human, min(len(human), round(clicks * CONVERSION_SHARE)))
+    for number, (click, merchant_key, currency) in enumerate(converting):
+        params = {
+            "m": merchant_key,
+            "oid": f"ORD-{number:07d}",
+            "amt": _amount(rng, currency),
+            "cur": currency,
+        }
+        if rng.random() >= UNATTRIBUTED_SHARE:
+            params["clk"] = click.click_id
+        at_ms = min(click.at_ms + rng.randrange(60_000, 1_800_000), end_ms)
+        events.append(await build_conversion(catalog, params, Source.PIXEL, click.visitor, at_ms))
+    events.sort(key=lambda event: event.at_ms)
+    return events, len(converting)
+
+
+async def enqueue(redis: Redis, stream: str, events: Sequence[QueuedEvent]) -> None:
+    """XADD the events the way the web's group commit does, in pipelines of its batch size."""
+    for start in range(0, len(events), MAX_BATCH):
+        async with redis.pipeline(transaction=False) as pipe:
+            for event in events[start : start + MAX_BATCH]:
+                pipe.xadd(stream, {b"e": encode_event(event)})
+            await pipe.execute()
+
+
+async def drain(settings: Settings, database: Database) -> Written:
+    """The measured path: the real consumer, from the stream to committed rows."""
+    consumer = build_consumer(settings, database, settings.redis_url)
+    await consumer.ensure_group()
+    await consumer.drain()
+    return consumer.written
+
+
+async def worker_rows(
+    settings: Settings, database: Database, events: Sequence[QueuedEvent]
+) -> list[Prepared]:
+    """The rows the worker wrote, batch by batch (uniqueness answers repeat for the same ids)."""
+    redis = connect(settings.redis_url)
+    try:
+        enricher = Enricher(
+            Catalog(database, settings.attribution_window_days),
+            redis,
+            ClickIdSigner(settings.secret_key),
+        )
+        size = settings.batch_size
+        return [
+            await enricher.prepare(list(events[start : start + size]))
+            for start in range(0, len(events), size)
+        ]
+    finally:
+        await redis.aclose()
+
+
+def _insert_sql(table: str, rows: Sequence[Row]) -> str:
+    columns = list(rows[0])
+    names, values = ", ".join(columns), ", ".join(f":{column}" for column in columns)
+    return f"INSERT INTO {table} ({names}) VALUES ({values})"  # noqa: S608 - our table names
+
+
+def insert_raw(path: Path, batches: Sequence[Prepared]) -> int:
+    """The baseline: plain ``executemany`` of the same rows, one transaction per batch."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        written = 0
+        for batch in batches:
+            connection.execute("BEGIN IMMEDIATE")
+            for table, rows in zip(RAW_TABLES, (batch.clicks, batch.conversions), strict=True):
+                if rows:
+                    connection.executemany(_insert_sql(table, rows), rows)
+                    written += len(rows)
+            connection.execute("COMMIT")
+        return written
+    finally:
+        connection.close()
+
+
+def count_rows(path: Path, *tables: str) -> int:
+    connection = sqlite3.connect(path)
+    try:
+        return sum(
+            connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+            for table in tables
+        )
+    finally:
+        connection.close()
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """A consistent copy even with a WAL beside the file."""
+    origin, copy = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        origin.backup(copy)
+    finally:
+        origin.close()
+        copy.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Measured:
+    conversions: int
+    enqueue_s: float
+    worker_s: float
+    written: Written
+    backlog: int
+    batches: list[Prepared]
+
+
+async def _measure(
+    settings: Settings, programme: BenchProgramme, clicks: int, seed: int
+) -> _Measured:
+    database = Database.connect(settings.database_url)
+    redis = connect(settings.redis_url)
+    try:
+        events, conversions = await make_events(
+            Catalog(database, settings.attribution_window_days),
+            programme,
+            ClickIdSigner(settings.secret_key),
+            clicks,
+            random.Random(seed),
+            time.time_ns() // 1_000_000,
+        )
+        started = time.perf_counter()
+        await enqueue(redis, settings.stream, events)
+        enqueued = time.perf_counter()
+        written = await drain(settings, database)
+        drained = time.perf_counter()
+        return _Measured(
+            conversions=conversions,
+            enqueue_s=enqueued - started,
+            worker_s=drained - enqueued,
+            written=written,
+            backlog=int(await redis.xlen(settings.stream)),
+            batches=await worker_rows(settings, database, events),
+        )
+    finally:
+        await redis.aclose()
+        await database.dispose()
+
+
+def run_worker_bench(workdir: Path, clicks: int, seed: int = 2024) -> WorkerReport:
+    """Everything in ``workdir``: its own Redis, the worker's database and the baseline's."""
+    worker_db, raw_db = workdir / "worker.db", workdir / "raw.db"
+    programme = asyncio.run(create_programme_database(worker_db))
+    copy_database(worker_db, raw_db)
+    redis_server = EmbeddedRedis(workdir / "redis").start()
+    try:
+        settings = Settings(
+            var_dir=workdir / "var",
+            database_url=sqlite_url(worker_db),
+            redis_url=redis_server.url,
+            secret_key=secrets.token_urlsafe(48),
+        )
+        measured = asyncio.run(_measure(settings, programme, clicks, seed))
+    finally:
+        redis_server.stop()
+    started = time.perf_counter()
+    raw_rows = insert_raw(raw_db, measured.batches)
+    raw_s = time.perf_counter() - started
+    return WorkerReport(
+        clicks_sent=clicks,
+        conversions_sent=measured.conversions,
+        enqueue_s=measured.enqueue_s,
+        worker_s=measured.worker_s,
+        raw_s=raw_s,
+        written=measured.written,
+        clicks_in_db=count_rows(worker_db, "clicks"),
+        conversions_in_db=count_rows(worker_db, "conversions"),
+        raw_rows=raw_rows,
+        raw_rows_in_db=count_rows(raw_db, *RAW_TABLES),
+        backlog=measured.backlog,
+        batch_size=settings.batch_size,
+    )

@@ -1,0 +1,117 @@
+"""The benchmark and the demo on real parts (Redis, SQLite, uvicorn, wrk) at small sizes.
+
+Only counts and audits are asserted, never timings: how fast is for people reading the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import func, select
+
+from backend.bench.http_bench import ROOT, clicktrail_env, free_ports, run_http_bench, serving
+from backend.bench.runner import run_bench
+from backend.bench.worker_bench import run_worker_bench
+from backend.db.engine import Database
+from backend.db.models import Click, Conversion, RejectedEventRow
+from backend.demo import demo
+from backend.settings import Settings
+
+needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+
+
+def test_worker_bench_writes_every_event_once(tmp_path: Path) -> None:
+    report = run_worker_bench(tmp_path, clicks=2000)
+
+    assert report.ok
+    assert (report.clicks_sent, report.conversions_sent) == (2000, 40)
+    assert report.written.clicks == report.clicks_in_db == 2000
+    assert report.written.conversions == report.conversions_in_db == 40
+    assert report.raw_rows_in_db == report.events == 2040
+    assert report.backlog == 0
+    assert report.ratio > 0
+
+
+def test_bench_command_prints_the_worker_table(capsys: pytest.CaptureFixture[str]) -> None:
+    run_bench(argparse.Namespace(seconds=1.0, rows=300, only="worker"))
+
+    out = capsys.readouterr().out
+    assert "ratio worker/raw" in out
+    assert "row check OK" in out
+    assert "HTTP:" not in out
+
+
+@needs_wrk
+def test_http_bench_finds_every_answered_event_in_redis(tmp_path: Path) -> None:
+    report = run_http_bench(tmp_path, seconds=1, rounds=1, connections=8)
+
+    for target in (report.bare, report.pixel, report.click):
+        (run,) = target.runs
+        assert run.requests > 0
+        assert run.status_errors == 0
+    assert report.audit.ok
+    assert report.audit.in_stream >= report.audit.answered > 0
+
+
+@pytest.fixture
+def clicktrail_url(tmp_path: Path, settings: Settings, redis: Redis) -> Iterator[str]:
+    """A real ``clicktrail web`` and ``clicktrail worker`` on the test database and Redis."""
+    env = clicktrail_env(tmp_path, settings.database_url, settings.redis_url)
+    (port,) = free_ports(1)
+    env["CLICKTRAIL_PUBLIC_URL"] = url = f"http://127.0.0.1:{port}"
+    me = [sys.executable, "-m", "backend.cli"]
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen([*me, "worker"], env=env, cwd=ROOT, stdout=log, stderr=log)
+    try:
+        web = [*me, "web", "--host", "127.0.0.1", "--port", str(port)]
+        with serving(web, env, port, None, tmp_path / "web.log"):
+            yield url
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+async def _count(database: Database, model: type[Click | Conversion | RejectedEventRow]) -> int:
+    async with database.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def _count_when_written(
+    database: Database, model: type[Click | Conversion | RejectedEventRow], expected: int
+) -> int:
+    """The row count once it reaches ``expected`` or after a few seconds: the worker is async."""
+    deadline = time.monotonic() + 15
+    while True:
+        count = await _count(database, model)
+        if count >= expected or time.monotonic() > deadline:
+            return count
+        await asyncio.sleep(0.1)
+
+
+async def test_demo_traffic_arrives_through_http_and_the_worker(
+    clicktrail_url: str, settings: Settings, database: Database
+) -> None:
+    summary = await demo(settings, clicktrail_url, clicks=40, seed=3)
+
+    assert (len(summary.merchants), len(summary.partners), len(summary.links)) == (2, 4, 8)
+    assert {merchant["currency"] for merchant in summary.merchants} == {"EUR", "JPY"}
+    assert summary.totals is not None, "the worker did not write the clicks in time"
+    assert summary.conversions >= 1
+    assert await _count(database, Click) == summary.clicks == 40
+    assert await _count(database, Conversion) == summary.conversions
+    assert await _count_when_written(database, RejectedEventRow, 5) == summary.rejected == 5
+    async with database.session() as session:
+        attributed = await session.scalar(
+            select(func.count()).select_from(Conversion).where(Conversion.link_id.is_not(None))
+        )
+    assert attributed == summary.conversions
+    assert summary.totals["conversions"] == summary.conversions
