@@ -226,7 +226,8 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
     run_demo(settings, args.url or settings.public_url, args.clicks)
 
 
-def cmd_bench(settings: Settings, args: argparse.Namespace) -> None:
+def cmd_bench(args: argparse.Namespace) -> None:
+    """Works in throwaway directories; needs no settings (and so writes nothing to ./var)."""
     from backend.bench.runner import run_bench
 
     run_bench(args)
@@ -281,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        cmd_bench(args)
+        return
+    if args.command in ("run", "web") and "CLICKTRAIL_PUBLIC_URL" not in os.environ:
+        os.environ["CLICKTRAIL_PUBLIC_URL"] = f"http://{args.host}:{args.port}"
     try:
         settings = load_settings()
     except SettingsError as error:

@@ -119,10 +119,13 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-async def consumer(settings: Settings, database: Database, redis: Redis) -> StreamConsumer:
+async def consumer(
+    settings: Settings, database: Database, redis: Redis
+) -> AsyncIterator[StreamConsumer]:
     worker = build_consumer(settings, database, settings.redis_url)
     await worker.ensure_group()
-    return worker
+    yield worker
+    await worker.close()
 
 
 @pytest.fixture

@@ -167,8 +167,11 @@ async def enqueue(redis: Redis, stream: str, events: Sequence[QueuedEvent]) -> N
 async def drain(settings: Settings, database: Database) -> Written:
     """The measured path: the real consumer, from the stream to committed rows."""
     consumer = build_consumer(settings, database, settings.redis_url)
-    await consumer.ensure_group()
-    await consumer.drain()
+    try:
+        await consumer.ensure_group()
+        await consumer.drain()
+    finally:
+        await consumer.close()
     return consumer.written
 
 

@@ -87,6 +87,10 @@ class StreamConsumer:
             if "BUSYGROUP" not in str(error):
                 raise
 
+    async def close(self) -> None:
+        """Release the consumer's Redis connection (the worker owns nothing else)."""
+        await self._redis.aclose()
+
     def stop(self) -> None:
         """Finish the batch in hand, then return from ``run``."""
         self._stopping.set()

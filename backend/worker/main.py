@@ -66,6 +66,7 @@ async def shutdown(ctx: Context) -> None:
     if consumer is not None and task is not None:
         consumer.stop()
         await asyncio.wait({task}, timeout=60)
+        await consumer.close()
     if "database" in ctx:
         await ctx["database"].dispose()
 

@@ -176,6 +176,7 @@ async def store_session(
         tracker_settings, tracker_database.database, tracker_settings.redis_url
     )
     yield Store(tracker_database.database, consumer, redis, tracker_settings.stream)
+    await consumer.close()
     await redis.aclose()
 
 
