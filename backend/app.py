@@ -1,11 +1,13 @@
 """The web application factory: ``create_app(settings)``.
 
 Shared resources (database engines, Redis, the catalog cache, the stream writer) are built at
-startup and hung on ``app.state``; handlers receive them from there, never from globals.
+startup and hung on ``app.state``; handlers receive them from there, never from globals. The
+ingest routes are answered in front of the Litestar app (``IngestFirst``); the rest is Litestar.
 """
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,13 +29,7 @@ from backend.catalog import Catalog
 from backend.db.engine import Database
 from backend.health import healthz, metrics, readyz
 from backend.ids import ClickIdSigner
-from backend.ingest.routes import (
-    Ingest,
-    click_redirect,
-    conversion_pixel,
-    event_beacon,
-    load_not_found_page,
-)
+from backend.ingest.routes import Ingest, IngestFirst, load_not_found_page
 from backend.ingest.snippet import Snippet, serve_snippet, serve_versioned_snippet
 from backend.ingest.spool import Spool
 from backend.ingest.stream_writer import StreamWriter
@@ -52,7 +48,7 @@ def _configure_jinja(engine: JinjaTemplateEngine) -> None:
     engine.engine.filters["money"] = format_minor
 
 
-def create_app(settings: Settings) -> Litestar:
+def create_app(settings: Settings) -> IngestFirst:
     if not settings.redis_url:
         raise ValueError("create_app needs settings.redis_url (the CLI starts embedded Redis)")
 
@@ -79,6 +75,8 @@ def create_app(settings: Settings) -> Litestar:
             signer=ClickIdSigner(settings.secret_key),
             not_found_page=load_not_found_page(TEMPLATES),
         )
+        gc.collect()
+        gc.freeze()  # what startup built lives for good: keep it out of full collections
         try:
             yield
         finally:
@@ -91,11 +89,8 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[*RESOURCE_CONTROLLERS, ConversionController, stats],
         dependencies=API_DEPENDENCIES,
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
-            click_redirect,
-            conversion_pixel,
-            event_beacon,
             serve_snippet,
             serve_versioned_snippet,
             healthz,
@@ -116,3 +111,4 @@ def create_app(settings: Settings) -> Litestar:
         logging_config=LoggingConfig(log_exceptions="always", disable_stack_trace={404, 401}),
         debug=False,
     )
+    return IngestFirst(app)

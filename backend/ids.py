@@ -54,7 +54,7 @@ class ClickIdSigner:
         self._key = hashlib.sha256(b"clicktrail click id\x00" + secret_key.encode()).digest()
 
     def _mac(self, body: bytes) -> bytes:
-        return hmac.new(self._key, body, hashlib.sha256).digest()[:_MAC_BYTES]
+        return hmac.digest(self._key, body, "sha256")[:_MAC_BYTES]
 
     def issue(self, link_id: int, now_ms: int) -> str:
         body = _CLICK_LAYOUT.pack(now_ms.to_bytes(6, "big"), os.urandom(16), link_id)

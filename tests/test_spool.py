@@ -20,13 +20,14 @@ async def test_pixel_and_redirect_answer_while_redis_is_down_and_nothing_is_lost
     settings: Settings, programme: Programme, redis: Redis, tmp_path: Path
 ) -> None:
     dead = settings.with_overrides(redis_url=f"unix://{tmp_path}/no-redis.sock")
-    async with AsyncTestClient(create_app(dead)) as client:
+    app = create_app(dead)
+    async with AsyncTestClient(app) as client:
         client.follow_redirects = False
         pixel = await client.get(
             "/p.gif", params={"m": programme.merchant["key"], "oid": "S1", "amt": "3.00"}
         )
         redirect = await client.get(f"/c/{programme.link['code']}", headers=BROWSER_HEADERS)
-        writer: StreamWriter = client.app.state.writer
+        writer: StreamWriter = app.state.writer
         assert writer.spooled == 2
     assert pixel.status_code == 200
     assert len(pixel.content) == 43

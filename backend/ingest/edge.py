@@ -99,10 +99,10 @@ def safe_deep_link(candidate: str, allowed_hosts: frozenset[str]) -> str | None:
 
 
 def with_query_param(url: str, name: str, value: str) -> str:
-    parts = urlsplit(url)
-    extra = urlencode({name: value})
-    query = f"{parts.query}&{extra}" if parts.query else extra
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+    """``url`` with ``name=value`` added to its query, before any fragment."""
+    base, hash_mark, fragment = url.partition("#")
+    separator = "" if base.endswith(("?", "&")) else "&" if "?" in base else "?"
+    return f"{base}{separator}{urlencode({name: value})}{hash_mark}{fragment}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,10 @@
 """The ingest routes: ``/c/{code}``, ``/p.gif`` and ``/e``.
 
-They are the hottest paths, so they are lean ASGI handlers: no session, CSRF, auth or
-signature-model machinery (see BASELINES.md: the framework's own request handling is a large
-share of the budget). Each validates, stamps, queues through the group-commit writer and
-answers. The pixel and the redirect always answer the browser; bad input is queued as a
-rejected event with its reason.
+They are the hottest paths, so ``IngestFirst`` answers them before Litestar's router and
+middleware see the request (BASELINES.md: the framework's own request handling is a large
+share of the budget); everything else goes on to the Litestar app. Each handler validates,
+stamps, queues through the group-commit writer and answers. The pixel and the redirect always
+answer the browser; bad input is queued as a rejected event with its reason.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
-from litestar import asgi
+from litestar import Litestar
+from litestar.enums import ScopeType
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
 from backend.catalog import Catalog
@@ -78,11 +79,6 @@ class Ingest:
         await self.writer.put(*(encode_event(event) for event in events))
 
 
-def _state(scope: Scope) -> Ingest:
-    ingest: Ingest = scope["app"].state.ingest
-    return ingest
-
-
 def _query(scope: Scope) -> dict[str, str]:
     raw = scope["query_string"].decode("utf-8", "replace")
     return dict(parse_qsl(raw, keep_blank_values=True, max_num_fields=64))
@@ -116,11 +112,8 @@ def _opted_out(settings: Settings, headers: Mapping[bytes, bytes]) -> bool:
     return gpc or (settings.honor_dnt and headers.get(b"dnt") == b"1")
 
 
-@asgi("/c", is_mount=True, include_in_schema=False, copy_scope=False)
-async def click_redirect(scope: Scope, receive: Receive, send: Send) -> None:
+async def click_redirect(ingest: Ingest, code: str, scope: Scope, send: Send) -> None:
     """302 to the link's destination with the click id; 404 page for an unknown code."""
-    ingest = _state(scope)
-    code = scope["path"].strip("/")
     link = None
     if 0 < len(code) <= 32 and _CODE_CHARS.issuperset(code):
         link = await ingest.catalog.link_by_code(code)
@@ -161,10 +154,8 @@ async def click_redirect(scope: Scope, receive: Receive, send: Send) -> None:
     await respond(send, 302, response_headers)
 
 
-@asgi("/p.gif", include_in_schema=False, copy_scope=False)
-async def conversion_pixel(scope: Scope, receive: Receive, send: Send) -> None:
+async def conversion_pixel(ingest: Ingest, scope: Scope, send: Send) -> None:
     """Always the 43-byte GIF; a bad conversion is kept as a rejected event."""
-    ingest = _state(scope)
     now_ms = _now_ms()
     params = _query(scope)
     visitor = await ingest.visitor(scope, _headers(scope))
@@ -208,15 +199,13 @@ async def _json(send: Send, status: int, body: object, origin: bytes | None = No
     await respond(send, status, headers, msgspec.json.encode(body))
 
 
-@asgi("/e", include_in_schema=False, copy_scope=False)
-async def event_beacon(scope: Scope, receive: Receive, send: Send) -> None:
+async def event_beacon(ingest: Ingest, scope: Scope, receive: Receive, send: Send) -> None:
     """Batched events from the snippet: ``{"m": key, "events": [...]}`` or ``{"p": key, ...}``.
 
     Accepted as any content type so ``sendBeacon`` with ``text/plain`` needs no preflight.
     Valid events are queued even when others in the same request are not; those are queued as
     rejected events and listed in the answer with their index.
     """
-    ingest = _state(scope)
     headers = _headers(scope)
     origin = headers.get(b"origin")
     method = scope.get("method")
@@ -330,3 +319,28 @@ def _error(index: int | None, rejection: Rejection) -> dict[str, object]:
 
 def load_not_found_page(templates: Path) -> bytes:
     return (templates / "link_not_found.html").read_bytes()
+
+
+class IngestFirst:
+    """The ASGI application: ingest routes here, everything else to the Litestar ``app``.
+
+    ``state`` is the app's state, where its lifespan puts the ``Ingest`` at startup.
+    """
+
+    def __init__(self, app: Litestar) -> None:
+        self.app = app
+        self.state = app.state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP:
+            path = scope["path"]
+            if path == "/p.gif":
+                await conversion_pixel(self.state.ingest, scope, send)
+                return
+            if path.startswith("/c/") or path == "/c":
+                await click_redirect(self.state.ingest, path[3:].strip("/"), scope, send)
+                return
+            if path == "/e":
+                await event_beacon(self.state.ingest, scope, receive, send)
+                return
+        await self.app(scope, receive, send)

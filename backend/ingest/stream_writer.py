@@ -61,7 +61,8 @@ class StreamWriter:
         self._payloads.extend(payloads)
         self._waiters.extend(waiters)
         self._wake.set()
-        await asyncio.gather(*waiters)
+        for waiter in waiters:  # no gather: awaiting a finished future costs next to nothing
+            await waiter
 
     async def put_or_fail(self, payload: bytes) -> None:
         """Write straight to Redis; raise ``StreamUnavailable`` instead of spooling."""

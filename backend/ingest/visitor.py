@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import secrets
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -21,6 +22,8 @@ from backend.events import Visitor
 from backend.settings import IpNetwork
 
 SALT_TTL_S = 2 * 86_400
+_V4_PREFIX_MASK = (2**32 - 1) ^ (2**8 - 1)
+_V6_PREFIX_MASK = (2**128 - 1) ^ (2**80 - 1)
 MAX_USER_AGENT = 512
 
 
@@ -53,8 +56,9 @@ def network_prefix(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None
         return ""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
-    bits = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
+    if isinstance(address, ipaddress.IPv4Address):
+        return f"{ipaddress.IPv4Address(int(address) & _V4_PREFIX_MASK)}/24"
+    return f"{ipaddress.IPv6Address(int(address) & _V6_PREFIX_MASK)}/48"
 
 
 class DailySalt:
@@ -62,18 +66,18 @@ class DailySalt:
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._day = ""
+        self._day = -1
         self._salt = b""
 
     async def current(self) -> bytes:
-        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        day = int(time.time() // 86_400)  # the UTC day number: cheap to compare per request
         if day != self._day:
             self._salt = await self._fetch(day)
             self._day = day
         return self._salt
 
-    async def _fetch(self, day: str) -> bytes:
-        key = f"ct:salt:{day}"
+    async def _fetch(self, day: int) -> bytes:
+        key = f"ct:salt:{datetime.fromtimestamp(day * 86_400, UTC):%Y-%m-%d}"
         try:
             await self._redis.set(key, secrets.token_bytes(32), nx=True, ex=SALT_TTL_S)
             stored = await self._redis.get(key)
