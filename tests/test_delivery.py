@@ -181,7 +181,7 @@ async def test_batch_is_retried_while_the_database_fails_and_acknowledged_only_a
     async with database.writing() as connection:
         await connection.exec_driver_sql("ALTER TABLE stats_hourly RENAME TO stats_away")
 
-    worker = asyncio.create_task(consumer.step())
+    worker = asyncio.create_task(consumer.drain())
     await asyncio.sleep(1.0)
     assert not worker.done()
     assert (await counts_without_rollup(database)) == (0, 0)

@@ -8,6 +8,10 @@ by a consumer that died are taken over with XAUTOCLAIM once idle. Failures split
   fails ``MAX_DELIVERIES`` times (counted here and by the stream's own delivery counter, so a
   poison entry that kills the process is caught too) is moved to ``rejected_events``.
 Acknowledged entries are deleted, so the stream's length is the backlog.
+
+Batches are pipelined: the next batch is read and enriched while the previous one is being
+written (SQLite and asyncpg work off the event loop), yet writes stay one at a time and in
+order, and each batch is acknowledged only after its own commit.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import msgspec
 from redis.asyncio import Redis
@@ -26,7 +32,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from backend.db.engine import Database
 from backend.events import QueuedEvent, decode_event
-from backend.worker.enrich import Enricher
+from backend.worker.enrich import Enricher, Prepared
 from backend.worker.store import Written, write_batch, write_poison
 
 log = logging.getLogger(__name__)
@@ -42,6 +48,18 @@ BACKOFF_MAX_S = 5.0
 class Entry:
     entry_id: str
     payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A batch decoded and enriched, waiting for its turn to be written."""
+
+    entries: list[Entry]
+    prepared: Prepared | None
+
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def is_transient(error: BaseException) -> bool:
@@ -96,12 +114,12 @@ class StreamConsumer:
         self._stopping.set()
 
     async def run(self) -> None:
+        """Consume until ``stop``; the batch being written when it is called still commits."""
         await self.ensure_group()
         backoff = BACKOFF_START_S
         while not self._stopping.is_set():
             try:
-                await self.step(block_ms=500)
-                backoff = BACKOFF_START_S
+                await self._pipeline(block_ms=500, until_empty=False)
             except Exception as error:
                 if not is_transient(error):
                     raise
@@ -109,25 +127,41 @@ class StreamConsumer:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
 
-    async def step(self, block_ms: int = 0) -> int:
-        """Reclaim abandoned entries when due, read one batch and write it; return its size."""
-        entries: list[Entry] = []
-        if time.monotonic() >= self._next_claim:
-            entries = await self._reclaim()
-            self._next_claim = time.monotonic() + CLAIM_EVERY_S
-        if not entries:
-            entries = await self._read(block_ms)
-        if entries:
-            await self._handle_with_retry(entries)
-        return len(entries)
-
     async def drain(self) -> int:
         """Process until the stream has nothing new for this group (tests, benchmarks)."""
-        total = 0
         self._next_claim = 0.0
-        while count := await self.step():
-            total += count
+        return await self._pipeline(block_ms=0, until_empty=True)
+
+    async def _pipeline(self, block_ms: int, until_empty: bool) -> int:
+        total = 0
+        writing: asyncio.Task[None] | None = None
+        try:
+            while not self._stopping.is_set():
+                entries = await self._next_entries(block_ms)
+                if not entries:
+                    if writing is not None:
+                        await writing  # settle the last batch while the stream is quiet
+                        writing = None
+                    if until_empty:
+                        break
+                    continue
+                staged = await self._retrying(self._stage, entries)
+                if writing is not None:
+                    await writing  # one write at a time, in order
+                writing = asyncio.create_task(self._retrying(self._commit, staged))
+                total += len(entries)
+        finally:
+            if writing is not None:
+                await writing
         return total
+
+    async def _next_entries(self, block_ms: int) -> list[Entry]:
+        """Abandoned entries when a reclaim is due and finds some, else new ones."""
+        if time.monotonic() >= self._next_claim:
+            self._next_claim = time.monotonic() + CLAIM_EVERY_S
+            if reclaimed := await self._reclaim():
+                return reclaimed
+        return await self._read(block_ms)
 
     async def _read(self, block_ms: int) -> list[Entry]:
         entries = await self._xread(self._batch_size, block_ms)
@@ -175,20 +209,21 @@ class StreamConsumer:
                 keep.append(entry)
         return keep
 
-    async def _handle_with_retry(self, entries: list[Entry]) -> None:
+    async def _retrying(self, work: Callable[[T], Awaitable[R]], batch: T) -> R:
+        """``work(batch)``, repeated with backoff for as long as the failure is transient."""
         backoff = BACKOFF_START_S
         while True:
             try:
-                await self._handle(entries)
-                return
+                return await work(batch)
             except Exception as error:
                 if not is_transient(error):
                     raise
-                log.warning("batch of %d waiting %.1fs after: %s", len(entries), backoff, error)
+                log.warning("batch waiting %.1fs after: %s", backoff, error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
 
-    async def _handle(self, entries: list[Entry]) -> None:
+    async def _stage(self, entries: list[Entry]) -> Staged:
+        """Decode (dead-lettering what cannot be) and enrich; nothing is written yet."""
         events: list[QueuedEvent] = []
         decodable: list[Entry] = []
         for entry in entries:
@@ -197,15 +232,23 @@ class StreamConsumer:
                 decodable.append(entry)
             except (msgspec.DecodeError, msgspec.ValidationError) as error:
                 await self._dead_letter(entry, f"undecodable entry: {error}")
+        prepared = await self._enricher.prepare(events) if events else None
+        return Staged(decodable, prepared)
+
+    async def _commit(self, staged: Staged) -> None:
+        """Write one staged batch, then acknowledge it; isolate a poison entry if it fails."""
         try:
-            if events:
-                self._add(await write_batch(self._db, await self._enricher.prepare(events)))
+            if staged.prepared is not None:
+                self._add(await write_batch(self._db, staged.prepared))
         except Exception as error:
             if is_transient(error):
                 raise
-            await self._isolate(decodable, error)
+            await self._isolate(staged.entries, error)
             return
-        await self._ack(decodable)
+        await self._ack(staged.entries)
+
+    async def _handle(self, entries: list[Entry]) -> None:
+        await self._commit(await self._stage(entries))
 
     async def _isolate(self, entries: list[Entry], error: Exception) -> None:
         """Split a failing batch until the culprit is alone; count and dead-letter it."""

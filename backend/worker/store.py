@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Table, select
@@ -27,6 +28,8 @@ IMPRESSIONS: Table = Impression.__table__  # type: ignore[assignment]
 CONVERSIONS: Table = Conversion.__table__  # type: ignore[assignment]
 REJECTED: Table = RejectedEventRow.__table__  # type: ignore[assignment]
 STATS: Table = StatsHourly.__table__  # type: ignore[assignment]
+_KEY_IS_ONLY_UNIQUE = (CLICKS, IMPRESSIONS)
+_SQLITE_MAX_VARIABLES = 900
 _COUNTERS = (
     "clicks",
     "unique_clicks",
@@ -57,9 +60,47 @@ async def _insert_new(
     """Insert ``rows``, skipping any that already exist; return the keys actually written."""
     if not rows:
         return set()
+    if connection.dialect.name == "sqlite" and table in _KEY_IS_ONLY_UNIQUE:
+        return await _insert_new_sqlite(connection, table, key, rows)
     statement = _insert(connection, table).on_conflict_do_nothing().returning(table.c[key])
     result = await connection.execute(statement, list(rows))
     return set(result.scalars().all())
+
+
+async def _insert_new_sqlite(
+    connection: AsyncConnection, table: Table, key: str, rows: Sequence[Row]
+) -> set[str]:
+    """The bulk path on SQLite: driver ``executemany`` of tuples, a third of the cost of
+    SQLAlchemy's multi-row ``RETURNING`` insert (BASELINES.md, and measured by the bench).
+
+    Which rows are new is found first, by key, inside the same ``BEGIN IMMEDIATE``
+    transaction: no other writer can slip in between, so the answer is exact. Only for tables
+    whose key is their one unique constraint, so ``ON CONFLICT`` can skip nothing else.
+    """
+    keys = [row[key] for row in rows]
+    seen: set[str] = set()
+    for start in range(0, len(keys), _SQLITE_MAX_VARIABLES):
+        chunk = keys[start : start + _SQLITE_MAX_VARIABLES]
+        marks = ",".join("?" * len(chunk))
+        found = await connection.exec_driver_sql(
+            f"SELECT {key} FROM {table.name} WHERE {key} IN ({marks})",  # noqa: S608 - names are ours
+            tuple(chunk),
+        )
+        seen.update(value for (value,) in found)
+    fresh: list[Row] = []
+    for row in rows:
+        if row[key] not in seen:
+            seen.add(row[key])  # a key twice in one batch is written once
+            fresh.append(row)
+    if fresh:
+        columns = list(fresh[0])
+        statement = (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608 - names are ours
+            f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT DO NOTHING"
+        )
+        values = list(map(itemgetter(*columns), fresh))
+        await connection.exec_driver_sql(statement, values)
+    return {row[key] for row in fresh}
 
 
 async def _upsert_rollup(connection: AsyncConnection, deltas: list[Delta]) -> None:
