@@ -227,7 +227,8 @@ async def _totals(client: httpx.AsyncClient) -> dict[str, Any]:
 
 def _counts(totals: dict[str, Any]) -> tuple[int, int]:
     """All clicks (people and bots) and all conversions in a stats answer."""
-    return int(totals["clicks"]) + int(totals["bot_clicks"]), int(totals["conversions"])
+    clicks = int(totals["clicks"]) + int(totals["bot_clicks"]) + int(totals["flagged_clicks"])
+    return clicks, int(totals["conversions"])
 
 
 async def wait_for_worker(

@@ -149,7 +149,9 @@ async def test_partner_key_sees_only_its_own_data(
     stats = (await client.get("/api/v1/stats", headers=partner)).json()["totals"]
     assert (stats["clicks"], stats["conversions"]) == (1, 1)
     admin_stats = (await client.get("/api/v1/stats", headers=programme.headers)).json()["totals"]
-    assert (admin_stats["clicks"], admin_stats["conversions"]) == (3, 3)
+    # the second click on the other link came within 10 s of the first: a duplicate
+    assert (admin_stats["clicks"], admin_stats["flagged_clicks"]) == (2, 1)
+    assert admin_stats["conversions"] == 3
     forbidden = await client.post(
         "/api/v1/merchants", json={"name": "x", "currency": "EUR"}, headers=partner
     )

@@ -185,6 +185,7 @@ async def worker_rows(
             Catalog(database, settings.attribution_window_days),
             redis,
             ClickIdSigner(settings.secret_key),
+            database,
         )
         size = settings.batch_size
         return [

@@ -196,7 +196,9 @@ class StatsHourly(Base):
 
     Traffic counts (clicks, impressions) sit on the row of the merchant's currency at write
     time, so summing them across currencies never double-counts. ``link_id`` 0 holds
-    conversions that no click could be credited with.
+    conversions that no click could be credited with. Each stored click counts once: in
+    ``clicks`` (billable), ``bot_clicks``, or ``flagged_clicks`` (a person's duplicate or
+    rate-limited click: shown, never billed).
     """
 
     __tablename__ = "stats_hourly"
@@ -210,6 +212,7 @@ class StatsHourly(Base):
     clicks: Mapped[int] = mapped_column(BigInteger, default=0)
     unique_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
     bot_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+    flagged_clicks: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     impressions: Mapped[int] = mapped_column(BigInteger, default=0)
     conversions: Mapped[int] = mapped_column(BigInteger, default=0)
     revenue_minor: Mapped[int] = mapped_column(BigInteger, default=0)

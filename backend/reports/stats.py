@@ -19,7 +19,7 @@ from backend.scope import Viewer
 
 DAY_MS = 86_400_000
 GroupBy = Literal["day", "partner", "campaign", "link"]
-_TRAFFIC = ("clicks", "unique_clicks", "bot_clicks", "impressions")
+_TRAFFIC = ("clicks", "unique_clicks", "bot_clicks", "flagged_clicks", "impressions")
 _MONEY = ("conversions", "revenue_minor", "commission_minor")
 
 
@@ -34,6 +34,7 @@ class Totals(msgspec.Struct):
     clicks: int = 0
     unique_clicks: int = 0
     bot_clicks: int = 0
+    flagged_clicks: int = 0
     impressions: int = 0
     conversions: int = 0
     revenue_minor: int | None = None

@@ -1,21 +1,38 @@
 """Enrichment: queued events in, table rows and rollup deltas out.
 
-One function per event kind turns an event into its row; the shared steps (user-agent
-classification, uniqueness, attribution, commission) are small functions of their own. A row's
-rollup delta is kept beside it and counted only if the insert actually wrote the row, so a
-redelivered batch never counts twice.
+A batch goes through three phases so that every outside question is asked once per batch:
+1. resolve each event's link (the catalog's cache) and, for a conversion, its signed click id,
+   collecting the questions for Redis (``backend.quality.windows``) and the click ids to look up;
+2. ask Redis (one script call) and the database (one query for the credited clicks) at once;
+3. build each row by running it through its kind's steps (``CLICK_STEPS``,
+   ``CONVERSION_STEPS``): small functions that fill in or flag the row. A new rule is a new step.
+
+What counts where in ``stats_hourly``: every stored click counts exactly once, as
+- ``clicks``, billable: a human's click with no flag; ``unique_clicks``: those that were the
+  visitor's first on the link that day;
+- ``bot_clicks``: a bot's click (a ``bot:`` flag, ``clicks.is_bot``);
+- ``flagged_clicks``: a human's click flagged ``duplicate`` or ``rate_limited:*``. Billing a
+  double-click or a click storm would pay for nothing; hiding them would hide the abuse.
+A conversion always counts with its revenue. Crediting a bot's click it earns no commission;
+an attributed conversion with any flag (its own or its click's) is marked ``review`` and stays
+pending for a person. A row's rollup delta is kept beside it and counted only if the insert
+actually wrote the row, so a redelivered batch never counts twice.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
+from sqlalchemy import select
 
 from backend.catalog import Catalog, LinkInfo
-from backend.db.models import ConversionStatus, PartnerStatus
+from backend.db.engine import Database
+from backend.db.models import Click, ConversionStatus, PartnerStatus
 from backend.events import (
     ClickEvent,
     ConversionEvent,
@@ -27,29 +44,23 @@ from backend.events import (
 )
 from backend.ids import ClickIdSigner
 from backend.money import commission_minor
-from backend.worker.useragent import classify
+from backend.quality.agents import AgentVerdict, classify
+from backend.quality.flags import Flag
+from backend.quality.windows import (
+    DUPLICATE,
+    PREFIX_BURST,
+    RATE_LIMITED_LINK,
+    RATE_LIMITED_PARTNER,
+    UNIQUE,
+    Counter,
+    Questions,
+)
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 CLOCK_SKEW_MS = 60_000
-UNIQUE_TTL_S = 2 * 86_400
+TOO_FAST_MS = 5_000  # from click to conversion: no person finds, fills in and pays that fast
 Row = dict[str, Any]
-
-# SET NX remembers the first id per (kind, day, link, visitor); a replayed id finds itself and
-# stays unique, so a batch retried after a failed commit gets the same answer.
-_FIRST_SEEN = """
-local ttl = tonumber(ARGV[1])
-local out = {}
-for i, key in ipairs(KEYS) do
-  local id = ARGV[i + 1]
-  if redis.call('SET', key, id, 'NX', 'EX', ttl) or redis.call('GET', key) == id then
-    out[i] = 1
-  else
-    out[i] = 0
-  end
-end
-return out
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +81,7 @@ class Delta:
     clicks: int = 0
     unique_clicks: int = 0
     bot_clicks: int = 0
+    flagged_clicks: int = 0
     impressions: int = 0
     conversions: int = 0
     revenue_minor: int = 0
@@ -85,6 +97,137 @@ class Prepared:
     conversions: list[Row] = field(default_factory=list)
     rejected: list[Row] = field(default_factory=list)
     deltas: dict[str, Delta] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CreditedClick:
+    """What a conversion needs to know of the click it credits."""
+
+    is_bot: bool
+    flags: str
+
+
+@dataclass(slots=True)
+class ConversionFacts:
+    """A conversion's attribution and what phase 2 learnt about it."""
+
+    event: ConversionEvent
+    link: LinkInfo | None
+    clicked_ms: int
+    attribution_flag: str
+    bits: int = 0
+    click: CreditedClick | None = None
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A batch after phase 1: its events with what they refer to, and the questions for Redis."""
+
+    questions: Questions = field(default_factory=Questions)
+    clicks: list[tuple[ClickEvent, LinkInfo, AgentVerdict]] = field(default_factory=list)
+    impressions: list[tuple[ImpressionEvent, LinkInfo, AgentVerdict]] = field(default_factory=list)
+    conversions: list[ConversionFacts] = field(default_factory=list)
+
+
+def _flag(row: Row, flag: Flag | str) -> None:
+    row["flags"] = f"{row['flags']},{flag}" if row["flags"] else str(flag)
+
+
+# Click steps: (row, the user agent's verdict, bits from Redis). The row arrives filled in from
+# the event and its link, as a clean click.
+
+
+def put_agent(row: Row, agent: AgentVerdict, bits: int) -> None:
+    row["is_bot"] = agent.is_bot
+    row["device_class"] = agent.device_class
+    row["browser"] = agent.browser
+    if agent.flags:
+        _flag(row, agent.flags)
+
+
+def flag_duplicate(row: Row, agent: AgentVerdict, bits: int) -> None:
+    if bits & DUPLICATE:
+        _flag(row, Flag.DUPLICATE)
+
+
+def flag_link_rate(row: Row, agent: AgentVerdict, bits: int) -> None:
+    if bits & RATE_LIMITED_LINK:
+        _flag(row, Flag.RATE_LIMITED_LINK)
+
+
+def flag_partner_rate(row: Row, agent: AgentVerdict, bits: int) -> None:
+    if bits & RATE_LIMITED_PARTNER:
+        _flag(row, Flag.RATE_LIMITED_PARTNER)
+
+
+def put_unique(row: Row, agent: AgentVerdict, bits: int) -> None:
+    """Unique among billable clicks only, so ``unique_clicks`` never exceeds ``clicks``."""
+    row["is_unique"] = bool(bits & UNIQUE) and not row["flags"]
+
+
+ClickStep = Callable[[Row, AgentVerdict, int], None]
+CLICK_STEPS: tuple[ClickStep, ...] = (
+    put_agent,
+    flag_duplicate,
+    flag_link_rate,
+    flag_partner_rate,
+    put_unique,
+)
+
+
+# Conversion steps: (row, facts). The row arrives attributed, with no commission yet.
+
+
+def put_commission(row: Row, facts: ConversionFacts) -> None:
+    link = facts.link
+    if link is None:
+        return
+    if link.partner_status == PartnerStatus.BANNED:
+        _flag(row, Flag.PARTNER_BANNED)
+        return
+    flat = link.commission_flat_minor if facts.event.currency == link.currency else 0
+    if flat != link.commission_flat_minor:
+        _flag(row, Flag.FLAT_COMMISSION_CURRENCY_MISMATCH)
+    row["commission_minor"] = commission_minor(facts.event.amount_minor, link.commission_bps, flat)
+
+
+def flag_too_fast(row: Row, facts: ConversionFacts) -> None:
+    if facts.link is not None and facts.event.at_ms - facts.clicked_ms < TOO_FAST_MS:
+        _flag(row, Flag.TOO_FAST)
+
+
+def flag_prefix_burst(row: Row, facts: ConversionFacts) -> None:
+    if facts.bits & PREFIX_BURST:
+        _flag(row, Flag.PREFIX_BURST)
+
+
+def check_credited_click(row: Row, facts: ConversionFacts) -> None:
+    """A bot's click earns nothing; a flagged or unknown one needs a person to look."""
+    if facts.link is None:
+        return
+    if facts.click is None:
+        _flag(row, Flag.CLICK_MISSING)
+    elif facts.click.is_bot:
+        row["commission_minor"] = 0
+        _flag(row, Flag.BOT_CLICK)
+    elif facts.click.flags:
+        _flag(row, Flag.FLAGGED_CLICK)
+
+
+def hold_for_review(row: Row, facts: ConversionFacts) -> None:
+    """Last: any flag on an attributed conversion keeps it from automatic approval."""
+    if facts.link is not None and row["flags"]:
+        _flag(row, Flag.REVIEW)
+
+
+ConversionStep = Callable[[Row, ConversionFacts], None]
+CONVERSION_STEPS: tuple[ConversionStep, ...] = (
+    put_commission,
+    flag_too_fast,
+    flag_prefix_burst,
+    check_credited_click,
+    hold_for_review,
+)
 
 
 def rejected_row(event: RejectedEvent) -> Row:
@@ -114,186 +257,246 @@ def _rejected_from(
 
 
 class Enricher:
-    def __init__(self, catalog: Catalog, redis: Redis, signer: ClickIdSigner) -> None:
+    def __init__(
+        self, catalog: Catalog, redis: Redis, signer: ClickIdSigner, database: Database
+    ) -> None:
         self._catalog = catalog
-        self._first_seen = redis.register_script(_FIRST_SEEN)
+        self._counter = Counter(redis)
         self._signer = signer
+        self._db = database
 
     async def prepare(self, events: list[QueuedEvent]) -> Prepared:
         batch = Prepared()
-        traffic: list[tuple[ClickEvent | ImpressionEvent, LinkInfo]] = []
-        for event in events:
-            if isinstance(event, RejectedEvent):
-                batch.rejected.append(rejected_row(event))
-            elif isinstance(event, ConversionEvent):
-                await self._add_conversion(batch, event)
-            else:
-                link = await self._catalog.link_by_id(event.link_id)
-                event_id = event.click_id if isinstance(event, ClickEvent) else event.event_id
-                if link is None:
-                    batch.rejected.append(
-                        _rejected_from(event, event_id, RejectReason.UNKNOWN_LINK, "link deleted")
-                    )
-                else:
-                    traffic.append((event, link))
-        unique = await self._uniqueness(traffic)
-        for (event, link), is_unique in zip(traffic, unique, strict=True):
-            if isinstance(event, ClickEvent):
-                _add_click(batch, event, link, is_unique)
-            else:
-                _add_impression(batch, event, link, is_unique)
+        pending = await self._resolve(events, batch)
+        credited = {
+            f.event.click_id for f in pending.conversions if f.link is not None and f.event.click_id
+        }
+        (click_bits, impression_bits, conversion_bits), stored = await asyncio.gather(
+            self._counter.answer(pending.questions), self._stored_clicks(credited)
+        )
+        in_batch = _add_clicks(batch, pending.clicks, click_bits, credited)
+        _add_impressions(batch, pending.impressions, impression_bits)
+        for facts, bits in zip(pending.conversions, conversion_bits, strict=True):
+            facts.bits = bits
+            click_id = facts.event.click_id
+            if facts.link is not None and click_id:
+                facts.click = stored.get(click_id) or _credited(in_batch.get(click_id))
+            _add_conversion(batch, facts)
         return batch
 
-    async def _uniqueness(
-        self, traffic: list[tuple[ClickEvent | ImpressionEvent, LinkInfo]]
-    ) -> list[bool]:
-        if not traffic:
-            return []
-        keys: list[str] = []
-        ids: list[str] = []
-        for event, link in traffic:
-            kind, event_id = (
-                ("c", event.click_id) if isinstance(event, ClickEvent) else ("i", event.event_id)
-            )
-            day = event.at_ms // DAY_MS
-            keys.append(f"ct:u:{kind}:{day}:{link.id}:{event.visitor.visitor_hash}")
-            ids.append(event_id)
-        flags = await self._first_seen(keys=keys, args=[UNIQUE_TTL_S, *ids])
-        return [bool(flag) for flag in flags]
+    async def _resolve(self, events: list[QueuedEvent], batch: Prepared) -> _Pending:
+        """Phase 1: links, user agents and attribution; what to ask Redis. Rejects go to
+        ``batch`` at once."""
+        pending = _Pending()
+        for event in events:
+            if isinstance(event, ClickEvent):
+                link = await self._catalog.link_by_id(event.link_id)
+                if link is None:
+                    batch.rejected.append(_link_gone(event, event.click_id))
+                    continue
+                agent = classify(event.visitor.user_agent, event.visitor.accept_language)
+                pending.clicks.append((event, link, agent))
+                if not agent.is_bot:
+                    pending.questions.click(
+                        event.click_id,
+                        event.at_ms,
+                        link.id,
+                        link.partner_id,
+                        event.visitor.visitor_hash,
+                    )
+            elif isinstance(event, ImpressionEvent):
+                link = await self._catalog.link_by_id(event.link_id)
+                if link is None:
+                    batch.rejected.append(_link_gone(event, event.event_id))
+                    continue
+                agent = classify(event.visitor.user_agent, event.visitor.accept_language)
+                pending.impressions.append((event, link, agent))
+                if not agent.is_bot:
+                    pending.questions.impression(
+                        event.event_id, event.at_ms, link.id, event.visitor.visitor_hash
+                    )
+            elif isinstance(event, ConversionEvent):
+                pending.conversions.append(await self._attribute(event))
+                prefix = event.visitor.ip_prefix if event.visitor else ""
+                pending.questions.conversion(event.event_id, event.at_ms, event.merchant_id, prefix)
+            else:
+                batch.rejected.append(rejected_row(event))
+        return pending
 
-    async def _add_conversion(self, batch: Prepared, event: ConversionEvent) -> None:
-        link, flags = await self._attribute(event)
-        commission = 0
-        if link is not None and link.partner_status != PartnerStatus.BANNED:
-            flat = link.commission_flat_minor if event.currency == link.currency else 0
-            if flat != link.commission_flat_minor:
-                flags.append("flat_commission_currency_mismatch")
-            commission = commission_minor(event.amount_minor, link.commission_bps, flat)
-        elif link is not None:
-            flags.append("partner_banned")
-        batch.conversions.append(
-            {
-                "event_id": event.event_id,
-                "at_ms": event.at_ms,
-                "merchant_id": event.merchant_id,
-                "order_id": event.order_id,
-                "click_id": event.click_id,
-                "link_id": link.id if link else None,
-                "partner_id": link.partner_id if link else None,
-                "campaign_id": link.campaign_id if link else None,
-                "amount_minor": event.amount_minor,
-                "commission_minor": commission,
-                "currency": event.currency,
-                "status": ConversionStatus.PENDING.value,
-                "source": event.source.value,
-                "event_name": event.event_name,
-                "items_json": event.items_json,
-                "ip_prefix": event.visitor.ip_prefix if event.visitor else "",
-                "flags": ",".join(flags),
-            }
-        )
-        batch.deltas[event.event_id] = Delta(
-            key=RollupKey(
-                event.at_ms // HOUR_MS * HOUR_MS,
-                event.merchant_id,
-                link.id if link else 0,
-                event.currency,
-            ),
-            partner_id=link.partner_id if link else 0,
-            campaign_id=link.campaign_id if link else 0,
-            conversions=1,
-            revenue_minor=event.amount_minor,
-            commission_minor=commission,
-        )
-
-    async def _attribute(self, event: ConversionEvent) -> tuple[LinkInfo | None, list[str]]:
+    async def _attribute(self, event: ConversionEvent) -> ConversionFacts:
         """Last click within the window, from the signed click id alone."""
         if not event.click_id:
-            return None, []
+            return ConversionFacts(event, None, 0, "")
         ref = self._signer.verify(event.click_id)
         if ref is None:
-            return None, ["invalid_click_id"]
+            return ConversionFacts(event, None, 0, Flag.INVALID_CLICK_ID)
         link = await self._catalog.link_by_id(ref.link_id)
         if link is None:
-            return None, ["click_link_deleted"]
+            return ConversionFacts(event, None, 0, Flag.CLICK_LINK_DELETED)
         if link.merchant_id != event.merchant_id:
-            return None, ["click_of_other_merchant"]
+            return ConversionFacts(event, None, 0, Flag.CLICK_OF_OTHER_MERCHANT)
         age_ms = event.at_ms - ref.clicked_ms
         if age_ms < -CLOCK_SKEW_MS or age_ms > link.window_days * DAY_MS:
-            return None, ["click_outside_window"]
-        return link, []
+            return ConversionFacts(event, None, 0, Flag.CLICK_OUTSIDE_WINDOW)
+        return ConversionFacts(event, link, ref.clicked_ms, "")
+
+    async def _stored_clicks(self, click_ids: set[str]) -> dict[str, CreditedClick]:
+        """The credited clicks already written, in one query (a stored row beats a replay)."""
+        if not click_ids:
+            return {}
+        query = select(Click.click_id, Click.is_bot, Click.flags).where(
+            Click.click_id.in_(click_ids)
+        )
+        async with self._db.read_engine.connect() as connection:
+            rows = await connection.execute(query)
+        return {click_id: CreditedClick(is_bot, flags) for click_id, is_bot, flags in rows}
 
 
-def _add_click(batch: Prepared, event: ClickEvent, link: LinkInfo, is_unique: bool) -> None:
-    agent = classify(event.visitor.user_agent, event.visitor.accept_language)
+def _link_gone(event: ClickEvent | ImpressionEvent, event_id: str) -> Row:
+    return _rejected_from(event, event_id, RejectReason.UNKNOWN_LINK, "link deleted")
+
+
+def _credited(row: Row | None) -> CreditedClick | None:
+    return None if row is None else CreditedClick(row["is_bot"], row["flags"])
+
+
+def _click_row(event: ClickEvent, link: LinkInfo) -> Row:
     referrer_host = ""
     if event.referrer_url.startswith(("http://", "https://")):
         referrer_host = event.referrer_url.split("/", 3)[2].rsplit("@", 1)[-1][:255]
     sub1, sub2, sub3, sub4, sub5 = event.subs
     source, medium, campaign, term, content = event.utm
-    batch.clicks.append(
-        {
-            "click_id": event.click_id,
-            "at_ms": event.at_ms,
-            "link_id": link.id,
-            "partner_id": link.partner_id,
-            "campaign_id": link.campaign_id,
-            "merchant_id": link.merchant_id,
-            "ip_prefix": event.visitor.ip_prefix,
-            "visitor_hash": event.visitor.visitor_hash,
-            "device_class": agent.device_class,
-            "browser": agent.browser,
-            "referrer_host": referrer_host,
-            "referrer_url": event.referrer_url,
-            "landing_url": event.landing_url,
-            "sub1": sub1,
-            "sub2": sub2,
-            "sub3": sub3,
-            "sub4": sub4,
-            "sub5": sub5,
-            "utm_source": source,
-            "utm_medium": medium,
-            "utm_campaign": campaign,
-            "utm_term": term,
-            "utm_content": content,
-            "is_bot": agent.is_bot,
-            "is_unique": is_unique and not agent.is_bot,
-            "flags": "",
-        }
-    )
-    human = not agent.is_bot
-    batch.deltas[event.click_id] = Delta(
-        key=RollupKey(event.at_ms // HOUR_MS * HOUR_MS, link.merchant_id, link.id, link.currency),
+    return {
+        "click_id": event.click_id,
+        "at_ms": event.at_ms,
+        "link_id": link.id,
+        "partner_id": link.partner_id,
+        "campaign_id": link.campaign_id,
+        "merchant_id": link.merchant_id,
+        "ip_prefix": event.visitor.ip_prefix,
+        "visitor_hash": event.visitor.visitor_hash,
+        "device_class": "",
+        "browser": "",
+        "referrer_host": referrer_host,
+        "referrer_url": event.referrer_url,
+        "landing_url": event.landing_url,
+        "sub1": sub1,
+        "sub2": sub2,
+        "sub3": sub3,
+        "sub4": sub4,
+        "sub5": sub5,
+        "utm_source": source,
+        "utm_medium": medium,
+        "utm_campaign": campaign,
+        "utm_term": term,
+        "utm_content": content,
+        "is_bot": False,
+        "is_unique": False,
+        "flags": "",
+    }
+
+
+def _click_delta(row: Row, link: LinkInfo) -> Delta:
+    billable = not row["flags"]
+    return Delta(
+        key=RollupKey(row["at_ms"] // HOUR_MS * HOUR_MS, link.merchant_id, link.id, link.currency),
         partner_id=link.partner_id,
         campaign_id=link.campaign_id,
-        clicks=int(human),
-        unique_clicks=int(human and is_unique),
-        bot_clicks=int(agent.is_bot),
+        clicks=int(billable),
+        unique_clicks=int(row["is_unique"]),
+        bot_clicks=int(row["is_bot"]),
+        flagged_clicks=int(not billable and not row["is_bot"]),
     )
 
 
-def _add_impression(
-    batch: Prepared, event: ImpressionEvent, link: LinkInfo, is_unique: bool
+def _add_clicks(
+    batch: Prepared,
+    clicks: list[tuple[ClickEvent, LinkInfo, AgentVerdict]],
+    human_bits: list[int],
+    credited: set[str],
+) -> dict[str, Row]:
+    """Phase 3 for clicks (bots were not asked about); returns the rows conversions credit."""
+    answers = iter(human_bits)
+    in_batch: dict[str, Row] = {}
+    for event, link, agent in clicks:
+        bits = 0 if agent.is_bot else next(answers)
+        row = _click_row(event, link)
+        for step in CLICK_STEPS:
+            step(row, agent, bits)
+        batch.clicks.append(row)
+        batch.deltas[event.click_id] = _click_delta(row, link)
+        if event.click_id in credited:
+            in_batch[event.click_id] = row
+    return in_batch
+
+
+def _add_impressions(
+    batch: Prepared,
+    impressions: list[tuple[ImpressionEvent, LinkInfo, AgentVerdict]],
+    human_bits: list[int],
 ) -> None:
-    agent = classify(event.visitor.user_agent, event.visitor.accept_language)
-    batch.impressions.append(
-        {
-            "event_id": event.event_id,
-            "at_ms": event.at_ms,
-            "link_id": link.id,
-            "partner_id": link.partner_id,
-            "campaign_id": link.campaign_id,
-            "merchant_id": link.merchant_id,
-            "ip_prefix": event.visitor.ip_prefix,
-            "visitor_hash": event.visitor.visitor_hash,
-            "page_url": event.page_url,
-            "is_bot": agent.is_bot,
-            "is_unique": is_unique and not agent.is_bot,
-        }
-    )
+    answers = iter(human_bits)
+    for event, link, agent in impressions:
+        bits = 0 if agent.is_bot else next(answers)
+        batch.impressions.append(
+            {
+                "event_id": event.event_id,
+                "at_ms": event.at_ms,
+                "link_id": link.id,
+                "partner_id": link.partner_id,
+                "campaign_id": link.campaign_id,
+                "merchant_id": link.merchant_id,
+                "ip_prefix": event.visitor.ip_prefix,
+                "visitor_hash": event.visitor.visitor_hash,
+                "page_url": event.page_url,
+                "is_bot": agent.is_bot,
+                "is_unique": bool(bits & UNIQUE),
+            }
+        )
+        batch.deltas[event.event_id] = Delta(
+            key=RollupKey(
+                event.at_ms // HOUR_MS * HOUR_MS, link.merchant_id, link.id, link.currency
+            ),
+            partner_id=link.partner_id,
+            campaign_id=link.campaign_id,
+            impressions=int(not agent.is_bot),
+        )
+
+
+def _add_conversion(batch: Prepared, facts: ConversionFacts) -> None:
+    event, link = facts.event, facts.link
+    row: Row = {
+        "event_id": event.event_id,
+        "at_ms": event.at_ms,
+        "merchant_id": event.merchant_id,
+        "order_id": event.order_id,
+        "click_id": event.click_id,
+        "link_id": link.id if link else None,
+        "partner_id": link.partner_id if link else None,
+        "campaign_id": link.campaign_id if link else None,
+        "amount_minor": event.amount_minor,
+        "commission_minor": 0,
+        "currency": event.currency,
+        "status": ConversionStatus.PENDING.value,
+        "source": event.source.value,
+        "event_name": event.event_name,
+        "items_json": event.items_json,
+        "ip_prefix": event.visitor.ip_prefix if event.visitor else "",
+        "flags": str(facts.attribution_flag),
+    }
+    for step in CONVERSION_STEPS:
+        step(row, facts)
+    batch.conversions.append(row)
     batch.deltas[event.event_id] = Delta(
-        key=RollupKey(event.at_ms // HOUR_MS * HOUR_MS, link.merchant_id, link.id, link.currency),
-        partner_id=link.partner_id,
-        campaign_id=link.campaign_id,
-        impressions=int(not agent.is_bot),
+        key=RollupKey(
+            event.at_ms // HOUR_MS * HOUR_MS,
+            event.merchant_id,
+            link.id if link else 0,
+            event.currency,
+        ),
+        partner_id=link.partner_id if link else 0,
+        campaign_id=link.campaign_id if link else 0,
+        conversions=1,
+        revenue_minor=event.amount_minor,
+        commission_minor=row["commission_minor"],
     )

@@ -35,7 +35,7 @@ def build_consumer(settings: Settings, database: Database, redis_url: str) -> St
     return StreamConsumer(
         redis=redis,
         database=database,
-        enricher=Enricher(catalog, redis, ClickIdSigner(settings.secret_key)),
+        enricher=Enricher(catalog, redis, ClickIdSigner(settings.secret_key), database),
         stream=settings.stream,
         group=settings.consumer_group,
         batch_size=settings.batch_size,

@@ -34,6 +34,7 @@ _COUNTERS = (
     "clicks",
     "unique_clicks",
     "bot_clicks",
+    "flagged_clicks",
     "impressions",
     "conversions",
     "revenue_minor",

@@ -172,7 +172,7 @@ async def test_journey_from_publisher_page_to_attributed_conversion(
         549,  # 10 % of 49.90 plus 0.50 flat
         "js",
         "pending",
-        "",
+        "too_fast,review",  # a scripted buyer checks out within seconds of the click
     )
     (click,) = await store.wait_for(Click, Click.click_id == click_id)
     assert (click.link_id, click.partner_id) == (programme.link_id, programme.partner_id)
