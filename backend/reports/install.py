@@ -26,10 +26,12 @@ class Install:
 
 
 def _script(settings: Settings, snippet: Snippet, attributes: str) -> str:
-    gpc = "" if settings.honor_gpc else ' data-gpc="ignore"'
+    privacy = ("" if settings.honor_gpc else ' data-gpc="ignore"') + (
+        ' data-dnt="honor"' if settings.honor_dnt else ""
+    )
     return (
         f'<script async src="{settings.public_url}{snippet.versioned_path}" '
-        f'integrity="{snippet.integrity}" crossorigin="anonymous" {attributes}{gpc}></script>'
+        f'integrity="{snippet.integrity}" crossorigin="anonymous" {attributes}{privacy}></script>'
     )
 
 

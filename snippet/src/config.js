@@ -1,6 +1,6 @@
 // Reads the configuration from the script tag's data- attributes.
 // `el` is the <script> element (or any object with `src` and `dataset`),
-// `nav` is `navigator` (or a stand-in with `globalPrivacyControl`).
+// `nav` is `navigator` (or a stand-in with `globalPrivacyControl` and `doNotTrack`).
 export function parseConfig(el, nav) {
   const attr = (n) => el.dataset[n] || ''
   const days = +attr('window')
@@ -11,6 +11,10 @@ export function parseConfig(el, nav) {
     partner: attr('partner'),
     days: days > 0 ? days : 30,
     // false: keep nothing on the device (cookieless mode, or Global Privacy Control honoured)
-    store: attr('storage') != 'none' && !(attr('gpc') != 'ignore' && nav.globalPrivacyControl === true),
+    // (and Do Not Track, when the site opts in with data-dnt="honor", as HONOR_DNT does server-side)
+    store:
+      attr('storage') != 'none' &&
+      !(attr('gpc') != 'ignore' && nav.globalPrivacyControl === true) &&
+      !(attr('dnt') == 'honor' && nav.doNotTrack == '1'),
   }
 }

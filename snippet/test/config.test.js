@@ -43,3 +43,11 @@ test('cookieless mode and Global Privacy Control turn storage off', () => {
   assert.equal(parseConfig(tag(src, { gpc: 'ignore' }), { globalPrivacyControl: true }).store, true)
   assert.equal(parseConfig(tag(src, { gpc: 'ignore', storage: 'none' }), { globalPrivacyControl: true }).store, false)
 })
+
+test('Do Not Track turns storage off only where the site opts in', () => {
+  const src = 'https://t.example/s.js'
+  assert.equal(parseConfig(tag(src), { doNotTrack: '1' }).store, true)
+  assert.equal(parseConfig(tag(src, { dnt: 'honor' }), { doNotTrack: '1' }).store, false)
+  assert.equal(parseConfig(tag(src, { dnt: 'honor' }), { doNotTrack: '0' }).store, true)
+  assert.equal(parseConfig(tag(src, { dnt: 'honor' }), {}).store, true)
+})
