@@ -21,6 +21,7 @@ from litestar.static_files import create_static_files_router
 from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
 
+from backend.access_log import AccessLog
 from backend.api.conversions import ConversionController
 from backend.api.deps import API_DEPENDENCIES
 from backend.api.resources import RESOURCE_CONTROLLERS
@@ -48,7 +49,7 @@ def _configure_jinja(engine: JinjaTemplateEngine) -> None:
     engine.engine.filters["money"] = format_minor
 
 
-def create_app(settings: Settings) -> IngestFirst:
+def create_app(settings: Settings) -> IngestFirst | AccessLog:
     if not settings.redis_url:
         raise ValueError("create_app needs settings.redis_url (the CLI starts embedded Redis)")
 
@@ -111,4 +112,7 @@ def create_app(settings: Settings) -> IngestFirst:
         logging_config=LoggingConfig(log_exceptions="always", disable_stack_trace={404, 401}),
         debug=False,
     )
-    return IngestFirst(app)
+    ingest_first = IngestFirst(app)
+    if not settings.access_log:
+        return ingest_first
+    return AccessLog(ingest_first, app.state, settings.trusted_proxies)

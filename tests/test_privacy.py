@@ -72,6 +72,10 @@ async def test_client_addresses_are_nowhere_after_a_journey(
         conversion_prefixes = sorted((await session.scalars(select(Conversion.ip_prefix))).all())
     assert prefixes == conversion_prefixes == ["198.51.100.0/24", "2001:db8:abcd::/48"]
 
+    access = [r.getMessage() for r in caplog.records if r.name == "clicktrail.access"]
+    assert any(line.startswith('198.51.100.0/24 "GET /c/') for line in access), access
+    assert any(line.startswith('2001:db8:abcd::/48 "GET /p.gif" 200') for line in access), access
+
     await database.dispose()
     haystacks: dict[str, bytes] = {
         "stream before the worker": in_stream,
