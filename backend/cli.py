@@ -97,7 +97,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
     with redis_for(settings) as settings:
         _migrate(settings)
         password = asyncio.run(_first_admin(settings))
-        env = {**os.environ, "CLICKTRAIL_REDIS_URL": settings.redis_url}
+        # One machine without nginx: the app keeps the (anonymised) access log itself.
+        env = {"CLICKTRAIL_ACCESS_LOG": "true", **os.environ}
+        env["CLICKTRAIL_REDIS_URL"] = settings.redis_url
         me = [sys.executable, "-m", "backend.cli"]
         worker = subprocess.Popen([*me, "worker"], env=env)  # noqa: S603
         web = subprocess.Popen(  # noqa: S603

@@ -40,7 +40,7 @@ class Settings:
     batch_max_wait_ms: int = 20
     honor_gpc: bool = True
     honor_dnt: bool = False
-    access_log: bool = True
+    access_log: bool = False
     stream: str = "ct:events"
     consumer_group: str = "writers"
 
@@ -152,7 +152,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         batch_max_wait_ms=_int(env, "BATCH_MAX_WAIT_MS", 20, errors, minimum=0),
         honor_gpc=_bool(env, "HONOR_GPC", True, errors),
         honor_dnt=_bool(env, "HONOR_DNT", False, errors),
-        access_log=_bool(env, "ACCESS_LOG", True, errors),
+        access_log=_bool(env, "ACCESS_LOG", False, errors),
     )
     if errors:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(errors))

@@ -100,6 +100,7 @@ def settings(tmp_path: Path, database_url: str, redis_server: EmbeddedRedis) -> 
         secret_key=SECRET,
         public_url="http://testserver.local",
         batch_max_wait_ms=0,
+        access_log=True,  # exercised by every test; the privacy test reads it
     )
 
 
