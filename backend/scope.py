@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Select
 
-S = TypeVar("S", bound=Select[Any])
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 
 @dataclass(frozen=True, slots=True)

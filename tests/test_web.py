@@ -13,7 +13,7 @@ from litestar.testing import AsyncTestClient
 from backend.auth import hash_password
 from backend.db.engine import Database
 from backend.db.models import User
-from tests.support import Programme
+from tests.support import Programme, follow_link
 
 PASSWORD = "correct horse battery"
 
@@ -159,3 +159,22 @@ async def test_install_page_gives_tags_pinned_with_a_matching_sri_hash(
     assert f'data-partner="{programme.partner["key"]}"' in text
     assert "<img src=x onerror=alert(1)>" not in page.text
     assert "&lt;img src=x onerror=alert(1)&gt;" in page.text
+
+
+async def test_quality_page_shows_what_was_not_billed_and_why(
+    client: AsyncTestClient[Any], database: Database, programme: Programme, consumer: Any
+) -> None:
+    await follow_link(client, programme.link["code"])
+    await follow_link(client, programme.link["code"])  # the same visitor again within 10 s
+    await follow_link(client, programme.link["code"], {"User-Agent": "curl/8.5.0"})
+    await client.get("/p.gif", params={"m": programme.merchant["key"], "amt": "-1"})
+    await consumer.drain()
+
+    await sign_in(client, database)
+    page = await client.get("/quality")
+    assert page.status_code == 200
+    assert '<strong id="quality-clicks">3</strong>' in page.text
+    rows = dict(re.findall(r"<th scope=\"row\"><code>([^<]+)</code></th><td>(\d+)</td>", page.text))
+    assert rows["duplicate"] == "1"
+    assert rows["negative_amount"] == "1"
+    assert sum(int(count) for flag, count in rows.items() if flag.startswith("bot:")) >= 1

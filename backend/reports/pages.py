@@ -27,6 +27,7 @@ from backend.api.deps import CurrentViewer, Reader, provide_reader
 from backend.auth import verify_password
 from backend.db.models import User
 from backend.reports.install import install_tags
+from backend.reports.quality import quality_report
 from backend.reports.stats import stats_report
 from backend.scope import Viewer
 from backend.settings import Settings
@@ -98,8 +99,7 @@ async def logout(request: Request[Any, Any, Any]) -> Redirect:
 
 @get("/", name="overview")
 async def overview(viewer: CurrentViewer, reader: Reader, state: State) -> Template:
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    start, end = today - timedelta(days=6), today + timedelta(days=1)
+    start, end = last_seven_days()
     report = await stats_report(reader, viewer, start, end, "day")
     settings: Settings = state.settings
     return Template(
@@ -109,6 +109,21 @@ async def overview(viewer: CurrentViewer, reader: Reader, state: State) -> Templ
 
 
 SESSION_STORE = "sessions"
+
+
+def last_seven_days() -> tuple[datetime, datetime]:
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=6), today + timedelta(days=1)
+
+
+@get("/quality", name="quality")
+async def quality(viewer: CurrentViewer, reader: Reader) -> Template:
+    """What was not billed, and why: flagged clicks, conversions held for review, rejects."""
+    start, end = last_seven_days()
+    report = await quality_report(reader, viewer, start, end)
+    return Template(
+        "quality.html", context={"report": report, "viewer": viewer, "start": start, "end": end}
+    )
 
 
 @get("/install", name="install")
@@ -136,7 +151,7 @@ def web_router(settings: Settings) -> Router:
     )
     return Router(
         path="/",
-        route_handlers=[login_page, login, logout, overview, install],
+        route_handlers=[login_page, login, logout, overview, quality, install],
         middleware=[sessions.middleware, DefineMiddleware(CSRFMiddleware, config=csrf)],
         dependencies={"reader": Provide(provide_reader), "viewer": Provide(provide_viewer)},
         exception_handlers={LoginRequired: _to_login},

@@ -1,0 +1,78 @@
+"""Traffic quality: what was not billed and why, within a viewer's scope.
+
+Clicks are counted by flag from the raw rows (their time-ordered keys bound the range without an
+index of their own); rejected events by reason, for admins only (they belong to no partner).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.db.models import Click, Conversion, ConversionStatus, RejectedEventRow
+from backend.ids import click_id_floor
+from backend.quality.flags import Flag
+from backend.scope import Viewer
+
+
+@dataclass(frozen=True, slots=True)
+class QualityReport:
+    clicks: int
+    click_flags: list[tuple[str, int]]
+    held_for_review: int
+    rejected: list[tuple[str, int]]
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+async def quality_report(
+    session: AsyncSession, viewer: Viewer, start: datetime, end: datetime
+) -> QualityReport:
+    in_range = (
+        Click.click_id >= click_id_floor(_ms(start)),
+        Click.click_id < click_id_floor(_ms(end)),
+    )
+    flags_query = viewer.restrict(
+        select(Click.flags, func.count()).where(*in_range).group_by(Click.flags), Click.partner_id
+    )
+    totals = viewer.restrict(
+        select(func.count()).select_from(Click).where(*in_range), Click.partner_id
+    )
+    by_flag: Counter[str] = Counter()
+    for flags, count in (await session.execute(flags_query)).all():
+        for flag in filter(None, flags.split(",")):
+            by_flag[flag] += count
+    review = viewer.restrict(
+        select(func.count())
+        .select_from(Conversion)
+        .where(
+            Conversion.at_ms >= _ms(start),
+            Conversion.at_ms < _ms(end),
+            Conversion.status == ConversionStatus.PENDING,
+            Conversion.flags.contains(Flag.REVIEW.value),
+        ),
+        Conversion.partner_id,
+    )
+    rejected: list[tuple[str, int]] = []
+    if viewer.is_admin:
+        rejected_query = (
+            select(RejectedEventRow.reason, func.count())
+            .where(RejectedEventRow.at_ms >= _ms(start), RejectedEventRow.at_ms < _ms(end))
+            .group_by(RejectedEventRow.reason)
+            .order_by(func.count().desc(), RejectedEventRow.reason)
+        )
+        rejected = [
+            (reason, count) for reason, count in (await session.execute(rejected_query)).all()
+        ]
+    return QualityReport(
+        clicks=int(await session.scalar(totals) or 0),
+        click_flags=sorted(by_flag.items(), key=lambda item: (-item[1], item[0])),
+        held_for_review=int(await session.scalar(review) or 0),
+        rejected=rejected,
+    )
