@@ -178,3 +178,12 @@ async def test_quality_page_shows_what_was_not_billed_and_why(
     assert rows["duplicate"] == "1"
     assert rows["negative_amount"] == "1"
     assert sum(int(count) for flag, count in rows.items() if flag.startswith("bot:")) >= 1
+
+
+async def test_stylesheet_is_served_beside_the_snippet_routes(
+    client: AsyncTestClient[Any],
+) -> None:
+    response = await client.get("/static/app.css")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/css")
+    assert ".tiles" in response.text

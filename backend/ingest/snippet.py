@@ -10,18 +10,18 @@ import base64
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from litestar import asgi
-from litestar.types import Receive, Scope, Send
-
-from backend.ingest.routes import respond
+from litestar import Request, Response, get
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 
 
 @dataclass(frozen=True, slots=True)
 class Snippet:
     body: bytes
     version: str
-    etag: bytes
+    etag: str
     integrity: str
 
     @classmethod
@@ -32,7 +32,7 @@ class Snippet:
         return cls(
             body=body,
             version=version,
-            etag=f'"{version}"'.encode(),
+            etag=f'"{version}"',
             integrity="sha384-" + base64.b64encode(hashlib.sha384(body).digest()).decode(),
         )
 
@@ -41,32 +41,29 @@ class Snippet:
         return f"/s/{self.version}.js"
 
 
-async def _serve(scope: Scope, send: Send, cache: bytes) -> None:
-    snippet: Snippet = scope["app"].state.snippet
-    headers = [
-        (b"content-type", b"text/javascript; charset=utf-8"),
-        (b"cache-control", cache),
-        (b"etag", snippet.etag),
-        (b"access-control-allow-origin", b"*"),
-        (b"x-content-type-options", b"nosniff"),
-    ]
-    if dict(scope["headers"]).get(b"if-none-match") == snippet.etag:
-        await respond(send, 304, headers, b"")
-        return
-    length = (b"content-length", str(len(snippet.body)).encode())
-    await respond(send, 200, [*headers, length], snippet.body)
+def _snippet_response(request: Request[Any, Any, Any], cache: str) -> Response[bytes]:
+    snippet: Snippet = request.app.state.snippet
+    headers = {
+        "cache-control": cache,
+        "etag": snippet.etag,
+        "access-control-allow-origin": "*",
+        "x-content-type-options": "nosniff",
+    }
+    if request.headers.get("if-none-match") == snippet.etag:
+        return Response(b"", status_code=304, headers=headers)
+    return Response(snippet.body, media_type="text/javascript; charset=utf-8", headers=headers)
 
 
-@asgi("/s.js", include_in_schema=False, copy_scope=False)
-async def serve_snippet(scope: Scope, receive: Receive, send: Send) -> None:
-    await _serve(scope, send, b"public, max-age=300")
+@get("/s.js", include_in_schema=False)
+async def serve_snippet(request: Request[Any, Any, Any]) -> Response[bytes]:
+    return _snippet_response(request, "public, max-age=300")
 
 
-@asgi("/s", is_mount=True, include_in_schema=False, copy_scope=False)
-async def serve_versioned_snippet(scope: Scope, receive: Receive, send: Send) -> None:
+@get("/s/{file_name:str}", include_in_schema=False)
+async def serve_versioned_snippet(
+    request: Request[Any, Any, Any], file_name: FromPath[str]
+) -> Response[bytes]:
     """Only the current version answers: an old hash must not be served a different body."""
-    snippet: Snippet = scope["app"].state.snippet
-    if scope["path"].strip("/") != f"{snippet.version}.js":
-        await respond(send, 404, [(b"content-type", b"text/plain")], b"not found")
-        return
-    await _serve(scope, send, b"public, max-age=31536000, immutable")
+    if file_name != f"{request.app.state.snippet.version}.js":
+        raise NotFoundException("no snippet of this version")
+    return _snippet_response(request, "public, max-age=31536000, immutable")

@@ -104,14 +104,23 @@ async def overview(viewer: CurrentViewer, reader: Reader, state: State) -> Templ
     settings: Settings = state.settings
     return Template(
         "overview.html",
-        context={"report": report, "viewer": viewer, "public_url": settings.public_url},
+        context={
+            "report": report,
+            "viewer": viewer,
+            "public_url": settings.public_url,
+            "last_day": end - DAY,
+        },
     )
 
 
 SESSION_STORE = "sessions"
 
 
+DAY = timedelta(days=1)
+
+
 def last_seven_days() -> tuple[datetime, datetime]:
+    """Today and the six days before it, as ``[start, end)`` in UTC."""
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return today - timedelta(days=6), today + timedelta(days=1)
 
@@ -122,7 +131,8 @@ async def quality(viewer: CurrentViewer, reader: Reader) -> Template:
     start, end = last_seven_days()
     report = await quality_report(reader, viewer, start, end)
     return Template(
-        "quality.html", context={"report": report, "viewer": viewer, "start": start, "end": end}
+        "quality.html",
+        context={"report": report, "viewer": viewer, "start": start, "last_day": end - DAY},
     )
 
 
