@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 from litestar.testing import AsyncTestClient
 
 from backend.auth import generate_api_key, hash_api_key
@@ -62,18 +66,21 @@ async def post_json(
     return data
 
 
-async def make_programme(
+async def create_programme(
     client: httpx.AsyncClient | AsyncTestClient[Any],
-    database: Database,
+    headers: dict[str, str],
+    *,
+    domains: Sequence[str] = ("shop.example", "www.shop.example"),
+    destination_url: str = "https://shop.example/winter?ref=aff",
     commission_percent: str = "10",
     commission_flat_minor: int = 50,
     currency: str = "EUR",
 ) -> Programme:
-    headers = {"Authorization": f"Bearer {await create_api_key(database)}"}
+    """A merchant, partner, campaign and link, made through the management API."""
     merchant = await post_json(
         client,
         "/api/v1/merchants",
-        {"name": "Shop", "currency": currency, "domains": ["shop.example", "www.shop.example"]},
+        {"name": "Shop", "currency": currency, "domains": list(domains)},
         headers,
     )
     partner = await post_json(client, "/api/v1/partners", {"name": "Blog"}, headers)
@@ -83,7 +90,7 @@ async def make_programme(
         {
             "merchant_id": merchant["id"],
             "name": "Winter sale",
-            "destination_url": "https://shop.example/winter?ref=aff",
+            "destination_url": destination_url,
             "commission_percent": commission_percent,
             "commission_flat_minor": commission_flat_minor,
         },
@@ -96,6 +103,14 @@ async def make_programme(
         headers,
     )
     return Programme(headers, merchant, partner, campaign, link)
+
+
+async def make_programme(
+    client: httpx.AsyncClient | AsyncTestClient[Any], database: Database
+) -> Programme:
+    """``create_programme`` with a new admin API key."""
+    headers = {"Authorization": f"Bearer {await create_api_key(database)}"}
+    return await create_programme(client, headers)
 
 
 BROWSER_HEADERS = {
@@ -117,3 +132,13 @@ async def add_partner_with_link(
         programme.headers,
     )
     return partner, link
+
+
+def require_binary(path: Path, package: str) -> Path:
+    """A Debian binary the tests drive. Missing: skipped on a workstation, a failure in CI."""
+    if not path.is_file():
+        message = f"{path} not found: install Debian's {package} package"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI is set, so these tests must run)")
+        pytest.skip(message)
+    return path

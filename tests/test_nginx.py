@@ -46,7 +46,7 @@ from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import build_consumer
 from tests.browser.servers import TrackerProcess, closed_port, free_port
-from tests.support import BROWSER_HEADERS, follow_link, make_programme
+from tests.support import BROWSER_HEADERS, follow_link, make_programme, require_binary
 
 NGINX = Path("/usr/sbin/nginx")
 REPO = Path(__file__).resolve().parent.parent
@@ -100,13 +100,8 @@ def check_config(prefix: Path, conf: Path) -> None:
 
 @pytest.fixture(scope="module")
 def nginx_binary() -> Path:
-    """Debian's nginx. Missing: skipped on a workstation, a failure in CI (``CI`` set)."""
-    if not NGINX.is_file():
-        message = f"{NGINX} not found: install Debian's nginx package"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI is set, so the nginx tests must run)")
-        pytest.skip(message)
-    return NGINX
+    """Debian's nginx."""
+    return require_binary(NGINX, "nginx")
 
 
 class NginxProcess:

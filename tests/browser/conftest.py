@@ -14,7 +14,6 @@ session's event loop, which the browser and the database engines belong to.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ from tests.browser.support import (
     Wire,
     create_programme,
 )
-from tests.support import create_api_key
+from tests.support import create_api_key, require_binary
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -71,13 +70,8 @@ SECRET = "browser-tests-secret-key-long-enough-0123456789"
 
 @pytest.fixture(scope="session")
 def chromium() -> Path:
-    """Debian's Chromium. Missing: skipped on a workstation, a failure in CI (``CI`` set)."""
-    if not CHROMIUM.is_file():
-        message = f"{CHROMIUM} not found: install Debian's chromium package"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI is set, so the browser tests must run)")
-        pytest.skip(message)
-    return CHROMIUM
+    """Debian's Chromium (never a downloaded browser)."""
+    return require_binary(CHROMIUM, "chromium")
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -21,8 +21,8 @@ from sqlalchemy import ColumnElement, select
 from backend.db.engine import Database
 from backend.db.models import Base
 from backend.worker.consumer import StreamConsumer
+from tests import support
 from tests.browser.servers import StaticSite
-from tests.support import post_json
 
 WAIT_S = 10.0
 
@@ -58,41 +58,19 @@ ProgrammeFactory = Callable[[str], Awaitable[Programme]]
 async def create_programme(
     client: httpx.AsyncClient, headers: dict[str, str], destination: str
 ) -> Programme:
-    """A programme whose campaign lands on ``destination``, through the management API."""
-    merchant = await post_json(
-        client,
-        "/api/v1/merchants",
-        {"name": "Scarf shop", "currency": "EUR", "domains": ["localhost"]},
-        headers,
-    )
-    partner = await post_json(client, "/api/v1/partners", {"name": "Gift blog"}, headers)
-    campaign = await post_json(
-        client,
-        "/api/v1/campaigns",
-        {
-            "merchant_id": merchant["id"],
-            "name": "Winter sale",
-            "destination_url": destination,
-            "commission_percent": "10",
-            "commission_flat_minor": 50,
-        },
-        headers,
-    )
-    link = await post_json(
-        client,
-        "/api/v1/links",
-        {"partner_id": partner["id"], "campaign_id": campaign["id"]},
-        headers,
+    """A programme on the merchant domain ``localhost`` whose campaign lands on ``destination``."""
+    made = await support.create_programme(
+        client, headers, domains=["localhost"], destination_url=destination
     )
     return Programme(
-        merchant_id=merchant["id"],
-        merchant_key=merchant["key"],
-        partner_id=partner["id"],
-        partner_key=partner["key"],
-        campaign_id=campaign["id"],
-        link_id=link["id"],
-        link_code=link["code"],
-        link_url=link["url"],
+        merchant_id=made.merchant["id"],
+        merchant_key=made.merchant["key"],
+        partner_id=made.partner["id"],
+        partner_key=made.partner["key"],
+        campaign_id=made.campaign["id"],
+        link_id=made.link["id"],
+        link_code=made.link["code"],
+        link_url=made.link["url"],
         destination=destination,
     )
 
