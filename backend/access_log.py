@@ -13,7 +13,7 @@ from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.ingest.visitor import client_address, network_prefix
+from backend.ingest.visitor import network_prefix, request_address
 from backend.settings import IpNetwork
 
 log = logging.getLogger("clicktrail.access")
@@ -43,13 +43,8 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            client = scope.get("client")
             forwarded = next((v for k, v in scope["headers"] if k == b"x-forwarded-for"), None)
-            address = client_address(
-                client[0] if client else None,
-                forwarded.decode("latin-1") if forwarded else None,
-                self._trusted,
-            )
+            address = request_address(scope, forwarded, self._trusted)
             log.info(
                 '%s "%s %s" %d %.1fms',
                 network_prefix(address) or "-",

@@ -28,7 +28,7 @@ from backend.bench.traffic import browsers, referrer, tracking_params
 from backend.catalog import Catalog, LinkInfo
 from backend.db.engine import Database
 from backend.events import ClickEvent, QueuedEvent, Source, encode_event
-from backend.ids import ClickIdSigner
+from backend.ids import ClickIdSigner, now_ms
 from backend.ingest.edge import build_click, build_conversion
 from backend.ingest.stream_writer import MAX_BATCH
 from backend.ingest.visitor import describe_visitor
@@ -264,7 +264,7 @@ async def _measure(
             ClickIdSigner(settings.secret_key),
             clicks,
             random.Random(seed),
-            time.time_ns() // 1_000_000,
+            now_ms(),
         )
         started = time.perf_counter()
         await enqueue(redis, settings.stream, events)

@@ -9,7 +9,6 @@ answer the browser; bad input is queued as a rejected event with its reason.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receiv
 
 from backend.catalog import Catalog
 from backend.events import QueuedEvent, RejectReason, Source, Visitor, encode_event
-from backend.ids import ClickIdSigner
+from backend.ids import ClickIdSigner, now_ms
 from backend.ingest.edge import (
     MAX_EVENTS_PER_REQUEST,
     MAX_KEY,
@@ -33,7 +32,7 @@ from backend.ingest.edge import (
     rejected,
 )
 from backend.ingest.stream_writer import StreamWriter
-from backend.ingest.visitor import DailySalt, client_address, describe_visitor
+from backend.ingest.visitor import DailySalt, describe_visitor, request_address
 from backend.settings import Settings
 
 GIF = (
@@ -62,12 +61,8 @@ class Ingest:
     not_found_page: bytes
 
     async def visitor(self, scope: Scope, headers: Mapping[bytes, bytes]) -> Visitor:
-        client = scope.get("client")
-        peer = client[0] if client else None
         forwarded = headers.get(b"x-forwarded-for")
-        address = client_address(
-            peer, forwarded.decode("latin-1") if forwarded else None, self.settings.trusted_proxies
-        )
+        address = request_address(scope, forwarded, self.settings.trusted_proxies)
         return describe_visitor(
             address,
             headers.get(b"user-agent", b"").decode("utf-8", "replace"),
@@ -86,10 +81,6 @@ def _query(scope: Scope) -> dict[str, str]:
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
     return dict(scope["headers"])
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 async def respond(
@@ -120,7 +111,7 @@ async def click_redirect(ingest: Ingest, code: str, scope: Scope, send: Send) ->
     if link is None:
         rejection = Rejection(RejectReason.UNKNOWN_LINK, "code", "no link has this code")
         request = f"{scope['path']}?{scope['query_string'].decode('latin-1')}"
-        await ingest.queue(rejected(Source.REDIRECT, rejection, request, _now_ms()))
+        await ingest.queue(rejected(Source.REDIRECT, rejection, request, now_ms()))
         await respond(
             send,
             404,
@@ -136,7 +127,7 @@ async def click_redirect(ingest: Ingest, code: str, scope: Scope, send: Send) ->
         headers.get(b"referer", b"").decode("utf-8", "replace"),
         visitor,
         ingest.signer,
-        _now_ms(),
+        now_ms(),
     )
     await ingest.queue(event)
     response_headers = [
@@ -156,14 +147,14 @@ async def click_redirect(ingest: Ingest, code: str, scope: Scope, send: Send) ->
 
 async def conversion_pixel(ingest: Ingest, scope: Scope, send: Send) -> None:
     """Always the 43-byte GIF; a bad conversion is kept as a rejected event."""
-    now_ms = _now_ms()
+    at_ms = now_ms()
     params = _query(scope)
     visitor = await ingest.visitor(scope, _headers(scope))
     event: QueuedEvent
     try:
-        event = await build_conversion(ingest.catalog, params, Source.PIXEL, visitor, now_ms)
+        event = await build_conversion(ingest.catalog, params, Source.PIXEL, visitor, at_ms)
     except Rejection as rejection:
-        event = rejected(Source.PIXEL, rejection, scope["query_string"].decode("latin-1"), now_ms)
+        event = rejected(Source.PIXEL, rejection, scope["query_string"].decode("latin-1"), at_ms)
     await ingest.queue(event)
     await respond(send, 200, _GIF_HEADERS, GIF)
 
@@ -215,11 +206,11 @@ async def event_beacon(ingest: Ingest, scope: Scope, receive: Receive, send: Sen
     if method != "POST":
         await _json(send, 405, {"errors": [{"field": "method", "detail": "use POST"}]})
         return
-    now_ms = _now_ms()
+    at_ms = now_ms()
     body = await _read_body(receive, MAX_BODY)
     if body is None:
         rejection = Rejection(RejectReason.FIELD_TOO_LONG, "body", f"over {MAX_BODY} bytes")
-        await ingest.queue(rejected(Source.JS, rejection, "", now_ms))
+        await ingest.queue(rejected(Source.JS, rejection, "", at_ms))
         await _json(send, 413, {"errors": [_error(None, rejection)]})
         return
     allowed: bytes | None = None
@@ -234,7 +225,7 @@ async def event_beacon(ingest: Ingest, scope: Scope, receive: Receive, send: Sen
 
             async def build(fields: dict[str, object]) -> QueuedEvent:
                 return await build_conversion(
-                    ingest.catalog, fields, Source.JS, visitor, now_ms, merchant
+                    ingest.catalog, fields, Source.JS, visitor, at_ms, merchant
                 )
         else:
             partner = await ingest.catalog.partner_by_key(key)
@@ -245,11 +236,11 @@ async def event_beacon(ingest: Ingest, scope: Scope, receive: Receive, send: Sen
 
             async def build(fields: dict[str, object]) -> QueuedEvent:
                 return await build_impression(
-                    ingest.catalog, partner.id, fields, visitor, page, now_ms
+                    ingest.catalog, partner.id, fields, visitor, page, at_ms
                 )
     except Rejection as rejection:
         payload = body.decode("utf-8", "replace")
-        await ingest.queue(rejected(Source.JS, rejection, payload, now_ms))
+        await ingest.queue(rejected(Source.JS, rejection, payload, at_ms))
         await _json(send, 400, {"errors": [_error(None, rejection)]}, allowed)
         return
     queued: list[QueuedEvent] = []
@@ -262,7 +253,7 @@ async def event_beacon(ingest: Ingest, scope: Scope, receive: Receive, send: Sen
         except Rejection as rejection:
             errors.append(_error(index, rejection))
             payload = msgspec.json.encode(fields).decode()
-            queued.append(rejected(Source.JS, rejection, payload, now_ms))
+            queued.append(rejected(Source.JS, rejection, payload, at_ms))
     await ingest.queue(*queued)
     await _json(send, 202, {"accepted": len(queued) - len(errors), "errors": errors}, allowed)
 

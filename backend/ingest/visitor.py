@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from litestar.types import Scope
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -49,6 +50,18 @@ def client_address(
         if not any(address in network for network in trusted):
             return address
     return address
+
+
+def request_address(
+    scope: Scope, forwarded_for: bytes | None, trusted: Sequence[IpNetwork]
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``client_address`` of an ASGI request, given its X-Forwarded-For header (if any)."""
+    client = scope.get("client")
+    return client_address(
+        client[0] if client else None,
+        forwarded_for.decode("latin-1") if forwarded_for else None,
+        trusted,
+    )
 
 
 def network_prefix(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> str:

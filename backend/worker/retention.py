@@ -8,11 +8,11 @@ for long.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, select
 
+from backend import ids
 from backend.db.engine import Database
 from backend.ids import click_id_floor
 from backend.worker.store import CLICKS, IMPRESSIONS, REJECTED
@@ -20,13 +20,9 @@ from backend.worker.store import CLICKS, IMPRESSIONS, REJECTED
 PURGE_BATCH = 5_000
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 async def purge_expired(database: Database, retention_days: int, now_ms: int | None = None) -> int:
     """Delete what is due; return the number of rows deleted."""
-    cutoff_ms = (_now_ms() if now_ms is None else now_ms) - retention_days * 86_400_000
+    cutoff_ms = (ids.now_ms() if now_ms is None else now_ms) - retention_days * 86_400_000
     deleted = await purge(database, before_ms=cutoff_ms)
     return sum(deleted.values())
 
