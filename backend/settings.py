@@ -49,10 +49,6 @@ class Settings:
         return not self.redis_url
 
     @property
-    def redis_socket(self) -> Path:
-        return self.var_dir / "redis.sock"
-
-    @property
     def secure_cookies(self) -> bool:
         return self.public_url.startswith("https://")
 
