@@ -16,9 +16,10 @@ S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 @dataclass(frozen=True, slots=True)
 class Viewer:
-    """An admin (``partner_id`` None) or one partner."""
+    """An admin (``partner_id`` None) or one partner; ``actor`` names them in audit trails."""
 
     partner_id: int | None
+    actor: str = "system"
 
     @property
     def is_admin(self) -> bool:

@@ -1,8 +1,4 @@
-"""Conversions: list within the viewer's scope, and status changes by admins.
-
-A status change that takes a conversion out of the counted set (rejected, reversed) takes it
-out of the hourly rollup in the same transaction, so totals never disagree with the rows.
-"""
+"""Conversions: list within the viewer's scope, and status changes by admins."""
 
 from __future__ import annotations
 
@@ -12,22 +8,15 @@ from typing import Annotated
 from litestar import Controller, get, patch
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, JSONBody, QueryParameter
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
 
+from backend.affiliate.status import TransitionRefused, change_status
 from backend.api.deps import CurrentViewer, Reader, Writer, require_admin
 from backend.api.resources import After, Limit, get_or_404, page_of
 from backend.api.schemas import ConversionOut, ConversionUpdate, Page
-from backend.db.models import Conversion, ConversionStatus, StatsHourly
-from backend.worker.enrich import HOUR_MS
+from backend.db.models import Conversion, ConversionStatus
 
-ALLOWED = {
-    (ConversionStatus.PENDING, ConversionStatus.APPROVED),
-    (ConversionStatus.PENDING, ConversionStatus.REJECTED),
-    (ConversionStatus.APPROVED, ConversionStatus.REVERSED),
-}
 STATUS_PATTERN = "^(pending|approved|rejected|reversed)$"
-COUNTED = {ConversionStatus.PENDING, ConversionStatus.APPROVED}
 
 
 def conversion_out(conversion: Conversion) -> ConversionOut:
@@ -94,41 +83,22 @@ class ConversionController(Controller):
     ) -> ConversionOut:
         require_admin(viewer)
         conversion = await get_or_404(writer, Conversion, conversion_id)
-        current, wanted = ConversionStatus(conversion.status), ConversionStatus(data.status)
-        if (current, wanted) not in ALLOWED:
+        try:
+            await change_status(
+                writer, conversion, ConversionStatus(data.status), actor=viewer.actor
+            )
+        except TransitionRefused as refused:
             raise ClientException(
-                detail=f"a {current} conversion cannot become {wanted}",
+                detail=str(refused),
                 status_code=409,
                 extra=[
                     {
                         "key": "status",
-                        "message": f"allowed from {current}: "
-                        + ", ".join(sorted(w for c, w in ALLOWED if c == current))
-                        or "none",
+                        "message": f"allowed from {refused.current}: "
+                        + (", ".join(refused.allowed) or "none"),
                     }
                 ],
-            )
-        conversion.status = wanted
-        if current in COUNTED and wanted not in COUNTED:
-            await _uncount(writer, conversion)
+            ) from refused
         await writer.commit()
         await writer.refresh(conversion)
         return conversion_out(conversion)
-
-
-async def _uncount(session: AsyncSession, conversion: Conversion) -> None:
-    stats = StatsHourly.__table__.c
-    await session.execute(
-        update(StatsHourly)
-        .where(
-            stats.hour_ms == conversion.at_ms // HOUR_MS * HOUR_MS,
-            stats.merchant_id == conversion.merchant_id,
-            stats.link_id == (conversion.link_id or 0),
-            stats.currency == conversion.currency,
-        )
-        .values(
-            conversions=stats.conversions - 1,
-            revenue_minor=stats.revenue_minor - conversion.amount_minor,
-            commission_minor=stats.commission_minor - conversion.commission_minor,
-        )
-    )

@@ -42,7 +42,7 @@ async def provide_viewer(request: Request[Any, Any, Any], reader: Reader) -> Vie
     key = await reader.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(token.strip())))
     if key is None:
         raise NotAuthorizedException("unknown API key")
-    return Viewer(partner_id=key.partner_id)
+    return Viewer(partner_id=key.partner_id, actor=f"apikey:{key.id}")
 
 
 def require_admin(viewer: Viewer) -> None:

@@ -58,7 +58,8 @@ async def provide_viewer(request: Request[Any, Any, Any], reader: Reader) -> Vie
     user = await reader.get(User, user_id) if isinstance(user_id, int) else None
     if user is None:
         raise LoginRequired()
-    return Viewer(partner_id=user.partner_id if user.role == "partner" else None)
+    partner_id = user.partner_id if user.role == "partner" else None
+    return Viewer(partner_id=partner_id, actor=f"user:{user.email}")
 
 
 @get("/login", name="login")

@@ -1,0 +1,1 @@
+"""The affiliate programme's rules: conversion status changes, postbacks, commissions."""
