@@ -3,6 +3,7 @@ address is nowhere in the database file, Redis (keys, values, AOF), the spool or
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 from sqlalchemy import select
 
 from backend.app import create_app
@@ -87,7 +89,7 @@ async def test_client_addresses_are_nowhere_after_a_journey(
         haystacks["database"] = b"".join(
             path.read_bytes() for path in db_file.parent.glob(db_file.name + "*")
         )
-    await redis.bgrewriteaof()  # type: ignore[no-untyped-call]
+    await rewrite_append_only_file(redis)
     for path in [*settings.var_dir.rglob("*"), *redis_server.directory.rglob("*")]:
         if path.is_file():
             haystacks[str(path)] = path.read_bytes()
@@ -117,3 +119,24 @@ async def test_privacy_signals_keep_the_cookie_off_the_device(
             "set-cookie"
             in (await other.get(url, headers={**BROWSER_HEADERS, "sec-gpc": "1"})).headers
         )
+
+
+async def rewrite_append_only_file(redis: Redis) -> None:
+    """Rewrite the AOF from what Redis holds now, waiting out a rewrite Redis started itself."""
+    for _ in range(2):
+        await aof_rewrite_finished(redis)
+        try:
+            await redis.bgrewriteaof()  # type: ignore[no-untyped-call]
+        except ResponseError:  # an automatic rewrite began in between: wait it out, ask again
+            continue
+        await aof_rewrite_finished(redis)
+        return
+    raise AssertionError("Redis kept rewriting its append-only file on its own")
+
+
+async def aof_rewrite_finished(redis: Redis, timeout_s: float = 10.0) -> None:
+    for _ in range(int(timeout_s / 0.05)):
+        if not (await redis.info("persistence"))["aof_rewrite_in_progress"]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the append-only file rewrite took over {timeout_s} s")
