@@ -343,7 +343,7 @@ async def test_api_key_is_shown_once_works_and_is_revoked(
 
 
 async def test_forms_without_or_with_a_wrong_csrf_token_are_refused(
-    client: AsyncTestClient[Any], database: Database
+    client: AsyncTestClient[Any], database: Database, settings: Settings
 ) -> None:
     await sign_in(client, database)
     form = {"name": "Shop", "currency": "EUR", "domains": "", "attribution_window_days": ""}
@@ -353,6 +353,10 @@ async def test_forms_without_or_with_a_wrong_csrf_token_are_refused(
     assert wrong.status_code == 403
     assert await one(database, Merchant, name="Shop") is None
     assert (await submit(client, "/admin/merchants/new", form)).status_code == 303
+    posts = [path for method, path in admin_routes(settings) if method == "POST"]
+    assert len(posts) >= 12
+    for path in posts:
+        assert (await client.post(path, data=form)).status_code == 403, path
 
 
 def admin_routes(settings: Settings) -> list[tuple[str, str]]:
@@ -490,8 +494,9 @@ async def test_bulk_decisions_change_what_may_change_and_say_why_the_rest_did_no
     )
     assert reversed_.status_code == 200
     assert (await statuses(database))["A1"] == "reversed"
-    by_order = await client.get("/conversions", params={"order_id": "A"})
-    assert by_order.text.count('name="ids"') == 3
+    by_order = await client.get("/conversions", params={"order_id": "A", "status": "approved"})
+    assert by_order.text.count('name="ids"') == 1
+    assert 'action="/admin/conversions/status?status=approved&amp;order_id=A"' in by_order.text
 
 
 async def test_partner_users_see_their_own_conversions_without_the_actions(

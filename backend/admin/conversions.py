@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from litestar import Request, get, post
 from litestar.params import QueryParameter
@@ -61,8 +62,9 @@ class ConversionFilter:
         return statement
 
     def query_string(self) -> str:
+        """The filters as a URL query, for the next page and the form's action."""
         pairs = [(name, getattr(self, name)) for name in self.__slots__]
-        return "&".join(f"{name}={value}" for name, value in pairs if value not in (None, ""))
+        return urlencode([(name, value) for name, value in pairs if value not in (None, "")])
 
 
 @dataclass(frozen=True, slots=True)
