@@ -20,7 +20,7 @@ from backend.db.models import ApiKey, Campaign, Conversion, Link, Merchant, Part
 from backend.reports.pages import web_router
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
-from tests.support import Programme, add_partner_with_link, click_id_in, follow_link
+from tests.support import Programme, add_partner_with_link, click_id_in, follow_link, post_json
 from tests.test_web import PASSWORD, csrf_token, sign_in
 
 HOSTILE = "<script>alert(1)</script>"
@@ -506,6 +506,13 @@ async def test_partner_users_see_their_own_conversions_without_the_actions(
     consumer: StreamConsumer,
 ) -> None:
     _, other_link = await add_partner_with_link(client, programme, "Other")
+    hidden = {**programme.campaign, "name": "Hidden campaign"}
+    await post_json(
+        client,
+        "/api/v1/campaigns",
+        {k: hidden[k] for k in ("merchant_id", "name", "destination_url")},
+        programme.headers,
+    )
     await convert(client, programme, programme.link["code"], "MINE")
     await convert(client, programme, other_link["code"], "THEIRS")
     await consumer.drain()
@@ -520,3 +527,31 @@ async def test_partner_users_see_their_own_conversions_without_the_actions(
         "/conversions", params={"partner_id": str(programme.partner["id"] + 1)}
     )
     assert "THEIRS" not in other_partner.text
+    assert "Hidden campaign" not in page.text  # no link of this partner leads to it
+
+
+async def test_conversions_are_paged_newest_first(
+    client: AsyncTestClient[Any],
+    database: Database,
+    programme: Programme,
+    consumer: StreamConsumer,
+) -> None:
+    for number in range(52):
+        pixel = await client.get(
+            "/p.gif", params={"m": programme.merchant["key"], "oid": f"N{number}", "amt": "5"}
+        )
+        assert pixel.status_code == 200
+    await consumer.drain()
+    await sign_in(client, database)
+    first = await client.get("/conversions", params={"status": "pending"})
+    shown = [int(i) for i in re.findall(r'name="ids" value="(\d+)"', first.text)]
+    assert len(shown) == 50
+    assert shown == sorted(shown, reverse=True)
+    older = re.search(r'href="(/conversions\?[^"]+)">Older conversions', first.text)
+    assert older is not None
+    assert html.unescape(older.group(1)) == f"/conversions?status=pending&before={shown[-1]}"
+    rest = await client.get(html.unescape(older.group(1)))
+    remaining = [int(i) for i in re.findall(r'name="ids" value="(\d+)"', rest.text)]
+    assert len(remaining) == 2
+    assert max(remaining) < min(shown)
+    assert "Older conversions" not in rest.text

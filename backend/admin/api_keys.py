@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend import accounts
 from backend.admin.forms import Field, FormInvalid, new_page, submit, typed_form
-from backend.admin.links import choices
+from backend.admin.lookups import partner_names
 from backend.api.deps import CurrentViewer, Reader, Writer
 from backend.api.resources import get_or_404
 from backend.api.schemas import Name
@@ -46,7 +46,7 @@ async def _new(
     errors: dict[str, str],
     status: int = 200,
 ) -> Template:
-    partners, _ = await choices(session)
+    partners = await partner_names(session)
     return new_page(
         viewer,
         "New API key",
@@ -64,7 +64,7 @@ class ApiKeyPages(Controller):
     @get("/")
     async def index(self, viewer: CurrentViewer, reader: Reader) -> Template:
         keys = (await reader.scalars(select(ApiKey).order_by(ApiKey.id))).all()
-        partners, _ = await choices(reader)
+        partners = await partner_names(reader)
         context = {"viewer": viewer, "keys": keys, "partners": partners}
         return Template("admin/api_keys.html", context=context)
 
@@ -77,7 +77,7 @@ class ApiKeyPages(Controller):
         self, request: Request[Any, Any, Any], viewer: CurrentViewer, writer: Writer
     ) -> Template:
         form = await typed_form(request)
-        partners, _ = await choices(writer)
+        partners = await partner_names(writer)
         try:
             row, key = await submit(
                 form,

@@ -21,6 +21,7 @@ from backend.admin.forms import (
     submit,
     typed_form,
 )
+from backend.admin.lookups import merchants_by_id
 from backend.affiliate import catalogue
 from backend.api.deps import CurrentViewer, Reader, Writer
 from backend.api.resources import After, campaign_out, get_or_404, page_of
@@ -55,11 +56,6 @@ EDIT_FIELDS = (
         kind="number",
     ),
 )
-
-
-async def merchants_by_id(session: AsyncSession) -> dict[int, Merchant]:
-    merchants = await session.scalars(select(Merchant).order_by(Merchant.name, Merchant.id))
-    return {merchant.id: merchant for merchant in merchants}
 
 
 def _new_fields(merchants: dict[int, Merchant]) -> tuple[Field, ...]:

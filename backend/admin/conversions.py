@@ -21,7 +21,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.admin.forms import PAGE_SIZE
-from backend.admin.links import choices
+from backend.admin.lookups import campaign_names, partner_names
 from backend.affiliate.status import TransitionRefused, change_status
 from backend.api.conversions import STATUS_PATTERN
 from backend.api.deps import CurrentViewer, Reader, Writer
@@ -95,7 +95,6 @@ async def _table(
     rows = (
         await session.scalars(statement.order_by(Conversion.id.desc()).limit(PAGE_SIZE + 1))
     ).all()
-    partners, campaigns = await choices(session)
     query = filters.query_string()
     context = {
         "viewer": viewer,
@@ -104,8 +103,8 @@ async def _table(
         "filters": filters,
         "query": query,
         "statuses": [status.value for status in ConversionStatus],
-        "partners": partners if viewer.is_admin else {},
-        "campaigns": campaigns,
+        "partners": await partner_names(session) if viewer.is_admin else {},
+        "campaigns": await campaign_names(session, viewer),
         "actions": ACTIONS,
         "outcomes": outcomes,
         "error": error,

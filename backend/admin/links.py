@@ -23,12 +23,13 @@ from backend.admin.forms import (
     submit,
     typed_form,
 )
+from backend.admin.lookups import campaign_names, partner_names
 from backend.affiliate import catalogue
 from backend.api.deps import CurrentViewer, Reader, Writer
 from backend.api.resources import After, get_or_404, link_out, page_of
 from backend.api.schemas import LinkCreate, LinkUpdate
 from backend.db.models import Campaign, Link, Partner
-from backend.scope import Viewer
+from backend.scope import ADMIN, Viewer
 
 DESTINATION = Field(
     "destination_url",
@@ -49,14 +50,9 @@ EDIT_FIELDS = (
 )
 
 
-async def choices(session: AsyncSession) -> tuple[dict[int, str], dict[int, str]]:
-    """Partner and campaign names by id, for selects and list columns."""
-    partners = await session.execute(select(Partner.id, Partner.name).order_by(Partner.name))
-    campaigns = await session.execute(select(Campaign.id, Campaign.name).order_by(Campaign.name))
-    return {id_: name for id_, name in partners}, {id_: name for id_, name in campaigns}
-
-
-def _new_fields(partners: dict[int, str], campaigns: dict[int, str]) -> tuple[Field, ...]:
+async def _new_fields(session: AsyncSession) -> tuple[Field, ...]:
+    partners = await partner_names(session)
+    campaigns = await campaign_names(session, ADMIN)
     return (
         Field(
             "partner_id",
@@ -85,7 +81,7 @@ async def _new(
     errors: dict[str, str],
     status: int = 200,
 ) -> Template:
-    fields = _new_fields(*await choices(session))
+    fields = await _new_fields(session)
     return new_page(viewer, "New link", "/admin/links/new", fields, values, errors, status=status)
 
 
@@ -144,7 +140,8 @@ class LinkPages(Controller):
             filters["campaign_id"] = str(campaign_id)
         render = link_out(state.settings.public_url)
         page = await page_of(reader, statement, Link.id, after, PAGE_SIZE, render)
-        partners, campaigns = await choices(reader)
+        partners = await partner_names(reader)
+        campaigns = await campaign_names(reader, viewer)
         query = "&".join(f"{name}={value}" for name, value in filters.items())
         context = {
             "viewer": viewer,
@@ -175,7 +172,7 @@ class LinkPages(Controller):
         self, request: Request[Any, Any, Any], viewer: CurrentViewer, writer: Writer, state: State
     ) -> Template | Redirect:
         form = await typed_form(request)
-        fields = _new_fields(*await choices(writer))
+        fields = await _new_fields(writer)
         try:
             link = await submit(
                 form,

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend import accounts
 from backend.admin.forms import Field, FormInvalid, new_page, submit, typed_form
-from backend.admin.links import choices
+from backend.admin.lookups import partner_names
 from backend.api.deps import CurrentViewer, Reader, Writer
 from backend.api.resources import get_or_404
 from backend.api.schemas import Email
@@ -66,7 +66,7 @@ async def _new(
     errors: dict[str, str],
     status: int = 200,
 ) -> Template:
-    partners, _ = await choices(session)
+    partners = await partner_names(session)
     shown = {name: value for name, value in values.items() if not name.startswith("password")}
     return new_page(
         viewer, "New user", "/admin/users/new", _fields(partners), shown, errors, status=status
@@ -79,7 +79,7 @@ class UserPages(Controller):
     @get("/")
     async def index(self, viewer: CurrentViewer, reader: Reader) -> Template:
         users = (await reader.scalars(select(User).order_by(User.email))).all()
-        partners, _ = await choices(reader)
+        partners = await partner_names(reader)
         context = {"viewer": viewer, "users": users, "partners": partners}
         return Template("admin/users.html", context=context)
 
@@ -92,7 +92,7 @@ class UserPages(Controller):
         self, request: Request[Any, Any, Any], viewer: CurrentViewer, writer: Writer
     ) -> Template | Redirect:
         form = await typed_form(request)
-        partners, _ = await choices(writer)
+        partners = await partner_names(writer)
         generated = ""
 
         async def save(data: UserForm) -> User:
