@@ -390,8 +390,13 @@ async def test_partner_users_find_no_admin_page_or_form(
 
 
 async def test_hostile_names_are_escaped_on_every_admin_page(
-    client: AsyncTestClient[Any], database: Database, programme: Programme
+    client: AsyncTestClient[Any],
+    database: Database,
+    programme: Programme,
+    consumer: StreamConsumer,
 ) -> None:
+    await convert(client, programme, programme.link["code"], HOSTILE)
+    await consumer.drain()
     for path, body in (
         (f"/api/v1/merchants/{programme.merchant['id']}", {"name": HOSTILE}),
         (f"/api/v1/partners/{programme.partner['id']}", {"name": HOSTILE}),
@@ -422,6 +427,8 @@ async def test_hostile_names_are_escaped_on_every_admin_page(
         assert page.status_code == 200, path
         assert HOSTILE not in page.text, path
         assert ESCAPED in page.text, path
+    conversions = await client.get("/conversions")
+    assert f"<td>{ESCAPED}</td>" in conversions.text  # the order id, as the pixel sent it
 
 
 async def convert(
