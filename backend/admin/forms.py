@@ -34,8 +34,8 @@ class Field:
 
     name: str
     label: str
-    hint: str = ""
-    kind: str = "text"  # an <input> type, or "textarea", "select", "list" (several values)
+    hint: str
+    kind: str = "text"  # an <input> type, or "select", or "list" (several values, a textarea)
     options: Sequence[tuple[str, str]] = ()  # (value, label) pairs of a select
     required: bool = False
 
@@ -73,8 +73,8 @@ def read_form(form: Mapping[str, str], fields: Sequence[Field], schema: type[S])
             continue
         try:
             values[field.name] = msgspec.convert(value, info.type, strict=False)
-        except msgspec.ValidationError as error:
-            errors[field.name] = f"Expected {field.hint}" if field.hint else str(error)
+        except msgspec.ValidationError:
+            errors[field.name] = f"Expected {field.hint}"
     if errors:
         raise FormInvalid(errors)
     return schema(**values)
