@@ -9,7 +9,7 @@ Admins and partner users share the page (a partner sees only its own conversions
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -63,7 +63,7 @@ class ConversionFilter:
 
     def query_string(self) -> str:
         """The filters as a URL query, for the next page and the form's action."""
-        pairs = [(name, getattr(self, name)) for name in self.__slots__]
+        pairs = [(field.name, getattr(self, field.name)) for field in fields(self)]
         return urlencode([(name, value) for name, value in pairs if value not in (None, "")])
 
 
