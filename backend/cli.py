@@ -16,12 +16,14 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from backend.auth import generate_api_key, generate_password, hash_api_key, hash_password
+from backend.accounts import create_api_key, create_user
+from backend.auth import generate_password
 from backend.db.engine import Database
 from backend.db.migrate import upgrade
-from backend.db.models import ApiKey, Partner, Role, User
+from backend.db.models import Role, User
 from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings, SettingsError, load_settings
+from backend.validation import FieldError
 
 log = logging.getLogger("clicktrail")
 
@@ -63,17 +65,9 @@ async def _create_user(
     database = Database.connect(settings.database_url)
     try:
         async with database.session(write=True) as session:
-            if partner_id is not None and await session.get(Partner, partner_id) is None:
-                raise SystemExit(f"no partner with id {partner_id}")
-            session.add(
-                User(
-                    email=email.strip().lower(),
-                    password_hash=hash_password(password),
-                    role=role.value,
-                    partner_id=partner_id,
-                )
-            )
-            await session.commit()
+            await create_user(session, email, role, partner_id, password)
+    except FieldError as error:
+        raise SystemExit(error.message) from None
     finally:
         await database.dispose()
 
@@ -167,8 +161,6 @@ def cmd_user_add(settings: Settings, args: argparse.Namespace) -> None:
     if role is Role.PARTNER and args.partner is None:
         raise SystemExit("--role partner needs --partner ID")
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else generate_password()
-    if len(password) < 10:
-        raise SystemExit("the password must have at least 10 characters")
     asyncio.run(_create_user(settings, args.email, role, args.partner, password))
     print(f"created {role.value} {args.email}")
     if not args.password_stdin:
@@ -176,22 +168,18 @@ def cmd_user_add(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_apikey_create(settings: Settings, args: argparse.Namespace) -> None:
-    key = generate_api_key()
-
-    async def store() -> None:
+    async def store() -> str:
         database = Database.connect(settings.database_url)
         try:
             async with database.session(write=True) as session:
-                if args.partner is not None and await session.get(Partner, args.partner) is None:
-                    raise SystemExit(f"no partner with id {args.partner}")
-                session.add(
-                    ApiKey(name=args.name, key_hash=hash_api_key(key), partner_id=args.partner)
-                )
-                await session.commit()
+                _, key = await create_api_key(session, args.name, args.partner)
+        except FieldError as error:
+            raise SystemExit(error.message) from None
         finally:
             await database.dispose()
+        return key
 
-    asyncio.run(store())
+    key = asyncio.run(store())
     scope = f"partner {args.partner}" if args.partner is not None else "admin"
     print(f"API key {args.name!r} ({scope}); it is shown only now:")
     print(key)

@@ -5,20 +5,17 @@ Admin keys manage everything; a partner key reads only its own partner and links
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeAlias, TypeVar
-from urllib.parse import urlsplit
 
-import msgspec
 from litestar import Controller, get, patch, post
 from litestar.datastructures import State
-from litestar.exceptions import NotFoundException, ValidationException
+from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from sqlalchemy import Select, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.affiliate import catalogue
 from backend.api.deps import CurrentViewer, Reader, Writer, require_admin
 from backend.api.schemas import (
     CampaignCreate,
@@ -35,22 +32,12 @@ from backend.api.schemas import (
     PartnerOut,
     PartnerUpdate,
 )
-from backend.auth import public_key
-from backend.catalog import Catalog
 from backend.db.models import Base, Campaign, Link, Merchant, Partner
-from backend.money import MoneyError, normalise_currency, percent_to_bps
 
 M = TypeVar("M", bound=Base)
 Out = TypeVar("Out")
 After: TypeAlias = Annotated[int, QueryParameter(ge=0)]
 Limit: TypeAlias = Annotated[int, QueryParameter(ge=1, le=500)]
-CODE_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-
-
-def field_error(field: str, message: str) -> ValidationException:
-    return ValidationException(
-        detail=f"Validation failed: {field}", extra=[{"key": field, "message": message}]
-    )
 
 
 async def page_of(
@@ -77,41 +64,6 @@ async def get_or_404(session: AsyncSession, model: type[M], object_id: int) -> M
     if found is None:
         raise NotFoundException(f"no {model.__tablename__[:-1]} with id {object_id}")
     return found
-
-
-def apply_changes(target: Base, changes: msgspec.Struct) -> None:
-    for name in changes.__struct_fields__:
-        value = getattr(changes, name)
-        if value is not msgspec.UNSET:
-            setattr(target, name, value)
-
-
-async def commit_and_refresh(session: AsyncSession, state: State, target: Base) -> None:
-    await session.commit()
-    await session.refresh(target)
-    catalog: Catalog = state.catalog
-    catalog.invalidate()
-
-
-def _domain(raw: str) -> str:
-    host = raw.strip().lower().rstrip(".")
-    if "://" in host or "/" in host or "@" in host or not host or " " in host:
-        raise field_error("domains", f"{raw!r}: give a bare host name such as shop.example")
-    return host
-
-
-def _currency(code: str, field: str = "currency") -> str:
-    try:
-        return normalise_currency(code)
-    except MoneyError as error:
-        raise field_error(field, str(error)) from None
-
-
-def _bps(percent: str | int) -> int:
-    try:
-        return percent_to_bps(percent)
-    except MoneyError as error:
-        raise field_error("commission_percent", str(error)) from None
 
 
 def merchant_out(merchant: Merchant) -> MerchantOut:
@@ -168,16 +120,6 @@ def link_out(public_url: str) -> Callable[[Link], LinkOut]:
     return render
 
 
-async def _check_destination(session: AsyncSession, campaign: Campaign, url: str | None) -> None:
-    """A link's own destination must stay on its merchant's domains (no redirects elsewhere)."""
-    if url is None:
-        return
-    merchant = await get_or_404(session, Merchant, campaign.merchant_id)
-    host = urlsplit(url).hostname or ""
-    if merchant.domains and host not in merchant.domains:
-        raise field_error("destination_url", f"{host!r} is not a domain of the merchant")
-
-
 class MerchantController(Controller):
     path = "/merchants"
     tags = ["merchants"]
@@ -191,17 +133,7 @@ class MerchantController(Controller):
         state: State,
     ) -> MerchantOut:
         require_admin(viewer)
-        merchant = Merchant(
-            name=data.name,
-            key=public_key("mk_"),
-            postback_secret=secrets.token_urlsafe(32),
-            currency=_currency(data.currency),
-            domains=sorted({_domain(d) for d in data.domains}),
-            attribution_window_days=data.attribution_window_days,
-        )
-        writer.add(merchant)
-        await commit_and_refresh(writer, state, merchant)
-        return merchant_out(merchant)
+        return merchant_out(await catalogue.create_merchant(writer, state.catalog, data))
 
     @get("/")
     async def list_merchants(
@@ -235,12 +167,7 @@ class MerchantController(Controller):
     ) -> MerchantOut:
         require_admin(viewer)
         merchant = await get_or_404(writer, Merchant, merchant_id)
-        if not isinstance(data.currency, msgspec.UnsetType):
-            data.currency = _currency(data.currency)
-        if not isinstance(data.domains, msgspec.UnsetType):
-            data.domains = sorted({_domain(d) for d in data.domains})
-        apply_changes(merchant, data)
-        await commit_and_refresh(writer, state, merchant)
+        await catalogue.update_merchant(writer, state.catalog, merchant, data)
         return merchant_out(merchant)
 
 
@@ -257,10 +184,7 @@ class PartnerController(Controller):
         state: State,
     ) -> PartnerOut:
         require_admin(viewer)
-        partner = Partner(name=data.name, contact_email=data.contact_email, key=public_key("pk_"))
-        writer.add(partner)
-        await commit_and_refresh(writer, state, partner)
-        return partner_out(partner)
+        return partner_out(await catalogue.create_partner(writer, state.catalog, data))
 
     @get("/")
     async def list_partners(
@@ -295,8 +219,7 @@ class PartnerController(Controller):
     ) -> PartnerOut:
         require_admin(viewer)
         partner = await get_or_404(writer, Partner, partner_id)
-        apply_changes(partner, data)
-        await commit_and_refresh(writer, state, partner)
+        await catalogue.update_partner(writer, state.catalog, partner, data)
         return partner_out(partner)
 
 
@@ -313,19 +236,7 @@ class CampaignController(Controller):
         state: State,
     ) -> CampaignOut:
         require_admin(viewer)
-        if await writer.get(Merchant, data.merchant_id) is None:
-            raise field_error("merchant_id", f"no merchant with id {data.merchant_id}")
-        campaign = Campaign(
-            merchant_id=data.merchant_id,
-            name=data.name,
-            destination_url=data.destination_url,
-            commission_bps=_bps(data.commission_percent),
-            commission_flat_minor=data.commission_flat_minor,
-            cookie_window_days=data.cookie_window_days,
-        )
-        writer.add(campaign)
-        await commit_and_refresh(writer, state, campaign)
-        return campaign_out(campaign)
+        return campaign_out(await catalogue.create_campaign(writer, state.catalog, data))
 
     @get("/")
     async def list_campaigns(
@@ -363,11 +274,7 @@ class CampaignController(Controller):
     ) -> CampaignOut:
         require_admin(viewer)
         campaign = await get_or_404(writer, Campaign, campaign_id)
-        if not isinstance(data.commission_percent, msgspec.UnsetType):
-            campaign.commission_bps = _bps(data.commission_percent)
-            data.commission_percent = msgspec.UNSET
-        apply_changes(campaign, data)
-        await commit_and_refresh(writer, state, campaign)
+        await catalogue.update_campaign(writer, state.catalog, campaign, data)
         return campaign_out(campaign)
 
 
@@ -384,27 +291,8 @@ class LinkController(Controller):
         state: State,
     ) -> LinkOut:
         require_admin(viewer)
-        if await writer.get(Partner, data.partner_id) is None:
-            raise field_error("partner_id", f"no partner with id {data.partner_id}")
-        campaign = await writer.get(Campaign, data.campaign_id)
-        if campaign is None:
-            raise field_error("campaign_id", f"no campaign with id {data.campaign_id}")
-        await _check_destination(writer, campaign, data.destination_url)
-        for _ in range(5):
-            link = Link(
-                code="".join(secrets.choice(CODE_ALPHABET) for _ in range(8)),
-                partner_id=data.partner_id,
-                campaign_id=data.campaign_id,
-                destination_url=data.destination_url,
-            )
-            writer.add(link)
-            try:
-                await commit_and_refresh(writer, state, link)
-            except IntegrityError:
-                await writer.rollback()  # a code collision: draw another
-                continue
-            return link_out(state.settings.public_url)(link)
-        raise RuntimeError("could not draw a free link code in 5 tries")
+        link = await catalogue.create_link(writer, state.catalog, data)
+        return link_out(state.settings.public_url)(link)
 
     @get("/")
     async def list_links(
@@ -449,11 +337,7 @@ class LinkController(Controller):
     ) -> LinkOut:
         require_admin(viewer)
         link = await get_or_404(writer, Link, link_id)
-        if isinstance(data.destination_url, str):
-            campaign = await get_or_404(writer, Campaign, link.campaign_id)
-            await _check_destination(writer, campaign, data.destination_url)
-        apply_changes(link, data)
-        await commit_and_refresh(writer, state, link)
+        await catalogue.update_link(writer, state.catalog, link, data)
         return link_out(state.settings.public_url)(link)
 
 

@@ -9,8 +9,8 @@ from litestar import get
 from litestar.params import FromQuery, QueryParameter
 
 from backend.api.deps import CurrentViewer, Reader
-from backend.api.resources import field_error
 from backend.reports.stats import GroupBy, StatsReport, stats_report
+from backend.validation import FieldError
 
 
 def _day_start(day: date) -> datetime:
@@ -30,9 +30,9 @@ async def stats(
     last = to or today
     first = from_ or last - timedelta(days=6)
     if first > last:
-        raise field_error("from", "must not be after 'to'")
+        raise FieldError("from", "must not be after 'to'")
     if (last - first).days > 3660:
-        raise field_error("from", "at most ten years at a time")
+        raise FieldError("from", "at most ten years at a time")
     return await stats_report(
         reader, viewer, _day_start(first), _day_start(last + timedelta(days=1)), group_by
     )

@@ -35,35 +35,44 @@ def _script(settings: Settings, snippet: Snippet, attributes: str) -> str:
     )
 
 
+def merchant_install(merchant: Merchant, settings: Settings, snippet: Snippet) -> Install:
+    """The shop's tag for every page and its conversion call (with the pixel as fallback)."""
+    window = merchant.attribution_window_days or settings.attribution_window_days
+    stub = (
+        "<script>window.clicktrail=window.clicktrail||function(){"
+        "(window.clicktrail.q=window.clicktrail.q||[]).push(arguments)};</script>"
+    )
+    tag = (
+        stub
+        + "\n"
+        + _script(settings, snippet, f'data-merchant="{merchant.key}" data-window="{window}"')
+    )
+    conversion = (
+        "<script>clicktrail('conversion', "
+        "{orderId: 'ORDER_ID', amount: '49.90', currency: "
+        f"'{merchant.currency}'}});</script>\n"
+        f'<noscript><img src="{settings.public_url}/p.gif?m={merchant.key}'
+        f'&amp;oid=ORDER_ID&amp;amt=49.90&amp;cur={merchant.currency}" '
+        'width="1" height="1" alt=""></noscript>'
+    )
+    return Install(merchant.name, "merchant", tag, conversion)
+
+
+def partner_install(partner: Partner, settings: Settings, snippet: Snippet) -> Install:
+    """The publisher's tag, which counts views of its tracking links."""
+    return Install(
+        partner.name, "partner", _script(settings, snippet, f'data-partner="{partner.key}"'), ""
+    )
+
+
 async def install_tags(
     session: AsyncSession, viewer: Viewer, settings: Settings, snippet: Snippet
 ) -> list[Install]:
     installs: list[Install] = []
     if viewer.is_admin:
         for merchant in (await session.scalars(select(Merchant).order_by(Merchant.id))).all():
-            window = merchant.attribution_window_days or settings.attribution_window_days
-            stub = (
-                "<script>window.clicktrail=window.clicktrail||function(){"
-                "(window.clicktrail.q=window.clicktrail.q||[]).push(arguments)};</script>"
-            )
-            tag = (
-                stub
-                + "\n"
-                + _script(
-                    settings, snippet, f'data-merchant="{merchant.key}" data-window="{window}"'
-                )
-            )
-            conversion = (
-                "<script>clicktrail('conversion', "
-                "{orderId: 'ORDER_ID', amount: '49.90', currency: "
-                f"'{merchant.currency}'}});</script>\n"
-                f'<noscript><img src="{settings.public_url}/p.gif?m={merchant.key}'
-                f'&amp;oid=ORDER_ID&amp;amt=49.90&amp;cur={merchant.currency}" '
-                'width="1" height="1" alt=""></noscript>'
-            )
-            installs.append(Install(merchant.name, "merchant", tag, conversion))
+            installs.append(merchant_install(merchant, settings, snippet))
     partners = viewer.restrict(select(Partner).order_by(Partner.id), Partner.id)
     for partner in (await session.scalars(partners)).all():
-        tag = _script(settings, snippet, f'data-partner="{partner.key}"')
-        installs.append(Install(partner.name, "partner", tag, ""))
+        installs.append(partner_install(partner, settings, snippet))
     return installs

@@ -12,9 +12,11 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.config.csrf import CSRFConfig
+from litestar.connection import ASGIConnection
 from litestar.datastructures import ResponseHeader, State
 from litestar.di import Provide
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, NotFoundException
+from litestar.handlers import BaseRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.middleware.session.server_side import ServerSideSessionConfig
@@ -23,8 +25,10 @@ from litestar.response import Redirect, Template
 from redis.asyncio import Redis
 from sqlalchemy import select
 
-from backend.api.deps import CurrentViewer, Reader, provide_reader
+from backend.admin import ADMIN_HANDLERS, conversions_page
+from backend.api.deps import CurrentViewer, Reader, provide_reader, provide_writer
 from backend.auth import verify_password
+from backend.db.engine import Database
 from backend.db.models import User
 from backend.reports.install import install_tags
 from backend.reports.quality import quality_report
@@ -53,7 +57,7 @@ def _to_login(request: Request[Any, Any, Any], _: LoginRequired) -> Response[Any
     return Redirect("/login")
 
 
-async def provide_viewer(request: Request[Any, Any, Any], reader: Reader) -> Viewer:
+async def provide_viewer(request: ASGIConnection[Any, Any, Any, Any], reader: Reader) -> Viewer:
     user_id = request.session.get("user_id") if request.scope.get("session") else None
     user = await reader.get(User, user_id) if isinstance(user_id, int) else None
     if user is None:
@@ -144,6 +148,15 @@ async def install(viewer: CurrentViewer, reader: Reader, state: State) -> Templa
     return Template("install.html", context={"installs": installs, "viewer": viewer})
 
 
+async def admins_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guards every admin page and form: to a partner user they do not exist."""
+    database: Database = connection.app.state.database
+    async with database.session() as reader:
+        viewer = await provide_viewer(connection, reader)
+    if not viewer.is_admin:
+        raise NotFoundException()
+
+
 def web_router(settings: Settings) -> Router:
     """Sessions are kept server-side in Redis, so signing out really ends them."""
     sessions = ServerSideSessionConfig(
@@ -162,9 +175,22 @@ def web_router(settings: Settings) -> Router:
     )
     return Router(
         path="/",
-        route_handlers=[login_page, login, logout, overview, quality, install],
+        route_handlers=[
+            login_page,
+            login,
+            logout,
+            overview,
+            quality,
+            install,
+            conversions_page,
+            Router(path="/admin", route_handlers=ADMIN_HANDLERS, guards=[admins_only]),
+        ],
         middleware=[sessions.middleware, DefineMiddleware(CSRFMiddleware, config=csrf)],
-        dependencies={"reader": Provide(provide_reader), "viewer": Provide(provide_viewer)},
+        dependencies={
+            "reader": Provide(provide_reader),
+            "writer": Provide(provide_writer),
+            "viewer": Provide(provide_viewer),
+        },
         exception_handlers={LoginRequired: _to_login},
         response_headers=[
             ResponseHeader(name="Content-Security-Policy", value=CSP),

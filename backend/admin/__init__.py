@@ -1,0 +1,39 @@
+"""Admin pages: the programme's objects, accounts and conversion decisions, server-rendered.
+
+Every handler in ``ADMIN_HANDLERS`` is mounted under ``/admin`` behind the admins-only guard of
+``backend.reports.pages``; ``conversions_page`` is open to partner users too, limited to their
+own conversions and without the actions.
+"""
+
+from __future__ import annotations
+
+from litestar import get
+from litestar.response import Redirect
+from litestar.types import ControllerRouterHandler
+
+from backend.admin.api_keys import ApiKeyPages
+from backend.admin.campaigns import CampaignPages
+from backend.admin.conversions import change_statuses, conversions_page
+from backend.admin.links import LinkPages
+from backend.admin.merchants import MerchantPages
+from backend.admin.partners import PartnerPages
+from backend.admin.users import UserPages
+
+
+@get("/")
+async def admin_home() -> Redirect:
+    return Redirect("/admin/merchants")
+
+
+ADMIN_HANDLERS: list[ControllerRouterHandler] = [
+    admin_home,
+    MerchantPages,
+    PartnerPages,
+    CampaignPages,
+    LinkPages,
+    UserPages,
+    ApiKeyPages,
+    change_statuses,
+]
+
+__all__ = ["ADMIN_HANDLERS", "conversions_page"]

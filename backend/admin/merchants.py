@@ -1,0 +1,137 @@
+"""Merchant pages: list, create, edit, with the install code, key and postback secret."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.datastructures import State
+from litestar.params import FromPath
+from litestar.response import Redirect, Template
+from sqlalchemy import select
+
+from backend.admin.forms import (
+    PAGE_SIZE,
+    Field,
+    FormInvalid,
+    edit_page,
+    form_values,
+    new_page,
+    submit,
+    typed_form,
+)
+from backend.affiliate import catalogue
+from backend.api.deps import CurrentViewer, Reader, Writer
+from backend.api.resources import After, get_or_404, merchant_out, page_of
+from backend.api.schemas import MerchantCreate, MerchantUpdate
+from backend.db.models import Merchant
+from backend.reports.install import merchant_install
+from backend.scope import Viewer
+
+FIELDS = (
+    Field("name", "Name", "a name of 1 to 200 characters", required=True),
+    Field("currency", "Currency", "a three-letter ISO 4217 code such as EUR", required=True),
+    Field(
+        "domains",
+        "Allowed domains",
+        "bare host names such as shop.example, one per line",
+        kind="list",
+    ),
+    Field(
+        "attribution_window_days",
+        "Attribution window (days)",
+        "a whole number of days from 1 to 365, or empty for the default",
+        kind="number",
+    ),
+)
+
+
+def _new(
+    viewer: Viewer, values: dict[str, str], errors: dict[str, str], status: int = 200
+) -> Template:
+    return new_page(
+        viewer, "New merchant", "/admin/merchants/new", FIELDS, values, errors, status=status
+    )
+
+
+def _show(
+    merchant: Merchant,
+    viewer: Viewer,
+    state: State,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Template:
+    out = merchant_out(merchant)
+    return edit_page(
+        "admin/merchant.html",
+        viewer,
+        heading=merchant.name,
+        kind="merchant",
+        object_id=merchant.id,
+        action=f"/admin/merchants/{merchant.id}",
+        fields=FIELDS,
+        values=values if values is not None else form_values(out, FIELDS),
+        errors=errors or {},
+        facts=[("Public key", merchant.key), ("Created", f"{merchant.created_at:%Y-%m-%d %H:%M}")],
+        status=status,
+        secret=merchant.postback_secret,
+        install=merchant_install(merchant, state.settings, state.snippet),
+    )
+
+
+class MerchantPages(Controller):
+    path = "/merchants"
+
+    @get("/")
+    async def index(self, viewer: CurrentViewer, reader: Reader, after: After = 0) -> Template:
+        page = await page_of(reader, select(Merchant), Merchant.id, after, PAGE_SIZE, merchant_out)
+        return Template("admin/merchants.html", context={"viewer": viewer, "page": page})
+
+    @get("/new")
+    async def new(self, viewer: CurrentViewer) -> Template:
+        return _new(viewer, {"currency": "EUR"}, {})
+
+    @post("/new", status_code=200)
+    async def create(
+        self, request: Request[Any, Any, Any], viewer: CurrentViewer, writer: Writer, state: State
+    ) -> Template | Redirect:
+        form = await typed_form(request)
+        try:
+            merchant = await submit(
+                form,
+                FIELDS,
+                MerchantCreate,
+                lambda data: catalogue.create_merchant(writer, state.catalog, data),
+            )
+        except FormInvalid as invalid:
+            return _new(viewer, form, invalid.errors, 400)
+        return Redirect(f"/admin/merchants/{merchant.id}", status_code=303)
+
+    @get("/{merchant_id:int}")
+    async def show(
+        self, merchant_id: FromPath[int], viewer: CurrentViewer, reader: Reader, state: State
+    ) -> Template:
+        return _show(await get_or_404(reader, Merchant, merchant_id), viewer, state)
+
+    @post("/{merchant_id:int}", status_code=200)
+    async def update(
+        self,
+        request: Request[Any, Any, Any],
+        merchant_id: FromPath[int],
+        viewer: CurrentViewer,
+        writer: Writer,
+        state: State,
+    ) -> Template | Redirect:
+        merchant = await get_or_404(writer, Merchant, merchant_id)
+        form = await typed_form(request)
+        try:
+            await submit(
+                form,
+                FIELDS,
+                MerchantUpdate,
+                lambda data: catalogue.update_merchant(writer, state.catalog, merchant, data),
+            )
+        except FormInvalid as invalid:
+            return _show(merchant, viewer, state, form, invalid.errors, 400)
+        return Redirect(f"/admin/merchants/{merchant_id}", status_code=303)
