@@ -19,6 +19,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.affiliate.postback import new_postback_secret
 from backend.api.deps import CurrentViewer, Reader, Writer, require_admin
 from backend.api.schemas import (
     CampaignCreate,
@@ -107,7 +108,7 @@ def _currency(code: str, field: str = "currency") -> str:
         raise field_error(field, str(error)) from None
 
 
-def _bps(percent: str | int) -> int:
+def commission_bps(percent: str | int) -> int:
     try:
         return percent_to_bps(percent)
     except MoneyError as error:
@@ -123,6 +124,7 @@ def merchant_out(merchant: Merchant) -> MerchantOut:
         currency=merchant.currency,
         domains=list(merchant.domains),
         attribution_window_days=merchant.attribution_window_days,
+        auto_approve_days=merchant.auto_approve_days,
         created_at=merchant.created_at,
     )
 
@@ -138,14 +140,19 @@ def partner_out(partner: Partner) -> PartnerOut:
     )
 
 
+def percent_text(bps: int) -> str:
+    """Basis points as the percent the API speaks: 750 -> "7.50"."""
+    whole, hundredths = divmod(bps, 100)
+    return f"{whole}.{hundredths:02d}"
+
+
 def campaign_out(campaign: Campaign) -> CampaignOut:
-    whole, hundredths = divmod(campaign.commission_bps, 100)
     return CampaignOut(
         id=campaign.id,
         merchant_id=campaign.merchant_id,
         name=campaign.name,
         destination_url=campaign.destination_url,
-        commission_percent=f"{whole}.{hundredths:02d}",
+        commission_percent=percent_text(campaign.commission_bps),
         commission_flat_minor=campaign.commission_flat_minor,
         cookie_window_days=campaign.cookie_window_days,
         created_at=campaign.created_at,
@@ -162,6 +169,9 @@ def link_out(public_url: str) -> Callable[[Link], LinkOut]:
             campaign_id=link.campaign_id,
             destination_url=link.destination_url,
             status=link.status,
+            health=link.health,
+            health_detail=link.health_detail,
+            last_checked_at=link.last_checked_at,
             created_at=link.created_at,
         )
 
@@ -194,10 +204,11 @@ class MerchantController(Controller):
         merchant = Merchant(
             name=data.name,
             key=public_key("mk_"),
-            postback_secret=secrets.token_urlsafe(32),
+            postback_secret=new_postback_secret(),
             currency=_currency(data.currency),
             domains=sorted({_domain(d) for d in data.domains}),
             attribution_window_days=data.attribution_window_days,
+            auto_approve_days=data.auto_approve_days,
         )
         writer.add(merchant)
         await commit_and_refresh(writer, state, merchant)
@@ -319,7 +330,7 @@ class CampaignController(Controller):
             merchant_id=data.merchant_id,
             name=data.name,
             destination_url=data.destination_url,
-            commission_bps=_bps(data.commission_percent),
+            commission_bps=commission_bps(data.commission_percent),
             commission_flat_minor=data.commission_flat_minor,
             cookie_window_days=data.cookie_window_days,
         )
@@ -364,7 +375,7 @@ class CampaignController(Controller):
         require_admin(viewer)
         campaign = await get_or_404(writer, Campaign, campaign_id)
         if not isinstance(data.commission_percent, msgspec.UnsetType):
-            campaign.commission_bps = _bps(data.commission_percent)
+            campaign.commission_bps = commission_bps(data.commission_percent)
             data.commission_percent = msgspec.UNSET
         apply_changes(campaign, data)
         await commit_and_refresh(writer, state, campaign)
