@@ -8,13 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 from sqlalchemy import select, update
 
-from backend.affiliate.postback import TOLERANCE_S, signature_header
+from backend.affiliate.postback import TOLERANCE_S
 from backend.app import create_app
 from backend.db.engine import Database
 from backend.db.models import Conversion, ConversionChange, Merchant, RejectedEventRow
@@ -23,36 +22,8 @@ from backend.ingest.stream_writer import StreamUnavailable, StreamWriter
 from backend.redis_client import connect
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
+from tests.postback_support import PATH, sale, send, signed
 from tests.support import Programme, follow_link
-
-PATH = "/api/v1/postback"
-
-
-def signed(
-    body: dict[str, Any], secret: str, at: int | None = None
-) -> tuple[bytes, dict[str, str]]:
-    raw = json.dumps(body).encode()
-    stamp = int(time.time()) if at is None else at
-    return raw, {
-        "content-type": "application/json",
-        "Clicktrail-Signature": signature_header(secret, stamp, raw),
-    }
-
-
-async def send(
-    client: AsyncTestClient[Any],
-    programme: Programme,
-    body: dict[str, Any],
-    secret: str | None = None,
-    at: int | None = None,
-) -> httpx.Response:
-    merchant = {"merchant": programme.merchant["key"]}
-    raw, headers = signed(merchant | body, secret or programme.merchant["postback_secret"], at)
-    return await client.post(PATH, content=raw, headers=headers)
-
-
-def sale(order_id: str, amount: str = "25.00", **extra: Any) -> dict[str, Any]:
-    return {"type": "conversion", "order_id": order_id, "amount": amount, **extra}
 
 
 async def stored(database: Database, order_id: str) -> Conversion:

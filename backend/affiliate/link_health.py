@@ -32,13 +32,13 @@ MAX_REDIRECTS = 5
 CONCURRENCY = 8
 MAX_DETAIL = 255
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-_REFUSED_KINDS = (
+_REFUSED_KINDS = (  # most specific first: Python counts most of these as private too
     ("is_loopback", "loopback"),
-    ("is_private", "private"),
     ("is_link_local", "link-local"),
     ("is_multicast", "multicast"),
-    ("is_reserved", "reserved"),
     ("is_unspecified", "unspecified"),
+    ("is_reserved", "reserved"),
+    ("is_private", "private"),
 )
 
 
@@ -70,15 +70,17 @@ async def _resolve(host: str, port: int, allowed: tuple[IpNetwork, ...]) -> str:
     """The address to connect to; every address ``host`` resolves to must be acceptable."""
     try:
         addresses = [ipaddress.ip_address(host)]
+        named = ""
     except ValueError:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+        named = f"{host} resolves to "
     if not addresses:
         raise CheckFailed(f"{host} does not resolve")
     for address in addresses:
         reason = refusal(address, allowed)
         if reason is not None:
-            raise CheckFailed(f"refused: {host} resolves to {reason}")
+            raise CheckFailed(f"refused: {named}{reason}")
     return str(addresses[0])
 
 
