@@ -19,7 +19,6 @@ from litestar import Request, Response, post
 from litestar.datastructures import State
 from litestar.exceptions import (
     ClientException,
-    HTTPException,
     NotAuthorizedException,
     ServiceUnavailableException,
 )
@@ -100,16 +99,21 @@ async def postback(
     at_ms = now_ms()
     body = await request.body()
     if len(body) > MAX_BODY:
+        too_long = Rejection(RejectReason.FIELD_TOO_LONG, "body", f"over {MAX_BODY} bytes")
+        await _reject(ingest, too_long, body, at_ms)
         raise ClientException(detail=f"body over {MAX_BODY} bytes", status_code=413)
     try:
         merchant_key = msgspec.json.decode(body, type=Envelope).merchant
     except msgspec.DecodeError as error:
-        await _reject(ingest, RejectReason.INVALID_EVENT, "body", str(error), body, at_ms)
+        await _reject(
+            ingest, Rejection(RejectReason.INVALID_EVENT, "body", str(error)), body, at_ms
+        )
         raise ClientException(detail=f"body: {error}") from None
     merchant = await reader.scalar(select(Merchant).where(Merchant.key == merchant_key))
     if merchant is None:
-        await _reject(ingest, RejectReason.UNKNOWN_MERCHANT, "merchant", "no merchant", body, at_ms)
-        raise NotAuthorizedException(detail="no merchant has this key")
+        unknown = Rejection(RejectReason.UNKNOWN_MERCHANT, "merchant", "no merchant has this key")
+        await _reject(ingest, unknown, body, at_ms)
+        raise NotAuthorizedException(detail=unknown.detail)
     try:
         signature = check_signature(
             request.headers.get(SIGNATURE_HEADER),
@@ -118,14 +122,15 @@ async def postback(
             at_ms // 1000,
         )
     except SignatureRefused as refused:
-        await _reject(
-            ingest, RejectReason.BAD_SIGNATURE, SIGNATURE_HEADER, str(refused), body, at_ms
-        )
+        bad = Rejection(RejectReason.BAD_SIGNATURE, SIGNATURE_HEADER, str(refused))
+        await _reject(ingest, bad, body, at_ms)
         raise NotAuthorizedException(detail=str(refused)) from None
     try:
         parsed = msgspec.json.decode(body, type=PostbackBody)
     except msgspec.DecodeError as error:
-        await _reject(ingest, RejectReason.INVALID_EVENT, "body", str(error), body, at_ms)
+        await _reject(
+            ingest, Rejection(RejectReason.INVALID_EVENT, "body", str(error)), body, at_ms
+        )
         raise ClientException(detail=str(error)) from None
     guard = ReplayGuard(state.redis)
     try:
@@ -137,16 +142,14 @@ async def postback(
         if isinstance(parsed, SaleBody):
             return await _sale(parsed, merchant, ingest, reader, writer, body, at_ms)
         return await _status_change(parsed, merchant, writer)
-    except HTTPException:
+    except Exception:  # refused or failed: the sender's retry must not count as a replay
         with contextlib.suppress(RedisError, OSError):
             await guard.release(merchant.id, signature)
         raise
 
 
-async def _reject(
-    ingest: Ingest, reason: RejectReason, field: str, detail: str, body: bytes, at_ms: int
-) -> None:
-    rejection = Rejection(reason, field, detail)
+async def _reject(ingest: Ingest, rejection: Rejection, body: bytes, at_ms: int) -> None:
+    """Keep a refused postback in ``rejected_events`` (through the stream, like every event)."""
     await ingest.queue(rejected(Source.POSTBACK, rejection, body.decode("utf-8", "replace"), at_ms))
 
 
@@ -169,9 +172,9 @@ async def _sale(
     body: bytes,
     at_ms: int,
 ) -> Response[Any]:
-    if await _stored_order(reader, merchant.id, sale.order_id) is not None:
-        stored = await _stored_order(writer, merchant.id, sale.order_id)
-        assert stored is not None  # conversions are never deleted
+    found = await _stored_order(reader, merchant.id, sale.order_id)
+    if found is not None:  # verified here; found in the writer's session, never deleted
+        stored = await get_or_404(writer, Conversion, found.id)
         await verify(writer, stored, actor=POSTBACK, reason="verified by postback")
         await writer.commit()
         answer = msgspec.to_builtins(conversion_out(stored))
@@ -184,9 +187,7 @@ async def _sale(
             catalog, _pixel_fields(sale, merchant), Source.POSTBACK, None, at_ms, info
         )
     except Rejection as rejection:
-        await ingest.queue(
-            rejected(Source.POSTBACK, rejection, body.decode("utf-8", "replace"), at_ms)
-        )
+        await _reject(ingest, rejection, body, at_ms)
         raise ClientException(
             detail=f"{rejection.field}: {rejection.detail}",
             extra=[{"key": rejection.field, "message": rejection.detail}],
