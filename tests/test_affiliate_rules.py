@@ -20,8 +20,10 @@ from backend.db.models import Click, Conversion, ConversionChange
 from backend.events import ConversionEvent, Source
 from backend.ids import ClickIdSigner, new_event_id, now_ms
 from backend.money import MINOR_DIGITS, commission_minor, format_minor, parse_amount
+from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.enrich import ConversionFacts, put_commission
+from backend.worker.main import auto_approve_job, worker_options
 from tests.conftest import SECRET
 from tests.postback_support import sale, send
 from tests.support import (
@@ -304,3 +306,25 @@ def test_commission_step_pays_by_the_rule_in_any_currency(
     assert row["commission_minor"] == commission_minor(amount, bps, flat if same_currency else 0)
     assert ("partner_paused" in flags) == (status == "paused")
     assert ("flat_commission_currency_mismatch" in flags) == (not same_currency and flat > 0)
+
+
+async def test_auto_approval_cron_job_runs_once_per_tick_across_workers(
+    client: AsyncTestClient[Any],
+    programme: Programme,
+    consumer: StreamConsumer,
+    database: Database,
+    settings: Settings,
+) -> None:
+    jobs = {job.name: job for job in worker_options(settings, settings.redis_url)["cron_jobs"]}
+    assert jobs["cron:auto_approve_job"].unique
+    assert jobs["cron:link_health_job"].unique
+    await client.patch(
+        f"/api/v1/merchants/{programme.merchant['id']}",
+        json={"auto_approve_days": 0},
+        headers=programme.headers,
+    )
+    await pixel(client, programme, "NOW", "10")
+    await consumer.drain()
+
+    assert await auto_approve_job({"database": database, "settings": settings}) == 1
+    assert (await conversions(database))["NOW"].status == "approved"

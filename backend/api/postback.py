@@ -172,13 +172,6 @@ async def _sale(
     body: bytes,
     at_ms: int,
 ) -> Response[Any]:
-    found = await _stored_order(reader, merchant.id, sale.order_id)
-    if found is not None:  # verified here; found in the writer's session, never deleted
-        stored = await get_or_404(writer, Conversion, found.id)
-        await verify(writer, stored, actor=POSTBACK, reason="verified by postback")
-        await writer.commit()
-        answer = msgspec.to_builtins(conversion_out(stored))
-        return Response({"verified": True, "conversion": answer}, status_code=200)
     catalog: Catalog = ingest.catalog
     info = await catalog.merchant_by_key(merchant.key)
     assert info is not None  # found above
@@ -192,6 +185,22 @@ async def _sale(
             detail=f"{rejection.field}: {rejection.detail}",
             extra=[{"key": rejection.field, "message": rejection.detail}],
         ) from None
+    found = await _stored_order(reader, merchant.id, sale.order_id)
+    if found is not None:  # verified in the writer's session (conversions are never deleted)
+        stored = await get_or_404(writer, Conversion, found.id)
+        await verify(writer, stored, actor=POSTBACK, reason="verified by postback")
+        await writer.commit()
+        differs = [
+            name
+            for name, kept, sent in (
+                ("amount_minor", stored.amount_minor, event.amount_minor),
+                ("currency", stored.currency, event.currency),
+            )
+            if kept != sent
+        ]
+        answer = msgspec.to_builtins(conversion_out(stored))
+        verified = {"verified": True, "conversion": answer, "differs": differs}
+        return Response(verified, status_code=200)
     try:
         await ingest.writer.put_or_fail(encode_event(event))
     except StreamUnavailable as error:
