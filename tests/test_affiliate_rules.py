@@ -135,8 +135,8 @@ async def test_commission_override_replaces_the_campaign_rule_for_that_partner_o
 async def test_batch_status_change_answers_per_id_and_keeps_the_trail(
     client: AsyncTestClient[Any], programme: Programme, consumer: StreamConsumer, database: Database
 ) -> None:
-    for order_id in ("B-1", "B-2"):
-        await pixel(client, programme, order_id, "10")
+    await pixel(client, programme, "B-1", "10")
+    await pixel(client, programme, "B-2", "10", await follow_link(client, programme.link["code"]))
     await consumer.drain()
     stored = await conversions(database)
     first, second = stored["B-1"].id, stored["B-2"].id
@@ -172,13 +172,11 @@ async def test_batch_status_change_answers_per_id_and_keeps_the_trail(
         trail = (await session.scalars(select(ConversionChange.to_status))).all()
     assert sorted(trail) == ["approved", "rejected"]
 
-    partner_key = await create_api_key(database, programme.partner["id"])
-    partner = await client.post(
-        url,
-        json={"ids": [second], "status": "reversed"},
-        headers={"Authorization": f"Bearer {partner_key}"},
-    )
-    assert partner.status_code == 403
+    partner = {"Authorization": f"Bearer {await create_api_key(database, programme.partner['id'])}"}
+    refused = await client.post(url, json={"ids": [second], "status": "reversed"}, headers=partner)
+    assert refused.status_code == 403
+    seen = (await client.get(f"/api/v1/conversions/{second}", headers=partner)).json()
+    assert [(h["actor"], h["reason"]) for h in seen["history"]] == [("admin", "paid")]
 
 
 async def test_auto_approval_skips_reviews_young_conversions_and_merchants_without_a_delay(

@@ -11,7 +11,7 @@ from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from sqlalchemy import select
 
-from backend.affiliate.status import TransitionRefused, change_status
+from backend.affiliate.status import AUTO_APPROVAL, POSTBACK, TransitionRefused, change_status
 from backend.api.deps import CurrentViewer, Reader, Writer, require_admin
 from backend.api.resources import After, Limit, get_or_404, page_of
 from backend.api.schemas import (
@@ -25,6 +25,7 @@ from backend.api.schemas import (
     StatusOutcome,
 )
 from backend.db.models import Conversion, ConversionChange, ConversionStatus
+from backend.scope import Viewer
 
 STATUS_PATTERN = "^(pending|approved|rejected|reversed)$"
 
@@ -55,13 +56,17 @@ def conversion_out(conversion: Conversion) -> ConversionOut:
     )
 
 
-def change_out(change: ConversionChange) -> ConversionChangeOut:
+def change_out(change: ConversionChange, viewer: Viewer) -> ConversionChangeOut:
+    """A partner sees that an admin acted, not which one (actors name users and keys)."""
+    actor = change.actor
+    if not viewer.is_admin and actor not in (POSTBACK, AUTO_APPROVAL):
+        actor = "admin"
     return ConversionChangeOut(
         at=_time(change.at_ms),
         from_status=change.from_status,
         to_status=change.to_status,
         verified=change.verified,
-        actor=change.actor,
+        actor=actor,
         reason=change.reason,
     )
 
@@ -122,7 +127,7 @@ class ConversionController(Controller):
         out = conversion_out(conversion)
         return ConversionDetail(
             **{name: getattr(out, name) for name in out.__struct_fields__},
-            history=[change_out(change) for change in changes],
+            history=[change_out(change, viewer) for change in changes],
         )
 
     @patch("/{conversion_id:int}")

@@ -1,8 +1,9 @@
 """affiliate rules: verified conversions, their audit trail, commission overrides, auto-approval,
 postback secret rotation, link health
 
-Pixel and JS conversions are unverified until a signed postback or a person confirms them;
-conversions that came by postback before this revision are verified.
+Pixel and JS conversions are unverified until a signed postback or a person confirms them.
+Before this revision only postbacks and people (through the API) could be behind a conversion
+or its approval, so those already approved (or since reversed) count as verified.
 
 Revision ID: 0003
 Revises: 0002
@@ -25,7 +26,10 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("verified", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
-    op.execute("UPDATE conversions SET verified = true WHERE source = 'postback'")
+    op.execute(
+        "UPDATE conversions SET verified = true"
+        " WHERE source = 'postback' OR status IN ('approved', 'reversed')"
+    )
     with op.batch_alter_table("merchants") as batch:
         batch.add_column(sa.Column("auto_approve_days", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("previous_postback_secret", sa.String(80), nullable=True))
