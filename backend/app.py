@@ -24,6 +24,8 @@ from litestar.template.config import TemplateConfig
 from backend.access_log import AccessLog
 from backend.api.conversions import ConversionController
 from backend.api.deps import API_DEPENDENCIES
+from backend.api.overrides import OverrideController
+from backend.api.postback import postback, rotate_postback_secret
 from backend.api.resources import RESOURCE_CONTROLLERS
 from backend.api.stats import stats
 from backend.catalog import Catalog
@@ -87,7 +89,14 @@ def create_app(settings: Settings) -> IngestFirst | AccessLog:
 
     api = Router(
         path="/api/v1",
-        route_handlers=[*RESOURCE_CONTROLLERS, ConversionController, stats],
+        route_handlers=[
+            *RESOURCE_CONTROLLERS,
+            ConversionController,
+            OverrideController,
+            postback,
+            rotate_postback_secret,
+            stats,
+        ],
         dependencies=API_DEPENDENCIES,
     )
     app = Litestar(

@@ -18,7 +18,7 @@ from typing import Generic, TypeVar
 from sqlalchemy import select
 
 from backend.db.engine import Database
-from backend.db.models import Campaign, Link, Merchant, Partner
+from backend.db.models import Campaign, CommissionOverride, Link, Merchant, Partner
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -52,7 +52,7 @@ class LinkInfo:
     merchant_domains: frozenset[str]
     currency: str
     window_days: int
-    commission_bps: int
+    commission_bps: int  # the campaign's rule, or the partner's override of it
     commission_flat_minor: int
 
 
@@ -132,17 +132,23 @@ class Catalog:
 
     async def _load_link(self, condition: object) -> LinkInfo | None:
         query = (
-            select(Link, Campaign, Merchant, Partner)
+            select(Link, Campaign, Merchant, Partner, CommissionOverride)
             .join(Campaign, Link.campaign_id == Campaign.id)
             .join(Merchant, Campaign.merchant_id == Merchant.id)
             .join(Partner, Link.partner_id == Partner.id)
+            .outerjoin(
+                CommissionOverride,
+                (CommissionOverride.partner_id == Link.partner_id)
+                & (CommissionOverride.campaign_id == Link.campaign_id),
+            )
             .where(condition)  # type: ignore[arg-type]
         )
         async with self._db.session() as session:
             row = (await session.execute(query)).first()
         if row is None:
             return None
-        link, campaign, merchant, partner = row
+        link, campaign, merchant, partner, override = row
+        rule = override or campaign  # the partner's own rule for this campaign wins
         return LinkInfo(
             id=link.id,
             code=link.code,
@@ -156,8 +162,8 @@ class Catalog:
             window_days=campaign.cookie_window_days
             or merchant.attribution_window_days
             or self._default_window_days,
-            commission_bps=campaign.commission_bps,
-            commission_flat_minor=campaign.commission_flat_minor,
+            commission_bps=rule.commission_bps,
+            commission_flat_minor=rule.commission_flat_minor,
         )
 
     async def _load_merchant(self, key: str) -> MerchantInfo | None:

@@ -25,6 +25,7 @@ class RejectReason(StrEnum):
     FIELD_TOO_LONG = "field_too_long"
     INVALID_EVENT = "invalid_event"
     DUPLICATE_ORDER = "duplicate_order"
+    BAD_SIGNATURE = "bad_signature"  # a postback not signed with its merchant's secret
     POISON = "poison"
 
 

@@ -41,6 +41,8 @@ class Settings:
     honor_gpc: bool = True
     honor_dnt: bool = False
     access_log: bool = False
+    # Networks the link health check may fetch although they are not public (tests, intranets).
+    link_check_allow: tuple[IpNetwork, ...] = ()
     stream: str = "ct:events"
     consumer_group: str = "writers"
 
@@ -82,13 +84,13 @@ def _bool(env: Mapping[str, str], name: str, default: bool, errors: list[str]) -
     return default
 
 
-def _networks(raw: str, errors: list[str]) -> tuple[IpNetwork, ...]:
+def _networks(raw: str, errors: list[str], name: str) -> tuple[IpNetwork, ...]:
     networks: list[IpNetwork] = []
     for part in filter(None, (p.strip() for p in raw.split(","))):
         try:
             networks.append(ipaddress.ip_network(part, strict=False))
         except ValueError:
-            errors.append(f"{PREFIX}TRUSTED_PROXIES: {part!r} is not an IP network (CIDR)")
+            errors.append(f"{PREFIX}{name}: {part!r} is not an IP network (CIDR)")
     return tuple(networks)
 
 
@@ -133,7 +135,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not public_url.startswith(("http://", "https://")):
         errors.append(f"{PREFIX}PUBLIC_URL: expected an http(s) URL, got {public_url!r}")
     trusted_raw = env.get(PREFIX + "TRUSTED_PROXIES")
-    trusted = LOOPBACK if trusted_raw is None else _networks(trusted_raw, errors)
+    trusted = LOOPBACK if trusted_raw is None else _networks(trusted_raw, errors, "TRUSTED_PROXIES")
     settings = Settings(
         environment=environment,  # type: ignore[arg-type]
         var_dir=var_dir,
@@ -149,6 +151,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         honor_gpc=_bool(env, "HONOR_GPC", True, errors),
         honor_dnt=_bool(env, "HONOR_DNT", False, errors),
         access_log=_bool(env, "ACCESS_LOG", False, errors),
+        link_check_allow=_networks(
+            env.get(PREFIX + "LINK_CHECK_ALLOW", ""), errors, "LINK_CHECK_ALLOW"
+        ),
     )
     if errors:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(errors))

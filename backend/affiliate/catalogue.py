@@ -17,6 +17,7 @@ import msgspec
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.affiliate.postback import new_postback_secret
 from backend.api.schemas import (
     CampaignCreate,
     CampaignUpdate,
@@ -24,12 +25,14 @@ from backend.api.schemas import (
     LinkUpdate,
     MerchantCreate,
     MerchantUpdate,
+    OverrideCreate,
+    OverrideUpdate,
     PartnerCreate,
     PartnerUpdate,
 )
 from backend.auth import public_key
 from backend.catalog import Catalog
-from backend.db.models import Base, Campaign, Link, Merchant, Partner
+from backend.db.models import Base, Campaign, CommissionOverride, Link, Merchant, Partner
 from backend.money import MoneyError, normalise_currency, percent_to_bps
 from backend.validation import FieldError
 
@@ -69,7 +72,7 @@ def _currency(code: str) -> str:
         raise FieldError("currency", str(error)) from None
 
 
-def _bps(percent: str | int) -> int:
+def commission_bps(percent: str | int) -> int:
     try:
         return percent_to_bps(percent)
     except MoneyError as error:
@@ -99,10 +102,11 @@ async def create_merchant(
     merchant = Merchant(
         name=data.name,
         key=public_key("mk_"),
-        postback_secret=secrets.token_urlsafe(32),
+        postback_secret=new_postback_secret(),
         currency=_currency(data.currency),
         domains=_domains(data.domains),
         attribution_window_days=data.attribution_window_days,
+        auto_approve_days=data.auto_approve_days,
     )
     session.add(merchant)
     await commit_and_refresh(session, catalog, merchant)
@@ -143,7 +147,7 @@ async def create_campaign(
         merchant_id=data.merchant_id,
         name=data.name,
         destination_url=data.destination_url,
-        commission_bps=_bps(data.commission_percent),
+        commission_bps=commission_bps(data.commission_percent),
         commission_flat_minor=data.commission_flat_minor,
         cookie_window_days=data.cookie_window_days,
     )
@@ -157,7 +161,7 @@ async def update_campaign(
 ) -> None:
     changes = msgspec.structs.replace(data)
     if not isinstance(changes.commission_percent, msgspec.UnsetType):
-        campaign.commission_bps = _bps(changes.commission_percent)
+        campaign.commission_bps = commission_bps(changes.commission_percent)
         changes.commission_percent = msgspec.UNSET
     _apply_changes(campaign, changes)
     await commit_and_refresh(session, catalog, campaign)
@@ -192,3 +196,35 @@ async def update_link(
         await _check_destination(session, campaign, data.destination_url)
     _apply_changes(link, data)
     await commit_and_refresh(session, catalog, link)
+
+
+async def create_override(
+    session: AsyncSession, catalog: Catalog, data: OverrideCreate
+) -> CommissionOverride:
+    await _referenced(session, Partner, data.partner_id, "partner_id")
+    await _referenced(session, Campaign, data.campaign_id, "campaign_id")
+    override = CommissionOverride(
+        partner_id=data.partner_id,
+        campaign_id=data.campaign_id,
+        commission_bps=commission_bps(data.commission_percent),
+        commission_flat_minor=data.commission_flat_minor,
+    )
+    session.add(override)
+    try:
+        await commit_and_refresh(session, catalog, override)
+    except IntegrityError:
+        raise FieldError(
+            "campaign_id", "this partner already has an override for this campaign: edit it"
+        ) from None
+    return override
+
+
+async def update_override(
+    session: AsyncSession, catalog: Catalog, override: CommissionOverride, data: OverrideUpdate
+) -> None:
+    changes = msgspec.structs.replace(data)
+    if not isinstance(changes.commission_percent, msgspec.UnsetType):
+        override.commission_bps = commission_bps(changes.commission_percent)
+        changes.commission_percent = msgspec.UNSET
+    _apply_changes(override, changes)
+    await commit_and_refresh(session, catalog, override)

@@ -1,29 +1,44 @@
-"""Conversions: list within the viewer's scope, and status changes by admins."""
+"""Conversions: list within the viewer's scope, read with their audit trail, and status
+changes by admins, one at a time or in batches."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated
 
-from litestar import Controller, get, patch
+from litestar import Controller, get, patch, post
 from litestar.exceptions import ClientException, NotFoundException
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from sqlalchemy import select
 
-from backend.affiliate.status import TransitionRefused, change_status
+from backend.affiliate.status import AUTO_APPROVAL, POSTBACK, TransitionRefused, change_status
 from backend.api.deps import CurrentViewer, Reader, Writer, require_admin
 from backend.api.resources import After, Limit, get_or_404, page_of
-from backend.api.schemas import ConversionOut, ConversionUpdate, Page
-from backend.db.models import Conversion, ConversionStatus
+from backend.api.schemas import (
+    ConversionChangeOut,
+    ConversionDetail,
+    ConversionOut,
+    ConversionUpdate,
+    Page,
+    StatusBatch,
+    StatusBatchOut,
+    StatusOutcome,
+)
+from backend.db.models import Conversion, ConversionChange, ConversionStatus
+from backend.scope import Viewer
 
 STATUS_PATTERN = "^(pending|approved|rejected|reversed)$"
+
+
+def _time(at_ms: int) -> datetime:
+    return datetime.fromtimestamp(at_ms / 1000, UTC)
 
 
 def conversion_out(conversion: Conversion) -> ConversionOut:
     return ConversionOut(
         id=conversion.id,
         event_id=conversion.event_id,
-        at=datetime.fromtimestamp(conversion.at_ms / 1000, UTC),
+        at=_time(conversion.at_ms),
         merchant_id=conversion.merchant_id,
         order_id=conversion.order_id,
         click_id=conversion.click_id,
@@ -37,6 +52,36 @@ def conversion_out(conversion: Conversion) -> ConversionOut:
         source=conversion.source,
         event_name=conversion.event_name,
         flags=[flag for flag in conversion.flags.split(",") if flag],
+        verified=conversion.verified,
+    )
+
+
+def change_out(change: ConversionChange, viewer: Viewer) -> ConversionChangeOut:
+    """A partner sees that an admin acted, not which one (actors name users and keys)."""
+    actor = change.actor
+    if not viewer.is_admin and actor not in (POSTBACK, AUTO_APPROVAL):
+        actor = "admin"
+    return ConversionChangeOut(
+        at=_time(change.at_ms),
+        from_status=change.from_status,
+        to_status=change.to_status,
+        verified=change.verified,
+        actor=actor,
+        reason=change.reason,
+    )
+
+
+def refused_error(refused: TransitionRefused) -> ClientException:
+    return ClientException(
+        detail=str(refused),
+        status_code=409,
+        extra=[
+            {
+                "key": "status",
+                "message": f"allowed from {refused.current}: "
+                + (", ".join(refused.allowed) or "none"),
+            }
+        ],
     )
 
 
@@ -51,6 +96,7 @@ class ConversionController(Controller):
         reader: Reader,
         status: Annotated[str | None, QueryParameter(pattern=STATUS_PATTERN)] = None,
         order_id: Annotated[str | None, QueryParameter(max_length=128)] = None,
+        verified: FromQuery[bool | None] = None,
         after: After = 0,
         limit: Limit = 50,
     ) -> Page[ConversionOut]:
@@ -59,6 +105,8 @@ class ConversionController(Controller):
             statement = statement.where(Conversion.status == status)
         if order_id is not None:
             statement = statement.where(Conversion.order_id == order_id)
+        if verified is not None:
+            statement = statement.where(Conversion.verified.is_(verified))
         return await page_of(reader, statement, Conversion.id, after, limit, conversion_out)
 
     @get("/{conversion_id:int}")
@@ -67,11 +115,20 @@ class ConversionController(Controller):
         conversion_id: FromPath[int],
         viewer: CurrentViewer,
         reader: Reader,
-    ) -> ConversionOut:
+    ) -> ConversionDetail:
         conversion = await get_or_404(reader, Conversion, conversion_id)
         if not viewer.is_admin and conversion.partner_id != viewer.partner_id:
             raise NotFoundException(f"no conversion with id {conversion_id}")
-        return conversion_out(conversion)
+        changes = await reader.scalars(
+            select(ConversionChange)
+            .where(ConversionChange.conversion_id == conversion_id)
+            .order_by(ConversionChange.id)
+        )
+        out = conversion_out(conversion)
+        return ConversionDetail(
+            **{name: getattr(out, name) for name in out.__struct_fields__},
+            history=[change_out(change, viewer) for change in changes],
+        )
 
     @patch("/{conversion_id:int}")
     async def change_status(
@@ -85,20 +142,49 @@ class ConversionController(Controller):
         conversion = await get_or_404(writer, Conversion, conversion_id)
         try:
             await change_status(
-                writer, conversion, ConversionStatus(data.status), actor=viewer.actor
+                writer,
+                conversion,
+                ConversionStatus(data.status),
+                actor=viewer.actor,
+                reason=data.reason,
             )
         except TransitionRefused as refused:
-            raise ClientException(
-                detail=str(refused),
-                status_code=409,
-                extra=[
-                    {
-                        "key": "status",
-                        "message": f"allowed from {refused.current}: "
-                        + (", ".join(refused.allowed) or "none"),
-                    }
-                ],
-            ) from refused
+            raise refused_error(refused) from refused
         await writer.commit()
         await writer.refresh(conversion)
         return conversion_out(conversion)
+
+    @post("/status", status_code=200)
+    async def change_statuses(
+        self,
+        data: JSONBody[StatusBatch],
+        viewer: CurrentViewer,
+        writer: Writer,
+    ) -> StatusBatchOut:
+        """Each id is changed or not on its own; the answer says what happened to each."""
+        require_admin(viewer)
+        wanted = ConversionStatus(data.status)
+        found = {
+            conversion.id: conversion
+            for conversion in await writer.scalars(
+                select(Conversion).where(Conversion.id.in_(set(data.ids)))
+            )
+        }
+        results: list[StatusOutcome] = []
+        for conversion_id in dict.fromkeys(data.ids):
+            conversion = found.get(conversion_id)
+            if conversion is None:
+                results.append(StatusOutcome(conversion_id, "not_found"))
+                continue
+            try:
+                await change_status(
+                    writer, conversion, wanted, actor=viewer.actor, reason=data.reason
+                )
+            except TransitionRefused as refused:
+                results.append(
+                    StatusOutcome(conversion_id, "refused", conversion.status, str(refused))
+                )
+                continue
+            results.append(StatusOutcome(conversion_id, "changed", conversion.status))
+        await writer.commit()
+        return StatusBatchOut(results)

@@ -75,6 +75,7 @@ def merchant_out(merchant: Merchant) -> MerchantOut:
         currency=merchant.currency,
         domains=list(merchant.domains),
         attribution_window_days=merchant.attribution_window_days,
+        auto_approve_days=merchant.auto_approve_days,
         created_at=merchant.created_at,
     )
 
@@ -90,14 +91,19 @@ def partner_out(partner: Partner) -> PartnerOut:
     )
 
 
+def percent_text(bps: int) -> str:
+    """Basis points as the percent the API speaks: 750 -> "7.50"."""
+    whole, hundredths = divmod(bps, 100)
+    return f"{whole}.{hundredths:02d}"
+
+
 def campaign_out(campaign: Campaign) -> CampaignOut:
-    whole, hundredths = divmod(campaign.commission_bps, 100)
     return CampaignOut(
         id=campaign.id,
         merchant_id=campaign.merchant_id,
         name=campaign.name,
         destination_url=campaign.destination_url,
-        commission_percent=f"{whole}.{hundredths:02d}",
+        commission_percent=percent_text(campaign.commission_bps),
         commission_flat_minor=campaign.commission_flat_minor,
         cookie_window_days=campaign.cookie_window_days,
         created_at=campaign.created_at,
@@ -114,6 +120,9 @@ def link_out(public_url: str) -> Callable[[Link], LinkOut]:
             campaign_id=link.campaign_id,
             destination_url=link.destination_url,
             status=link.status,
+            health=link.health,
+            health_detail=link.health_detail,
+            last_checked_at=link.last_checked_at,
             created_at=link.created_at,
         )
 

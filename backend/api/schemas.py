@@ -13,6 +13,7 @@ Url = Annotated[str, Meta(min_length=8, max_length=2048, pattern=r"^https?://")]
 Currency = Annotated[str, Meta(pattern=r"^[A-Za-z]{3}$")]
 Domain = Annotated[str, Meta(min_length=1, max_length=253)]
 WindowDays = Annotated[int, Meta(ge=1, le=365)]
+ApproveDays = Annotated[int, Meta(ge=0, le=365)]
 Minor = Annotated[int, Meta(ge=0, le=10**15)]
 Percent = Annotated[str, Meta(pattern=r"^\d{1,3}(\.\d{1,2})?$")]
 Email = Annotated[str, Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
@@ -31,6 +32,7 @@ class MerchantCreate(msgspec.Struct, forbid_unknown_fields=True):
     currency: Currency
     domains: list[Domain] = msgspec.field(default_factory=list)
     attribution_window_days: WindowDays | None = None
+    auto_approve_days: ApproveDays | None = None
 
 
 class MerchantUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -38,6 +40,7 @@ class MerchantUpdate(msgspec.Struct, forbid_unknown_fields=True):
     currency: Currency | UnsetType = UNSET
     domains: list[Domain] | UnsetType = UNSET
     attribution_window_days: WindowDays | UnsetType | None = UNSET
+    auto_approve_days: ApproveDays | UnsetType | None = UNSET
 
 
 class MerchantOut(msgspec.Struct):
@@ -48,7 +51,15 @@ class MerchantOut(msgspec.Struct):
     currency: str
     domains: list[str]
     attribution_window_days: int | None
+    auto_approve_days: int | None
     created_at: datetime
+
+
+class SecretRotated(msgspec.Struct):
+    """The new postback secret; the previous one signs postbacks until ``previous_valid_until``."""
+
+    postback_secret: str
+    previous_valid_until: datetime
 
 
 class PartnerCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -118,6 +129,30 @@ class LinkOut(msgspec.Struct):
     campaign_id: int
     destination_url: str | None
     status: str
+    health: str | None
+    health_detail: str
+    last_checked_at: datetime | None
+    created_at: datetime
+
+
+class OverrideCreate(msgspec.Struct, forbid_unknown_fields=True):
+    partner_id: int
+    campaign_id: int
+    commission_percent: Percent | int = 0
+    commission_flat_minor: Minor = 0
+
+
+class OverrideUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    commission_percent: Percent | int | UnsetType = UNSET
+    commission_flat_minor: Minor | UnsetType = UNSET
+
+
+class OverrideOut(msgspec.Struct):
+    id: int
+    partner_id: int
+    campaign_id: int
+    commission_percent: str
+    commission_flat_minor: int
     created_at: datetime
 
 
@@ -138,7 +173,47 @@ class ConversionOut(msgspec.Struct):
     source: str
     event_name: str
     flags: list[str]
+    verified: bool
+
+
+class ConversionChangeOut(msgspec.Struct):
+    at: datetime
+    from_status: str
+    to_status: str
+    verified: bool
+    actor: str
+    reason: str
+
+
+class ConversionDetail(ConversionOut):
+    """One conversion with its audit trail, oldest change first."""
+
+    history: list[ConversionChangeOut]
+
+
+WantedStatus = Annotated[str, Meta(pattern="^(approved|rejected|reversed)$")]
+Reason = Annotated[str, Meta(max_length=500)]
 
 
 class ConversionUpdate(msgspec.Struct, forbid_unknown_fields=True):
-    status: Annotated[str, Meta(pattern="^(approved|rejected|reversed)$")]
+    status: WantedStatus
+    reason: Reason = ""
+
+
+class StatusBatch(msgspec.Struct, forbid_unknown_fields=True):
+    ids: Annotated[list[int], Meta(min_length=1, max_length=500)]
+    status: WantedStatus
+    reason: Reason = ""
+
+
+class StatusOutcome(msgspec.Struct, omit_defaults=True):
+    """What happened to one id of a batch: ``changed``, ``not_found`` or ``refused``."""
+
+    id: int
+    outcome: str
+    status: str | None = None
+    detail: str = ""
+
+
+class StatusBatchOut(msgspec.Struct):
+    results: list[StatusOutcome]

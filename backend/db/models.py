@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -74,6 +75,11 @@ class Merchant(Base):
     domains: Mapped[list[str]] = mapped_column(JSON, default=list)
     currency: Mapped[str] = mapped_column(String(3))
     attribution_window_days: Mapped[int | None] = mapped_column(Integer)
+    # Pending conversions older than this many days are approved by a cron job; None: never.
+    auto_approve_days: Mapped[int | None] = mapped_column(Integer)
+    # After a rotation the old secret still signs postbacks until then, so senders can switch.
+    previous_postback_secret: Mapped[str | None] = mapped_column(String(80))
+    previous_secret_until_ms: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -110,7 +116,24 @@ class Link(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
     destination_url: Mapped[str | None] = mapped_column(String(2048))
     status: Mapped[str] = mapped_column(String(16), default="active")
+    # What the last health check found at the destination: "ok", "broken" or None (not checked).
+    health: Mapped[str | None] = mapped_column(String(16))
+    health_detail: Mapped[str] = mapped_column(String(255), default="", server_default="")
     last_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CommissionOverride(Base):
+    """A partner's own commission rule for one campaign, replacing the campaign's."""
+
+    __tablename__ = "commission_overrides"
+    __table_args__ = (UniqueConstraint("partner_id", "campaign_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    commission_bps: Mapped[int] = mapped_column(Integer, default=0)
+    commission_flat_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -189,6 +212,26 @@ class Conversion(Base):
     items_json: Mapped[str | None] = mapped_column(Text)
     ip_prefix: Mapped[str] = mapped_column(String(64))
     flags: Mapped[str] = mapped_column(String(255))
+    # Confirmed by a signed postback or a person; pixel and JS conversions start unverified.
+    verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class ConversionChange(Base):
+    """The audit trail: one row per status change or verification of a conversion.
+
+    A verification without a status change has ``from_status == to_status``.
+    """
+
+    __tablename__ = "conversion_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversion_id: Mapped[int] = mapped_column(ForeignKey("conversions.id"), index=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    from_status: Mapped[str] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    verified: Mapped[bool] = mapped_column(Boolean)
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(String(500))
 
 
 class StatsHourly(Base):

@@ -24,6 +24,10 @@ MAX_BATCH = 500
 REPLAY_INTERVAL_S = 1.0
 
 
+class StreamUnavailable(Exception):
+    """Raised to callers that must not spool (postbacks answer 503 so the sender retries)."""
+
+
 class StreamWriter:
     def __init__(self, redis: Redis, stream: str, spool: Spool) -> None:
         self._redis = redis
@@ -59,6 +63,13 @@ class StreamWriter:
         self._wake.set()
         for waiter in waiters:  # no gather: awaiting a finished future costs next to nothing
             await waiter
+
+    async def put_or_fail(self, payload: bytes) -> None:
+        """Write straight to Redis; raise ``StreamUnavailable`` instead of spooling."""
+        try:
+            await self._redis.xadd(self._stream, {"e": payload})
+        except (RedisError, OSError) as error:
+            raise StreamUnavailable(str(error)) from error
 
     async def _flush_forever(self) -> None:
         while True:

@@ -26,7 +26,8 @@ class Flag(StrEnum):
     CLICK_OF_OTHER_MERCHANT = "click_of_other_merchant"
     CLICK_OUTSIDE_WINDOW = "click_outside_window"
     # Conversions: commission.
-    PARTNER_BANNED = "partner_banned"
+    PARTNER_BANNED = "partner_banned"  # a banned partner's conversions earn nothing
+    PARTNER_PAUSED = "partner_paused"  # a paused partner's conversions wait for a person
     FLAT_COMMISSION_CURRENCY_MISMATCH = "flat_commission_currency_mismatch"
     # Conversions: doubts about the sale or the click it credits.
     TOO_FAST = "too_fast"

@@ -185,6 +185,8 @@ def put_commission(row: Row, facts: ConversionFacts) -> None:
     if link.partner_status == PartnerStatus.BANNED:
         _flag(row, Flag.PARTNER_BANNED)
         return
+    if link.partner_status == PartnerStatus.PAUSED:
+        _flag(row, Flag.PARTNER_PAUSED)  # earned, but held for a person to decide
     flat = link.commission_flat_minor if facts.event.currency == link.currency else 0
     if flat != link.commission_flat_minor:
         _flag(row, Flag.FLAT_COMMISSION_CURRENCY_MISMATCH)
@@ -483,6 +485,7 @@ def _add_conversion(batch: Prepared, facts: ConversionFacts) -> None:
         "items_json": event.items_json,
         "ip_prefix": event.visitor.ip_prefix if event.visitor else "",
         "flags": str(facts.attribution_flag),
+        "verified": event.source == Source.POSTBACK,
     }
     for step in CONVERSION_STEPS:
         step(row, facts)

@@ -16,6 +16,8 @@ from typing import Any
 from arq import cron
 from arq.worker import run_worker
 
+from backend.affiliate.auto_approval import approve_due
+from backend.affiliate.link_health import check_links
 from backend.catalog import Catalog
 from backend.db.engine import Database
 from backend.ids import ClickIdSigner
@@ -78,10 +80,27 @@ async def purge_job(ctx: Context) -> int:
     return deleted
 
 
+async def auto_approve_job(ctx: Context) -> int:
+    approved = await approve_due(ctx["database"])
+    log.info("auto-approval approved %d conversions", approved)
+    return approved
+
+
+async def link_health_job(ctx: Context) -> dict[str, int]:
+    settings: Settings = ctx["settings"]
+    counts = await check_links(ctx["database"], settings.link_check_allow)
+    log.info("link health: %(ok)d ok, %(broken)d broken", counts)
+    return counts
+
+
 def worker_options(settings: Settings, redis_url: str) -> dict[str, Any]:
     return {
         "functions": [],
-        "cron_jobs": [cron(purge_job, hour={3}, minute={17}, unique=True, timeout=3600)],
+        "cron_jobs": [
+            cron(purge_job, hour={3}, minute={17}, unique=True, timeout=3600),
+            cron(auto_approve_job, minute={7, 37}, unique=True, timeout=1800),
+            cron(link_health_job, hour={4}, minute={41}, unique=True, timeout=1800),
+        ],
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": arq_settings(redis_url),

@@ -14,12 +14,20 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from backend.affiliate.status import POSTBACK, change_row
 from backend.db.engine import Database
-from backend.db.models import Click, Conversion, Impression, RejectedEventRow, StatsHourly
+from backend.db.models import (
+    Click,
+    Conversion,
+    ConversionChange,
+    Impression,
+    RejectedEventRow,
+    StatsHourly,
+)
 from backend.events import RejectReason, Source
 from backend.worker.enrich import Delta, Prepared, RollupKey, Row
 
@@ -28,6 +36,7 @@ IMPRESSIONS: Table = Impression.__table__  # type: ignore[assignment]
 CONVERSIONS: Table = Conversion.__table__  # type: ignore[assignment]
 REJECTED: Table = RejectedEventRow.__table__  # type: ignore[assignment]
 STATS: Table = StatsHourly.__table__  # type: ignore[assignment]
+CHANGES: Table = ConversionChange.__table__  # type: ignore[assignment]
 _KEY_IS_ONLY_UNIQUE = (CLICKS, IMPRESSIONS)
 _SQLITE_MAX_VARIABLES = 900
 _COUNTERS = (
@@ -130,6 +139,36 @@ async def _upsert_rollup(connection: AsyncConnection, deltas: list[Delta]) -> No
     await connection.execute(statement, list(totals.values()))
 
 
+async def _verify_by_postback(
+    connection: AsyncConnection, rows: list[Row], inserted: set[str]
+) -> set[str]:
+    """A postback whose order a pixel or the snippet stored first (both were queued before
+    either was written) verifies that conversion; returns the event ids of such postbacks."""
+    confirming: set[str] = set()
+    changes: list[dict[str, object]] = []
+    for row in rows:
+        if row["source"] != Source.POSTBACK or row["event_id"] in inserted or not row["order_id"]:
+            continue
+        verified = await connection.execute(
+            update(CONVERSIONS)
+            .where(
+                CONVERSIONS.c.merchant_id == row["merchant_id"],
+                CONVERSIONS.c.order_id == row["order_id"],
+                CONVERSIONS.c.verified.is_(False),
+            )
+            .values(verified=True)
+            .returning(CONVERSIONS.c.id, CONVERSIONS.c.status)
+        )
+        for conversion_id, status in verified:
+            confirming.add(row["event_id"])
+            changes.append(
+                change_row(conversion_id, status, status, True, POSTBACK, "verified by postback")
+            )
+    if changes:
+        await connection.execute(insert(CHANGES), changes)
+    return confirming
+
+
 async def _duplicate_orders(
     connection: AsyncConnection, rows: list[Row], inserted: set[str]
 ) -> list[Row]:
@@ -165,7 +204,10 @@ async def write_batch(database: Database, batch: Prepared) -> Written:
         clicks = await _insert_new(connection, CLICKS, "click_id", batch.clicks)
         impressions = await _insert_new(connection, IMPRESSIONS, "event_id", batch.impressions)
         conversions = await _insert_new(connection, CONVERSIONS, "event_id", batch.conversions)
-        duplicates = await _duplicate_orders(connection, batch.conversions, conversions)
+        confirming = await _verify_by_postback(connection, batch.conversions, conversions)
+        duplicates = await _duplicate_orders(
+            connection, batch.conversions, conversions | confirming
+        )
         rejected = await _insert_new(connection, REJECTED, "event_id", batch.rejected + duplicates)
         new_ids = clicks | impressions | conversions
         await _upsert_rollup(

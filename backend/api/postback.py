@@ -1,0 +1,266 @@
+"""``POST /api/v1/postback`` (a merchant's server reports a sale or a status change, signed
+with its postback secret) and ``POST /api/v1/merchants/{id}/rotate-secret``.
+
+A new sale travels through the Redis stream like every event (source ``postback``, stored
+verified); when Redis cannot take it the answer is 503 with ``Retry-After`` and the sender
+retries, since a server, unlike a browser, can. A postback about an order already stored
+verifies it; a status change for an order not stored yet is 409 so the sender retries later.
+Bad input gets 400 (signed) or 401 (unsigned) and is kept in ``rejected_events``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.datastructures import State
+from litestar.exceptions import (
+    ClientException,
+    NotAuthorizedException,
+    ServiceUnavailableException,
+)
+from litestar.params import FromPath
+from msgspec import Meta
+from redis.exceptions import RedisError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.affiliate.postback import (
+    SIGNATURE_HEADER,
+    ReplayGuard,
+    SignatureRefused,
+    check_signature,
+    rotate_secret,
+    valid_secrets,
+)
+from backend.affiliate.status import POSTBACK, TransitionRefused, change_status, verify
+from backend.api.conversions import conversion_out, refused_error
+from backend.api.deps import CurrentViewer, Reader, Writer, require_admin
+from backend.api.resources import get_or_404
+from backend.api.schemas import Currency, Minor, Reason, SecretRotated
+from backend.catalog import Catalog
+from backend.db.models import Conversion, ConversionStatus, Merchant
+from backend.events import RejectReason, Source, encode_event
+from backend.ids import now_ms
+from backend.ingest.edge import Rejection, build_conversion, rejected
+from backend.ingest.routes import MAX_BODY, Ingest
+from backend.ingest.stream_writer import StreamUnavailable
+from backend.money import MoneyError, format_minor, normalise_currency
+
+RETRY_AFTER_S = 30
+Text = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class Envelope(msgspec.Struct):
+    """What is read before the signature is checked: whose secret signs the body."""
+
+    merchant: Annotated[str, Meta(max_length=40)]
+
+
+class SaleBody(msgspec.Struct, tag="conversion", forbid_unknown_fields=True):
+    """A sale: the amount as a decimal string (``amount``) or in minor units (``amount_minor``)."""
+
+    merchant: str
+    order_id: Text
+    amount: Annotated[str, Meta(max_length=32)] | None = None
+    amount_minor: Minor | None = None
+    currency: Currency | None = None
+    click_id: Annotated[str, Meta(max_length=64)] | None = None
+    event: Annotated[str, Meta(max_length=64)] = "sale"
+
+
+class StatusBody(msgspec.Struct, tag="status", forbid_unknown_fields=True):
+    merchant: str
+    order_id: Text
+    status: Literal["approved", "rejected", "reversed"]
+    reason: Reason = ""
+
+
+PostbackBody = SaleBody | StatusBody
+
+
+def _unavailable(error: Exception) -> ServiceUnavailableException:
+    return ServiceUnavailableException(
+        detail=f"the event queue is unavailable ({type(error).__name__}); retry",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+@post("/postback", status_code=200, tags=["postback"])
+async def postback(
+    request: Request[Any, Any, Any], state: State, reader: Reader, writer: Writer
+) -> Response[Any]:
+    """A sale (``"type": "conversion"``) or a status change (``"type": "status"``) by order id,
+    signed as DESIGN §3 says; a replayed request answers ``{"duplicate": true}``."""
+    ingest: Ingest = state.ingest
+    at_ms = now_ms()
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        too_long = Rejection(RejectReason.FIELD_TOO_LONG, "body", f"over {MAX_BODY} bytes")
+        await _reject(ingest, too_long, body, at_ms)
+        raise ClientException(detail=f"body over {MAX_BODY} bytes", status_code=413)
+    try:
+        merchant_key = msgspec.json.decode(body, type=Envelope).merchant
+    except msgspec.DecodeError as error:
+        await _reject(
+            ingest, Rejection(RejectReason.INVALID_EVENT, "body", str(error)), body, at_ms
+        )
+        raise ClientException(detail=f"body: {error}") from None
+    merchant = await reader.scalar(select(Merchant).where(Merchant.key == merchant_key))
+    if merchant is None:
+        unknown = Rejection(RejectReason.UNKNOWN_MERCHANT, "merchant", "no merchant has this key")
+        await _reject(ingest, unknown, body, at_ms)
+        raise NotAuthorizedException(detail=unknown.detail)
+    try:
+        signature = check_signature(
+            request.headers.get(SIGNATURE_HEADER),
+            body,
+            valid_secrets(merchant, at_ms),
+            at_ms // 1000,
+        )
+    except SignatureRefused as refused:
+        bad = Rejection(RejectReason.BAD_SIGNATURE, SIGNATURE_HEADER, str(refused))
+        await _reject(ingest, bad, body, at_ms)
+        raise NotAuthorizedException(detail=str(refused)) from None
+    try:
+        parsed = msgspec.json.decode(body, type=PostbackBody)
+    except msgspec.DecodeError as error:
+        await _reject(
+            ingest, Rejection(RejectReason.INVALID_EVENT, "body", str(error)), body, at_ms
+        )
+        raise ClientException(detail=str(error)) from None
+    guard = ReplayGuard(state.redis)
+    try:
+        if not await guard.claim(merchant.id, signature):
+            return Response({"duplicate": True}, status_code=200)
+    except (RedisError, OSError) as error:
+        raise _unavailable(error) from error
+    try:
+        if isinstance(parsed, SaleBody):
+            return await _sale(parsed, merchant, ingest, reader, writer, body, at_ms)
+        return await _status_change(parsed, merchant, writer)
+    except Exception:  # refused or failed: the sender's retry must not count as a replay
+        with contextlib.suppress(RedisError, OSError):
+            await guard.release(merchant.id, signature)
+        raise
+
+
+async def _reject(ingest: Ingest, rejection: Rejection, body: bytes, at_ms: int) -> None:
+    """Keep a refused postback in ``rejected_events`` (through the stream, like every event)."""
+    await ingest.queue(rejected(Source.POSTBACK, rejection, body.decode("utf-8", "replace"), at_ms))
+
+
+async def _stored_order(
+    session: AsyncSession, merchant_id: int, order_id: str
+) -> Conversion | None:
+    return await session.scalar(
+        select(Conversion).where(
+            Conversion.merchant_id == merchant_id, Conversion.order_id == order_id
+        )
+    )
+
+
+async def _sale(
+    sale: SaleBody,
+    merchant: Merchant,
+    ingest: Ingest,
+    reader: Reader,
+    writer: Writer,
+    body: bytes,
+    at_ms: int,
+) -> Response[Any]:
+    catalog: Catalog = ingest.catalog
+    info = await catalog.merchant_by_key(merchant.key)
+    assert info is not None  # found above
+    try:
+        event = await build_conversion(
+            catalog, _pixel_fields(sale, merchant), Source.POSTBACK, None, at_ms, info
+        )
+    except Rejection as rejection:
+        await _reject(ingest, rejection, body, at_ms)
+        raise ClientException(
+            detail=f"{rejection.field}: {rejection.detail}",
+            extra=[{"key": rejection.field, "message": rejection.detail}],
+        ) from None
+    found = await _stored_order(reader, merchant.id, sale.order_id)
+    if found is not None:  # verified in the writer's session (conversions are never deleted)
+        stored = await get_or_404(writer, Conversion, found.id)
+        await verify(writer, stored, actor=POSTBACK, reason="verified by postback")
+        await writer.commit()
+        differs = [
+            name
+            for name, kept, sent in (
+                ("amount_minor", stored.amount_minor, event.amount_minor),
+                ("currency", stored.currency, event.currency),
+            )
+            if kept != sent
+        ]
+        answer = msgspec.to_builtins(conversion_out(stored))
+        verified = {"verified": True, "conversion": answer, "differs": differs}
+        return Response(verified, status_code=200)
+    try:
+        await ingest.writer.put_or_fail(encode_event(event))
+    except StreamUnavailable as error:
+        raise _unavailable(error) from error
+    return Response({"queued": True, "event_id": event.event_id}, status_code=202)
+
+
+def _pixel_fields(sale: SaleBody, merchant: Merchant) -> dict[str, object]:
+    """The sale in the pixel's field names, so one validator (``build_conversion``) serves all."""
+    if (sale.amount is None) == (sale.amount_minor is None):
+        raise Rejection(RejectReason.MISSING_FIELD, "amount", "give amount or amount_minor")
+    currency = sale.currency or merchant.currency
+    amount = sale.amount
+    if sale.amount_minor is not None:
+        try:
+            amount = format_minor(sale.amount_minor, normalise_currency(currency))
+        except MoneyError as error:
+            raise Rejection(RejectReason(error.reason), "currency", str(error)) from None
+    return {
+        "oid": sale.order_id,
+        "amt": amount,
+        "cur": currency,
+        "clk": sale.click_id or "",
+        "ev": sale.event,
+    }
+
+
+async def _status_change(change: StatusBody, merchant: Merchant, writer: Writer) -> Response[Any]:
+    conversion = await _stored_order(writer, merchant.id, change.order_id)
+    if conversion is None:
+        raise ClientException(
+            detail=f"order {change.order_id!r} is not stored yet; retry later", status_code=409
+        )
+    wanted = ConversionStatus(change.status)
+    if conversion.status == wanted:
+        changed = await verify(writer, conversion, actor=POSTBACK, reason=change.reason)
+    else:
+        try:
+            await change_status(
+                writer, conversion, wanted, actor=POSTBACK, reason=change.reason, confirms=True
+            )
+        except TransitionRefused as refused:
+            raise refused_error(refused) from refused
+        changed = True
+    await writer.commit()
+    answer = msgspec.to_builtins(conversion_out(conversion))
+    return Response({"changed": changed, "conversion": answer}, status_code=200)
+
+
+@post("/merchants/{merchant_id:int}/rotate-secret", status_code=200, tags=["merchants"])
+async def rotate_postback_secret(
+    merchant_id: FromPath[int], viewer: CurrentViewer, writer: Writer
+) -> SecretRotated:
+    """A new postback secret; the previous one keeps signing for 24 hours."""
+    require_admin(viewer)
+    merchant = await get_or_404(writer, Merchant, merchant_id)
+    rotate_secret(merchant, now_ms())
+    await writer.commit()
+    until = merchant.previous_secret_until_ms or 0
+    return SecretRotated(
+        postback_secret=merchant.postback_secret,
+        previous_valid_until=datetime.fromtimestamp(until / 1000, UTC),
+    )
