@@ -169,8 +169,10 @@ class Catalog:
     async def _load_merchant(self, key: str) -> MerchantInfo | None:
         async with self._db.session() as session:
             merchant = await session.scalar(select(Merchant).where(Merchant.key == key))
-        if merchant is None:
-            return None
+        return None if merchant is None else self.merchant_info(merchant)
+
+    def merchant_info(self, merchant: Merchant) -> MerchantInfo:
+        """What ingestion needs of a merchant row (the postback has the row in hand)."""
         return MerchantInfo(
             id=merchant.id,
             key=merchant.key,

@@ -173,8 +173,7 @@ async def _sale(
     at_ms: int,
 ) -> Response[Any]:
     catalog: Catalog = ingest.catalog
-    info = await catalog.merchant_by_key(merchant.key)
-    assert info is not None  # found above
+    info = catalog.merchant_info(merchant)
     try:
         event = await build_conversion(
             catalog, _pixel_fields(sale, merchant), Source.POSTBACK, None, at_ms, info
