@@ -18,6 +18,7 @@ from arq.worker import run_worker
 
 from backend.catalog import Catalog
 from backend.db.engine import Database
+from backend.db.partitions import create_ahead
 from backend.ids import ClickIdSigner
 from backend.redis_client import arq_settings, connect
 from backend.settings import Settings
@@ -78,10 +79,21 @@ async def purge_job(ctx: Context) -> int:
     return deleted
 
 
+async def partition_job(ctx: Context) -> list[str]:
+    """PostgreSQL: this month's and the next two months' partitions of the raw event tables."""
+    created = await create_ahead(ctx["database"])
+    if created:
+        log.info("created partitions %s", ", ".join(created))
+    return created
+
+
 def worker_options(settings: Settings, redis_url: str) -> dict[str, Any]:
     return {
         "functions": [],
-        "cron_jobs": [cron(purge_job, hour={3}, minute={17}, unique=True, timeout=3600)],
+        "cron_jobs": [
+            cron(purge_job, hour={3}, minute={17}, unique=True, timeout=3600),
+            cron(partition_job, hour={2}, minute={41}, unique=True, timeout=600),
+        ],
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": arq_settings(redis_url),
