@@ -62,7 +62,7 @@ async def placement(database: Database, table: str, key: str) -> dict[str, str]:
         rows = await connection.execute(
             text(f"SELECT {key}, tableoid::regclass::text FROM {table}")  # noqa: S608
         )
-        return dict(rows.all())  # type: ignore[arg-type]
+        return dict(rows.all())
 
 
 async def add_months_since(database: Database, since_ms: int) -> list[str]:
