@@ -20,6 +20,7 @@ from backend.auth import generate_api_key, generate_password, hash_api_key, hash
 from backend.db.engine import Database
 from backend.db.migrate import upgrade
 from backend.db.models import ApiKey, Partner, Role, User
+from backend.logs import configure_logging
 from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings, SettingsError, load_settings
 
@@ -30,7 +31,9 @@ def app_from_env() -> Any:
     """The uvicorn factory (``backend.cli:app_from_env``): settings from the environment."""
     from backend.app import create_app
 
-    return create_app(load_settings())
+    settings = load_settings()
+    configure_logging(settings.log_format)  # a process uvicorn spawned has no logging yet
+    return create_app(settings)
 
 
 @contextmanager
@@ -147,6 +150,7 @@ def cmd_web(settings: Settings, args: argparse.Namespace) -> None:
             access_log=False,  # uvicorn's access log would write raw client addresses
             server_header=False,
             log_level="info",
+            log_config=None,  # uvicorn's records go to the root logger (backend.logs)
         )
 
 
@@ -282,9 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = build_parser().parse_args(argv)
     if args.command == "bench":
+        configure_logging("text")
         cmd_bench(args)
         return
     if args.command in ("run", "web") and "CLICKTRAIL_PUBLIC_URL" not in os.environ:
@@ -293,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = load_settings()
     except SettingsError as error:
         raise SystemExit(str(error)) from None
+    configure_logging(settings.log_format)
     args.handler(settings, args)
 
 

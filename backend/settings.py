@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from backend.logs import LogFormat
+
 PREFIX = "CLICKTRAIL_"
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK: tuple[IpNetwork, ...] = (
@@ -41,6 +43,8 @@ class Settings:
     honor_gpc: bool = True
     honor_dnt: bool = False
     access_log: bool = False
+    log_format: LogFormat = "text"
+    ready_max_lag_s: int = 60
     stream: str = "ct:events"
     consumer_group: str = "writers"
 
@@ -132,6 +136,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     public_url = env.get(PREFIX + "PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
     if not public_url.startswith(("http://", "https://")):
         errors.append(f"{PREFIX}PUBLIC_URL: expected an http(s) URL, got {public_url!r}")
+    log_format = env.get(PREFIX + "LOG_FORMAT") or (
+        "json" if environment == "production" else "text"
+    )
+    if log_format not in ("json", "text"):
+        errors.append(f"{PREFIX}LOG_FORMAT: expected json or text, got {log_format!r}")
+        log_format = "text"
     trusted_raw = env.get(PREFIX + "TRUSTED_PROXIES")
     trusted = LOOPBACK if trusted_raw is None else _networks(trusted_raw, errors)
     settings = Settings(
@@ -149,6 +159,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         honor_gpc=_bool(env, "HONOR_GPC", True, errors),
         honor_dnt=_bool(env, "HONOR_DNT", False, errors),
         access_log=_bool(env, "ACCESS_LOG", False, errors),
+        log_format=log_format,  # type: ignore[arg-type]
+        ready_max_lag_s=_int(env, "READY_MAX_LAG_S", 60, errors, minimum=1),
     )
     if errors:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(errors))

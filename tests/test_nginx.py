@@ -389,6 +389,20 @@ async def test_click_and_conversion_through_nginx_store_the_visitors_prefix(
     assert FORGED not in logs
 
 
+async def test_nginx_request_id_reaches_the_app_and_its_answer(edge: Edge) -> None:
+    """nginx sends its ``$request_id`` (a client's own X-Request-ID is replaced), the app
+    echoes it, and nginx's access line of the request carries the same id."""
+    async with client_from(edge, "127.10.0.1") as client:
+        answer = await client.get("/healthz", headers={"X-Request-ID": "forged-by-client"})
+    assert answer.status_code == 200
+    request_id = answer.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id), request_id
+    lines = await asyncio.to_thread(
+        edge.nginx.wait_for_access_lines, "127.10.0.0/24", lambda lines: len(lines) >= 1
+    )
+    assert any(f" id={request_id} " in line and "GET /healthz" in line for line in lines), lines
+
+
 async def test_snippet_and_static_files_are_served_by_nginx_compressed_and_cached(
     edge: Edge,
 ) -> None:
