@@ -282,6 +282,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=8.0, help="load duration per server")
     bench.add_argument("--rows", type=int, default=100_000, help="events for the worker bench")
     bench.add_argument("--only", choices=["http", "worker"], help="run one part only")
+    bench.add_argument(
+        "--load",
+        action="store_true",
+        help="the whole stack (nginx, 2 web processes, a worker) under wrk, then an audit",
+    )
+    bench.add_argument("--connections", type=int, default=64, help="wrk connections (--load)")
+    bench.add_argument(
+        "--database-url",
+        help="--load on this database (PostgreSQL: it is migrated and given a programme); "
+        "default a new SQLite file",
+    )
     return parser
 
 
