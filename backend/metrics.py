@@ -45,14 +45,14 @@ class WebCounters:
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._counts: dict[str, int] = {}
+        self._requests: dict[tuple[str, int], int] = {}
         self._flushed: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self.sources: dict[str, Callable[[], int]] = {}
 
     def count_request(self, route: str, status: int) -> None:
-        field = f"{_REQUEST}|{route}|{status}"
-        self._counts[field] = self._counts.get(field, 0) + 1
+        key = (route, status)
+        self._requests[key] = self._requests.get(key, 0) + 1
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._flush_forever(), name="metrics-flush")
@@ -66,7 +66,7 @@ class WebCounters:
             await self.flush()
 
     def _current(self) -> dict[str, int]:
-        counts = dict(self._counts)
+        counts = {f"{_REQUEST}|{r}|{s}": n for (r, s), n in list(self._requests.items())}
         for name, source in self.sources.items():
             counts[name] = source()
         return counts
