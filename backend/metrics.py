@@ -48,6 +48,7 @@ class WebCounters:
         self._requests: dict[tuple[str, int], int] = {}
         self._flushed: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._flushing = asyncio.Lock()  # the timer and a scrape must not add the same counts
         self.sources: dict[str, Callable[[], int]] = {}
 
     def count_request(self, route: str, status: int) -> None:
@@ -72,17 +73,18 @@ class WebCounters:
         return counts
 
     async def flush(self) -> None:
-        """Add what was counted since the last successful flush."""
-        current = self._current()
-        deltas = {k: v - self._flushed.get(k, 0) for k, v in current.items()}
-        deltas = {k: v for k, v in deltas.items() if v}
-        if not deltas:
-            return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for field, delta in deltas.items():
-                pipe.hincrby(WEB_KEY, field, delta)
-            await pipe.execute()
-        self._flushed = current
+        """Add what was counted since the last successful flush (all of it or nothing)."""
+        async with self._flushing:
+            current = self._current()
+            deltas = {k: v - self._flushed.get(k, 0) for k, v in current.items()}
+            deltas = {k: v for k, v in deltas.items() if v}
+            if not deltas:
+                return
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for field, delta in deltas.items():
+                    pipe.hincrby(WEB_KEY, field, delta)
+                await pipe.execute()
+            self._flushed = current
 
     async def _flush_forever(self) -> None:
         while True:

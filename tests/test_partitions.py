@@ -1,6 +1,7 @@
 """PostgreSQL's monthly partitions of clicks and impressions, on a real server.
 
-Run only with ``CLICKTRAIL_TEST_POSTGRES_URL`` (SQLite has no partitions). The migrated test
+Run only with ``CLICKTRAIL_TEST_POSTGRES_URL`` (SQLite has no partitions), but for the check
+of the worker's cron table. The migrated test
 database has this month's partitions and the next two; the tests add past months as the
 migration does for old rows, and look at ``tableoid`` to see where each row landed.
 """
@@ -27,6 +28,7 @@ from backend.events import ClickEvent, ImpressionEvent, Visitor
 from backend.ids import ClickIdSigner, new_event_id, now_ms
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
+from backend.worker.main import partition_job, worker_options
 from backend.worker.retention import purge_expired
 from backend.worker.store import write_batch
 from tests.support import Programme
@@ -86,6 +88,14 @@ async def test_migration_made_this_month_and_the_next_two_and_the_cron_job_keeps
     created = await create_ahead(postgres, later)
     assert CLICKS.partition(month_of(later)) in created
     assert await create_ahead(postgres, later) == []
+
+
+def test_the_worker_makes_partitions_daily_once_across_workers(settings: Settings) -> None:
+    jobs = {job.name: job for job in worker_options(settings, settings.redis_url)["cron_jobs"]}
+    job = jobs["cron:partition_job"]
+    assert job.coroutine is partition_job
+    assert job.unique
+    assert (job.hour, job.minute) == ({2}, {41})
 
 
 async def test_rows_land_in_their_months_partition_and_the_rest_in_default(
