@@ -234,9 +234,12 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> None:
     """Works in throwaway directories; needs no settings (and so writes nothing to ./var)."""
-    from backend.bench.runner import run_bench
+    from backend.bench.runner import run_bench, run_load
 
-    run_bench(args)
+    if args.load:
+        run_load(args)
+    else:
+        run_bench(args)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -103,8 +103,9 @@ def format_worker(report: WorkerReport) -> str:
     return "\n".join(lines)
 
 
-def run_load(args: argparse.Namespace, seconds: int) -> None:
+def run_load(args: argparse.Namespace) -> None:
     """``--load``: the whole stack under wrk; exit 1 when the audit fails."""
+    seconds = max(1, round(args.seconds))  # wrk takes whole seconds
     for binary, package in (("wrk", "wrk"), (str(NGINX), "nginx")):
         if shutil.which(binary) is None:
             raise SystemExit(f"the load benchmark needs {binary}: apt-get install {package}")
@@ -124,12 +125,8 @@ def run_load(args: argparse.Namespace, seconds: int) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> None:
-    """Run the parts ``args.only`` selects (both by default), or ``--load``; exit 1 when a
-    check fails."""
+    """Run the parts ``args.only`` selects (both by default); exit 1 when a check fails."""
     seconds = max(1, round(args.seconds))  # wrk takes whole seconds
-    if args.load:
-        run_load(args, seconds)
-        return
     if args.rows < 1:
         raise SystemExit("--rows must be at least 1")
     http = args.only in (None, "http")
