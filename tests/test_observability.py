@@ -127,19 +127,23 @@ def _minute_ago_ms() -> int:
     return now_ms() - 60_000
 
 
-async def test_readyz_is_503_when_redis_is_unreachable(
+async def test_readyz_is_503_when_redis_is_unreachable_and_metrics_show_the_spool(
     settings: Settings, tmp_path: Path, database: Database
 ) -> None:
     dead = settings.with_overrides(redis_url=f"unix://{tmp_path}/no-redis.sock")
     async with AsyncTestClient(create_app(dead)) as client:
+        pixel = await client.get("/p.gif", params={"m": "mk_any", "oid": "D1", "amt": "1"})
         response = await client.get("/readyz")
         metrics = await client.get("/metrics")
+    assert pixel.status_code == 200  # spooled
     assert response.status_code == 503
     assert response.json()["reasons"] == ["redis unreachable"]
     assert response.json()["database"] == "ok"
     assert metrics.status_code == 200  # what can be read without Redis
-    assert "clicktrail_spool_bytes 0" in metrics.text
-    assert "clicktrail_stream_length" not in metrics.text
+    figures = samples(metrics.text)
+    spooled = sum(path.stat().st_size for path in (dead.var_dir / "spool").glob("*.bin"))
+    assert figures["clicktrail_spool_bytes"] == spooled > 0
+    assert "clicktrail_stream_length" not in figures
 
 
 async def test_request_id_is_taken_from_the_proxy_or_made_and_always_echoed(
