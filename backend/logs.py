@@ -21,8 +21,14 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 request_id: ContextVar[str] = ContextVar("request_id", default=NO_REQUEST)
 
-# What every record has; anything else on a record came from ``extra=`` and goes into the JSON.
-_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
+# What every record has; anything else on a record came from ``extra=`` and goes into the JSON,
+# but for uvicorn's ``color_message`` (the message again, with terminal colour codes).
+_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "request_id",
+    "color_message",
+}
 
 
 class RequestIdFilter(logging.Filter):
