@@ -21,7 +21,6 @@ from litestar.static_files import create_static_files_router
 from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
 
-from backend.access_log import AccessLog
 from backend.api.conversions import ConversionController
 from backend.api.deps import API_DEPENDENCIES
 from backend.api.overrides import OverrideController
@@ -37,9 +36,11 @@ from backend.ingest.snippet import Snippet, serve_snippet, serve_versioned_snipp
 from backend.ingest.spool import Spool
 from backend.ingest.stream_writer import StreamWriter
 from backend.ingest.visitor import DailySalt
+from backend.metrics import WebCounters
 from backend.money import format_minor
 from backend.redis_client import connect
 from backend.reports.pages import SESSION_STORE, web_router
+from backend.request_telemetry import RequestTelemetry
 from backend.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,24 +52,28 @@ def _configure_jinja(engine: JinjaTemplateEngine) -> None:
     engine.engine.filters["money"] = format_minor
 
 
-def create_app(settings: Settings) -> IngestFirst | AccessLog:
+def create_app(settings: Settings) -> RequestTelemetry:
     if not settings.redis_url:
         raise ValueError("create_app needs settings.redis_url (the CLI starts embedded Redis)")
 
     redis = connect(settings.redis_url)
+    counters = WebCounters(redis)
 
     @asynccontextmanager
     async def resources(app: Litestar) -> AsyncIterator[None]:
         state: State = app.state
         database = Database.connect(settings.database_url)
         catalog = Catalog(database, settings.attribution_window_days)
-        writer = StreamWriter(redis, settings.stream, Spool(settings.var_dir / "spool"))
+        spool = Spool(settings.var_dir / "spool")
+        writer = StreamWriter(redis, settings.stream, spool)
         writer.start()
         state.settings = settings
         state.database = database
         state.redis = redis
         state.catalog = catalog
         state.writer = writer
+        state.spool = spool
+        state.counters = counters
         state.snippet = Snippet.load(STATIC / "s.js")
         state.ingest = Ingest(
             settings=settings,
@@ -78,12 +83,20 @@ def create_app(settings: Settings) -> IngestFirst | AccessLog:
             signer=ClickIdSigner(settings.secret_key),
             not_found_page=load_not_found_page(TEMPLATES),
         )
+        ingest: Ingest = state.ingest
+        counters.sources.update(
+            queued=lambda: ingest.queued,
+            spooled=lambda: writer.spooled,
+            batches=lambda: writer.batches,
+        )
+        counters.start()
         gc.collect()
         gc.freeze()  # what startup built lives for good: keep it out of full collections
         try:
             yield
         finally:
             await writer.close()
+            await counters.close()
             await redis.aclose()
             await database.dispose()
 
@@ -118,10 +131,15 @@ def create_app(settings: Settings) -> IngestFirst | AccessLog:
             directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=_configure_jinja
         ),
         openapi_config=OpenAPIConfig(title="Clicktrail", version="1", path="/schema"),
-        logging_config=LoggingConfig(log_exceptions="always", disable_stack_trace={404, 401}),
+        # Records go to the root logger, which backend.logs formats (text or JSON).
+        logging_config=LoggingConfig(
+            configure_root_logger=False,
+            loggers={"litestar": {"level": "INFO", "handlers": [], "propagate": True}},
+            log_exceptions="always",
+            disable_stack_trace={404, 401},
+        ),
         debug=False,
     )
-    ingest_first = IngestFirst(app)
-    if not settings.access_log:
-        return ingest_first
-    return AccessLog(ingest_first, app.state, settings.trusted_proxies)
+    return RequestTelemetry(
+        IngestFirst(app), app.state, counters, settings.trusted_proxies, settings.access_log
+    )

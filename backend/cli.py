@@ -21,6 +21,7 @@ from backend.auth import generate_password
 from backend.db.engine import Database
 from backend.db.migrate import upgrade
 from backend.db.models import Role, User
+from backend.logs import configure_logging
 from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings, SettingsError, load_settings
 from backend.validation import FieldError
@@ -32,7 +33,9 @@ def app_from_env() -> Any:
     """The uvicorn factory (``backend.cli:app_from_env``): settings from the environment."""
     from backend.app import create_app
 
-    return create_app(load_settings())
+    settings = load_settings()
+    configure_logging(settings.log_format)  # a process uvicorn spawned has no logging yet
+    return create_app(settings)
 
 
 @contextmanager
@@ -141,6 +144,7 @@ def cmd_web(settings: Settings, args: argparse.Namespace) -> None:
             access_log=False,  # uvicorn's access log would write raw client addresses
             server_header=False,
             log_level="info",
+            log_config=None,  # uvicorn's records go to the root logger (backend.logs)
         )
 
 
@@ -218,9 +222,12 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> None:
     """Works in throwaway directories; needs no settings (and so writes nothing to ./var)."""
-    from backend.bench.runner import run_bench
+    from backend.bench.runner import run_bench, run_load
 
-    run_bench(args)
+    if args.load:
+        run_load(args)
+    else:
+        run_bench(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,13 +273,24 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=8.0, help="load duration per server")
     bench.add_argument("--rows", type=int, default=100_000, help="events for the worker bench")
     bench.add_argument("--only", choices=["http", "worker"], help="run one part only")
+    bench.add_argument(
+        "--load",
+        action="store_true",
+        help="the whole stack (nginx, 2 web processes, a worker) under wrk, then an audit",
+    )
+    bench.add_argument("--connections", type=int, default=64, help="wrk connections (--load)")
+    bench.add_argument(
+        "--database-url",
+        help="--load on this database (PostgreSQL: it is migrated and given a programme); "
+        "default a new SQLite file",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = build_parser().parse_args(argv)
     if args.command == "bench":
+        configure_logging("text")
         cmd_bench(args)
         return
     if args.command in ("run", "web") and "CLICKTRAIL_PUBLIC_URL" not in os.environ:
@@ -281,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = load_settings()
     except SettingsError as error:
         raise SystemExit(str(error)) from None
+    configure_logging(settings.log_format)
     args.handler(settings, args)
 
 

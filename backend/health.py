@@ -4,27 +4,35 @@ from __future__ import annotations
 
 from litestar import MediaType, Response, get
 from litestar.datastructures import State
-from redis.exceptions import RedisError
-from sqlalchemy import text
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.db.engine import Database
-from backend.ingest.stream_writer import StreamWriter
+from backend.db.models import RejectedEventRow
+from backend.ids import now_ms
+from backend.ingest.spool import Spool
+from backend.metrics import WEB_KEY, WORKER_KEY, StreamFigures, render
 from backend.settings import Settings
 
-MAX_READY_BACKLOG = 100_000
 
-
-async def _backlog(state: State) -> tuple[int, int]:
-    """(entries waiting in the stream, entries delivered but not yet acknowledged)."""
-    settings: Settings = state.settings
-    length = int(await state.redis.xlen(settings.stream))
+async def stream_figures(redis: Redis, settings: Settings) -> StreamFigures:
+    """The stream's length, pending count and lag (one round trip each)."""
     try:
-        info = await state.redis.xpending(settings.stream, settings.consumer_group)
-        pending = int(info["pending"])
-    except RedisError:
+        info = await redis.xinfo_stream(settings.stream)
+    except ResponseError:
+        return StreamFigures(0, 0, 0.0)  # no stream yet: nothing was ever queued
+    first = info.get("first-entry")
+    lag_s = 0.0
+    if first:
+        oldest_ms = int(first[0].split(b"-")[0])
+        lag_s = max(0, now_ms() - oldest_ms) / 1000
+    try:
+        pending = int((await redis.xpending(settings.stream, settings.consumer_group))["pending"])
+    except ResponseError:
         pending = 0  # no consumer group yet: no worker has started
-    return length, pending
+    return StreamFigures(int(info["length"]), pending, lag_s)
 
 
 @get("/healthz", include_in_schema=False, cache=False)
@@ -34,18 +42,23 @@ async def healthz() -> dict[str, str]:
 
 @get("/readyz", include_in_schema=False, cache=False)
 async def readyz(state: State) -> Response[dict[str, object]]:
+    """200 when Redis and the database answer and the stream lag is under
+    ``READY_MAX_LAG_S``; else 503 with the reasons."""
+    settings: Settings = state.settings
     checks: dict[str, object] = {}
-    ready = True
+    reasons: list[str] = []
     try:
-        length, pending = await _backlog(state)
-        checks["redis"] = "ok"
-        checks["backlog"] = length
-        checks["pending"] = pending
-        if length > MAX_READY_BACKLOG:
-            ready = False
+        stream = await stream_figures(state.redis, settings)
+        checks.update(redis="ok", backlog=stream.length, pending=stream.pending)
+        checks["lag_s"] = round(stream.lag_s, 3)
+        if stream.lag_s > settings.ready_max_lag_s:
+            reasons.append(
+                f"stream lag {stream.lag_s:.0f}s is over {settings.ready_max_lag_s}s: "
+                "the workers are behind or stopped"
+            )
     except (RedisError, OSError) as error:
         checks["redis"] = f"error: {error}"
-        ready = False
+        reasons.append("redis unreachable")
     database: Database = state.database
     try:
         async with database.read_engine.connect() as connection:
@@ -53,31 +66,35 @@ async def readyz(state: State) -> Response[dict[str, object]]:
         checks["database"] = "ok"
     except (SQLAlchemyError, OSError) as error:
         checks["database"] = f"error: {type(error).__name__}"
-        ready = False
-    return Response({"ready": ready, **checks}, status_code=200 if ready else 503)
+        reasons.append("database unreachable")
+    body = {"ready": not reasons, **checks}
+    if reasons:
+        body["reasons"] = reasons
+    return Response(body, status_code=503 if reasons else 200)
+
+
+async def _rejected_by_reason(database: Database) -> dict[str, int] | None:
+    query = select(RejectedEventRow.reason, func.count()).group_by(RejectedEventRow.reason)
+    try:
+        async with database.session() as session:
+            return {reason: int(count) for reason, count in (await session.execute(query)).all()}
+    except (SQLAlchemyError, OSError):
+        return None
 
 
 @get("/metrics", include_in_schema=False, cache=False, media_type=MediaType.TEXT)
 async def metrics(state: State) -> str:
-    writer: StreamWriter = state.writer
-    lines = [
-        "# HELP clicktrail_events_spooled_total Events written to the local spool (Redis down).",
-        "# TYPE clicktrail_events_spooled_total counter",
-        f"clicktrail_events_spooled_total {writer.spooled}",
-        "# HELP clicktrail_stream_writes_total Pipelined writes of events to the stream.",
-        "# TYPE clicktrail_stream_writes_total counter",
-        f"clicktrail_stream_writes_total {writer.batches}",
-    ]
+    redis: Redis = state.redis
+    spool: Spool = state.spool
     try:
-        length, pending = await _backlog(state)
+        await state.counters.flush()  # this process's latest counts, so a scrape sees its own
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(WEB_KEY)
+            pipe.hgetall(WORKER_KEY)
+            web, worker = await pipe.execute()
+        stream: StreamFigures | None = await stream_figures(redis, state.settings)
     except (RedisError, OSError):
-        return "\n".join(lines) + "\n"
-    lines += [
-        "# HELP clicktrail_stream_length Events queued and not yet written.",
-        "# TYPE clicktrail_stream_length gauge",
-        f"clicktrail_stream_length {length}",
-        "# HELP clicktrail_stream_pending Events delivered to a worker, not yet acknowledged.",
-        "# TYPE clicktrail_stream_pending gauge",
-        f"clicktrail_stream_pending {pending}",
-    ]
-    return "\n".join(lines) + "\n"
+        web, worker, stream = {}, {}, None
+    return render(
+        web, worker, stream, spool.size_bytes(), await _rejected_by_reason(state.database)
+    )

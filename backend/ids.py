@@ -42,6 +42,11 @@ def click_id_floor(at_ms: int) -> str:
     return _encode(at_ms.to_bytes(6, "big"))
 
 
+def event_id_floor(at_ms: int) -> str:
+    """The smallest event id issued at ``at_ms`` or later (for range deletes by time)."""
+    return at_ms.to_bytes(6, "big").hex()
+
+
 def new_event_id(now_ms: int) -> str:
     """32 hex characters: 48 bits of time then 80 random bits (the UUIDv7 idea)."""
     return now_ms.to_bytes(6, "big").hex() + os.urandom(10).hex()

@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from backend.logs import LogFormat
+
 PREFIX = "CLICKTRAIL_"
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK: tuple[IpNetwork, ...] = (
@@ -43,6 +45,8 @@ class Settings:
     access_log: bool = False
     # Networks the link health check may fetch although they are not public (tests, intranets).
     link_check_allow: tuple[IpNetwork, ...] = ()
+    log_format: LogFormat = "text"
+    ready_max_lag_s: int = 60
     stream: str = "ct:events"
     consumer_group: str = "writers"
 
@@ -134,6 +138,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     public_url = env.get(PREFIX + "PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
     if not public_url.startswith(("http://", "https://")):
         errors.append(f"{PREFIX}PUBLIC_URL: expected an http(s) URL, got {public_url!r}")
+    log_format = env.get(PREFIX + "LOG_FORMAT") or (
+        "json" if environment == "production" else "text"
+    )
+    if log_format not in ("json", "text"):
+        errors.append(f"{PREFIX}LOG_FORMAT: expected json or text, got {log_format!r}")
+        log_format = "text"
     trusted_raw = env.get(PREFIX + "TRUSTED_PROXIES")
     trusted = LOOPBACK if trusted_raw is None else _networks(trusted_raw, errors, "TRUSTED_PROXIES")
     settings = Settings(
@@ -154,6 +164,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         link_check_allow=_networks(
             env.get(PREFIX + "LINK_CHECK_ALLOW", ""), errors, "LINK_CHECK_ALLOW"
         ),
+        log_format=log_format,  # type: ignore[arg-type]
+        ready_max_lag_s=_int(env, "READY_MAX_LAG_S", 60, errors, minimum=1),
     )
     if errors:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(errors))

@@ -5,7 +5,8 @@ what a limited request gets, what ends up in a log) is easy to get wrong by read
 the file is run as shipped, with two substitutions only, both forced by the test machine: the
 ``listen`` port (80 needs root and may be taken) and the upstream ``server`` address (the app
 listens on a free port). Everything else, including relative paths resolved against ``-p``, is
-the file a deployment runs. The app is ``python -m backend.cli web`` configured only through
+the file a deployment runs (``backend.bench.nginx`` adapts and runs it, for these tests and the
+load benchmark). The app is ``python -m backend.cli web`` configured only through
 its environment, with the default ``TRUSTED_PROXIES`` (loopback), as the README deploys it.
 
 Client addresses. Linux routes all of 127.0.0.0/8 to the loopback interface, so a test client
@@ -22,10 +23,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
-import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -36,6 +35,16 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from backend.bench.nginx import (
+    CONF,
+    NGINX,
+    REPO,
+    STARTUP_TIMEOUT_S,
+    NginxProcess,
+    check_config,
+    make_prefix,
+    nginx_command,
+)
 from backend.db.engine import Database
 from backend.db.models import Click, Conversion
 from backend.ingest.routes import GIF, MAX_BODY
@@ -48,16 +57,8 @@ from backend.worker.main import build_consumer
 from tests.browser.servers import TrackerProcess, closed_port, free_port
 from tests.support import BROWSER_HEADERS, follow_link, make_programme, require_binary
 
-NGINX = Path("/usr/sbin/nginx")
-REPO = Path(__file__).resolve().parent.parent
-CONF = REPO / "nginx.conf"
 SNIPPET = REPO / "static" / "s.js"
 SECRET = "nginx-tests-secret-key-long-enough-0123456789"
-# The two lines of nginx.conf the tests replace (see the module docstring).
-SHIPPED_LISTEN = "listen 80 default_server;"
-SHIPPED_UPSTREAM = "server 127.0.0.1:8000;"
-STARTUP_TIMEOUT_S = 20.0
-LOG_WAIT_S = 5.0
 # More connections do not make httpx send faster; past ~10 its pool costs more than it gives.
 FLOOD_CONNECTIONS = 10
 
@@ -67,115 +68,10 @@ VISITOR_PREFIX = "127.1.2.0/24"
 FORGED = "203.0.113.9"
 
 
-def nginx_globals() -> str:
-    """``-g`` directives: in the foreground, so the test owns the process.
-
-    As root, also ``user root``: by default nginx would run its workers as ``nobody``, who
-    cannot enter pytest's private (0700) temporary directories. The shipped file has no ``user``
-    line, so this adds rather than overrides.
-    """
-    return "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
-
-
-def nginx_command(prefix: Path, conf: Path, *extra: str) -> list[str]:
-    return [str(NGINX), "-p", str(prefix), "-c", str(conf), "-g", nginx_globals(), *extra]
-
-
-def make_prefix(directory: Path) -> Path:
-    """A deployment directory as nginx.conf expects it: ``static/`` and an existing ``var/``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "var").mkdir(exist_ok=True)
-    (directory / "static").symlink_to(REPO / "static", target_is_directory=True)
-    return directory
-
-
-def check_config(prefix: Path, conf: Path) -> None:
-    """``nginx -t``: the file parses, every path resolves and every module is there."""
-    result = subprocess.run(
-        nginx_command(prefix, conf, "-t"), capture_output=True, text=True, timeout=30
-    )
-    assert result.returncode == 0, result.stderr
-    assert "test is successful" in result.stderr
-
-
 @pytest.fixture(scope="module")
 def nginx_binary() -> Path:
     """Debian's nginx."""
     return require_binary(NGINX, "nginx")
-
-
-class NginxProcess:
-    """nginx with the repository's configuration in its own prefix directory."""
-
-    def __init__(self, prefix: Path, port: int, upstream_port: int) -> None:
-        self.prefix = prefix
-        self.origin = f"http://127.0.0.1:{port}"
-        shipped = CONF.read_text()
-        # Each anchor exactly once, or the substitution would silently test another file.
-        assert shipped.count(SHIPPED_LISTEN) == 1, SHIPPED_LISTEN
-        assert shipped.count(SHIPPED_UPSTREAM) == 1, SHIPPED_UPSTREAM
-        self.conf = prefix / "nginx.conf"
-        self.conf.write_text(
-            shipped.replace(SHIPPED_LISTEN, f"listen 127.0.0.1:{port} default_server;").replace(
-                SHIPPED_UPSTREAM, f"server 127.0.0.1:{upstream_port};"
-            )
-        )
-        self._stderr = prefix / "nginx.stderr"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> NginxProcess:
-        check_config(self.prefix, self.conf)
-        with self._stderr.open("wb") as stderr:
-            self._process = subprocess.Popen(
-                nginx_command(self.prefix, self.conf), stdout=stderr, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"nginx exited at start:\n{self._stderr.read_text()}")
-            try:
-                # A file nginx serves itself: up even when the upstream is not (the app's own
-                # start waits for its health check).
-                if httpx.get(f"{self.origin}/s.js", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"nginx did not answer in time:\n{self._stderr.read_text()}")
-
-    def stop(self) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.send_signal(signal.SIGTERM)  # fast shutdown; the workers go with it
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(timeout=5)
-
-    def logs(self) -> str:
-        """Everything nginx wrote to its log files (access and error log)."""
-        return "\n".join(path.read_text() for path in sorted((self.prefix / "var").glob("*.log")))
-
-    def error_log(self) -> str:
-        return (self.prefix / "var" / "error.log").read_text()
-
-    def access_lines(self, prefix: str) -> list[str]:
-        """The access log's lines of one client network (its anonymised prefix)."""
-        log = (self.prefix / "var" / "access.log").read_text()
-        return [line for line in log.splitlines() if line.startswith(f"{prefix} ")]
-
-    def wait_for_access_lines(
-        self, prefix: str, predicate: Callable[[list[str]], bool]
-    ) -> list[str]:
-        """Poll: nginx writes a line once the response is sent, so maybe after the client read
-        it."""
-        deadline = time.monotonic() + LOG_WAIT_S
-        while not predicate(lines := self.access_lines(prefix)):
-            assert time.monotonic() < deadline, f"access log for {prefix}:\n" + "\n".join(lines)
-            time.sleep(0.02)
-        return lines
 
 
 @dataclass(frozen=True)
@@ -219,7 +115,7 @@ def edge(
     }
     app = TrackerProcess(app_port, env, root / "web.log").start()
     try:
-        nginx = NginxProcess(make_prefix(root / "nginx"), nginx_port, app_port).start()
+        nginx = NginxProcess(make_prefix(root / "nginx"), nginx_port, [app_port]).start()
         try:
             yield Edge(nginx, settings)
         finally:
@@ -387,6 +283,20 @@ async def test_click_and_conversion_through_nginx_store_the_visitors_prefix(
     logs = edge.nginx.logs()
     assert VISITOR not in logs
     assert FORGED not in logs
+
+
+async def test_nginx_request_id_reaches_the_app_and_its_answer(edge: Edge) -> None:
+    """nginx sends its ``$request_id`` (a client's own X-Request-ID is replaced), the app
+    echoes it, and nginx's access line of the request carries the same id."""
+    async with client_from(edge, "127.10.0.1") as client:
+        answer = await client.get("/healthz", headers={"X-Request-ID": "forged-by-client"})
+    assert answer.status_code == 200
+    request_id = answer.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id), request_id
+    lines = await asyncio.to_thread(
+        edge.nginx.wait_for_access_lines, "127.10.0.0/24", lambda lines: len(lines) >= 1
+    )
+    assert any(f" id={request_id} " in line and "GET /healthz" in line for line in lines), lines
 
 
 async def test_snippet_and_static_files_are_served_by_nginx_compressed_and_cached(
@@ -560,7 +470,7 @@ def test_pixel_still_answers_the_gif_when_the_app_is_down(
     the snippet is still served; a tracking link can only fail (502). The error log, where
     nginx would name the client of each failed connection, stays without addresses."""
     with closed_port() as dead:
-        nginx = NginxProcess(make_prefix(tmp_path), free_port(), dead).start()
+        nginx = NginxProcess(make_prefix(tmp_path), free_port(), [dead]).start()
         try:
             transport = httpx.HTTPTransport(local_address="127.9.0.1")
             with httpx.Client(base_url=nginx.origin, transport=transport) as client:

@@ -1,4 +1,5 @@
-"""A migrated SQLite file with a small affiliate programme, for the benchmarks.
+"""A migrated database (a SQLite file, or PostgreSQL) with a small affiliate programme, for
+the benchmarks.
 
 Rows are written directly through the ORM: the benchmarks measure ingestion and writing, not
 the management API, and need real merchants, partners, campaigns and links for the ingest
@@ -49,7 +50,11 @@ def sqlite_url(path: Path) -> str:
 
 async def create_programme_database(path: Path) -> BenchProgramme:
     """Migrate a fresh SQLite file at ``path`` and fill in the programme."""
-    url = sqlite_url(path)
+    return await create_programme(sqlite_url(path))
+
+
+async def create_programme(url: str) -> BenchProgramme:
+    """Migrate the database at ``url`` and add a programme (new keys and codes each time)."""
     database = Database.connect(url)
     try:
         await upgrade(database, url)

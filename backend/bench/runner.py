@@ -20,6 +20,8 @@ from backend.bench.http_bench import (
     cpu_pair,
     run_http_bench,
 )
+from backend.bench.load import format_load, run_load_bench
+from backend.bench.nginx import NGINX, NginxError
 from backend.bench.worker_bench import WorkerReport, run_worker_bench
 
 HTTP_ROUNDS = 3
@@ -99,6 +101,27 @@ def format_worker(report: WorkerReport) -> str:
         f"  row check {'OK' if report.ok else 'FAILED'}",
     ]
     return "\n".join(lines)
+
+
+def run_load(args: argparse.Namespace) -> None:
+    """``--load``: the whole stack under wrk; exit 1 when the audit fails."""
+    seconds = max(1, round(args.seconds))  # wrk takes whole seconds
+    for binary, package in (("wrk", "wrk"), (str(NGINX), "nginx")):
+        if shutil.which(binary) is None:
+            raise SystemExit(f"the load benchmark needs {binary}: apt-get install {package}")
+    if args.connections < 1:
+        raise SystemExit("--connections must be at least 1")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # waiting for nginx to answer
+    print(f"Load benchmark: {seconds}s of wrk through nginx ...", flush=True)
+    with tempfile.TemporaryDirectory(prefix="clicktrail-load-") as tmp:
+        try:
+            report = run_load_bench(Path(tmp), seconds, args.connections, args.database_url)
+        except (BenchError, NginxError) as error:
+            raise SystemExit(f"the load benchmark could not run: {error}") from None
+    print(format_load(report), flush=True)
+    if not report.ok:
+        raise SystemExit("bench failed: the load audit")
 
 
 def run_bench(args: argparse.Namespace) -> None:

@@ -139,7 +139,8 @@ class CommissionOverride(Base):
 
 class Click(Base):
     __tablename__ = "clicks"
-    __table_args__ = ({"sqlite_with_rowid": False},)
+    # Monthly partitions on PostgreSQL: migration 0005 and backend/db/partitions.py.
+    __table_args__ = ({"sqlite_with_rowid": False, "postgresql_partition_by": "RANGE (click_id)"},)
 
     click_id: Mapped[str] = mapped_column(IdString, primary_key=True)
     at_ms: Mapped[int] = mapped_column(BigInteger)
@@ -171,7 +172,7 @@ class Click(Base):
 
 class Impression(Base):
     __tablename__ = "impressions"
-    __table_args__ = ({"sqlite_with_rowid": False},)
+    __table_args__ = ({"sqlite_with_rowid": False, "postgresql_partition_by": "RANGE (event_id)"},)
 
     event_id: Mapped[str] = mapped_column(IdString, primary_key=True)
     at_ms: Mapped[int] = mapped_column(BigInteger)

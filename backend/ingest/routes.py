@@ -59,6 +59,7 @@ class Ingest:
     salt: DailySalt
     signer: ClickIdSigner
     not_found_page: bytes
+    queued: int = 0  # events handed to the writer, for /metrics
 
     async def visitor(self, scope: Scope, headers: Mapping[bytes, bytes]) -> Visitor:
         forwarded = headers.get(b"x-forwarded-for")
@@ -71,6 +72,7 @@ class Ingest:
         )
 
     async def queue(self, *events: QueuedEvent) -> None:
+        self.queued += len(events)
         await self.writer.put(*(encode_event(event) for event in events))
 
 
@@ -325,13 +327,17 @@ class IngestFirst:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP:
             path = scope["path"]
+            # path_template as Litestar sets it for its routes: the route label of /metrics.
             if path == "/p.gif":
+                scope["path_template"] = path
                 await conversion_pixel(self.state.ingest, scope, send)
                 return
             if path.startswith("/c/") or path == "/c":
+                scope["path_template"] = "/c/{code}"
                 await click_redirect(self.state.ingest, path[3:].strip("/"), scope, send)
                 return
             if path == "/e":
+                scope["path_template"] = path
                 await event_beacon(self.state.ingest, scope, receive, send)
                 return
         await self.app(scope, receive, send)

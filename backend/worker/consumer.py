@@ -32,6 +32,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from backend.db.engine import Database
 from backend.events import QueuedEvent, decode_event
+from backend.metrics import record_batch
 from backend.worker.enrich import Enricher, Prepared
 from backend.worker.store import Written, write_batch, write_poison
 
@@ -237,6 +238,7 @@ class StreamConsumer:
 
     async def _commit(self, staged: Staged) -> None:
         """Write one staged batch, then acknowledge it; isolate a poison entry if it fails."""
+        started = time.perf_counter()
         try:
             if staged.prepared is not None:
                 self._add(await write_batch(self._db, staged.prepared))
@@ -246,6 +248,7 @@ class StreamConsumer:
             await self._isolate(staged.entries, error)
             return
         await self._ack(staged.entries)
+        await record_batch(self._redis, len(staged.entries), time.perf_counter() - started)
 
     async def _handle(self, entries: list[Entry]) -> None:
         await self._commit(await self._stage(entries))

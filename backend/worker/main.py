@@ -20,6 +20,7 @@ from backend.affiliate.auto_approval import approve_due
 from backend.affiliate.link_health import check_links
 from backend.catalog import Catalog
 from backend.db.engine import Database
+from backend.db.partitions import create_ahead
 from backend.ids import ClickIdSigner
 from backend.redis_client import arq_settings, connect
 from backend.settings import Settings
@@ -93,6 +94,14 @@ async def link_health_job(ctx: Context) -> dict[str, int]:
     return counts
 
 
+async def partition_job(ctx: Context) -> list[str]:
+    """PostgreSQL: this month's and the next two months' partitions of the raw event tables."""
+    created = await create_ahead(ctx["database"])
+    if created:
+        log.info("created partitions %s", ", ".join(created))
+    return created
+
+
 def worker_options(settings: Settings, redis_url: str) -> dict[str, Any]:
     return {
         "functions": [],
@@ -100,6 +109,7 @@ def worker_options(settings: Settings, redis_url: str) -> dict[str, Any]:
             cron(purge_job, hour={3}, minute={17}, unique=True, timeout=3600),
             cron(auto_approve_job, minute={7, 37}, unique=True, timeout=1800),
             cron(link_health_job, hour={4}, minute={41}, unique=True, timeout=1800),
+            cron(partition_job, hour={2}, minute={41}, unique=True, timeout=600),
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,

@@ -3,7 +3,9 @@
 Raw clicks, impressions and rejected events go; the hourly rollups stay, so totals survive.
 Conversions are financial records (commission owed or paid) and are kept: they hold no visitor
 hash, only the network prefix. Deletes run in bounded batches so the writer lock is never held
-for long.
+for long. On PostgreSQL a time bound first drops the whole monthly partitions before it
+(``backend.db.partitions``); row deletes then only touch the month it falls in and the DEFAULT
+partition.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from sqlalchemy import ColumnElement, delete, select
 
 from backend import ids
 from backend.db.engine import Database
-from backend.ids import click_id_floor
+from backend.db.partitions import drop_partitions_before
+from backend.ids import click_id_floor, event_id_floor
 from backend.worker.store import CLICKS, IMPRESSIONS, REJECTED
 
 PURGE_BATCH = 5_000
@@ -36,10 +39,14 @@ async def purge(
     """
     if partner_id is None and before_ms is None:
         raise ValueError("name a partner, a time, or both")
+    dropped: dict[str, int] = {}
+    if partner_id is None and before_ms is not None and database.dialect == "postgresql":
+        async with database.writing() as connection:
+            dropped = await connection.run_sync(drop_partitions_before, before_ms)
     targets: list[tuple[str, Any, list[ColumnElement[bool]]]] = []
     for name, table, key, floor in (
         ("clicks", CLICKS, CLICKS.c.click_id, click_id_floor),
-        ("impressions", IMPRESSIONS, IMPRESSIONS.c.event_id, _event_id_floor),
+        ("impressions", IMPRESSIONS, IMPRESSIONS.c.event_id, event_id_floor),
     ):
         conditions: list[ColumnElement[bool]] = []
         if before_ms is not None:
@@ -50,12 +57,9 @@ async def purge(
     if partner_id is None and before_ms is not None:
         targets.append(("rejected_events", REJECTED.c.id, [REJECTED.c.at_ms < before_ms]))
     return {
-        name: await _delete_batches(database, key, conditions) for name, key, conditions in targets
+        name: dropped.get(name, 0) + await _delete_batches(database, key, conditions)
+        for name, key, conditions in targets
     }
-
-
-def _event_id_floor(at_ms: int) -> str:
-    return at_ms.to_bytes(6, "big").hex()
 
 
 async def _delete_batches(

@@ -1,0 +1,27 @@
+"""``clicktrail bench --load`` for two seconds: the real stack (nginx, two web processes, a
+worker, Redis) on each database, and its audit: every answered event stored exactly once."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from backend.bench.load import format_load, run_load_bench
+from backend.bench.nginx import NGINX
+from tests.support import require_binary
+
+
+def test_two_seconds_of_load_are_all_stored_once(tmp_path: Path, database_url: str) -> None:
+    require_binary(NGINX, "nginx")
+    require_binary(Path(shutil.which("wrk") or "/usr/bin/wrk"), "wrk")
+
+    report = run_load_bench(tmp_path, seconds=2, connections=8, database_url=database_url)
+
+    assert report.ok, format_load(report)
+    assert report.answered > 100
+    assert report.answered <= report.stored <= report.sent
+    assert report.duplicates == report.rejected == report.status_errors == 0
+    # The mix: six clicks in ten requests, the rest conversions.
+    assert 0.5 < report.clicks / report.stored < 0.7
+    assert report.drain_s < 30
+    assert "audit OK" in format_load(report)
