@@ -45,10 +45,18 @@ def redis_for(settings: Settings) -> Any:
         yield settings
         return
     server = EmbeddedRedis(settings.var_dir).start()
+    # uvicorn re-raises the SIGTERM it handled once it has shut down; without a handler of ours
+    # that would kill the process before the server below is stopped.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         yield settings.with_overrides(redis_url=server.url)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         server.stop()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _migrate(settings: Settings) -> None:

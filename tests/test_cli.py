@@ -32,11 +32,27 @@ def clicktrail(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Complet
     )  # fmt: skip
 
 
+def clean_env() -> dict[str, str]:
+    """This environment without any Clicktrail setting, so the embedded defaults apply."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CLICKTRAIL_")}
+    return env | {"PYTHONPATH": str(ROOT)}
+
+
+def wait_ready(base: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "web server did not become ready"
+        time.sleep(0.2)
+
+
 def test_clicktrail_run_end_to_end(tmp_path: Path) -> None:
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CLICKTRAIL_")} | {
-        "PYTHONPATH": str(ROOT)
-    }
+    env = clean_env()
     process = subprocess.Popen(
         [sys.executable, "-m", "backend.cli", "run", "--port", str(port)],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -51,15 +67,7 @@ def test_clicktrail_run_end_to_end(tmp_path: Path) -> None:
                 break
         assert f"Clicktrail is running at {base}" in "".join(banner)
         assert "password: " in banner[-1]
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "web server did not become ready"
-            time.sleep(0.2)
+        wait_ready(base)
         assert (tmp_path / "var" / "redis.sock").exists()
         assert (tmp_path / "var" / "appendonlydir").exists() or list(
             (tmp_path / "var").glob("*.aof")
@@ -115,6 +123,27 @@ def test_clicktrail_run_end_to_end(tmp_path: Path) -> None:
         )
     finally:
         process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert process.returncode == 0
+    assert not (tmp_path / "var" / "redis.sock").exists()
+
+
+def test_web_stops_its_embedded_redis_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    clicktrail("db", "upgrade", cwd=tmp_path, env=clean_env())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "web", "--port", str(port)],
+        cwd=tmp_path, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_ready(f"http://127.0.0.1:{port}")
+        assert (tmp_path / "var" / "redis.sock").exists()
+    finally:
+        process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
