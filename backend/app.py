@@ -136,7 +136,9 @@ def create_app(settings: Settings) -> RequestTelemetry:
             configure_root_logger=False,
             loggers={"litestar": {"level": "INFO", "handlers": [], "propagate": True}},
             log_exceptions="always",
-            disable_stack_trace={404, 401},
+            # Answers to the client's own mistakes and the postback's "retry later" are expected:
+            # a line each, no stack trace (a sender retrying a 409 would flood the log).
+            disable_stack_trace={400, 401, 403, 404, 405, 409, 413, 429, 503},
         ),
         debug=False,
     )
