@@ -6,6 +6,14 @@ from urllib.parse import urlsplit
 
 from arq.connections import RedisSettings
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# arq's poll loop has no retry of its own: one failed command ends the worker. Riding out a
+# Redis restart (about a minute of backoff) keeps the worker, its cron and its consumer alive.
+ARQ_RETRY_ATTEMPTS = 40
 
 
 def connect(url: str) -> Redis:
@@ -14,6 +22,12 @@ def connect(url: str) -> Redis:
 
 
 def arq_settings(url: str) -> RedisSettings:
-    if url.startswith("unix://"):
-        return RedisSettings(unix_socket_path=urlsplit(url).path)
-    return RedisSettings.from_dsn(url)
+    settings = (
+        RedisSettings(unix_socket_path=urlsplit(url).path)
+        if url.startswith("unix://")
+        else RedisSettings.from_dsn(url)
+    )
+    settings.retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), ARQ_RETRY_ATTEMPTS)
+    # OSError: a refused or missing socket surfaces raw from the connect step.
+    settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, OSError]
+    return settings

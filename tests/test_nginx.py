@@ -45,7 +45,8 @@ from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import build_consumer
-from tests.browser.servers import TrackerProcess, closed_port, free_port
+from tests.browser.servers import closed_port
+from tests.processes import TrackerProcess, free_port
 from tests.support import BROWSER_HEADERS, follow_link, make_programme, require_binary
 
 NGINX = Path("/usr/sbin/nginx")

@@ -92,6 +92,8 @@ class StreamConsumer:
         self._batch_size = batch_size
         self._max_wait_s = batch_max_wait_ms / 1000
         self._claim_idle_ms = claim_idle_ms
+        # Look for abandoned entries at least as often as they become claimable.
+        self._claim_every_s = min(CLAIM_EVERY_S, claim_idle_ms / 1000)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self._failures: dict[str, int] = {}
         self._next_claim = 0.0
@@ -158,7 +160,7 @@ class StreamConsumer:
     async def _next_entries(self, block_ms: int) -> list[Entry]:
         """Abandoned entries when a reclaim is due and finds some, else new ones."""
         if time.monotonic() >= self._next_claim:
-            self._next_claim = time.monotonic() + CLAIM_EVERY_S
+            self._next_claim = time.monotonic() + self._claim_every_s
             if reclaimed := await self._reclaim():
                 return reclaimed
         return await self._read(block_ms)

@@ -27,6 +27,7 @@ from backend.worker.retention import purge_expired
 
 log = logging.getLogger(__name__)
 Context = dict[str, Any]
+CRON_RESULT_KEPT_S = 86_400
 
 
 def build_consumer(settings: Settings, database: Database, redis_url: str) -> StreamConsumer:
@@ -40,6 +41,7 @@ def build_consumer(settings: Settings, database: Database, redis_url: str) -> St
         group=settings.consumer_group,
         batch_size=settings.batch_size,
         batch_max_wait_ms=settings.batch_max_wait_ms,
+        claim_idle_ms=settings.claim_idle_ms,
     )
 
 
@@ -81,7 +83,19 @@ async def purge_job(ctx: Context) -> int:
 def worker_options(settings: Settings, redis_url: str) -> dict[str, Any]:
     return {
         "functions": [],
-        "cron_jobs": [cron(purge_job, hour={3}, minute={17}, unique=True, timeout=3600)],
+        "cron_jobs": [
+            # keep_result: a finished tick's result key is what makes arq refuse the same tick
+            # enqueued again by a worker that stalled past it (without it, the tick waits in
+            # the queue and runs a second time once arq's 60 s in-progress mark expires).
+            cron(
+                purge_job,
+                hour={3},
+                minute={17},
+                unique=True,
+                timeout=3600,
+                keep_result=CRON_RESULT_KEPT_S,
+            )
+        ],
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": arq_settings(redis_url),

@@ -37,7 +37,7 @@ from backend.redis_client import connect
 from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings
 from backend.worker.main import build_consumer
-from tests.browser.servers import StaticSite, TrackerProcess, free_port
+from tests.browser.servers import StaticSite
 from tests.browser.support import (
     WAIT_S,
     Programme,
@@ -47,6 +47,7 @@ from tests.browser.support import (
     Wire,
     create_programme,
 )
+from tests.processes import TrackerProcess, free_port
 from tests.support import create_api_key, require_binary
 
 CHROMIUM = Path("/usr/bin/chromium")
