@@ -62,9 +62,18 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+# PostgreSQL error classes of the environment: connection (08), transaction rollback (40),
+# insufficient resources such as a full disk (53), operator intervention such as a restart
+# (57), system errors (58). asyncpg's errors reach SQLAlchemy as plain DBAPIError.
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
+
+
 def is_transient(error: BaseException) -> bool:
     """Errors of the environment, not of the data: retrying the same batch can succeed."""
     if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATE_CLASSES):
         return True
     return isinstance(
         error, OperationalError | InterfaceError | RedisError | OSError | TimeoutError

@@ -148,8 +148,11 @@ class Audit:
         clicks = sum(times for key, times in self.stored.items() if key.startswith("click"))
         return clicks, self.stored.total() - clicks
 
-    def check(self) -> None:
-        """Nothing lost, nothing unexpected, nothing doubled (rows or rollup), nothing left."""
+    def check(self, rejected: dict[str, int] | None = None) -> None:
+        """Nothing lost, nothing unexpected, nothing doubled (rows or rollup), nothing left,
+        and nothing rejected but the ``rejected`` reasons named (a good event turned away
+        as poison is lost too)."""
+        assert dict(self.rejected) == (rejected or {}), f"rejected: {dict(self.rejected)}"
         assert self.lost == set(), f"lost {len(self.lost)}: {sorted(self.lost)[:10]}"
         assert self.unexpected == set(), f"unexpected: {sorted(self.unexpected)[:10]}"
         assert self.duplicates == set(), f"duplicates: {sorted(self.duplicates)[:10]}"

@@ -46,8 +46,10 @@ async def answered(ledger: Ledger, count: int) -> bool:
     return len(ledger.outcomes) > count
 
 
-async def logged(stack: Stack, words: str) -> bool:
-    return words in stack.worker_logs(lines=10_000)
+async def logged(stack: Stack, *messages: str) -> bool:
+    """Whether a worker has logged one of ``messages`` (the proof that a fault hit)."""
+    log = stack.worker_logs(lines=10_000)
+    return any(message in log for message in messages)
 
 
 async def some_written(stack: Stack) -> bool:
@@ -163,7 +165,7 @@ async def test_disk_full_under_the_database(small_disk_stack: tuple[Stack, Small
     ledger = Ledger()
     with disk.full() as filled:
         await stack.send(range(N), ledger)
-        await until(lambda: logged(stack, "full"), within_s=20)
+        await until(lambda: logged(stack, "No space left on device", "disk is full"), 20)
         assert (await stack.backlog())[0] == len(ledger.keys(Outcome.ACKNOWLEDGED))
         assert (await stack.stored()).total() == 0
     drain_s = await stack.drained(within_s=30)
@@ -193,7 +195,7 @@ async def test_poison_event_inside_a_batch(stack: Stack) -> None:
     async with stack.database.session() as session:
         (dead,) = (await session.scalars(select(RejectedEventRow))).all()
     report("poison", n=N, drain_s=round(drain_s, 2), detail=dead.detail[:60], audit=audit.summary)
-    audit.check()
+    audit.check(rejected={"poison": 1})
     assert dead.reason == "poison"
     assert "failed 5 times" in dead.detail
     assert programme.merchant["id"] != 0  # the poison names no real merchant: it never commits
@@ -216,10 +218,9 @@ async def test_tenth_of_events_delivered_twice(stack: Stack) -> None:
     await stack.drained(within_s=30)
     audit = await stack.audit(ledger)
     report("10% twice", n=N, redelivered=2 * len(again), audit=audit.summary)
-    audit.check()
+    audit.check()  # nothing rejected: a redelivery is not a duplicate order
     assert audit.stored == before.stored
     assert audit.stored.total() == N
-    assert audit.rejected.total() == 0  # a redelivery is not a duplicate order
 
 
 async def test_two_workers_run_each_cron_tick_once(stack: Stack) -> None:
