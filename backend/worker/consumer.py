@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 MAX_DELIVERIES = 5
 CLAIM_IDLE_MS = 15_000
 CLAIM_EVERY_S = 5.0
+CLAIM_EVERY_MIN_S = 0.5
 BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0
 
@@ -101,8 +102,9 @@ class StreamConsumer:
         self._batch_size = batch_size
         self._max_wait_s = batch_max_wait_ms / 1000
         self._claim_idle_ms = claim_idle_ms
-        # Look for abandoned entries at least as often as they become claimable.
-        self._claim_every_s = min(CLAIM_EVERY_S, claim_idle_ms / 1000)
+        # Look for abandoned entries about as often as they become claimable (but not on
+        # every read: the batch being written is pending too, and would be taken back).
+        self._claim_every_s = max(min(CLAIM_EVERY_S, claim_idle_ms / 1000), CLAIM_EVERY_MIN_S)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self._failures: dict[str, int] = {}
         self._next_claim = 0.0

@@ -47,7 +47,7 @@ from tests.browser.support import (
     Wire,
     create_programme,
 )
-from tests.processes import TrackerProcess, free_port
+from tests.processes import TrackerProcess, free_port, settings_env
 from tests.support import create_api_key, require_binary
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -130,13 +130,7 @@ def tracker(
     """The real web server, configured only through its environment, as deployed."""
     settings = tracker_settings
     port = int(settings.public_url.rsplit(":", 1)[1])
-    env = {
-        "CLICKTRAIL_VAR_DIR": str(settings.var_dir),
-        "CLICKTRAIL_DATABASE_URL": settings.database_url,
-        "CLICKTRAIL_REDIS_URL": settings.redis_url,
-        "CLICKTRAIL_SECRET_KEY": settings.secret_key,
-        "CLICKTRAIL_PUBLIC_URL": settings.public_url,
-    }
+    env = settings_env(settings)
     log = tmp_path_factory.mktemp("tracker-log") / "web.log"
     process = TrackerProcess(port, env, log).start()
     yield process

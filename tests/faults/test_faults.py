@@ -91,8 +91,8 @@ async def test_worker_killed_mid_stream(stack: Stack) -> None:
         audit=audit.summary,
     )
     audit.check()
-    # Taken over within the claim idle time plus one batch (with a second of slack).
-    assert max(takeover_s) < stack.settings.claim_idle_ms / 1000 + 1.0
+    # Taken over within the claim idle time plus one batch (and slack for a busy machine).
+    assert max(takeover_s) < stack.settings.claim_idle_ms / 1000 + 1.5
 
 
 async def test_redis_killed_and_restarted(stack: Stack) -> None:
