@@ -254,7 +254,8 @@ async def test_sigterm_drains_in_flight_batches(stack: Stack) -> None:
     await stack.start_web()
     ledger = Ledger()
     await stack.send(range(N), ledger)
-    await asyncio.to_thread(stack.start_worker, CLICKTRAIL_BATCH_SIZE="20")
+    # Small batches, so that SIGTERM surely finds the worker in the middle of the stream.
+    await asyncio.to_thread(stack.start_worker, CLICKTRAIL_BATCH_SIZE="5")
     await until(lambda: some_written(stack), within_s=10)
     exit_code = await asyncio.to_thread(stack.workers[-1].terminate)
     in_stream, pending = await stack.stream_keys()
