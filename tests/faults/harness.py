@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 from backend.db.engine import Database
 from backend.db.models import Click, Conversion, RejectedEventRow, StatsHourly
 from backend.events import ClickEvent, ConversionEvent, decode_event
+from backend.ingest.spool import Spool
 from backend.redis_client import connect
 from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings
@@ -255,8 +256,7 @@ class Stack:
         return length, int(info["pending"])
 
     def spooled_bytes(self) -> int:
-        spool = self.settings.var_dir / "spool"
-        return sum(path.stat().st_size for path in spool.glob("*.bin")) if spool.exists() else 0
+        return Spool(self.settings.var_dir / "spool").size_bytes()  # the web's spool files
 
     async def drained(self, within_s: float) -> float:
         """Seconds until the stream and the spool are empty; fail after ``within_s``."""

@@ -119,6 +119,7 @@ async def test_redis_killed_and_restarted(stack: Stack) -> None:
         audit=audit.summary,
     )
     assert answered_while_down > 100
+    assert stack.workers[-1].alive, "the worker did not ride out the outage"
     assert ledger.keys(Outcome.ACKNOWLEDGED) == set(ledger.outcomes)  # 302, GIF, 202 all along
     audit.check()
 
