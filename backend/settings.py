@@ -40,6 +40,7 @@ class Settings:
     attribution_window_days: int = 30
     batch_size: int = 1000
     batch_max_wait_ms: int = 20
+    claim_idle_ms: int = 15_000
     honor_gpc: bool = True
     honor_dnt: bool = False
     access_log: bool = False
@@ -158,6 +159,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         attribution_window_days=_int(env, "ATTRIBUTION_WINDOW_DAYS", 30, errors, minimum=1),
         batch_size=_int(env, "BATCH_SIZE", 1000, errors, minimum=1),
         batch_max_wait_ms=_int(env, "BATCH_MAX_WAIT_MS", 20, errors, minimum=0),
+        claim_idle_ms=_int(env, "CLAIM_IDLE_MS", 15_000, errors, minimum=0),
         honor_gpc=_bool(env, "HONOR_GPC", True, errors),
         honor_dnt=_bool(env, "HONOR_DNT", False, errors),
         access_log=_bool(env, "ACCESS_LOG", False, errors),

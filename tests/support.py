@@ -16,6 +16,8 @@ from litestar.testing import AsyncTestClient
 from backend.auth import generate_api_key, hash_api_key
 from backend.db.engine import Database
 from backend.db.models import ApiKey
+from backend.events import ConversionEvent, Source
+from backend.ids import new_event_id
 
 
 async def create_api_key(database: Database, partner_id: int | None = None) -> str:
@@ -142,3 +144,23 @@ def require_binary(path: Path, package: str) -> Path:
             pytest.fail(message + " (CI is set, so these tests must run)")
         pytest.skip(message)
     return path
+
+
+def poison_conversion(merchant_id: int, order_id: str = "POISON") -> ConversionEvent:
+    """A queued conversion that fails on every write: an amount no database integer can hold.
+
+    The edge never sends it, so it stands for a poison entry (a bug, a corrupted payload).
+    """
+    return ConversionEvent(
+        event_id=new_event_id(1_700_000_000_000),
+        at_ms=1_700_000_000_000,
+        merchant_id=merchant_id,
+        order_id=order_id,
+        amount_minor=2**63 + 1,
+        currency="EUR",
+        click_id=None,
+        source=Source.PIXEL,
+        event_name="sale",
+        items_json=None,
+        visitor=None,
+    )

@@ -12,13 +12,12 @@ from sqlalchemy import func, select
 
 from backend.db.engine import Database
 from backend.db.models import Click, Conversion, RejectedEventRow, StatsHourly
-from backend.events import ConversionEvent, Source, decode_event, encode_event
-from backend.ids import new_event_id
+from backend.events import decode_event, encode_event
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import build_consumer
 from backend.worker.store import write_batch
-from tests.support import BROWSER_HEADERS, Programme, follow_link
+from tests.support import BROWSER_HEADERS, Programme, follow_link, poison_conversion
 
 
 async def counts(database: Database) -> dict[str, Any]:
@@ -134,21 +133,7 @@ async def test_poison_entry_is_dead_lettered_and_the_rest_of_its_batch_commits(
     redis: Redis,
 ) -> None:
     await client.get(f"/c/{programme.link['code']}", headers=BROWSER_HEADERS)
-    # An amount no database integer can hold: the edge never sends it, so it is a poison
-    # entry that fails on every attempt.
-    poison = ConversionEvent(
-        event_id=new_event_id(1_700_000_000_000),
-        at_ms=1_700_000_000_000,
-        merchant_id=programme.merchant["id"],
-        order_id="POISON",
-        amount_minor=2**63 + 1,
-        currency="EUR",
-        click_id=None,
-        source=Source.PIXEL,
-        event_name="sale",
-        items_json=None,
-        visitor=None,
-    )
+    poison = poison_conversion(programme.merchant["id"])
     await redis.xadd(settings.stream, {"e": encode_event(poison)})
     await redis.xadd(settings.stream, {"e": b"\xc1 not msgpack"})
     await client.get("/p.gif", params={"m": programme.merchant["key"], "oid": "GOOD", "amt": "5"})

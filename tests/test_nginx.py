@@ -54,7 +54,8 @@ from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import build_consumer
-from tests.browser.servers import TrackerProcess, closed_port, free_port
+from tests.browser.servers import closed_port
+from tests.processes import TrackerProcess, free_port, settings_env
 from tests.support import BROWSER_HEADERS, follow_link, make_programme, require_binary
 
 SNIPPET = REPO / "static" / "s.js"
@@ -106,13 +107,7 @@ def edge(
         public_url=f"http://127.0.0.1:{nginx_port}",  # tracking URLs point at nginx
         batch_max_wait_ms=0,
     )
-    env = {
-        "CLICKTRAIL_VAR_DIR": str(settings.var_dir),
-        "CLICKTRAIL_DATABASE_URL": settings.database_url,
-        "CLICKTRAIL_REDIS_URL": settings.redis_url,
-        "CLICKTRAIL_SECRET_KEY": settings.secret_key,
-        "CLICKTRAIL_PUBLIC_URL": settings.public_url,
-    }
+    env = settings_env(settings)
     app = TrackerProcess(app_port, env, root / "web.log").start()
     try:
         nginx = NginxProcess(make_prefix(root / "nginx"), nginx_port, [app_port]).start()

@@ -17,7 +17,7 @@ from backend.app import create_app
 from backend.db.engine import Database
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
-from tests.browser.servers import TrackerProcess, free_port
+from tests.processes import TrackerProcess, free_port, settings_env
 from tests.support import BROWSER_HEADERS, Programme, follow_link
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
@@ -172,11 +172,7 @@ def json_web(tmp_path: Path, settings: Settings) -> TrackerProcess:
     """``clicktrail web`` with JSON logs and the access log, trusting 127.0.0.1 only."""
     if not settings.database_url.startswith("sqlite"):
         pytest.skip("one backend is enough for the log format")
-    env = {
-        "CLICKTRAIL_VAR_DIR": str(settings.var_dir),
-        "CLICKTRAIL_DATABASE_URL": settings.database_url,
-        "CLICKTRAIL_REDIS_URL": settings.redis_url,
-        "CLICKTRAIL_SECRET_KEY": settings.secret_key,
+    env = settings_env(settings) | {
         "CLICKTRAIL_LOG_FORMAT": "json",
         "CLICKTRAIL_ACCESS_LOG": "true",
         "CLICKTRAIL_TRUSTED_PROXIES": "127.0.0.1/32",

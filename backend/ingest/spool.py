@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,18 +35,25 @@ class Spool:
         self.directory = directory
         self._pid = os.getpid()
         self.active = directory / f"spool-{self._pid}.bin"
+        # append and claim run in worker threads: a group appended to a file that claim had
+        # already renamed and replay had already read would be deleted with it, unsent.
+        self._lock = threading.Lock()
 
     def append(self, payloads: list[bytes]) -> None:
         """Write and fsync one group of events (blocking; call it off the event loop)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         data = b"".join(_LENGTH.pack(len(p)) + p for p in payloads)
-        with self.active.open("ab") as handle:
+        with self._lock, self.active.open("ab") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
 
     def claim(self) -> list[Path]:
         """Take over this process's file and any left by dead processes, ready to replay."""
+        with self._lock:
+            return self._claim()
+
+    def _claim(self) -> list[Path]:
         if not self.directory.exists():
             return []
         claimed: list[Path] = []

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 MAX_DELIVERIES = 5
 CLAIM_IDLE_MS = 15_000
 CLAIM_EVERY_S = 5.0
+CLAIM_EVERY_MIN_S = 0.5
 BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0
 
@@ -63,9 +64,18 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+# PostgreSQL error classes of the environment: connection (08), transaction rollback (40),
+# insufficient resources such as a full disk (53), operator intervention such as a restart
+# (57), system errors (58). asyncpg's errors reach SQLAlchemy as plain DBAPIError.
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
+
+
 def is_transient(error: BaseException) -> bool:
     """Errors of the environment, not of the data: retrying the same batch can succeed."""
     if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATE_CLASSES):
         return True
     return isinstance(
         error, OperationalError | InterfaceError | RedisError | OSError | TimeoutError
@@ -93,6 +103,9 @@ class StreamConsumer:
         self._batch_size = batch_size
         self._max_wait_s = batch_max_wait_ms / 1000
         self._claim_idle_ms = claim_idle_ms
+        # Look for abandoned entries about as often as they become claimable (but not on
+        # every read: the batch being written is pending too, and would be taken back).
+        self._claim_every_s = max(min(CLAIM_EVERY_S, claim_idle_ms / 1000), CLAIM_EVERY_MIN_S)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self._failures: dict[str, int] = {}
         self._next_claim = 0.0
@@ -159,7 +172,7 @@ class StreamConsumer:
     async def _next_entries(self, block_ms: int) -> list[Entry]:
         """Abandoned entries when a reclaim is due and finds some, else new ones."""
         if time.monotonic() >= self._next_claim:
-            self._next_claim = time.monotonic() + CLAIM_EVERY_S
+            self._next_claim = time.monotonic() + self._claim_every_s
             if reclaimed := await self._reclaim():
                 return reclaimed
         return await self._read(block_ms)

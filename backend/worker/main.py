@@ -14,6 +14,8 @@ import signal
 from typing import Any
 
 from arq import cron
+from arq.cron import CronJob
+from arq.typing import WorkerCoroutine
 from arq.worker import run_worker
 
 from backend.affiliate.auto_approval import approve_due
@@ -30,6 +32,7 @@ from backend.worker.retention import purge_expired
 
 log = logging.getLogger(__name__)
 Context = dict[str, Any]
+CRON_RESULT_KEPT_S = 86_400
 
 
 def build_consumer(settings: Settings, database: Database, redis_url: str) -> StreamConsumer:
@@ -43,6 +46,7 @@ def build_consumer(settings: Settings, database: Database, redis_url: str) -> St
         group=settings.consumer_group,
         batch_size=settings.batch_size,
         batch_max_wait_ms=settings.batch_max_wait_ms,
+        claim_idle_ms=settings.claim_idle_ms,
     )
 
 
@@ -102,14 +106,25 @@ async def partition_job(ctx: Context) -> list[str]:
     return created
 
 
+def _once_per_tick(job: WorkerCoroutine, **when: Any) -> CronJob:
+    """A cron job that runs once per tick across all workers.
+
+    ``unique`` stops a second worker from enqueuing a tick already queued; ``keep_result`` keeps
+    the finished tick's result key, which is what makes arq refuse the same tick enqueued again
+    by a worker that stalled past it (without it the tick would run a second time once arq's
+    60 s in-progress mark expires).
+    """
+    return cron(job, unique=True, keep_result=CRON_RESULT_KEPT_S, **when)
+
+
 def worker_options(settings: Settings, redis_url: str) -> dict[str, Any]:
     return {
         "functions": [],
         "cron_jobs": [
-            cron(purge_job, hour={3}, minute={17}, unique=True, timeout=3600),
-            cron(auto_approve_job, minute={7, 37}, unique=True, timeout=1800),
-            cron(link_health_job, hour={4}, minute={41}, unique=True, timeout=1800),
-            cron(partition_job, hour={2}, minute={41}, unique=True, timeout=600),
+            _once_per_tick(purge_job, hour={3}, minute={17}, timeout=3600),
+            _once_per_tick(auto_approve_job, minute={7, 37}, timeout=1800),
+            _once_per_tick(link_health_job, hour={4}, minute={41}, timeout=1800),
+            _once_per_tick(partition_job, hour={2}, minute={41}, timeout=600),
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,

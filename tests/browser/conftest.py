@@ -37,7 +37,7 @@ from backend.redis_client import connect
 from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings
 from backend.worker.main import build_consumer
-from tests.browser.servers import StaticSite, TrackerProcess, free_port
+from tests.browser.servers import StaticSite
 from tests.browser.support import (
     WAIT_S,
     Programme,
@@ -47,6 +47,7 @@ from tests.browser.support import (
     Wire,
     create_programme,
 )
+from tests.processes import TrackerProcess, free_port, settings_env
 from tests.support import create_api_key, require_binary
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -129,13 +130,7 @@ def tracker(
     """The real web server, configured only through its environment, as deployed."""
     settings = tracker_settings
     port = int(settings.public_url.rsplit(":", 1)[1])
-    env = {
-        "CLICKTRAIL_VAR_DIR": str(settings.var_dir),
-        "CLICKTRAIL_DATABASE_URL": settings.database_url,
-        "CLICKTRAIL_REDIS_URL": settings.redis_url,
-        "CLICKTRAIL_SECRET_KEY": settings.secret_key,
-        "CLICKTRAIL_PUBLIC_URL": settings.public_url,
-    }
+    env = settings_env(settings)
     log = tmp_path_factory.mktemp("tracker-log") / "web.log"
     process = TrackerProcess(port, env, log).start()
     yield process

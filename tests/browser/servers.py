@@ -11,31 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import html
-import os
 import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from string import Template
 from typing import cast
 
-import httpx
-
-REPO = Path(__file__).resolve().parents[2]
 PAGES = Path(__file__).resolve().parent / "pages"
-STARTUP_TIMEOUT_S = 20.0
-
-
-def free_port() -> int:
-    """A TCP port that nothing listens on at the moment of asking."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
@@ -118,56 +102,3 @@ class _PageHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet: pytest shows the tests' own output, not an access log."""
-
-
-class TrackerProcess:
-    """``python -m backend.cli web`` in a child process, configured only by its environment."""
-
-    def __init__(self, port: int, env: dict[str, str], log: Path) -> None:
-        self.origin = f"http://127.0.0.1:{port}"
-        self._port = port
-        self._env = env
-        self._log = log
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> TrackerProcess:
-        # Only the variables given here: a developer's own CLICKTRAIL_* must not leak in.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKTRAIL_")}
-        env.update(self._env)
-        with self._log.open("wb") as log:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "backend.cli", "web", "--host", "127.0.0.1",
-                 "--port", str(self._port)],
-                cwd=REPO,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        self._wait_until_healthy()
-        return self
-
-    def _wait_until_healthy(self) -> None:
-        assert self._process is not None
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"the tracker exited at start:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.origin}/healthz", timeout=1.0).status_code == 200:
-                    return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"the tracker did not answer /healthz in time:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self._log.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(timeout=5)

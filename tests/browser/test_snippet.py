@@ -21,7 +21,7 @@ import pytest
 from playwright.async_api import BrowserContext, Page, Request, Route
 
 from backend.db.models import Click, Conversion, Impression
-from tests.browser.servers import TrackerProcess, closed_port, snippet_tag
+from tests.browser.servers import closed_port, snippet_tag
 from tests.browser.support import (
     Programme,
     ProgrammeFactory,
@@ -31,6 +31,7 @@ from tests.browser.support import (
     accepted,
     beacon_to,
 )
+from tests.processes import TrackerProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
