@@ -165,8 +165,7 @@ async def change_statuses(
     order_id: OrderSearch = None,
     verified: Verified = None,
 ) -> Template:
-    """Approve, reject, reverse or verify the ticked conversions; say per conversion what
-    happened."""
+    """Apply one of ``ACTIONS`` to each ticked conversion; say per conversion what happened."""
     filters = ConversionFilter(status, partner_id, campaign_id, order_id, verified)
     form = await request.form()
     action = str(form.get("action", ""))
