@@ -353,10 +353,12 @@ async def test_forms_without_or_with_a_wrong_csrf_token_are_refused(
     assert wrong.status_code == 403
     assert await one(database, Merchant, name="Shop") is None
     assert (await submit(client, "/admin/merchants/new", form)).status_code == 303
+    secret = (await one(database, Merchant, name="Shop")).postback_secret
     posts = [path for method, path in admin_routes(settings) if method == "POST"]
-    assert len(posts) >= 12
+    assert len(posts) >= 18
     for path in posts:
         assert (await client.post(path, data=form)).status_code == 403, path
+    assert (await one(database, Merchant, name="Shop")).postback_secret == secret  # not rotated
 
 
 def admin_routes(settings: Settings) -> list[tuple[str, str]]:
@@ -376,7 +378,7 @@ async def test_partner_users_find_no_admin_page_or_form(
     assert (anonymous.status_code, anonymous.headers["location"]) == (302, "/login")
     await sign_in_partner(client, database, programme.partner["id"])
     routes = admin_routes(settings)
-    assert len(routes) >= 25
+    assert len(routes) >= 39
     for method, path in routes:
         if method == "GET":
             response = await client.get(path)
@@ -384,6 +386,8 @@ async def test_partner_users_find_no_admin_page_or_form(
             response = await submit(client, path, {"name": "Taken over", "ids": "1"})
         assert response.status_code == 404, (method, path)
     assert await one(database, Merchant, name="Taken over") is None
+    merchant = await one(database, Merchant, id=programme.merchant["id"])
+    assert merchant.postback_secret == programme.merchant["postback_secret"]
     overview = await client.get("/")
     assert 'href="/admin/merchants"' not in overview.text
     assert 'href="/conversions"' in overview.text

@@ -1,8 +1,8 @@
 """Admin pages: the programme's objects, accounts and conversion decisions, server-rendered.
 
 Every handler in ``ADMIN_HANDLERS`` is mounted under ``/admin`` behind the admins-only guard of
-``backend.reports.pages``; ``conversions_page`` is open to partner users too, limited to their
-own conversions and without the actions.
+``backend.reports.pages``; ``conversions_page`` and ``conversion_page`` are open to partner users
+too, limited to their own conversions and without the actions.
 """
 
 from __future__ import annotations
@@ -13,9 +13,15 @@ from litestar.types import ControllerRouterHandler
 
 from backend.admin.api_keys import ApiKeyPages
 from backend.admin.campaigns import CampaignPages
-from backend.admin.conversions import change_statuses, conversions_page
+from backend.admin.conversions import (
+    change_one_status,
+    change_statuses,
+    conversion_page,
+    conversions_page,
+)
 from backend.admin.links import LinkPages
 from backend.admin.merchants import MerchantPages
+from backend.admin.overrides import OverridePages
 from backend.admin.partners import PartnerPages
 from backend.admin.users import UserPages
 
@@ -31,9 +37,11 @@ ADMIN_HANDLERS: list[ControllerRouterHandler] = [
     PartnerPages,
     CampaignPages,
     LinkPages,
+    OverridePages,
     UserPages,
     ApiKeyPages,
     change_statuses,
+    change_one_status,
 ]
 
-__all__ = ["ADMIN_HANDLERS", "conversions_page"]
+__all__ = ["ADMIN_HANDLERS", "conversion_page", "conversions_page"]

@@ -1,9 +1,11 @@
-"""The conversions table: filters, newest first by keyset, and status decisions for many at once.
+"""The conversions table and one conversion's page: filters, newest first by keyset, the audit
+trail, and decisions (status changes, verification) for one or many at once.
 
-Admins and partner users share the page (a partner sees only its own conversions, through
-``Viewer.restrict``); only admins get the checkboxes and the form, whose POST lives under
-``/admin`` behind the admins-only guard. Every change goes through ``change_status``.
-``ConversionFilter.statement`` is the one query behind the table, ready for an export.
+Admins and partner users share the pages (a partner sees only its own conversions, through
+``Viewer.restrict``, and "admin" instead of who acted); only admins get the checkboxes and the
+forms, whose POSTs live under ``/admin`` behind the admins-only guard. Every change goes through
+``change_status`` or ``verify``. ``ConversionFilter.statement`` is the one query behind the
+table, ready for an export.
 """
 
 from __future__ import annotations
@@ -15,26 +17,30 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from litestar import Request, get, post
-from litestar.params import QueryParameter
-from litestar.response import Template
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Redirect, Template
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.admin.forms import PAGE_SIZE
 from backend.admin.lookups import campaign_names, partner_names
-from backend.affiliate.status import TransitionRefused, change_status
-from backend.api.conversions import STATUS_PATTERN
+from backend.affiliate.status import TransitionRefused, change_status, verify
+from backend.api.conversions import STATUS_PATTERN, history
 from backend.api.deps import CurrentViewer, Reader, Writer
-from backend.db.models import Conversion, ConversionStatus
+from backend.db.models import Campaign, Conversion, ConversionStatus, Link, Merchant, Partner
 from backend.scope import Viewer
 
 Status = Annotated[str | None, QueryParameter(pattern=STATUS_PATTERN)]
 OrderSearch = Annotated[str | None, QueryParameter(max_length=128)]
+Verified = Annotated[str | None, QueryParameter(pattern="^(yes|no)$")]
 Before = Annotated[int | None, QueryParameter(ge=1)]
+VERIFY = "verify"
 ACTIONS = {
     "approved": "Approve",
     "rejected": "Reject",
     "reversed": "Reverse (refund)",
+    VERIFY: "Mark verified (the sale is confirmed)",
 }
 MAX_REASON = 500
 
@@ -45,6 +51,7 @@ class ConversionFilter:
     partner_id: int | None = None
     campaign_id: int | None = None
     order_id: str | None = None
+    verified: str | None = None  # "yes", "no", or None for either
 
     def statement(self, viewer: Viewer) -> Select[Conversion]:
         """The viewer's conversions that match; an order id matches by its beginning."""
@@ -59,6 +66,8 @@ class ConversionFilter:
             statement = statement.where(
                 Conversion.order_id.startswith(self.order_id, autoescape=True)
             )
+        if self.verified:
+            statement = statement.where(Conversion.verified.is_(self.verified == "yes"))
         return statement
 
     def query_string(self) -> str:
@@ -121,10 +130,28 @@ async def conversions_page(
     partner_id: Annotated[int | None, QueryParameter()] = None,
     campaign_id: Annotated[int | None, QueryParameter()] = None,
     order_id: OrderSearch = None,
+    verified: Verified = None,
     before: Before = None,
 ) -> Template:
-    filters = ConversionFilter(status, partner_id, campaign_id, (order_id or "").strip() or None)
+    order_id = (order_id or "").strip() or None
+    filters = ConversionFilter(status, partner_id, campaign_id, order_id, verified)
     return await _table(reader, viewer, filters, before)
+
+
+async def decide(
+    session: AsyncSession, conversion: Conversion, action: str, viewer: Viewer, reason: str
+) -> Outcome:
+    """Apply one of ``ACTIONS`` to ``conversion`` (the caller commits) and say what happened."""
+    if action == VERIFY:
+        changed = await verify(session, conversion, actor=viewer.actor, reason=reason)
+        message = "verified" if changed else "already verified"
+        return Outcome(conversion.id, conversion.order_id, changed, message)
+    previous, wanted = conversion.status, ConversionStatus(action)
+    try:
+        await change_status(session, conversion, wanted, actor=viewer.actor, reason=reason)
+    except TransitionRefused as refused:
+        return Outcome(conversion.id, conversion.order_id, False, f"refused: {refused}")
+    return Outcome(conversion.id, conversion.order_id, True, f"{previous} → {wanted}")
 
 
 @post("/conversions/status", status_code=200)
@@ -136,31 +163,95 @@ async def change_statuses(
     partner_id: Annotated[int | None, QueryParameter()] = None,
     campaign_id: Annotated[int | None, QueryParameter()] = None,
     order_id: OrderSearch = None,
+    verified: Verified = None,
 ) -> Template:
-    """Approve, reject or reverse the ticked conversions; say per conversion what happened."""
-    filters = ConversionFilter(status, partner_id, campaign_id, order_id)
+    """Apply one of ``ACTIONS`` to each ticked conversion; say per conversion what happened."""
+    filters = ConversionFilter(status, partner_id, campaign_id, order_id, verified)
     form = await request.form()
-    action = form.get("action", "")
+    action = str(form.get("action", ""))
     reason = str(form.get("reason", "")).strip()[:MAX_REASON]
     ids = sorted({int(raw) for raw in form.getall("ids", []) if str(raw).isdigit()})
     if action not in ACTIONS or not ids:
         error = "Tick at least one conversion." if action in ACTIONS else "Choose what to do."
         return await _table(writer, viewer, filters, None, error=error, status=400)
-    wanted = ConversionStatus(action)
     outcomes: list[Outcome] = []
     for conversion_id in ids:
         conversion = await writer.get(Conversion, conversion_id)
         if conversion is None:
             outcomes.append(Outcome(conversion_id, None, False, "no such conversion"))
             continue
-        previous = conversion.status
-        try:
-            await change_status(writer, conversion, wanted, actor=viewer.actor, reason=reason)
-        except TransitionRefused as refused:
-            outcomes.append(
-                Outcome(conversion_id, conversion.order_id, False, f"refused: {refused}")
-            )
-            continue
-        outcomes.append(Outcome(conversion_id, conversion.order_id, True, f"{previous} → {wanted}"))
+        outcomes.append(await decide(writer, conversion, action, viewer, reason))
     await writer.commit()
     return await _table(writer, viewer, filters, None, outcomes=outcomes)
+
+
+async def _visible(session: AsyncSession, viewer: Viewer, conversion_id: int) -> Conversion:
+    """The conversion if ``viewer`` may see it; to a partner, another's does not exist."""
+    statement = select(Conversion).where(Conversion.id == conversion_id)
+    conversion = await session.scalar(viewer.restrict(statement, Conversion.partner_id))
+    if conversion is None:
+        raise NotFoundException(f"no conversion with id {conversion_id}")
+    return conversion
+
+
+async def _detail(
+    session: AsyncSession,
+    viewer: Viewer,
+    conversion: Conversion,
+    *,
+    error: str = "",
+    status: int = 200,
+) -> Template:
+    merchant = await session.get(Merchant, conversion.merchant_id)
+    partner = await session.get(Partner, conversion.partner_id) if conversion.partner_id else None
+    campaign = (
+        await session.get(Campaign, conversion.campaign_id) if conversion.campaign_id else None
+    )
+    link = await session.get(Link, conversion.link_id) if conversion.link_id else None
+    context = {
+        "viewer": viewer,
+        "c": conversion,
+        "merchant": merchant,
+        "partner": partner,
+        "campaign": campaign,
+        "link": link,
+        "history": await history(session, conversion.id, viewer),
+        "actions": ACTIONS,
+        "error": error,
+        "utc_time": utc_time,
+    }
+    return Template(
+        "conversion.html",
+        context=context,
+        status_code=status,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@get("/conversions/{conversion_id:int}", name="conversion")
+async def conversion_page(
+    conversion_id: FromPath[int], viewer: CurrentViewer, reader: Reader
+) -> Template:
+    """One conversion: its fields and who changed it, when and why."""
+    return await _detail(reader, viewer, await _visible(reader, viewer, conversion_id))
+
+
+@post("/conversions/{conversion_id:int}/status", status_code=200)
+async def change_one_status(
+    request: Request[Any, Any, Any],
+    conversion_id: FromPath[int],
+    viewer: CurrentViewer,
+    writer: Writer,
+) -> Template | Redirect:
+    """The same decisions as the table's, from the conversion's own page."""
+    conversion = await _visible(writer, viewer, conversion_id)
+    form = await request.form()
+    action = str(form.get("action", ""))
+    if action not in ACTIONS:
+        return await _detail(writer, viewer, conversion, error="Choose what to do.", status=400)
+    reason = str(form.get("reason", "")).strip()[:MAX_REASON]
+    outcome = await decide(writer, conversion, action, viewer, reason)
+    if not outcome.changed:  # refused before anything was written
+        return await _detail(writer, viewer, conversion, error=outcome.message, status=409)
+    await writer.commit()
+    return Redirect(f"/conversions/{conversion_id}", status_code=303)

@@ -1,4 +1,5 @@
-"""Link pages: list (by partner or campaign), create, edit, the tracking URL and its QR code."""
+"""Link pages: list (by partner or campaign), create, edit, the tracking URL and its QR code,
+and what the last health check found at the destination."""
 
 from __future__ import annotations
 
@@ -111,10 +112,18 @@ def _show(
             ("Campaign", campaign.name),
             ("Goes to", link.destination_url or campaign.destination_url),
             ("Status", link.status),
+            ("Health", link.health or "unchecked"),
+            ("Health detail", link.health_detail or "—"),
+            ("Last checked", _checked(link)),
         ],
         status=status,
         tracking_url=out.url,
     )
+
+
+def _checked(link: Link) -> str:
+    checked = link.last_checked_at
+    return "never" if checked is None else f"{checked:%Y-%m-%d %H:%M} UTC"
 
 
 class LinkPages(Controller):

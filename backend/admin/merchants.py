@@ -1,4 +1,5 @@
-"""Merchant pages: list, create, edit, with the install code, key and postback secret."""
+"""Merchant pages: list, create, edit, with the install code, key and postback secret (and its
+rotation, the old secret still signing for a day so the shop's server can switch)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from sqlalchemy import select
 
+from backend.admin.conversions import utc_time
 from backend.admin.forms import (
     PAGE_SIZE,
     Field,
@@ -21,10 +23,12 @@ from backend.admin.forms import (
     typed_form,
 )
 from backend.affiliate import catalogue
+from backend.affiliate.postback import GRACE_MS, rotate_secret
 from backend.api.deps import CurrentViewer, Reader, Writer
 from backend.api.resources import After, get_or_404, merchant_out, page_of
 from backend.api.schemas import MerchantCreate, MerchantUpdate
 from backend.db.models import Merchant
+from backend.ids import now_ms
 from backend.reports.install import merchant_install
 from backend.scope import Viewer
 
@@ -41,6 +45,13 @@ FIELDS = (
         "attribution_window_days",
         "Attribution window (days)",
         "a whole number of days from 1 to 365, or empty for the default",
+        kind="number",
+    ),
+    Field(
+        "auto_approve_days",
+        "Auto-approve after (days)",
+        "a whole number of days from 0 to 365 after which pending conversions are approved,"
+        " or empty to decide each one",
         kind="number",
     ),
 )
@@ -63,6 +74,8 @@ def _show(
     status: int = 200,
 ) -> Template:
     out = merchant_out(merchant)
+    until_ms = merchant.previous_secret_until_ms
+    previous_until = utc_time(until_ms) if until_ms is not None and until_ms > now_ms() else None
     return edit_page(
         "admin/merchant.html",
         viewer,
@@ -76,6 +89,8 @@ def _show(
         facts=[("Public key", merchant.key), ("Created", f"{merchant.created_at:%Y-%m-%d %H:%M}")],
         status=status,
         secret=merchant.postback_secret,
+        previous_until=previous_until,
+        grace_hours=GRACE_MS // 3_600_000,
         install=merchant_install(merchant, state.settings, state.snippet),
     )
 
@@ -134,4 +149,12 @@ class MerchantPages(Controller):
             )
         except FormInvalid as invalid:
             return _show(merchant, viewer, state, form, invalid.errors, 400)
+        return Redirect(f"/admin/merchants/{merchant_id}", status_code=303)
+
+    @post("/{merchant_id:int}/rotate-secret")
+    async def rotate_postback_secret(self, merchant_id: FromPath[int], writer: Writer) -> Redirect:
+        """A new postback secret; the page says until when the old one still signs."""
+        merchant = await get_or_404(writer, Merchant, merchant_id)
+        rotate_secret(merchant, now_ms())
+        await writer.commit()
         return Redirect(f"/admin/merchants/{merchant_id}", status_code=303)

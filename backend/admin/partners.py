@@ -1,4 +1,5 @@
-"""Partner pages: list, create, edit (including active, paused or banned)."""
+"""Partner pages: list, create, edit (including active, paused or banned), with the partner's
+commission overrides."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.admin.forms import (
     PAGE_SIZE,
@@ -20,13 +22,15 @@ from backend.admin.forms import (
     submit,
     typed_form,
 )
+from backend.admin.lookups import campaign_names
 from backend.affiliate import catalogue
 from backend.api.deps import CurrentViewer, Reader, Writer
+from backend.api.overrides import override_out
 from backend.api.resources import After, get_or_404, page_of, partner_out
 from backend.api.schemas import PartnerCreate, PartnerUpdate
-from backend.db.models import Partner, PartnerStatus
+from backend.db.models import CommissionOverride, Partner, PartnerStatus
 from backend.reports.install import partner_install
-from backend.scope import Viewer
+from backend.scope import ADMIN, Viewer
 
 NEW_FIELDS = (
     Field("name", "Name", "a name of 1 to 200 characters", required=True),
@@ -53,14 +57,20 @@ def _new(
     )
 
 
-def _show(
+async def _show(
     partner: Partner,
     viewer: Viewer,
     state: State,
+    session: AsyncSession,
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> Template:
+    overrides = await session.scalars(
+        select(CommissionOverride)
+        .where(CommissionOverride.partner_id == partner.id)
+        .order_by(CommissionOverride.id)
+    )
     return edit_page(
         "admin/partner.html",
         viewer,
@@ -78,6 +88,8 @@ def _show(
         ],
         status=status,
         install=partner_install(partner, state.settings, state.snippet),
+        overrides=[override_out(override) for override in overrides],
+        campaigns=await campaign_names(session, ADMIN),
     )
 
 
@@ -113,7 +125,7 @@ class PartnerPages(Controller):
     async def show(
         self, partner_id: FromPath[int], viewer: CurrentViewer, reader: Reader, state: State
     ) -> Template:
-        return _show(await get_or_404(reader, Partner, partner_id), viewer, state)
+        return await _show(await get_or_404(reader, Partner, partner_id), viewer, state, reader)
 
     @post("/{partner_id:int}", status_code=200)
     async def update(
@@ -134,5 +146,5 @@ class PartnerPages(Controller):
                 lambda data: catalogue.update_partner(writer, state.catalog, partner, data),
             )
         except FormInvalid as invalid:
-            return _show(partner, viewer, state, form, invalid.errors, 400)
+            return await _show(partner, viewer, state, writer, form, invalid.errors, 400)
         return Redirect(f"/admin/partners/{partner_id}", status_code=303)

@@ -1,4 +1,5 @@
-"""Creating and editing merchants, partners, campaigns and links: the rules, written once.
+"""Creating and editing merchants, partners, campaigns, links and commission overrides: the
+rules, written once.
 
 The management API and the admin pages both call these functions with the request bodies of
 ``backend.api.schemas`` (whose types already bound lengths, patterns and ranges); the checks that
@@ -228,3 +229,12 @@ async def update_override(
         changes.commission_percent = msgspec.UNSET
     _apply_changes(override, changes)
     await commit_and_refresh(session, catalog, override)
+
+
+async def delete_override(
+    session: AsyncSession, catalog: Catalog, override: CommissionOverride
+) -> None:
+    """The partner earns by the campaign's rule again."""
+    await session.delete(override)
+    await session.commit()
+    catalog.invalidate()

@@ -10,6 +10,7 @@ from litestar import Controller, get, patch, post
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.affiliate.status import AUTO_APPROVAL, POSTBACK, TransitionRefused, change_status
 from backend.api.deps import CurrentViewer, Reader, Writer, require_admin
@@ -71,6 +72,18 @@ def change_out(change: ConversionChange, viewer: Viewer) -> ConversionChangeOut:
     )
 
 
+async def history(
+    session: AsyncSession, conversion_id: int, viewer: Viewer
+) -> list[ConversionChangeOut]:
+    """A conversion's audit trail, oldest change first, as ``viewer`` may see it."""
+    changes = await session.scalars(
+        select(ConversionChange)
+        .where(ConversionChange.conversion_id == conversion_id)
+        .order_by(ConversionChange.id)
+    )
+    return [change_out(change, viewer) for change in changes]
+
+
 def refused_error(refused: TransitionRefused) -> ClientException:
     return ClientException(
         detail=str(refused),
@@ -119,15 +132,10 @@ class ConversionController(Controller):
         conversion = await get_or_404(reader, Conversion, conversion_id)
         if not viewer.is_admin and conversion.partner_id != viewer.partner_id:
             raise NotFoundException(f"no conversion with id {conversion_id}")
-        changes = await reader.scalars(
-            select(ConversionChange)
-            .where(ConversionChange.conversion_id == conversion_id)
-            .order_by(ConversionChange.id)
-        )
         out = conversion_out(conversion)
         return ConversionDetail(
             **{name: getattr(out, name) for name in out.__struct_fields__},
-            history=[change_out(change, viewer) for change in changes],
+            history=await history(reader, conversion_id, viewer),
         )
 
     @patch("/{conversion_id:int}")

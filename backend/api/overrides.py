@@ -15,7 +15,6 @@ from backend.affiliate import catalogue
 from backend.api.deps import CurrentViewer, Reader, Writer, require_admin
 from backend.api.resources import After, Limit, get_or_404, page_of, percent_text
 from backend.api.schemas import OverrideCreate, OverrideOut, OverrideUpdate, Page
-from backend.catalog import Catalog
 from backend.db.models import CommissionOverride
 
 
@@ -85,9 +84,6 @@ class OverrideController(Controller):
         writer: Writer,
         state: State,
     ) -> None:
-        """The partner earns by the campaign's rule again."""
         require_admin(viewer)
-        await writer.delete(await get_or_404(writer, CommissionOverride, override_id))
-        await writer.commit()
-        catalog: Catalog = state.catalog
-        catalog.invalidate()
+        override = await get_or_404(writer, CommissionOverride, override_id)
+        await catalogue.delete_override(writer, state.catalog, override)

@@ -25,7 +25,7 @@ from litestar.response import Redirect, Template
 from redis.asyncio import Redis
 from sqlalchemy import select
 
-from backend.admin import ADMIN_HANDLERS, conversions_page
+from backend.admin import ADMIN_HANDLERS, conversion_page, conversions_page
 from backend.api.deps import CurrentViewer, Reader, provide_reader, provide_writer
 from backend.auth import verify_password
 from backend.db.engine import Database
@@ -183,6 +183,7 @@ def web_router(settings: Settings) -> Router:
             quality,
             install,
             conversions_page,
+            conversion_page,
             Router(path="/admin", route_handlers=ADMIN_HANDLERS, guards=[admins_only]),
         ],
         middleware=[sessions.middleware, DefineMiddleware(CSRFMiddleware, config=csrf)],
