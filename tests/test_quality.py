@@ -17,7 +17,15 @@ from sqlalchemy import func, select
 
 from backend.db.engine import Database
 from backend.db.models import Click, Conversion, StatsHourly
-from backend.events import ClickEvent, ConversionEvent, QueuedEvent, Source, Visitor, encode_event
+from backend.events import (
+    ClickEvent,
+    ConversionEvent,
+    QueuedEvent,
+    Source,
+    Visitor,
+    encode_entry,
+    encode_event,
+)
 from backend.ids import ClickIdSigner, new_event_id
 from backend.ingest.visitor import describe_visitor
 from backend.settings import Settings
@@ -61,8 +69,7 @@ def conversion_at(
 async def deliver(
     redis: Redis, settings: Settings, consumer: StreamConsumer, events: Sequence[QueuedEvent]
 ) -> None:
-    for event in events:
-        await redis.xadd(settings.stream, {"e": encode_event(event)})
+    await redis.xadd(settings.stream, {"e": encode_entry(encode_event(e) for e in events)})
     assert await consumer.drain() == len(events)
 
 

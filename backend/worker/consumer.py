@@ -1,13 +1,16 @@
 """The stream consumer: read a batch through the consumer group, write it, then XACK.
 
+A stream entry holds the events of one group commit (``backend.events``); a batch is whole
+entries holding up to ``batch_size`` events (entries read beyond that start the next batch).
 At-least-once: nothing is acknowledged before its transaction commits, and entries left pending
 by a consumer that died are taken over with XAUTOCLAIM once idle. Failures split two ways:
 - transient (database locked, down or full; Redis unreachable): the same batch is retried with
   backoff, for as long as it takes;
-- anything else: the batch is split in halves until the failing entry is alone; an entry that
-  fails ``MAX_DELIVERIES`` times (counted here and by the stream's own delivery counter, so a
-  poison entry that kills the process is caught too) is moved to ``rejected_events``.
-Acknowledged entries are deleted, so the stream's length is the backlog.
+- anything else: the batch's events are split in halves until the failing event is alone; an
+  event that fails ``MAX_DELIVERIES`` times is moved to ``rejected_events`` and the rest of
+  its batch commits. The stream's own delivery counter catches an entry that kills the process
+  every time: past ``MAX_DELIVERIES`` its events are moved to ``rejected_events`` unwritten.
+Acknowledged entries are deleted, so the stream's length is the backlog (in entries).
 
 Batches are pipelined: the next batch is read and enriched while the previous one is being
 written (SQLite and asyncpg work off the event loop), yet writes stay one at a time and in
@@ -31,9 +34,16 @@ from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from backend.db.engine import Database
-from backend.events import QueuedEvent, decode_event
-from backend.worker.enrich import Enricher, Prepared
-from backend.worker.store import Written, write_batch, write_poison
+from backend.events import (
+    QueuedEvent,
+    decode_entry,
+    decode_event,
+    encode_event,
+    entry_size,
+    split_entry,
+)
+from backend.worker.enrich import Enricher, Prepared, Row
+from backend.worker.store import Written, poison_row, write_batch, write_poison
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +52,17 @@ CLAIM_IDLE_MS = 15_000
 CLAIM_EVERY_S = 5.0
 BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0
+MAX_READ_ENTRIES = 100  # per read: bounds the entries read beyond a batch, pending meanwhile
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
     entry_id: str
     payload: bytes
+    size: int  # events in it
+
+
+Place = tuple[str, int]  # an event's entry id and index in the entry: names a poison event
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +70,8 @@ class Staged:
     """A batch decoded and enriched, waiting for its turn to be written."""
 
     entries: list[Entry]
+    events: list[QueuedEvent]
+    places: list[Place]
     prepared: Prepared | None
 
 
@@ -93,7 +110,9 @@ class StreamConsumer:
         self._max_wait_s = batch_max_wait_ms / 1000
         self._claim_idle_ms = claim_idle_ms
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
-        self._failures: dict[str, int] = {}
+        self._failures: dict[Place, int] = {}
+        self._events_per_entry = 1  # learnt from each read
+        self._surplus: list[Entry] = []  # read beyond the last batch, first in the next
         self._next_claim = 0.0
         self._stopping = asyncio.Event()
         self.written = Written(0, 0, 0, 0)
@@ -128,7 +147,8 @@ class StreamConsumer:
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def drain(self) -> int:
-        """Process until the stream has nothing new for this group (tests, benchmarks)."""
+        """Process until the stream has nothing new for this group (tests, benchmarks); return
+        how many events were read."""
         self._next_claim = 0.0
         return await self._pipeline(block_ms=0, until_empty=True)
 
@@ -149,7 +169,7 @@ class StreamConsumer:
                 if writing is not None:
                     await writing  # one write at a time, in order
                 writing = asyncio.create_task(self._retrying(self._commit, staged))
-                total += len(entries)
+                total += sum(entry.size for entry in entries)
         finally:
             if writing is not None:
                 await writing
@@ -157,36 +177,67 @@ class StreamConsumer:
 
     async def _next_entries(self, block_ms: int) -> list[Entry]:
         """Abandoned entries when a reclaim is due and finds some, else new ones."""
-        if time.monotonic() >= self._next_claim:
+        if not self._surplus and time.monotonic() >= self._next_claim:
             self._next_claim = time.monotonic() + CLAIM_EVERY_S
             if reclaimed := await self._reclaim():
-                return reclaimed
-        return await self._read(block_ms)
+                return self._cut(reclaimed)
+        return self._cut(await self._read(block_ms))
+
+    def _cut(self, entries: list[Entry]) -> list[Entry]:
+        """The first entries holding at most ``batch_size`` events (at least one entry); the
+        rest wait for the next batch."""
+        events = 0
+        for taken, entry in enumerate(entries):
+            events += entry.size
+            if events > self._batch_size and taken > 0:
+                self._surplus = entries[taken:] + self._surplus
+                return entries[:taken]
+        return entries
 
     async def _read(self, block_ms: int) -> list[Entry]:
-        entries = await self._xread(self._batch_size, block_ms)
-        if entries and len(entries) < self._batch_size and self._max_wait_s > 0:
+        entries, self._surplus = self._surplus, []
+        wanted = self._batch_size - sum(entry.size for entry in entries)
+        if wanted > 0:
+            entries += await self._xread(wanted, 0 if entries else block_ms)
+            wanted = self._batch_size - sum(entry.size for entry in entries)
+        if entries and wanted > 0 and self._max_wait_s > 0:
             deadline = time.monotonic() + self._max_wait_s
-            while len(entries) < self._batch_size and time.monotonic() < deadline:
-                more = await self._xread(self._batch_size - len(entries), 0)
+            while wanted > 0 and time.monotonic() < deadline:
+                more = await self._xread(wanted, 0)
                 if not more:
                     await asyncio.sleep(min(0.002, max(deadline - time.monotonic(), 0)))
                 entries += more
+                wanted -= sum(entry.size for entry in more)
         return entries
 
-    async def _xread(self, count: int, block_ms: int) -> list[Entry]:
+    def _entries_for(self, events: int) -> int:
+        return max(1, min(events // self._events_per_entry, MAX_READ_ENTRIES))
+
+    def _learn_sizes(self, entries: list[Entry]) -> None:
+        if entries:
+            self._events_per_entry = max(1, sum(entry.size for entry in entries) // len(entries))
+
+    async def _xread(self, events: int, block_ms: int) -> list[Entry]:
+        """New entries holding about ``events`` events (as far as recent sizes tell)."""
         response = await self._redis.xreadgroup(
             self._group,
             self.name,
             {self._stream: ">"},
-            count=count,
+            count=self._entries_for(events),
             block=block_ms or None,
         )
-        return [_entry(raw_id, fields) for _, messages in response for raw_id, fields in messages]
+        entries = [_entry(raw_id, fields) for _, found in response for raw_id, fields in found]
+        self._learn_sizes(entries)
+        return entries
 
     async def _reclaim(self) -> list[Entry]:
         _, messages, *_ = await self._redis.xautoclaim(
-            self._stream, self._group, self.name, self._claim_idle_ms, "0-0", count=self._batch_size
+            self._stream,
+            self._group,
+            self.name,
+            self._claim_idle_ms,
+            "0-0",
+            count=self._entries_for(self._batch_size),
         )
         entries = [_entry(raw_id, fields) for raw_id, fields in messages if fields]
         if not entries:
@@ -204,7 +255,7 @@ class StreamConsumer:
         keep: list[Entry] = []
         for entry in entries:
             if deliveries.get(entry.entry_id, 0) > MAX_DELIVERIES:
-                await self._dead_letter(entry, "delivered too often without success")
+                await self._dead_letter_entry(entry, "delivered too often without success")
             else:
                 keep.append(entry)
         return keep
@@ -225,51 +276,91 @@ class StreamConsumer:
     async def _stage(self, entries: list[Entry]) -> Staged:
         """Decode (dead-lettering what cannot be) and enrich; nothing is written yet."""
         events: list[QueuedEvent] = []
-        decodable: list[Entry] = []
+        places: list[Place] = []
         for entry in entries:
             try:
-                events.append(decode_event(entry.payload))
-                decodable.append(entry)
-            except (msgspec.DecodeError, msgspec.ValidationError) as error:
-                await self._dead_letter(entry, f"undecodable entry: {error}")
+                decoded = decode_entry(entry.payload)
+                places += [(entry.entry_id, index) for index in range(len(decoded))]
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                decoded = await self._decode_apart(entry, places)
+            events += decoded
         prepared = await self._enricher.prepare(events) if events else None
-        return Staged(decodable, prepared)
+        return Staged(entries, events, places, prepared)
+
+    async def _decode_apart(self, entry: Entry, places: list[Place]) -> list[QueuedEvent]:
+        """The events of an entry that does not decode as a whole, one by one; the parts that
+        are not events are dead-lettered."""
+        try:
+            parts = split_entry(entry.payload)
+        except msgspec.DecodeError as error:
+            await write_poison(self._db, [_entry_poison(entry, f"undecodable entry: {error}")])
+            return []
+        events: list[QueuedEvent] = []
+        poisons: list[Row] = []
+        for index, part in enumerate(parts):
+            try:
+                events.append(decode_event(part))
+                places.append((entry.entry_id, index))
+            except (msgspec.DecodeError, msgspec.ValidationError) as error:
+                detail = f"undecodable event: {error}"
+                poisons.append(poison_row(_place_name(entry.entry_id, index), part, detail))
+        if poisons:
+            await write_poison(self._db, poisons)
+        return events
 
     async def _commit(self, staged: Staged) -> None:
-        """Write one staged batch, then acknowledge it; isolate a poison entry if it fails."""
+        """Write one staged batch, then acknowledge it; isolate a poison event if it fails."""
         try:
             if staged.prepared is not None:
                 self._add(await write_batch(self._db, staged.prepared))
         except Exception as error:
             if is_transient(error):
                 raise
-            await self._isolate(staged.entries, error)
-            return
+            await self._isolate(list(zip(staged.places, staged.events, strict=True)), error)
         await self._ack(staged.entries)
 
-    async def _handle(self, entries: list[Entry]) -> None:
-        await self._commit(await self._stage(entries))
+    async def _write_events(self, items: list[tuple[Place, QueuedEvent]]) -> None:
+        """Enrich and write part of a failed batch on its own (acknowledged with the batch)."""
+        try:
+            prepared = await self._enricher.prepare([event for _, event in items])
+            self._add(await write_batch(self._db, prepared))
+        except Exception as error:
+            if is_transient(error):
+                raise
+            await self._isolate(items, error)
 
-    async def _isolate(self, entries: list[Entry], error: Exception) -> None:
-        """Split a failing batch until the culprit is alone; count and dead-letter it."""
-        if len(entries) > 1:
-            middle = len(entries) // 2
-            await self._handle(entries[:middle])
-            await self._handle(entries[middle:])
+    async def _isolate(self, items: list[tuple[Place, QueuedEvent]], error: Exception) -> None:
+        """Split failing events until the culprit is alone; count and dead-letter it."""
+        if len(items) > 1:
+            middle = len(items) // 2
+            await self._write_events(items[:middle])
+            await self._write_events(items[middle:])
             return
-        (entry,) = entries
-        failures = self._failures.get(entry.entry_id, 0) + 1
-        log.error("entry %s failed (%d/%d): %r", entry.entry_id, failures, MAX_DELIVERIES, error)
+        ((place, event),) = items
+        failures = self._failures.get(place, 0) + 1
+        name = _place_name(*place)
+        log.error("event %s failed (%d/%d): %r", name, failures, MAX_DELIVERIES, error)
         if failures >= MAX_DELIVERIES:
-            self._failures.pop(entry.entry_id, None)
-            await self._dead_letter(entry, f"failed {failures} times: {error!r}")
+            self._failures.pop(place, None)
+            detail = f"failed {failures} times: {error!r}"
+            await write_poison(self._db, [poison_row(name, encode_event(event), detail)])
         else:
-            self._failures[entry.entry_id] = failures
+            self._failures[place] = failures
             await asyncio.sleep(BACKOFF_START_S * failures)
-            await self._handle(entries)
+            await self._write_events(items)
 
-    async def _dead_letter(self, entry: Entry, detail: str) -> None:
-        await write_poison(self._db, entry.entry_id, entry.payload, detail)
+    async def _dead_letter_entry(self, entry: Entry, detail: str) -> None:
+        """Move every event of ``entry`` to ``rejected_events`` unwritten, then acknowledge it."""
+        try:
+            parts = split_entry(entry.payload)
+        except msgspec.DecodeError:
+            poisons = [_entry_poison(entry, detail)]
+        else:
+            poisons = [
+                poison_row(_place_name(entry.entry_id, index), part, detail)
+                for index, part in enumerate(parts)
+            ]
+        await write_poison(self._db, poisons)
         await self._ack([entry])
 
     async def _ack(self, entries: list[Entry]) -> None:
@@ -295,4 +386,14 @@ def _text(value: bytes | str) -> str:
 
 
 def _entry(raw_id: bytes | str, fields: dict[bytes, bytes]) -> Entry:
-    return Entry(entry_id=_text(raw_id), payload=fields.get(b"e", b""))
+    payload = fields.get(b"e", b"")
+    return Entry(entry_id=_text(raw_id), payload=payload, size=entry_size(payload))
+
+
+def _place_name(entry_id: str, index: int) -> str:
+    return f"{entry_id}/{index}"
+
+
+def _entry_poison(entry: Entry, detail: str) -> Row:
+    """A whole entry as one rejected row, when it cannot be taken apart into events."""
+    return poison_row(entry.entry_id, entry.payload, detail)

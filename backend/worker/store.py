@@ -174,15 +174,20 @@ async def write_batch(database: Database, batch: Prepared) -> Written:
     return Written(len(clicks), len(impressions), len(conversions), len(rejected))
 
 
-async def write_poison(database: Database, entry_id: str, payload: bytes, detail: str) -> None:
-    """Dead-letter one stream entry that failed too often (idempotent by its entry id)."""
-    row = {
-        "event_id": f"stream:{entry_id}"[:64],
-        "at_ms": int(entry_id.split("-")[0]),
+def poison_row(place: str, payload: bytes, detail: str) -> Row:
+    """A rejected row for a stream entry or an event in one (``place``: the entry id, and
+    ``/index`` for an event), idempotent by its place."""
+    return {
+        "event_id": f"stream:{place}"[:64],
+        "at_ms": int(place.split("-")[0]),  # a stream entry id starts with its time in ms
         "source": Source.UNKNOWN.value,
         "reason": RejectReason.POISON.value,
         "detail": detail[:500].replace("\x00", "\ufffd"),
         "payload": "base64:" + base64.b64encode(payload[:3000]).decode(),
     }
+
+
+async def write_poison(database: Database, rows: Sequence[Row]) -> None:
+    """Dead-letter what failed too often or cannot be read (rows from ``poison_row``)."""
     async with database.writing() as connection:
-        await _insert_new(connection, REJECTED, "event_id", [row])
+        await _insert_new(connection, REJECTED, "event_id", rows)
