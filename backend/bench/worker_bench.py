@@ -34,7 +34,7 @@ from backend.ingest.visitor import describe_visitor
 from backend.redis_client import connect
 from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings
-from backend.worker.enrich import Enricher, Prepared, Row
+from backend.worker.enrich import CLICK_COLUMNS, Enricher, Prepared
 from backend.worker.main import build_consumer
 from backend.worker.store import Written
 
@@ -205,25 +205,28 @@ async def worker_rows(
         await redis.aclose()
 
 
-def _insert_sql(table: str, rows: Sequence[Row]) -> str:
-    columns = list(rows[0])
-    names, values = ", ".join(columns), ", ".join(f":{column}" for column in columns)
+def _insert_sql(table: str, columns: Sequence[str], placeholders: Sequence[str]) -> str:
+    names, values = ", ".join(columns), ", ".join(placeholders)
     return f"INSERT INTO {table} ({names}) VALUES ({values})"  # noqa: S608 - our table names
 
 
 def insert_raw(path: Path, batches: Sequence[Prepared]) -> int:
     """The baseline: plain ``executemany`` of the same rows, one transaction per batch."""
     connection = sqlite3.connect(path, isolation_level=None)
+    clicks_sql = _insert_sql("clicks", CLICK_COLUMNS, ["?"] * len(CLICK_COLUMNS))
     try:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
         written = 0
         for batch in batches:
             connection.execute("BEGIN IMMEDIATE")
-            for table, rows in zip(RAW_TABLES, (batch.clicks, batch.conversions), strict=True):
-                if rows:
-                    connection.executemany(_insert_sql(table, rows), rows)
-                    written += len(rows)
+            connection.executemany(clicks_sql, batch.clicks)
+            if batch.conversions:
+                columns = list(batch.conversions[0])
+                placeholders = [f":{column}" for column in columns]
+                sql = _insert_sql("conversions", columns, placeholders)
+                connection.executemany(sql, batch.conversions)
+            written += len(batch.clicks) + len(batch.conversions)
             connection.execute("COMMIT")
         return written
     finally:
