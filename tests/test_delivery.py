@@ -21,6 +21,7 @@ from backend.events import (
     decode_event,
     encode_entry,
     encode_event,
+    split_entry,
 )
 from backend.ids import new_event_id
 from backend.settings import Settings
@@ -102,6 +103,28 @@ async def test_batch_delivered_again_after_crash_between_commit_and_ack_changes_
     assert await counts(database) == before
     assert (await redis.xpending(settings.stream, settings.consumer_group))["pending"] == 0
     assert await redis.xlen(settings.stream) == 0
+
+
+async def test_event_twice_in_one_batch_is_stored_and_counted_once(
+    client: AsyncTestClient[Any],
+    programme: Programme,
+    consumer: StreamConsumer,
+    database: Database,
+    settings: Settings,
+    redis: Redis,
+) -> None:
+    """A spool replay cut short sends events again, maybe into the batch holding the first."""
+    await follow_link(client, programme.link["code"])
+    ((entry_id, fields),) = await redis.xrange(settings.stream)
+    await redis.xdel(settings.stream, entry_id)
+    (click,) = split_entry(fields[b"e"])
+    await redis.xadd(settings.stream, {"e": encode_entry([click, click])})
+    await redis.xadd(settings.stream, {"e": encode_entry([click])})
+
+    assert await consumer.drain() == 3
+
+    result = await counts(database)
+    assert (result["clicks"], result["rollup"][0]) == (1, 1)
 
 
 async def test_duplicate_order_id_is_stored_once_and_the_repeat_is_kept_as_rejected(

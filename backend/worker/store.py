@@ -4,6 +4,8 @@
 incremented from those alone, aggregated in Python first (PostgreSQL refuses an upsert that
 touches one key twice in a statement). A batch delivered twice therefore changes nothing the
 second time. Core statements only: the ORM costs ten times as much per row (BASELINES.md).
+On SQLite clicks and impressions skip ``RETURNING``: the driver's ``executemany`` of tuples
+costs a third as much, and its row count says whether every row was new.
 """
 
 from __future__ import annotations
@@ -64,29 +66,54 @@ async def _insert_new(
     return set(result.scalars().all())
 
 
+class _NotAllNew(Exception):
+    """Some rows of the batch are stored already: it was delivered before."""
+
+
 async def _insert_new_values(
-    connection: AsyncConnection, table: Table, columns: Sequence[str], rows: Sequence[Values]
+    connection: AsyncConnection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Values],
+    *,
+    optimistic: bool,
 ) -> set[str]:
     """``_insert_new`` for a table whose one unique constraint is its key, the first column."""
+    if not rows:
+        return set()
     if connection.dialect.name != "sqlite":
-        return await _insert_new(
-            connection, table, columns[0], [dict(zip(columns, row, strict=True)) for row in rows]
-        )
+        named = [dict(zip(columns, row, strict=True)) for row in rows]
+        return await _insert_new(connection, table, columns[0], named)
+    if optimistic:
+        return await _insert_all_new_sqlite(connection, table, columns, rows)
     return await _insert_new_sqlite(connection, table, columns, rows)
+
+
+def _sqlite_insert(table: Table, columns: Sequence[str]) -> str:
+    return (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608 - names are ours
+        f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT DO NOTHING"
+    )
+
+
+async def _insert_all_new_sqlite(
+    connection: AsyncConnection, table: Table, columns: Sequence[str], rows: Sequence[Values]
+) -> set[str]:
+    """The bulk path on SQLite when every row should be new: driver ``executemany`` of tuples
+    (a third of the cost of SQLAlchemy's multi-row ``RETURNING`` insert, BASELINES.md). Its
+    row count tells whether all were written; raise ``_NotAllNew`` if not."""
+    result = await connection.exec_driver_sql(_sqlite_insert(table, columns), rows)
+    if result.rowcount != len(rows):
+        raise _NotAllNew
+    return {row[0] for row in rows}
 
 
 async def _insert_new_sqlite(
     connection: AsyncConnection, table: Table, columns: Sequence[str], rows: Sequence[Values]
 ) -> set[str]:
-    """The bulk path on SQLite: driver ``executemany`` of tuples, a third of the cost of
-    SQLAlchemy's multi-row ``RETURNING`` insert (BASELINES.md, and measured by the bench).
-
-    Which rows are new is found first, by key, inside the same ``BEGIN IMMEDIATE``
-    transaction: no other writer can slip in between, so the answer is exact. ``ON CONFLICT``
-    can skip nothing else, as the key is the table's one unique constraint.
-    """
-    if not rows:
-        return set()
+    """The bulk path on SQLite for a batch delivered before: which rows are new is found
+    first, by key, inside the same ``BEGIN IMMEDIATE`` transaction; no other writer can slip
+    in between, so the answer is exact."""
     key = columns[0]
     keys = [row[0] for row in rows]
     seen: set[str] = set()
@@ -104,11 +131,7 @@ async def _insert_new_sqlite(
             seen.add(row[0])  # a key twice in one batch is written once
             fresh.append(row)
     if fresh:
-        statement = (
-            f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608 - names are ours
-            f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT DO NOTHING"
-        )
-        await connection.exec_driver_sql(statement, fresh)
+        await connection.exec_driver_sql(_sqlite_insert(table, columns), fresh)
     return {row[0] for row in fresh}
 
 
@@ -179,10 +202,21 @@ async def _duplicate_orders(
 
 
 async def write_batch(database: Database, batch: Prepared) -> Written:
+    """Write ``batch`` in one transaction. Nearly always each of its rows is new, which the
+    inserts alone confirm; a batch delivered again is rolled back and written the exact way."""
+    try:
+        return await _write_batch(database, batch, optimistic=True)
+    except _NotAllNew:
+        return await _write_batch(database, batch, optimistic=False)
+
+
+async def _write_batch(database: Database, batch: Prepared, *, optimistic: bool) -> Written:
     async with database.writing() as connection:
-        clicks = await _insert_new_values(connection, CLICKS, CLICK_COLUMNS, batch.clicks)
+        clicks = await _insert_new_values(
+            connection, CLICKS, CLICK_COLUMNS, batch.clicks, optimistic=optimistic
+        )
         impressions = await _insert_new_values(
-            connection, IMPRESSIONS, IMPRESSION_COLUMNS, batch.impressions
+            connection, IMPRESSIONS, IMPRESSION_COLUMNS, batch.impressions, optimistic=optimistic
         )
         conversions = await _insert_new(connection, CONVERSIONS, "event_id", batch.conversions)
         duplicates = await _duplicate_orders(connection, batch.conversions, conversions)
