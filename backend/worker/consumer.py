@@ -12,9 +12,11 @@ by a consumer that died are taken over with XAUTOCLAIM once idle. Failures split
   every time: past ``MAX_DELIVERIES`` its events are moved to ``rejected_events`` unwritten.
 Acknowledged entries are deleted, so the stream's length is the backlog (in entries).
 
-Batches are pipelined: the next batch is read and enriched while the previous one is being
-written (SQLite and asyncpg work off the event loop), yet writes stay one at a time and in
-order, and each batch is acknowledged only after its own commit.
+Batches are pipelined in three steps, each working on its own batch at once: ask (read,
+decode, resolve and send the questions to Redis), finish (build the rows from the answers) and
+write (SQLite and asyncpg work off the event loop). So Redis answers batch N+1 while the rows
+of batch N are built and batch N-1 is written; writes stay one at a time and in order, and
+each batch is acknowledged only after its own commit.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -42,7 +45,7 @@ from backend.events import (
     entry_size,
     split_entry,
 )
-from backend.worker.enrich import Enricher, Prepared, Row
+from backend.worker.enrich import Enricher, Inquiry, Prepared, Row
 from backend.worker.store import Written, poison_row, write_batch, write_poison
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,16 @@ class Entry:
 
 
 Place = tuple[str, int]  # an event's entry id and index in the entry: names a poison event
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A batch decoded, its questions to Redis and the database on their way."""
+
+    entries: list[Entry]
+    events: list[QueuedEvent]
+    places: list[Place]
+    inquiry: Inquiry | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +126,7 @@ class StreamConsumer:
         self._failures: dict[Place, int] = {}
         self._events_per_entry = 1  # learnt from each read
         self._surplus: list[Entry] = []  # read beyond the last batch, first in the next
+        self._unwritten: deque[Prepared] = deque(maxlen=2)  # the last batches finished
         self._next_claim = 0.0
         self._stopping = asyncio.Event()
         self.written = Written(0, 0, 0, 0)
@@ -154,23 +168,30 @@ class StreamConsumer:
 
     async def _pipeline(self, block_ms: int, until_empty: bool) -> int:
         total = 0
+        asked: Asked | None = None
         writing: asyncio.Task[None] | None = None
         try:
-            while not self._stopping.is_set():
-                entries = await self._next_entries(block_ms)
-                if not entries:
+            while asked is not None or not self._stopping.is_set():
+                entries: list[Entry] = []
+                if not self._stopping.is_set():
+                    entries = await self._next_entries(0 if asked else block_ms)
+                following = await self._retrying(self._ask, entries) if entries else None
+                total += sum(entry.size for entry in entries)
+                if asked is not None:
+                    staged = await self._finish(asked)
+                    if writing is not None:
+                        await writing  # one write at a time, in order
+                    writing = asyncio.create_task(self._retrying(self._commit, staged))
+                asked = following
+                if asked is None:
                     if writing is not None:
                         await writing  # settle the last batch while the stream is quiet
                         writing = None
                     if until_empty:
                         break
-                    continue
-                staged = await self._retrying(self._stage, entries)
-                if writing is not None:
-                    await writing  # one write at a time, in order
-                writing = asyncio.create_task(self._retrying(self._commit, staged))
-                total += sum(entry.size for entry in entries)
         finally:
+            if asked is not None and asked.inquiry is not None:
+                asked.inquiry.cancel()  # failed: its entries stay pending
             if writing is not None:
                 await writing
         return total
@@ -273,8 +294,8 @@ class StreamConsumer:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
 
-    async def _stage(self, entries: list[Entry]) -> Staged:
-        """Decode (dead-lettering what cannot be) and enrich; nothing is written yet."""
+    async def _ask(self, entries: list[Entry]) -> Asked:
+        """Decode (dead-lettering what cannot be), resolve and send the batch's questions."""
         events: list[QueuedEvent] = []
         places: list[Place] = []
         for entry in entries:
@@ -284,8 +305,26 @@ class StreamConsumer:
             except (msgspec.DecodeError, msgspec.ValidationError):
                 decoded = await self._decode_apart(entry, places)
             events += decoded
-        prepared = await self._enricher.prepare(events) if events else None
-        return Staged(entries, events, places, prepared)
+        inquiry = await self._enricher.ask(events) if events else None
+        return Asked(entries, events, places, inquiry)
+
+    async def _finish(self, asked: Asked) -> Staged:
+        """Build the batch's rows from the answers; while Redis or the database fail, ask
+        again until they answer."""
+        prepared: Prepared | None = None
+        if asked.inquiry is not None:
+            try:
+                prepared = await self._enricher.finish(asked.inquiry, tuple(self._unwritten))
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                log.warning("batch asked again after: %s", error)
+                prepared = await self._retrying(self._prepare, asked.events)
+            self._unwritten.append(prepared)
+        return Staged(asked.entries, asked.events, asked.places, prepared)
+
+    async def _prepare(self, events: list[QueuedEvent]) -> Prepared:
+        return await self._enricher.prepare(events, tuple(self._unwritten))
 
     async def _decode_apart(self, entry: Entry, places: list[Place]) -> list[QueuedEvent]:
         """The events of an entry that does not decode as a whole, one by one; the parts that
@@ -322,7 +361,7 @@ class StreamConsumer:
     async def _write_events(self, items: list[tuple[Place, QueuedEvent]]) -> None:
         """Enrich and write part of a failed batch on its own (acknowledged with the batch)."""
         try:
-            prepared = await self._enricher.prepare([event for _, event in items])
+            prepared = await self._prepare([event for _, event in items])
             self._add(await write_batch(self._db, prepared))
         except Exception as error:
             if is_transient(error):

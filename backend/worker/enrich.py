@@ -6,6 +6,10 @@ A batch goes through three phases so that every outside question is asked once p
 2. ask Redis (one script call) and the database (one query for the credited clicks) at once;
 3. build each row by running it through its kind's steps (``CLICK_CHECKS``,
    ``CONVERSION_STEPS``): small functions that flag or fill in the row. A new rule is a new step.
+``ask`` runs phase 1 and sends phase 2's questions, ``finish`` awaits the answers and runs phase
+3, so the worker can build one batch's rows while Redis answers the next batch's questions.
+A credited click may sit in a batch staged before but not yet committed: the worker passes
+those batches to ``finish``.
 
 Clicks and impressions, nearly every event, become plain tuples in their table's column order
 (``CLICK_COLUMNS``, ``IMPRESSION_COLUMNS``), which the SQLite driver binds as they are; the few
@@ -27,13 +31,13 @@ twice.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from backend.catalog import Catalog, LinkInfo
 from backend.db.engine import Database
@@ -184,6 +188,24 @@ class _Pending:
     conversions: list[ConversionFacts] = field(default_factory=list)
 
 
+Answers = tuple[tuple[list[int], list[int], list[int]], dict[str, CreditedClick]]
+
+
+@dataclass(frozen=True, slots=True)
+class Inquiry:
+    """A batch after phase 1, with phase 2's questions on their way."""
+
+    batch: Prepared  # holds the rejects found in phase 1
+    pending: _Pending
+    credited: set[str]  # the click ids attributed conversions credit
+    answers: asyncio.Future[Answers]
+
+    def cancel(self) -> None:
+        """Drop the batch unfinished (its stream entries stay pending, to be read again)."""
+        if not self.answers.cancel() and not self.answers.cancelled():
+            self.answers.exception()  # answered or failed already: nothing left to log
+
+
 def _flag(row: Row, flag: Flag | str) -> None:
     row["flags"] = f"{row['flags']},{flag}" if row["flags"] else str(flag)
 
@@ -307,22 +329,40 @@ class Enricher:
         self._signer = signer
         self._db = database
 
-    async def prepare(self, events: list[QueuedEvent]) -> Prepared:
+    async def prepare(
+        self, events: list[QueuedEvent], unwritten: Sequence[Prepared] = ()
+    ) -> Prepared:
+        """All three phases; ``unwritten``: batches that may not be committed yet."""
+        return await self.finish(await self.ask(events), unwritten)
+
+    async def ask(self, events: list[QueuedEvent]) -> Inquiry:
+        """Phase 1, then send phase 2's questions without waiting for the answers."""
         batch = Prepared()
         pending = await self._resolve(events, batch)
         credited = {
             f.event.click_id for f in pending.conversions if f.link is not None and f.event.click_id
         }
-        (click_bits, impression_bits, conversion_bits), stored = await asyncio.gather(
+        answers = asyncio.gather(
             self._counter.answer(pending.questions), self._stored_clicks(credited)
         )
-        in_batch = _add_clicks(batch, pending.clicks, click_bits, credited)
+        return Inquiry(batch, pending, credited, answers)
+
+    async def finish(self, inquiry: Inquiry, unwritten: Sequence[Prepared] = ()) -> Prepared:
+        """Phase 3 once the answers are in. ``unwritten``: the batches staged before this one
+        that may not have been committed when its credited clicks were looked up."""
+        (click_bits, impression_bits, conversion_bits), stored = await inquiry.answers
+        batch, pending = inquiry.batch, inquiry.pending
+        in_batch = _add_clicks(batch, pending.clicks, click_bits, inquiry.credited)
         _add_impressions(batch, pending.impressions, impression_bits)
+        missing = inquiry.credited - stored.keys()
+        earlier = _clicks_in(unwritten, missing) if missing else {}
         for facts, bits in zip(pending.conversions, conversion_bits, strict=True):
             facts.bits = bits
             click_id = facts.event.click_id
             if facts.link is not None and click_id:
-                facts.click = stored.get(click_id) or in_batch.get(click_id)
+                facts.click = (
+                    stored.get(click_id) or earlier.get(click_id) or in_batch.get(click_id)
+                )
             _add_conversion(batch, facts)
         return batch
 
@@ -386,12 +426,25 @@ class Enricher:
         """The credited clicks already written, in one query (a stored row beats a replay)."""
         if not click_ids:
             return {}
-        query = select(Click.click_id, Click.is_bot, Click.flags).where(
-            Click.click_id.in_(click_ids)
-        )
         async with self._db.read_engine.connect() as connection:
-            rows = await connection.execute(query)
+            rows = await connection.execute(_STORED_CLICKS, {"click_ids": list(click_ids)})
         return {click_id: CreditedClick(is_bot, flags) for click_id, is_bot, flags in rows}
+
+
+# Built once: building the ``IN`` expression per batch cost more than running the query.
+_STORED_CLICKS = select(Click.click_id, Click.is_bot, Click.flags).where(
+    Click.click_id.in_(bindparam("click_ids", expanding=True))
+)
+_CLICK_IS_BOT, _CLICK_FLAGS = CLICK_COLUMNS.index("is_bot"), CLICK_COLUMNS.index("flags")
+
+
+def _clicks_in(batches: Sequence[Prepared], click_ids: set[str]) -> dict[str, CreditedClick]:
+    return {
+        row[0]: CreditedClick(row[_CLICK_IS_BOT], row[_CLICK_FLAGS])
+        for batch in batches
+        for row in batch.clicks
+        if row[0] in click_ids
+    }
 
 
 def _link_gone(event: ClickEvent | ImpressionEvent, event_id: str) -> Row:
