@@ -143,11 +143,11 @@ class StreamConsumer:
         await self._redis.aclose()
 
     def stop(self) -> None:
-        """Finish the batch in hand, then return from ``run``."""
+        """Finish the batches in hand (asked and being written), then return from ``run``."""
         self._stopping.set()
 
     async def run(self) -> None:
-        """Consume until ``stop``; the batch being written when it is called still commits."""
+        """Consume until ``stop``; the batches in hand when it is called still commit."""
         await self.ensure_group()
         backoff = BACKOFF_START_S
         while not self._stopping.is_set():

@@ -370,9 +370,12 @@ class Enricher:
         """Phase 1: links, user agents and attribution; what to ask Redis. Rejects go to
         ``batch`` at once."""
         pending = _Pending()
+        links: dict[int, LinkInfo | None] = {}  # the catalog's cache costs more than a dict
         for event in events:
             if isinstance(event, ClickEvent):
-                link = await self._catalog.link_by_id(event.link_id)
+                if event.link_id not in links:
+                    links[event.link_id] = await self._catalog.link_by_id(event.link_id)
+                link = links[event.link_id]
                 if link is None:
                     batch.rejected.append(_link_gone(event, event.click_id))
                     continue
@@ -387,7 +390,9 @@ class Enricher:
                         event.visitor.visitor_hash,
                     )
             elif isinstance(event, ImpressionEvent):
-                link = await self._catalog.link_by_id(event.link_id)
+                if event.link_id not in links:
+                    links[event.link_id] = await self._catalog.link_by_id(event.link_id)
+                link = links[event.link_id]
                 if link is None:
                     batch.rejected.append(_link_gone(event, event.event_id))
                     continue

@@ -14,6 +14,7 @@ import base64
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Table, select
@@ -163,12 +164,17 @@ async def _upsert_rollup(connection: AsyncConnection, deltas: Iterable[Delta]) -
             campaign_id,
         ), total in totals.items()
     ]
-    statement = _insert(connection, STATS)
-    statement = statement.on_conflict_do_update(
+    await connection.execute(_rollup_upsert(connection.dialect.name), rows)
+
+
+@cache
+def _rollup_upsert(dialect_name: str) -> Any:
+    """Built once per dialect: building it took longer than running it."""
+    statement = (postgresql if dialect_name == "postgresql" else sqlite).insert(STATS)
+    return statement.on_conflict_do_update(
         index_elements=["hour_ms", "merchant_id", "link_id", "currency"],
         set_={name: STATS.c[name] + statement.excluded[name] for name in ROLLUP_COUNTERS},
     )
-    await connection.execute(statement, rows)
 
 
 async def _duplicate_orders(
