@@ -320,6 +320,13 @@ def _rejected_from(
     )
 
 
+# Built once: building the ``IN`` expression per batch cost more than running the query.
+_STORED_CLICKS = select(Click.click_id, Click.is_bot, Click.flags).where(
+    Click.click_id.in_(bindparam("click_ids", expanding=True))
+)
+_CLICK_IS_BOT, _CLICK_FLAGS = CLICK_COLUMNS.index("is_bot"), CLICK_COLUMNS.index("flags")
+
+
 class Enricher:
     def __init__(
         self, catalog: Catalog, redis: Redis, signer: ClickIdSigner, database: Database
@@ -434,13 +441,6 @@ class Enricher:
         async with self._db.read_engine.connect() as connection:
             rows = await connection.execute(_STORED_CLICKS, {"click_ids": list(click_ids)})
         return {click_id: CreditedClick(is_bot, flags) for click_id, is_bot, flags in rows}
-
-
-# Built once: building the ``IN`` expression per batch cost more than running the query.
-_STORED_CLICKS = select(Click.click_id, Click.is_bot, Click.flags).where(
-    Click.click_id.in_(bindparam("click_ids", expanding=True))
-)
-_CLICK_IS_BOT, _CLICK_FLAGS = CLICK_COLUMNS.index("is_bot"), CLICK_COLUMNS.index("flags")
 
 
 def _clicks_in(batches: Sequence[Prepared], click_ids: set[str]) -> dict[str, CreditedClick]:
