@@ -12,6 +12,7 @@ overhead: stream reads and acknowledgements, decoding, enrichment, SQLAlchemy an
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import random
 import secrets
@@ -174,12 +175,16 @@ async def enqueue(redis: Redis, stream: str, events: Sequence[QueuedEvent]) -> N
 
 
 async def drain(settings: Settings, database: Database) -> Written:
-    """The measured path: the real consumer, from the stream to committed rows."""
+    """The measured path: the real consumer, from the stream to committed rows, started as
+    the worker process starts it (``backend.worker.main.startup`` freezes what exists)."""
     consumer = build_consumer(settings, database, settings.redis_url)
+    gc.collect()
+    gc.freeze()
     try:
         await consumer.ensure_group()
         await consumer.drain()
     finally:
+        gc.unfreeze()
         await consumer.close()
     return consumer.written
 
