@@ -1,12 +1,15 @@
 """The queued-event contract between ingestion and the worker.
 
-Handlers validate and stamp; what they put on the Redis stream is one of these structs, encoded
-with msgpack. The worker trusts their shape (it was checked at the edge) but not their
-references: a link or merchant may be gone by the time the event is written.
+Handlers validate and stamp; what they put on the Redis stream is these structs, encoded with
+msgpack. One stream entry holds the events of one group commit (a msgpack array of encoded
+events), so Redis and the worker handle one entry id, reply and acknowledgement per group
+instead of per event. The worker trusts the events' shape (it was checked at the edge) but not
+their references: a link or merchant may be gone by the time the event is written.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 import msgspec
@@ -37,7 +40,13 @@ class Source(StrEnum):
     UNKNOWN = "unknown"  # a stream entry too broken to tell
 
 
-class Visitor(msgspec.Struct, array_like=True, frozen=True):
+# Events are frozen and hold only strings, numbers and tuples of them, so they can be part of no
+# reference cycle: ``gc=False`` keeps the garbage collector from tracking and scanning each of
+# the thousands a worker decodes per second (in the benchmark: 14 µs of event-loop CPU per event
+# with tracking, 9 without).
+
+
+class Visitor(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """What the edge keeps of the visitor: never the raw address."""
 
     ip_prefix: str
@@ -46,7 +55,7 @@ class Visitor(msgspec.Struct, array_like=True, frozen=True):
     accept_language: bool
 
 
-class ClickEvent(msgspec.Struct, tag="c", array_like=True, frozen=True):
+class ClickEvent(msgspec.Struct, tag="c", array_like=True, frozen=True, gc=False):
     click_id: str
     at_ms: int
     link_id: int
@@ -57,7 +66,7 @@ class ClickEvent(msgspec.Struct, tag="c", array_like=True, frozen=True):
     utm: tuple[str, str, str, str, str]  # source, medium, campaign, term, content
 
 
-class ImpressionEvent(msgspec.Struct, tag="i", array_like=True, frozen=True):
+class ImpressionEvent(msgspec.Struct, tag="i", array_like=True, frozen=True, gc=False):
     event_id: str
     at_ms: int
     link_id: int
@@ -65,7 +74,7 @@ class ImpressionEvent(msgspec.Struct, tag="i", array_like=True, frozen=True):
     page_url: str
 
 
-class ConversionEvent(msgspec.Struct, tag="v", array_like=True, frozen=True):
+class ConversionEvent(msgspec.Struct, tag="v", array_like=True, frozen=True, gc=False):
     event_id: str
     at_ms: int
     merchant_id: int
@@ -79,7 +88,7 @@ class ConversionEvent(msgspec.Struct, tag="v", array_like=True, frozen=True):
     visitor: Visitor | None
 
 
-class RejectedEvent(msgspec.Struct, tag="r", array_like=True, frozen=True):
+class RejectedEvent(msgspec.Struct, tag="r", array_like=True, frozen=True, gc=False):
     event_id: str
     at_ms: int
     source: Source
@@ -91,9 +100,13 @@ class RejectedEvent(msgspec.Struct, tag="r", array_like=True, frozen=True):
 QueuedEvent = ClickEvent | ImpressionEvent | ConversionEvent | RejectedEvent
 
 MAX_REJECTED_PAYLOAD = 4096
+MAX_ENTRY_EVENTS = 500  # events in one stream entry at most
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[QueuedEvent] = msgspec.msgpack.Decoder(QueuedEvent)
+_entry_decoder = msgspec.msgpack.Decoder(list[QueuedEvent])
+_parts_decoder = msgspec.msgpack.Decoder(list[msgspec.Raw])
+_ARRAY_16, _ARRAY_32 = 0xDC, 0xDD
 
 
 def encode_event(event: QueuedEvent) -> bytes:
@@ -103,3 +116,43 @@ def encode_event(event: QueuedEvent) -> bytes:
 def decode_event(data: bytes) -> QueuedEvent:
     """Raise ``msgspec.DecodeError`` (or ``ValidationError``) for an entry that is not an event."""
     return _decoder.decode(data)
+
+
+def encode_entry(payloads: Iterable[bytes]) -> bytes:
+    """One stream entry holding events as ``encode_event`` made them."""
+    return _encoder.encode([msgspec.Raw(payload) for payload in payloads])
+
+
+def decode_entry(data: bytes) -> list[QueuedEvent]:
+    """All events of an entry in one go; raise like ``decode_event`` if any part is not one."""
+    return _entry_decoder.decode(data)
+
+
+def split_entry(data: bytes) -> list[bytes]:
+    """An entry's encoded events one by one, to tell the good from the bad. An entry that is
+    one bare event (as written before entries held groups) is that event. Raise
+    ``msgspec.DecodeError`` when the entry is not even an array."""
+    try:
+        decode_event(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return [bytes(part) for part in _parts_decoder.decode(data)]
+    return [data]
+
+
+def entry_size(data: bytes) -> int:
+    """How many events an entry holds, from its msgpack headers alone (to size batches)."""
+    first = data[0] if data else 0
+    if 0x90 <= first <= 0x9F:
+        size, body = first & 0x0F, 1
+    elif first in (_ARRAY_16, _ARRAY_32):
+        body = 3 if first == _ARRAY_16 else 5
+        size = int.from_bytes(data[1:body], "big")
+    else:
+        return 1  # not an array: one undecodable part
+    if size and not _is_array_header(data[body : body + 1]):
+        return 1  # a bare event: its fields are not arrays
+    return size
+
+
+def _is_array_header(byte: bytes) -> bool:
+    return bool(byte) and (0x90 <= byte[0] <= 0x9F or byte[0] in (_ARRAY_16, _ARRAY_32))

@@ -203,7 +203,7 @@ def render(
     out.metric(
         "clicktrail_stream_writes_total",
         "counter",
-        "Pipelined writes of events to the stream by the web processes.",
+        "Group-commit writes to the stream by the web processes (one entry each).",
         [("", web_fields.get("batches", 0))],
     )
     out.metric(
@@ -216,13 +216,13 @@ def render(
         out.metric(
             "clicktrail_stream_length",
             "gauge",
-            "Events in the stream, not yet written to the database.",
+            "Stream entries (each a group of events) not yet written to the database.",
             [("", stream.length)],
         )
         out.metric(
             "clicktrail_stream_pending",
             "gauge",
-            "Events delivered to a worker and not yet acknowledged.",
+            "Stream entries delivered to a worker and not yet acknowledged.",
             [("", stream.pending)],
         )
         out.metric(

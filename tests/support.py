@@ -146,17 +146,19 @@ def require_binary(path: Path, package: str) -> Path:
     return path
 
 
-def poison_conversion(merchant_id: int, order_id: str = "POISON") -> ConversionEvent:
-    """A queued conversion that fails on every write: an amount no database integer can hold.
+POISON_MINOR = 2**63 + 1
+"""An amount no database integer can hold: a conversion with it fails on every write. The edge
+never sends it, so it stands for a poison event (a bug, a corrupted payload)."""
 
-    The edge never sends it, so it stands for a poison entry (a bug, a corrupted payload).
-    """
+
+def queued_conversion(merchant_id: int, order_id: str, amount_minor: int) -> ConversionEvent:
+    """A pixel conversion as the edge queues it."""
     return ConversionEvent(
         event_id=new_event_id(1_700_000_000_000),
         at_ms=1_700_000_000_000,
         merchant_id=merchant_id,
         order_id=order_id,
-        amount_minor=2**63 + 1,
+        amount_minor=amount_minor,
         currency="EUR",
         click_id=None,
         source=Source.PIXEL,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from base64 import b64decode
 from typing import Any
 
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
@@ -12,12 +14,25 @@ from sqlalchemy import func, select
 
 from backend.db.engine import Database
 from backend.db.models import Click, Conversion, RejectedEventRow, StatsHourly
-from backend.events import decode_event, encode_event
+from backend.events import (
+    ConversionEvent,
+    decode_entry,
+    decode_event,
+    encode_entry,
+    encode_event,
+    split_entry,
+)
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import build_consumer
 from backend.worker.store import write_batch
-from tests.support import BROWSER_HEADERS, Programme, follow_link, poison_conversion
+from tests.support import (
+    BROWSER_HEADERS,
+    POISON_MINOR,
+    Programme,
+    follow_link,
+    queued_conversion,
+)
 
 
 async def counts(database: Database) -> dict[str, Any]:
@@ -76,7 +91,7 @@ async def test_batch_delivered_again_after_crash_between_commit_and_ack_changes_
     # The first worker reads and commits the batch, then dies before XACK.
     entries = await consumer._read(block_ms=0)
     assert len(entries) == 2
-    prepared = await consumer._enricher.prepare([decode_event(e.payload) for e in entries])
+    prepared = await consumer._enricher.prepare([decode_entry(e.payload)[0] for e in entries])
     await write_batch(database, prepared)
     before = await counts(database)
     assert before["clicks"] == 1
@@ -92,6 +107,28 @@ async def test_batch_delivered_again_after_crash_between_commit_and_ack_changes_
     assert await counts(database) == before
     assert (await redis.xpending(settings.stream, settings.consumer_group))["pending"] == 0
     assert await redis.xlen(settings.stream) == 0
+
+
+async def test_event_twice_in_one_batch_is_stored_and_counted_once(
+    client: AsyncTestClient[Any],
+    programme: Programme,
+    consumer: StreamConsumer,
+    database: Database,
+    settings: Settings,
+    redis: Redis,
+) -> None:
+    """A spool replay cut short sends events again, maybe into the batch holding the first."""
+    await follow_link(client, programme.link["code"])
+    ((entry_id, fields),) = await redis.xrange(settings.stream)
+    await redis.xdel(settings.stream, entry_id)
+    (click,) = split_entry(fields[b"e"])
+    await redis.xadd(settings.stream, {"e": encode_entry([click, click])})
+    await redis.xadd(settings.stream, {"e": encode_entry([click])})
+
+    assert await consumer.drain() == 3
+
+    result = await counts(database)
+    assert (result["clicks"], result["rollup"][0]) == (1, 1)
 
 
 async def test_duplicate_order_id_is_stored_once_and_the_repeat_is_kept_as_rejected(
@@ -124,7 +161,16 @@ async def test_same_order_in_one_batch_is_stored_once(
     assert (result["conversions"], result["rejected"], result["rollup"][1]) == (1, 2, 1)
 
 
-async def test_poison_entry_is_dead_lettered_and_the_rest_of_its_batch_commits(
+def conversion(programme: Programme, order_id: str, amount_minor: int) -> ConversionEvent:
+    return queued_conversion(programme.merchant["id"], order_id, amount_minor)
+
+
+async def rejected_rows(database: Database) -> list[RejectedEventRow]:
+    async with database.session() as session:
+        return list((await session.scalars(select(RejectedEventRow))).all())
+
+
+async def test_poison_event_is_dead_lettered_and_the_rest_of_its_entry_and_batch_commits(
     client: AsyncTestClient[Any],
     programme: Programme,
     consumer: StreamConsumer,
@@ -133,22 +179,72 @@ async def test_poison_entry_is_dead_lettered_and_the_rest_of_its_batch_commits(
     redis: Redis,
 ) -> None:
     await client.get(f"/c/{programme.link['code']}", headers=BROWSER_HEADERS)
-    poison = poison_conversion(programme.merchant["id"])
-    await redis.xadd(settings.stream, {"e": encode_event(poison)})
+    # An amount no database integer can hold fails on every attempt; beside it in one entry a
+    # good conversion and a part that is no event at all.
+    entry = encode_entry(
+        [
+            encode_event(conversion(programme, "INSIDE", 700)),
+            encode_event(conversion(programme, "POISON", POISON_MINOR)),
+            msgspec.msgpack.encode("not an event"),
+        ]
+    )
+    poison_entry_id = (await redis.xadd(settings.stream, {"e": entry})).decode()
     await redis.xadd(settings.stream, {"e": b"\xc1 not msgpack"})
     await client.get("/p.gif", params={"m": programme.merchant["key"], "oid": "GOOD", "amt": "5"})
 
-    assert await consumer.drain() == 4
+    assert await consumer.drain() == 6
 
     result = await counts(database)
-    assert (result["clicks"], result["conversions"]) == (1, 1)
-    async with database.session() as session:
-        rejected = (await session.scalars(select(RejectedEventRow))).all()
-    assert sorted(r.reason for r in rejected) == ["poison", "poison"]
-    assert any("failed 5 times" in r.detail for r in rejected)
-    assert any("undecodable" in r.detail for r in rejected)
+    assert (result["clicks"], result["conversions"]) == (1, 2)
+    assert result["rollup"][1:3] == (2, 1200)
+    rejected = {row.event_id: row for row in await rejected_rows(database)}
+    assert {row.reason for row in rejected.values()} == {"poison"}
+    assert "failed 5 times" in rejected[f"stream:{poison_entry_id}/1"].detail
+    assert "undecodable event" in rejected[f"stream:{poison_entry_id}/2"].detail
+    assert sum("undecodable entry" in row.detail for row in rejected.values()) == 1
+    assert len(rejected) == 3
     assert await redis.xlen(settings.stream) == 0
     assert (await redis.xpending(settings.stream, settings.consumer_group))["pending"] == 0
+
+
+async def test_entry_delivered_too_often_has_its_events_dead_lettered_one_by_one(
+    programme: Programme,
+    consumer: StreamConsumer,
+    database: Database,
+    settings: Settings,
+    redis: Redis,
+) -> None:
+    """An entry whose handling kills the worker each time is caught by the stream's counter."""
+    events = [conversion(programme, f"O-{n}", 100) for n in range(2)]
+    entry_id = await redis.xadd(settings.stream, {"e": encode_entry(map(encode_event, events))})
+    await redis.xreadgroup(settings.consumer_group, "crashing", {settings.stream: ">"})
+    for _ in range(5):  # five more deliveries, each to a worker that died with it
+        await redis.xclaim(settings.stream, settings.consumer_group, "crashing", 0, [entry_id])
+
+    assert await second_consumer(settings, database).drain() == 0
+
+    rejected = await rejected_rows(database)
+    assert sorted(row.event_id for row in rejected) == [
+        f"stream:{entry_id.decode()}/{index}" for index in range(2)
+    ]
+    assert all("delivered too often" in row.detail for row in rejected)
+    assert [decode_event(b64decode(row.payload.removeprefix("base64:"))) for row in rejected] == (
+        events
+    )
+    assert (await counts(database))["conversions"] == 0
+    assert await redis.xlen(settings.stream) == 0
+
+
+async def test_entry_of_one_bare_event_as_older_web_processes_wrote_is_written(
+    programme: Programme,
+    consumer: StreamConsumer,
+    database: Database,
+    settings: Settings,
+    redis: Redis,
+) -> None:
+    await redis.xadd(settings.stream, {"e": encode_event(conversion(programme, "OLD", 250))})
+    assert await consumer.drain() == 1
+    assert (await counts(database))["rollup"][1:3] == (1, 250)
 
 
 async def test_batch_is_retried_while_the_database_fails_and_acknowledged_only_after_commit(

@@ -17,11 +17,20 @@ from sqlalchemy import func, select
 
 from backend.db.engine import Database
 from backend.db.models import Click, Conversion, StatsHourly
-from backend.events import ClickEvent, ConversionEvent, QueuedEvent, Source, Visitor, encode_event
+from backend.events import (
+    ClickEvent,
+    ConversionEvent,
+    QueuedEvent,
+    Source,
+    Visitor,
+    encode_entry,
+    encode_event,
+)
 from backend.ids import ClickIdSigner, new_event_id
 from backend.ingest.visitor import describe_visitor
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
+from backend.worker.main import build_consumer
 from backend.worker.store import write_batch
 from tests.conftest import SECRET
 from tests.support import BROWSER_HEADERS, Programme, add_partner_with_link, follow_link
@@ -61,8 +70,7 @@ def conversion_at(
 async def deliver(
     redis: Redis, settings: Settings, consumer: StreamConsumer, events: Sequence[QueuedEvent]
 ) -> None:
-    for event in events:
-        await redis.xadd(settings.stream, {"e": encode_event(event)})
+    await redis.xadd(settings.stream, {"e": encode_entry(encode_event(e) for e in events)})
     assert await consumer.drain() == len(events)
 
 
@@ -252,6 +260,28 @@ async def test_conversion_crediting_a_flagged_click_is_held_for_review(
         ("flagged_click,review", 1050),
         ("", 1050),
     ]
+
+
+async def test_conversion_finds_its_click_in_the_batch_before_while_that_is_unwritten(
+    programme: Programme, database: Database, redis: Redis, settings: Settings
+) -> None:
+    """Batches are pipelined: when a conversion's batch looks its click up, the click's batch,
+    just before it, may not be committed yet. It is credited all the same, not held for
+    review as a click that is missing."""
+    link = programme.link["id"]
+    click = click_at(link, T0)
+    for event in (click, conversion_at(programme, T0 + 10 * MINUTE_MS, click.click_id)):
+        await redis.xadd(settings.stream, {"e": encode_entry([encode_event(event)])})
+    one_at_a_time = build_consumer(
+        settings.with_overrides(batch_size=1), database, settings.redis_url
+    )
+    await one_at_a_time.ensure_group()
+    try:
+        assert await one_at_a_time.drain() == 2
+    finally:
+        await one_at_a_time.close()
+
+    assert await conversions(database) == [("", 1050)]
 
 
 async def test_first_click_of_a_new_day_is_unique_again(

@@ -1,4 +1,5 @@
-"""Pure functions: money, ids, client addresses, settings; property tests for general rules."""
+"""Pure functions: money, ids, client addresses, settings, stream entries; property tests for
+general rules."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from backend.events import (
+    RejectedEvent,
+    RejectReason,
+    Source,
+    encode_entry,
+    encode_event,
+    entry_size,
+    split_entry,
+)
 from backend.ids import ClickIdSigner, click_id_floor, new_event_id
 from backend.ingest.visitor import client_address, network_prefix
 from backend.money import MINOR_DIGITS, MoneyError, commission_minor, format_minor, parse_amount
@@ -146,3 +156,23 @@ def test_development_secret_is_generated_once(tmp_path: pytest.TempPathFactory) 
     assert len(first.secret_key) >= 32
     assert first.secret_key == second.secret_key
     assert first.database_url.endswith("/clicktrail.db")
+
+
+@given(st.integers(min_value=0, max_value=70_000))
+def test_an_entry_tells_how_many_events_it_holds_from_its_header(count: int) -> None:
+    event = encode_event(
+        RejectedEvent("e1", 1, Source.JS, RejectReason.INVALID_EVENT, "detail", "payload")
+    )
+    entry = encode_entry([event] * count)
+    assert entry_size(entry) == count
+    if count <= 20:
+        assert split_entry(entry) == [event] * count
+
+
+def test_an_entry_of_one_bare_event_or_of_garbage_counts_as_one() -> None:
+    event = encode_event(
+        RejectedEvent("e1", 1, Source.JS, RejectReason.INVALID_EVENT, "detail", "payload")
+    )
+    assert entry_size(event) == 1
+    assert split_entry(event) == [event]
+    assert entry_size(b"\xc1 not msgpack") == entry_size(b"") == 1

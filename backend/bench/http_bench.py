@@ -31,6 +31,7 @@ from redis import Redis
 
 from backend.bench.programme import create_programme_database, sqlite_url
 from backend.bench.traffic import BROWSERS, LANGUAGES
+from backend.events import entry_size
 from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings
 
@@ -111,6 +112,7 @@ class Audit:
     requests: int
     answered: int
     in_stream: int
+    entries: int  # stream entries holding them: one per group commit
     in_flight_bound: int
 
     @property
@@ -269,7 +271,7 @@ def run_http_bench(
                             flush=True,
                         )
             # Our server has drained its writer on SIGTERM: the stream is complete now.
-            in_stream = int(redis.xlen(STREAM))
+            entries = redis.xrange(STREAM)
     finally:
         redis_server.stop()
     ours_runs = runs["pixel"] + runs["click"]
@@ -280,7 +282,8 @@ def run_http_bench(
         audit=Audit(
             requests=sum(run.requests for run in ours_runs),
             answered=sum(run.answered for run in ours_runs),
-            in_stream=in_stream,
+            in_stream=sum(entry_size(fields[b"e"]) for _, fields in entries),
+            entries=len(entries),
             # one request per connection and run, plus one per reconnect after a socket error
             in_flight_bound=sum(connections + run.socket_errors for run in ours_runs),
         ),

@@ -61,7 +61,7 @@ def format_http(report: HttpReport) -> str:
         f"  ratio click/bare  {click:5.2f}   {_verdict(click, HTTP_TARGET)} "
         f"(>= {HTTP_TARGET}; aim >= {HTTP_AIM})",
         f"  audit: wrk counted {audit.answered:,} answered pixel and redirect requests; "
-        f"the stream holds {audit.in_stream:,} events",
+        f"the stream holds {audit.in_stream:,} events in {audit.entries:,} group commits",
     ]
     if audit.ok:
         lines.append(
@@ -85,7 +85,8 @@ def format_worker(report: WorkerReport) -> str:
     lines = [
         "",
         f"Worker: {report.clicks_sent:,} clicks + {report.conversions_sent:,} conversions, "
-        f"{report.batch_size} events per transaction, SQLite (WAL, synchronous=NORMAL)",
+        f"{report.events_per_entry} events per stream entry, {report.batch_size} per "
+        "transaction, SQLite (WAL, synchronous=NORMAL)",
         f"  {'':<34} {'seconds':>8} {'events/s':>10} {'rows/s':>10}",
         f"  {'XADD to the stream (pipelined)':<34} {report.enqueue_s:>8.2f} "
         f"{report.events / report.enqueue_s:>10,.0f} {'':>10}",

@@ -1,10 +1,11 @@
 """Group commit of events to the Redis stream.
 
 A Redis round trip per request halves throughput (BASELINES.md), so concurrent requests share
-one pipelined write: each request appends its event and waits until the batch holding it is in
-Redis (or, when Redis fails, fsynced to the spool), and only then answers. There is no timer:
-while one batch is in flight the next one gathers, so batches grow with load and a lone
-request waits for a single round trip.
+one write: each request appends its event and waits until the batch holding it is in Redis (or,
+when Redis fails, fsynced to the spool), and only then answers. There is no timer: while one
+batch is in flight the next one gathers, so batches grow with load and a lone request waits for
+a single round trip. A batch is one stream entry (``encode_entry``): one XADD, and for the
+worker one entry to read and acknowledge however many events it holds.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from backend.events import MAX_ENTRY_EVENTS, encode_entry
 from backend.ingest.spool import Spool, read_records
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 500
+MAX_BATCH = MAX_ENTRY_EVENTS
 REPLAY_INTERVAL_S = 1.0
 
 
@@ -67,9 +69,12 @@ class StreamWriter:
     async def put_or_fail(self, payload: bytes) -> None:
         """Write straight to Redis; raise ``StreamUnavailable`` instead of spooling."""
         try:
-            await self._redis.xadd(self._stream, {"e": payload})
+            await self._add_entry([payload])
         except (RedisError, OSError) as error:
             raise StreamUnavailable(str(error)) from error
+
+    async def _add_entry(self, payloads: list[bytes]) -> None:
+        await self._redis.xadd(self._stream, {"e": encode_entry(payloads)})
 
     async def _flush_forever(self) -> None:
         while True:
@@ -95,10 +100,7 @@ class StreamWriter:
 
     async def _write(self, payloads: list[bytes]) -> None:
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for payload in payloads:
-                    pipe.xadd(self._stream, {"e": payload})
-                await pipe.execute()
+            await self._add_entry(payloads)
         except (RedisError, OSError) as error:
             log.warning("redis write failed (%s); spooling %d events", error, len(payloads))
             await asyncio.to_thread(self._spool.append, payloads)
@@ -113,7 +115,8 @@ class StreamWriter:
                 log.info("spool replay postponed: %s", error)
 
     async def replay_spool(self) -> int:
-        """Move spooled events to the stream; a file is deleted only after all of it is sent."""
+        """Move spooled events to the stream, ``MAX_BATCH`` to an entry; a file is deleted only
+        after all of it is sent."""
         if self._spool.size_bytes() == 0:
             return 0
         await self._redis.ping()
@@ -121,10 +124,7 @@ class StreamWriter:
         for path in await asyncio.to_thread(self._spool.claim):
             records = list(read_records(path))
             for start in range(0, len(records), MAX_BATCH):
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for payload in records[start : start + MAX_BATCH]:
-                        pipe.xadd(self._stream, {"e": payload})
-                    await pipe.execute()
+                await self._add_entry(records[start : start + MAX_BATCH])
             path.unlink()
             replayed += len(records)
         if replayed:

@@ -19,9 +19,10 @@ and XACK) gets the same answers whatever came after it, as long as it is replaye
 not the clock, decide, so a backlog is judged as it happened. The visitor hash changes with
 the daily salt, so a visitor's windows start afresh at midnight UTC.
 
-The script takes every key name inside one msgpack argument: passed as separate arguments,
-three names per click cost redis-py more to pack than the script costs Redis to run. It
-therefore needs one Redis server, not a cluster (DESIGN §6 runs a single Redis with AOF).
+The script takes the whole batch inside one msgpack argument, six short values per event (the
+ids it is about and the visitor), and builds the key names itself: passed as separate
+arguments, three names per click cost redis-py more to pack than the script costs Redis to
+run. It therefore needs one Redis server, not a cluster (DESIGN §6 runs a single Redis with AOF).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ PRUNE_FROM_RANK = 128  # sets are pruned once this many entries precede the new 
 
 DAY_MS = 86_400_000
 _CLICK, _IMPRESSION, _CONVERSION = 1, 2, 3
-_STRIDE = 6  # kind, id, time, first-seen key, window key, window member
+_STRIDE = 6  # kind, id, time, then per kind: link, partner, visitor hash (click);
+# link, 0, visitor hash (impression); merchant, 0, network prefix or "" (conversion)
 
 _SCRIPT = Template("""
 local events = cmsgpack.unpack(ARGV[1])
@@ -74,9 +76,8 @@ local function place(key, member, at, window_ms)
 end
 
 -- A click's verdict from the up to $partner_limit clicks of its visitor on the partner's
--- links just before it (members 'link id:click id'), the latest first.
-local function judge_click(key, member, rank, at)
-  local link = string.sub(member, 1, string.find(member, ':', 1, true))
+-- links just before it (members 'link id:click id', ``link`` is 'link id:'), the latest first.
+local function judge_click(key, link, rank, at)
   local earlier = redis.call(
     'ZRANGE', key, math.max(0, rank - $partner_limit), rank - 1, 'WITHSCORES')
   local bits, on_partner, on_link = 0, 0, 0
@@ -103,18 +104,22 @@ local function judge_click(key, member, rank, at)
 end
 
 for i = 1, #events, $stride do
-  local kind, id, at, unique_key, window_key, member = unpack(events, i, i + $stride - 1)
+  local kind, id, at, of, partner, visitor = unpack(events, i, i + $stride - 1)
   local bits = 0
   if kind == $click then
-    bits = first_seen(unique_key, id)
-    local rank = place(window_key, member, at, $partner_window_ms)
+    local day = math.floor(at / $day_ms)
+    bits = first_seen('ct:u:c:' .. day .. ':' .. of .. ':' .. visitor, id)
+    local window_key = 'ct:w:p:' .. partner .. ':' .. visitor
+    local link = of .. ':'
+    local rank = place(window_key, link .. id, at, $partner_window_ms)
     if rank > 0 then
-      bits = bits + judge_click(window_key, member, rank, at)
+      bits = bits + judge_click(window_key, link, rank, at)
     end
   elseif kind == $impression then
-    bits = first_seen(unique_key, id)
-  elseif window_key ~= '' then
-    local rank = place(window_key, member, at, $prefix_window_ms)
+    bits = first_seen('ct:u:i:' .. math.floor(at / $day_ms) .. ':' .. of .. ':' .. visitor, id)
+  elseif visitor ~= '' then
+    local window_key = 'ct:w:x:' .. of .. ':' .. visitor
+    local rank = place(window_key, id, at, $prefix_window_ms)
     if rank >= $prefix_limit then
       local back = rank - $prefix_limit
       local entry = redis.call('ZRANGE', window_key, back, back, 'WITHSCORES')
@@ -144,6 +149,7 @@ return answers
     prefix_limit=PREFIX_LIMIT,
     prefix_window_ms=PREFIX_WINDOW_MS,
     stride=_STRIDE,
+    day_ms=DAY_MS,
     click=_CLICK,
     impression=_IMPRESSION,
 )
@@ -167,23 +173,14 @@ class Questions:
     def click(
         self, click_id: str, at_ms: int, link_id: int, partner_id: int, visitor_hash: str
     ) -> None:
-        self.clicks += (
-            _CLICK,
-            click_id,
-            at_ms,
-            f"ct:u:c:{at_ms // DAY_MS}:{link_id}:{visitor_hash}",
-            f"ct:w:p:{partner_id}:{visitor_hash}",
-            f"{link_id}:{click_id}",
-        )
+        self.clicks += (_CLICK, click_id, at_ms, link_id, partner_id, visitor_hash)
 
     def impression(self, event_id: str, at_ms: int, link_id: int, visitor_hash: str) -> None:
-        unique_key = f"ct:u:i:{at_ms // DAY_MS}:{link_id}:{visitor_hash}"
-        self.impressions += (_IMPRESSION, event_id, at_ms, unique_key, "", "")
+        self.impressions += (_IMPRESSION, event_id, at_ms, link_id, 0, visitor_hash)
 
     def conversion(self, event_id: str, at_ms: int, merchant_id: int, ip_prefix: str) -> None:
         """``ip_prefix`` may be empty (a postback): such a conversion is not counted."""
-        window_key = f"ct:w:x:{merchant_id}:{ip_prefix}" if ip_prefix else ""
-        self.conversions += (_CONVERSION, event_id, at_ms, "", window_key, event_id)
+        self.conversions += (_CONVERSION, event_id, at_ms, merchant_id, 0, ip_prefix)
 
 
 class Counter:

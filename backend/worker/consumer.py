@@ -1,17 +1,22 @@
 """The stream consumer: read a batch through the consumer group, write it, then XACK.
 
+A stream entry holds the events of one group commit (``backend.events``); a batch is whole
+entries holding up to ``batch_size`` events (entries read beyond that start the next batch).
 At-least-once: nothing is acknowledged before its transaction commits, and entries left pending
 by a consumer that died are taken over with XAUTOCLAIM once idle. Failures split two ways:
 - transient (database locked, down or full; Redis unreachable): the same batch is retried with
   backoff, for as long as it takes;
-- anything else: the batch is split in halves until the failing entry is alone; an entry that
-  fails ``MAX_DELIVERIES`` times (counted here and by the stream's own delivery counter, so a
-  poison entry that kills the process is caught too) is moved to ``rejected_events``.
-Acknowledged entries are deleted, so the stream's length is the backlog.
+- anything else: the batch's events are split in halves until the failing event is alone; an
+  event that fails ``MAX_DELIVERIES`` times is moved to ``rejected_events`` and the rest of
+  its batch commits. The stream's own delivery counter catches an entry that kills the process
+  every time: past ``MAX_DELIVERIES`` its events are moved to ``rejected_events`` unwritten.
+Acknowledged entries are deleted, so the stream's length is the backlog (in entries).
 
-Batches are pipelined: the next batch is read and enriched while the previous one is being
-written (SQLite and asyncpg work off the event loop), yet writes stay one at a time and in
-order, and each batch is acknowledged only after its own commit.
+Batches are pipelined in three steps, each working on its own batch at once: ask (read,
+decode, resolve and send the questions to Redis), finish (build the rows from the answers) and
+write (SQLite and asyncpg work off the event loop). So Redis answers batch N+1 while the rows
+of batch N are built and batch N-1 is written; writes stay one at a time and in order, and
+each batch is acknowledged only after its own commit.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -31,10 +37,17 @@ from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from backend.db.engine import Database
-from backend.events import QueuedEvent, decode_event
+from backend.events import (
+    QueuedEvent,
+    decode_entry,
+    decode_event,
+    encode_event,
+    entry_size,
+    split_entry,
+)
 from backend.metrics import record_batch
-from backend.worker.enrich import Enricher, Prepared
-from backend.worker.store import Written, write_batch, write_poison
+from backend.worker.enrich import Enricher, Inquiry, Prepared, Row
+from backend.worker.store import Written, poison_row, write_batch, write_poison
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +57,27 @@ CLAIM_EVERY_S = 5.0
 CLAIM_EVERY_MIN_S = 0.5
 BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0
+MAX_READ_ENTRIES = 100  # per read: bounds the entries read beyond a batch, pending meanwhile
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
     entry_id: str
     payload: bytes
+    size: int  # events in it
+
+
+Place = tuple[str, int]  # an event's entry id and index in the entry: names a poison event
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A batch decoded, its questions to Redis and the database on their way."""
+
+    entries: list[Entry]
+    events: list[QueuedEvent]
+    places: list[Place]
+    inquiry: Inquiry | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +85,8 @@ class Staged:
     """A batch decoded and enriched, waiting for its turn to be written."""
 
     entries: list[Entry]
+    events: list[QueuedEvent]
+    places: list[Place]
     prepared: Prepared | None
 
 
@@ -107,7 +137,10 @@ class StreamConsumer:
         # every read: the batch being written is pending too, and would be taken back).
         self._claim_every_s = max(min(CLAIM_EVERY_S, claim_idle_ms / 1000), CLAIM_EVERY_MIN_S)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
-        self._failures: dict[str, int] = {}
+        self._failures: dict[Place, int] = {}
+        self._events_per_entry = 1  # learnt from each read
+        self._surplus: list[Entry] = []  # read beyond the last batch, first in the next
+        self._unwritten: deque[Prepared] = deque(maxlen=2)  # the last batches finished
         self._next_claim = 0.0
         self._stopping = asyncio.Event()
         self.written = Written(0, 0, 0, 0)
@@ -124,11 +157,11 @@ class StreamConsumer:
         await self._redis.aclose()
 
     def stop(self) -> None:
-        """Finish the batch in hand, then return from ``run``."""
+        """Finish the batches in hand (asked and being written), then return from ``run``."""
         self._stopping.set()
 
     async def run(self) -> None:
-        """Consume until ``stop``; the batch being written when it is called still commits."""
+        """Consume until ``stop``; the batches in hand when it is called still commit."""
         await self.ensure_group()
         backoff = BACKOFF_START_S
         while not self._stopping.is_set():
@@ -142,65 +175,104 @@ class StreamConsumer:
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def drain(self) -> int:
-        """Process until the stream has nothing new for this group (tests, benchmarks)."""
+        """Process until the stream has nothing new for this group (tests, benchmarks); return
+        how many events were read."""
         self._next_claim = 0.0
         return await self._pipeline(block_ms=0, until_empty=True)
 
     async def _pipeline(self, block_ms: int, until_empty: bool) -> int:
         total = 0
+        asked: Asked | None = None
         writing: asyncio.Task[None] | None = None
         try:
-            while not self._stopping.is_set():
-                entries = await self._next_entries(block_ms)
-                if not entries:
+            while asked is not None or not self._stopping.is_set():
+                entries: list[Entry] = []
+                if not self._stopping.is_set():
+                    entries = await self._next_entries(0 if asked else block_ms)
+                following = await self._retrying(self._ask, entries) if entries else None
+                total += sum(entry.size for entry in entries)
+                if asked is not None:
+                    staged = await self._finish(asked)
+                    if writing is not None:
+                        await writing  # one write at a time, in order
+                    writing = asyncio.create_task(self._retrying(self._commit, staged))
+                asked = following
+                if asked is None:
                     if writing is not None:
                         await writing  # settle the last batch while the stream is quiet
                         writing = None
                     if until_empty:
                         break
-                    continue
-                staged = await self._retrying(self._stage, entries)
-                if writing is not None:
-                    await writing  # one write at a time, in order
-                writing = asyncio.create_task(self._retrying(self._commit, staged))
-                total += len(entries)
         finally:
+            if asked is not None and asked.inquiry is not None:
+                asked.inquiry.cancel()  # failed: its entries stay pending
             if writing is not None:
                 await writing
         return total
 
     async def _next_entries(self, block_ms: int) -> list[Entry]:
         """Abandoned entries when a reclaim is due and finds some, else new ones."""
-        if time.monotonic() >= self._next_claim:
+        if not self._surplus and time.monotonic() >= self._next_claim:
             self._next_claim = time.monotonic() + self._claim_every_s
             if reclaimed := await self._reclaim():
-                return reclaimed
-        return await self._read(block_ms)
+                return self._cut(reclaimed)
+        return self._cut(await self._read(block_ms))
+
+    def _cut(self, entries: list[Entry]) -> list[Entry]:
+        """The first entries holding at most ``batch_size`` events (at least one entry); the
+        rest wait for the next batch."""
+        events = 0
+        for taken, entry in enumerate(entries):
+            events += entry.size
+            if events > self._batch_size and taken > 0:
+                self._surplus = entries[taken:] + self._surplus
+                return entries[:taken]
+        return entries
 
     async def _read(self, block_ms: int) -> list[Entry]:
-        entries = await self._xread(self._batch_size, block_ms)
-        if entries and len(entries) < self._batch_size and self._max_wait_s > 0:
+        entries, self._surplus = self._surplus, []
+        wanted = self._batch_size - sum(entry.size for entry in entries)
+        if wanted > 0:
+            entries += await self._xread(wanted, 0 if entries else block_ms)
+            wanted = self._batch_size - sum(entry.size for entry in entries)
+        if entries and wanted > 0 and self._max_wait_s > 0:
             deadline = time.monotonic() + self._max_wait_s
-            while len(entries) < self._batch_size and time.monotonic() < deadline:
-                more = await self._xread(self._batch_size - len(entries), 0)
+            while wanted > 0 and time.monotonic() < deadline:
+                more = await self._xread(wanted, 0)
                 if not more:
                     await asyncio.sleep(min(0.002, max(deadline - time.monotonic(), 0)))
                 entries += more
+                wanted -= sum(entry.size for entry in more)
         return entries
 
-    async def _xread(self, count: int, block_ms: int) -> list[Entry]:
+    def _entries_for(self, events: int) -> int:
+        return max(1, min(events // self._events_per_entry, MAX_READ_ENTRIES))
+
+    def _learn_sizes(self, entries: list[Entry]) -> None:
+        if entries:
+            self._events_per_entry = max(1, sum(entry.size for entry in entries) // len(entries))
+
+    async def _xread(self, events: int, block_ms: int) -> list[Entry]:
+        """New entries holding about ``events`` events (as far as recent sizes tell)."""
         response = await self._redis.xreadgroup(
             self._group,
             self.name,
             {self._stream: ">"},
-            count=count,
+            count=self._entries_for(events),
             block=block_ms or None,
         )
-        return [_entry(raw_id, fields) for _, messages in response for raw_id, fields in messages]
+        entries = [_entry(raw_id, fields) for _, found in response for raw_id, fields in found]
+        self._learn_sizes(entries)
+        return entries
 
     async def _reclaim(self) -> list[Entry]:
         _, messages, *_ = await self._redis.xautoclaim(
-            self._stream, self._group, self.name, self._claim_idle_ms, "0-0", count=self._batch_size
+            self._stream,
+            self._group,
+            self.name,
+            self._claim_idle_ms,
+            "0-0",
+            count=self._entries_for(self._batch_size),
         )
         entries = [_entry(raw_id, fields) for raw_id, fields in messages if fields]
         if not entries:
@@ -218,7 +290,7 @@ class StreamConsumer:
         keep: list[Entry] = []
         for entry in entries:
             if deliveries.get(entry.entry_id, 0) > MAX_DELIVERIES:
-                await self._dead_letter(entry, "delivered too often without success")
+                await self._dead_letter_entry(entry, "delivered too often without success")
             else:
                 keep.append(entry)
         return keep
@@ -236,21 +308,61 @@ class StreamConsumer:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
 
-    async def _stage(self, entries: list[Entry]) -> Staged:
-        """Decode (dead-lettering what cannot be) and enrich; nothing is written yet."""
+    async def _ask(self, entries: list[Entry]) -> Asked:
+        """Decode (dead-lettering what cannot be), resolve and send the batch's questions."""
         events: list[QueuedEvent] = []
-        decodable: list[Entry] = []
+        places: list[Place] = []
         for entry in entries:
             try:
-                events.append(decode_event(entry.payload))
-                decodable.append(entry)
+                decoded = decode_entry(entry.payload)
+                places += [(entry.entry_id, index) for index in range(len(decoded))]
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                decoded = await self._decode_apart(entry, places)
+            events += decoded
+        inquiry = await self._enricher.ask(events) if events else None
+        return Asked(entries, events, places, inquiry)
+
+    async def _finish(self, asked: Asked) -> Staged:
+        """Build the batch's rows from the answers; while Redis or the database fail, ask
+        again until they answer."""
+        prepared: Prepared | None = None
+        if asked.inquiry is not None:
+            try:
+                prepared = await self._enricher.finish(asked.inquiry, tuple(self._unwritten))
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                log.warning("batch asked again after: %s", error)
+                prepared = await self._retrying(self._prepare, asked.events)
+            self._unwritten.append(prepared)
+        return Staged(asked.entries, asked.events, asked.places, prepared)
+
+    async def _prepare(self, events: list[QueuedEvent]) -> Prepared:
+        return await self._enricher.prepare(events, tuple(self._unwritten))
+
+    async def _decode_apart(self, entry: Entry, places: list[Place]) -> list[QueuedEvent]:
+        """The events of an entry that does not decode as a whole, one by one; the parts that
+        are not events are dead-lettered."""
+        try:
+            parts = split_entry(entry.payload)
+        except msgspec.DecodeError as error:
+            await write_poison(self._db, [_entry_poison(entry, f"undecodable entry: {error}")])
+            return []
+        events: list[QueuedEvent] = []
+        poisons: list[Row] = []
+        for index, part in enumerate(parts):
+            try:
+                events.append(decode_event(part))
+                places.append((entry.entry_id, index))
             except (msgspec.DecodeError, msgspec.ValidationError) as error:
-                await self._dead_letter(entry, f"undecodable entry: {error}")
-        prepared = await self._enricher.prepare(events) if events else None
-        return Staged(decodable, prepared)
+                detail = f"undecodable event: {error}"
+                poisons.append(poison_row(_place_name(entry.entry_id, index), part, detail))
+        if poisons:
+            await write_poison(self._db, poisons)
+        return events
 
     async def _commit(self, staged: Staged) -> None:
-        """Write one staged batch, then acknowledge it; isolate a poison entry if it fails."""
+        """Write one staged batch, then acknowledge it; isolate a poison event if it fails."""
         started = time.perf_counter()
         try:
             if staged.prepared is not None:
@@ -258,34 +370,52 @@ class StreamConsumer:
         except Exception as error:
             if is_transient(error):
                 raise
-            await self._isolate(staged.entries, error)
-            return
+            await self._isolate(list(zip(staged.places, staged.events, strict=True)), error)
         await self._ack(staged.entries)
-        await record_batch(self._redis, len(staged.entries), time.perf_counter() - started)
+        await record_batch(self._redis, len(staged.events), time.perf_counter() - started)
 
-    async def _handle(self, entries: list[Entry]) -> None:
-        await self._commit(await self._stage(entries))
+    async def _write_events(self, items: list[tuple[Place, QueuedEvent]]) -> None:
+        """Enrich and write part of a failed batch on its own (acknowledged with the batch)."""
+        try:
+            prepared = await self._prepare([event for _, event in items])
+            self._add(await write_batch(self._db, prepared))
+        except Exception as error:
+            if is_transient(error):
+                raise
+            await self._isolate(items, error)
 
-    async def _isolate(self, entries: list[Entry], error: Exception) -> None:
-        """Split a failing batch until the culprit is alone; count and dead-letter it."""
-        if len(entries) > 1:
-            middle = len(entries) // 2
-            await self._handle(entries[:middle])
-            await self._handle(entries[middle:])
+    async def _isolate(self, items: list[tuple[Place, QueuedEvent]], error: Exception) -> None:
+        """Split failing events until the culprit is alone; count and dead-letter it."""
+        if len(items) > 1:
+            middle = len(items) // 2
+            await self._write_events(items[:middle])
+            await self._write_events(items[middle:])
             return
-        (entry,) = entries
-        failures = self._failures.get(entry.entry_id, 0) + 1
-        log.error("entry %s failed (%d/%d): %r", entry.entry_id, failures, MAX_DELIVERIES, error)
+        ((place, event),) = items
+        failures = self._failures.get(place, 0) + 1
+        name = _place_name(*place)
+        log.error("event %s failed (%d/%d): %r", name, failures, MAX_DELIVERIES, error)
         if failures >= MAX_DELIVERIES:
-            self._failures.pop(entry.entry_id, None)
-            await self._dead_letter(entry, f"failed {failures} times: {error!r}")
+            self._failures.pop(place, None)
+            detail = f"failed {failures} times: {error!r}"
+            await write_poison(self._db, [poison_row(name, encode_event(event), detail)])
         else:
-            self._failures[entry.entry_id] = failures
+            self._failures[place] = failures
             await asyncio.sleep(BACKOFF_START_S * failures)
-            await self._handle(entries)
+            await self._write_events(items)
 
-    async def _dead_letter(self, entry: Entry, detail: str) -> None:
-        await write_poison(self._db, entry.entry_id, entry.payload, detail)
+    async def _dead_letter_entry(self, entry: Entry, detail: str) -> None:
+        """Move every event of ``entry`` to ``rejected_events`` unwritten, then acknowledge it."""
+        try:
+            parts = split_entry(entry.payload)
+        except msgspec.DecodeError:
+            poisons = [_entry_poison(entry, detail)]
+        else:
+            poisons = [
+                poison_row(_place_name(entry.entry_id, index), part, detail)
+                for index, part in enumerate(parts)
+            ]
+        await write_poison(self._db, poisons)
         await self._ack([entry])
 
     async def _ack(self, entries: list[Entry]) -> None:
@@ -311,4 +441,14 @@ def _text(value: bytes | str) -> str:
 
 
 def _entry(raw_id: bytes | str, fields: dict[bytes, bytes]) -> Entry:
-    return Entry(entry_id=_text(raw_id), payload=fields.get(b"e", b""))
+    payload = fields.get(b"e", b"")
+    return Entry(entry_id=_text(raw_id), payload=payload, size=entry_size(payload))
+
+
+def _place_name(entry_id: str, index: int) -> str:
+    return f"{entry_id}/{index}"
+
+
+def _entry_poison(entry: Entry, detail: str) -> Row:
+    """A whole entry as one rejected row, when it cannot be taken apart into events."""
+    return poison_row(entry.entry_id, entry.payload, detail)

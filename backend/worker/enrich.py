@@ -4,8 +4,16 @@ A batch goes through three phases so that every outside question is asked once p
 1. resolve each event's link (the catalog's cache) and, for a conversion, its signed click id,
    collecting the questions for Redis (``backend.quality.windows``) and the click ids to look up;
 2. ask Redis (one script call) and the database (one query for the credited clicks) at once;
-3. build each row by running it through its kind's steps (``CLICK_STEPS``,
-   ``CONVERSION_STEPS``): small functions that fill in or flag the row. A new rule is a new step.
+3. build each row by running it through its kind's steps (``CLICK_CHECKS``,
+   ``CONVERSION_STEPS``): small functions that flag or fill in the row. A new rule is a new step.
+``ask`` runs phase 1 and sends phase 2's questions, ``finish`` awaits the answers and runs phase
+3, so the worker can build one batch's rows while Redis answers the next batch's questions.
+A credited click may sit in a batch staged before but not yet committed: the worker passes
+those batches to ``finish``.
+
+Clicks and impressions, nearly every event, become plain tuples in their table's column order
+(``CLICK_COLUMNS``, ``IMPRESSION_COLUMNS``), which the SQLite driver binds as they are; the few
+conversions stay dictionaries that the conversion steps fill in.
 
 What counts where in ``stats_hourly``: every stored click counts exactly once, as
 - ``clicks``, billable: a human's click with no flag; ``unique_clicks``: those that were the
@@ -15,20 +23,21 @@ What counts where in ``stats_hourly``: every stored click counts exactly once, a
   double-click or a click storm would pay for nothing; hiding them would hide the abuse.
 A conversion always counts with its revenue. Crediting a bot's click it earns no commission;
 an attributed conversion with any flag (its own or its click's) is marked ``review`` and stays
-pending for a person. A row's rollup delta is kept beside it and counted only if the insert
-actually wrote the row, so a redelivered batch never counts twice.
+pending for a person. A row's rollup delta (its ``stats_hourly`` key and counts) is kept beside
+it and counted only if the insert actually wrote the row, so a redelivered batch never counts
+twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from backend.catalog import Catalog, LinkInfo
 from backend.db.engine import Database
@@ -61,39 +70,89 @@ DAY_MS = 86_400_000
 CLOCK_SKEW_MS = 60_000
 TOO_FAST_MS = 5_000  # from click to conversion: no person finds, fills in and pays that fast
 Row = dict[str, Any]
+Values = tuple[Any, ...]  # a row's values in its table's column order
+
+CLICK_COLUMNS = (
+    "click_id",  # first: the key
+    "at_ms",
+    "link_id",
+    "partner_id",
+    "campaign_id",
+    "merchant_id",
+    "ip_prefix",
+    "visitor_hash",
+    "device_class",
+    "browser",
+    "referrer_host",
+    "referrer_url",
+    "landing_url",
+    "sub1",
+    "sub2",
+    "sub3",
+    "sub4",
+    "sub5",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "is_bot",
+    "is_unique",
+    "flags",
+)
+IMPRESSION_COLUMNS = (
+    "event_id",  # first: the key
+    "at_ms",
+    "link_id",
+    "partner_id",
+    "campaign_id",
+    "merchant_id",
+    "ip_prefix",
+    "visitor_hash",
+    "page_url",
+    "is_bot",
+    "is_unique",
+)
+
+# A rollup delta: (hour_ms, merchant_id, link_id, currency, partner_id, campaign_id), the
+# ``stats_hourly`` row it adds to (keyed by the first four), and the counts it adds, in
+# ``ROLLUP_COUNTERS`` order.
+ROLLUP_COUNTERS = (
+    "clicks",
+    "unique_clicks",
+    "bot_clicks",
+    "flagged_clicks",
+    "impressions",
+    "conversions",
+    "revenue_minor",
+    "commission_minor",
+)
+RollupKey = tuple[int, int, int, str, int, int]
+Counts = tuple[int, ...]
+Delta = tuple[RollupKey, Counts]
 
 
-@dataclass(frozen=True, slots=True)
-class RollupKey:
-    hour_ms: int
-    merchant_id: int
-    link_id: int
-    currency: str
+def counts(**values: int) -> Counts:
+    """Rollup counts by name; the others are 0."""
+    if unknown := values.keys() - set(ROLLUP_COUNTERS):
+        raise ValueError(f"not rollup counters: {sorted(unknown)}")
+    return tuple(values.get(name, 0) for name in ROLLUP_COUNTERS)
 
 
-@dataclass(slots=True)
-class Delta:
-    """What one row adds to its hour in ``stats_hourly``."""
-
-    key: RollupKey
-    partner_id: int
-    campaign_id: int
-    clicks: int = 0
-    unique_clicks: int = 0
-    bot_clicks: int = 0
-    flagged_clicks: int = 0
-    impressions: int = 0
-    conversions: int = 0
-    revenue_minor: int = 0
-    commission_minor: int = 0
+BILLABLE_CLICK = counts(clicks=1)
+UNIQUE_CLICK = counts(clicks=1, unique_clicks=1)
+BOT_CLICK = counts(bot_clicks=1)
+FLAGGED_CLICK = counts(flagged_clicks=1)
+HUMAN_IMPRESSION = counts(impressions=1)
+BOT_IMPRESSION = counts()
 
 
 @dataclass(slots=True)
 class Prepared:
     """One batch, ready to write: rows per table and each row's rollup delta by its id."""
 
-    clicks: list[Row] = field(default_factory=list)
-    impressions: list[Row] = field(default_factory=list)
+    clicks: list[Values] = field(default_factory=list)  # in CLICK_COLUMNS order
+    impressions: list[Values] = field(default_factory=list)  # in IMPRESSION_COLUMNS order
     conversions: list[Row] = field(default_factory=list)
     rejected: list[Row] = field(default_factory=list)
     deltas: dict[str, Delta] = field(default_factory=dict)
@@ -129,49 +188,54 @@ class _Pending:
     conversions: list[ConversionFacts] = field(default_factory=list)
 
 
+Answers = tuple[tuple[list[int], list[int], list[int]], dict[str, CreditedClick]]
+
+
+@dataclass(frozen=True, slots=True)
+class Inquiry:
+    """A batch after phase 1, with phase 2's questions on their way."""
+
+    batch: Prepared  # holds the rejects found in phase 1
+    pending: _Pending
+    credited: set[str]  # the click ids attributed conversions credit
+    answers: asyncio.Future[Answers]
+
+    def cancel(self) -> None:
+        """Drop the batch unfinished (its stream entries stay pending, to be read again)."""
+        if not self.answers.cancel() and not self.answers.cancelled():
+            self.answers.exception()  # answered or failed already: nothing left to log
+
+
 def _flag(row: Row, flag: Flag | str) -> None:
     row["flags"] = f"{row['flags']},{flag}" if row["flags"] else str(flag)
 
 
-# Click steps: (row, the user agent's verdict, bits from Redis). The row arrives filled in from
-# the event and its link, as a clean click.
+# Click checks: (the user agent's verdict, bits from Redis) -> the flags they raise, or "". A
+# click with no flag is billable; see ``_add_clicks`` for uniqueness and the rollup.
 
 
-def put_agent(row: Row, agent: AgentVerdict, bits: int) -> None:
-    row["is_bot"] = agent.is_bot
-    row["device_class"] = agent.device_class
-    row["browser"] = agent.browser
-    if agent.flags:
-        _flag(row, agent.flags)
+def agent_flags(agent: AgentVerdict, bits: int) -> str:
+    return agent.flags
 
 
-def flag_duplicate(row: Row, agent: AgentVerdict, bits: int) -> None:
-    if bits & DUPLICATE:
-        _flag(row, Flag.DUPLICATE)
+def flag_duplicate(agent: AgentVerdict, bits: int) -> str:
+    return Flag.DUPLICATE if bits & DUPLICATE else ""
 
 
-def flag_link_rate(row: Row, agent: AgentVerdict, bits: int) -> None:
-    if bits & RATE_LIMITED_LINK:
-        _flag(row, Flag.RATE_LIMITED_LINK)
+def flag_link_rate(agent: AgentVerdict, bits: int) -> str:
+    return Flag.RATE_LIMITED_LINK if bits & RATE_LIMITED_LINK else ""
 
 
-def flag_partner_rate(row: Row, agent: AgentVerdict, bits: int) -> None:
-    if bits & RATE_LIMITED_PARTNER:
-        _flag(row, Flag.RATE_LIMITED_PARTNER)
+def flag_partner_rate(agent: AgentVerdict, bits: int) -> str:
+    return Flag.RATE_LIMITED_PARTNER if bits & RATE_LIMITED_PARTNER else ""
 
 
-def put_unique(row: Row, agent: AgentVerdict, bits: int) -> None:
-    """Unique among billable clicks only, so ``unique_clicks`` never exceeds ``clicks``."""
-    row["is_unique"] = bool(bits & UNIQUE) and not row["flags"]
-
-
-ClickStep = Callable[[Row, AgentVerdict, int], None]
-CLICK_STEPS: tuple[ClickStep, ...] = (
-    put_agent,
+ClickCheck = Callable[[AgentVerdict, int], str]
+CLICK_CHECKS: tuple[ClickCheck, ...] = (
+    agent_flags,
     flag_duplicate,
     flag_link_rate,
     flag_partner_rate,
-    put_unique,
 )
 
 
@@ -258,6 +322,13 @@ def _rejected_from(
     )
 
 
+# Built once: building the ``IN`` expression per batch cost more than running the query.
+_STORED_CLICKS = select(Click.click_id, Click.is_bot, Click.flags).where(
+    Click.click_id.in_(bindparam("click_ids", expanding=True))
+)
+_CLICK_IS_BOT, _CLICK_FLAGS = CLICK_COLUMNS.index("is_bot"), CLICK_COLUMNS.index("flags")
+
+
 class Enricher:
     def __init__(
         self, catalog: Catalog, redis: Redis, signer: ClickIdSigner, database: Database
@@ -267,22 +338,40 @@ class Enricher:
         self._signer = signer
         self._db = database
 
-    async def prepare(self, events: list[QueuedEvent]) -> Prepared:
+    async def prepare(
+        self, events: list[QueuedEvent], unwritten: Sequence[Prepared] = ()
+    ) -> Prepared:
+        """All three phases; ``unwritten``: batches that may not be committed yet."""
+        return await self.finish(await self.ask(events), unwritten)
+
+    async def ask(self, events: list[QueuedEvent]) -> Inquiry:
+        """Phase 1, then send phase 2's questions without waiting for the answers."""
         batch = Prepared()
         pending = await self._resolve(events, batch)
         credited = {
             f.event.click_id for f in pending.conversions if f.link is not None and f.event.click_id
         }
-        (click_bits, impression_bits, conversion_bits), stored = await asyncio.gather(
+        answers = asyncio.gather(
             self._counter.answer(pending.questions), self._stored_clicks(credited)
         )
-        in_batch = _add_clicks(batch, pending.clicks, click_bits, credited)
+        return Inquiry(batch, pending, credited, answers)
+
+    async def finish(self, inquiry: Inquiry, unwritten: Sequence[Prepared] = ()) -> Prepared:
+        """Phase 3 once the answers are in. ``unwritten``: the batches staged before this one
+        that may not have been committed when its credited clicks were looked up."""
+        (click_bits, impression_bits, conversion_bits), stored = await inquiry.answers
+        batch, pending = inquiry.batch, inquiry.pending
+        in_batch = _add_clicks(batch, pending.clicks, click_bits, inquiry.credited)
         _add_impressions(batch, pending.impressions, impression_bits)
+        missing = inquiry.credited - stored.keys()
+        earlier = _clicks_in(unwritten, missing) if missing else {}
         for facts, bits in zip(pending.conversions, conversion_bits, strict=True):
             facts.bits = bits
             click_id = facts.event.click_id
             if facts.link is not None and click_id:
-                facts.click = stored.get(click_id) or _credited(in_batch.get(click_id))
+                facts.click = (
+                    stored.get(click_id) or earlier.get(click_id) or in_batch.get(click_id)
+                )
             _add_conversion(batch, facts)
         return batch
 
@@ -290,9 +379,12 @@ class Enricher:
         """Phase 1: links, user agents and attribution; what to ask Redis. Rejects go to
         ``batch`` at once."""
         pending = _Pending()
+        links: dict[int, LinkInfo | None] = {}  # the catalog's cache costs more than a dict
         for event in events:
             if isinstance(event, ClickEvent):
-                link = await self._catalog.link_by_id(event.link_id)
+                if event.link_id not in links:
+                    links[event.link_id] = await self._catalog.link_by_id(event.link_id)
+                link = links[event.link_id]
                 if link is None:
                     batch.rejected.append(_link_gone(event, event.click_id))
                     continue
@@ -307,7 +399,9 @@ class Enricher:
                         event.visitor.visitor_hash,
                     )
             elif isinstance(event, ImpressionEvent):
-                link = await self._catalog.link_by_id(event.link_id)
+                if event.link_id not in links:
+                    links[event.link_id] = await self._catalog.link_by_id(event.link_id)
+                link = links[event.link_id]
                 if link is None:
                     batch.rejected.append(_link_gone(event, event.event_id))
                     continue
@@ -346,69 +440,33 @@ class Enricher:
         """The credited clicks already written, in one query (a stored row beats a replay)."""
         if not click_ids:
             return {}
-        query = select(Click.click_id, Click.is_bot, Click.flags).where(
-            Click.click_id.in_(click_ids)
-        )
         async with self._db.read_engine.connect() as connection:
-            rows = await connection.execute(query)
+            rows = await connection.execute(_STORED_CLICKS, {"click_ids": list(click_ids)})
         return {click_id: CreditedClick(is_bot, flags) for click_id, is_bot, flags in rows}
+
+
+def _clicks_in(batches: Sequence[Prepared], click_ids: set[str]) -> dict[str, CreditedClick]:
+    return {
+        row[0]: CreditedClick(row[_CLICK_IS_BOT], row[_CLICK_FLAGS])
+        for batch in batches
+        for row in batch.clicks
+        if row[0] in click_ids
+    }
 
 
 def _link_gone(event: ClickEvent | ImpressionEvent, event_id: str) -> Row:
     return _rejected_from(event, event_id, RejectReason.UNKNOWN_LINK, "link deleted")
 
 
-def _credited(row: Row | None) -> CreditedClick | None:
-    return None if row is None else CreditedClick(row["is_bot"], row["flags"])
+def _referrer_host(url: str) -> str:
+    if url.startswith(("http://", "https://")):
+        return url.split("/", 3)[2].rsplit("@", 1)[-1][:255]
+    return ""
 
 
-def _click_row(event: ClickEvent, link: LinkInfo) -> Row:
-    referrer_host = ""
-    if event.referrer_url.startswith(("http://", "https://")):
-        referrer_host = event.referrer_url.split("/", 3)[2].rsplit("@", 1)[-1][:255]
-    sub1, sub2, sub3, sub4, sub5 = event.subs
-    source, medium, campaign, term, content = event.utm
-    return {
-        "click_id": event.click_id,
-        "at_ms": event.at_ms,
-        "link_id": link.id,
-        "partner_id": link.partner_id,
-        "campaign_id": link.campaign_id,
-        "merchant_id": link.merchant_id,
-        "ip_prefix": event.visitor.ip_prefix,
-        "visitor_hash": event.visitor.visitor_hash,
-        "device_class": "",
-        "browser": "",
-        "referrer_host": referrer_host,
-        "referrer_url": event.referrer_url,
-        "landing_url": event.landing_url,
-        "sub1": sub1,
-        "sub2": sub2,
-        "sub3": sub3,
-        "sub4": sub4,
-        "sub5": sub5,
-        "utm_source": source,
-        "utm_medium": medium,
-        "utm_campaign": campaign,
-        "utm_term": term,
-        "utm_content": content,
-        "is_bot": False,
-        "is_unique": False,
-        "flags": "",
-    }
-
-
-def _click_delta(row: Row, link: LinkInfo) -> Delta:
-    billable = not row["flags"]
-    return Delta(
-        key=RollupKey(row["at_ms"] // HOUR_MS * HOUR_MS, link.merchant_id, link.id, link.currency),
-        partner_id=link.partner_id,
-        campaign_id=link.campaign_id,
-        clicks=int(billable),
-        unique_clicks=int(row["is_unique"]),
-        bot_clicks=int(row["is_bot"]),
-        flagged_clicks=int(not billable and not row["is_bot"]),
-    )
+def _rollup_key(at_ms: int, link: LinkInfo) -> RollupKey:
+    hour_ms = at_ms // HOUR_MS * HOUR_MS
+    return (hour_ms, link.merchant_id, link.id, link.currency, link.partner_id, link.campaign_id)
 
 
 def _add_clicks(
@@ -416,19 +474,49 @@ def _add_clicks(
     clicks: list[tuple[ClickEvent, LinkInfo, AgentVerdict]],
     human_bits: list[int],
     credited: set[str],
-) -> dict[str, Row]:
-    """Phase 3 for clicks (bots were not asked about); returns the rows conversions credit."""
+) -> dict[str, CreditedClick]:
+    """Phase 3 for clicks (bots were not asked about); returns the clicks conversions credit.
+
+    Unique counts among billable clicks only, so ``unique_clicks`` never exceeds ``clicks``.
+    """
     answers = iter(human_bits)
-    in_batch: dict[str, Row] = {}
+    in_batch: dict[str, CreditedClick] = {}
     for event, link, agent in clicks:
         bits = 0 if agent.is_bot else next(answers)
-        row = _click_row(event, link)
-        for step in CLICK_STEPS:
-            step(row, agent, bits)
-        batch.clicks.append(row)
-        batch.deltas[event.click_id] = _click_delta(row, link)
+        flags = ",".join([flag for check in CLICK_CHECKS if (flag := check(agent, bits))])
+        is_unique = not flags and bool(bits & UNIQUE)
+        visitor = event.visitor
+        batch.clicks.append(
+            (
+                event.click_id,
+                event.at_ms,
+                link.id,
+                link.partner_id,
+                link.campaign_id,
+                link.merchant_id,
+                visitor.ip_prefix,
+                visitor.visitor_hash,
+                agent.device_class,
+                agent.browser,
+                _referrer_host(event.referrer_url),
+                event.referrer_url,
+                event.landing_url,
+                *event.subs,
+                *event.utm,
+                agent.is_bot,
+                is_unique,
+                flags,
+            )
+        )
+        if agent.is_bot:
+            counted = BOT_CLICK
+        elif flags:
+            counted = FLAGGED_CLICK
+        else:
+            counted = UNIQUE_CLICK if is_unique else BILLABLE_CLICK
+        batch.deltas[event.click_id] = (_rollup_key(event.at_ms, link), counted)
         if event.click_id in credited:
-            in_batch[event.click_id] = row
+            in_batch[event.click_id] = CreditedClick(agent.is_bot, flags)
     return in_batch
 
 
@@ -441,28 +529,22 @@ def _add_impressions(
     for event, link, agent in impressions:
         bits = 0 if agent.is_bot else next(answers)
         batch.impressions.append(
-            {
-                "event_id": event.event_id,
-                "at_ms": event.at_ms,
-                "link_id": link.id,
-                "partner_id": link.partner_id,
-                "campaign_id": link.campaign_id,
-                "merchant_id": link.merchant_id,
-                "ip_prefix": event.visitor.ip_prefix,
-                "visitor_hash": event.visitor.visitor_hash,
-                "page_url": event.page_url,
-                "is_bot": agent.is_bot,
-                "is_unique": bool(bits & UNIQUE),
-            }
+            (
+                event.event_id,
+                event.at_ms,
+                link.id,
+                link.partner_id,
+                link.campaign_id,
+                link.merchant_id,
+                event.visitor.ip_prefix,
+                event.visitor.visitor_hash,
+                event.page_url,
+                agent.is_bot,
+                bool(bits & UNIQUE),
+            )
         )
-        batch.deltas[event.event_id] = Delta(
-            key=RollupKey(
-                event.at_ms // HOUR_MS * HOUR_MS, link.merchant_id, link.id, link.currency
-            ),
-            partner_id=link.partner_id,
-            campaign_id=link.campaign_id,
-            impressions=int(not agent.is_bot),
-        )
+        counted = BOT_IMPRESSION if agent.is_bot else HUMAN_IMPRESSION
+        batch.deltas[event.event_id] = (_rollup_key(event.at_ms, link), counted)
 
 
 def _add_conversion(batch: Prepared, facts: ConversionFacts) -> None:
@@ -490,16 +572,19 @@ def _add_conversion(batch: Prepared, facts: ConversionFacts) -> None:
     for step in CONVERSION_STEPS:
         step(row, facts)
     batch.conversions.append(row)
-    batch.deltas[event.event_id] = Delta(
-        key=RollupKey(
-            event.at_ms // HOUR_MS * HOUR_MS,
-            event.merchant_id,
-            link.id if link else 0,
-            event.currency,
+    key: RollupKey = (
+        event.at_ms // HOUR_MS * HOUR_MS,
+        event.merchant_id,
+        link.id if link else 0,
+        event.currency,
+        link.partner_id if link else 0,
+        link.campaign_id if link else 0,
+    )
+    batch.deltas[event.event_id] = (
+        key,
+        counts(
+            conversions=1,
+            revenue_minor=event.amount_minor,
+            commission_minor=row["commission_minor"],
         ),
-        partner_id=link.partner_id if link else 0,
-        campaign_id=link.campaign_id if link else 0,
-        conversions=1,
-        revenue_minor=event.amount_minor,
-        commission_minor=row["commission_minor"],
     )

@@ -8,6 +8,7 @@ workers (``unique=True``).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -54,6 +55,8 @@ async def startup(ctx: Context) -> None:
     settings: Settings = ctx["settings"]
     ctx["database"] = database = Database.connect(settings.database_url)
     ctx["consumer"] = consumer = build_consumer(settings, database, ctx["redis_url"])
+    gc.collect()
+    gc.freeze()  # what startup built lives for good: keep it out of full collections
     task = asyncio.create_task(consumer.run(), name="stream-consumer")
     task.add_done_callback(_exit_if_crashed)
     ctx["consumer_task"] = task

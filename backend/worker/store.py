@@ -4,14 +4,17 @@
 incremented from those alone, aggregated in Python first (PostgreSQL refuses an upsert that
 touches one key twice in a statement). A batch delivered twice therefore changes nothing the
 second time. Core statements only: the ORM costs ten times as much per row (BASELINES.md).
+On SQLite clicks and impressions skip ``RETURNING``: the driver's ``executemany`` of tuples
+costs a third as much, and its row count says whether every row was new.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Table, insert, select, update
@@ -29,7 +32,16 @@ from backend.db.models import (
     StatsHourly,
 )
 from backend.events import RejectReason, Source
-from backend.worker.enrich import Delta, Prepared, RollupKey, Row
+from backend.worker.enrich import (
+    CLICK_COLUMNS,
+    IMPRESSION_COLUMNS,
+    ROLLUP_COUNTERS,
+    Delta,
+    Prepared,
+    RollupKey,
+    Row,
+    Values,
+)
 
 CLICKS: Table = Click.__table__  # type: ignore[assignment]
 IMPRESSIONS: Table = Impression.__table__  # type: ignore[assignment]
@@ -37,18 +49,7 @@ CONVERSIONS: Table = Conversion.__table__  # type: ignore[assignment]
 REJECTED: Table = RejectedEventRow.__table__  # type: ignore[assignment]
 STATS: Table = StatsHourly.__table__  # type: ignore[assignment]
 CHANGES: Table = ConversionChange.__table__  # type: ignore[assignment]
-_KEY_IS_ONLY_UNIQUE = (CLICKS, IMPRESSIONS)
 _SQLITE_MAX_VARIABLES = 900
-_COUNTERS = (
-    "clicks",
-    "unique_clicks",
-    "bot_clicks",
-    "flagged_clicks",
-    "impressions",
-    "conversions",
-    "revenue_minor",
-    "commission_minor",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,24 +71,61 @@ async def _insert_new(
     """Insert ``rows``, skipping any that already exist; return the keys actually written."""
     if not rows:
         return set()
-    if connection.dialect.name == "sqlite" and table in _KEY_IS_ONLY_UNIQUE:
-        return await _insert_new_sqlite(connection, table, key, rows)
     statement = _insert(connection, table).on_conflict_do_nothing().returning(table.c[key])
     result = await connection.execute(statement, list(rows))
     return set(result.scalars().all())
 
 
-async def _insert_new_sqlite(
-    connection: AsyncConnection, table: Table, key: str, rows: Sequence[Row]
-) -> set[str]:
-    """The bulk path on SQLite: driver ``executemany`` of tuples, a third of the cost of
-    SQLAlchemy's multi-row ``RETURNING`` insert (BASELINES.md, and measured by the bench).
+class _NotAllNew(Exception):
+    """Some rows of the batch are stored already: it was delivered before."""
 
-    Which rows are new is found first, by key, inside the same ``BEGIN IMMEDIATE``
-    transaction: no other writer can slip in between, so the answer is exact. Only for tables
-    whose key is their one unique constraint, so ``ON CONFLICT`` can skip nothing else.
-    """
-    keys = [row[key] for row in rows]
+
+async def _insert_new_values(
+    connection: AsyncConnection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Values],
+    *,
+    optimistic: bool,
+) -> set[str]:
+    """``_insert_new`` for a table whose one unique constraint is its key, the first column."""
+    if not rows:
+        return set()
+    if connection.dialect.name != "sqlite":
+        named = [dict(zip(columns, row, strict=True)) for row in rows]
+        return await _insert_new(connection, table, columns[0], named)
+    if optimistic:
+        return await _insert_all_new_sqlite(connection, table, columns, rows)
+    return await _insert_new_sqlite(connection, table, columns, rows)
+
+
+def _sqlite_insert(table: Table, columns: Sequence[str]) -> str:
+    return (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608 - names are ours
+        f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT DO NOTHING"
+    )
+
+
+async def _insert_all_new_sqlite(
+    connection: AsyncConnection, table: Table, columns: Sequence[str], rows: Sequence[Values]
+) -> set[str]:
+    """The bulk path on SQLite when every row should be new: driver ``executemany`` of tuples
+    (a third of the cost of SQLAlchemy's multi-row ``RETURNING`` insert, BASELINES.md). Its
+    row count tells whether all were written; raise ``_NotAllNew`` if not."""
+    result = await connection.exec_driver_sql(_sqlite_insert(table, columns), rows)
+    if result.rowcount != len(rows):
+        raise _NotAllNew
+    return {row[0] for row in rows}
+
+
+async def _insert_new_sqlite(
+    connection: AsyncConnection, table: Table, columns: Sequence[str], rows: Sequence[Values]
+) -> set[str]:
+    """The bulk path on SQLite for a batch delivered before: which rows are new is found
+    first, by key, inside the same ``BEGIN IMMEDIATE`` transaction; no other writer can slip
+    in between, so the answer is exact."""
+    key = columns[0]
+    keys = [row[0] for row in rows]
     seen: set[str] = set()
     for start in range(0, len(keys), _SQLITE_MAX_VARIABLES):
         chunk = keys[start : start + _SQLITE_MAX_VARIABLES]
@@ -97,46 +135,55 @@ async def _insert_new_sqlite(
             tuple(chunk),
         )
         seen.update(value for (value,) in found)
-    fresh: list[Row] = []
+    fresh: list[Values] = []
     for row in rows:
-        if row[key] not in seen:
-            seen.add(row[key])  # a key twice in one batch is written once
+        if row[0] not in seen:
+            seen.add(row[0])  # a key twice in one batch is written once
             fresh.append(row)
     if fresh:
-        columns = list(fresh[0])
-        statement = (
-            f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608 - names are ours
-            f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT DO NOTHING"
-        )
-        values = list(map(itemgetter(*columns), fresh))
-        await connection.exec_driver_sql(statement, values)
-    return {row[key] for row in fresh}
+        await connection.exec_driver_sql(_sqlite_insert(table, columns), fresh)
+    return {row[0] for row in fresh}
 
 
-async def _upsert_rollup(connection: AsyncConnection, deltas: list[Delta]) -> None:
-    totals: dict[RollupKey, Row] = {}
-    for delta in deltas:
-        row = totals.get(delta.key)
-        if row is None:
-            totals[delta.key] = row = {
-                "hour_ms": delta.key.hour_ms,
-                "merchant_id": delta.key.merchant_id,
-                "link_id": delta.key.link_id,
-                "currency": delta.key.currency,
-                "partner_id": delta.partner_id,
-                "campaign_id": delta.campaign_id,
-                **dict.fromkeys(_COUNTERS, 0),
-            }
-        for name in _COUNTERS:
-            row[name] += getattr(delta, name)
+async def _upsert_rollup(connection: AsyncConnection, deltas: Iterable[Delta]) -> None:
+    """Add the deltas to ``stats_hourly``, one row per key (equal deltas counted together)."""
+    totals: dict[RollupKey, list[int]] = {}
+    for (key, counts), times in Counter(deltas).items():
+        total = totals.setdefault(key, [0] * len(ROLLUP_COUNTERS))
+        for index, count in enumerate(counts):
+            total[index] += count * times
     if not totals:
         return
-    statement = _insert(connection, STATS)
-    statement = statement.on_conflict_do_update(
+    rows = [
+        {
+            "hour_ms": hour_ms,
+            "merchant_id": merchant_id,
+            "link_id": link_id,
+            "currency": currency,
+            "partner_id": partner_id,
+            "campaign_id": campaign_id,
+            **dict(zip(ROLLUP_COUNTERS, total, strict=True)),
+        }
+        for (
+            hour_ms,
+            merchant_id,
+            link_id,
+            currency,
+            partner_id,
+            campaign_id,
+        ), total in totals.items()
+    ]
+    await connection.execute(_rollup_upsert(connection.dialect.name), rows)
+
+
+@cache
+def _rollup_upsert(dialect_name: str) -> Any:
+    """Built once per dialect: building it took longer than running it."""
+    statement = (postgresql if dialect_name == "postgresql" else sqlite).insert(STATS)
+    return statement.on_conflict_do_update(
         index_elements=["hour_ms", "merchant_id", "link_id", "currency"],
-        set_={name: STATS.c[name] + statement.excluded[name] for name in _COUNTERS},
+        set_={name: STATS.c[name] + statement.excluded[name] for name in ROLLUP_COUNTERS},
     )
-    await connection.execute(statement, list(totals.values()))
 
 
 async def _verify_by_postback(
@@ -200,9 +247,22 @@ async def _duplicate_orders(
 
 
 async def write_batch(database: Database, batch: Prepared) -> Written:
+    """Write ``batch`` in one transaction. Nearly always each of its rows is new, which the
+    inserts alone confirm; a batch delivered again is rolled back and written the exact way."""
+    try:
+        return await _write_batch(database, batch, optimistic=True)
+    except _NotAllNew:
+        return await _write_batch(database, batch, optimistic=False)
+
+
+async def _write_batch(database: Database, batch: Prepared, *, optimistic: bool) -> Written:
     async with database.writing() as connection:
-        clicks = await _insert_new(connection, CLICKS, "click_id", batch.clicks)
-        impressions = await _insert_new(connection, IMPRESSIONS, "event_id", batch.impressions)
+        clicks = await _insert_new_values(
+            connection, CLICKS, CLICK_COLUMNS, batch.clicks, optimistic=optimistic
+        )
+        impressions = await _insert_new_values(
+            connection, IMPRESSIONS, IMPRESSION_COLUMNS, batch.impressions, optimistic=optimistic
+        )
         conversions = await _insert_new(connection, CONVERSIONS, "event_id", batch.conversions)
         confirming = await _verify_by_postback(connection, batch.conversions, conversions)
         duplicates = await _duplicate_orders(
@@ -211,20 +271,25 @@ async def write_batch(database: Database, batch: Prepared) -> Written:
         rejected = await _insert_new(connection, REJECTED, "event_id", batch.rejected + duplicates)
         new_ids = clicks | impressions | conversions
         await _upsert_rollup(
-            connection, [delta for row_id, delta in batch.deltas.items() if row_id in new_ids]
+            connection, (delta for row_id, delta in batch.deltas.items() if row_id in new_ids)
         )
     return Written(len(clicks), len(impressions), len(conversions), len(rejected))
 
 
-async def write_poison(database: Database, entry_id: str, payload: bytes, detail: str) -> None:
-    """Dead-letter one stream entry that failed too often (idempotent by its entry id)."""
-    row = {
-        "event_id": f"stream:{entry_id}"[:64],
-        "at_ms": int(entry_id.split("-")[0]),
+def poison_row(place: str, payload: bytes, detail: str) -> Row:
+    """A rejected row for a stream entry or an event in one (``place``: the entry id, and
+    ``/index`` for an event), idempotent by its place."""
+    return {
+        "event_id": f"stream:{place}"[:64],
+        "at_ms": int(place.split("-")[0]),  # a stream entry id starts with its time in ms
         "source": Source.UNKNOWN.value,
         "reason": RejectReason.POISON.value,
         "detail": detail[:500].replace("\x00", "\ufffd"),
         "payload": "base64:" + base64.b64encode(payload[:3000]).decode(),
     }
+
+
+async def write_poison(database: Database, rows: Sequence[Row]) -> None:
+    """Dead-letter what failed too often or cannot be read (rows from ``poison_row``)."""
     async with database.writing() as connection:
-        await _insert_new(connection, REJECTED, "event_id", [row])
+        await _insert_new(connection, REJECTED, "event_id", rows)

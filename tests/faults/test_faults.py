@@ -17,11 +17,11 @@ from arq.constants import default_queue_name
 from sqlalchemy import select
 
 from backend.db.models import RejectedEventRow
-from backend.events import encode_event
+from backend.events import encode_entry, encode_event
 from tests.faults.cron_worker import TICKS
 from tests.faults.harness import Ledger, Outcome, Stack
 from tests.faults.storage import SmallDisk, integrity_check, writes_blocked
-from tests.support import poison_conversion
+from tests.support import POISON_MINOR, queued_conversion
 
 N = 1500
 KILLS = 3
@@ -189,8 +189,8 @@ async def test_poison_event_inside_a_batch(stack: Stack) -> None:
     ledger = Ledger()
     sending = asyncio.create_task(stack.send(range(N), ledger))
     await until(lambda: answered(ledger, N // 2), within_s=30)
-    poison = poison_conversion(programme.merchant["id"])
-    await stack.redis.xadd(stack.settings.stream, {"e": encode_event(poison)})
+    poison = queued_conversion(programme.merchant["id"], "POISON", POISON_MINOR)
+    await stack.redis.xadd(stack.settings.stream, {"e": encode_entry([encode_event(poison)])})
     await sending
     drain_s = await stack.drained(within_s=30)
     audit = await stack.audit(ledger)
