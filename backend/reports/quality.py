@@ -10,12 +10,14 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+from litestar.response import Stream
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Click, Conversion, ConversionStatus, RejectedEventRow
 from backend.ids import click_id_floor
 from backend.quality.flags import Flag
+from backend.reports.export import csv_stream
 from backend.scope import Viewer
 
 
@@ -76,3 +78,13 @@ async def quality_report(
         held_for_review=int(await session.scalar(review) or 0),
         rejected=rejected,
     )
+
+
+def quality_csv(report: QualityReport) -> Stream:
+    rows = [
+        ("clicks", "stored", report.clicks),
+        *(("click_flag", flag, count) for flag, count in report.click_flags),
+        ("conversions", "held_for_review", report.held_for_review),
+        *(("rejected_event", reason, count) for reason, count in report.rejected),
+    ]
+    return csv_stream("quality.csv", ["kind", "name", "count"], rows)

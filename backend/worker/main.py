@@ -20,6 +20,7 @@ from backend.catalog import Catalog
 from backend.db.engine import Database
 from backend.ids import ClickIdSigner
 from backend.redis_client import arq_settings, connect
+from backend.reports.rollup import fold_closed_hours
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.enrich import Enricher
@@ -78,10 +79,18 @@ async def purge_job(ctx: Context) -> int:
     return deleted
 
 
+async def fold_job(ctx: Context) -> int:
+    """Fold closed hours into the dimension rollup (report breakdowns read it)."""
+    return await fold_closed_hours(ctx["database"])
+
+
 def worker_options(settings: Settings, redis_url: str) -> dict[str, Any]:
     return {
         "functions": [],
-        "cron_jobs": [cron(purge_job, hour={3}, minute={17}, unique=True, timeout=3600)],
+        "cron_jobs": [
+            cron(purge_job, hour={3}, minute={17}, unique=True, timeout=3600),
+            cron(fold_job, minute=set(range(0, 60, 5)), unique=True, timeout=3600),
+        ],
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": arq_settings(redis_url),
