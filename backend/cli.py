@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -278,6 +279,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=8.0, help="load duration per server")
     bench.add_argument("--rows", type=int, default=100_000, help="events for the worker bench")
     bench.add_argument("--only", choices=["http", "worker"], help="run one part only")
+    bench.add_argument(
+        "--reports", action="store_true", help="time the report pages over a large database"
+    )
+    bench.add_argument("--clicks", type=int, default=10_000_000, help="clicks for --reports")
+    bench.add_argument("--conversions", type=int, default=200_000, help="conversions for --reports")
+    bench.add_argument("--renders", type=int, default=7, help="renders per page for --reports")
+    bench.add_argument(
+        "--data",
+        type=Path,
+        help="--reports: keep the generated database here, or reuse it if the file exists",
+    )
     return parser
 
 

@@ -347,7 +347,42 @@ async def test_fold_is_incremental_and_exactly_once(
     folded = await scalar(
         database,
         "SELECT sum(clicks + bot_clicks + flagged_clicks) FROM dimension_hourly"
-        " WHERE dimension = 'browser'",
+        " WHERE dimension = 'browser' AND span_hours = 1",
     )
     raw = await scalar(database, "SELECT count(*) FROM clicks WHERE at_ms < :w", w=watermark)
     assert folded == raw
+    day = 24 * HOUR
+    whole_days = await scalar(
+        database,
+        "SELECT count(*) FROM clicks WHERE at_ms < :d",
+        d=watermark // day * day,
+    )
+    day_rows = await scalar(
+        database,
+        "SELECT sum(clicks + bot_clicks + flagged_clicks) FROM dimension_hourly"
+        " WHERE dimension = 'browser' AND span_hours = 24",
+    )
+    assert day_rows == whole_days
+
+
+async def test_fold_writes_day_rows_that_ranges_read_with_hour_rows_at_the_edges(
+    client: AsyncTestClient[Any], database: Database, programme: Programme
+) -> None:
+    today = datetime.now(UTC).date()
+    start = int(datetime.combine(today - timedelta(days=4), datetime.min.time(), UTC).timestamp())
+    await generate(database, 3_000, 300, start * 1000, now_ms(), seed=11)
+    await fold_closed_hours(database)
+    assert await scalar(database, "SELECT count(*) FROM dimension_hourly WHERE span_hours = 24")
+    await sign_in(client, database)
+    # New York days start at 04:00 or 05:00 UTC: day rows in the middle, hour rows at the edges
+    params = {"range": "7d", "tz": "America/New_York", "format": "csv"}
+    rows = csv_rows((await client.get("/breakdown/referrer", params=params)).text)
+    ny = ZoneInfo("America/New_York")
+    local_today = datetime.now(ny).date()
+    first = datetime.combine(local_today - timedelta(days=6), datetime.min.time(), ny)
+    expected = await scalar(
+        database,
+        "SELECT count(*) FROM clicks WHERE flags = '' AND at_ms >= :s",
+        s=int(first.timestamp() * 1000),
+    )
+    assert sum(int(row["clicks"]) for row in rows) == expected

@@ -20,6 +20,7 @@ from backend.bench.http_bench import (
     cpu_pair,
     run_http_bench,
 )
+from backend.bench.reports_bench import format_reports, run_reports_bench
 from backend.bench.worker_bench import WorkerReport, run_worker_bench
 
 HTTP_ROUNDS = 3
@@ -101,8 +102,26 @@ def format_worker(report: WorkerReport) -> str:
     return "\n".join(lines)
 
 
+def _run_reports(args: argparse.Namespace) -> None:
+    for noisy in ("alembic", "httpx", "clicktrail.access"):  # a line per request otherwise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    print(
+        f"Reports benchmark: {args.clicks:,} clicks, {args.conversions:,} conversions ...",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="clicktrail-bench-") as tmp:
+        report = run_reports_bench(
+            Path(tmp), args.clicks, args.conversions, args.renders, args.data
+        )
+    print(format_reports(report), flush=True)
+
+
 def run_bench(args: argparse.Namespace) -> None:
-    """Run the parts ``args.only`` selects (both by default); exit 1 when a check fails."""
+    """Run the parts ``args.only`` selects (both by default); exit 1 when a check fails.
+    ``--reports`` runs the report pages' benchmark instead."""
+    if args.reports:
+        _run_reports(args)
+        return
     seconds = max(1, round(args.seconds))  # wrk takes whole seconds
     if args.rows < 1:
         raise SystemExit("--rows must be at least 1")

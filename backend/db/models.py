@@ -254,19 +254,22 @@ class ApiKey(Base):
 
 
 class DimensionHourly(Base):
-    """Clicks and conversions per hour, click dimension value, partner and currency.
+    """Clicks and conversions per hour (``span_hours`` 1) or UTC day (24), click dimension
+    value, partner and currency.
 
     Folded from raw rows by a cron job once an hour is closed (never by the worker's hot path),
-    so breakdowns by referrer, device, sub-id... read a few rows per hour instead of every
-    click. A conversion counts under the dimension values of its click. Traffic sits on rows
-    with ``currency`` "" and money on rows of its currency, so summing never double-counts.
+    so breakdowns by referrer, device, sub-id... read a few rows per day instead of every
+    click; hour rows serve the edges of a range in the viewer's zone. A conversion counts under
+    the dimension values of its click. Traffic sits on rows with ``currency`` "" and money on
+    rows of its currency, so summing never double-counts.
     """
 
     __tablename__ = "dimension_hourly"
-    __table_args__ = (Index(None, "dimension", "hour_ms"),)
+    __table_args__ = (Index(None, "dimension", "span_hours", "hour_ms"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     hour_ms: Mapped[int] = mapped_column(BigInteger)
+    span_hours: Mapped[int] = mapped_column(Integer)
     dimension: Mapped[str] = mapped_column(String(16))
     value: Mapped[str] = mapped_column(String(2048))
     partner_id: Mapped[int] = mapped_column(Integer)

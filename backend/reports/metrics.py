@@ -24,7 +24,7 @@ from backend.affiliate.status import COUNTED
 from backend.db.models import Campaign, Link, Partner, StatsHourly
 from backend.ids import click_id_floor
 from backend.reports.dimensions import DIMENSIONS, Dimension, Filters
-from backend.reports.rollup import CLICKS, CONVERSIONS, ROLLUP, read_watermark
+from backend.reports.rollup import CLICKS, CONVERSIONS, ROLLUP, read_watermark, spans
 from backend.reports.sql import click_counters, hour_of, money_counters, or_empty, or_zero
 from backend.scope import Viewer
 
@@ -141,7 +141,13 @@ def _stats(
 
 
 def _rollup(
-    viewer: Viewer, start: int, end: int, filters: Filters, group: Dimension | None, by_hour: bool
+    viewer: Viewer,
+    start: int,
+    end: int,
+    filters: Filters,
+    group: Dimension | None,
+    by_hour: bool,
+    span_hours: int,
 ) -> Select[Any]:
     t = ROLLUP.c
     (text,) = set(filters.texts) | ({group.name} if group and not group.is_id else set())
@@ -153,7 +159,7 @@ def _rollup(
         *(func.coalesce(func.sum(t[name]), 0) for name in COUNTERS[:4]),
         literal(0),
         *(func.coalesce(func.sum(t[name]), 0) for name in COUNTERS[5:]),
-    ).where(t.dimension == text, t.hour_ms >= start, t.hour_ms < end)
+    ).where(t.dimension == text, t.span_hours == span_hours, t.hour_ms >= start, t.hour_ms < end)
     if text in filters.texts:
         statement = statement.where(t.value == filters.texts[text])
     if (partner := filters.id("partner")) is not None:
@@ -250,11 +256,12 @@ async def collect(
             watermark = await read_watermark(session) or start_ms
             tail = max(start_ms, min(end_ms, watermark))
             if tail > start_ms:
+                pieces = [(start_ms, tail, 1)] if by_hour else spans(start_ms, tail)
+                for piece_start, piece_end, span_hours in pieces:
+                    piece = (viewer, piece_start, piece_end, filters, group, by_hour)
+                    statements.append((_rollup(*piece, span_hours), 1))
                 folded = (viewer, start_ms, tail, filters, group, by_hour)
-                statements += [
-                    (_rollup(*folded), 1),
-                    (_raw_conversions(*folded, counted=False), -1),
-                ]
+                statements.append((_raw_conversions(*folded, counted=False), -1))
         if end_ms > tail:
             fresh = (viewer, tail, end_ms, filters, group, by_hour)
             statements += [(_raw_clicks(*fresh), 1), (_raw_conversions(*fresh, counted=True), 1)]

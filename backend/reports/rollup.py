@@ -36,12 +36,7 @@ HOURS_PER_TRANSACTION = 24
 ROLLUP: Table = DimensionHourly.__table__  # type: ignore[assignment]
 CLICKS: Table = Click.__table__  # type: ignore[assignment]
 CONVERSIONS: Table = Conversion.__table__  # type: ignore[assignment]
-COLUMNS = [
-    "hour_ms",
-    "dimension",
-    "value",
-    "partner_id",
-    "currency",
+COUNTER_COLUMNS = [
     "clicks",
     "unique_clicks",
     "bot_clicks",
@@ -50,6 +45,16 @@ COLUMNS = [
     "revenue_minor",
     "commission_minor",
 ]
+COLUMNS = [
+    "hour_ms",
+    "span_hours",
+    "dimension",
+    "value",
+    "partner_id",
+    "currency",
+    *COUNTER_COLUMNS,
+]
+DAY_MS = 24 * HOUR_MS
 
 
 async def read_watermark(session: AsyncSession | AsyncConnection) -> int | None:
@@ -77,6 +82,7 @@ async def _fold(connection: AsyncConnection, start_ms: int, end_ms: int) -> None
         click_rows = (
             select(
                 hour_of(clicks.at_ms),
+                literal(1),
                 literal(dimension.name),
                 value,
                 clicks.partner_id,
@@ -95,6 +101,7 @@ async def _fold(connection: AsyncConnection, start_ms: int, end_ms: int) -> None
         conversion_rows = (
             select(
                 hour_of(conversions.at_ms),
+                literal(1),
                 literal(dimension.name),
                 or_empty(value),
                 or_zero(conversions.partner_id),
@@ -116,6 +123,40 @@ async def _fold(connection: AsyncConnection, start_ms: int, end_ms: int) -> None
         )
         for rows in (click_rows, conversion_rows):
             await connection.execute(insert(ROLLUP).from_select(COLUMNS, rows))
+
+
+async def _fold_days(connection: AsyncConnection, start_ms: int, end_ms: int) -> None:
+    """Day rows for every UTC day whose last hour was folded in ``[start_ms, end_ms)``."""
+    t = ROLLUP.c
+    first_day = start_ms // DAY_MS * DAY_MS
+    for day in range(first_day, end_ms, DAY_MS):
+        if not start_ms < day + DAY_MS <= end_ms:
+            continue
+        rows = (
+            select(
+                literal(day),
+                literal(24),
+                t.dimension,
+                t.value,
+                t.partner_id,
+                t.currency,
+                *(func.sum(t[name]) for name in COUNTER_COLUMNS),
+            )
+            .where(t.span_hours == 1, t.hour_ms >= day, t.hour_ms < day + DAY_MS)
+            .group_by(t.dimension, t.value, t.partner_id, t.currency)
+        )
+        await connection.execute(insert(ROLLUP).from_select(COLUMNS, rows))
+
+
+def spans(start_ms: int, end_ms: int) -> list[tuple[int, int, int]]:
+    """``[start, end)`` (whole hours, folded) as (start, end, span_hours) pieces: whole UTC
+    days from day rows, the hours at either edge from hour rows."""
+    first_day = -(-start_ms // DAY_MS) * DAY_MS
+    last_day = end_ms // DAY_MS * DAY_MS
+    if first_day >= last_day:
+        return [(start_ms, end_ms, 1)] if end_ms > start_ms else []
+    pieces = [(start_ms, first_day, 1), (first_day, last_day, 24), (last_day, end_ms, 1)]
+    return [piece for piece in pieces if piece[1] > piece[0]]
 
 
 async def _store_watermark(connection: AsyncConnection, hour_ms: int, existed: bool) -> None:
@@ -140,6 +181,7 @@ async def fold_closed_hours(database: Database, at_ms: int | None = None) -> int
             end = min(start + HOURS_PER_TRANSACTION * HOUR_MS, closed)
             if end > start:
                 await _fold(connection, start, end)
+                await _fold_days(connection, start, end)
             if end != watermark:
                 await _store_watermark(connection, end, existed=watermark is not None)
         folded += (end - start) // HOUR_MS

@@ -35,6 +35,7 @@ def upgrade() -> None:
         "dimension_hourly",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("hour_ms", sa.BigInteger(), nullable=False),
+        sa.Column("span_hours", sa.Integer(), nullable=False),
         sa.Column("dimension", sa.String(16), nullable=False),
         sa.Column("value", sa.String(2048), nullable=False),
         sa.Column("partner_id", sa.Integer(), nullable=False),
@@ -43,7 +44,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_dimension_hourly")),
     )
     op.create_index(
-        op.f("ix_dimension_hourly_dimension_hour_ms"), "dimension_hourly", ["dimension", "hour_ms"]
+        op.f("ix_dimension_hourly_dimension_span_hours_hour_ms"),
+        "dimension_hourly",
+        ["dimension", "span_hours", "hour_ms"],
     )
     op.create_table(
         "rollup_watermarks",
@@ -55,5 +58,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("rollup_watermarks")
-    op.drop_index("ix_dimension_hourly_dimension_hour_ms", table_name="dimension_hourly")
+    op.drop_index("ix_dimension_hourly_dimension_span_hours_hour_ms", table_name="dimension_hourly")
     op.drop_table("dimension_hourly")
