@@ -18,6 +18,7 @@ from backend.bench.report_data import generate
 from backend.db.engine import Database
 from backend.ids import now_ms
 from backend.reports.export import neutralise
+from backend.reports.ranges import RangeError, resolve_range
 from backend.reports.rollup import fold_closed_hours
 from backend.worker.consumer import StreamConsumer
 from tests.support import (
@@ -386,3 +387,37 @@ async def test_fold_writes_day_rows_that_ranges_read_with_hour_rows_at_the_edges
         s=int(first.timestamp() * 1000),
     )
     assert sum(int(row["clicks"]) for row in rows) == expected
+
+
+def test_ranges_are_local_days_and_dst_days_have_23_or_25_hours() -> None:
+    fall_back = resolve_range("custom", date(2026, 10, 25), date(2026, 10, 25), "Europe/Berlin", "")
+    hours = [bucket.label for bucket in fall_back.buckets()]
+    assert len(hours) == 25
+    assert hours.count("02:00") == 2  # the hour that happens twice
+    assert fall_back.end_ms - fall_back.start_ms == 25 * HOUR
+    assert fall_back.start_ms == int(datetime(2026, 10, 24, 22, tzinfo=UTC).timestamp() * 1000)
+    spring = resolve_range("custom", date(2026, 3, 8), date(2026, 3, 8), "America/New_York", None)
+    assert len(spring.buckets()) == 23
+    week = resolve_range("custom", date(2026, 3, 25), date(2026, 3, 31), "Europe/Berlin", None)
+    days = week.buckets()
+    assert week.bucket == "day"
+    assert [(d.end_ms - d.start_ms) // HOUR for d in days] == [24, 24, 24, 24, 23, 24, 24]
+
+
+def test_presets_follow_the_viewers_calendar() -> None:
+    # 23:30 UTC on 31 January is already 1 February in Tokyo
+    now = datetime(2026, 1, 31, 23, 30, tzinfo=UTC)
+    tokyo_today = resolve_range("today", None, None, "Asia/Tokyo", None, now=now)
+    assert tokyo_today.first_day == date(2026, 2, 1)
+    assert tokyo_today.bucket == "hour"
+    month = resolve_range("month", None, None, "UTC", None, now=now)
+    assert (month.first_day, month.last_day) == (date(2026, 1, 1), date(2026, 1, 31))
+    yesterday = resolve_range("yesterday", None, None, None, None, now=now)
+    assert yesterday.first_day == yesterday.last_day == date(2026, 1, 30)
+    thirty = resolve_range("30d", None, None, None, None, now=now)
+    assert thirty.days == 30
+    previous = thirty.previous()
+    assert previous.last_day == thirty.first_day - timedelta(days=1)
+    assert previous.days == 30
+    with pytest.raises(RangeError):
+        resolve_range("custom", date(2020, 1, 1), date(2026, 1, 1), None, None)

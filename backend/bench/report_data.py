@@ -179,9 +179,16 @@ def _batches(
 
 
 async def generate(
-    database: Database, clicks: int, conversions: int, start_ms: int, end_ms: int, seed: int = 1
+    database: Database,
+    clicks: int,
+    conversions: int,
+    start_ms: int,
+    end_ms: int,
+    seed: int = 1,
+    links: list[TargetLink] | None = None,
 ) -> None:
-    """Write ``clicks`` clicks and ``conversions`` conversions at times in ``[start, end)``."""
-    links = await target_links(database)
+    """Write ``clicks`` clicks and ``conversions`` conversions at times in ``[start, end)``,
+    on ``links`` (default: every link in the database)."""
+    links = links or await target_links(database)
     for batch in _batches(links, clicks, conversions, start_ms, end_ms, seed):
         await write_batch(database, batch)
