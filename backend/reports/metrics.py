@@ -69,21 +69,13 @@ class Metrics:
             bucket[1] += sign * commission
 
     def merge(self, other: Metrics) -> None:
+        for name in ("clicks", "unique_clicks", "bot_clicks", "flagged_clicks", "impressions"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.conversions += other.conversions
         for currency, (revenue, commission) in other.money.items():
             bucket = self.money.setdefault(currency, [0, 0])
             bucket[0] += revenue
             bucket[1] += commission
-        values = (
-            other.clicks,
-            other.unique_clicks,
-            other.bot_clicks,
-            other.flagged_clicks,
-            other.impressions,
-            other.conversions,
-            0,
-            0,
-        )
-        self.add("", values)
 
     @property
     def currencies(self) -> list[str]:

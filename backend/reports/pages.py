@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import msgspec
 from litestar import Request, Response, Router, get, post
@@ -36,7 +37,7 @@ from backend.reports.live import UNREAD_CAP, live_minutes, queue_state
 from backend.reports.metrics import visible
 from backend.reports.overview import overview_csv, overview_report
 from backend.reports.quality import quality_csv, quality_report
-from backend.reports.ranges import PRESETS, DateRange, RangeError, resolve_range
+from backend.reports.ranges import PRESETS, DateRange, RangeError, resolve_range, zone
 from backend.scope import Viewer
 from backend.settings import Settings
 
@@ -209,9 +210,16 @@ async def breakdown(
 
 
 @get("/live", name="live")
-async def live(viewer: CurrentViewer, reader: Reader, state: State) -> Template:
-    """The last 30 minutes, reloading itself every 15 s (a meta refresh: no script)."""
+async def live(
+    request: Request[Any, Any, Any], viewer: CurrentViewer, reader: Reader, state: State
+) -> Template:
+    """The last 30 minutes, reloading itself every 15 s (a meta refresh: no script), in the
+    time zone the viewer last chose."""
     settings: Settings = state.settings
+    try:
+        tz = zone(request.session.get("tz"))
+    except RangeError:
+        tz = zone(None)
     moment = now_ms()
     minutes = await live_minutes(reader, viewer, moment)
     queue = (
@@ -219,7 +227,7 @@ async def live(viewer: CurrentViewer, reader: Reader, state: State) -> Template:
         if viewer.is_admin
         else None
     )
-    chart = lay_out([(_minute_label(m.start_ms), m.clicks, m.conversions) for m in minutes])
+    chart = lay_out([(_minute_label(m.start_ms, tz), m.clicks, m.conversions) for m in minutes])
     return Template(
         "live.html",
         context={
@@ -228,12 +236,14 @@ async def live(viewer: CurrentViewer, reader: Reader, state: State) -> Template:
             "chart": chart,
             "viewer": viewer,
             "unread_cap": UNREAD_CAP,
+            "tz": tz.key,
+            "quiet": not any(m.clicks or m.conversions for m in minutes),
         },
     )
 
 
-def _minute_label(at_ms: int) -> str:
-    return datetime.fromtimestamp(at_ms / 1000, UTC).strftime("%H:%M")
+def _minute_label(at_ms: int, tz: ZoneInfo) -> str:
+    return datetime.fromtimestamp(at_ms / 1000, UTC).astimezone(tz).strftime("%H:%M")
 
 
 @get("/quality", name="quality")
