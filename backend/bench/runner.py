@@ -103,16 +103,21 @@ def format_worker(report: WorkerReport) -> str:
 
 
 def _run_reports(args: argparse.Namespace) -> None:
-    for noisy in ("alembic", "httpx", "clicktrail.access"):  # a line per request otherwise
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    httpx_log = logging.getLogger("httpx")  # a line per rendered page otherwise
+    level = httpx_log.level
+    httpx_log.setLevel(logging.WARNING)
     print(
         f"Reports benchmark: {args.clicks:,} clicks, {args.conversions:,} conversions ...",
         flush=True,
     )
-    with tempfile.TemporaryDirectory(prefix="clicktrail-bench-") as tmp:
-        report = run_reports_bench(
-            Path(tmp), args.clicks, args.conversions, args.renders, args.data
-        )
+    try:
+        with tempfile.TemporaryDirectory(prefix="clicktrail-bench-") as tmp:
+            report = run_reports_bench(
+                Path(tmp), args.clicks, args.conversions, args.renders, args.data
+            )
+    finally:
+        httpx_log.setLevel(level)
     print(format_reports(report), flush=True)
 
 
