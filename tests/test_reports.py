@@ -27,6 +27,7 @@ from tests.support import (
     add_partner_with_link,
     add_user,
     follow_link,
+    post_json,
     sign_in,
 )
 
@@ -204,6 +205,20 @@ async def test_a_partner_sees_only_their_own_figures(
         assert (await client.get(path, params=params)).status_code == 404, (path, params)
     own_link = await client.get("/", params={"link": str(programme.link["id"]), "range": "30d"})
     assert own_link.status_code == 200
+    assert (await client.get("/", params={"campaign": str(programme.campaign["id"])})).is_success
+    unlinked = await post_json(
+        client,
+        "/api/v1/campaigns",
+        {
+            "merchant_id": programme.merchant["id"],
+            "name": "Not yours",
+            "destination_url": "https://shop.example/other",
+            "commission_percent": "5",
+            "commission_flat_minor": 0,
+        },
+        programme.headers,
+    )
+    assert (await client.get("/", params={"campaign": str(unlinked["id"])})).status_code == 404
 
 
 async def test_hostile_referrers_and_sub_ids_are_escaped_and_neutralised(

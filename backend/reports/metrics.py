@@ -287,25 +287,27 @@ async def names(session: AsyncSession, dimension: Dimension, keys: list[Any]) ->
     return {key: name for key, name in rows.all()}
 
 
+def _object_query(name: str, value: int) -> tuple[Select[Any], Any]:
+    """A query finding the object a filter names, and the partner column that scopes it
+    (a campaign is a partner's when one of their links points at it)."""
+    match name:
+        case "partner":
+            return select(Partner.id).where(Partner.id == value), Partner.id
+        case "campaign":
+            return (
+                select(Campaign.id)
+                .outerjoin(Link, Link.campaign_id == Campaign.id)
+                .where(Campaign.id == value),
+                Link.partner_id,
+            )
+        case _:
+            return select(Link.id).where(Link.id == value), Link.partner_id
+
+
 async def visible(session: AsyncSession, viewer: Viewer, filters: Filters) -> bool:
     """Whether every id in ``filters`` names an object the viewer may see (else: 404)."""
     for name, value in filters.ids.items():
-        if name == "partner":
-            found = await session.scalar(select(Partner.id).where(Partner.id == value))
-            if found is None or not (viewer.is_admin or viewer.partner_id == value):
-                return False
-        elif name == "campaign":
-            statement = select(Link.id).where(Link.campaign_id == value).limit(1)
-            exists = select(Campaign.id).where(Campaign.id == value)
-            if await session.scalar(exists) is None:
-                return False
-            if (
-                not viewer.is_admin
-                and await session.scalar(viewer.restrict(statement, Link.partner_id)) is None
-            ):
-                return False
-        elif name == "link":
-            statement = viewer.restrict(select(Link.id).where(Link.id == value), Link.partner_id)
-            if await session.scalar(statement) is None:
-                return False
+        statement, partner_column = _object_query(name, value)
+        if await session.scalar(viewer.restrict(statement.limit(1), partner_column)) is None:
+            return False
     return True
