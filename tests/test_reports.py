@@ -20,7 +20,9 @@ from backend.ids import now_ms
 from backend.reports.export import neutralise
 from backend.reports.ranges import RangeError, resolve_range
 from backend.reports.rollup import fold_closed_hours
+from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
+from backend.worker.main import worker_options
 from tests.support import (
     BROWSER_HEADERS,
     Programme,
@@ -436,3 +438,10 @@ def test_presets_follow_the_viewers_calendar() -> None:
     assert previous.days == 30
     with pytest.raises(RangeError):
         resolve_range("custom", date(2020, 1, 1), date(2026, 1, 1), None, None)
+
+
+def test_the_worker_runs_the_fold_as_a_unique_cron_job(settings: Settings) -> None:
+    jobs = {job.name: job for job in worker_options(settings, settings.redis_url)["cron_jobs"]}
+    fold = jobs["cron:fold_job"]
+    assert fold.unique
+    assert fold.minute == set(range(0, 60, 5))
