@@ -147,13 +147,14 @@ def _wants_csv(request: Request[Any, Any, Any]) -> bool:
 
 
 def _page_context(period: DateRange, filters: Filters, viewer: Viewer, path: str) -> dict[str, Any]:
-    def href(path: str, **changes: str | int | None) -> str:
+    def href(target: str, **changes: str | int | None) -> str:
+        """``target`` with this page's range and filters, changed as given (None drops one)."""
         params: dict[str, Any] = {**period.query(), **filters.query()}
         for name, value in changes.items():
             params.pop(name, None)
             if value is not None:
                 params[name] = value
-        return f"{path}?{urlencode(params)}"
+        return f"{target}?{urlencode(params)}"
 
     return {
         "period": period,
