@@ -32,7 +32,8 @@ from backend.settings import Settings
 
 TARGET_MS = 150.0
 DAY_MS = 86_400_000
-PASSWORD = secrets.token_urlsafe(16)
+BENCH_USER = "bench@example.com"
+PASSWORD = "bench-only-password"  # noqa: S105 - fixed so a kept database can be reused
 PAGES: tuple[tuple[str, str], ...] = (
     ("overview, last 30 days", "/?range=30d"),
     ("overview, last 7 days", "/?range=7d"),
@@ -82,22 +83,27 @@ class ReportsBench:
     pages: list[PageTiming]
 
 
-async def _prepare(path: Path, clicks: int, conversions: int) -> tuple[float, float]:
+async def _generate(path: Path, clicks: int, conversions: int) -> float:
     database = Database.connect(sqlite_url(path))
     try:
         end = now_ms()
         started = time.perf_counter()
         await generate(database, clicks, conversions, end - 30 * DAY_MS, end)
-        generated = time.perf_counter() - started
+        async with database.session(write=True) as session:
+            session.add(User(email=BENCH_USER, password_hash=hash_password(PASSWORD), role="admin"))
+            await session.commit()
+        return time.perf_counter() - started
+    finally:
+        await database.dispose()
+
+
+async def _fold(path: Path) -> float:
+    """What the cron job does: all of it for a new database, the hours since for a kept one."""
+    database = Database.connect(sqlite_url(path))
+    try:
         started = time.perf_counter()
         await fold_closed_hours(database)
-        folded = time.perf_counter() - started
-        async with database.session(write=True) as session:
-            session.add(
-                User(email="bench@example.com", password_hash=hash_password(PASSWORD), role="admin")
-            )
-            await session.commit()
-        return generated, folded
+        return time.perf_counter() - started
     finally:
         await database.dispose()
 
@@ -120,7 +126,7 @@ async def _time_pages(settings: Settings, renders: int) -> list[PageTiming]:
         token = client.cookies.get("csrftoken")
         signed_in = await client.post(
             "/login",
-            data={"email": "bench@example.com", "password": PASSWORD, "_csrf_token": token},
+            data={"email": BENCH_USER, "password": PASSWORD, "_csrf_token": token},
             follow_redirects=False,
         )
         if signed_in.status_code != 302:
@@ -146,10 +152,11 @@ def run_reports_bench(
 ) -> ReportsBench:
     """Generate (unless ``data`` already holds a database), fold, then time every page."""
     path = data or workdir / "reports.db"
-    generate_s = fold_s = 0.0
+    generate_s = 0.0
     if not path.exists():
         asyncio.run(create_programme_database(path))
-        generate_s, fold_s = asyncio.run(_prepare(path, clicks, conversions))
+        generate_s = asyncio.run(_generate(path, clicks, conversions))
+    fold_s = asyncio.run(_fold(path))
     redis_server = EmbeddedRedis(workdir / "redis").start()
     try:
         settings = Settings(
@@ -172,10 +179,8 @@ def format_reports(report: ReportsBench) -> str:
         f"SQLite; median of {report.renders} renders through the ASGI app (signed in)",
     ]
     if report.generate_s:
-        lines.append(
-            f"  generated in {report.generate_s:.1f} s (worker bulk write), "
-            f"rollup folded in {report.fold_s:.1f} s"
-        )
+        lines.append(f"  generated in {report.generate_s:.1f} s (worker bulk write)")
+    lines.append(f"  rollup folded in {report.fold_s:.1f} s (the cron job's work until now)")
     lines.append(f"  {'page':<36} {'median ms':>10} {'max ms':>8}  target {TARGET_MS:.0f} ms")
     for page in report.pages:
         if page.held_to_target:

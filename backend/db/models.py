@@ -169,6 +169,7 @@ class Conversion(Base):
         UniqueConstraint("merchant_id", "order_id"),
         Index(None, "partner_id", "at_ms"),
         Index(None, "at_ms"),
+        Index(None, "status", "at_ms"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -265,7 +266,10 @@ class DimensionHourly(Base):
     """
 
     __tablename__ = "dimension_hourly"
-    __table_args__ = (Index(None, "dimension", "span_hours", "hour_ms"),)
+    __table_args__ = (
+        Index(None, "dimension", "span_hours", "hour_ms"),
+        Index(None, "dimension", "value", "span_hours", "hour_ms"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     hour_ms: Mapped[int] = mapped_column(BigInteger)

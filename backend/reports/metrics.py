@@ -21,7 +21,7 @@ from sqlalchemy import Select, Table, func, literal, null, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.affiliate.status import COUNTED
-from backend.db.models import Campaign, Link, Partner, StatsHourly
+from backend.db.models import Campaign, ConversionStatus, Link, Partner, StatsHourly
 from backend.ids import click_id_floor
 from backend.reports.dimensions import DIMENSIONS, Dimension, Filters
 from backend.reports.rollup import CLICKS, CONVERSIONS, ROLLUP, read_watermark, spans
@@ -198,7 +198,8 @@ def _raw_conversions(
         key = or_zero(v[group.column])
     else:
         key = or_empty(c[group.column])
-    statuses = [status.value for status in COUNTED]
+    wanted = COUNTED if counted else frozenset(ConversionStatus) - COUNTED
+    statuses = sorted(status.value for status in wanted)
     statement = (
         select(
             hour_of(v.at_ms) if by_hour else null(),
@@ -215,7 +216,7 @@ def _raw_conversions(
         .where(
             v.at_ms >= start,
             v.at_ms < end,
-            v.status.in_(statuses) if counted else v.status.not_in(statuses),
+            v.status.in_(statuses),
         )
     )
     for name, value in filters.ids.items():

@@ -2,7 +2,8 @@
 
 A cron job folds closed hours of raw clicks and conversions into ``dimension_hourly`` and
 records how far it got in ``rollup_watermarks``; reports read the rollup below the watermark
-and raw rows above it.
+and raw rows above it. An index on conversions (status, at_ms) lets them subtract the few
+conversions no longer counted without reading the others.
 
 Revision ID: 0004
 Revises: 0002
@@ -48,6 +49,13 @@ def upgrade() -> None:
         "dimension_hourly",
         ["dimension", "span_hours", "hour_ms"],
     )
+    op.create_index(
+        op.f("ix_dimension_hourly_dimension_value_span_hours_hour_ms"),
+        "dimension_hourly",
+        ["dimension", "value", "span_hours", "hour_ms"],
+    )
+    # reports subtract the conversions no longer counted (rejected, reversed) from the rollup
+    op.create_index(op.f("ix_conversions_status_at_ms"), "conversions", ["status", "at_ms"])
     op.create_table(
         "rollup_watermarks",
         sa.Column("name", sa.String(32), nullable=False),
@@ -58,5 +66,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("rollup_watermarks")
+    op.drop_index("ix_conversions_status_at_ms", table_name="conversions")
+    op.drop_index(
+        "ix_dimension_hourly_dimension_value_span_hours_hour_ms", table_name="dimension_hourly"
+    )
     op.drop_index("ix_dimension_hourly_dimension_span_hours_hour_ms", table_name="dimension_hourly")
     op.drop_table("dimension_hourly")
