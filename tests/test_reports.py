@@ -445,3 +445,16 @@ def test_the_worker_runs_the_fold_as_a_unique_cron_job(settings: Settings) -> No
     fold = jobs["cron:fold_job"]
     assert fold.unique
     assert fold.minute == set(range(0, 60, 5))
+
+
+async def test_quality_page_counts_flags_from_the_rollup_and_the_raw_tail(
+    client: AsyncTestClient[Any], database: Database, traffic: int
+) -> None:
+    await sign_in(client, database)
+    page = await client.get("/quality", params={"range": "30d"})
+    stored = await scalar(database, "SELECT count(*) FROM clicks")
+    duplicates = await scalar(database, "SELECT count(*) FROM clicks WHERE flags = 'duplicate'")
+    assert f'<strong id="quality-clicks">{stored}</strong>' in page.text
+    rows = csv_rows((await client.get("/quality", params={"range": "30d", "format": "csv"})).text)
+    by_name = {row["name"]: int(row["count"]) for row in rows if row["kind"] == "click_flag"}
+    assert by_name["duplicate"] == duplicates

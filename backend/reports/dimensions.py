@@ -33,6 +33,7 @@ DIMENSIONS: dict[str, Dimension] = {
         *(Dimension(f"sub{n}", f"Sub-id {n}", f"sub{n}") for n in range(1, 6)),
         Dimension("utm_source", "UTM source", "utm_source"),
         Dimension("utm_medium", "UTM medium", "utm_medium"),
+        Dimension("flags", "Quality flags", "flags"),
     )
 }
 TEXT_DIMENSIONS = tuple(d for d in DIMENSIONS.values() if not d.is_id)
