@@ -56,17 +56,6 @@ class Filters:
     def query(self) -> dict[str, str]:
         return {**{k: str(v) for k, v in self.ids.items()}, **self.texts}
 
-    def with_value(self, name: str, value: str | int) -> Filters:
-        if DIMENSIONS[name].is_id:
-            return Filters({**self.ids, name: int(value)}, dict(self.texts))
-        return Filters(dict(self.ids), {**self.texts, name: str(value)})
-
-    def without(self, name: str) -> Filters:
-        return Filters(
-            {k: v for k, v in self.ids.items() if k != name},
-            {k: v for k, v in self.texts.items() if k != name},
-        )
-
     def described(self) -> list[tuple[str, str, str]]:
         """(name, label, value) of each filter, for the chips above a table."""
         return [
