@@ -4,6 +4,7 @@ the dimension rollup with its raw tail, and raw rows), time zones, partner isola
 from __future__ import annotations
 
 import csv
+import html
 import io
 import re
 from datetime import UTC, date, datetime, timedelta
@@ -458,3 +459,21 @@ async def test_quality_page_counts_flags_from_the_rollup_and_the_raw_tail(
     rows = csv_rows((await client.get("/quality", params={"range": "30d", "format": "csv"})).text)
     by_name = {row["name"]: int(row["count"]) for row in rows if row["kind"] == "click_flag"}
     assert by_name["duplicate"] == duplicates
+
+
+async def test_breakdown_rows_link_to_the_overview_filtered_to_them(
+    client: AsyncTestClient[Any], database: Database, traffic: int
+) -> None:
+    await sign_in(client, database)
+    page = await client.get("/breakdown/referrer", params={"range": "30d", "sort": "name"})
+    links = re.findall(r'<th scope="row"><a href="([^"]+)">([^<]+)</a></th>', page.text)
+    assert len(links) > 10
+    href = next(h for h, text in links if text == "t.co")
+    filtered = await client.get(html.unescape(href))
+    expected = await scalar(
+        database, "SELECT count(*) FROM clicks WHERE flags = '' AND referrer_host = 't.co'"
+    )
+    assert kpi(filtered.text, "clicks") == str(expected)
+    assert "Referrer domain: <strong>t.co</strong>" in filtered.text
+    labels = [text for _, text in links]
+    assert labels == sorted(labels, key=str.lower, reverse=True)  # sorted by name, descending
