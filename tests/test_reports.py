@@ -19,6 +19,7 @@ from backend.bench.report_data import generate
 from backend.db.engine import Database
 from backend.ids import now_ms
 from backend.reports.export import neutralise
+from backend.reports.overview import comparable_end
 from backend.reports.ranges import RangeError, resolve_range
 from backend.reports.rollup import fold_closed_hours
 from backend.settings import Settings
@@ -477,3 +478,15 @@ async def test_breakdown_rows_link_to_the_overview_filtered_to_them(
     assert "Referrer domain: <strong>t.co</strong>" in filtered.text
     labels = [text for _, text in links]
     assert labels == sorted(labels, key=str.lower, reverse=True)  # sorted by name, descending
+
+
+def test_a_running_period_is_compared_with_as_much_of_the_one_before() -> None:
+    now = datetime(2026, 6, 10, 9, 20, tzinfo=UTC)
+    today = resolve_range("today", None, None, None, None, now=now)
+    yesterday = today.previous()
+    cut = comparable_end(today, yesterday, int(now.timestamp() * 1000))
+    assert cut - yesterday.start_ms == 10 * HOUR  # 00:00-09:59 of yesterday
+    finished = resolve_range("yesterday", None, None, None, None, now=now)
+    assert comparable_end(finished, finished.previous(), int(now.timestamp() * 1000)) == (
+        finished.previous().end_ms
+    )

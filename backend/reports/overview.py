@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.ids import now_ms
 from backend.money import format_minor
 from backend.reports.chart import Chart, lay_out
 from backend.reports.dimensions import Filters
 from backend.reports.export import CsvCell, csv_stream
 from backend.reports.metrics import Metrics, collect, totals
 from backend.reports.ranges import DateRange
+from backend.reports.sql import HOUR_MS
 from backend.scope import Viewer
 
 
@@ -112,13 +114,20 @@ def tiles(now: Metrics, before: Metrics, currencies: list[str], impressions: boo
     return shown
 
 
+def comparable_end(period: DateRange, before: DateRange, at_ms: int) -> int:
+    """Where the previous period's comparison stops: a period still running (today, this
+    week) is compared with as many hours of the one before, not with all of it."""
+    elapsed_hours = -(-(at_ms - period.start_ms) // HOUR_MS)
+    return min(before.end_ms, before.start_ms + max(elapsed_hours, 1) * HOUR_MS)
+
+
 async def overview_report(
     session: AsyncSession, viewer: Viewer, period: DateRange, filters: Filters
 ) -> OverviewReport:
     hourly = await collect(session, viewer, period.start_ms, period.end_ms, filters, by_hour=True)
-    previous_period = period.previous()
+    before = period.previous()
     previous = await totals(
-        session, viewer, previous_period.start_ms, previous_period.end_ms, filters
+        session, viewer, before.start_ms, comparable_end(period, before, now_ms()), filters
     )
     overall = Metrics()
     rows: list[BucketRow] = []
