@@ -190,6 +190,7 @@ async def test_a_partner_sees_only_their_own_figures(
 
     page = await client.get("/", params={"range": "30d"})
     assert kpi(page.text, "clicks") == str(own_clicks)
+    assert '<a href="/breakdown/link">Breakdowns</a>' in page.text  # their links, not partners
     by_partner = csv_rows(
         (await client.get("/breakdown/partner", params={"range": "30d", "format": "csv"})).text
     )
