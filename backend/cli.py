@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -230,10 +231,12 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> None:
     """Works in throwaway directories; needs no settings (and so writes nothing to ./var)."""
-    from backend.bench.runner import run_bench, run_load
+    from backend.bench.runner import run_bench, run_load, run_reports
 
     if args.load:
         run_load(args)
+    elif args.reports:
+        run_reports(args)
     else:
         run_bench(args)
 
@@ -291,6 +294,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--database-url",
         help="--load on this database (PostgreSQL: it is migrated and given a programme); "
         "default a new SQLite file",
+    )
+    bench.add_argument(
+        "--reports", action="store_true", help="time the report pages over a large database"
+    )
+    bench.add_argument("--clicks", type=int, default=10_000_000, help="clicks for --reports")
+    bench.add_argument("--conversions", type=int, default=200_000, help="conversions for --reports")
+    bench.add_argument("--renders", type=int, default=7, help="renders per page for --reports")
+    bench.add_argument(
+        "--data",
+        type=Path,
+        help="--reports: keep the generated database here, or reuse it if the file exists",
     )
     return parser
 

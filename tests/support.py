@@ -13,11 +13,13 @@ import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
-from backend.auth import generate_api_key, hash_api_key
+from backend.auth import generate_api_key, hash_api_key, hash_password
 from backend.db.engine import Database
-from backend.db.models import ApiKey
+from backend.db.models import ApiKey, User
 from backend.events import ConversionEvent, Source
 from backend.ids import new_event_id
+
+PASSWORD = "correct horse battery"
 
 
 async def create_api_key(database: Database, partner_id: int | None = None) -> str:
@@ -166,3 +168,42 @@ def queued_conversion(merchant_id: int, order_id: str, amount_minor: int) -> Con
         items_json=None,
         visitor=None,
     )
+
+
+async def add_user(
+    database: Database, email: str, role: str = "admin", partner_id: int | None = None
+) -> None:
+    async with database.session(write=True) as session:
+        session.add(
+            User(
+                email=email,
+                password_hash=hash_password(PASSWORD),
+                role=role,
+                partner_id=partner_id,
+            )
+        )
+        await session.commit()
+
+
+async def add_admin(database: Database) -> None:
+    await add_user(database, "admin@example.com")
+
+
+async def csrf_token(client: AsyncTestClient[Any]) -> str:
+    await client.get("/login")
+    token = client.cookies.get("csrftoken")
+    assert token
+    return token
+
+
+async def sign_in(
+    client: AsyncTestClient[Any], database: Database, email: str = "admin@example.com"
+) -> None:
+    """Sign in through the login form (as the admin, made here, unless ``email`` is given)."""
+    if email == "admin@example.com":
+        await add_admin(database)
+    token = await csrf_token(client)
+    response = await client.post(
+        "/login", data={"email": email, "password": PASSWORD, "_csrf_token": token}
+    )
+    assert response.status_code == 302

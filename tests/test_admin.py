@@ -20,8 +20,16 @@ from backend.db.models import ApiKey, Campaign, Conversion, Link, Merchant, Part
 from backend.reports.pages import web_router
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
-from tests.support import Programme, add_partner_with_link, click_id_in, follow_link, post_json
-from tests.test_web import PASSWORD, csrf_token, sign_in
+from tests.support import (
+    PASSWORD,
+    Programme,
+    add_partner_with_link,
+    add_user,
+    click_id_in,
+    follow_link,
+    post_json,
+    sign_in,
+)
 
 HOSTILE = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -40,14 +48,8 @@ async def one(database: Database, model: type[Any], **where: Any) -> Any:
 async def sign_in_partner(
     client: AsyncTestClient[Any], database: Database, partner_id: int
 ) -> None:
-    async with database.session(write=True) as session:
-        await create_user(session, "partner@example.com", Role.PARTNER, partner_id, PASSWORD)
-    token = await csrf_token(client)
-    response = await client.post(
-        "/login",
-        data={"email": "partner@example.com", "password": PASSWORD, "_csrf_token": token},
-    )
-    assert response.status_code == 302
+    await add_user(database, "partner@example.com", Role.PARTNER, partner_id)
+    await sign_in(client, database, "partner@example.com")
 
 
 def error_of(page: str, field: str) -> str:

@@ -17,7 +17,7 @@ from backend.db.models import CommissionOverride, Conversion, ConversionChange, 
 from backend.ids import now_ms
 from backend.worker.consumer import StreamConsumer
 from tests.postback_support import sale, send
-from tests.support import Programme, add_partner_with_link, post_json
+from tests.support import Programme, add_partner_with_link, post_json, sign_in
 from tests.test_admin import (
     ESCAPED,
     HOSTILE,
@@ -28,7 +28,6 @@ from tests.test_admin import (
     submit,
     value_of,
 )
-from tests.test_web import sign_in
 
 
 async def conversion_ids(database: Database) -> dict[str, int]:

@@ -5,7 +5,6 @@ Only counts and audits are asserted, never timings: how fast is for people readi
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import shutil
 import subprocess
@@ -19,8 +18,9 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 
 from backend.bench.http_bench import ROOT, clicktrail_env, free_ports, run_http_bench, serving
-from backend.bench.runner import run_bench
+from backend.bench.runner import run_bench, run_reports
 from backend.bench.worker_bench import run_worker_bench
+from backend.cli import build_parser
 from backend.db.engine import Database
 from backend.db.models import Click, Conversion, RejectedEventRow
 from backend.demo import demo
@@ -42,12 +42,31 @@ def test_worker_bench_writes_every_event_once(tmp_path: Path) -> None:
 
 
 def test_bench_command_prints_the_worker_table(capsys: pytest.CaptureFixture[str]) -> None:
-    run_bench(argparse.Namespace(seconds=1.0, rows=300, only="worker"))
+    run_bench(build_parser().parse_args(["bench", "--rows", "300", "--only", "worker"]))
 
     out = capsys.readouterr().out
     assert "ratio worker/raw" in out
     assert "row check OK" in out
     assert "HTTP:" not in out
+
+
+def test_reports_bench_times_every_page_over_a_kept_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "reports.db"
+    arguments = ["bench", "--reports", "--clicks", "3000", "--conversions", "60", "--renders", "1"]
+    run_reports(build_parser().parse_args([*arguments, "--data", str(data)]))
+
+    out = capsys.readouterr().out
+    assert "3,000 clicks + 60 conversions over 30 days" in out
+    assert "generated in" in out
+    for page in ("overview, last 30 days", "by referrer, 30 days", "by sub1, 30 days", "live"):
+        assert page in out
+    assert data.is_file()
+    run_reports(build_parser().parse_args([*arguments, "--data", str(data)]))  # reused, not redone
+    again = capsys.readouterr().out
+    assert "3,000 clicks" in again
+    assert "generated in" not in again
 
 
 @needs_wrk

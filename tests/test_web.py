@@ -10,27 +10,8 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
-from backend.auth import hash_password
 from backend.db.engine import Database
-from backend.db.models import User
-from tests.support import Programme, follow_link
-
-PASSWORD = "correct horse battery"
-
-
-async def add_admin(database: Database) -> None:
-    async with database.session(write=True) as session:
-        session.add(
-            User(email="admin@example.com", password_hash=hash_password(PASSWORD), role="admin")
-        )
-        await session.commit()
-
-
-async def csrf_token(client: AsyncTestClient[Any]) -> str:
-    await client.get("/login")
-    token = client.cookies.get("csrftoken")
-    assert token
-    return token
+from tests.support import PASSWORD, Programme, add_admin, csrf_token, follow_link, sign_in
 
 
 async def test_pages_need_a_session(client: AsyncTestClient[Any]) -> None:
@@ -126,15 +107,6 @@ async def test_snippet_is_served_with_etag_and_a_versioned_immutable_copy(
     assert "immutable" in pinned.headers["cache-control"]
     assert pinned.content == response.content
     assert (await client.get("/s/000000000000.js")).status_code == 404
-
-
-async def sign_in(client: AsyncTestClient[Any], database: Database) -> None:
-    await add_admin(database)
-    token = await csrf_token(client)
-    response = await client.post(
-        "/login", data={"email": "admin@example.com", "password": PASSWORD, "_csrf_token": token}
-    )
-    assert response.status_code == 302
 
 
 async def test_install_page_gives_tags_pinned_with_a_matching_sri_hash(

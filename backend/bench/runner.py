@@ -22,6 +22,7 @@ from backend.bench.http_bench import (
 )
 from backend.bench.load import format_load, run_load_bench
 from backend.bench.nginx import NGINX, NginxError
+from backend.bench.reports_bench import format_reports, run_reports_bench
 from backend.bench.worker_bench import WorkerReport, run_worker_bench
 
 HTTP_ROUNDS = 3
@@ -123,6 +124,26 @@ def run_load(args: argparse.Namespace) -> None:
     print(format_load(report), flush=True)
     if not report.ok:
         raise SystemExit("bench failed: the load audit")
+
+
+def run_reports(args: argparse.Namespace) -> None:
+    """``--reports``: every report page timed over a generated (or kept) database."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    httpx_log = logging.getLogger("httpx")  # a line per rendered page otherwise
+    level = httpx_log.level
+    httpx_log.setLevel(logging.WARNING)
+    print(
+        f"Reports benchmark: {args.clicks:,} clicks, {args.conversions:,} conversions ...",
+        flush=True,
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="clicktrail-bench-") as tmp:
+            report = run_reports_bench(
+                Path(tmp), args.clicks, args.conversions, args.renders, args.data
+            )
+    finally:
+        httpx_log.setLevel(level)
+    print(format_reports(report), flush=True)
 
 
 def run_bench(args: argparse.Namespace) -> None:

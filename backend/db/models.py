@@ -193,6 +193,7 @@ class Conversion(Base):
         UniqueConstraint("merchant_id", "order_id"),
         Index(None, "partner_id", "at_ms"),
         Index(None, "at_ms"),
+        Index(None, "status", "at_ms"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -295,3 +296,45 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DimensionHourly(Base):
+    """Clicks and conversions per hour (``span_hours`` 1) or UTC day (24), click dimension
+    value, partner and currency.
+
+    Folded from raw rows by a cron job once an hour is closed (never by the worker's hot path),
+    so breakdowns by referrer, device, sub-id... read a few rows per day instead of every
+    click; hour rows serve the edges of a range in the viewer's zone. A conversion counts under
+    the dimension values of its click. Traffic sits on rows with ``currency`` "" and money on
+    rows of its currency, so summing never double-counts.
+    """
+
+    __tablename__ = "dimension_hourly"
+    __table_args__ = (
+        Index(None, "dimension", "span_hours", "hour_ms"),
+        Index(None, "dimension", "value", "span_hours", "hour_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    hour_ms: Mapped[int] = mapped_column(BigInteger)
+    span_hours: Mapped[int] = mapped_column(Integer)
+    dimension: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(2048))
+    partner_id: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    clicks: Mapped[int] = mapped_column(BigInteger)
+    unique_clicks: Mapped[int] = mapped_column(BigInteger)
+    bot_clicks: Mapped[int] = mapped_column(BigInteger)
+    flagged_clicks: Mapped[int] = mapped_column(BigInteger)
+    conversions: Mapped[int] = mapped_column(BigInteger)
+    revenue_minor: Mapped[int] = mapped_column(BigInteger)
+    commission_minor: Mapped[int] = mapped_column(BigInteger)
+
+
+class RollupWatermark(Base):
+    """How far a rollup has been folded: every hour before ``hour_ms`` is in it."""
+
+    __tablename__ = "rollup_watermarks"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hour_ms: Mapped[int] = mapped_column(BigInteger)

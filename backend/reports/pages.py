@@ -1,4 +1,4 @@
-"""Server-rendered pages: login, logout and the overview.
+"""Server-rendered pages: login, logout, the overview, breakdowns, live, quality, install.
 
 Sessions and CSRF live on this router only (the ingest routes carry none of it). Every page
 gets a strict Content-Security-Policy: no inline script or style at all.
@@ -6,8 +6,10 @@ gets a strict Content-Security-Policy: no inline script or style at all.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import msgspec
 from litestar import Request, Response, Router, get, post
@@ -20,8 +22,8 @@ from litestar.handlers import BaseRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.middleware.session.server_side import ServerSideSessionConfig
-from litestar.params import URLEncodedBody
-from litestar.response import Redirect, Template
+from litestar.params import FromPath, FromQuery, URLEncodedBody
+from litestar.response import Redirect, Stream, Template
 from redis.asyncio import Redis
 from sqlalchemy import select
 
@@ -30,9 +32,16 @@ from backend.api.deps import CurrentViewer, Reader, provide_reader, provide_writ
 from backend.auth import verify_password
 from backend.db.engine import Database
 from backend.db.models import User
+from backend.ids import now_ms
+from backend.reports.breakdown import SHOWN_ROWS, SORTS, breakdown_csv, breakdown_report
+from backend.reports.chart import lay_out
+from backend.reports.dimensions import DIMENSIONS, FilterError, Filters, parse_filters
 from backend.reports.install import install_tags
-from backend.reports.quality import quality_report
-from backend.reports.stats import stats_report
+from backend.reports.live import UNREAD_CAP, live_minutes, queue_state
+from backend.reports.metrics import visible
+from backend.reports.overview import overview_csv, overview_report
+from backend.reports.quality import quality_csv, quality_report
+from backend.reports.ranges import PRESETS, DateRange, RangeError, resolve_range, zone
 from backend.scope import Viewer
 from backend.settings import Settings
 
@@ -102,43 +111,159 @@ async def logout(request: Request[Any, Any, Any]) -> Redirect:
     return Redirect("/login")
 
 
+def _report_params(request: Request[Any, Any, Any]) -> tuple[DateRange, Filters]:
+    """The range and filters of a report URL; the zone chosen last is kept in the session."""
+    query = request.query_params
+    try:
+        tz_name = query.get("tz") or request.session.get("tz")
+        period = resolve_range(
+            query.get("range"),
+            _date(query.get("from"), "from"),
+            _date(query.get("to"), "to"),
+            tz_name,
+            query.get("bucket"),
+        )
+        filters = parse_filters(query)
+    except (RangeError, FilterError) as error:
+        raise HTTPException(status_code=400, detail=str(error)) from error
+    if query.get("tz"):
+        request.session["tz"] = period.tz.key
+    return period, filters
+
+
+def _date(text: str | None, name: str) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError as error:
+        raise RangeError(f"'{name}' must be a date like 2026-11-24") from error
+
+
+async def _scoped(reader: Reader, viewer: Viewer, filters: Filters) -> None:
+    """Another partner's objects do not exist, as far as a partner can tell."""
+    if not await visible(reader, viewer, filters):
+        raise NotFoundException()
+
+
+def _wants_csv(request: Request[Any, Any, Any]) -> bool:
+    return request.query_params.get("format") == "csv"
+
+
+def _page_context(period: DateRange, filters: Filters, viewer: Viewer, path: str) -> dict[str, Any]:
+    def href(target: str, **changes: str | int | None) -> str:
+        """``target`` with this page's range and filters, changed as given (None drops one)."""
+        params: dict[str, Any] = {**period.query(), **filters.query()}
+        for name, value in changes.items():
+            params.pop(name, None)
+            if value is not None:
+                params[name] = value
+        return f"{target}?{urlencode(params)}"
+
+    return {
+        "period": period,
+        "filters": filters,
+        "viewer": viewer,
+        "presets": PRESETS,
+        "dimensions": DIMENSIONS,
+        "href": href,
+        "path": path,
+    }
+
+
 @get("/", name="overview")
-async def overview(viewer: CurrentViewer, reader: Reader, state: State) -> Template:
-    start, end = last_seven_days()
-    report = await stats_report(reader, viewer, start, end, "day")
+async def overview(
+    request: Request[Any, Any, Any], viewer: CurrentViewer, reader: Reader, state: State
+) -> Template | Stream:
+    period, filters = _report_params(request)
+    await _scoped(reader, viewer, filters)
+    report = await overview_report(reader, viewer, period, filters)
+    if _wants_csv(request):
+        return overview_csv(report)
     settings: Settings = state.settings
+    context = _page_context(period, filters, viewer, request.url.path)
     return Template(
-        "overview.html",
+        "overview.html", context={**context, "report": report, "public_url": settings.public_url}
+    )
+
+
+@get("/breakdown/{dimension:str}", name="breakdown")
+async def breakdown(
+    request: Request[Any, Any, Any],
+    viewer: CurrentViewer,
+    reader: Reader,
+    dimension: FromPath[str],
+    sort: FromQuery[str] = "clicks",
+    order: FromQuery[str] = "desc",
+) -> Template | Stream:
+    """One row per value; every row links to the overview filtered to it."""
+    chosen = DIMENSIONS.get(dimension)
+    if chosen is None:
+        raise NotFoundException()
+    if sort not in SORTS or order not in ("asc", "desc"):
+        raise HTTPException(status_code=400, detail=f"sort by one of {', '.join(SORTS)}")
+    period, filters = _report_params(request)
+    await _scoped(reader, viewer, filters)
+    csv = _wants_csv(request)
+    report = await breakdown_report(
+        reader, viewer, period, filters, chosen, sort, order == "desc", None if csv else SHOWN_ROWS
+    )
+    if csv:
+        return breakdown_csv(report)
+    context = _page_context(period, filters, viewer, request.url.path)
+    return Template("breakdown.html", context={**context, "report": report, "sorts": SORTS})
+
+
+@get("/live", name="live")
+async def live(
+    request: Request[Any, Any, Any], viewer: CurrentViewer, reader: Reader, state: State
+) -> Template:
+    """The last 30 minutes, reloading itself every 15 s (a meta refresh: no script), in the
+    time zone the viewer last chose."""
+    settings: Settings = state.settings
+    try:
+        tz = zone(request.session.get("tz"))
+    except RangeError:
+        tz = zone(None)
+    moment = now_ms()
+    minutes = await live_minutes(reader, viewer, moment)
+    queue = (
+        await queue_state(state.redis, settings.stream, settings.consumer_group, moment)
+        if viewer.is_admin
+        else None
+    )
+    chart = lay_out([(_minute_label(m.start_ms, tz), m.clicks, m.conversions) for m in minutes])
+    return Template(
+        "live.html",
         context={
-            "report": report,
+            "minutes": minutes,
+            "queue": queue,
+            "chart": chart,
             "viewer": viewer,
-            "public_url": settings.public_url,
-            "last_day": end - DAY,
+            "unread_cap": UNREAD_CAP,
+            "tz": tz.key,
+            "quiet": not any(m.clicks or m.conversions for m in minutes),
         },
     )
 
 
-SESSION_STORE = "sessions"
-
-
-DAY = timedelta(days=1)
-
-
-def last_seven_days() -> tuple[datetime, datetime]:
-    """Today and the six days before it, as ``[start, end)`` in UTC."""
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return today - timedelta(days=6), today + timedelta(days=1)
+def _minute_label(at_ms: int, tz: ZoneInfo) -> str:
+    return datetime.fromtimestamp(at_ms / 1000, UTC).astimezone(tz).strftime("%H:%M")
 
 
 @get("/quality", name="quality")
-async def quality(viewer: CurrentViewer, reader: Reader) -> Template:
+async def quality(
+    request: Request[Any, Any, Any], viewer: CurrentViewer, reader: Reader
+) -> Template | Stream:
     """What was not billed, and why: flagged clicks, conversions held for review, rejects."""
-    start, end = last_seven_days()
+    period, _ = _report_params(request)
+    start = datetime.fromtimestamp(period.start_ms / 1000, UTC)
+    end = datetime.fromtimestamp(period.end_ms / 1000, UTC)
     report = await quality_report(reader, viewer, start, end)
-    return Template(
-        "quality.html",
-        context={"report": report, "viewer": viewer, "start": start, "last_day": end - DAY},
-    )
+    if _wants_csv(request):
+        return quality_csv(report)
+    context = _page_context(period, Filters(), viewer, request.url.path)
+    return Template("quality.html", context={**context, "report": report})
 
 
 @get("/install", name="install")
@@ -146,6 +271,9 @@ async def install(viewer: CurrentViewer, reader: Reader, state: State) -> Templa
     """The tags to paste on merchant and publisher pages."""
     installs = await install_tags(reader, viewer, state.settings, state.snippet)
     return Template("install.html", context={"installs": installs, "viewer": viewer})
+
+
+SESSION_STORE = "sessions"
 
 
 async def admins_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -180,6 +308,8 @@ def web_router(settings: Settings) -> Router:
             login,
             logout,
             overview,
+            breakdown,
+            live,
             quality,
             install,
             conversions_page,

@@ -1,7 +1,8 @@
 """Traffic quality: what was not billed and why, within a viewer's scope.
 
-Clicks are counted by flag from the raw rows (their time-ordered keys bound the range without an
-index of their own); rejected events by reason, for admins only (they belong to no partner).
+Clicks are counted by their flags through the report queries (the dimension rollup below its
+watermark, raw rows above), so the page stays fast over months of clicks; rejected events by
+reason, for admins only (they belong to no partner).
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+from litestar.response import Stream
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.db.models import Click, Conversion, ConversionStatus, RejectedEventRow
-from backend.ids import click_id_floor
+from backend.db.models import Conversion, ConversionStatus, RejectedEventRow
 from backend.quality.flags import Flag
+from backend.reports.dimensions import DIMENSIONS, Filters
+from backend.reports.export import csv_stream
+from backend.reports.metrics import collect
 from backend.scope import Viewer
 
 
@@ -34,19 +38,13 @@ def _ms(moment: datetime) -> int:
 async def quality_report(
     session: AsyncSession, viewer: Viewer, start: datetime, end: datetime
 ) -> QualityReport:
-    in_range = (
-        Click.click_id >= click_id_floor(_ms(start)),
-        Click.click_id < click_id_floor(_ms(end)),
-    )
-    flags_query = viewer.restrict(
-        select(Click.flags, func.count()).where(*in_range).group_by(Click.flags), Click.partner_id
-    )
-    totals = viewer.restrict(
-        select(func.count()).select_from(Click).where(*in_range), Click.partner_id
-    )
+    figures = await collect(session, viewer, _ms(start), _ms(end), Filters(), DIMENSIONS["flags"])
+    stored = 0
     by_flag: Counter[str] = Counter()
-    for flags, count in (await session.execute(flags_query)).all():
-        for flag in filter(None, flags.split(",")):
+    for (_, flags), metrics in figures.items():
+        count = metrics.clicks + metrics.bot_clicks + metrics.flagged_clicks
+        stored += count
+        for flag in filter(None, str(flags).split(",")):
             by_flag[flag] += count
     review = viewer.restrict(
         select(func.count())
@@ -71,8 +69,18 @@ async def quality_report(
             (reason, count) for reason, count in (await session.execute(rejected_query)).all()
         ]
     return QualityReport(
-        clicks=int(await session.scalar(totals) or 0),
+        clicks=stored,
         click_flags=sorted(by_flag.items(), key=lambda item: (-item[1], item[0])),
         held_for_review=int(await session.scalar(review) or 0),
         rejected=rejected,
     )
+
+
+def quality_csv(report: QualityReport) -> Stream:
+    rows = [
+        ("clicks", "stored", report.clicks),
+        *(("click_flag", flag, count) for flag, count in report.click_flags),
+        ("conversions", "held_for_review", report.held_for_review),
+        *(("rejected_event", reason, count) for reason, count in report.rejected),
+    ]
+    return csv_stream("quality.csv", ["kind", "name", "count"], rows)

@@ -26,6 +26,7 @@ from backend.db.engine import Database
 from backend.db.partitions import create_ahead
 from backend.ids import ClickIdSigner
 from backend.redis_client import arq_settings, connect
+from backend.reports.rollup import fold_closed_hours
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.enrich import Enricher
@@ -109,6 +110,11 @@ async def partition_job(ctx: Context) -> list[str]:
     return created
 
 
+async def fold_job(ctx: Context) -> int:
+    """Fold closed hours into the dimension rollup (report breakdowns read it)."""
+    return await fold_closed_hours(ctx["database"])
+
+
 def _once_per_tick(job: WorkerCoroutine, **when: Any) -> CronJob:
     """A cron job that runs once per tick across all workers.
 
@@ -128,6 +134,7 @@ def worker_options(settings: Settings, redis_url: str) -> dict[str, Any]:
             _once_per_tick(auto_approve_job, minute={7, 37}, timeout=1800),
             _once_per_tick(link_health_job, hour={4}, minute={41}, timeout=1800),
             _once_per_tick(partition_job, hour={2}, minute={41}, timeout=600),
+            _once_per_tick(fold_job, minute=set(range(0, 60, 5)), timeout=3600),
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,

@@ -19,7 +19,7 @@ from backend.db.partitions import PARTITIONED, ensure_partitions
 from backend.ids import now_ms
 
 revision: str = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,80 @@
+"""The report pages in headless Chromium, served by the real web process: signed in through
+the login form, every main page rendered and photographed (desktop and phone width), with no
+console error, so no CSP violation (an inline style or script would be one) and no failed load.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Page
+
+from backend.bench.report_data import TargetLink, generate
+from backend.ids import now_ms
+from backend.reports.rollup import fold_closed_hours
+from tests.browser.conftest import TrackerDatabase
+from tests.browser.support import ProgrammeFactory, Wire
+from tests.processes import TrackerProcess
+from tests.support import PASSWORD, add_user
+
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
+
+DAY_MS = 86_400_000
+PAGES = (
+    ("overview", "/?range=7d"),
+    ("overview-today", "/?range=today&tz=Europe/Berlin"),
+    ("by-referrer", "/breakdown/referrer?range=30d"),
+    ("by-sub1-filtered", "/breakdown/sub1?range=30d&device=mobile"),
+    ("live", "/live"),
+    ("quality", "/quality?range=7d"),
+    ("install", "/install"),
+)
+
+
+async def test_report_pages_render_cleanly_and_are_photographed(
+    page: Page,
+    wire: Wire,
+    tracker: TrackerProcess,
+    tracker_database: TrackerDatabase,
+    make_programme: ProgrammeFactory,
+    tmp_path: Path,
+) -> None:
+    programme = await make_programme("http://localhost/shop")
+    link = TargetLink(
+        programme.link_id, programme.partner_id, programme.campaign_id, programme.merchant_id, "EUR"
+    )
+    database = tracker_database.database
+    end = now_ms()
+    await generate(database, 2_000, 100, end - 10 * DAY_MS, end, seed=9, links=[link])
+    await fold_closed_hours(database)
+    email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
+    await add_user(database, email)
+
+    await page.goto(tracker.origin + "/login")
+    await page.fill("input[name=email]", email)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(tracker.origin + "/")
+
+    shots: list[Path] = []
+    for width, suffix in ((1280, ""), (390, "-phone")):
+        await page.set_viewport_size({"width": width, "height": 900})
+        for name, path in PAGES:
+            response = await page.goto(tracker.origin + path)
+            assert response is not None
+            assert response.status == 200, path
+            shot = tmp_path / f"{name}{suffix}.png"
+            await page.screenshot(path=str(shot), full_page=True)
+            shots.append(shot)
+    assert all(shot.stat().st_size > 5_000 for shot in shots)
+    await page.goto(tracker.origin + "/?range=7d")
+    assert await page.locator("svg.chart rect.bar").count() == 7
+    assert int(await page.locator("#kpi-clicks").inner_text()) > 0
+    # no horizontal scrolling of the page itself on a phone (wide tables scroll in their box)
+    await page.set_viewport_size({"width": 390, "height": 900})
+    overflow = await page.evaluate("document.documentElement.scrollWidth")
+    assert overflow <= 390
+    assert wire.console_errors == []
+    assert wire.page_errors == []
