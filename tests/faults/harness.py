@@ -4,8 +4,10 @@ A ``Stack`` is one deployment in a temporary directory: the embedded ``redis-ser
 ``clicktrail web`` and any number of ``clicktrail worker`` processes, on SQLite or PostgreSQL.
 ``send`` fires uniquely numbered events at the web process concurrently (a click carrying its
 number in ``sub1``, a pixel or a beacon conversion carrying it as the order id) and records
-each answer as acknowledged, failed or unknown (timed out). After the fault, ``audit`` reads
-what was stored and what is left in the stream and says what was lost, unexpected or doubled.
+each answer as acknowledged, failed or unknown (timed out). ``post_postbacks`` does the same
+for signed postbacks, as a merchant's server sends them: each the same signed bytes every time
+it is posted, so a copy after the first is a replay. After the fault, ``audit`` reads what was
+stored and what is left in the stream and says what was lost, unexpected or doubled.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from backend.ingest.spool import Spool
 from backend.redis_client import connect
 from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings
+from tests.postback_support import PATH as POSTBACK_PATH
+from tests.postback_support import sale, signed
 from tests.processes import ClicktrailProcess, TrackerProcess, free_port, settings_env
 from tests.support import BROWSER_HEADERS, Programme, create_api_key, create_programme
 
@@ -118,6 +122,83 @@ async def send(origin: str, programme: Programme, numbers: Iterable[int], ledger
         await asyncio.gather(*(connection() for _ in range(CONCURRENCY)))
 
 
+def postback_key(number: int) -> str:
+    """Postback ``number``'s order id (a key of its own, apart from the browser events')."""
+    return f"postback-{number}"
+
+
+@dataclass(frozen=True)
+class Postback:
+    """One sale as its sender signed it once: every copy posted is these same bytes."""
+
+    key: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def signed_postback(programme: Programme, number: int, at: int) -> Postback:
+    key = postback_key(number)
+    merchant = programme.merchant
+    body, headers = signed(
+        {"merchant": merchant["key"], **sale(key, "1.00")}, merchant["postback_secret"], at
+    )
+    return Postback(key, body, headers)
+
+
+async def _post(client: httpx.AsyncClient, postback: Postback) -> str:
+    """What the answer said: queued, duplicate, unavailable (503 with Retry-After), timeout,
+    failed (no answer) or the status of any other answer."""
+    try:
+        response = await client.post(POSTBACK_PATH, content=postback.body, headers=postback.headers)
+    except httpx.TimeoutException:
+        return "timeout"
+    except httpx.HTTPError:
+        return "failed"
+    if response.status_code == 202 and response.json().get("queued") is True:
+        return "queued"
+    if response.status_code == 200 and response.json() == {"duplicate": True}:
+        return "duplicate"
+    if response.status_code == 503 and response.headers.get("retry-after", "").isdigit():
+        return "unavailable"
+    return f"status {response.status_code}"
+
+
+def postback_outcome(answers: list[str]) -> Outcome:
+    """Acknowledged: queued once, every other copy told it is a duplicate."""
+    if "timeout" in answers:
+        return Outcome.UNKNOWN
+    if Counter(answers) == Counter(queued=1, duplicate=len(answers) - 1):
+        return Outcome.ACKNOWLEDGED
+    return Outcome.FAILED
+
+
+async def post_postbacks(
+    origin: str, postbacks: list[Postback], copies: int, ledger: Ledger
+) -> Counter[str]:
+    """Post each postback ``copies`` times (every other one all at once, the rest one after
+    another) over ``CONCURRENCY`` connections; record each outcome, return the answers."""
+    pending = iter(enumerate(postbacks))
+    answers: Counter[str] = Counter()
+    limits = httpx.Limits(max_connections=CONCURRENCY)
+    async with httpx.AsyncClient(
+        base_url=origin, timeout=ANSWER_TIMEOUT_S, limits=limits
+    ) as client:
+
+        async def connection() -> None:
+            for index, postback in pending:
+                if index % 2:
+                    got = [await _post(client, postback) for _ in range(copies)]
+                else:
+                    got = list(
+                        await asyncio.gather(*(_post(client, postback) for _ in range(copies)))
+                    )
+                answers.update(got)
+                ledger.outcomes[postback.key] = postback_outcome(got)
+
+        await asyncio.gather(*(connection() for _ in range(CONCURRENCY)))
+    return answers
+
+
 @dataclass
 class Audit:
     """What the database and the stream hold after a run, against what was sent."""
@@ -192,6 +273,7 @@ class Stack:
         self.web: TrackerProcess | None = None
         self.workers: list[ClicktrailProcess] = []
         self.programme: Programme | None = None
+        self.signed_at = int(time.time())  # the postbacks' signatures: one per postback
 
     @property
     def origin(self) -> str:
@@ -215,6 +297,14 @@ class Stack:
         await send(self.origin, self.programme, numbers, ledger)
         return time.monotonic() - started
 
+    async def post_postbacks(
+        self, numbers: Iterable[int], ledger: Ledger, copies: int
+    ) -> Counter[str]:
+        """Post signed postbacks ``numbers``, each ``copies`` times; return the answers."""
+        assert self.programme is not None, "start_web first"
+        postbacks = [signed_postback(self.programme, n, self.signed_at) for n in numbers]
+        return await post_postbacks(self.origin, postbacks, copies, ledger)
+
     def start_worker(self, module: str = "backend.cli", **env: str) -> None:
         """A worker, ready once its consumer runs (blocking: call it in a thread).
 
@@ -231,11 +321,22 @@ class Stack:
         process = ClicktrailProcess(["worker"], {**self.env, **env}, log, consuming, module)
         self.workers.append(process.start())
 
+    @property
+    def live_consumer(self) -> str:
+        """The consumer name of the newest worker (the earlier ones were killed)."""
+        return f"{socket.gethostname()}-{self.workers[-1].pid}"
+
     async def dead_consumers_pending(self) -> int:
         """Entries still held by consumers other than the newest worker's (dead ones)."""
-        live = f"{socket.gethostname()}-{self.workers[-1].pid}".encode()
         info = await self.redis.xpending(self.settings.stream, self.settings.consumer_group)
+        live = self.live_consumer.encode()
         return sum(int(c["pending"]) for c in info["consumers"] if c["name"] != live)
+
+    async def dead_consumers(self) -> set[str]:
+        """Consumers in the group other than the newest worker's."""
+        stream, group = self.settings.stream, self.settings.consumer_group
+        consumers = await self.redis.xinfo_consumers(stream, group)
+        return {consumer["name"].decode() for consumer in consumers} - {self.live_consumer}
 
     async def kill_redis(self) -> None:
         """SIGKILL the redis-server, as a crash would."""
