@@ -21,11 +21,9 @@ import asyncio
 import json
 import secrets
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -34,15 +32,15 @@ from redis import Redis
 from redis.exceptions import ResponseError
 from sqlalchemy import text
 
-from backend.bench.http_bench import (
-    LOAD_HEADERS,
-    ROOT,
-    BenchError,
-    clicktrail_env,
-    free_ports,
-    serving,
-)
+from backend.bench.http_bench import LOAD_HEADERS, BenchError
 from backend.bench.nginx import NginxProcess, make_prefix
+from backend.bench.processes import (
+    TrackerProcess,
+    WorkerProcess,
+    free_ports,
+    run_settings,
+    settings_env,
+)
 from backend.bench.programme import create_programme, sqlite_url
 from backend.db.engine import Database
 from backend.redis_server import EmbeddedRedis
@@ -50,7 +48,7 @@ from backend.settings import Settings
 
 WEB_PROCESSES = 2
 DRAIN_TIMEOUT_S = 120.0
-WORKER_START_TIMEOUT_S = 30.0
+WORKER_STOP_TIMEOUT_S = 70.0
 SAMPLE_EVERY_S = 0.2
 STREAM, GROUP = Settings().stream, Settings().consumer_group
 CLICKS_PER_TEN, PIXELS_PER_TEN = 6, 3  # the rest of ten is one beacon
@@ -161,41 +159,6 @@ def format_load(report: LoadReport) -> str:
     return "\n".join(lines)
 
 
-@contextmanager
-def running_worker(env: dict[str, str], log: Path, redis: Redis) -> Iterator[None]:
-    """``clicktrail worker`` while the block runs; ready once its consumer group exists."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "backend.cli", "worker"],
-            env=env,
-            cwd=ROOT,
-            stdout=output,
-            stderr=output,
-        )
-    try:
-        deadline = time.monotonic() + WORKER_START_TIMEOUT_S
-        while not _has_group(redis):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise BenchError(f"the worker did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
-        yield
-    finally:
-        process.terminate()  # SIGTERM: the batch in hand commits first
-        try:
-            process.wait(timeout=70)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _has_group(redis: Redis) -> bool:
-    try:
-        groups = cast(list[dict[str, Any]], redis.xinfo_groups(STREAM))
-        return any(group["name"] == GROUP.encode() for group in groups)
-    except ResponseError:
-        return False  # no stream yet
-
-
 def _backlog(redis: Redis) -> tuple[int, int]:
     """(entries in the stream, entries delivered and not acknowledged)."""
     length = cast(int, redis.xlen(STREAM))
@@ -298,16 +261,16 @@ def run_load_bench(
     nginx_port, *web_ports = free_ports(1 + WEB_PROCESSES)
     redis_server = EmbeddedRedis(workdir / "redis").start()
     try:
-        env = clicktrail_env(workdir, url, redis_server.url)
-        env["CLICKTRAIL_PUBLIC_URL"] = f"http://127.0.0.1:{nginx_port}"
+        settings = run_settings(workdir, url, redis_server.url)
+        public = settings.with_overrides(public_url=f"http://127.0.0.1:{nginx_port}")
+        env = settings_env(public)
         with Redis.from_url(redis_server.url) as redis, ExitStack() as stack:
-            stack.enter_context(running_worker(env, workdir / "worker.log", redis))
+            worker = WorkerProcess(env, workdir / "worker.log").start()
+            stack.callback(worker.stop, WORKER_STOP_TIMEOUT_S)  # the batch in hand commits first
             webs = ExitStack()
             stack.enter_context(webs)
             for port in web_ports:
-                command = [sys.executable, "-m", "backend.cli", "web", "--host", "127.0.0.1",
-                           "--port", str(port)]  # fmt: skip
-                webs.enter_context(serving(command, env, port, None, workdir / f"web-{port}.log"))
+                webs.enter_context(TrackerProcess(port, env, workdir / f"web-{port}.log"))
             nginx = NginxProcess(
                 make_prefix(workdir / "nginx"), nginx_port, web_ports, rate_limits=False
             ).start()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -27,16 +26,16 @@ import httpx
 from redis.exceptions import ResponseError
 from sqlalchemy import func, select
 
+from backend.bench.processes import TrackerProcess, WorkerProcess, free_port, settings_env
 from backend.db.engine import Database
 from backend.db.models import Click, Conversion, RejectedEventRow, StatsHourly
-from backend.events import ClickEvent, ConversionEvent, decode_event
+from backend.events import ClickEvent, ConversionEvent, decode_entry, entry_size
 from backend.ingest.spool import Spool
 from backend.redis_client import connect
 from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings
 from tests.postback_support import PATH as POSTBACK_PATH
 from tests.postback_support import sale, signed
-from tests.processes import ClicktrailProcess, TrackerProcess, free_port, settings_env
 from tests.support import BROWSER_HEADERS, Programme, create_api_key, create_programme
 
 GIF_LENGTH = 43
@@ -56,14 +55,15 @@ def event_key(number: int) -> str:
     return f"{kind}-{number}"
 
 
-def key_of(payload: bytes) -> str | None:
-    """The harness key a queued event carries, if it is one of ours."""
-    event = decode_event(payload)
-    if isinstance(event, ClickEvent):
-        return event.subs[0] or None
-    if isinstance(event, ConversionEvent):
-        return event.order_id
-    return None
+def keys_of(entry: bytes) -> list[str]:
+    """The harness keys the events of a stream entry carry (those that are ours)."""
+    keys: list[str | None] = []
+    for event in decode_entry(entry):
+        if isinstance(event, ClickEvent):
+            keys.append(event.subs[0])
+        elif isinstance(event, ConversionEvent):
+            keys.append(event.order_id)
+    return [key for key in keys if key]
 
 
 @dataclass
@@ -271,7 +271,7 @@ class Stack:
         self.redis = connect(self.redis_server.url)
         self.database = Database.connect(database_url)
         self.web: TrackerProcess | None = None
-        self.workers: list[ClicktrailProcess] = []
+        self.workers: list[WorkerProcess] = []
         self.programme: Programme | None = None
         self.signed_at = int(time.time())  # the postbacks' signatures: one per postback
 
@@ -306,25 +306,14 @@ class Stack:
         return await post_postbacks(self.origin, postbacks, copies, ledger)
 
     def start_worker(self, module: str = "backend.cli", **env: str) -> None:
-        """A worker, ready once its consumer runs (blocking: call it in a thread).
-
-        Readiness is the worker's own log line: Redis 6 lists a consumer in the group only
-        once it has been handed an entry.
-        """
-        process: ClicktrailProcess
+        """A worker, ready once its consumer runs (blocking: call it in a thread)."""
         log = self.root / f"worker-{len(self.workers)}.log"
-
-        def consuming() -> bool:
-            consumer = f"consumer {socket.gethostname()}-{process.pid} reading"
-            return log.exists() and consumer in log.read_text(errors="replace")
-
-        process = ClicktrailProcess(["worker"], {**self.env, **env}, log, consuming, module)
-        self.workers.append(process.start())
+        self.workers.append(WorkerProcess({**self.env, **env}, log, module).start())
 
     @property
     def live_consumer(self) -> str:
         """The consumer name of the newest worker (the earlier ones were killed)."""
-        return f"{socket.gethostname()}-{self.workers[-1].pid}"
+        return self.workers[-1].consumer_name
 
     async def dead_consumers_pending(self) -> int:
         """Entries still held by consumers other than the newest worker's (dead ones)."""
@@ -371,18 +360,23 @@ class Stack:
             await asyncio.sleep(0.1)
         return time.monotonic() - started
 
+    async def queued_events(self) -> int:
+        """Events in the stream (an entry holds those of one group commit)."""
+        entries = await self.redis.xrange(self.settings.stream)
+        return sum(entry_size(fields[b"e"]) for _, fields in entries)
+
     async def stream_keys(self) -> tuple[set[str], set[str]]:
-        """Harness keys of the entries in the stream, and of those pending among them."""
+        """Harness keys of the events in the stream, and of those pending among them."""
         entries = {
-            entry_id: key_of(fields[b"e"])
+            entry_id: keys_of(fields[b"e"])
             for entry_id, fields in await self.redis.xrange(self.settings.stream)
         }
         pending = await self.redis.xpending_range(
             self.settings.stream, self.settings.consumer_group, "-", "+", len(entries) or 1
         )
         pending_ids = {item["message_id"] for item in pending}
-        in_stream = {key for key in entries.values() if key}
-        return in_stream, {key for entry, key in entries.items() if key and entry in pending_ids}
+        in_stream = {key for keys in entries.values() for key in keys}
+        return in_stream, {key for entry in pending_ids for key in entries.get(entry, [])}
 
     async def stored(self) -> Counter[str]:
         async with self.database.session() as session:
