@@ -84,6 +84,18 @@ class WrkRun:
     def answered(self) -> int:
         return self.requests - self.status_errors
 
+    @classmethod
+    def from_figures(cls, figures: dict[str, int]) -> WrkRun:
+        """From the JSON line a script's ``done()`` prints (as ``WRK_REPORT`` does)."""
+        return cls(
+            requests=figures["requests"],
+            seconds=figures["duration_us"] / 1e6,
+            status_errors=figures["status_errors"],
+            socket_errors=figures["socket_errors"],
+            p50_ms=figures["p50_us"] / 1000,
+            p99_ms=figures["p99_us"] / 1000,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class TargetResult:
@@ -148,7 +160,10 @@ def cpu_pair() -> tuple[int, int] | None:
     return cpus[0], cpus[1]
 
 
-def run_wrk(url: str, seconds: int, connections: int, cpu: int | None, script: Path) -> WrkRun:
+def wrk_figures(
+    url: str, seconds: int, connections: int, script: Path, cpu: int | None = None
+) -> dict[str, int]:
+    """One wrk run with ``script``, whose ``done()`` prints its figures as a JSON line."""
     command = [
         *on_cpu(cpu), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
         "-s", str(script), *(arg for header in LOAD_HEADERS for arg in ("-H", header)), url,
@@ -159,15 +174,8 @@ def run_wrk(url: str, seconds: int, connections: int, cpu: int | None, script: P
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         raise BenchError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
-    data = json.loads(lines[-1])
-    return WrkRun(
-        requests=data["requests"],
-        seconds=data["duration_us"] / 1e6,
-        status_errors=data["status_errors"],
-        socket_errors=data["socket_errors"],
-        p50_ms=data["p50_us"] / 1000,
-        p99_ms=data["p99_us"] / 1000,
-    )
+    figures: dict[str, int] = json.loads(lines[-1])
+    return figures
 
 
 def run_http_bench(
@@ -205,7 +213,8 @@ def run_http_bench(
                 for round_number in range(1, rounds + 1):
                     for name, path in paths.items():
                         url = f"http://127.0.0.1:{ports[name]}{path}"
-                        run = run_wrk(url, seconds, connections, load_cpu, script)
+                        figures = wrk_figures(url, seconds, connections, script, load_cpu)
+                        run = WrkRun.from_figures(figures)
                         runs[name].append(run)
                         print(
                             f"  round {round_number}/{rounds}  {name:<5}  {run.rate:>9,.0f} req/s",
