@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,8 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
-from backend.bench.http_bench import ROOT, clicktrail_env, free_ports, run_http_bench, serving
+from backend.bench.http_bench import run_http_bench
+from backend.bench.processes import TrackerProcess, WorkerProcess, free_port, settings_env
 from backend.bench.runner import run_bench, run_reports
 from backend.bench.worker_bench import run_worker_bench
 from backend.cli import build_parser
@@ -84,19 +83,14 @@ def test_http_bench_finds_every_answered_event_in_redis(tmp_path: Path) -> None:
 @pytest.fixture
 def clicktrail_url(tmp_path: Path, settings: Settings, redis: Redis) -> Iterator[str]:
     """A real ``clicktrail web`` and ``clicktrail worker`` on the test database and Redis."""
-    env = clicktrail_env(tmp_path, settings.database_url, settings.redis_url)
-    (port,) = free_ports(1)
-    env["CLICKTRAIL_PUBLIC_URL"] = url = f"http://127.0.0.1:{port}"
-    me = [sys.executable, "-m", "backend.cli"]
-    with (tmp_path / "worker.log").open("wb") as log:
-        worker = subprocess.Popen([*me, "worker"], env=env, cwd=ROOT, stdout=log, stderr=log)
-    try:
-        web = [*me, "web", "--host", "127.0.0.1", "--port", str(port)]
-        with serving(web, env, port, None, tmp_path / "web.log"):
-            yield url
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+    web_port = free_port()
+    url = f"http://127.0.0.1:{web_port}"
+    env = settings_env(settings.with_overrides(var_dir=tmp_path / "var", public_url=url))
+    with (
+        WorkerProcess(env, tmp_path / "worker.log"),
+        TrackerProcess(web_port, env, tmp_path / "web.log"),
+    ):
+        yield url
 
 
 async def _count(database: Database, model: type[Click | Conversion | RejectedEventRow]) -> int:

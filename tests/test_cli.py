@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,16 +12,10 @@ from pathlib import Path
 
 import httpx
 
+from backend.bench.processes import free_port
 from tests.support import BROWSER_HEADERS, click_id_in
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def clicktrail(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -26,6 +26,7 @@ from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import build_consumer
 from backend.worker.store import write_batch
+from tests.faults.storage import writes_blocked
 from tests.support import (
     BROWSER_HEADERS,
     POISON_MINOR,
@@ -33,6 +34,8 @@ from tests.support import (
     follow_link,
     queued_conversion,
 )
+
+LOCK_S = 1.5  # a write held up this long outlasts the claim idle time many times over
 
 
 async def counts(database: Database) -> dict[str, Any]:
@@ -282,3 +285,60 @@ async def counts_without_rollup(database: Database) -> tuple[int, int]:
         clicks = await session.scalar(select(func.count()).select_from(Click))
         conversions = await session.scalar(select(func.count()).select_from(Conversion))
     return int(clicks or 0), int(conversions or 0)
+
+
+async def test_write_outlasting_the_claim_idle_time_is_not_taken_back(
+    programme: Programme, database: Database, settings: Settings, redis: Redis
+) -> None:
+    """Batches in hand while the database is locked stay this consumer's: none is claimed
+    again (each claim counts a delivery, and five dead-letter a good event)."""
+    quick = settings.with_overrides(claim_idle_ms=100, batch_size=10)  # LOCK_S is 15 times it
+    for number in range(30):
+        event = encode_event(conversion(programme, f"L-{number}", 100))
+        await redis.xadd(settings.stream, {"e": encode_entry([event])})
+    worker = build_consumer(quick, database, settings.redis_url)
+    await worker.ensure_group()
+    try:
+        async with writes_blocked(database, settings.database_url, LOCK_S):
+            draining = asyncio.create_task(worker.drain())
+            await asyncio.sleep(LOCK_S)
+        read = await asyncio.wait_for(draining, timeout=30)
+    finally:
+        await worker.close()
+
+    assert read == 30, "entries in hand were claimed again"
+    assert await rejected_rows(database) == []
+    assert (await counts(database))["conversions"] == 30
+    assert (await redis.xpending(settings.stream, settings.consumer_group))["pending"] == 0
+
+
+async def test_dead_consumers_holding_nothing_leave_the_group(
+    programme: Programme, database: Database, settings: Settings, redis: Redis
+) -> None:
+    """A worker killed with SIGKILL leaves its consumer behind: once idle and empty-handed
+    (its entries taken over) it is dropped; a consumer that has just read is kept."""
+    quick = settings.with_overrides(claim_idle_ms=100)
+    group, stream = settings.consumer_group, settings.stream
+    worker = build_consumer(quick, database, settings.redis_url)
+    await worker.ensure_group()
+    for number in range(3):
+        event = encode_event(conversion(programme, f"K-{number}", 100))
+        await redis.xadd(stream, {"e": encode_entry([event])})
+    ((_, [(acknowledged, _)]),) = await redis.xreadgroup(group, "killed-empty", {stream: ">"}, 1)
+    await redis.xack(stream, group, acknowledged)
+    await redis.xreadgroup(group, "killed-holding", {stream: ">"}, 1)
+    await asyncio.sleep(0.2)  # both idle past the claim idle time
+    ((_, [(held, _)]),) = await redis.xreadgroup(group, "live", {stream: ">"}, 1)
+    try:
+        assert await worker.drain() == 1  # the entry "killed-holding" held
+    finally:
+        await worker.close()
+
+    consumers = await redis.xinfo_consumers(stream, group)
+    assert {consumer["name"].decode(): consumer["pending"] for consumer in consumers} == {
+        worker.name: 0,
+        "live": 1,
+    }
+    pending = await redis.xpending_range(stream, group, "-", "+", 10)
+    assert [(item["message_id"], item["consumer"]) for item in pending] == [(held, b"live")]
+    assert (await counts(database))["conversions"] == 1

@@ -18,9 +18,9 @@ def test_two_seconds_of_load_are_all_stored_once(tmp_path: Path, database_url: s
     report = run_load_bench(tmp_path, seconds=2, connections=8, database_url=database_url)
 
     assert report.ok, format_load(report)
-    assert report.answered > 100
-    assert report.answered <= report.stored <= report.sent
-    assert report.duplicates == report.rejected == report.status_errors == 0
+    assert report.wrk.answered > 100
+    assert report.wrk.answered <= report.stored <= report.sent
+    assert report.duplicates == report.rejected == report.wrk.status_errors == 0
     # The mix: six clicks in ten requests, the rest conversions.
     assert 0.5 < report.clicks / report.stored < 0.7
     assert report.drain_s < 30

@@ -25,7 +25,6 @@ import hashlib
 import ipaddress
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -39,11 +38,17 @@ from backend.bench.nginx import (
     CONF,
     NGINX,
     REPO,
-    STARTUP_TIMEOUT_S,
     NginxProcess,
     check_config,
     make_prefix,
     nginx_command,
+)
+from backend.bench.processes import (
+    ChildProcess,
+    TrackerProcess,
+    accepting,
+    free_port,
+    settings_env,
 )
 from backend.db.engine import Database
 from backend.db.models import Click, Conversion
@@ -55,7 +60,6 @@ from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import build_consumer
 from tests.browser.servers import closed_port
-from tests.processes import TrackerProcess, free_port, settings_env
 from tests.support import BROWSER_HEADERS, follow_link, make_programme, require_binary
 
 SNIPPET = REPO / "static" / "s.js"
@@ -526,22 +530,11 @@ def test_log_prefix_map_gives_the_apps_prefix_for_every_address_form(
         "}\n"
     )
     check_config(prefix, conf)
-    process = subprocess.Popen(nginx_command(prefix, conf), stderr=subprocess.PIPE)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as probe:
-            deadline = time.monotonic() + STARTUP_TIMEOUT_S
-            while True:
-                try:
-                    probe.get("/")
-                    break
-                except httpx.TransportError:
-                    assert process.poll() is None, process.stderr and process.stderr.read()
-                    assert time.monotonic() < deadline, "the probe nginx did not start"
-                    time.sleep(0.05)
-            for address in PROBE_ADDRESSES:
-                mapped = probe.get("/", headers={"X-Probe-Address": address}).text
-                expected = ipaddress.ip_network(network_prefix(ipaddress.ip_address(address)))
-                assert ipaddress.ip_network(mapped) == expected, (address, mapped)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    probe_nginx = ChildProcess(
+        "probe nginx", nginx_command(prefix, conf), prefix / "probe.log", accepting(port)
+    )
+    with probe_nginx, httpx.Client(base_url=f"http://127.0.0.1:{port}") as probe:
+        for address in PROBE_ADDRESSES:
+            mapped = probe.get("/", headers={"X-Probe-Address": address}).text
+            expected = ipaddress.ip_network(network_prefix(ipaddress.ip_address(address)))
+            assert ipaddress.ip_network(mapped) == expected, (address, mapped)

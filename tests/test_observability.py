@@ -14,10 +14,10 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from backend.app import create_app
+from backend.bench.processes import TrackerProcess, free_port, settings_env
 from backend.db.engine import Database
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
-from tests.processes import TrackerProcess, free_port, settings_env
 from tests.support import BROWSER_HEADERS, Programme, follow_link
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")

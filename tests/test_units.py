@@ -3,6 +3,8 @@ general rules."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import ipaddress
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -23,6 +25,7 @@ from backend.ids import ClickIdSigner, click_id_floor, new_event_id
 from backend.ingest.visitor import client_address, network_prefix
 from backend.money import MINOR_DIGITS, MoneyError, commission_minor, format_minor, parse_amount
 from backend.settings import LOOPBACK, SettingsError, load_settings
+from backend.worker.enrich import CreditedClick, Inquiry, Prepared, _Pending
 
 currencies = st.sampled_from(sorted(MINOR_DIGITS))
 
@@ -176,3 +179,25 @@ def test_an_entry_of_one_bare_event_or_of_garbage_counts_as_one() -> None:
     assert entry_size(event) == 1
     assert split_entry(event) == [event]
     assert entry_size(b"\xc1 not msgpack") == entry_size(b"") == 1
+
+
+async def test_a_batch_dropped_as_its_answers_fail_leaves_nothing_unretrieved() -> None:
+    """The worker drops a batch whose questions to Redis have just failed, before the future
+    gathering the answers has heard (a Redis outage mid-pipeline): no error, nothing to log."""
+    loop = asyncio.get_running_loop()
+    bits: asyncio.Future[tuple[list[int], list[int], list[int]]] = loop.create_future()
+    clicks: asyncio.Future[dict[str, CreditedClick]] = loop.create_future()
+    answers = asyncio.gather(bits, clicks)
+    bits.set_exception(ConnectionError("Redis went away"))
+    clicks.set_exception(ConnectionError("Redis went away"))
+    unhandled: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: unhandled.append(context))
+
+    Inquiry(Prepared(), _Pending(), set(), answers).cancel()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+    assert answers.done()
+    del answers, bits, clicks
+    gc.collect()
+    assert unhandled == []

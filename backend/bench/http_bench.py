@@ -17,27 +17,30 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from redis import Redis
 
+from backend.bench.processes import (
+    ChildProcess,
+    TrackerProcess,
+    accepting,
+    free_ports,
+    on_cpu,
+    run_settings,
+    settings_env,
+)
 from backend.bench.programme import create_programme_database, sqlite_url
 from backend.bench.traffic import BROWSERS, LANGUAGES
 from backend.events import entry_size
 from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
 STREAM = Settings().stream
-START_TIMEOUT_S = 30.0
 # wrk's own summary is text; its Lua hook gives the same figures exactly, in microseconds.
 WRK_REPORT = """
 done = function(summary, latency, requests)
@@ -80,6 +83,18 @@ class WrkRun:
     @property
     def answered(self) -> int:
         return self.requests - self.status_errors
+
+    @classmethod
+    def from_figures(cls, figures: dict[str, int]) -> WrkRun:
+        """From the JSON line a script's ``done()`` prints (as ``WRK_REPORT`` does)."""
+        return cls(
+            requests=figures["requests"],
+            seconds=figures["duration_us"] / 1e6,
+            status_errors=figures["status_errors"],
+            socket_errors=figures["socket_errors"],
+            p50_ms=figures["p50_us"] / 1000,
+            p99_ms=figures["p99_us"] / 1000,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,60 +160,12 @@ def cpu_pair() -> tuple[int, int] | None:
     return cpus[0], cpus[1]
 
 
-def _on_cpu(cpu: int | None) -> list[str]:
-    return [] if cpu is None else ["taskset", "-c", str(cpu)]
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Return once ``port`` accepts (uvicorn binds after the app's startup has finished)."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
-            raise BenchError(f"server exited at start:\n{log.read_text()[-3000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise BenchError(f"no server on port {port} after {START_TIMEOUT_S}s") from None
-        time.sleep(0.05)
-
-
-@contextmanager
-def serving(
-    command: Sequence[str], env: dict[str, str], port: int, cpu: int | None, log: Path
-) -> Iterator[None]:
-    """Run a server subprocess on ``cpu`` while the block runs; SIGTERM lets it drain."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(  # noqa: S603 - our interpreter and fixed arguments
-            [*_on_cpu(cpu), *command], env=env, cwd=ROOT, stdout=output, stderr=output
-        )
-    try:
-        wait_for_port(port, process, log)
-        yield
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def run_wrk(url: str, seconds: int, connections: int, cpu: int | None, script: Path) -> WrkRun:
+def wrk_figures(
+    url: str, seconds: int, connections: int, script: Path, cpu: int | None = None
+) -> dict[str, int]:
+    """One wrk run with ``script``, whose ``done()`` prints its figures as a JSON line."""
     command = [
-        *_on_cpu(cpu), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
+        *on_cpu(cpu), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s",
         "-s", str(script), *(arg for header in LOAD_HEADERS for arg in ("-H", header)), url,
     ]  # fmt: skip
     done = subprocess.run(  # noqa: S603 - fixed arguments
@@ -207,27 +174,8 @@ def run_wrk(url: str, seconds: int, connections: int, cpu: int | None, script: P
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         raise BenchError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
-    data = json.loads(lines[-1])
-    return WrkRun(
-        requests=data["requests"],
-        seconds=data["duration_us"] / 1e6,
-        status_errors=data["status_errors"],
-        socket_errors=data["socket_errors"],
-        p50_ms=data["p50_us"] / 1000,
-        p99_ms=data["p99_us"] / 1000,
-    )
-
-
-def clicktrail_env(workdir: Path, database_url: str, redis_url: str) -> dict[str, str]:
-    """The environment for ``clicktrail web``: this run's files only, nothing inherited."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("CLICKTRAIL_")}
-    env.update(
-        CLICKTRAIL_VAR_DIR=str(workdir / "var"),
-        CLICKTRAIL_DATABASE_URL=database_url,
-        CLICKTRAIL_REDIS_URL=redis_url,
-        CLICKTRAIL_SECRET_KEY=os.urandom(32).hex(),
-    )
-    return env
+    figures: dict[str, int] = json.loads(lines[-1])
+    return figures
 
 
 def run_http_bench(
@@ -253,18 +201,20 @@ def run_http_bench(
         with Redis.from_url(redis_server.url) as redis:
             if load_cpu is not None:
                 os.sched_setaffinity(int(redis.info("server")["process_id"]), {load_cpu})
-            env = clicktrail_env(workdir, sqlite_url(database), redis_server.url)
-            bare = [sys.executable, "-m", "uvicorn", "backend.bench.bare:app", *UVICORN_FLAGS]
-            ours = [sys.executable, "-m", "backend.cli", "web"]
-            with ExitStack() as servers:
-                for command, port, log in ((bare, bare_port, "bare"), (ours, our_port, "web")):
-                    listen = [*command, "--host", "127.0.0.1", "--port", str(port)]
-                    log_path = workdir / f"{log}.log"
-                    servers.enter_context(serving(listen, env, port, server_cpu, log_path))
+            env = settings_env(run_settings(workdir, sqlite_url(database), redis_server.url))
+            uvicorn = [sys.executable, "-m", "uvicorn", "backend.bench.bare:app", *UVICORN_FLAGS]
+            listen = ["--host", "127.0.0.1", "--port", str(bare_port)]
+            bare_log = workdir / "bare.log"
+            bare = ChildProcess(
+                "bare uvicorn", [*uvicorn, *listen], bare_log, accepting(bare_port), env, server_cpu
+            )
+            ours = TrackerProcess(our_port, env, workdir / "web.log", server_cpu)
+            with bare, ours:
                 for round_number in range(1, rounds + 1):
                     for name, path in paths.items():
                         url = f"http://127.0.0.1:{ports[name]}{path}"
-                        run = run_wrk(url, seconds, connections, load_cpu, script)
+                        figures = wrk_figures(url, seconds, connections, script, load_cpu)
+                        run = WrkRun.from_figures(figures)
                         runs[name].append(run)
                         print(
                             f"  round {round_number}/{rounds}  {name:<5}  {run.rate:>9,.0f} req/s",

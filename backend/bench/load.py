@@ -18,14 +18,10 @@ stream, and the time for the queue to drain once the load stops.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -34,15 +30,15 @@ from redis import Redis
 from redis.exceptions import ResponseError
 from sqlalchemy import text
 
-from backend.bench.http_bench import (
-    LOAD_HEADERS,
-    ROOT,
-    BenchError,
-    clicktrail_env,
-    free_ports,
-    serving,
-)
+from backend.bench.http_bench import BenchError, WrkRun, wrk_figures
 from backend.bench.nginx import NginxProcess, make_prefix
+from backend.bench.processes import (
+    TrackerProcess,
+    WorkerProcess,
+    free_ports,
+    run_settings,
+    settings_env,
+)
 from backend.bench.programme import create_programme, sqlite_url
 from backend.db.engine import Database
 from backend.redis_server import EmbeddedRedis
@@ -50,7 +46,7 @@ from backend.settings import Settings
 
 WEB_PROCESSES = 2
 DRAIN_TIMEOUT_S = 120.0
-WORKER_START_TIMEOUT_S = 30.0
+WORKER_STOP_TIMEOUT_S = 70.0
 SAMPLE_EVERY_S = 0.2
 STREAM, GROUP = Settings().stream, Settings().consumer_group
 CLICKS_PER_TEN, PIXELS_PER_TEN = 6, 3  # the rest of ten is one beacon
@@ -102,15 +98,10 @@ end
 @dataclass(frozen=True, slots=True)
 class LoadReport:
     database: str  # "sqlite" or "postgresql"
-    seconds: float
     connections: int
+    wrk: WrkRun
     sent: int
-    answered: int  # 2xx and 3xx, per wrk
-    status_errors: int
-    socket_errors: int
-    p50_ms: float
-    p99_ms: float
-    peak_backlog: int
+    peak_backlog: int  # stream entries
     drain_s: float
     clicks: int
     conversions: int
@@ -119,7 +110,8 @@ class LoadReport:
 
     @property
     def rate(self) -> float:
-        return self.answered / self.seconds
+        """Answered (2xx and 3xx) requests per second."""
+        return self.wrk.answered / self.wrk.seconds
 
     @property
     def stored(self) -> int:
@@ -128,72 +120,38 @@ class LoadReport:
     @property
     def ok(self) -> bool:
         return (
-            self.answered <= self.stored <= self.sent
+            self.wrk.answered <= self.stored <= self.sent
             and self.duplicates == 0
             and self.rejected == 0
-            and self.status_errors == 0
+            and self.wrk.status_errors == 0
         )
 
 
 def format_load(report: LoadReport) -> str:
+    wrk = report.wrk
     lines = [
         "",
-        f"Load: wrk -t1 -c{report.connections} -d{report.seconds:.0f}s -> nginx (rate limits "
+        f"Load: wrk -t1 -c{report.connections} -d{wrk.seconds:.0f}s -> nginx (rate limits "
         f"off) -> {WEB_PROCESSES} web processes -> Redis -> 1 worker -> {report.database}",
         f"  mix of ten: {CLICKS_PER_TEN} /c/, {PIXELS_PER_TEN} /p.gif, "
         f"{10 - CLICKS_PER_TEN - PIXELS_PER_TEN} /e (one conversion each)",
-        f"  {report.rate:,.0f} req/s answered   p50 {report.p50_ms:.2f} ms   "
-        f"p99 {report.p99_ms:.2f} ms   errors: {report.status_errors} status, "
-        f"{report.socket_errors} socket",
-        f"  stream backlog peak {report.peak_backlog:,} events; queue drained "
+        f"  {report.rate:,.0f} req/s answered   p50 {wrk.p50_ms:.2f} ms   "
+        f"p99 {wrk.p99_ms:.2f} ms   errors: {wrk.status_errors} status, "
+        f"{wrk.socket_errors} socket",
+        f"  stream backlog peak {report.peak_backlog:,} entries (group commits); queue drained "
         f"{report.drain_s:.2f} s after the load stopped",
-        f"  audit: sent {report.sent:,}, answered {report.answered:,}, stored "
+        f"  audit: sent {report.sent:,}, answered {wrk.answered:,}, stored "
         f"{report.stored:,} (clicks {report.clicks:,}, conversions {report.conversions:,}), "
         f"stored twice {report.duplicates}, rejected {report.rejected}",
     ]
     if report.ok:
         lines.append(
-            f"  audit OK: every answered event is stored once ({report.stored - report.answered}"
-            f" more were in flight when wrk stopped; {report.sent - report.answered} can be)"
+            f"  audit OK: every answered event is stored once ({report.stored - wrk.answered}"
+            f" more were in flight when wrk stopped; {report.sent - wrk.answered} can be)"
         )
     else:
         lines.append("  audit FAILED")
     return "\n".join(lines)
-
-
-@contextmanager
-def running_worker(env: dict[str, str], log: Path, redis: Redis) -> Iterator[None]:
-    """``clicktrail worker`` while the block runs; ready once its consumer group exists."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "backend.cli", "worker"],
-            env=env,
-            cwd=ROOT,
-            stdout=output,
-            stderr=output,
-        )
-    try:
-        deadline = time.monotonic() + WORKER_START_TIMEOUT_S
-        while not _has_group(redis):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise BenchError(f"the worker did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
-        yield
-    finally:
-        process.terminate()  # SIGTERM: the batch in hand commits first
-        try:
-            process.wait(timeout=70)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _has_group(redis: Redis) -> bool:
-    try:
-        groups = cast(list[dict[str, Any]], redis.xinfo_groups(STREAM))
-        return any(group["name"] == GROUP.encode() for group in groups)
-    except ResponseError:
-        return False  # no stream yet
 
 
 def _backlog(redis: Redis) -> tuple[int, int]:
@@ -234,21 +192,6 @@ class BacklogSampler(threading.Thread):
         self._finished.set()
         self.join()
         return self.peak
-
-
-def run_wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str, int]:
-    command = [
-        "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "-s", str(script),
-        *(arg for header in LOAD_HEADERS for arg in ("-H", header)), url,
-    ]  # fmt: skip
-    done = subprocess.run(  # noqa: S603 - fixed arguments
-        command, capture_output=True, text=True, timeout=seconds + 60, check=False
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        raise BenchError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
-    figures: dict[str, int] = json.loads(lines[-1])
-    return figures
 
 
 async def _audit(database_url: str, run: str) -> tuple[int, int, int, int]:
@@ -298,16 +241,16 @@ def run_load_bench(
     nginx_port, *web_ports = free_ports(1 + WEB_PROCESSES)
     redis_server = EmbeddedRedis(workdir / "redis").start()
     try:
-        env = clicktrail_env(workdir, url, redis_server.url)
-        env["CLICKTRAIL_PUBLIC_URL"] = f"http://127.0.0.1:{nginx_port}"
+        settings = run_settings(workdir, url, redis_server.url)
+        public = settings.with_overrides(public_url=f"http://127.0.0.1:{nginx_port}")
+        env = settings_env(public)
         with Redis.from_url(redis_server.url) as redis, ExitStack() as stack:
-            stack.enter_context(running_worker(env, workdir / "worker.log", redis))
+            worker = WorkerProcess(env, workdir / "worker.log").start()
+            stack.callback(worker.stop, WORKER_STOP_TIMEOUT_S)  # the batch in hand commits first
             webs = ExitStack()
             stack.enter_context(webs)
             for port in web_ports:
-                command = [sys.executable, "-m", "backend.cli", "web", "--host", "127.0.0.1",
-                           "--port", str(port)]  # fmt: skip
-                webs.enter_context(serving(command, env, port, None, workdir / f"web-{port}.log"))
+                webs.enter_context(TrackerProcess(port, env, workdir / f"web-{port}.log"))
             nginx = NginxProcess(
                 make_prefix(workdir / "nginx"), nginx_port, web_ports, rate_limits=False
             ).start()
@@ -315,7 +258,7 @@ def run_load_bench(
             sampler = BacklogSampler(redis)
             sampler.start()
             try:
-                figures = run_wrk(nginx.origin + "/", seconds, connections, script)
+                figures = wrk_figures(nginx.origin + "/", seconds, connections, script)
             finally:
                 peak = sampler.stop()
             drain_s = wait_for_drain(redis)
@@ -326,14 +269,9 @@ def run_load_bench(
     clicks, conversions, duplicates, rejected = asyncio.run(_audit(url, run))
     return LoadReport(
         database="postgresql" if url.startswith("postgresql") else "sqlite",
-        seconds=figures["duration_us"] / 1e6,
         connections=connections,
+        wrk=WrkRun.from_figures(figures),
         sent=figures["sent"],
-        answered=figures["requests"] - figures["status_errors"],
-        status_errors=figures["status_errors"],
-        socket_errors=figures["socket_errors"],
-        p50_ms=figures["p50_us"] / 1000,
-        p99_ms=figures["p99_us"] / 1000,
         peak_backlog=peak,
         drain_s=drain_s,
         clicks=clicks,

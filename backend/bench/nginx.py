@@ -10,15 +10,17 @@ every request comes from one loopback address, which the per-address limits exis
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
+
+from backend.bench.processes import ChildProcess, StartError
 
 NGINX = Path("/usr/sbin/nginx")
 REPO = Path(__file__).resolve().parents[2]
@@ -28,7 +30,6 @@ SHIPPED_LISTEN = "listen 80 default_server;"
 SHIPPED_UPSTREAM = "server 127.0.0.1:8000;"
 RATE_LIMIT = re.compile(r"^\s*limit_req zone=\w+ burst=\d+ nodelay;\n", re.M)
 RATE_LIMITED_LOCATIONS = 3  # /c/, /p.gif and /e
-STARTUP_TIMEOUT_S = 20.0
 LOG_WAIT_S = 5.0
 
 
@@ -94,39 +95,26 @@ class NginxProcess:
         self.origin = f"http://127.0.0.1:{port}"
         self.conf = prefix / "nginx.conf"
         self.conf.write_text(adapted_config(port, upstream_ports, rate_limits=rate_limits))
-        self._stderr = prefix / "nginx.stderr"
-        self._process: subprocess.Popen[bytes] | None = None
+        stderr = prefix / "nginx.stderr"
+        self._process = ChildProcess("nginx", nginx_command(prefix, self.conf), stderr, self._up)
 
     def start(self) -> NginxProcess:
         check_config(self.prefix, self.conf)
-        with self._stderr.open("wb") as stderr:
-            self._process = subprocess.Popen(  # noqa: S603 - fixed binary and arguments
-                nginx_command(self.prefix, self.conf), stdout=stderr, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise NginxError(f"nginx exited at start:\n{self._stderr.read_text()}")
-            try:
-                # A file nginx serves itself: up even when the upstream is not (the app's own
-                # start waits for its health check).
-                if httpx.get(f"{self.origin}/s.js", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise NginxError(f"nginx did not answer in time:\n{self._stderr.read_text()}")
+        try:
+            self._process.start()
+        except StartError as error:
+            raise NginxError(str(error)) from None
+        return self
+
+    def _up(self) -> bool:
+        # A file nginx serves itself: up even when the upstream is not (the app's own start
+        # waits for its health check).
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"{self.origin}/s.js", timeout=1.0).status_code == 200
+        return False
 
     def stop(self) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.send_signal(signal.SIGTERM)  # fast shutdown; the workers go with it
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(timeout=5)
+        self._process.stop()  # SIGTERM: fast shutdown; the workers go with it
 
     def logs(self) -> str:
         """Everything nginx wrote to its log files (access and error log)."""

@@ -22,6 +22,7 @@ from backend.bench.http_bench import (
 )
 from backend.bench.load import format_load, run_load_bench
 from backend.bench.nginx import NGINX, NginxError
+from backend.bench.processes import StartError
 from backend.bench.reports_bench import format_reports, run_reports_bench
 from backend.bench.worker_bench import WorkerReport, run_worker_bench
 
@@ -119,7 +120,7 @@ def run_load(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="clicktrail-load-") as tmp:
         try:
             report = run_load_bench(Path(tmp), seconds, args.connections, args.database_url)
-        except (BenchError, NginxError) as error:
+        except (BenchError, NginxError, StartError) as error:
             raise SystemExit(f"the load benchmark could not run: {error}") from None
     print(format_load(report), flush=True)
     if not report.ok:
@@ -173,7 +174,7 @@ def run_bench(args: argparse.Namespace) -> None:
             directory.mkdir()
             try:
                 http_report = run_http_bench(directory, seconds, HTTP_ROUNDS, HTTP_CONNECTIONS)
-            except BenchError as error:
+            except (BenchError, StartError) as error:
                 raise SystemExit(f"the HTTP benchmark could not run: {error}") from None
             print(format_http(http_report), flush=True)
             bare = http_report.bare.rate

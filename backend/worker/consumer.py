@@ -3,7 +3,9 @@
 A stream entry holds the events of one group commit (``backend.events``); a batch is whole
 entries holding up to ``batch_size`` events (entries read beyond that start the next batch).
 At-least-once: nothing is acknowledged before its transaction commits, and entries left pending
-by a consumer that died are taken over with XAUTOCLAIM once idle. Failures split two ways:
+by a consumer that died are taken over with XCLAIM once idle (never those this consumer still
+works on, however long its write takes), and dead consumers holding nothing leave the group.
+Failures split two ways:
 - transient (database locked, down or full; Redis unreachable): the same batch is retried with
   backoff, for as long as it takes;
 - anything else: the batch's events are split in halves until the failing event is alone; an
@@ -58,6 +60,15 @@ CLAIM_EVERY_MIN_S = 0.5
 BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0
 MAX_READ_ENTRIES = 100  # per read: bounds the entries read beyond a batch, pending meanwhile
+# Drops a consumer from the group only if it holds no entry, checked in the same atomic step
+# (one that read meanwhile keeps its entries; a live one is re-created by its next read).
+FORGET_EMPTY_HANDED = """
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +145,14 @@ class StreamConsumer:
         self._max_wait_s = batch_max_wait_ms / 1000
         self._claim_idle_ms = claim_idle_ms
         # Look for abandoned entries about as often as they become claimable (but not on
-        # every read: the batch being written is pending too, and would be taken back).
+        # every read: each look costs three round trips to Redis).
         self._claim_every_s = max(min(CLAIM_EVERY_S, claim_idle_ms / 1000), CLAIM_EVERY_MIN_S)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self._failures: dict[Place, int] = {}
         self._events_per_entry = 1  # learnt from each read
         self._surplus: list[Entry] = []  # read beyond the last batch, first in the next
+        self._in_hand: set[str] = set()  # ids read or claimed and not yet acknowledged
+        self._forget_consumer = redis.register_script(FORGET_EMPTY_HANDED)
         self._unwritten: deque[Prepared] = deque(maxlen=2)  # the last batches finished
         self._next_claim = 0.0
         self._stopping = asyncio.Event()
@@ -171,6 +184,8 @@ class StreamConsumer:
                 if not is_transient(error):
                     raise
                 log.warning("worker waiting %.1fs after: %s", backoff, error)
+                # The batch asked when it failed was dropped: reclaimable once idle.
+                self._in_hand = {entry.entry_id for entry in self._surplus}
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
 
@@ -263,37 +278,63 @@ class StreamConsumer:
         )
         entries = [_entry(raw_id, fields) for _, found in response for raw_id, fields in found]
         self._learn_sizes(entries)
+        self._in_hand.update(entry.entry_id for entry in entries)
         return entries
 
     async def _reclaim(self) -> list[Entry]:
-        _, messages, *_ = await self._redis.xautoclaim(
+        """Entries idle past ``claim_idle_ms`` that this consumer is not working on (left by
+        a consumer that died, or dropped by a failed pipeline), dead-lettering those delivered
+        too often; then the dead consumers that hold nothing leave the group.
+
+        A batch still in hand stays untouched however long its write takes (a held database
+        lock): claiming it back would count a delivery and could dead-letter a good event.
+        """
+        idle = await self._redis.xpending_range(
             self._stream,
             self._group,
-            self.name,
-            self._claim_idle_ms,
-            "0-0",
-            count=self._entries_for(self._batch_size),
+            min="-",
+            max="+",
+            count=self._entries_for(self._batch_size) + len(self._in_hand),
+            idle=self._claim_idle_ms,
         )
-        entries = [_entry(raw_id, fields) for raw_id, fields in messages if fields]
+        deliveries = {  # as they will be once claimed: XCLAIM counts one more
+            entry_id: int(item["times_delivered"]) + 1
+            for item in idle
+            if (entry_id := _text(item["message_id"])) not in self._in_hand
+        }
+        entries: list[Entry] = []
+        if deliveries:
+            claimed = await self._redis.xclaim(
+                self._stream, self._group, self.name, self._claim_idle_ms, list(deliveries)
+            )
+            entries = [_entry(raw_id, fields) for raw_id, fields in claimed if fields]
+            self._in_hand.update(entry.entry_id for entry in entries)
+        await self._forget_dead_consumers()
         if not entries:
             return []
-        pending = await self._redis.xpending_range(
-            self._stream,
-            self._group,
-            min=entries[0].entry_id,
-            max=entries[-1].entry_id,
-            count=len(entries),
-            consumername=self.name,
-        )
-        deliveries = {_text(item["message_id"]): int(item["times_delivered"]) for item in pending}
         log.info("reclaimed %d entries left by other consumers", len(entries))
         keep: list[Entry] = []
         for entry in entries:
-            if deliveries.get(entry.entry_id, 0) > MAX_DELIVERIES:
+            if deliveries[entry.entry_id] > MAX_DELIVERIES:
                 await self._dead_letter_entry(entry, "delivered too often without success")
             else:
                 keep.append(entry)
         return keep
+
+    async def _forget_dead_consumers(self) -> None:
+        """Drop the consumers that hold no entry and have not read for ``claim_idle_ms``: a
+        worker killed with SIGKILL stays in the group otherwise, for good."""
+        consumers = await self._redis.xinfo_consumers(self._stream, self._group)
+        dead = [
+            name
+            for consumer in consumers
+            if (name := _text(consumer["name"])) != self.name
+            and int(consumer["pending"]) == 0
+            and int(consumer["idle"]) >= self._claim_idle_ms
+        ]
+        for name in dead:
+            if await self._forget_consumer(keys=[self._stream], args=[self._group, name]):
+                log.info("consumer %s left the group (idle, holding nothing)", name)
 
     async def _retrying(self, work: Callable[[T], Awaitable[R]], batch: T) -> R:
         """``work(batch)``, repeated with backoff for as long as the failure is transient."""
@@ -426,6 +467,7 @@ class StreamConsumer:
             pipe.xack(self._stream, self._group, *ids)
             pipe.xdel(self._stream, *ids)
             await pipe.execute()
+        self._in_hand.difference_update(ids)
 
     def _add(self, written: Written) -> None:
         self.written = Written(

@@ -201,9 +201,18 @@ class Inquiry:
     answers: asyncio.Future[Answers]
 
     def cancel(self) -> None:
-        """Drop the batch unfinished (its stream entries stay pending, to be read again)."""
-        if not self.answers.cancel() and not self.answers.cancelled():
-            self.answers.exception()  # answered or failed already: nothing left to log
+        """Drop the batch unfinished (its stream entries stay pending, to be read again).
+
+        The answers may be settled already, or only about to be (its questions answered or
+        failed, the gathering future not told yet): their outcome is read once it is there,
+        so that nothing is left to log as never retrieved."""
+        self.answers.cancel()
+        self.answers.add_done_callback(_dropped)
+
+
+def _dropped(answers: asyncio.Future[Answers]) -> None:
+    if not answers.cancelled():
+        answers.exception()
 
 
 def _flag(row: Row, flag: Flag | str) -> None:

@@ -32,6 +32,7 @@ from playwright.async_api import (
     async_playwright,
 )
 
+from backend.bench.processes import TrackerProcess, free_port, settings_env
 from backend.db.engine import Database
 from backend.redis_client import connect
 from backend.redis_server import EmbeddedRedis
@@ -47,7 +48,6 @@ from tests.browser.support import (
     Wire,
     create_programme,
 )
-from tests.processes import TrackerProcess, free_port, settings_env
 from tests.support import create_api_key, require_binary
 
 CHROMIUM = Path("/usr/bin/chromium")

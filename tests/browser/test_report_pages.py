@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page
 
+from backend.bench.processes import TrackerProcess
 from backend.bench.report_data import TargetLink, generate
 from backend.ids import now_ms
 from backend.reports.rollup import fold_closed_hours
 from tests.browser.conftest import TrackerDatabase
 from tests.browser.support import ProgrammeFactory, Wire
-from tests.processes import TrackerProcess
 from tests.support import PASSWORD, add_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.async_api import BrowserContext, Page, Request, Route
 
+from backend.bench.processes import TrackerProcess
 from backend.db.models import Click, Conversion, Impression
 from tests.browser.servers import closed_port, snippet_tag
 from tests.browser.support import (
@@ -31,7 +32,6 @@ from tests.browser.support import (
     accepted,
     beacon_to,
 )
-from tests.processes import TrackerProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 

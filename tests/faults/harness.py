@@ -4,8 +4,10 @@ A ``Stack`` is one deployment in a temporary directory: the embedded ``redis-ser
 ``clicktrail web`` and any number of ``clicktrail worker`` processes, on SQLite or PostgreSQL.
 ``send`` fires uniquely numbered events at the web process concurrently (a click carrying its
 number in ``sub1``, a pixel or a beacon conversion carrying it as the order id) and records
-each answer as acknowledged, failed or unknown (timed out). After the fault, ``audit`` reads
-what was stored and what is left in the stream and says what was lost, unexpected or doubled.
+each answer as acknowledged, failed or unknown (timed out). ``post_postbacks`` does the same
+for signed postbacks, as a merchant's server sends them: each the same signed bytes every time
+it is posted, so a copy after the first is a replay. After the fault, ``audit`` reads what was
+stored and what is left in the stream and says what was lost, unexpected or doubled.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -25,14 +26,16 @@ import httpx
 from redis.exceptions import ResponseError
 from sqlalchemy import func, select
 
+from backend.bench.processes import TrackerProcess, WorkerProcess, free_port, settings_env
 from backend.db.engine import Database
 from backend.db.models import Click, Conversion, RejectedEventRow, StatsHourly
-from backend.events import ClickEvent, ConversionEvent, decode_event
+from backend.events import ClickEvent, ConversionEvent, decode_entry, entry_size
 from backend.ingest.spool import Spool
 from backend.redis_client import connect
 from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings
-from tests.processes import ClicktrailProcess, TrackerProcess, free_port, settings_env
+from tests.postback_support import PATH as POSTBACK_PATH
+from tests.postback_support import sale, signed
 from tests.support import BROWSER_HEADERS, Programme, create_api_key, create_programme
 
 GIF_LENGTH = 43
@@ -52,14 +55,15 @@ def event_key(number: int) -> str:
     return f"{kind}-{number}"
 
 
-def key_of(payload: bytes) -> str | None:
-    """The harness key a queued event carries, if it is one of ours."""
-    event = decode_event(payload)
-    if isinstance(event, ClickEvent):
-        return event.subs[0] or None
-    if isinstance(event, ConversionEvent):
-        return event.order_id
-    return None
+def keys_of(entry: bytes) -> list[str]:
+    """The harness keys the events of a stream entry carry (those that are ours)."""
+    keys: list[str | None] = []
+    for event in decode_entry(entry):
+        if isinstance(event, ClickEvent):
+            keys.append(event.subs[0])
+        elif isinstance(event, ConversionEvent):
+            keys.append(event.order_id)
+    return [key for key in keys if key]
 
 
 @dataclass
@@ -116,6 +120,83 @@ async def send(origin: str, programme: Programme, numbers: Iterable[int], ledger
                 ledger.outcomes[key] = outcome
 
         await asyncio.gather(*(connection() for _ in range(CONCURRENCY)))
+
+
+def postback_key(number: int) -> str:
+    """Postback ``number``'s order id (a key of its own, apart from the browser events')."""
+    return f"postback-{number}"
+
+
+@dataclass(frozen=True)
+class Postback:
+    """One sale as its sender signed it once: every copy posted is these same bytes."""
+
+    key: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def signed_postback(programme: Programme, number: int, at: int) -> Postback:
+    key = postback_key(number)
+    merchant = programme.merchant
+    body, headers = signed(
+        {"merchant": merchant["key"], **sale(key, "1.00")}, merchant["postback_secret"], at
+    )
+    return Postback(key, body, headers)
+
+
+async def _post(client: httpx.AsyncClient, postback: Postback) -> str:
+    """What the answer said: queued, duplicate, unavailable (503 with Retry-After), timeout,
+    failed (no answer) or the status of any other answer."""
+    try:
+        response = await client.post(POSTBACK_PATH, content=postback.body, headers=postback.headers)
+    except httpx.TimeoutException:
+        return "timeout"
+    except httpx.HTTPError:
+        return "failed"
+    if response.status_code == 202 and response.json().get("queued") is True:
+        return "queued"
+    if response.status_code == 200 and response.json() == {"duplicate": True}:
+        return "duplicate"
+    if response.status_code == 503 and response.headers.get("retry-after", "").isdigit():
+        return "unavailable"
+    return f"status {response.status_code}"
+
+
+def postback_outcome(answers: list[str]) -> Outcome:
+    """Acknowledged: queued once, every other copy told it is a duplicate."""
+    if "timeout" in answers:
+        return Outcome.UNKNOWN
+    if Counter(answers) == Counter(queued=1, duplicate=len(answers) - 1):
+        return Outcome.ACKNOWLEDGED
+    return Outcome.FAILED
+
+
+async def post_postbacks(
+    origin: str, postbacks: list[Postback], copies: int, ledger: Ledger
+) -> Counter[str]:
+    """Post each postback ``copies`` times (every other one all at once, the rest one after
+    another) over ``CONCURRENCY`` connections; record each outcome, return the answers."""
+    pending = iter(enumerate(postbacks))
+    answers: Counter[str] = Counter()
+    limits = httpx.Limits(max_connections=CONCURRENCY)
+    async with httpx.AsyncClient(
+        base_url=origin, timeout=ANSWER_TIMEOUT_S, limits=limits
+    ) as client:
+
+        async def connection() -> None:
+            for index, postback in pending:
+                if index % 2:
+                    got = [await _post(client, postback) for _ in range(copies)]
+                else:
+                    got = list(
+                        await asyncio.gather(*(_post(client, postback) for _ in range(copies)))
+                    )
+                answers.update(got)
+                ledger.outcomes[postback.key] = postback_outcome(got)
+
+        await asyncio.gather(*(connection() for _ in range(CONCURRENCY)))
+    return answers
 
 
 @dataclass
@@ -190,8 +271,9 @@ class Stack:
         self.redis = connect(self.redis_server.url)
         self.database = Database.connect(database_url)
         self.web: TrackerProcess | None = None
-        self.workers: list[ClicktrailProcess] = []
+        self.workers: list[WorkerProcess] = []
         self.programme: Programme | None = None
+        self.signed_at = int(time.time())  # the postbacks' signatures: one per postback
 
     @property
     def origin(self) -> str:
@@ -215,27 +297,35 @@ class Stack:
         await send(self.origin, self.programme, numbers, ledger)
         return time.monotonic() - started
 
+    async def post_postbacks(
+        self, numbers: Iterable[int], ledger: Ledger, copies: int
+    ) -> Counter[str]:
+        """Post signed postbacks ``numbers``, each ``copies`` times; return the answers."""
+        assert self.programme is not None, "start_web first"
+        postbacks = [signed_postback(self.programme, n, self.signed_at) for n in numbers]
+        return await post_postbacks(self.origin, postbacks, copies, ledger)
+
     def start_worker(self, module: str = "backend.cli", **env: str) -> None:
-        """A worker, ready once its consumer runs (blocking: call it in a thread).
-
-        Readiness is the worker's own log line: Redis 6 lists a consumer in the group only
-        once it has been handed an entry.
-        """
-        process: ClicktrailProcess
+        """A worker, ready once its consumer runs (blocking: call it in a thread)."""
         log = self.root / f"worker-{len(self.workers)}.log"
+        self.workers.append(WorkerProcess({**self.env, **env}, log, module).start())
 
-        def consuming() -> bool:
-            consumer = f"consumer {socket.gethostname()}-{process.pid} reading"
-            return log.exists() and consumer in log.read_text(errors="replace")
-
-        process = ClicktrailProcess(["worker"], {**self.env, **env}, log, consuming, module)
-        self.workers.append(process.start())
+    @property
+    def live_consumer(self) -> str:
+        """The consumer name of the newest worker (the earlier ones were killed)."""
+        return self.workers[-1].consumer_name
 
     async def dead_consumers_pending(self) -> int:
         """Entries still held by consumers other than the newest worker's (dead ones)."""
-        live = f"{socket.gethostname()}-{self.workers[-1].pid}".encode()
         info = await self.redis.xpending(self.settings.stream, self.settings.consumer_group)
+        live = self.live_consumer.encode()
         return sum(int(c["pending"]) for c in info["consumers"] if c["name"] != live)
+
+    async def dead_consumers(self) -> set[str]:
+        """Consumers in the group other than the newest worker's."""
+        stream, group = self.settings.stream, self.settings.consumer_group
+        consumers = await self.redis.xinfo_consumers(stream, group)
+        return {consumer["name"].decode() for consumer in consumers} - {self.live_consumer}
 
     async def kill_redis(self) -> None:
         """SIGKILL the redis-server, as a crash would."""
@@ -270,18 +360,23 @@ class Stack:
             await asyncio.sleep(0.1)
         return time.monotonic() - started
 
+    async def queued_events(self) -> int:
+        """Events in the stream (an entry holds those of one group commit)."""
+        entries = await self.redis.xrange(self.settings.stream)
+        return sum(entry_size(fields[b"e"]) for _, fields in entries)
+
     async def stream_keys(self) -> tuple[set[str], set[str]]:
-        """Harness keys of the entries in the stream, and of those pending among them."""
+        """Harness keys of the events in the stream, and of those pending among them."""
         entries = {
-            entry_id: key_of(fields[b"e"])
+            entry_id: keys_of(fields[b"e"])
             for entry_id, fields in await self.redis.xrange(self.settings.stream)
         }
         pending = await self.redis.xpending_range(
             self.settings.stream, self.settings.consumer_group, "-", "+", len(entries) or 1
         )
         pending_ids = {item["message_id"] for item in pending}
-        in_stream = {key for key in entries.values() if key}
-        return in_stream, {key for entry, key in entries.items() if key and entry in pending_ids}
+        in_stream = {key for keys in entries.values() for key in keys}
+        return in_stream, {key for entry in pending_ids for key in entries.get(entry, [])}
 
     async def stored(self) -> Counter[str]:
         async with self.database.session() as session:
