@@ -3,17 +3,21 @@ admin-only access hold, hostile names stay escaped, and conversion decisions go 
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import re
 from typing import Any
 
 import httpx
+import pytest
 import segno
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
 from backend.accounts import create_user
+from backend.admin import conversions
 from backend.auth import verify_password
 from backend.db.engine import Database
 from backend.db.models import ApiKey, Campaign, Conversion, Link, Merchant, Partner, Role, User
@@ -541,13 +545,17 @@ async def test_partner_users_see_their_own_conversions_without_the_actions(
     )
     assert "THEIRS" not in other_partner.text
     assert "Hidden campaign" not in page.text  # no link of this partner leads to it
+    exported = await client.get("/conversions", params={"format": "csv"})
+    assert exported.headers["content-type"].startswith("text/csv")
+    assert [row["order_id"] for row in csv.DictReader(io.StringIO(exported.text))] == ["MINE"]
 
 
-async def test_conversions_are_paged_newest_first(
+async def test_conversions_are_paged_newest_first_and_export_whole(
     client: AsyncTestClient[Any],
     database: Database,
     programme: Programme,
     consumer: StreamConsumer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for number in range(52):
         pixel = await client.get(
@@ -568,3 +576,12 @@ async def test_conversions_are_paged_newest_first(
     assert len(remaining) == 2
     assert max(remaining) < min(shown)
     assert "Older conversions" not in rest.text
+
+    monkeypatch.setattr(conversions, "CSV_CHUNK", 20)  # the export reads in several chunks
+    exported = await client.get("/conversions", params={"status": "pending", "format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(exported.text)))
+    assert [int(row["id"]) for row in rows] == shown + remaining
+    assert {row["order_id"] for row in rows} == {f"N{number}" for number in range(52)}
+    assert {(row["amount_minor"], row["currency"], row["verified"]) for row in rows} == {
+        ("500", "EUR", "no")
+    }

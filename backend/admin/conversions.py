@@ -5,21 +5,22 @@ Admins and partner users share the pages (a partner sees only its own conversion
 ``Viewer.restrict``, and "admin" instead of who acted); only admins get the checkboxes and the
 forms, whose POSTs live under ``/admin`` behind the admins-only guard. Every change goes through
 ``change_status`` or ``verify``. ``ConversionFilter.statement`` is the one query behind the
-table, ready for an export.
+table and its CSV export.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from litestar import Request, get, post
+from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter
-from litestar.response import Redirect, Template
+from litestar.response import Redirect, Stream, Template
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +29,9 @@ from backend.admin.lookups import campaign_names, partner_names
 from backend.affiliate.status import TransitionRefused, change_status, verify
 from backend.api.conversions import STATUS_PATTERN, history
 from backend.api.deps import CurrentViewer, Reader, Writer
+from backend.db.engine import Database
 from backend.db.models import Campaign, Conversion, ConversionStatus, Link, Merchant, Partner
+from backend.reports.export import CsvCell, csv_stream
 from backend.scope import Viewer
 
 Status = Annotated[str | None, QueryParameter(pattern=STATUS_PATTERN)]
@@ -122,19 +125,80 @@ async def _table(
     return Template("conversions.html", context=context, status_code=status)
 
 
+CSV_HEADER = (
+    "id",
+    "time_utc",
+    "order_id",
+    "status",
+    "verified",
+    "source",
+    "merchant_id",
+    "partner_id",
+    "campaign_id",
+    "link_id",
+    "amount_minor",
+    "commission_minor",
+    "currency",
+    "flags",
+)
+CSV_CHUNK = 1000
+
+
+async def _csv_rows(
+    database: Database, viewer: Viewer, filters: ConversionFilter
+) -> AsyncIterator[tuple[CsvCell, ...]]:
+    """Every matching conversion, newest first, read in keyset chunks while the download runs
+    (in a session of its own: the request's is closed once the response starts)."""
+    before: int | None = None
+    async with database.session() as session:
+        while True:
+            statement = filters.statement(viewer)
+            if before is not None:
+                statement = statement.where(Conversion.id < before)
+            chunk = (
+                await session.scalars(statement.order_by(Conversion.id.desc()).limit(CSV_CHUNK))
+            ).all()
+            for c in chunk:
+                yield (
+                    c.id,
+                    utc_time(c.at_ms),
+                    c.order_id,
+                    c.status,
+                    "yes" if c.verified else "no",
+                    c.source,
+                    c.merchant_id,
+                    c.partner_id,
+                    c.campaign_id,
+                    c.link_id,
+                    c.amount_minor,
+                    c.commission_minor,
+                    c.currency,
+                    c.flags,
+                )
+            if len(chunk) < CSV_CHUNK:
+                return
+            before = chunk[-1].id
+
+
 @get("/conversions", name="conversions")
 async def conversions_page(
     viewer: CurrentViewer,
     reader: Reader,
+    state: State,
     status: Status = None,
     partner_id: Annotated[int | None, QueryParameter()] = None,
     campaign_id: Annotated[int | None, QueryParameter()] = None,
     order_id: OrderSearch = None,
     verified: Verified = None,
     before: Before = None,
-) -> Template:
+    format: Annotated[str | None, QueryParameter(pattern="^csv$")] = None,
+) -> Template | Stream:
+    """The table, a page at a time; with ``format=csv`` every matching row, streamed."""
     order_id = (order_id or "").strip() or None
     filters = ConversionFilter(status, partner_id, campaign_id, order_id, verified)
+    if format == "csv":
+        rows = _csv_rows(state.database, viewer, filters)
+        return csv_stream("conversions.csv", CSV_HEADER, rows)
     return await _table(reader, viewer, filters, before)
 
 
