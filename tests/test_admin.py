@@ -399,12 +399,10 @@ async def test_partner_users_find_no_admin_page_or_form(
     assert 'href="/conversions"' in overview.text
 
 
-async def test_hostile_names_are_escaped_on_every_admin_page(
-    client: AsyncTestClient[Any],
-    database: Database,
-    programme: Programme,
-    consumer: StreamConsumer,
+async def name_everything_hostile(
+    client: AsyncTestClient[Any], programme: Programme, consumer: StreamConsumer
 ) -> None:
+    """A conversion whose order id, and a merchant, partner and campaign whose names, are HTML."""
     await convert(client, programme, programme.link["code"], HOSTILE)
     await consumer.drain()
     for path, body in (
@@ -413,6 +411,15 @@ async def test_hostile_names_are_escaped_on_every_admin_page(
         (f"/api/v1/campaigns/{programme.campaign['id']}", {"name": HOSTILE}),
     ):
         assert (await client.patch(path, json=body, headers=programme.headers)).status_code == 200
+
+
+async def test_hostile_names_are_escaped_on_every_admin_page(
+    client: AsyncTestClient[Any],
+    database: Database,
+    programme: Programme,
+    consumer: StreamConsumer,
+) -> None:
+    await name_everything_hostile(client, programme, consumer)
     await sign_in(client, database)
     await submit(client, "/admin/api-keys/new", {"name": HOSTILE, "partner_id": ""})
     async with database.session(write=True) as session:

@@ -23,6 +23,7 @@ from tests.test_admin import (
     HOSTILE,
     convert,
     error_of,
+    name_everything_hostile,
     one,
     sign_in_partner,
     submit,
@@ -374,14 +375,7 @@ async def test_hostile_names_are_escaped_on_the_new_pages(
     programme: Programme,
     consumer: StreamConsumer,
 ) -> None:
-    await convert(client, programme, programme.link["code"], HOSTILE)
-    await consumer.drain()
-    for path, body in (
-        (f"/api/v1/merchants/{programme.merchant['id']}", {"name": HOSTILE}),
-        (f"/api/v1/partners/{programme.partner['id']}", {"name": HOSTILE}),
-        (f"/api/v1/campaigns/{programme.campaign['id']}", {"name": HOSTILE}),
-    ):
-        assert (await client.patch(path, json=body, headers=programme.headers)).status_code == 200
+    await name_everything_hostile(client, programme, consumer)
     override = await post_json(
         client,
         "/api/v1/commission-overrides",
