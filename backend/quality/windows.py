@@ -1,8 +1,10 @@
 """Counting per visitor and per network prefix in Redis: one script call per batch.
 
 For each event of a batch the script answers with a few bits:
-- ``UNIQUE``: the visitor's first click (impression) on the link that UTC day. SET NX
-  remembers the first id per (kind, day, link, visitor hash); a replayed id finds itself.
+- ``UNIQUE``: the visitor's first click (impression) on the link that UTC day. One hash per
+  (kind, day, link) maps each visitor hash to its first id (HSETNX); a replayed id finds
+  itself. A hash per link and day, not a key per visitor: creating a key with its own expiry
+  for every visitor cost Redis more than the rest of the script.
 - ``DUPLICATE``: the visitor clicked the same link less than ``DUPLICATE_MS`` before.
 - ``RATE_LIMITED_LINK`` / ``RATE_LIMITED_PARTNER``: more than ``LINK_LIMIT`` clicks of the
   visitor on the link within ``LINK_WINDOW_MS``, or more than ``PARTNER_LIMIT`` on the
@@ -42,7 +44,7 @@ DUPLICATE_MS = 10_000
 LINK_LIMIT, LINK_WINDOW_MS = 10, 600_000
 PARTNER_LIMIT, PARTNER_WINDOW_MS = 50, 3_600_000
 PREFIX_LIMIT, PREFIX_WINDOW_MS = 5, 3_600_000
-UNIQUE_TTL_S = 2 * 86_400
+UNIQUE_TTL_S = 2 * 86_400  # a day's uniqueness hash outlives its last write by this
 REPLAY_GRACE_MS = 900_000
 PRUNE_FROM_RANK = 128  # sets are pruned once this many entries precede the new one
 
@@ -55,8 +57,11 @@ _SCRIPT = Template("""
 local events = cmsgpack.unpack(ARGV[1])
 local answers = {}
 
-local function first_seen(key, id)
-  if redis.call('SET', key, id, 'NX', 'EX', $unique_ttl_s) or redis.call('GET', key) == id then
+local firsts = {}  -- the uniqueness hashes this call wrote to, given their expiry at the end
+
+local function first_seen(key, visitor, id)
+  firsts[key] = true
+  if redis.call('HSETNX', key, visitor, id) == 1 or redis.call('HGET', key, visitor) == id then
     return $unique
   end
   return 0
@@ -108,7 +113,7 @@ for i = 1, #events, $stride do
   local bits = 0
   if kind == $click then
     local day = math.floor(at / $day_ms)
-    bits = first_seen('ct:u:c:' .. day .. ':' .. of .. ':' .. visitor, id)
+    bits = first_seen('ct:u:c:' .. day .. ':' .. of, visitor, id)
     local window_key = 'ct:w:p:' .. partner .. ':' .. visitor
     local link = of .. ':'
     local rank = place(window_key, link .. id, at, $partner_window_ms)
@@ -116,7 +121,7 @@ for i = 1, #events, $stride do
       bits = bits + judge_click(window_key, link, rank, at)
     end
   elseif kind == $impression then
-    bits = first_seen('ct:u:i:' .. math.floor(at / $day_ms) .. ':' .. of .. ':' .. visitor, id)
+    bits = first_seen('ct:u:i:' .. math.floor(at / $day_ms) .. ':' .. of, visitor, id)
   elseif visitor ~= '' then
     local window_key = 'ct:w:x:' .. of .. ':' .. visitor
     local rank = place(window_key, id, at, $prefix_window_ms)
@@ -129,6 +134,9 @@ for i = 1, #events, $stride do
     end
   end
   answers[#answers + 1] = bits
+end
+for key in pairs(firsts) do
+  redis.call('EXPIRE', key, $unique_ttl_s)
 end
 return answers
 """).substitute(
