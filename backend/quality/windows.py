@@ -59,17 +59,22 @@ local answers = {}
 
 local firsts = {}  -- the uniqueness hashes this call wrote to, given their expiry at the end
 
-local function first_seen(key, visitor, id)
+-- ``replayed``: whether the id may have been seen before (a click placed anew in its window
+-- was not: that saves reading back the first id for every later click of a visitor).
+local function first_seen(key, visitor, id, replayed)
   firsts[key] = true
-  if redis.call('HSETNX', key, visitor, id) == 1 or redis.call('HGET', key, visitor) == id then
+  if redis.call('HSETNX', key, visitor, id) == 1
+      or (replayed and redis.call('HGET', key, visitor) == id) then
     return $unique
   end
   return 0
 end
 
--- Adds an entry to a window set; returns how many entries precede it by (time, member).
+-- Adds an entry to a window set; returns how many entries precede it by (time, member), and
+-- whether it was there already (a replay).
 local function place(key, member, at, window_ms)
-  if redis.call('ZADD', key, at, member) == 1 then
+  local added = redis.call('ZADD', key, at, member) == 1
+  if added then
     redis.call('EXPIRE', key, $ttl_extra_s + window_ms / 1000)
   end
   local rank = redis.call('ZRANK', key, member)
@@ -77,7 +82,7 @@ local function place(key, member, at, window_ms)
     redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (at - window_ms - $grace_ms))
     rank = redis.call('ZRANK', key, member)
   end
-  return rank
+  return rank, not added
 end
 
 -- A click's verdict from the up to $partner_limit clicks of its visitor on the partner's
@@ -112,16 +117,15 @@ for i = 1, #events, $stride do
   local kind, id, at, of, partner, visitor = unpack(events, i, i + $stride - 1)
   local bits = 0
   if kind == $click then
-    local day = math.floor(at / $day_ms)
-    bits = first_seen('ct:u:c:' .. day .. ':' .. of, visitor, id)
     local window_key = 'ct:w:p:' .. partner .. ':' .. visitor
     local link = of .. ':'
-    local rank = place(window_key, link .. id, at, $partner_window_ms)
+    local rank, replayed = place(window_key, link .. id, at, $partner_window_ms)
+    bits = first_seen('ct:u:c:' .. math.floor(at / $day_ms) .. ':' .. of, visitor, id, replayed)
     if rank > 0 then
       bits = bits + judge_click(window_key, link, rank, at)
     end
   elseif kind == $impression then
-    bits = first_seen('ct:u:i:' .. math.floor(at / $day_ms) .. ':' .. of, visitor, id)
+    bits = first_seen('ct:u:i:' .. math.floor(at / $day_ms) .. ':' .. of, visitor, id, true)
   elseif visitor ~= '' then
     local window_key = 'ct:w:x:' .. of .. ':' .. visitor
     local rank = place(window_key, id, at, $prefix_window_ms)
