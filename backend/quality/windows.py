@@ -1,8 +1,10 @@
 """Counting per visitor and per network prefix in Redis: one script call per batch.
 
 For each event of a batch the script answers with a few bits:
-- ``UNIQUE``: the visitor's first click (impression) on the link that UTC day. SET NX
-  remembers the first id per (kind, day, link, visitor hash); a replayed id finds itself.
+- ``UNIQUE``: the visitor's first click (impression) on the link that UTC day. One hash per
+  (kind, day, link) maps each visitor hash to its first id (HSETNX); a replayed id finds
+  itself. A hash per link and day, not a key per visitor: creating a key with its own expiry
+  for every visitor cost Redis more than the rest of the script.
 - ``DUPLICATE``: the visitor clicked the same link less than ``DUPLICATE_MS`` before.
 - ``RATE_LIMITED_LINK`` / ``RATE_LIMITED_PARTNER``: more than ``LINK_LIMIT`` clicks of the
   visitor on the link within ``LINK_WINDOW_MS``, or more than ``PARTNER_LIMIT`` on the
@@ -42,7 +44,7 @@ DUPLICATE_MS = 10_000
 LINK_LIMIT, LINK_WINDOW_MS = 10, 600_000
 PARTNER_LIMIT, PARTNER_WINDOW_MS = 50, 3_600_000
 PREFIX_LIMIT, PREFIX_WINDOW_MS = 5, 3_600_000
-UNIQUE_TTL_S = 2 * 86_400
+UNIQUE_TTL_S = 2 * 86_400  # a day's uniqueness hash outlives its last write by this
 REPLAY_GRACE_MS = 900_000
 PRUNE_FROM_RANK = 128  # sets are pruned once this many entries precede the new one
 
@@ -55,16 +57,24 @@ _SCRIPT = Template("""
 local events = cmsgpack.unpack(ARGV[1])
 local answers = {}
 
-local function first_seen(key, id)
-  if redis.call('SET', key, id, 'NX', 'EX', $unique_ttl_s) or redis.call('GET', key) == id then
+local firsts = {}  -- the uniqueness hashes this call wrote to, given their expiry at the end
+
+-- ``replayed``: whether the id may have been seen before (a click placed anew in its window
+-- was not: that saves reading back the first id for every later click of a visitor).
+local function first_seen(key, visitor, id, replayed)
+  firsts[key] = true
+  if redis.call('HSETNX', key, visitor, id) == 1
+      or (replayed and redis.call('HGET', key, visitor) == id) then
     return $unique
   end
   return 0
 end
 
--- Adds an entry to a window set; returns how many entries precede it by (time, member).
+-- Adds an entry to a window set; returns how many entries precede it by (time, member), and
+-- whether it was there already (a replay).
 local function place(key, member, at, window_ms)
-  if redis.call('ZADD', key, at, member) == 1 then
+  local added = redis.call('ZADD', key, at, member) == 1
+  if added then
     redis.call('EXPIRE', key, $ttl_extra_s + window_ms / 1000)
   end
   local rank = redis.call('ZRANK', key, member)
@@ -72,7 +82,7 @@ local function place(key, member, at, window_ms)
     redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (at - window_ms - $grace_ms))
     rank = redis.call('ZRANK', key, member)
   end
-  return rank
+  return rank, not added
 end
 
 -- A click's verdict from the up to $partner_limit clicks of its visitor on the partner's
@@ -107,16 +117,15 @@ for i = 1, #events, $stride do
   local kind, id, at, of, partner, visitor = unpack(events, i, i + $stride - 1)
   local bits = 0
   if kind == $click then
-    local day = math.floor(at / $day_ms)
-    bits = first_seen('ct:u:c:' .. day .. ':' .. of .. ':' .. visitor, id)
     local window_key = 'ct:w:p:' .. partner .. ':' .. visitor
     local link = of .. ':'
-    local rank = place(window_key, link .. id, at, $partner_window_ms)
+    local rank, replayed = place(window_key, link .. id, at, $partner_window_ms)
+    bits = first_seen('ct:u:c:' .. math.floor(at / $day_ms) .. ':' .. of, visitor, id, replayed)
     if rank > 0 then
       bits = bits + judge_click(window_key, link, rank, at)
     end
   elseif kind == $impression then
-    bits = first_seen('ct:u:i:' .. math.floor(at / $day_ms) .. ':' .. of .. ':' .. visitor, id)
+    bits = first_seen('ct:u:i:' .. math.floor(at / $day_ms) .. ':' .. of, visitor, id, true)
   elseif visitor ~= '' then
     local window_key = 'ct:w:x:' .. of .. ':' .. visitor
     local rank = place(window_key, id, at, $prefix_window_ms)
@@ -129,6 +138,9 @@ for i = 1, #events, $stride do
     end
   end
   answers[#answers + 1] = bits
+end
+for key in pairs(firsts) do
+  redis.call('EXPIRE', key, $unique_ttl_s)
 end
 return answers
 """).substitute(

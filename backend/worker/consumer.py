@@ -248,7 +248,9 @@ class StreamConsumer:
         entries, self._surplus = self._surplus, []
         wanted = self._batch_size - sum(entry.size for entry in entries)
         if wanted > 0:
-            entries += await self._xread(wanted, 0 if entries else block_ms)
+            # This batch's events and the next one's: the next then starts at once, not after
+            # a read waiting its turn behind the quality script Redis runs for this one.
+            entries += await self._xread(wanted + self._batch_size, 0 if entries else block_ms)
             wanted = self._batch_size - sum(entry.size for entry in entries)
         if entries and wanted > 0 and self._max_wait_s > 0:
             deadline = time.monotonic() + self._max_wait_s
@@ -261,7 +263,9 @@ class StreamConsumer:
         return entries
 
     def _entries_for(self, events: int) -> int:
-        return max(1, min(events // self._events_per_entry, MAX_READ_ENTRIES))
+        """Entries enough for ``events``, rounded up: a second read to make up the rest waits
+        its turn behind the quality script Redis is running for the batch before."""
+        return max(1, min(-(-events // self._events_per_entry), MAX_READ_ENTRIES))
 
     def _learn_sizes(self, entries: list[Entry]) -> None:
         if entries:

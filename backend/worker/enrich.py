@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import msgspec
@@ -246,6 +247,13 @@ CLICK_CHECKS: tuple[ClickCheck, ...] = (
     flag_link_rate,
     flag_partner_rate,
 )
+
+
+@cache
+def click_flags(agent: AgentVerdict, bits: int) -> str:
+    """The flags ``CLICK_CHECKS`` raise. The checks are pure and their inputs take few values
+    (user agents are classified through a cache too), so each pair is checked once."""
+    return ",".join([flag for check in CLICK_CHECKS if (flag := check(agent, bits))])
 
 
 # Conversion steps: (row, facts). The row arrives attributed, with no commission yet.
@@ -492,7 +500,7 @@ def _add_clicks(
     in_batch: dict[str, CreditedClick] = {}
     for event, link, agent in clicks:
         bits = 0 if agent.is_bot else next(answers)
-        flags = ",".join([flag for check in CLICK_CHECKS if (flag := check(agent, bits))])
+        flags = click_flags(agent, bits)
         is_unique = not flags and bool(bits & UNIQUE)
         visitor = event.visitor
         batch.clicks.append(
