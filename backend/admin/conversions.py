@@ -73,6 +73,13 @@ class ConversionFilter:
             statement = statement.where(Conversion.verified.is_(self.verified == "yes"))
         return statement
 
+    def page(self, viewer: Viewer, before: int | None, size: int) -> Select[Conversion]:
+        """Up to ``size`` matches, newest first, older than the conversion ``before`` if given."""
+        statement = self.statement(viewer)
+        if before is not None:
+            statement = statement.where(Conversion.id < before)
+        return statement.order_by(Conversion.id.desc()).limit(size)
+
     def query_string(self) -> str:
         """The filters as a URL query, for the next page and the form's action."""
         pairs = [(field.name, getattr(self, field.name)) for field in fields(self)]
@@ -101,12 +108,7 @@ async def _table(
     error: str = "",
     status: int = 200,
 ) -> Template:
-    statement = filters.statement(viewer)
-    if before is not None:
-        statement = statement.where(Conversion.id < before)
-    rows = (
-        await session.scalars(statement.order_by(Conversion.id.desc()).limit(PAGE_SIZE + 1))
-    ).all()
+    rows = (await session.scalars(filters.page(viewer, before, PAGE_SIZE + 1))).all()
     query = filters.query_string()
     context = {
         "viewer": viewer,
@@ -152,28 +154,23 @@ async def _csv_rows(
     before: int | None = None
     async with database.session() as session:
         while True:
-            statement = filters.statement(viewer)
-            if before is not None:
-                statement = statement.where(Conversion.id < before)
-            chunk = (
-                await session.scalars(statement.order_by(Conversion.id.desc()).limit(CSV_CHUNK))
-            ).all()
-            for c in chunk:
+            chunk = (await session.scalars(filters.page(viewer, before, CSV_CHUNK))).all()
+            for conversion in chunk:
                 yield (
-                    c.id,
-                    utc_time(c.at_ms),
-                    c.order_id,
-                    c.status,
-                    "yes" if c.verified else "no",
-                    c.source,
-                    c.merchant_id,
-                    c.partner_id,
-                    c.campaign_id,
-                    c.link_id,
-                    c.amount_minor,
-                    c.commission_minor,
-                    c.currency,
-                    c.flags,
+                    conversion.id,
+                    utc_time(conversion.at_ms),
+                    conversion.order_id,
+                    conversion.status,
+                    "yes" if conversion.verified else "no",
+                    conversion.source,
+                    conversion.merchant_id,
+                    conversion.partner_id,
+                    conversion.campaign_id,
+                    conversion.link_id,
+                    conversion.amount_minor,
+                    conversion.commission_minor,
+                    conversion.currency,
+                    conversion.flags,
                 )
             if len(chunk) < CSV_CHUNK:
                 return
