@@ -80,6 +80,17 @@ def commission_bps(percent: str | int) -> int:
         raise FieldError("commission_percent", str(error)) from None
 
 
+def _apply_commission_changes(
+    target: Campaign | CommissionOverride, data: CampaignUpdate | OverrideUpdate
+) -> None:
+    """Apply ``data``; a commission percent is stored as basis points."""
+    changes = msgspec.structs.replace(data)
+    if not isinstance(changes.commission_percent, msgspec.UnsetType):
+        target.commission_bps = commission_bps(changes.commission_percent)
+        changes.commission_percent = msgspec.UNSET
+    _apply_changes(target, changes)
+
+
 async def _referenced(session: AsyncSession, model: type[M], object_id: int, field: str) -> M:
     found = await session.get(model, object_id)
     if found is None:
@@ -160,11 +171,7 @@ async def create_campaign(
 async def update_campaign(
     session: AsyncSession, catalog: Catalog, campaign: Campaign, data: CampaignUpdate
 ) -> None:
-    changes = msgspec.structs.replace(data)
-    if not isinstance(changes.commission_percent, msgspec.UnsetType):
-        campaign.commission_bps = commission_bps(changes.commission_percent)
-        changes.commission_percent = msgspec.UNSET
-    _apply_changes(campaign, changes)
+    _apply_commission_changes(campaign, data)
     await commit_and_refresh(session, catalog, campaign)
 
 
@@ -223,11 +230,7 @@ async def create_override(
 async def update_override(
     session: AsyncSession, catalog: Catalog, override: CommissionOverride, data: OverrideUpdate
 ) -> None:
-    changes = msgspec.structs.replace(data)
-    if not isinstance(changes.commission_percent, msgspec.UnsetType):
-        override.commission_bps = commission_bps(changes.commission_percent)
-        changes.commission_percent = msgspec.UNSET
-    _apply_changes(override, changes)
+    _apply_commission_changes(override, data)
     await commit_and_refresh(session, catalog, override)
 
 
