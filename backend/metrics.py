@@ -96,7 +96,7 @@ class WebCounters:
 
 
 async def record_batch(redis: Redis, size: int, seconds: float) -> None:
-    """The worker's figures of one written and acknowledged batch of ``size`` entries.
+    """The worker's figures of one written and acknowledged batch of ``size`` events.
 
     Never raises: the batch is committed already, and a lost figure is no reason to stop.
     """
