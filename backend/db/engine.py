@@ -4,21 +4,30 @@ SQLite allows one writer at a time, so writers open their transactions with ``BE
 (they queue on ``busy_timeout`` instead of failing on a lock upgrade) while readers keep
 deferred transactions and, under WAL, never block the writer. On PostgreSQL both roles share
 one engine.
+
+Bulk writes (``Database.run_write``) take another way on SQLite: aiosqlite hops to its thread
+and back for every call a statement makes (some thirty per batch of the worker), each hop
+waking the event loop. A bulk write is one synchronous function on the standard driver, run in
+a thread in one hop.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 BUSY_TIMEOUT_MS = 10_000
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def is_sqlite(url: str) -> bool:
@@ -27,8 +36,24 @@ def is_sqlite(url: str) -> bool:
 
 def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
     engine = create_async_engine(url, pool_size=1 if immediate else 5, max_overflow=0)
+    _configure_sqlite(engine.sync_engine, immediate=immediate)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def _sqlite_bulk_engine(url: str) -> Engine:  # no connection until the first write
+    """The standard driver on the same file, for ``Database.run_write``."""
+    engine = create_engine(
+        make_url(url).set(drivername="sqlite+pysqlite"),
+        pool_size=1,
+        max_overflow=0,
+        connect_args={"check_same_thread": False},  # used by one thread at a time
+    )
+    _configure_sqlite(engine, immediate=True)
+    return engine
+
+
+def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
@@ -40,11 +65,16 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
 
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql(begin)
 
-    return engine
+
+def _in_transaction(
+    engine: Engine, work: Callable[Concatenate[Connection, P], R], *args: P.args, **kwargs: P.kwargs
+) -> R:
+    with engine.begin() as connection:
+        return work(connection, *args, **kwargs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +83,17 @@ class Database:
 
     read_engine: AsyncEngine
     write_engine: AsyncEngine
+    bulk_engine: Engine | None = None  # SQLite: the standard driver, for ``run_write``
+    _bulk_turn: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False)
 
     @classmethod
     def connect(cls, url: str) -> Database:
         if is_sqlite(url):
-            return cls(_sqlite_engine(url, immediate=False), _sqlite_engine(url, immediate=True))
+            return cls(
+                _sqlite_engine(url, immediate=False),
+                _sqlite_engine(url, immediate=True),
+                _sqlite_bulk_engine(url),
+            )
         engine = create_async_engine(url, pool_size=10, max_overflow=5, pool_pre_ping=True)
         return cls(engine, engine)
 
@@ -71,6 +107,21 @@ class Database:
         async with self.write_engine.begin() as connection:
             yield connection
 
+    async def run_write(
+        self,
+        work: Callable[Concatenate[Connection, P], R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """``work(connection, *args, **kwargs)`` in one write transaction, committed when it
+        returns: synchronous Core code, in one thread hop on SQLite (see the module docstring)."""
+        engine = self.bulk_engine
+        if engine is None:
+            async with self.write_engine.begin() as connection:
+                return await connection.run_sync(work, *args, **kwargs)
+        async with self._bulk_turn:  # one bulk write at a time: its pool holds one connection
+            return await asyncio.to_thread(partial(_in_transaction, engine, work, *args, **kwargs))
+
     @asynccontextmanager
     async def session(self, *, write: bool = False) -> AsyncIterator[AsyncSession]:
         engine = self.write_engine if write else self.read_engine
@@ -78,6 +129,8 @@ class Database:
             yield session
 
     async def dispose(self) -> None:
+        if self.bulk_engine is not None:
+            self.bulk_engine.dispose()
         await self.read_engine.dispose()
         if self.write_engine is not self.read_engine:
             await self.write_engine.dispose()

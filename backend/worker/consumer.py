@@ -14,11 +14,13 @@ Failures split two ways:
   every time: past ``MAX_DELIVERIES`` its events are moved to ``rejected_events`` unwritten.
 Acknowledged entries are deleted, so the stream's length is the backlog (in entries).
 
-Batches are pipelined in three steps, each working on its own batch at once: ask (read,
-decode, resolve and send the questions to Redis), finish (build the rows from the answers) and
-write (SQLite and asyncpg work off the event loop). So Redis answers batch N+1 while the rows
-of batch N are built and batch N-1 is written; writes stay one at a time and in order, and
-each batch is acknowledged only after its own commit.
+Batches are pipelined in four steps, each working on its own batch at once: ask (read,
+decode, resolve and send the questions to Redis), finish (build the rows from the answers),
+write (in a thread on SQLite, over the network on PostgreSQL) and acknowledge. So Redis
+answers batch N+1 while the rows of batch N are built and batch N-1 is written, and the
+acknowledgement of batch N-1, which Redis takes after those answers, is awaited only once batch
+N is written. Writes and acknowledgements stay one at a time and in order, and each batch is
+acknowledged only after its own commit.
 """
 
 from __future__ import annotations
@@ -154,6 +156,7 @@ class StreamConsumer:
         self._in_hand: set[str] = set()  # ids read or claimed and not yet acknowledged
         self._forget_consumer = redis.register_script(FORGET_EMPTY_HANDED)
         self._unwritten: deque[Prepared] = deque(maxlen=2)  # the last batches finished
+        self._acknowledging: asyncio.Task[None] | None = None
         self._next_claim = 0.0
         self._stopping = asyncio.Event()
         self.written = Written(0, 0, 0, 0)
@@ -223,6 +226,7 @@ class StreamConsumer:
                 asked.inquiry.cancel()  # failed: its entries stay pending
             if writing is not None:
                 await writing
+            await self._acknowledged()
         return total
 
     async def _next_entries(self, block_ms: int) -> list[Entry]:
@@ -407,7 +411,8 @@ class StreamConsumer:
         return events
 
     async def _commit(self, staged: Staged) -> None:
-        """Write one staged batch, then acknowledge it; isolate a poison event if it fails."""
+        """Write one staged batch (isolating a poison event if it fails), then have it
+        acknowledged once the batch before is."""
         started = time.perf_counter()
         try:
             if staged.prepared is not None:
@@ -416,8 +421,20 @@ class StreamConsumer:
             if is_transient(error):
                 raise
             await self._isolate(list(zip(staged.places, staged.events, strict=True)), error)
-        await self._ack(staged.entries)
-        await record_batch(self._redis, len(staged.events), time.perf_counter() - started)
+        await self._acknowledged()
+        self._acknowledging = asyncio.create_task(
+            self._acknowledge(staged, time.perf_counter() - started)
+        )
+
+    async def _acknowledge(self, staged: Staged, seconds: float) -> None:
+        await self._retrying(self._ack, staged.entries)
+        await record_batch(self._redis, len(staged.events), seconds)
+
+    async def _acknowledged(self) -> None:
+        """Wait for the acknowledgement in flight, if any (raising what it failed with)."""
+        acknowledging, self._acknowledging = self._acknowledging, None
+        if acknowledging is not None:
+            await acknowledging
 
     async def _write_events(self, items: list[tuple[Place, QueuedEvent]]) -> None:
         """Enrich and write part of a failed batch on its own (acknowledged with the batch)."""

@@ -371,6 +371,9 @@ class Enricher:
         answers = asyncio.gather(
             self._counter.answer(pending.questions), self._stored_clicks(credited)
         )
+        # The questions leave when their tasks first run: let them now, not once the caller
+        # has built the rows of the batch before (Redis would wait all that time).
+        await asyncio.sleep(0)
         return Inquiry(batch, pending, credited, answers)
 
     async def finish(self, inquiry: Inquiry, unwritten: Sequence[Prepared] = ()) -> Prepared:

@@ -4,8 +4,11 @@
 incremented from those alone, aggregated in Python first (PostgreSQL refuses an upsert that
 touches one key twice in a statement). A batch delivered twice therefore changes nothing the
 second time. Core statements only: the ORM costs ten times as much per row (BASELINES.md).
-On SQLite clicks and impressions skip ``RETURNING``: the driver's ``executemany`` of tuples
-costs a third as much, and its row count says whether every row was new.
+On SQLite clicks and impressions skip ``RETURNING``: multi-row ``VALUES`` of tuples cost a
+third as much, and the row count says whether every row was new.
+
+The writes are synchronous Core code that ``Database.run_write`` runs in one go (on SQLite
+without a thread hop per statement; on PostgreSQL through the async driver).
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from itertools import chain
 from typing import Any
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Connection, Table, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from backend.affiliate.status import POSTBACK, change_row
 from backend.db.engine import Database
@@ -50,6 +53,10 @@ REJECTED: Table = RejectedEventRow.__table__  # type: ignore[assignment]
 STATS: Table = StatsHourly.__table__  # type: ignore[assignment]
 CHANGES: Table = ConversionChange.__table__  # type: ignore[assignment]
 _SQLITE_MAX_VARIABLES = 900
+# Rows per multi-row INSERT on SQLite: one statement (prepared once, then cached by the driver)
+# binds them all and inserts them in one step, where ``executemany`` makes a step per row.
+# 100 rows of 26 columns stay well under SQLite's 32,766 variables.
+_ROWS_PER_INSERT = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,19 +67,17 @@ class Written:
     rejected: int
 
 
-def _insert(connection: AsyncConnection, table: Table) -> Any:
+def _insert(connection: Connection, table: Table) -> Any:
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
 
 
-async def _insert_new(
-    connection: AsyncConnection, table: Table, key: str, rows: Sequence[Row]
-) -> set[str]:
+def _insert_new(connection: Connection, table: Table, key: str, rows: Sequence[Row]) -> set[str]:
     """Insert ``rows``, skipping any that already exist; return the keys actually written."""
     if not rows:
         return set()
     statement = _insert(connection, table).on_conflict_do_nothing().returning(table.c[key])
-    result = await connection.execute(statement, list(rows))
+    result = connection.execute(statement, list(rows))
     return set(result.scalars().all())
 
 
@@ -80,8 +85,8 @@ class _NotAllNew(Exception):
     """Some rows of the batch are stored already: it was delivered before."""
 
 
-async def _insert_new_values(
-    connection: AsyncConnection,
+def _insert_new_values(
+    connection: Connection,
     table: Table,
     columns: Sequence[str],
     rows: Sequence[Values],
@@ -93,33 +98,51 @@ async def _insert_new_values(
         return set()
     if connection.dialect.name != "sqlite":
         named = [dict(zip(columns, row, strict=True)) for row in rows]
-        return await _insert_new(connection, table, columns[0], named)
+        return _insert_new(connection, table, columns[0], named)
     if optimistic:
-        return await _insert_all_new_sqlite(connection, table, columns, rows)
-    return await _insert_new_sqlite(connection, table, columns, rows)
+        return _insert_all_new_sqlite(connection, table, columns, rows)
+    return _insert_new_sqlite(connection, table, columns, rows)
 
 
-def _sqlite_insert(table: Table, columns: Sequence[str]) -> str:
-    return (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "  # noqa: S608 - names are ours
-        f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT DO NOTHING"
-    )
+@cache
+def _sqlite_insert(table: Table, columns: tuple[str, ...], rows: int) -> str:
+    """``INSERT`` of ``rows`` rows, skipping those whose key exists."""
+    values = ", ".join(["(" + ", ".join("?" * len(columns)) + ")"] * rows)
+    names = ", ".join(columns)
+    return f"INSERT INTO {table.name} ({names}) VALUES {values} ON CONFLICT DO NOTHING"  # noqa: S608 - names are ours
 
 
-async def _insert_all_new_sqlite(
-    connection: AsyncConnection, table: Table, columns: Sequence[str], rows: Sequence[Values]
+def _sqlite_insert_rows(
+    connection: Connection, table: Table, columns: Sequence[str], rows: Sequence[Values]
+) -> int:
+    """Insert ``rows`` (tuples in ``columns`` order), ``_ROWS_PER_INSERT`` to a statement;
+    return how many were new."""
+    names, written = tuple(columns), 0
+    whole = len(rows) - len(rows) % _ROWS_PER_INSERT
+    for start in range(0, whole, _ROWS_PER_INSERT):
+        values = tuple(chain.from_iterable(rows[start : start + _ROWS_PER_INSERT]))
+        written += connection.exec_driver_sql(
+            _sqlite_insert(table, names, _ROWS_PER_INSERT), values
+        ).rowcount
+    if whole < len(rows):
+        rest = rows[whole:]
+        written += connection.exec_driver_sql(_sqlite_insert(table, names, 1), rest).rowcount
+    return written
+
+
+def _insert_all_new_sqlite(
+    connection: Connection, table: Table, columns: Sequence[str], rows: Sequence[Values]
 ) -> set[str]:
-    """The bulk path on SQLite when every row should be new: driver ``executemany`` of tuples
-    (a third of the cost of SQLAlchemy's multi-row ``RETURNING`` insert, BASELINES.md). Its
-    row count tells whether all were written; raise ``_NotAllNew`` if not."""
-    result = await connection.exec_driver_sql(_sqlite_insert(table, columns), rows)
-    if result.rowcount != len(rows):
+    """The bulk path on SQLite when every row should be new: tuples straight to the driver (a
+    third of the cost of SQLAlchemy's multi-row ``RETURNING`` insert, BASELINES.md). The row
+    count tells whether all were written; raise ``_NotAllNew`` if not."""
+    if _sqlite_insert_rows(connection, table, columns, rows) != len(rows):
         raise _NotAllNew
     return {row[0] for row in rows}
 
 
-async def _insert_new_sqlite(
-    connection: AsyncConnection, table: Table, columns: Sequence[str], rows: Sequence[Values]
+def _insert_new_sqlite(
+    connection: Connection, table: Table, columns: Sequence[str], rows: Sequence[Values]
 ) -> set[str]:
     """The bulk path on SQLite for a batch delivered before: which rows are new is found
     first, by key, inside the same ``BEGIN IMMEDIATE`` transaction; no other writer can slip
@@ -130,7 +153,7 @@ async def _insert_new_sqlite(
     for start in range(0, len(keys), _SQLITE_MAX_VARIABLES):
         chunk = keys[start : start + _SQLITE_MAX_VARIABLES]
         marks = ",".join("?" * len(chunk))
-        found = await connection.exec_driver_sql(
+        found = connection.exec_driver_sql(
             f"SELECT {key} FROM {table.name} WHERE {key} IN ({marks})",  # noqa: S608 - names are ours
             tuple(chunk),
         )
@@ -140,12 +163,11 @@ async def _insert_new_sqlite(
         if row[0] not in seen:
             seen.add(row[0])  # a key twice in one batch is written once
             fresh.append(row)
-    if fresh:
-        await connection.exec_driver_sql(_sqlite_insert(table, columns), fresh)
+    _sqlite_insert_rows(connection, table, columns, fresh)
     return {row[0] for row in fresh}
 
 
-async def _upsert_rollup(connection: AsyncConnection, deltas: Iterable[Delta]) -> None:
+def _upsert_rollup(connection: Connection, deltas: Iterable[Delta]) -> None:
     """Add the deltas to ``stats_hourly``, one row per key (equal deltas counted together)."""
     totals: dict[RollupKey, list[int]] = {}
     for (key, counts), times in Counter(deltas).items():
@@ -173,7 +195,7 @@ async def _upsert_rollup(connection: AsyncConnection, deltas: Iterable[Delta]) -
             campaign_id,
         ), total in totals.items()
     ]
-    await connection.execute(_rollup_upsert(connection.dialect.name), rows)
+    connection.execute(_rollup_upsert(connection.dialect.name), rows)
 
 
 @cache
@@ -186,9 +208,7 @@ def _rollup_upsert(dialect_name: str) -> Any:
     )
 
 
-async def _verify_by_postback(
-    connection: AsyncConnection, rows: list[Row], inserted: set[str]
-) -> set[str]:
+def _verify_by_postback(connection: Connection, rows: list[Row], inserted: set[str]) -> set[str]:
     """A postback whose order a pixel or the snippet stored first (both were queued before
     either was written) verifies that conversion; returns the event ids of such postbacks."""
     confirming: set[str] = set()
@@ -196,7 +216,7 @@ async def _verify_by_postback(
     for row in rows:
         if row["source"] != Source.POSTBACK or row["event_id"] in inserted or not row["order_id"]:
             continue
-        verified = await connection.execute(
+        verified = connection.execute(
             update(CONVERSIONS)
             .where(
                 CONVERSIONS.c.merchant_id == row["merchant_id"],
@@ -212,20 +232,18 @@ async def _verify_by_postback(
                 change_row(conversion_id, status, status, True, POSTBACK, "verified by postback")
             )
     if changes:
-        await connection.execute(insert(CHANGES), changes)
+        connection.execute(insert(CHANGES), changes)
     return confirming
 
 
-async def _duplicate_orders(
-    connection: AsyncConnection, rows: list[Row], inserted: set[str]
-) -> list[Row]:
+def _duplicate_orders(connection: Connection, rows: list[Row], inserted: set[str]) -> list[Row]:
     """Conversions refused as a repeat of an order already stored (not a redelivery)."""
     skipped = [row for row in rows if row["event_id"] not in inserted]
     if not skipped:
         return []
     stored = set(
         (
-            await connection.execute(
+            connection.execute(
                 select(CONVERSIONS.c.event_id).where(
                     CONVERSIONS.c.event_id.in_([row["event_id"] for row in skipped])
                 )
@@ -250,29 +268,26 @@ async def write_batch(database: Database, batch: Prepared) -> Written:
     """Write ``batch`` in one transaction. Nearly always each of its rows is new, which the
     inserts alone confirm; a batch delivered again is rolled back and written the exact way."""
     try:
-        return await _write_batch(database, batch, optimistic=True)
+        return await database.run_write(_write_batch, batch, optimistic=True)
     except _NotAllNew:
-        return await _write_batch(database, batch, optimistic=False)
+        return await database.run_write(_write_batch, batch, optimistic=False)
 
 
-async def _write_batch(database: Database, batch: Prepared, *, optimistic: bool) -> Written:
-    async with database.writing() as connection:
-        clicks = await _insert_new_values(
-            connection, CLICKS, CLICK_COLUMNS, batch.clicks, optimistic=optimistic
-        )
-        impressions = await _insert_new_values(
-            connection, IMPRESSIONS, IMPRESSION_COLUMNS, batch.impressions, optimistic=optimistic
-        )
-        conversions = await _insert_new(connection, CONVERSIONS, "event_id", batch.conversions)
-        confirming = await _verify_by_postback(connection, batch.conversions, conversions)
-        duplicates = await _duplicate_orders(
-            connection, batch.conversions, conversions | confirming
-        )
-        rejected = await _insert_new(connection, REJECTED, "event_id", batch.rejected + duplicates)
-        new_ids = clicks | impressions | conversions
-        await _upsert_rollup(
-            connection, (delta for row_id, delta in batch.deltas.items() if row_id in new_ids)
-        )
+def _write_batch(connection: Connection, batch: Prepared, *, optimistic: bool) -> Written:
+    clicks = _insert_new_values(
+        connection, CLICKS, CLICK_COLUMNS, batch.clicks, optimistic=optimistic
+    )
+    impressions = _insert_new_values(
+        connection, IMPRESSIONS, IMPRESSION_COLUMNS, batch.impressions, optimistic=optimistic
+    )
+    conversions = _insert_new(connection, CONVERSIONS, "event_id", batch.conversions)
+    confirming = _verify_by_postback(connection, batch.conversions, conversions)
+    duplicates = _duplicate_orders(connection, batch.conversions, conversions | confirming)
+    rejected = _insert_new(connection, REJECTED, "event_id", batch.rejected + duplicates)
+    new_ids = clicks | impressions | conversions
+    _upsert_rollup(
+        connection, (delta for row_id, delta in batch.deltas.items() if row_id in new_ids)
+    )
     return Written(len(clicks), len(impressions), len(conversions), len(rejected))
 
 
@@ -291,5 +306,4 @@ def poison_row(place: str, payload: bytes, detail: str) -> Row:
 
 async def write_poison(database: Database, rows: Sequence[Row]) -> None:
     """Dead-letter what failed too often or cannot be read (rows from ``poison_row``)."""
-    async with database.writing() as connection:
-        await _insert_new(connection, REJECTED, "event_id", rows)
+    await database.run_write(_insert_new, REJECTED, "event_id", rows)
