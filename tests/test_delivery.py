@@ -15,17 +15,21 @@ from sqlalchemy import func, select
 from backend.db.engine import Database
 from backend.db.models import Click, Conversion, RejectedEventRow, StatsHourly
 from backend.events import (
+    ClickEvent,
     ConversionEvent,
+    Visitor,
     decode_entry,
     decode_event,
     encode_entry,
     encode_event,
     split_entry,
 )
+from backend.ids import ClickIdSigner
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import build_consumer
 from backend.worker.store import write_batch
+from tests.conftest import SECRET
 from tests.faults.storage import writes_blocked
 from tests.support import (
     BROWSER_HEADERS,
@@ -110,6 +114,65 @@ async def test_batch_delivered_again_after_crash_between_commit_and_ack_changes_
     assert await counts(database) == before
     assert (await redis.xpending(settings.stream, settings.consumer_group))["pending"] == 0
     assert await redis.xlen(settings.stream) == 0
+
+
+def clicks_on(programme: Programme, count: int, first_ms: int = 1_790_000_000_000) -> list[Any]:
+    signer = ClickIdSigner(SECRET)
+    link_id = programme.link["id"]
+    return [
+        ClickEvent(
+            signer.issue(link_id, first_ms + number),
+            first_ms + number,
+            link_id,
+            Visitor("198.51.100.0/24", f"{number:032x}", BROWSER_HEADERS["User-Agent"], True),
+            "",
+            "",
+            ("",) * 5,
+            ("",) * 5,
+        )
+        for number in range(count)
+    ]
+
+
+@pytest.mark.parametrize("size", [1, 99, 100, 101, 250])
+async def test_batch_of_any_size_is_written_whole_and_again_changes_nothing(
+    programme: Programme, consumer: StreamConsumer, database: Database, size: int
+) -> None:
+    """SQLite takes a batch's rows a hundred to a statement, and one by one for the rest."""
+    prepared = await consumer._enricher.prepare(clicks_on(programme, size))
+    assert (await write_batch(database, prepared)).clicks == size
+    again = await write_batch(database, prepared)
+    assert again.clicks == 0
+    assert (await counts(database))["clicks"] == size
+    assert (await counts(database))["rollup"][0] == size
+
+
+async def test_batch_partly_written_before_adds_only_its_new_rows(
+    programme: Programme, consumer: StreamConsumer, database: Database
+) -> None:
+    events = clicks_on(programme, 150)
+    await write_batch(database, await consumer._enricher.prepare(events[40:90]))
+    written = await write_batch(database, await consumer._enricher.prepare(events))
+    assert written.clicks == 100
+    assert (await counts(database))["clicks"] == 150
+    assert (await counts(database))["rollup"][0] == 150
+
+
+async def test_write_waiting_for_another_writer_leaves_the_event_loop_free(
+    programme: Programme, consumer: StreamConsumer, database: Database, settings: Settings
+) -> None:
+    """On SQLite a bulk write runs in a thread, waiting there for the lock like any writer."""
+    if database.dialect != "sqlite":
+        pytest.skip("PostgreSQL's driver is asynchronous; the thread is SQLite's")
+    prepared = await consumer._enricher.prepare(clicks_on(programme, 10))
+    ticks = 0
+    async with writes_blocked(database, settings.database_url, LOCK_S):
+        writing = asyncio.create_task(write_batch(database, prepared))
+        while not writing.done() and ticks < 50:
+            await asyncio.sleep(LOCK_S / 100)
+            ticks += 1
+    assert (await asyncio.wait_for(writing, timeout=30)).clicks == 10
+    assert ticks == 50, "the event loop stood still while the write waited for the lock"
 
 
 async def test_event_twice_in_one_batch_is_stored_and_counted_once(
