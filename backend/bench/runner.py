@@ -84,6 +84,7 @@ def format_http(report: HttpReport) -> str:
 
 def format_worker(report: WorkerReport) -> str:
     rows = report.clicks_in_db + report.conversions_in_db
+    event_loop, threads, redis = report.cpu.per_event_us(report.events)
     lines = [
         "",
         f"Worker: {report.clicks_sent:,} clicks + {report.conversions_sent:,} conversions, "
@@ -98,6 +99,9 @@ def format_worker(report: WorkerReport) -> str:
         f"{report.raw_rate:>10,.0f} {report.raw_rows / report.raw_s:>10,.0f}",
         f"  ratio worker/raw  {report.ratio:5.2f}   {_verdict(report.ratio, WORKER_TARGET)} "
         f"(>= {WORKER_TARGET}; aim {WORKER_AIM_RATE:,} events/s)",
+        f"  CPU per event: worker event loop {event_loop:.1f} µs, its other threads "
+        f"{threads:.1f} µs (the SQLite write), Redis {redis:.1f} µs; raw insert "
+        f"{1e6 * report.raw_s / report.events:.1f} µs",
         f"  rows: clicks {report.clicks_in_db:,} of {report.clicks_sent:,}, conversions "
         f"{report.conversions_in_db:,} of {report.conversions_sent:,}, baseline "
         f"{report.raw_rows_in_db:,} of {report.events:,}, left in the stream {report.backlog}",

@@ -65,6 +65,7 @@ class WorkerReport:
     backlog: int  # stream entries left after the drain (acknowledged entries are deleted)
     batch_size: int
     events_per_entry: int
+    cpu: DrainCpu
 
     @property
     def events(self) -> int:
@@ -90,6 +91,19 @@ class WorkerReport:
             and self.raw_rows == self.raw_rows_in_db == self.events
             and self.backlog == 0
         )
+
+
+@dataclass(frozen=True, slots=True)
+class DrainCpu:
+    """CPU seconds the drain cost: where a faster worker has to come from."""
+
+    event_loop_s: float  # the worker's event-loop thread: decoding, enrichment, the pipeline
+    other_threads_s: float  # the worker's other threads: the SQLite write
+    redis_s: float  # the Redis server: the quality script and the stream
+
+    def per_event_us(self, events: int) -> tuple[float, float, float]:
+        scale = 1e6 / events
+        return (self.event_loop_s * scale, self.other_threads_s * scale, self.redis_s * scale)
 
 
 def _amount(rng: random.Random, currency: str) -> str:
@@ -189,6 +203,11 @@ async def drain(settings: Settings, database: Database) -> Written:
     return consumer.written
 
 
+async def redis_cpu_s(redis: Redis) -> float:
+    info = await redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 async def worker_rows(
     settings: Settings, database: Database, events: Sequence[QueuedEvent]
 ) -> list[Prepared]:
@@ -267,6 +286,7 @@ class _Measured:
     written: Written
     backlog: int
     batches: list[Prepared]
+    cpu: DrainCpu
 
 
 async def _measure(
@@ -286,8 +306,11 @@ async def _measure(
         started = time.perf_counter()
         await enqueue(redis, settings.stream, events)
         enqueued = time.perf_counter()
+        process, loop, server = time.process_time(), time.thread_time(), await redis_cpu_s(redis)
         written = await drain(settings, database)
         drained = time.perf_counter()
+        process, loop = time.process_time() - process, time.thread_time() - loop
+        cpu = DrainCpu(loop, process - loop, await redis_cpu_s(redis) - server)
         return _Measured(
             conversions=conversions,
             enqueue_s=enqueued - started,
@@ -295,6 +318,7 @@ async def _measure(
             written=written,
             backlog=int(await redis.xlen(settings.stream)),
             batches=await worker_rows(settings, database, events),
+            cpu=cpu,
         )
     finally:
         await redis.aclose()
@@ -334,4 +358,5 @@ def run_worker_bench(workdir: Path, clicks: int, seed: int = 2024) -> WorkerRepo
         backlog=measured.backlog,
         batch_size=settings.batch_size,
         events_per_entry=EVENTS_PER_ENTRY,
+        cpu=measured.cpu,
     )
