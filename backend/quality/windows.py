@@ -1,10 +1,8 @@
 """Counting per visitor and per network prefix in Redis: one script call per batch.
 
 For each event of a batch the script answers with a few bits:
-- ``UNIQUE``: the visitor's first click (impression) on the link that UTC day. One hash per
-  (kind, day, link) maps each visitor hash to its first id (HSETNX); a replayed id finds
-  itself. A hash per link and day, not a key per visitor: creating a key with its own expiry
-  for every visitor cost Redis more than the rest of the script.
+- ``UNIQUE``: the visitor's first click (impression) on the link that UTC day; a replayed id
+  finds itself.
 - ``DUPLICATE``: the visitor clicked the same link less than ``DUPLICATE_MS`` before.
 - ``RATE_LIMITED_LINK`` / ``RATE_LIMITED_PARTNER``: more than ``LINK_LIMIT`` clicks of the
   visitor on the link within ``LINK_WINDOW_MS``, or more than ``PARTNER_LIMIT`` on the
@@ -13,13 +11,25 @@ For each event of a batch the script answers with a few bits:
 - ``PREFIX_BURST``: more than ``PREFIX_LIMIT`` conversions from one network prefix for one
   merchant within ``PREFIX_WINDOW_MS``.
 
-A window is a sorted set per (partner, visitor hash) or (merchant, network prefix), never an
-address, scored by event time. An event is judged by the entries before it in (time, member)
-order, not by whatever the set holds now, so a batch delivered again (a crash between commit
-and XACK) gets the same answers whatever came after it, as long as it is replayed within
-``REPLAY_GRACE_MS``: only entries that much older than their window are pruned. Event times,
-not the clock, decide, so a backlog is judged as it happened. The visitor hash changes with
-the daily salt, so a visitor's windows start afresh at midnight UTC.
+A click is answered from its *visit*: one packed value per visitor hash in a hash per (partner,
+UTC day), holding the first click id on each link and the latest clicks (the window, in (time,
+'link:id') order). The script reads a batch's visits with one HMGET per hash and writes them
+back with one HSET: a sorted set per visitor, with its own expiry, and a uniqueness hash per
+link, each touched by a call per click, cost Redis twice the CPU (8 µs per event against 4). A
+day's hash is all a window needs: the visitor hash changes with the daily salt, so a visitor's
+windows start afresh at midnight UTC anyway. Impressions keep a uniqueness hash per (day, link),
+conversions a sorted set per (merchant, prefix) scored by time (they are few, and a prefix's
+window spans midnight).
+
+An event is judged by the entries before it in (time, 'link:id') order, not by whatever the
+value holds now, so a batch delivered again (a crash between commit and XACK) gets the same
+answers whatever came after it, as long as it is replayed within ``REPLAY_GRACE_MS``. Event
+times, not the clock, decide, so a backlog is judged as it happened. So that an abuser cannot
+make a value long, a window keeps its newest ``KEEP_CLICKS`` clicks, none more than the grace
+older than the newest one's window, and a visit holds the first ids of ``FIRST_LINKS`` links
+(further links keep theirs in a hash per (day, link)). So a click replayed or arriving late once
+``KEEP_CLICKS - PARTNER_LIMIT`` later clicks of its visitor on the partner are in (within the
+grace: an abuser's) may be judged on fewer of the clicks before it.
 
 The script takes the whole batch inside one msgpack argument, six short values per event (the
 ids it is about and the visitor), and builds the key names itself: passed as separate
@@ -47,6 +57,9 @@ PREFIX_LIMIT, PREFIX_WINDOW_MS = 5, 3_600_000
 UNIQUE_TTL_S = 2 * 86_400  # a day's uniqueness hash outlives its last write by this
 REPLAY_GRACE_MS = 900_000
 PRUNE_FROM_RANK = 128  # sets are pruned once this many entries precede the new one
+KEEP_CLICKS = 2 * PARTNER_LIMIT  # a visit's window keeps its newest clicks, this many at least
+FIRST_LINKS = 16  # links a visit holds the first click id of; further ones have a hash per link
+FIELDS_PER_CALL = 1000  # hash fields per HMGET or HSET, well within Lua's unpack limit
 
 DAY_MS = 86_400_000
 _CLICK, _IMPRESSION, _CONVERSION = 1, 2, 3
@@ -55,54 +68,182 @@ _STRIDE = 6  # kind, id, time, then per kind: link, partner, visitor hash (click
 
 _SCRIPT = Template("""
 local events = cmsgpack.unpack(ARGV[1])
-local answers = {}
 
-local firsts = {}  -- the uniqueness hashes this call wrote to, given their expiry at the end
+-- The hashes the batch reads, each with one HMGET rather than a call per event: its name, the
+-- fields asked and their values, the fields to write back and, for a visit hash, the clicks
+-- placed per visitor since its value was last trimmed (0: a new value of one click).
+local hashes = {}
+local named = {}  -- prefix -> number -> number -> hash, so names are not built per event
+local function hash_of(prefix, a, b, visits)
+  local by_a = named[prefix]
+  if by_a == nil then
+    by_a = {}
+    named[prefix] = by_a
+  end
+  local by_b = by_a[a]
+  if by_b == nil then
+    by_b = {}
+    by_a[a] = by_b
+  end
+  local hash = by_b[b]
+  if hash == nil then
+    hash = {name = prefix .. a .. ':' .. b, fields = {}, values = {}, writes = {}}
+    if visits then
+      hash.placed = {}
+    end
+    by_b[b] = hash
+    hashes[#hashes + 1] = hash
+  end
+  return hash
+end
 
--- ``replayed``: whether the id may have been seen before (a click placed anew in its window
--- was not: that saves reading back the first id for every later click of a visitor).
-local function first_seen(key, visitor, id, replayed)
-  firsts[key] = true
-  if redis.call('HSETNX', key, visitor, id) == 1
-      or (replayed and redis.call('HGET', key, visitor) == id) then
+local hash_of_event = {}
+for i = 1, #events, $stride do
+  local kind, _, at, of, partner, visitor = unpack(events, i, i + $stride - 1)
+  if kind ~= $conversion then
+    local day = math.floor(at / $day_ms)
+    local hash
+    if kind == $click then
+      hash = hash_of('ct:v:', partner, day, true)
+    else
+      hash = hash_of('ct:u:i:', day, of, false)
+    end
+    local values = hash.values
+    if values[visitor] == nil then
+      values[visitor] = false
+      local fields = hash.fields
+      fields[#fields + 1] = visitor
+    end
+    hash_of_event[i] = hash
+  end
+end
+for _, hash in ipairs(hashes) do
+  local fields, values = hash.fields, hash.values
+  for from = 1, #fields, $per_call do
+    local upto = math.min(from + $per_call - 1, #fields)
+    local got = redis.call('HMGET', hash.name, unpack(fields, from, upto))
+    for j = from, upto do
+      values[fields[j]] = got[j - from + 1]
+    end
+  end
+end
+
+-- An impression's uniqueness: its visitor's first impression id on the link that day.
+local function first_seen(hash, visitor, id)
+  local values = hash.values
+  local first = values[visitor]
+  if not first then
+    values[visitor] = id
+    local writes = hash.writes
+    writes[#writes + 1] = visitor
+    writes[#writes + 1] = id
+    return $unique
+  end
+  if first == id then
     return $unique
   end
   return 0
 end
 
--- Adds an entry to a window set; returns how many entries precede it by (time, member), and
--- whether it was there already (a replay).
-local function place(key, member, at, window_ms)
-  local added = redis.call('ZADD', key, at, member) == 1
-  if added then
-    redis.call('EXPIRE', key, $ttl_extra_s + window_ms / 1000)
-  end
-  local rank = redis.call('ZRANK', key, member)
-  if rank >= $prune_from_rank then
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (at - window_ms - $grace_ms))
-    rank = redis.call('ZRANK', key, member)
-  end
-  return rank, not added
+-- A visit: one visitor's clicks on one partner's links in one UTC day, a value of three parts:
+-- the size of ``firsts`` ('>H'), ``firsts``, ``window``.
+-- ``firsts``: the first click id on each link, entries (link, id length) ('>dH') then the id,
+-- for up to $first_links links; further links keep theirs in a hash per (day, link).
+-- ``window``: the latest clicks, entries id then (time, link, id length) ('>ddH') in (time,
+-- 'link:id') order, read from the end: a click mostly goes last and is judged by the entries
+-- just before it, so a value is never decoded whole.
+
+-- Whether ``value`` holds ``id`` at ``at``, compared in place (no string is made).
+local function holds(value, at, id)
+  return string.find(value, id, at, true) == at
 end
 
--- A click's verdict from the up to $partner_limit clicks of its visitor on the partner's
--- links just before it (members 'link id:click id', ``link`` is 'link id:'), the latest first.
-local function judge_click(key, link, rank, at)
-  local earlier = redis.call(
-    'ZRANGE', key, math.max(0, rank - $partner_limit), rank - 1, 'WITHSCORES')
+local overflows = {}  -- the (day, link) hashes this call wrote to
+local function first_click(value, visitor, day, link, id)
+  local base = struct.unpack('>H', value, 1) + 2
+  local pos, count = 3, 0
+  while pos < base do
+    local other, length = struct.unpack('>dH', value, pos)
+    if other == link then
+      if length == #id and holds(value, pos + 10, id) then
+        return $unique, value
+      end
+      return 0, value
+    end
+    pos = pos + 10 + length
+    count = count + 1
+  end
+  if count < $first_links then
+    return $unique, struct.pack('>HdHc0', base + 8 + #id, link, #id, id) .. string.sub(value, 3)
+  end
+  local key = 'ct:u:c:' .. day .. ':' .. link
+  overflows[key] = true
+  if redis.call('HSETNX', key, visitor, id) == 1 or redis.call('HGET', key, visitor) == id then
+    return $unique, value
+  end
+  return 0, value
+end
+
+-- Byte order, as a sorted set orders its members (Lua's < follows the server's locale).
+local function bytes_before(a, b)
+  for p = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, p), string.byte(b, p)
+    if x ~= y then
+      return x < y
+    end
+  end
+  return #a < #b
+end
+
+local function entry_at(value, stop)  -- the time, link and id start of the entry ending at stop
+  local at, link, length = struct.unpack('>ddH', value, stop - 17)
+  return at, link, stop - 17 - length
+end
+
+-- Puts a click in the window (the value after ``base``) unless it is there already (a
+-- replay); returns the value and where the entries before the click end.
+local function place(value, base, at, link, id)
+  local stop = #value
+  while stop > base do
+    local time, other_link, start = entry_at(value, stop)
+    if time < at then
+      break
+    end
+    if time == at then
+      if other_link == link and stop - 17 - start == #id and holds(value, start, id) then
+        return value, start - 1
+      end
+      local other = other_link .. ':' .. string.sub(value, start, stop - 18)
+      if bytes_before(other, link .. ':' .. id) then
+        break
+      end
+    end
+    stop = start - 1
+  end
+  local entry = struct.pack('>c0ddH', id, at, link, #id)
+  if stop == #value then
+    return value .. entry, stop
+  end
+  return string.sub(value, 1, stop) .. entry .. string.sub(value, stop + 1), stop
+end
+
+-- A click's verdict from the up to $partner_limit entries just before it, the latest first.
+local function judge_click(value, base, stop, link, at)
   local bits, on_partner, on_link = 0, 0, 0
-  for j = #earlier - 1, 1, -2 do
-    local age = at - tonumber(earlier[j + 1])
+  while stop > base and on_partner < $partner_limit do
+    local time, other_link, start = entry_at(value, stop)
+    local age = at - time
     if age >= $partner_window_ms then
       break
     end
     on_partner = on_partner + 1
-    if age < $link_window_ms and string.sub(earlier[j], 1, #link) == link then
+    if age < $link_window_ms and other_link == link then
       if on_link == 0 and age < $duplicate_ms then
         bits = bits + $duplicate
       end
       on_link = on_link + 1
     end
+    stop = start - 1
   end
   if on_link >= $link_limit then
     bits = bits + $rate_limited_link
@@ -113,22 +254,79 @@ local function judge_click(key, link, rank, at)
   return bits
 end
 
+-- The value with the window's newest $keep entries, none older than the grace before the
+-- newest one's window.
+local function trimmed(value)
+  local base = struct.unpack('>H', value, 1) + 2
+  local stop, kept = #value, 0
+  local oldest = entry_at(value, stop) - $partner_window_ms - $grace_ms
+  while stop > base and kept < $keep do
+    local time, _, start = entry_at(value, stop)
+    if time < oldest then
+      break
+    end
+    kept = kept + 1
+    stop = start - 1
+  end
+  if stop > base then
+    return string.sub(value, 1, base) .. string.sub(value, stop + 1)
+  end
+  return value
+end
+
+local function click(hash, visitor, id, at, link)
+  local values, placed = hash.values, hash.placed
+  local value = values[visitor]
+  local times = placed[visitor]
+  if times == nil then
+    local writes = hash.writes
+    writes[#writes + 1] = visitor
+    if not value then  -- the visitor's first click on the partner's links that day
+      values[visitor] = struct.pack('>HdHc0c0ddH', 10 + #id, link, #id, id, id, at, link, #id)
+      placed[visitor] = 0
+      return $unique
+    end
+    times = 0
+  elseif times == $keep then  -- many clicks of one visitor in a batch cost no more each
+    value = trimmed(value)
+    times = 0
+  end
+  placed[visitor] = times + 1
+  local bits, before
+  bits, value = first_click(value, visitor, math.floor(at / $day_ms), link, id)
+  local base = struct.unpack('>H', value, 1) + 2
+  value, before = place(value, base, at, link, id)
+  values[visitor] = value
+  if before > base then
+    bits = bits + judge_click(value, base, before, link, at)
+  end
+  return bits
+end
+
+-- A conversion's entry in the sorted set of its (merchant, prefix): how many precede it.
+local function place_in_set(key, member, at, window_ms)
+  if redis.call('ZADD', key, at, member) == 1 then
+    redis.call('EXPIRE', key, $ttl_extra_s + window_ms / 1000)
+  end
+  local rank = redis.call('ZRANK', key, member)
+  if rank >= $prune_from_rank then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (at - window_ms - $grace_ms))
+    rank = redis.call('ZRANK', key, member)
+  end
+  return rank
+end
+
+local answers = {}
 for i = 1, #events, $stride do
-  local kind, id, at, of, partner, visitor = unpack(events, i, i + $stride - 1)
+  local kind, id, at, of, _, visitor = unpack(events, i, i + $stride - 1)
   local bits = 0
   if kind == $click then
-    local window_key = 'ct:w:p:' .. partner .. ':' .. visitor
-    local link = of .. ':'
-    local rank, replayed = place(window_key, link .. id, at, $partner_window_ms)
-    bits = first_seen('ct:u:c:' .. math.floor(at / $day_ms) .. ':' .. of, visitor, id, replayed)
-    if rank > 0 then
-      bits = bits + judge_click(window_key, link, rank, at)
-    end
+    bits = click(hash_of_event[i], visitor, id, at, of)
   elseif kind == $impression then
-    bits = first_seen('ct:u:i:' .. math.floor(at / $day_ms) .. ':' .. of, visitor, id, true)
+    bits = first_seen(hash_of_event[i], visitor, id)
   elseif visitor ~= '' then
     local window_key = 'ct:w:x:' .. of .. ':' .. visitor
-    local rank = place(window_key, id, at, $prefix_window_ms)
+    local rank = place_in_set(window_key, id, at, $prefix_window_ms)
     if rank >= $prefix_limit then
       local back = rank - $prefix_limit
       local entry = redis.call('ZRANGE', window_key, back, back, 'WITHSCORES')
@@ -137,9 +335,28 @@ for i = 1, #events, $stride do
       end
     end
   end
-  answers[#answers + 1] = bits
+  answers[(i + $stride - 1) / $stride] = bits
 end
-for key in pairs(firsts) do
+
+for _, hash in ipairs(hashes) do
+  local writes, placed = hash.writes, hash.placed
+  if placed then  -- a visit hash's writes are its visitors: each gets its value now
+    local values = hash.values
+    for j = #writes, 1, -1 do
+      local visitor = writes[j]
+      local value = values[visitor]
+      if placed[visitor] ~= 0 then
+        value = trimmed(value)
+      end
+      writes[2 * j - 1], writes[2 * j] = visitor, value
+    end
+  end
+  for from = 1, #writes, 2 * $per_call do
+    redis.call('HSET', hash.name, unpack(writes, from, math.min(from + 2 * $per_call - 1, #writes)))
+  end
+  redis.call('EXPIRE', hash.name, $unique_ttl_s)
+end
+for key in pairs(overflows) do
   redis.call('EXPIRE', key, $unique_ttl_s)
 end
 return answers
@@ -160,10 +377,14 @@ return answers
     partner_window_ms=PARTNER_WINDOW_MS,
     prefix_limit=PREFIX_LIMIT,
     prefix_window_ms=PREFIX_WINDOW_MS,
+    keep=KEEP_CLICKS,
+    first_links=FIRST_LINKS,
+    per_call=FIELDS_PER_CALL,
     stride=_STRIDE,
     day_ms=DAY_MS,
     click=_CLICK,
     impression=_IMPRESSION,
+    conversion=_CONVERSION,
 )
 
 _encode = msgspec.msgpack.Encoder().encode

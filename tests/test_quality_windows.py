@@ -1,0 +1,262 @@
+"""The quality script on its own, against the real Redis: its answers follow the rules the
+module states (a model of them, with nothing bounded, on random batches with late arrivals,
+replays, ties and midnights), and its edges: ties, late clicks, replays, a visitor on many links,
+many clicks in one batch, and where the bound on a window shows.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from redis.asyncio import Redis
+
+from backend.quality.windows import (
+    DAY_MS,
+    DUPLICATE,
+    DUPLICATE_MS,
+    FIRST_LINKS,
+    KEEP_CLICKS,
+    LINK_LIMIT,
+    LINK_WINDOW_MS,
+    PARTNER_LIMIT,
+    PARTNER_WINDOW_MS,
+    PREFIX_BURST,
+    PREFIX_LIMIT,
+    PREFIX_WINDOW_MS,
+    RATE_LIMITED_LINK,
+    RATE_LIMITED_PARTNER,
+    REPLAY_GRACE_MS,
+    UNIQUE,
+    Counter,
+    Questions,
+)
+from backend.redis_client import connect
+from backend.redis_server import EmbeddedRedis
+
+T0 = 1_790_000_000_000  # 14:13 UTC
+PARTNER, VISITOR = 7, "a" * 32
+WINDOW_BITS = DUPLICATE | RATE_LIMITED_LINK | RATE_LIMITED_PARTNER
+
+Click = tuple[str, int, int, int, str]  # id, time, link, partner, visitor
+Impression = tuple[str, int, int, str]  # id, time, link, visitor
+Conversion = tuple[str, int, int, str]  # id, time, merchant, prefix
+Batch = tuple[list[Click], list[Impression], list[Conversion]]
+
+
+@pytest.fixture
+async def store(redis_server: EmbeddedRedis) -> AsyncIterator[Redis]:
+    client = connect(redis_server.url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def counter(store: Redis) -> Counter:
+    return Counter(store)
+
+
+async def answer(counter: Counter, batch: Batch) -> tuple[list[int], list[int], list[int]]:
+    questions = Questions()
+    clicks, impressions, conversions = batch
+    for click in clicks:
+        questions.click(*click)
+    for impression in impressions:
+        questions.impression(*impression)
+    for conversion in conversions:
+        questions.conversion(*conversion)
+    return await counter.answer(questions)
+
+
+async def click_bits(counter: Counter, clicks: list[Click]) -> list[int]:
+    return (await answer(counter, (clicks, [], [])))[0]
+
+
+def clicks_on(links: list[int], start_ms: int, every_ms: int) -> list[Click]:
+    """One visitor's clicks on the partner's ``links`` in turn, ``every_ms`` apart."""
+    times = range(start_ms, start_ms + len(links) * every_ms, every_ms)
+    return [
+        (f"c{at_ms}", at_ms, link, PARTNER, VISITOR)
+        for at_ms, link in zip(times, links, strict=True)
+    ]
+
+
+@dataclass
+class Model:
+    """The rules as the module docstring states them, nothing bounded. ``clicks`` answers None
+    for the window bits where the script may differ: a click that ``KEEP_CLICKS -
+    PARTNER_LIMIT`` recorded clicks come after, or that is more than the grace older than the
+    visitor's latest on the partner."""
+
+    windows: dict[tuple[int, str, int], list[tuple[int, bytes]]] = field(default_factory=dict)
+    firsts: dict[tuple[str, int, int, str], str] = field(default_factory=dict)
+    prefixes: dict[tuple[int, str], list[tuple[int, bytes]]] = field(default_factory=dict)
+
+    def first(self, kind: str, event_id: str, at_ms: int, link: int, visitor: str) -> int:
+        first = self.firsts.setdefault((kind, at_ms // DAY_MS, link, visitor), event_id)
+        return UNIQUE if first == event_id else 0
+
+    def click(self, click: Click) -> tuple[int, int | None]:
+        click_id, at_ms, link, partner, visitor = click
+        entries = self.windows.setdefault((partner, visitor, at_ms // DAY_MS), [])
+        entry = (at_ms, f"{link}:{click_id}".encode())
+        rank = bisect.bisect_left(entries, entry)
+        if rank == len(entries) or entries[rank] != entry:
+            entries.insert(rank, entry)
+        later = len(entries) - rank - 1
+        if later >= KEEP_CLICKS - PARTNER_LIMIT or at_ms < entries[-1][0] - REPLAY_GRACE_MS:
+            window: int | None = None
+        else:
+            window = self.judge(entries[max(0, rank - PARTNER_LIMIT) : rank], entry)
+        return self.first("click", click_id, at_ms, link, visitor), window
+
+    @staticmethod
+    def judge(earlier: list[tuple[int, bytes]], entry: tuple[int, bytes]) -> int:
+        at_ms, member = entry
+        link = member.split(b":")[0]
+        bits = on_partner = on_link = 0
+        for time, other in reversed(earlier):
+            age = at_ms - time
+            if age >= PARTNER_WINDOW_MS:
+                break
+            on_partner += 1
+            if age < LINK_WINDOW_MS and other.split(b":")[0] == link:
+                if on_link == 0 and age < DUPLICATE_MS:
+                    bits |= DUPLICATE
+                on_link += 1
+        if on_link >= LINK_LIMIT:
+            bits |= RATE_LIMITED_LINK
+        if on_partner >= PARTNER_LIMIT:
+            bits |= RATE_LIMITED_PARTNER
+        return bits
+
+    def conversion(self, conversion: Conversion) -> int:
+        event_id, at_ms, merchant, prefix = conversion
+        if not prefix:
+            return 0
+        entries = self.prefixes.setdefault((merchant, prefix), [])
+        entry = (at_ms, event_id.encode())
+        rank = bisect.bisect_left(entries, entry)
+        if rank == len(entries) or entries[rank] != entry:
+            entries.insert(rank, entry)
+        if rank >= PREFIX_LIMIT and at_ms - entries[rank - PREFIX_LIMIT][0] < PREFIX_WINDOW_MS:
+            return PREFIX_BURST
+        return 0
+
+
+def scenario(rng: random.Random) -> list[Batch]:
+    """Batches of clicks, impressions and conversions by a few visitors on a few links, some of
+    them late, at the same millisecond or across midnight, and some batches delivered again."""
+    partner_of = {link: rng.randrange(1, 3) for link in range(1, rng.randrange(2, 24))}
+    visitors = ["v0", "v1", "v2"][: rng.randrange(1, 4)]
+    steps = [0, 0, 1, 2_000, 9_999, 10_000, 30_000, 70_000, 600_000, 3_600_000]
+    at_ms = (T0 // DAY_MS + 1) * DAY_MS - rng.randrange(0, 4 * 3_600_000)
+    batches: list[Batch] = []
+    for number in range(rng.randrange(1, 12)):
+        if batches and rng.random() < 0.2:
+            batches.append(batches[-rng.randrange(1, min(3, len(batches)) + 1)])
+            continue
+        batch: Batch = ([], [], [])
+        for _ in range(rng.randrange(1, 50)):
+            at_ms += rng.choice(steps)
+            when = at_ms - (rng.randrange(0, 300_000) if rng.random() < 0.1 else 0)
+            # ids that share a beginning, so that ties are broken by their bytes
+            event_id = "".join(rng.choices("-_0aZ", k=rng.randrange(0, 3))) + f"{number}.{when}"
+            link, visitor = rng.choice(list(partner_of)), rng.choice(visitors)
+            kind = rng.random()
+            if kind < 0.8:
+                batch[0].append((event_id, when, link, partner_of[link], visitor))
+            elif kind < 0.9:
+                batch[1].append((event_id, when, link, visitor))
+            else:
+                batch[2].append((event_id, when, link % 2, rng.choice(["p1", "p2", ""])))
+        batches.append(batch)
+    return batches
+
+
+async def test_answers_follow_the_rules_on_random_batches(counter: Counter, store: Redis) -> None:
+    compared = 0
+    for seed in range(150):
+        model = Model()
+        await store.flushall()
+        for batch in scenario(random.Random(seed)):
+            clicks, impressions, conversions = await answer(counter, batch)
+            for click, bits in zip(batch[0], clicks, strict=True):
+                unique, window = model.click(click)
+                assert bits & UNIQUE == unique, (seed, click)
+                if window is not None:
+                    assert bits & WINDOW_BITS == window, (seed, click)
+                    compared += 1
+            expected = [model.first("impression", *impression) for impression in batch[1]]
+            assert impressions == expected, seed
+            assert conversions == [model.conversion(c) for c in batch[2]], seed
+    assert compared > 10_000
+
+
+async def test_a_late_click_is_judged_by_the_clicks_before_it_in_time(counter: Counter) -> None:
+    late = ("late", T0 + 5_000, 1, PARTNER, VISITOR)
+    assert await click_bits(counter, [("first", T0 + 20_000, 1, PARTNER, VISITOR)]) == [UNIQUE]
+    # unique was the first to arrive; nothing came before the late click in time
+    assert await click_bits(counter, [late]) == [0]
+    assert await click_bits(counter, [("next", T0 + 12_000, 1, PARTNER, VISITOR)]) == [DUPLICATE]
+
+
+async def test_clicks_at_one_millisecond_are_in_the_byte_order_of_link_and_id(
+    counter: Counter,
+) -> None:
+    # '7:-b' sorts before '7:Aa' as bytes (a locale's collation could put it after)
+    second, first = ("Aa", T0, 7, PARTNER, VISITOR), ("-b", T0, 7, PARTNER, VISITOR)
+    assert await click_bits(counter, [second, first]) == [UNIQUE, 0]
+    assert await click_bits(counter, [second, first]) == [UNIQUE | DUPLICATE, 0]
+
+
+async def test_a_batch_replayed_after_later_clicks_gets_the_same_answers(
+    counter: Counter,
+) -> None:
+    storm = clicks_on([1] * 12, T0, 1_000)
+    answered = await click_bits(counter, storm)
+    await click_bits(counter, clicks_on([1, 2] * 20, T0 + 60_000, 1_000))
+    assert await click_bits(counter, storm) == answered
+    assert answered == [UNIQUE] + [DUPLICATE] * 9 + [DUPLICATE | RATE_LIMITED_LINK] * 2
+
+
+async def test_uniqueness_stays_exact_for_a_visitor_on_more_links_than_a_visit_holds(
+    counter: Counter,
+) -> None:
+    links = list(range(1, FIRST_LINKS + 6))
+    firsts = clicks_on(links, T0, 20_000)
+    seconds = clicks_on(links, T0 + 3_600_000, 20_000)
+    assert await click_bits(counter, firsts) == [UNIQUE] * len(links)
+    assert await click_bits(counter, seconds) == [0] * len(links)
+    assert await click_bits(counter, firsts[::-1]) == [UNIQUE] * len(links)
+
+
+async def test_many_clicks_of_one_visitor_in_one_batch_are_judged_as_one_by_one(
+    counter: Counter, store: Redis
+) -> None:
+    clicks = clicks_on(list(range(1, 21)) * 15, T0, 5_000)  # 300, a link every 100 s
+    together = await click_bits(counter, clicks)
+    await store.flushall()
+    apart = [bits for click in clicks for bits in await click_bits(counter, [click])]
+    assert together == apart
+    assert together == [UNIQUE] * 20 + [0] * 30 + [RATE_LIMITED_PARTNER] * 250
+
+
+async def test_a_window_keeps_enough_clicks_to_replay_one_until_its_bound(
+    counter: Counter,
+) -> None:
+    """A replay is judged on the clicks before it until ``KEEP_CLICKS - PARTNER_LIMIT`` later
+    clicks of its visitor on the partner have come: beyond that, only an abuser's replay."""
+    clicks = clicks_on(list(range(1, 21)) * 6, T0, 10_000)  # 120, all within the hour
+    replayed = clicks[59]
+    answered = await click_bits(counter, clicks[:60])
+    assert answered[59] == RATE_LIMITED_PARTNER
+    later = KEEP_CLICKS - PARTNER_LIMIT
+    await click_bits(counter, clicks[60 : 60 + later - 1])
+    assert await click_bits(counter, [replayed]) == [RATE_LIMITED_PARTNER]
+    await click_bits(counter, [clicks[60 + later - 1]])
+    assert await click_bits(counter, [replayed]) == [0]
