@@ -105,8 +105,9 @@ def settings(tmp_path: Path, database_url: str, redis_server: EmbeddedRedis) -> 
 
 
 @pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    client = connect(settings.redis_url)
+async def redis(redis_server: EmbeddedRedis) -> AsyncIterator[Redis]:
+    """The tests' Redis (``settings.redis_url``), emptied; it needs no database."""
+    client = connect(redis_server.url)
     await client.flushall()
     yield client
     await client.aclose()

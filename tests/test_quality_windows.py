@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import bisect
 import random
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -34,8 +33,6 @@ from backend.quality.windows import (
     Counter,
     Questions,
 )
-from backend.redis_client import connect
-from backend.redis_server import EmbeddedRedis
 
 T0 = 1_790_000_000_000  # 14:13 UTC
 PARTNER, VISITOR = 7, "a" * 32
@@ -48,16 +45,8 @@ Batch = tuple[list[Click], list[Impression], list[Conversion]]
 
 
 @pytest.fixture
-async def store(redis_server: EmbeddedRedis) -> AsyncIterator[Redis]:
-    client = connect(redis_server.url)
-    await client.flushall()
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-def counter(store: Redis) -> Counter:
-    return Counter(store)
+def counter(redis: Redis) -> Counter:
+    return Counter(redis)
 
 
 async def answer(counter: Counter, batch: Batch) -> tuple[list[int], list[int], list[int]]:
@@ -178,11 +167,11 @@ def scenario(rng: random.Random) -> list[Batch]:
     return batches
 
 
-async def test_answers_follow_the_rules_on_random_batches(counter: Counter, store: Redis) -> None:
+async def test_answers_follow_the_rules_on_random_batches(counter: Counter, redis: Redis) -> None:
     compared = 0
     for seed in range(150):
         model = Model()
-        await store.flushall()
+        await redis.flushall()
         for batch in scenario(random.Random(seed)):
             clicks, impressions, conversions = await answer(counter, batch)
             for click, bits in zip(batch[0], clicks, strict=True):
@@ -236,11 +225,11 @@ async def test_uniqueness_stays_exact_for_a_visitor_on_more_links_than_a_visit_h
 
 
 async def test_many_clicks_of_one_visitor_in_one_batch_are_judged_as_one_by_one(
-    counter: Counter, store: Redis
+    counter: Counter, redis: Redis
 ) -> None:
     clicks = clicks_on(list(range(1, 21)) * 15, T0, 5_000)  # 300, a link every 100 s
     together = await click_bits(counter, clicks)
-    await store.flushall()
+    await redis.flushall()
     apart = [bits for click in clicks for bits in await click_bits(counter, [click])]
     assert together == apart
     assert together == [UNIQUE] * 20 + [0] * 30 + [RATE_LIMITED_PARTNER] * 250
