@@ -28,16 +28,20 @@ from backend.settings import Settings
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 
 
-def test_worker_bench_writes_every_event_once(tmp_path: Path) -> None:
-    report = run_worker_bench(tmp_path, clicks=2000)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_worker_bench_writes_every_event_once(tmp_path: Path, workers: int) -> None:
+    """Two worker processes share the stream through the consumer group: still once each."""
+    report = run_worker_bench(tmp_path, clicks=2000, workers=workers)
 
     assert report.ok
+    assert report.workers == workers
     assert (report.clicks_sent, report.conversions_sent) == (2000, 40)
     assert report.written.clicks == report.clicks_in_db == 2000
     assert report.written.conversions == report.conversions_in_db == 40
     assert report.raw_rows_in_db == report.events == 2040
     assert report.backlog == 0
     assert report.ratio > 0
+    assert min(report.cpu.per_event_us(report.events)) > 0
 
 
 def test_bench_command_prints_the_worker_table(capsys: pytest.CaptureFixture[str]) -> None:

@@ -89,7 +89,8 @@ def format_worker(report: WorkerReport) -> str:
         "",
         f"Worker: {report.clicks_sent:,} clicks + {report.conversions_sent:,} conversions, "
         f"{report.events_per_entry} events per stream entry, {report.batch_size} per "
-        "transaction, SQLite (WAL, synchronous=NORMAL)",
+        f"transaction, SQLite (WAL, synchronous=NORMAL), {report.workers} worker "
+        f"process{'es' if report.workers > 1 else ''}",
         f"  {'':<34} {'seconds':>8} {'events/s':>10} {'rows/s':>10}",
         f"  {'XADD to the stream (pipelined)':<34} {report.enqueue_s:>8.2f} "
         f"{report.events / report.enqueue_s:>10,.0f} {'':>10}",
@@ -156,6 +157,8 @@ def run_bench(args: argparse.Namespace) -> None:
     seconds = max(1, round(args.seconds))  # wrk takes whole seconds
     if args.rows < 1:
         raise SystemExit("--rows must be at least 1")
+    if args.workers < 1:
+        raise SystemExit("--workers must be at least 1")
     http = args.only in (None, "http")
     worker = args.only in (None, "worker")
     if http and shutil.which("wrk") is None:
@@ -193,7 +196,7 @@ def run_bench(args: argparse.Namespace) -> None:
             print(f"\nWorker benchmark: {args.rows:,} clicks ...", flush=True)
             directory = Path(tmp, "worker")
             directory.mkdir()
-            worker_report = run_worker_bench(directory, args.rows)
+            worker_report = run_worker_bench(directory, args.rows, args.workers)
             print(format_worker(worker_report), flush=True)
             ratios += [
                 f"worker/raw {worker_report.ratio:.2f} ({worker_report.worker_rate:,.0f} events/s)",

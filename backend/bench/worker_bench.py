@@ -2,11 +2,13 @@
 
 Clicks and about 2% conversions are built by the same edge functions the HTTP handlers use
 (``build_click``, ``build_conversion``) from realistic visitors, XADDed to a fresh Redis stream
-in entries of ``EVENTS_PER_ENTRY`` events as the web's group commit writes them, and drained
-by the real consumer (``build_consumer``) into a migrated SQLite file. The baseline writes the
-very rows the worker wrote (from ``Enricher.prepare``) into a fresh copy of the same schema,
-with the same pragmas and one transaction per consumer batch, so the ratio is the worker's own
-overhead: stream reads and acknowledgements, decoding, enrichment, SQLAlchemy and the rollups.
+in entries of ``EVENTS_PER_ENTRY`` events as the web's group commit writes them, and drained by
+the real consumer (``build_consumer``) into a migrated SQLite file, in worker processes of its
+own as ``clicktrail worker`` runs it (one by default; several share the consumer group). The
+baseline writes the very rows the worker wrote (from ``Enricher.prepare``) into a fresh copy of
+the same schema, with the same pragmas and one transaction per consumer batch, so the ratio is
+the worker's own overhead: stream reads and acknowledgements, decoding, enrichment, SQLAlchemy
+and the rollups.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import ipaddress
+import multiprocessing
 import random
 import secrets
 import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier as BarrierType
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -65,6 +70,7 @@ class WorkerReport:
     backlog: int  # stream entries left after the drain (acknowledged entries are deleted)
     batch_size: int
     events_per_entry: int
+    workers: int
     cpu: DrainCpu
 
     @property
@@ -97,8 +103,8 @@ class WorkerReport:
 class DrainCpu:
     """CPU seconds the drain cost: where a faster worker has to come from."""
 
-    event_loop_s: float  # the worker's event-loop thread: decoding, enrichment, the pipeline
-    other_threads_s: float  # the worker's other threads: the SQLite write
+    event_loop_s: float  # the workers' event-loop threads: decoding, enrichment, the pipeline
+    other_threads_s: float  # the workers' other threads: the SQLite write
     redis_s: float  # the Redis server: the quality script and the stream
 
     def per_event_us(self, events: int) -> tuple[float, float, float]:
@@ -188,19 +194,66 @@ async def enqueue(redis: Redis, stream: str, events: Sequence[QueuedEvent]) -> N
             await pipe.execute()
 
 
-async def drain(settings: Settings, database: Database) -> Written:
-    """The measured path: the real consumer, from the stream to committed rows, started as
-    the worker process starts it (``backend.worker.main.startup`` freezes what exists)."""
-    consumer = build_consumer(settings, database, settings.redis_url)
-    gc.collect()
-    gc.freeze()
+@dataclass(frozen=True, slots=True)
+class _Drained:
+    written: Written
+    event_loop_s: float
+    process_s: float
+
+
+def _worker_process(settings: Settings, start: BarrierType, drained: Queue[_Drained]) -> None:
+    """One worker: started as ``backend.worker.main.startup`` starts it (freezing what
+    exists), then drains the stream once every worker is ready."""
+
+    async def work() -> _Drained:
+        database = Database.connect(settings.database_url)
+        consumer = build_consumer(settings, database, settings.redis_url)
+        try:
+            await consumer.ensure_group()
+            gc.collect()
+            gc.freeze()
+            await asyncio.to_thread(start.wait)
+            process, loop = time.process_time(), time.thread_time()
+            await consumer.drain()
+            return _Drained(
+                consumer.written, time.thread_time() - loop, time.process_time() - process
+            )
+        finally:
+            await consumer.close()
+            await database.dispose()
+
+    drained.put(asyncio.run(work()))
+
+
+async def drain(settings: Settings, workers: int) -> tuple[Written, float, DrainCpu]:
+    """The measured path: ``workers`` worker processes from the stream to committed rows;
+    what they wrote, the seconds from their start to the last one's end, and the CPU."""
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(workers + 1)
+    results: Queue[_Drained] = context.Queue()
+    processes = [
+        context.Process(target=_worker_process, args=(settings, start, results))
+        for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    redis = connect(settings.redis_url)
     try:
-        await consumer.ensure_group()
-        await consumer.drain()
+        await asyncio.to_thread(start.wait, timeout=60)
+        started, server = time.perf_counter(), await redis_cpu_s(redis)
+        drained = [await asyncio.to_thread(results.get, timeout=600) for _ in processes]
+        seconds = time.perf_counter() - started
+        server = await redis_cpu_s(redis) - server
     finally:
-        gc.unfreeze()
-        await consumer.close()
-    return consumer.written
+        await redis.aclose()
+        for process in processes:
+            process.join(timeout=60)
+    written = Written(
+        *(sum(getattr(each.written, name) for each in drained) for name in Written.__slots__)
+    )
+    event_loop = sum(each.event_loop_s for each in drained)
+    others = sum(each.process_s - each.event_loop_s for each in drained)
+    return written, seconds, DrainCpu(event_loop, others, server)
 
 
 async def redis_cpu_s(redis: Redis) -> float:
@@ -290,7 +343,7 @@ class _Measured:
 
 
 async def _measure(
-    settings: Settings, programme: BenchProgramme, clicks: int, seed: int
+    settings: Settings, programme: BenchProgramme, clicks: int, seed: int, workers: int
 ) -> _Measured:
     database = Database.connect(settings.database_url)
     redis = connect(settings.redis_url)
@@ -305,16 +358,12 @@ async def _measure(
         )
         started = time.perf_counter()
         await enqueue(redis, settings.stream, events)
-        enqueued = time.perf_counter()
-        process, loop, server = time.process_time(), time.thread_time(), await redis_cpu_s(redis)
-        written = await drain(settings, database)
-        drained = time.perf_counter()
-        process, loop = time.process_time() - process, time.thread_time() - loop
-        cpu = DrainCpu(loop, process - loop, await redis_cpu_s(redis) - server)
+        enqueue_s = time.perf_counter() - started
+        written, worker_s, cpu = await drain(settings, workers)
         return _Measured(
             conversions=conversions,
-            enqueue_s=enqueued - started,
-            worker_s=drained - enqueued,
+            enqueue_s=enqueue_s,
+            worker_s=worker_s,
             written=written,
             backlog=int(await redis.xlen(settings.stream)),
             batches=await worker_rows(settings, database, events),
@@ -325,7 +374,9 @@ async def _measure(
         await database.dispose()
 
 
-def run_worker_bench(workdir: Path, clicks: int, seed: int = 2024) -> WorkerReport:
+def run_worker_bench(
+    workdir: Path, clicks: int, workers: int = 1, seed: int = 2024
+) -> WorkerReport:
     """Everything in ``workdir``: its own Redis, the worker's database and the baseline's."""
     worker_db, raw_db = workdir / "worker.db", workdir / "raw.db"
     programme = asyncio.run(create_programme_database(worker_db))
@@ -338,7 +389,7 @@ def run_worker_bench(workdir: Path, clicks: int, seed: int = 2024) -> WorkerRepo
             redis_url=redis_server.url,
             secret_key=secrets.token_urlsafe(48),
         )
-        measured = asyncio.run(_measure(settings, programme, clicks, seed))
+        measured = asyncio.run(_measure(settings, programme, clicks, seed, workers))
     finally:
         redis_server.stop()
     started = time.perf_counter()
@@ -358,5 +409,6 @@ def run_worker_bench(workdir: Path, clicks: int, seed: int = 2024) -> WorkerRepo
         backlog=measured.backlog,
         batch_size=settings.batch_size,
         events_per_entry=EVENTS_PER_ENTRY,
+        workers=workers,
         cpu=measured.cpu,
     )
