@@ -14,7 +14,6 @@ and the rollups.
 from __future__ import annotations
 
 import asyncio
-import gc
 import ipaddress
 import multiprocessing
 import random
@@ -41,7 +40,7 @@ from backend.redis_client import connect
 from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings
 from backend.worker.enrich import CLICK_COLUMNS, Enricher, Prepared
-from backend.worker.main import build_consumer
+from backend.worker.main import build_consumer, settle_memory
 from backend.worker.store import Written
 
 CONVERSION_SHARE = 0.02
@@ -202,16 +201,15 @@ class _Drained:
 
 
 def _worker_process(settings: Settings, start: BarrierType, drained: Queue[_Drained]) -> None:
-    """One worker: started as ``backend.worker.main.startup`` starts it (freezing what
-    exists), then drains the stream once every worker is ready."""
+    """One worker: started as ``backend.worker.main.startup`` starts it, then draining the
+    stream once every worker is ready."""
 
     async def work() -> _Drained:
         database = Database.connect(settings.database_url)
         consumer = build_consumer(settings, database, settings.redis_url)
         try:
             await consumer.ensure_group()
-            gc.collect()
-            gc.freeze()
+            settle_memory()
             await asyncio.to_thread(start.wait)
             process, loop = time.process_time(), time.thread_time()
             await consumer.drain()
