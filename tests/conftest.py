@@ -26,10 +26,9 @@ from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import build_consumer
-from tests.support import Programme, make_programme
+from tests.support import SECRET, Programme, make_programme
 
 POSTGRES_URL = os.environ.get("CLICKTRAIL_TEST_POSTGRES_URL", "")
-SECRET = "test-secret-key-that-is-long-enough-0123456789"
 BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
 
 

@@ -16,8 +16,8 @@ from litestar.testing import AsyncTestClient
 from backend.auth import generate_api_key, hash_api_key, hash_password
 from backend.db.engine import Database
 from backend.db.models import ApiKey, User
-from backend.events import ConversionEvent, Source
-from backend.ids import new_event_id
+from backend.events import ClickEvent, ConversionEvent, Source, Visitor
+from backend.ids import ClickIdSigner, new_event_id
 
 PASSWORD = "correct horse battery"
 
@@ -117,11 +117,22 @@ async def make_programme(
     return await create_programme(client, headers)
 
 
+SECRET = "test-secret-key-that-is-long-enough-0123456789"
 BROWSER_HEADERS = {
     "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/120.0.0.0 Safari/537.36",
     "Accept-Language": "en-GB,en;q=0.9",
 }
+BROWSER = BROWSER_HEADERS["User-Agent"]
+SIGNER = ClickIdSigner(SECRET)
+VISITOR = Visitor("198.51.100.0/24", "a" * 32, BROWSER, True)
+
+
+def click_at(link_id: int, at_ms: int, visitor: Visitor = VISITOR) -> ClickEvent:
+    """A click as the edge queues it, at an exact time (put on the stream directly)."""
+    return ClickEvent(
+        SIGNER.issue(link_id, at_ms), at_ms, link_id, visitor, "", "", ("",) * 5, ("",) * 5
+    )
 
 
 async def add_partner_with_link(

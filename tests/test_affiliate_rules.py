@@ -24,9 +24,9 @@ from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.enrich import ConversionFacts, put_commission
 from backend.worker.main import auto_approve_job, worker_options
-from tests.conftest import SECRET
 from tests.postback_support import sale, send
 from tests.support import (
+    SECRET,
     Programme,
     add_partner_with_link,
     create_api_key,

@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from backend.db.engine import Database
 from backend.db.models import Click, Conversion, RejectedEventRow, StatsHourly
 from backend.events import (
-    ClickEvent,
     ConversionEvent,
+    QueuedEvent,
     Visitor,
     decode_entry,
     decode_event,
@@ -24,17 +24,17 @@ from backend.events import (
     encode_event,
     split_entry,
 )
-from backend.ids import ClickIdSigner
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import build_consumer
 from backend.worker.store import write_batch
-from tests.conftest import SECRET
 from tests.faults.storage import writes_blocked
 from tests.support import (
+    BROWSER,
     BROWSER_HEADERS,
     POISON_MINOR,
     Programme,
+    click_at,
     follow_link,
     queued_conversion,
 )
@@ -116,19 +116,15 @@ async def test_batch_delivered_again_after_crash_between_commit_and_ack_changes_
     assert await redis.xlen(settings.stream) == 0
 
 
-def clicks_on(programme: Programme, count: int, first_ms: int = 1_790_000_000_000) -> list[Any]:
-    signer = ClickIdSigner(SECRET)
-    link_id = programme.link["id"]
+def clicks_on(
+    programme: Programme, count: int, first_ms: int = 1_790_000_000_000
+) -> list[QueuedEvent]:
+    """``count`` clicks a millisecond apart, each by another visitor."""
     return [
-        ClickEvent(
-            signer.issue(link_id, first_ms + number),
+        click_at(
+            programme.link["id"],
             first_ms + number,
-            link_id,
-            Visitor("198.51.100.0/24", f"{number:032x}", BROWSER_HEADERS["User-Agent"], True),
-            "",
-            "",
-            ("",) * 5,
-            ("",) * 5,
+            Visitor("198.51.100.0/24", f"{number:032x}", BROWSER, True),
         )
         for number in range(count)
     ]

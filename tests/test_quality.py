@@ -18,7 +18,6 @@ from sqlalchemy import func, select
 from backend.db.engine import Database
 from backend.db.models import Click, Conversion, StatsHourly
 from backend.events import (
-    ClickEvent,
     ConversionEvent,
     QueuedEvent,
     Source,
@@ -26,27 +25,24 @@ from backend.events import (
     encode_entry,
     encode_event,
 )
-from backend.ids import ClickIdSigner, new_event_id
+from backend.ids import new_event_id
 from backend.ingest.visitor import describe_visitor
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import build_consumer
 from backend.worker.store import write_batch
-from tests.conftest import SECRET
-from tests.support import BROWSER_HEADERS, Programme, add_partner_with_link, follow_link
+from tests.support import (
+    BROWSER,
+    BROWSER_HEADERS,
+    Programme,
+    add_partner_with_link,
+    click_at,
+    follow_link,
+)
 
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
 T0 = 1_790_000_000_000
-SIGNER = ClickIdSigner(SECRET)
-BROWSER = BROWSER_HEADERS["User-Agent"]
-VISITOR = Visitor("198.51.100.0/24", "a" * 32, BROWSER, True)
-
-
-def click_at(link_id: int, at_ms: int, visitor: Visitor = VISITOR) -> ClickEvent:
-    return ClickEvent(
-        SIGNER.issue(link_id, at_ms), at_ms, link_id, visitor, "", "", ("",) * 5, ("",) * 5
-    )
 
 
 def conversion_at(

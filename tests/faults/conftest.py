@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SECRET
 from tests.faults.harness import Stack
 from tests.faults.storage import SmallDisk, database_on_small_disk
+from tests.support import SECRET
 
 
 @pytest.fixture
