@@ -246,9 +246,7 @@ async def drain(settings: Settings, workers: int) -> tuple[Written, float, Drain
         await redis.aclose()
         for process in processes:
             process.join(timeout=60)
-    written = Written(
-        *(sum(getattr(each.written, name) for each in drained) for name in Written.__slots__)
-    )
+    written = sum((each.written for each in drained), Written(0, 0, 0, 0))
     event_loop = sum(each.event_loop_s for each in drained)
     others = sum(each.process_s - each.event_loop_s for each in drained)
     return written, seconds, DrainCpu(event_loop, others, server)

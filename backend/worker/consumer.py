@@ -491,12 +491,7 @@ class StreamConsumer:
         self._in_hand.difference_update(ids)
 
     def _add(self, written: Written) -> None:
-        self.written = Written(
-            self.written.clicks + written.clicks,
-            self.written.impressions + written.impressions,
-            self.written.conversions + written.conversions,
-            self.written.rejected + written.rejected,
-        )
+        self.written += written
 
 
 def _text(value: bytes | str) -> str:

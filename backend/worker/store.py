@@ -66,6 +66,14 @@ class Written:
     conversions: int
     rejected: int
 
+    def __add__(self, other: Written) -> Written:
+        return Written(
+            self.clicks + other.clicks,
+            self.impressions + other.impressions,
+            self.conversions + other.conversions,
+            self.rejected + other.rejected,
+        )
+
 
 def _insert(connection: Connection, table: Table) -> Any:
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
