@@ -55,7 +55,45 @@ class Visitor(msgspec.Struct, array_like=True, frozen=True, gc=False):
     accept_language: bool
 
 
-class ClickEvent(msgspec.Struct, tag="c", array_like=True, frozen=True, gc=False):
+class ClickEvent(msgspec.Struct, tag="c2", array_like=True, frozen=True, gc=False):
+    """A ``clicks`` row as the edge stamps it, its fields the table's columns in order: the
+    link's owners and the user agent's verdict are known where the click happens, so the worker
+    only adds Redis's verdict (``is_unique`` and the flags it raises after the agent's, which
+    ``flags`` holds here) to a tuple it does not have to build. The user agent itself never
+    reaches the stream."""
+
+    click_id: str
+    at_ms: int
+    link_id: int
+    partner_id: int
+    campaign_id: int
+    merchant_id: int
+    ip_prefix: str
+    visitor_hash: str
+    device_class: str
+    browser: str
+    referrer_host: str
+    referrer_url: str
+    landing_url: str
+    sub1: str
+    sub2: str
+    sub3: str
+    sub4: str
+    sub5: str
+    utm_source: str
+    utm_medium: str
+    utm_campaign: str
+    utm_term: str
+    utm_content: str
+    is_bot: bool
+    is_unique: bool
+    flags: str
+
+
+class ClickEventV1(msgspec.Struct, tag="c", array_like=True, frozen=True, gc=False):
+    """A click as the edge queued it before it stamped clicks as rows. Still read: the worker
+    turns one into a ``ClickEvent``, so entries queued before an upgrade are worked off."""
+
     click_id: str
     at_ms: int
     link_id: int
@@ -97,7 +135,7 @@ class RejectedEvent(msgspec.Struct, tag="r", array_like=True, frozen=True, gc=Fa
     payload: str
 
 
-QueuedEvent = ClickEvent | ImpressionEvent | ConversionEvent | RejectedEvent
+QueuedEvent = ClickEvent | ImpressionEvent | ConversionEvent | RejectedEvent | ClickEventV1
 
 MAX_REJECTED_PAYLOAD = 4096
 MAX_ENTRY_EVENTS = 500  # events in one stream entry at most

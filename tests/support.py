@@ -14,10 +14,12 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from backend.auth import generate_api_key, hash_api_key, hash_password
+from backend.catalog import LinkInfo
 from backend.db.engine import Database
 from backend.db.models import ApiKey, User
 from backend.events import ClickEvent, ConversionEvent, Source, Visitor
 from backend.ids import ClickIdSigner, new_event_id
+from backend.ingest.edge import click_event
 
 PASSWORD = "correct horse battery"
 
@@ -128,11 +130,31 @@ SIGNER = ClickIdSigner(SECRET)
 VISITOR = Visitor("198.51.100.0/24", "a" * 32, BROWSER, True)
 
 
-def click_at(link_id: int, at_ms: int, visitor: Visitor = VISITOR) -> ClickEvent:
-    """A click as the edge queues it, at an exact time (put on the stream directly)."""
-    return ClickEvent(
-        SIGNER.issue(link_id, at_ms), at_ms, link_id, visitor, "", "", ("",) * 5, ("",) * 5
+def click_at(
+    programme: Programme,
+    at_ms: int,
+    visitor: Visitor = VISITOR,
+    link: dict[str, Any] | None = None,
+) -> ClickEvent:
+    """A click on ``link`` (the programme's by default) as the edge queues it, at an exact
+    time (put on the stream directly)."""
+    link = link or programme.link
+    owners = LinkInfo(
+        id=link["id"],
+        code=link["code"],
+        partner_id=link["partner_id"],
+        partner_status="active",
+        campaign_id=link["campaign_id"],
+        merchant_id=programme.merchant["id"],
+        destination_url="",
+        merchant_domains=frozenset(),
+        currency=programme.merchant["currency"],
+        window_days=30,
+        commission_bps=0,
+        commission_flat_minor=0,
     )
+    click_id = SIGNER.issue(link["id"], at_ms)
+    return click_event(owners, click_id, at_ms, visitor, "", "", ("",) * 5, ("",) * 5)
 
 
 async def add_partner_with_link(

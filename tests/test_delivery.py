@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from backend.db.engine import Database
 from backend.db.models import Click, Conversion, RejectedEventRow, StatsHourly
 from backend.events import (
+    ClickEventV1,
     ConversionEvent,
     QueuedEvent,
     Visitor,
@@ -39,6 +40,7 @@ from tests.support import (
     queued_conversion,
 )
 
+CURL_FLAGS = "bot:not_browser,bot:no_accept_language"
 LOCK_S = 1.5  # a write held up this long outlasts the claim idle time many times over
 
 
@@ -122,7 +124,7 @@ def clicks_on(
     """``count`` clicks a millisecond apart, each by another visitor."""
     return [
         click_at(
-            programme.link["id"],
+            programme,
             first_ms + number,
             Visitor("198.51.100.0/24", f"{number:032x}", BROWSER, True),
         )
@@ -401,3 +403,63 @@ async def test_dead_consumers_holding_nothing_leave_the_group(
     pending = await redis.xpending_range(stream, group, "-", "+", 10)
     assert [(item["message_id"], item["consumer"]) for item in pending] == [(held, b"live")]
     assert (await counts(database))["conversions"] == 1
+
+
+async def test_clicks_queued_before_the_edge_stamped_rows_are_written_as_stamped_now(
+    redis: Redis,
+    settings: Settings,
+    programme: Programme,
+    consumer: StreamConsumer,
+    database: Database,
+) -> None:
+    """Entries queued by the previous edge (clicks without their link's owners or the agent's
+    verdict) are still in the stream after an upgrade: the worker stamps them itself."""
+    at_ms, link = 1_790_000_000_000, programme.link["id"]
+    person = Visitor("198.51.100.0/24", "e" * 32, BROWSER, True)
+    curl = Visitor("192.0.2.0/24", "f" * 32, "curl/8.5.0", False)
+    subs, utm = ("post-1", "", "", "", ""), ("news", "email", "", "", "")
+    queued = [
+        ClickEventV1(
+            f"old-click-{number}",
+            at_ms + number,
+            link,
+            visitor,
+            "https://blog.example/post",
+            "https://shop.example/",
+            subs,
+            utm,
+        )
+        for number, visitor in enumerate([person, curl])
+    ]
+    await redis.xadd(settings.stream, {"e": encode_entry(encode_event(e) for e in queued)})
+    assert await consumer.drain() == 2
+
+    async with database.session() as session:
+        rows = (await session.execute(select(Click).order_by(Click.at_ms))).scalars().all()
+    assert [
+        (
+            row.partner_id,
+            row.campaign_id,
+            row.merchant_id,
+            row.device_class,
+            row.browser,
+            row.referrer_host,
+            row.sub1,
+            row.utm_medium,
+            row.is_bot,
+            row.is_unique,
+            row.flags,
+        )
+        for row in rows
+    ] == [
+        (
+            programme.partner["id"],
+            programme.campaign["id"],
+            programme.merchant["id"],
+            *expected,
+        )
+        for expected in [
+            ("desktop", "chrome", "blog.example", "post-1", "email", False, True, ""),
+            ("bot", "other", "blog.example", "post-1", "email", True, False, CURL_FLAGS),
+        ]
+    ]

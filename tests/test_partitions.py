@@ -24,14 +24,14 @@ from backend.db.partitions import (
     monthly_partitions,
     next_month,
 )
-from backend.events import ClickEvent, ImpressionEvent, Visitor
-from backend.ids import ClickIdSigner, new_event_id, now_ms
+from backend.events import ImpressionEvent, Visitor
+from backend.ids import new_event_id, now_ms
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import partition_job, worker_options
 from backend.worker.retention import purge_expired
 from backend.worker.store import write_batch
-from tests.support import Programme
+from tests.support import Programme, click_at
 
 DAY_MS = 86_400_000
 VISITOR = Visitor("198.51.100.0/24", "h" * 32, "Mozilla/5.0 (X11; Linux) Chrome/120", True)
@@ -46,14 +46,12 @@ def postgres(database: Database) -> Database:
     return database
 
 
-def events_at(programme: Programme, settings: Settings, *times_ms: int) -> list[Any]:
+def events_at(programme: Programme, *times_ms: int) -> list[Any]:
     """A click and an impression at each time."""
-    signer = ClickIdSigner(settings.secret_key)
     link = programme.link["id"]
     events: list[Any] = []
     for at_ms in times_ms:
-        click_id = signer.issue(link, at_ms)
-        events.append(ClickEvent(click_id, at_ms, link, VISITOR, "", "", ("",) * 5, ("",) * 5))
+        events.append(click_at(programme, at_ms))
         events.append(ImpressionEvent(new_event_id(at_ms), at_ms, link, VISITOR, ""))
     return events
 
@@ -99,14 +97,14 @@ def test_the_worker_makes_partitions_daily_once_across_workers(settings: Setting
 
 
 async def test_rows_land_in_their_months_partition_and_the_rest_in_default(
-    postgres: Database, programme: Programme, consumer: StreamConsumer, settings: Settings
+    postgres: Database, programme: Programme, consumer: StreamConsumer
 ) -> None:
     now = now_ms()
     later = next_month(month_of(now))
     far_future = now + FAR_FUTURE_DAYS * DAY_MS  # past any partition made ahead
     long_ago = now - 400 * DAY_MS  # before any partition
     next_month_ms = month_start_ms(later) + 3_600_000
-    events = events_at(programme, settings, now, next_month_ms, far_future, long_ago)
+    events = events_at(programme, now, next_month_ms, far_future, long_ago)
 
     written = await write_batch(postgres, await consumer._enricher.prepare(events))
 
@@ -123,10 +121,10 @@ async def test_rows_land_in_their_months_partition_and_the_rest_in_default(
 
 
 async def test_a_new_partition_takes_its_rows_from_default(
-    postgres: Database, programme: Programme, consumer: StreamConsumer, settings: Settings
+    postgres: Database, programme: Programme, consumer: StreamConsumer
 ) -> None:
     old = now_ms() - 200 * DAY_MS
-    events = events_at(programme, settings, old)
+    events = events_at(programme, old)
     await write_batch(postgres, await consumer._enricher.prepare(events))
     assert set((await placement(postgres, "clicks", "click_id")).values()) == {CLICKS.default}
 
@@ -142,12 +140,12 @@ async def test_a_new_partition_takes_its_rows_from_default(
 
 
 async def test_a_redelivered_batch_across_partitions_inserts_nothing_twice(
-    postgres: Database, programme: Programme, consumer: StreamConsumer, settings: Settings
+    postgres: Database, programme: Programme, consumer: StreamConsumer
 ) -> None:
     now = now_ms()
     await add_months_since(postgres, now - 70 * DAY_MS)
     times = [now - 70 * DAY_MS, now - 35 * DAY_MS, now, now + FAR_FUTURE_DAYS * DAY_MS]
-    prepared = await consumer._enricher.prepare(events_at(programme, settings, *times))
+    prepared = await consumer._enricher.prepare(events_at(programme, *times))
 
     first = await write_batch(postgres, prepared)
     again = await write_batch(postgres, prepared)
@@ -163,16 +161,14 @@ async def test_a_redelivered_batch_across_partitions_inserts_nothing_twice(
 
 
 async def test_retention_drops_whole_old_partitions_and_deletes_rows_of_the_boundary_month(
-    postgres: Database, programme: Programme, consumer: StreamConsumer, settings: Settings
+    postgres: Database, programme: Programme, consumer: StreamConsumer
 ) -> None:
     now = now_ms()
     retention_days = 60
     cutoff = now - retention_days * DAY_MS
     await add_months_since(postgres, now - 130 * DAY_MS)
     times = [now - 130 * DAY_MS, now - 100 * DAY_MS, cutoff - DAY_MS // 2, cutoff + DAY_MS, now]
-    await write_batch(
-        postgres, await consumer._enricher.prepare(events_at(programme, settings, *times))
-    )
+    await write_batch(postgres, await consumer._enricher.prepare(events_at(programme, *times)))
     old_months = {month_of(now - 130 * DAY_MS), month_of(now - 100 * DAY_MS)}
 
     deleted = await purge_expired(postgres, retention_days, now_ms=now)

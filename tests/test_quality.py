@@ -140,9 +140,8 @@ async def test_click_less_than_ten_seconds_after_the_same_one_is_a_duplicate(
     redis: Redis,
     settings: Settings,
 ) -> None:
-    link = programme.link["id"]
     offsets_ms = [0, 9_999, 19_999, 40_000]
-    await deliver(redis, settings, consumer, [click_at(link, T0 + ms) for ms in offsets_ms])
+    await deliver(redis, settings, consumer, [click_at(programme, T0 + ms) for ms in offsets_ms])
 
     assert await click_flags(database) == ["", "duplicate", "", ""]
     assert await click_totals(database) == (3, 1, 0, 1)
@@ -155,10 +154,9 @@ async def test_more_than_ten_clicks_on_a_link_in_ten_minutes_are_rate_limited(
     redis: Redis,
     settings: Settings,
 ) -> None:
-    link = programme.link["id"]
-    storm = [click_at(link, T0 + n * 30_000) for n in range(12)]  # a click every 30 s
+    storm = [click_at(programme, T0 + n * 30_000) for n in range(12)]  # a click every 30 s
     # Eleven minutes after the first, only eight of the storm's clicks are within ten minutes.
-    later = click_at(link, T0 + 11 * MINUTE_MS + 1)
+    later = click_at(programme, T0 + 11 * MINUTE_MS + 1)
     await deliver(redis, settings, consumer, [*storm, later])
 
     assert await click_flags(database) == [""] * 10 + ["rate_limited:link"] * 2 + [""]
@@ -174,10 +172,9 @@ async def test_more_than_fifty_clicks_on_a_partners_links_in_an_hour_are_rate_li
     settings: Settings,
 ) -> None:
     _, other_partners_link = await add_partner_with_link(client, programme, "Other")
-    link = programme.link["id"]
     # One click every 70 s stays under the link's limit; the 51st within the hour is too many.
-    events = [click_at(link, T0 + n * 70_000) for n in range(51)]
-    events.append(click_at(other_partners_link["id"], T0 + 51 * 70_000))
+    events = [click_at(programme, T0 + n * 70_000) for n in range(51)]
+    events.append(click_at(programme, T0 + 51 * 70_000, link=other_partners_link))
     await deliver(redis, settings, consumer, events)
 
     assert await click_flags(database) == [""] * 50 + ["rate_limited:partner", ""]
@@ -190,9 +187,8 @@ async def test_conversion_within_five_seconds_of_its_click_is_too_fast(
     redis: Redis,
     settings: Settings,
 ) -> None:
-    link = programme.link["id"]
-    quick = click_at(link, T0)
-    human = click_at(link, T0 + 20_000, Visitor("203.0.113.0/24", "c" * 32, BROWSER, True))
+    quick = click_at(programme, T0)
+    human = click_at(programme, T0 + 20_000, Visitor("203.0.113.0/24", "c" * 32, BROWSER, True))
     await deliver(
         redis,
         settings,
@@ -233,11 +229,10 @@ async def test_conversion_crediting_a_flagged_click_is_held_for_review(
     redis: Redis,
     settings: Settings,
 ) -> None:
-    link = programme.link["id"]
-    first, double = click_at(link, T0), click_at(link, T0 + 2_000)
+    first, double = click_at(programme, T0), click_at(programme, T0 + 2_000)
     await deliver(redis, settings, consumer, [first, double])
     # One conversion credits a click already stored, the other a click of its own batch.
-    later = click_at(link, T0 + 4_000)
+    later = click_at(programme, T0 + 4_000)
     await deliver(
         redis,
         settings,
@@ -264,8 +259,7 @@ async def test_conversion_finds_its_click_in_the_batch_before_while_that_is_unwr
     """Batches are pipelined: when a conversion's batch looks its click up, the click's batch,
     just before it, may not be committed yet. It is credited all the same, not held for
     review as a click that is missing."""
-    link = programme.link["id"]
-    click = click_at(link, T0)
+    click = click_at(programme, T0)
     for event in (click, conversion_at(programme, T0 + 10 * MINUTE_MS, click.click_id)):
         await redis.xadd(settings.stream, {"e": encode_entry([encode_event(event)])})
     one_at_a_time = build_consumer(
@@ -287,7 +281,6 @@ async def test_first_click_of_a_new_day_is_unique_again(
     redis: Redis,
     settings: Settings,
 ) -> None:
-    link = programme.link["id"]
     midnight = (T0 // DAY_MS + 1) * DAY_MS
     address = ipaddress.ip_address("198.51.100.23")
     yesterday, today = (
@@ -295,10 +288,10 @@ async def test_first_click_of_a_new_day_is_unique_again(
     )
     assert yesterday.visitor_hash != today.visitor_hash  # the salt rotated at midnight
     events: list[QueuedEvent] = [
-        click_at(link, midnight - 60_000, yesterday),
-        click_at(link, midnight - 30_000, yesterday),
-        click_at(link, midnight + 5_000, today),
-        click_at(link, midnight + 60_000, today),
+        click_at(programme, midnight - 60_000, yesterday),
+        click_at(programme, midnight - 30_000, yesterday),
+        click_at(programme, midnight + 5_000, today),
+        click_at(programme, midnight + 60_000, today),
     ]
     await deliver(redis, settings, consumer, events)
 
@@ -311,9 +304,10 @@ async def test_first_click_of_a_new_day_is_unique_again(
 async def test_batch_prepared_again_after_its_commit_gets_the_same_flags_and_counts(
     programme: Programme, consumer: StreamConsumer, database: Database
 ) -> None:
-    link = programme.link["id"]
-    storm = [click_at(link, T0 + n * 1_000) for n in range(12)]
-    bot_click = click_at(link, T0 + 500, Visitor("192.0.2.0/24", "d" * 32, "curl/8.5.0", False))
+    storm = [click_at(programme, T0 + n * 1_000) for n in range(12)]
+    bot_click = click_at(
+        programme, T0 + 500, Visitor("192.0.2.0/24", "d" * 32, "curl/8.5.0", False)
+    )
     events: list[QueuedEvent] = [
         *storm,
         bot_click,

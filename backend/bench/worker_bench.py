@@ -32,7 +32,7 @@ from backend.bench.programme import BenchProgramme, create_programme_database, s
 from backend.bench.traffic import browsers, referrer, tracking_params
 from backend.catalog import Catalog, LinkInfo
 from backend.db.engine import Database
-from backend.events import ClickEvent, QueuedEvent, Source, encode_entry, encode_event
+from backend.events import ClickEvent, QueuedEvent, Source, Visitor, encode_entry, encode_event
 from backend.ids import ClickIdSigner, now_ms
 from backend.ingest.edge import build_click, build_conversion
 from backend.ingest.visitor import describe_visitor
@@ -148,7 +148,7 @@ async def make_events(
         links.append((link.publisher_site, link.merchant_key, link.currency, info))
     start_ms = end_ms - SPAN_MS
     events: list[QueuedEvent] = []
-    human: list[tuple[ClickEvent, str, str]] = []
+    human: list[tuple[ClickEvent, Visitor, str, str]] = []
     for index in range(clicks):
         site, merchant_key, currency, info = rng.choice(links)
         browser, visitor = rng.choice(visitors)
@@ -162,9 +162,9 @@ async def make_events(
         )
         events.append(click)
         if not browser.is_bot:
-            human.append((click, merchant_key, currency))
+            human.append((click, visitor, merchant_key, currency))
     converting = rng.sample(human, min(len(human), round(clicks * CONVERSION_SHARE)))
-    for number, (click, merchant_key, currency) in enumerate(converting):
+    for number, (click, visitor, merchant_key, currency) in enumerate(converting):
         params = {
             "m": merchant_key,
             "oid": f"ORD-{number:07d}",
@@ -174,7 +174,7 @@ async def make_events(
         if rng.random() >= UNATTRIBUTED_SHARE:
             params["clk"] = click.click_id
         at_ms = min(click.at_ms + rng.randrange(60_000, 1_800_000), end_ms)
-        events.append(await build_conversion(catalog, params, Source.PIXEL, click.visitor, at_ms))
+        events.append(await build_conversion(catalog, params, Source.PIXEL, visitor, at_ms))
     events.sort(key=lambda event: event.at_ms)
     return events, len(converting)
 

@@ -25,6 +25,7 @@ from backend.events import (
 )
 from backend.ids import ClickIdSigner, new_event_id
 from backend.money import MoneyError, normalise_currency, parse_amount
+from backend.quality.agents import classify
 
 MAX_URL = 2048
 MAX_SUB = 255
@@ -37,6 +38,7 @@ MAX_ITEMS_JSON = 8192
 MAX_EVENTS_PER_REQUEST = 100
 SUB_KEYS = ("sub1", "sub2", "sub3", "sub4", "sub5")
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+Five = tuple[str, str, str, str, str]  # sub1..sub5, or utm_source..utm_content
 
 
 _CONTROL = dict.fromkeys([*range(0x20), 0x7F])
@@ -130,15 +132,15 @@ def build_click(
     if page.startswith("/") and referrer_url:
         origin = urlsplit(referrer_url)
         referrer_url = urlunsplit((origin.scheme, origin.netloc, page, "", ""))[:MAX_URL]
-    event = ClickEvent(
-        click_id=click_id,
-        at_ms=now_ms,
-        link_id=link.id,
-        visitor=visitor,
-        referrer_url=referrer_url,
-        landing_url=landing[:MAX_URL],
-        subs=tuple(params.get(k, "")[:MAX_SUB] for k in SUB_KEYS),  # type: ignore[arg-type]
-        utm=tuple(params.get(k, "")[:MAX_SUB] for k in UTM_KEYS),  # type: ignore[arg-type]
+    event = click_event(
+        link,
+        click_id,
+        now_ms,
+        visitor,
+        referrer_url,
+        landing[:MAX_URL],
+        _five(params, SUB_KEYS),
+        _five(params, UTM_KEYS),
     )
     redirect = Redirect(
         location=with_query_param(landing, "ct_click", click_id),
@@ -146,6 +148,51 @@ def build_click(
         cookie_max_age_s=link.window_days * 86_400,
     )
     return redirect, event
+
+
+def click_event(
+    link: LinkInfo,
+    click_id: str,
+    at_ms: int,
+    visitor: Visitor,
+    referrer_url: str,
+    landing_url: str,
+    subs: Five,
+    utm: Five,
+) -> ClickEvent:
+    """The click's row, stamped with its link's owners and its user agent's verdict."""
+    agent = classify(visitor.user_agent, visitor.accept_language)
+    return ClickEvent(
+        click_id,
+        at_ms,
+        link.id,
+        link.partner_id,
+        link.campaign_id,
+        link.merchant_id,
+        visitor.ip_prefix,
+        visitor.visitor_hash,
+        agent.device_class,
+        agent.browser,
+        referrer_host(referrer_url),
+        referrer_url,
+        landing_url,
+        *subs,
+        *utm,
+        agent.is_bot,
+        False,  # unique or not: the worker asks Redis
+        agent.flags,
+    )
+
+
+def _five(params: Mapping[str, str], keys: tuple[str, ...]) -> Five:
+    first, second, third, fourth, fifth = (params.get(key, "")[:MAX_SUB] for key in keys)
+    return first, second, third, fourth, fifth
+
+
+def referrer_host(url: str) -> str:
+    if url.startswith(("http://", "https://")):
+        return url.split("/", 3)[2].rsplit("@", 1)[-1][:255]
+    return ""
 
 
 async def build_conversion(

@@ -12,7 +12,8 @@ A credited click may sit in a batch staged before but not yet committed: the wor
 those batches to ``finish``.
 
 Clicks and impressions, nearly every event, become plain tuples in their table's column order
-(``CLICK_COLUMNS``, ``IMPRESSION_COLUMNS``), which the SQLite driver binds as they are; the few
+(``CLICK_COLUMNS``, ``IMPRESSION_COLUMNS``), which the SQLite driver binds as they are; a click
+arrives as its row already (the edge stamps it), and only Redis's verdict is added. The few
 conversions stay dictionaries that the conversion steps fill in.
 
 What counts where in ``stats_hourly``: every stored click counts exactly once, as
@@ -37,6 +38,7 @@ from functools import cache
 from typing import Any
 
 import msgspec
+from msgspec.structs import astuple
 from redis.asyncio import Redis
 from sqlalchemy import bindparam, select
 
@@ -45,6 +47,7 @@ from backend.db.engine import Database
 from backend.db.models import Click, ConversionStatus, PartnerStatus
 from backend.events import (
     ClickEvent,
+    ClickEventV1,
     ConversionEvent,
     ImpressionEvent,
     QueuedEvent,
@@ -53,6 +56,7 @@ from backend.events import (
     Source,
 )
 from backend.ids import ClickIdSigner
+from backend.ingest.edge import click_event
 from backend.money import commission_minor
 from backend.quality.agents import AgentVerdict, classify
 from backend.quality.flags import Flag
@@ -73,34 +77,8 @@ TOO_FAST_MS = 5_000  # from click to conversion: no person finds, fills in and p
 Row = dict[str, Any]
 Values = tuple[Any, ...]  # a row's values in its table's column order
 
-CLICK_COLUMNS = (
-    "click_id",  # first: the key
-    "at_ms",
-    "link_id",
-    "partner_id",
-    "campaign_id",
-    "merchant_id",
-    "ip_prefix",
-    "visitor_hash",
-    "device_class",
-    "browser",
-    "referrer_host",
-    "referrer_url",
-    "landing_url",
-    "sub1",
-    "sub2",
-    "sub3",
-    "sub4",
-    "sub5",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-    "is_bot",
-    "is_unique",
-    "flags",
-)
+# A click arrives as its row (the edge stamps it); the key, ``click_id``, is the first column.
+CLICK_COLUMNS: tuple[str, ...] = ClickEvent.__struct_fields__
 IMPRESSION_COLUMNS = (
     "event_id",  # first: the key
     "at_ms",
@@ -184,7 +162,7 @@ class _Pending:
     """A batch after phase 1: its events with what they refer to, and the questions for Redis."""
 
     questions: Questions = field(default_factory=Questions)
-    clicks: list[tuple[ClickEvent, LinkInfo, AgentVerdict]] = field(default_factory=list)
+    clicks: list[tuple[ClickEvent, LinkInfo]] = field(default_factory=list)
     impressions: list[tuple[ImpressionEvent, LinkInfo, AgentVerdict]] = field(default_factory=list)
     conversions: list[ConversionFacts] = field(default_factory=list)
 
@@ -220,27 +198,28 @@ def _flag(row: Row, flag: Flag | str) -> None:
     row["flags"] = f"{row['flags']},{flag}" if row["flags"] else str(flag)
 
 
-# Click checks: (the user agent's verdict, bits from Redis) -> the flags they raise, or "". A
-# click with no flag is billable; see ``_add_clicks`` for uniqueness and the rollup.
+# Click checks: (the flags the edge found in the user agent, bits from Redis) -> the flags they
+# raise, or "". A click with no flag is billable; see ``_add_clicks`` for uniqueness and the
+# rollup.
 
 
-def agent_flags(agent: AgentVerdict, bits: int) -> str:
-    return agent.flags
+def agent_flags(agent: str, bits: int) -> str:
+    return agent
 
 
-def flag_duplicate(agent: AgentVerdict, bits: int) -> str:
+def flag_duplicate(agent: str, bits: int) -> str:
     return Flag.DUPLICATE if bits & DUPLICATE else ""
 
 
-def flag_link_rate(agent: AgentVerdict, bits: int) -> str:
+def flag_link_rate(agent: str, bits: int) -> str:
     return Flag.RATE_LIMITED_LINK if bits & RATE_LIMITED_LINK else ""
 
 
-def flag_partner_rate(agent: AgentVerdict, bits: int) -> str:
+def flag_partner_rate(agent: str, bits: int) -> str:
     return Flag.RATE_LIMITED_PARTNER if bits & RATE_LIMITED_PARTNER else ""
 
 
-ClickCheck = Callable[[AgentVerdict, int], str]
+ClickCheck = Callable[[str, int], str]
 CLICK_CHECKS: tuple[ClickCheck, ...] = (
     agent_flags,
     flag_duplicate,
@@ -250,9 +229,9 @@ CLICK_CHECKS: tuple[ClickCheck, ...] = (
 
 
 @cache
-def click_flags(agent: AgentVerdict, bits: int) -> str:
-    """The flags ``CLICK_CHECKS`` raise. The checks are pure and their inputs take few values
-    (user agents are classified through a cache too), so each pair is checked once."""
+def click_flags(agent: str, bits: int) -> str:
+    """The flags ``CLICK_CHECKS`` raise. The checks are pure and their inputs take few values,
+    so each pair is checked once."""
     return ",".join([flag for check in CLICK_CHECKS if (flag := check(agent, bits))])
 
 
@@ -325,13 +304,16 @@ def rejected_row(event: RejectedEvent) -> Row:
 
 
 def _rejected_from(
-    event: ClickEvent | ImpressionEvent, event_id: str, reason: RejectReason, detail: str
+    event: ClickEvent | ClickEventV1 | ImpressionEvent,
+    event_id: str,
+    reason: RejectReason,
+    detail: str,
 ) -> Row:
     return rejected_row(
         RejectedEvent(
             event_id=event_id[:64],
             at_ms=event.at_ms,
-            source=Source.REDIRECT if isinstance(event, ClickEvent) else Source.JS,
+            source=Source.JS if isinstance(event, ImpressionEvent) else Source.REDIRECT,
             reason=reason,
             detail=detail,
             payload=msgspec.json.encode(event).decode()[:4096],
@@ -344,6 +326,7 @@ _STORED_CLICKS = select(Click.click_id, Click.is_bot, Click.flags).where(
     Click.click_id.in_(bindparam("click_ids", expanding=True))
 )
 _CLICK_IS_BOT, _CLICK_FLAGS = CLICK_COLUMNS.index("is_bot"), CLICK_COLUMNS.index("flags")
+_CLICK_VERDICT = CLICK_COLUMNS.index("is_unique")  # it and ``flags``: what the worker adds
 
 
 class Enricher:
@@ -401,22 +384,22 @@ class Enricher:
         pending = _Pending()
         links: dict[int, LinkInfo | None] = {}  # the catalog's cache costs more than a dict
         for event in events:
-            if isinstance(event, ClickEvent):
+            if isinstance(event, ClickEvent | ClickEventV1):
                 if event.link_id not in links:
                     links[event.link_id] = await self._catalog.link_by_id(event.link_id)
                 link = links[event.link_id]
                 if link is None:
                     batch.rejected.append(_link_gone(event, event.click_id))
                     continue
-                agent = classify(event.visitor.user_agent, event.visitor.accept_language)
-                pending.clicks.append((event, link, agent))
-                if not agent.is_bot:
+                click = event if isinstance(event, ClickEvent) else _click_from_v1(event, link)
+                pending.clicks.append((click, link))
+                if not click.is_bot:
                     pending.questions.click(
-                        event.click_id,
-                        event.at_ms,
-                        link.id,
-                        link.partner_id,
-                        event.visitor.visitor_hash,
+                        click.click_id,
+                        click.at_ms,
+                        click.link_id,
+                        click.partner_id,
+                        click.visitor_hash,
                     )
             elif isinstance(event, ImpressionEvent):
                 if event.link_id not in links:
@@ -474,14 +457,22 @@ def _clicks_in(batches: Sequence[Prepared], click_ids: set[str]) -> dict[str, Cr
     }
 
 
-def _link_gone(event: ClickEvent | ImpressionEvent, event_id: str) -> Row:
+def _link_gone(event: ClickEvent | ClickEventV1 | ImpressionEvent, event_id: str) -> Row:
     return _rejected_from(event, event_id, RejectReason.UNKNOWN_LINK, "link deleted")
 
 
-def _referrer_host(url: str) -> str:
-    if url.startswith(("http://", "https://")):
-        return url.split("/", 3)[2].rsplit("@", 1)[-1][:255]
-    return ""
+def _click_from_v1(event: ClickEventV1, link: LinkInfo) -> ClickEvent:
+    """A click queued before the edge stamped rows, stamped now."""
+    return click_event(
+        link,
+        event.click_id,
+        event.at_ms,
+        event.visitor,
+        event.referrer_url,
+        event.landing_url,
+        event.subs,
+        event.utm,
+    )
 
 
 def _rollup_key(at_ms: int, link: LinkInfo) -> RollupKey:
@@ -491,44 +482,24 @@ def _rollup_key(at_ms: int, link: LinkInfo) -> RollupKey:
 
 def _add_clicks(
     batch: Prepared,
-    clicks: list[tuple[ClickEvent, LinkInfo, AgentVerdict]],
+    clicks: list[tuple[ClickEvent, LinkInfo]],
     human_bits: list[int],
     credited: set[str],
 ) -> dict[str, CreditedClick]:
-    """Phase 3 for clicks (bots were not asked about); returns the clicks conversions credit.
+    """Phase 3 for clicks (bots were not asked about): each row as the edge stamped it, with
+    Redis's verdict in its last two columns; returns the clicks conversions credit.
 
     Unique counts among billable clicks only, so ``unique_clicks`` never exceeds ``clicks``.
     """
     answers = iter(human_bits)
     in_batch: dict[str, CreditedClick] = {}
-    for event, link, agent in clicks:
-        bits = 0 if agent.is_bot else next(answers)
-        flags = click_flags(agent, bits)
+    for event, link in clicks:
+        is_bot = event.is_bot
+        bits = 0 if is_bot else next(answers)
+        flags = click_flags(event.flags, bits)
         is_unique = not flags and bool(bits & UNIQUE)
-        visitor = event.visitor
-        batch.clicks.append(
-            (
-                event.click_id,
-                event.at_ms,
-                link.id,
-                link.partner_id,
-                link.campaign_id,
-                link.merchant_id,
-                visitor.ip_prefix,
-                visitor.visitor_hash,
-                agent.device_class,
-                agent.browser,
-                _referrer_host(event.referrer_url),
-                event.referrer_url,
-                event.landing_url,
-                *event.subs,
-                *event.utm,
-                agent.is_bot,
-                is_unique,
-                flags,
-            )
-        )
-        if agent.is_bot:
+        batch.clicks.append((*astuple(event)[:_CLICK_VERDICT], is_unique, flags))
+        if is_bot:
             counted = BOT_CLICK
         elif flags:
             counted = FLAGGED_CLICK
@@ -536,7 +507,7 @@ def _add_clicks(
             counted = UNIQUE_CLICK if is_unique else BILLABLE_CLICK
         batch.deltas[event.click_id] = (_rollup_key(event.at_ms, link), counted)
         if event.click_id in credited:
-            in_batch[event.click_id] = CreditedClick(agent.is_bot, flags)
+            in_batch[event.click_id] = CreditedClick(is_bot, flags)
     return in_batch
 
 

@@ -60,7 +60,7 @@ def keys_of(entry: bytes) -> list[str]:
     keys: list[str | None] = []
     for event in decode_entry(entry):
         if isinstance(event, ClickEvent):
-            keys.append(event.subs[0])
+            keys.append(event.sub1)
         elif isinstance(event, ConversionEvent):
             keys.append(event.order_id)
     return [key for key in keys if key]
