@@ -100,6 +100,8 @@ async def _first_admin(settings: Settings) -> str | None:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
+    from backend.worker.main import spare_cpu
+
     with redis_for(settings) as settings:
         _migrate(settings)
         password = asyncio.run(_first_admin(settings))
@@ -107,7 +109,10 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
         env = {"CLICKTRAIL_ACCESS_LOG": "true", **os.environ}
         env["CLICKTRAIL_REDIS_URL"] = settings.redis_url
         me = [sys.executable, "-m", "backend.cli"]
-        worker = subprocess.Popen([*me, "worker"], env=env)  # noqa: S603
+        worker_env = dict(env)
+        if settings.worker_cpu is None and (cpu := spare_cpu()) is not None:
+            worker_env["CLICKTRAIL_WORKER_CPU"] = str(cpu)
+        worker = subprocess.Popen([*me, "worker"], env=worker_env)  # noqa: S603
         web = subprocess.Popen(  # noqa: S603
             [*me, "web", "--host", args.host, "--port", str(args.port)], env=env
         )

@@ -48,6 +48,7 @@ class Settings:
     link_check_allow: tuple[IpNetwork, ...] = ()
     log_format: LogFormat = "text"
     ready_max_lag_s: int = 60
+    worker_cpu: int | None = None  # the CPU the worker keeps its threads on (None: any)
     stream: str = "ct:events"
     consumer_group: str = "writers"
 
@@ -75,6 +76,18 @@ def _int(env: Mapping[str, str], name: str, default: int, errors: list[str], min
     if value < minimum:
         errors.append(f"{PREFIX}{name}: must be at least {minimum}, got {value}")
     return value
+
+
+def _cpu(env: Mapping[str, str], name: str, errors: list[str]) -> int | None:
+    """A CPU this process may run on, or None when the variable is unset."""
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    if not raw.isdigit() or int(raw) not in allowed:
+        errors.append(f"{PREFIX}{name}: expected one of the CPUs {allowed}, got {raw!r}")
+        return None
+    return int(raw)
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool, errors: list[str]) -> bool:
@@ -168,6 +181,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         log_format=log_format,  # type: ignore[arg-type]
         ready_max_lag_s=_int(env, "READY_MAX_LAG_S", 60, errors, minimum=1),
+        worker_cpu=_cpu(env, "WORKER_CPU", errors),
     )
     if errors:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(errors))

@@ -6,6 +6,7 @@ Only counts and audits are asserted, never timings: how fast is for people readi
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -34,7 +35,9 @@ def test_worker_bench_writes_every_event_once(tmp_path: Path, workers: int) -> N
     report = run_worker_bench(tmp_path, clicks=2000, workers=workers)
 
     assert report.ok
-    assert report.workers == workers
+    assert len(report.worker_cpus) == workers
+    if len(os.sched_getaffinity(0)) >= workers > 1:
+        assert len(set(report.worker_cpus)) == workers  # a core each
     assert (report.clicks_sent, report.conversions_sent) == (2000, 40)
     assert report.written.clicks == report.clicks_in_db == 2000
     assert report.written.conversions == report.conversions_in_db == 40

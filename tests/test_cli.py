@@ -43,6 +43,21 @@ def wait_ready(base: str) -> None:
         time.sleep(0.2)
 
 
+def worker_threads_cpus(run_pid: int) -> set[frozenset[int]]:
+    """The CPUs each thread of ``clicktrail run``'s worker process may run on."""
+    children = Path(f"/proc/{run_pid}/task/{run_pid}/children").read_text().split()
+    (worker,) = [pid for pid in children if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    threads = [int(tid) for tid in os.listdir(f"/proc/{worker}/task")]
+    assert len(threads) > 1  # the event loop and at least the database threads
+    return {frozenset(os.sched_getaffinity(tid)) for tid in threads}
+
+
+def expected_worker_cpus() -> set[frozenset[int]]:
+    """All on the last CPU where there are two or more, so the web and Redis have the rest."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return {frozenset(cpus[-1:] if len(cpus) > 1 else cpus)}
+
+
 def test_clicktrail_run_end_to_end(tmp_path: Path) -> None:
     port = free_port()
     env = clean_env()
@@ -114,6 +129,7 @@ def test_clicktrail_run_end_to_end(tmp_path: Path) -> None:
             8000,
             1000,
         )
+        assert worker_threads_cpus(process.pid) == expected_worker_cpus()
     finally:
         process.send_signal(signal.SIGINT)
         try:

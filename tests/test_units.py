@@ -146,10 +146,18 @@ def test_settings_name_every_variable_at_fault(tmp_path: object) -> None:
                 "CLICKTRAIL_DATABASE_URL": "mysql://x",
                 "CLICKTRAIL_ENV": "production",
                 "CLICKTRAIL_HONOR_GPC": "maybe",
+                "CLICKTRAIL_WORKER_CPU": "4096",
             }
         )
     message = str(error.value)
-    for variable in ("BATCH_SIZE", "TRUSTED_PROXIES", "DATABASE_URL", "SECRET_KEY", "HONOR_GPC"):
+    for variable in (
+        "BATCH_SIZE",
+        "TRUSTED_PROXIES",
+        "DATABASE_URL",
+        "SECRET_KEY",
+        "HONOR_GPC",
+        "WORKER_CPU",
+    ):
         assert f"CLICKTRAIL_{variable}" in message
 
 

@@ -82,6 +82,11 @@ def format_http(report: HttpReport) -> str:
     return "\n".join(lines)
 
 
+def _workers(cpus: list[int | None]) -> str:
+    where = ", ".join("any CPU" if cpu is None else f"CPU {cpu}" for cpu in cpus)
+    return f"{len(cpus)} worker process{'es' if len(cpus) > 1 else ''} ({where})"
+
+
 def format_worker(report: WorkerReport) -> str:
     rows = report.clicks_in_db + report.conversions_in_db
     event_loop, threads, redis = report.cpu.per_event_us(report.events)
@@ -89,8 +94,7 @@ def format_worker(report: WorkerReport) -> str:
         "",
         f"Worker: {report.clicks_sent:,} clicks + {report.conversions_sent:,} conversions, "
         f"{report.events_per_entry} events per stream entry, {report.batch_size} per "
-        f"transaction, SQLite (WAL, synchronous=NORMAL), {report.workers} worker "
-        f"process{'es' if report.workers > 1 else ''}",
+        f"transaction, SQLite (WAL, synchronous=NORMAL), {_workers(report.worker_cpus)}",
         f"  {'':<34} {'seconds':>8} {'events/s':>10} {'rows/s':>10}",
         f"  {'XADD to the stream (pipelined)':<34} {report.enqueue_s:>8.2f} "
         f"{report.events / report.enqueue_s:>10,.0f} {'':>10}",

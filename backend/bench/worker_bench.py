@@ -40,7 +40,7 @@ from backend.redis_client import connect
 from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings
 from backend.worker.enrich import CLICK_COLUMNS, Enricher, Prepared
-from backend.worker.main import build_consumer, settle_memory
+from backend.worker.main import build_consumer, keep_on_cpu, settle_memory, spare_cpu
 from backend.worker.store import Written
 
 CONVERSION_SHARE = 0.02
@@ -69,7 +69,7 @@ class WorkerReport:
     backlog: int  # stream entries left after the drain (acknowledged entries are deleted)
     batch_size: int
     events_per_entry: int
-    workers: int
+    worker_cpus: list[int | None]  # the CPU each worker kept its threads on (None: any)
     cpu: DrainCpu
 
     @property
@@ -201,8 +201,9 @@ class _Drained:
 
 
 def _worker_process(settings: Settings, start: BarrierType, drained: Queue[_Drained]) -> None:
-    """One worker: started as ``backend.worker.main.startup`` starts it, then draining the
-    stream once every worker is ready."""
+    """One worker: started as ``backend.worker.main`` starts it, then draining the stream once
+    every worker is ready."""
+    keep_on_cpu(settings.worker_cpu)
 
     async def work() -> _Drained:
         database = Database.connect(settings.database_url)
@@ -223,15 +224,19 @@ def _worker_process(settings: Settings, start: BarrierType, drained: Queue[_Drai
     drained.put(asyncio.run(work()))
 
 
-async def drain(settings: Settings, workers: int) -> tuple[Written, float, DrainCpu]:
-    """The measured path: ``workers`` worker processes from the stream to committed rows;
-    what they wrote, the seconds from their start to the last one's end, and the CPU."""
+async def drain(settings: Settings, cpus: Sequence[int | None]) -> tuple[Written, float, DrainCpu]:
+    """The measured path: a worker process per entry of ``cpus`` (each kept on that CPU) from
+    the stream to committed rows; what they wrote, the seconds from their start to the last
+    one's end, and the CPU."""
     context = multiprocessing.get_context("spawn")
-    start = context.Barrier(workers + 1)
+    start = context.Barrier(len(cpus) + 1)
     results: Queue[_Drained] = context.Queue()
     processes = [
-        context.Process(target=_worker_process, args=(settings, start, results))
-        for _ in range(workers)
+        context.Process(
+            target=_worker_process,
+            args=(settings.with_overrides(worker_cpu=cpu), start, results),
+        )
+        for cpu in cpus
     ]
     for process in processes:
         process.start()
@@ -339,7 +344,11 @@ class _Measured:
 
 
 async def _measure(
-    settings: Settings, programme: BenchProgramme, clicks: int, seed: int, workers: int
+    settings: Settings,
+    programme: BenchProgramme,
+    clicks: int,
+    seed: int,
+    cpus: Sequence[int | None],
 ) -> _Measured:
     database = Database.connect(settings.database_url)
     redis = connect(settings.redis_url)
@@ -355,7 +364,7 @@ async def _measure(
         started = time.perf_counter()
         await enqueue(redis, settings.stream, events)
         enqueue_s = time.perf_counter() - started
-        written, worker_s, cpu = await drain(settings, workers)
+        written, worker_s, cpu = await drain(settings, cpus)
         return _Measured(
             conversions=conversions,
             enqueue_s=enqueue_s,
@@ -373,7 +382,9 @@ async def _measure(
 def run_worker_bench(
     workdir: Path, clicks: int, workers: int = 1, seed: int = 2024
 ) -> WorkerReport:
-    """Everything in ``workdir``: its own Redis, the worker's database and the baseline's."""
+    """Everything in ``workdir``: its own Redis, the worker's database and the baseline's. The
+    workers keep to CPUs as ``clicktrail run`` keeps its worker."""
+    cpus = [spare_cpu(index) for index in range(workers)]
     worker_db, raw_db = workdir / "worker.db", workdir / "raw.db"
     programme = asyncio.run(create_programme_database(worker_db))
     copy_database(worker_db, raw_db)
@@ -385,7 +396,7 @@ def run_worker_bench(
             redis_url=redis_server.url,
             secret_key=secrets.token_urlsafe(48),
         )
-        measured = asyncio.run(_measure(settings, programme, clicks, seed, workers))
+        measured = asyncio.run(_measure(settings, programme, clicks, seed, cpus))
     finally:
         redis_server.stop()
     started = time.perf_counter()
@@ -405,6 +416,6 @@ def run_worker_bench(
         backlog=measured.backlog,
         batch_size=settings.batch_size,
         events_per_entry=EVENTS_PER_ENTRY,
-        workers=workers,
+        worker_cpus=cpus,
         cpu=measured.cpu,
     )

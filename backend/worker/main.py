@@ -62,6 +62,24 @@ def settle_memory() -> None:
     gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])
 
 
+def keep_on_cpu(cpu: int | None) -> None:
+    """Keep the worker's threads (this one and those it starts) on ``cpu``. The event loop and
+    the writer thread take turns on the GIL anyway; on one core a turn needs no wakeup of
+    another, and the rows the loop built are still in that core's cache when the writer binds
+    them (worker benchmark, 2 cores: 12 µs of CPU per event instead of 14.5, and a fifth more
+    events per second). Call before any thread starts."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+
+
+def spare_cpu(index: int = 0) -> int | None:
+    """The CPU ``clicktrail run`` (and the benchmark) give their ``index``-th worker: counting
+    back from the last one, so the web and Redis keep the first to themselves; None on a
+    single CPU."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[-1 - index % len(cpus)] if len(cpus) > 1 else None
+
+
 async def startup(ctx: Context) -> None:
     settings: Settings = ctx["settings"]
     ctx["database"] = database = Database.connect(settings.database_url)
@@ -155,4 +173,5 @@ def worker_options(settings: Settings, redis_url: str) -> dict[str, Any]:
 
 
 def run(settings: Settings, redis_url: str) -> None:
+    keep_on_cpu(settings.worker_cpu)
     run_worker(worker_options(settings, redis_url))
