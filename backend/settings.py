@@ -83,6 +83,9 @@ def _cpu(env: Mapping[str, str], name: str, errors: list[str]) -> int | None:
     raw = env.get(PREFIX + name)
     if raw is None or raw == "":
         return None
+    if not hasattr(os, "sched_getaffinity"):
+        errors.append(f"{PREFIX}{name}: this system cannot keep a process to a CPU")
+        return None
     allowed = sorted(os.sched_getaffinity(0))
     if not raw.isdigit() or int(raw) not in allowed:
         errors.append(f"{PREFIX}{name}: expected one of the CPUs {allowed}, got {raw!r}")

@@ -73,9 +73,11 @@ def keep_on_cpu(cpu: int | None) -> None:
 
 
 def spare_cpu(index: int = 0) -> int | None:
-    """The CPU ``clicktrail run`` (and the benchmark) give their ``index``-th worker: counting
-    back from the last one, so the web and Redis keep the first to themselves; None on a
-    single CPU."""
+    """The CPU ``clicktrail run`` (and the benchmark) give their ``index``-th worker, counting
+    back from the last one (the web and Redis stay free to move; the kernel takes them off a
+    busy core); None on a single CPU or where the system cannot keep a process to CPUs."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
     cpus = sorted(os.sched_getaffinity(0))
     return cpus[-1 - index % len(cpus)] if len(cpus) > 1 else None
 
