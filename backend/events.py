@@ -5,6 +5,10 @@ msgpack. One stream entry holds the events of one group commit (a msgpack array 
 events), so Redis and the worker handle one entry id, reply and acknowledgement per group
 instead of per event. The worker trusts the events' shape (it was checked at the edge) but not
 their references: a link or merchant may be gone by the time the event is written.
+
+Clicks and impressions travel as their table's rows, stamped at the edge with their link's
+owners and the user agent's verdict: the worker only adds what Redis answers, and no user agent
+reaches the stream (nor Redis's append-only file).
 """
 
 from __future__ import annotations
@@ -59,8 +63,7 @@ class ClickEvent(msgspec.Struct, tag="c2", array_like=True, frozen=True, gc=Fals
     """A ``clicks`` row as the edge stamps it, its fields the table's columns in order: the
     link's owners and the user agent's verdict are known where the click happens, so the worker
     only adds Redis's verdict (``is_unique`` and the flags it raises after the agent's, which
-    ``flags`` holds here) to a tuple it does not have to build. The user agent itself never
-    reaches the stream."""
+    ``flags`` holds here) to a tuple it does not have to build."""
 
     click_id: str
     at_ms: int
@@ -90,10 +93,55 @@ class ClickEvent(msgspec.Struct, tag="c2", array_like=True, frozen=True, gc=Fals
     flags: str
 
 
-class ClickEventV1(msgspec.Struct, tag="c", array_like=True, frozen=True, gc=False):
-    """A click as the edge queued it before it stamped clicks as rows. Still read: the worker
-    turns one into a ``ClickEvent``, so entries queued before an upgrade are worked off."""
+class ImpressionEvent(msgspec.Struct, tag="i2", array_like=True, frozen=True, gc=False):
+    """An ``impressions`` row as the edge stamps it, its fields the table's columns in order;
+    the worker adds ``is_unique``."""
 
+    event_id: str
+    at_ms: int
+    link_id: int
+    partner_id: int
+    campaign_id: int
+    merchant_id: int
+    ip_prefix: str
+    visitor_hash: str
+    page_url: str
+    is_bot: bool
+    is_unique: bool
+
+
+class ConversionEvent(msgspec.Struct, tag="v2", array_like=True, frozen=True, gc=False):
+    """A conversion as the edge validated it: of the visitor only the network prefix travels
+    (the quality script counts conversions per prefix)."""
+
+    event_id: str
+    at_ms: int
+    merchant_id: int
+    order_id: str | None
+    amount_minor: int
+    currency: str
+    click_id: str | None
+    source: Source
+    event_name: str
+    items_json: str | None
+    ip_prefix: str  # the visitor's network prefix; empty for a postback (no visitor)
+
+
+class RejectedEvent(msgspec.Struct, tag="r", array_like=True, frozen=True, gc=False):
+    event_id: str
+    at_ms: int
+    source: Source
+    reason: RejectReason
+    detail: str
+    payload: str
+
+
+# Events as the edge queued them before it stamped rows and kept user agents to itself. Still
+# read: the worker turns each into its successor, so entries queued before an upgrade are
+# worked off.
+
+
+class ClickEventV1(msgspec.Struct, tag="c", array_like=True, frozen=True, gc=False):
     click_id: str
     at_ms: int
     link_id: int
@@ -104,7 +152,7 @@ class ClickEventV1(msgspec.Struct, tag="c", array_like=True, frozen=True, gc=Fal
     utm: tuple[str, str, str, str, str]  # source, medium, campaign, term, content
 
 
-class ImpressionEvent(msgspec.Struct, tag="i", array_like=True, frozen=True, gc=False):
+class ImpressionEventV1(msgspec.Struct, tag="i", array_like=True, frozen=True, gc=False):
     event_id: str
     at_ms: int
     link_id: int
@@ -112,7 +160,7 @@ class ImpressionEvent(msgspec.Struct, tag="i", array_like=True, frozen=True, gc=
     page_url: str
 
 
-class ConversionEvent(msgspec.Struct, tag="v", array_like=True, frozen=True, gc=False):
+class ConversionEventV1(msgspec.Struct, tag="v", array_like=True, frozen=True, gc=False):
     event_id: str
     at_ms: int
     merchant_id: int
@@ -126,16 +174,15 @@ class ConversionEvent(msgspec.Struct, tag="v", array_like=True, frozen=True, gc=
     visitor: Visitor | None
 
 
-class RejectedEvent(msgspec.Struct, tag="r", array_like=True, frozen=True, gc=False):
-    event_id: str
-    at_ms: int
-    source: Source
-    reason: RejectReason
-    detail: str
-    payload: str
-
-
-QueuedEvent = ClickEvent | ImpressionEvent | ConversionEvent | RejectedEvent | ClickEventV1
+QueuedEvent = (
+    ClickEvent
+    | ImpressionEvent
+    | ConversionEvent
+    | RejectedEvent
+    | ClickEventV1
+    | ImpressionEventV1
+    | ConversionEventV1
+)
 
 MAX_REJECTED_PAYLOAD = 4096
 MAX_ENTRY_EVENTS = 500  # events in one stream entry at most

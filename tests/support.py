@@ -17,9 +17,9 @@ from backend.auth import generate_api_key, hash_api_key, hash_password
 from backend.catalog import LinkInfo
 from backend.db.engine import Database
 from backend.db.models import ApiKey, User
-from backend.events import ClickEvent, ConversionEvent, Source, Visitor
+from backend.events import ClickEvent, ConversionEvent, ImpressionEvent, Source, Visitor
 from backend.ids import ClickIdSigner, new_event_id
-from backend.ingest.edge import click_event
+from backend.ingest.edge import click_event, impression_event
 
 PASSWORD = "correct horse battery"
 
@@ -130,16 +130,10 @@ SIGNER = ClickIdSigner(SECRET)
 VISITOR = Visitor("198.51.100.0/24", "a" * 32, BROWSER, True)
 
 
-def click_at(
-    programme: Programme,
-    at_ms: int,
-    visitor: Visitor = VISITOR,
-    link: dict[str, Any] | None = None,
-) -> ClickEvent:
-    """A click on ``link`` (the programme's by default) as the edge queues it, at an exact
-    time (put on the stream directly)."""
+def owners_of(programme: Programme, link: dict[str, Any] | None = None) -> LinkInfo:
+    """What the edge knows of ``link`` (the programme's by default) when it stamps an event."""
     link = link or programme.link
-    owners = LinkInfo(
+    return LinkInfo(
         id=link["id"],
         code=link["code"],
         partner_id=link["partner_id"],
@@ -153,8 +147,25 @@ def click_at(
         commission_bps=0,
         commission_flat_minor=0,
     )
+
+
+def click_at(
+    programme: Programme,
+    at_ms: int,
+    visitor: Visitor = VISITOR,
+    link: dict[str, Any] | None = None,
+) -> ClickEvent:
+    """A click on ``link`` (the programme's by default) as the edge queues it, at an exact
+    time (put on the stream directly)."""
+    link = link or programme.link
+    owners = owners_of(programme, link)
     click_id = SIGNER.issue(link["id"], at_ms)
     return click_event(owners, click_id, at_ms, visitor, "", "", ("",) * 5, ("",) * 5)
+
+
+def impression_at(programme: Programme, at_ms: int, visitor: Visitor = VISITOR) -> ImpressionEvent:
+    """An impression of the programme's link as the edge queues it, at an exact time."""
+    return impression_event(owners_of(programme), new_event_id(at_ms), at_ms, visitor, "")
 
 
 async def add_partner_with_link(
@@ -199,7 +210,7 @@ def queued_conversion(merchant_id: int, order_id: str, amount_minor: int) -> Con
         source=Source.PIXEL,
         event_name="sale",
         items_json=None,
-        visitor=None,
+        ip_prefix="",
     )
 
 

@@ -292,7 +292,7 @@ def test_commission_step_pays_by_the_rule_in_any_currency(
         commission_flat_minor=flat,
     )
     event = ConversionEvent(
-        new_event_id(0), 0, 1, "o", amount, sale_currency, None, Source.PIXEL, "sale", None, None
+        new_event_id(0), 0, 1, "o", amount, sale_currency, None, Source.PIXEL, "sale", None, ""
     )
     row: dict[str, Any] = {"commission_minor": 0, "flags": ""}
     put_commission(row, ConversionFacts(event, link, 0, ""))

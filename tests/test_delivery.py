@@ -13,11 +13,14 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 
 from backend.db.engine import Database
-from backend.db.models import Click, Conversion, RejectedEventRow, StatsHourly
+from backend.db.models import Click, Conversion, Impression, RejectedEventRow, StatsHourly
 from backend.events import (
     ClickEventV1,
     ConversionEvent,
+    ConversionEventV1,
+    ImpressionEventV1,
     QueuedEvent,
+    Source,
     Visitor,
     decode_entry,
     decode_event,
@@ -405,15 +408,16 @@ async def test_dead_consumers_holding_nothing_leave_the_group(
     assert (await counts(database))["conversions"] == 1
 
 
-async def test_clicks_queued_before_the_edge_stamped_rows_are_written_as_stamped_now(
+async def test_events_queued_before_the_edge_stamped_rows_are_written_as_stamped_now(
     redis: Redis,
     settings: Settings,
     programme: Programme,
     consumer: StreamConsumer,
     database: Database,
 ) -> None:
-    """Entries queued by the previous edge (clicks without their link's owners or the agent's
-    verdict) are still in the stream after an upgrade: the worker stamps them itself."""
+    """Entries queued by the previous edge (clicks and impressions without their link's owners
+    or the agent's verdict, conversions with the user agent) are still in the stream after an
+    upgrade: the worker stamps them itself."""
     at_ms, link = 1_790_000_000_000, programme.link["id"]
     person = Visitor("198.51.100.0/24", "e" * 32, BROWSER, True)
     curl = Visitor("192.0.2.0/24", "f" * 32, "curl/8.5.0", False)
@@ -431,8 +435,25 @@ async def test_clicks_queued_before_the_edge_stamped_rows_are_written_as_stamped
         )
         for number, visitor in enumerate([person, curl])
     ]
-    await redis.xadd(settings.stream, {"e": encode_entry(encode_event(e) for e in queued)})
-    assert await consumer.drain() == 2
+    others: list[QueuedEvent] = [
+        ImpressionEventV1("old-impression", at_ms, link, person, "https://blog.example/post"),
+        ConversionEventV1(
+            "old-conversion",
+            at_ms + 10_000,
+            programme.merchant["id"],
+            "OLD-1",
+            1_000,
+            "EUR",
+            None,
+            Source.PIXEL,
+            "sale",
+            None,
+            person,
+        ),
+    ]
+    entry = encode_entry(encode_event(e) for e in [*queued, *others])
+    await redis.xadd(settings.stream, {"e": entry})
+    assert await consumer.drain() == 4
 
     async with database.session() as session:
         rows = (await session.execute(select(Click).order_by(Click.at_ms))).scalars().all()
@@ -463,3 +484,14 @@ async def test_clicks_queued_before_the_edge_stamped_rows_are_written_as_stamped
             ("bot", "other", "blog.example", "post-1", "email", True, False, CURL_FLAGS),
         ]
     ]
+    async with database.session() as session:
+        impression = (await session.execute(select(Impression))).scalar_one()
+        conversion = (await session.execute(select(Conversion))).scalar_one()
+    assert (
+        impression.partner_id,
+        impression.campaign_id,
+        impression.merchant_id,
+        impression.is_bot,
+        impression.is_unique,
+    ) == (programme.partner["id"], programme.campaign["id"], programme.merchant["id"], False, True)
+    assert (conversion.order_id, conversion.ip_prefix) == ("OLD-1", person.ip_prefix)

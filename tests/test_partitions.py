@@ -24,14 +24,14 @@ from backend.db.partitions import (
     monthly_partitions,
     next_month,
 )
-from backend.events import ImpressionEvent, Visitor
-from backend.ids import new_event_id, now_ms
+from backend.events import Visitor
+from backend.ids import now_ms
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import partition_job, worker_options
 from backend.worker.retention import purge_expired
 from backend.worker.store import write_batch
-from tests.support import Programme, click_at
+from tests.support import Programme, click_at, impression_at
 
 DAY_MS = 86_400_000
 VISITOR = Visitor("198.51.100.0/24", "h" * 32, "Mozilla/5.0 (X11; Linux) Chrome/120", True)
@@ -48,11 +48,10 @@ def postgres(database: Database) -> Database:
 
 def events_at(programme: Programme, *times_ms: int) -> list[Any]:
     """A click and an impression at each time."""
-    link = programme.link["id"]
     events: list[Any] = []
     for at_ms in times_ms:
         events.append(click_at(programme, at_ms))
-        events.append(ImpressionEvent(new_event_id(at_ms), at_ms, link, VISITOR, ""))
+        events.append(impression_at(programme, at_ms))
     return events
 
 

@@ -59,7 +59,7 @@ def conversion_at(
         source=Source.PIXEL,
         event_name="sale",
         items_json=None,
-        visitor=Visitor(prefix, "b" * 32, BROWSER, True),
+        ip_prefix=prefix,
     )
 
 

@@ -11,13 +11,13 @@ from sqlalchemy import func, select
 from backend.cli import main
 from backend.db.engine import Database
 from backend.db.models import Click, Conversion, Impression, RejectedEventRow, StatsHourly
-from backend.events import ImpressionEvent, RejectedEvent, RejectReason, Source, Visitor
+from backend.events import RejectedEvent, RejectReason, Source, Visitor
 from backend.ids import new_event_id
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.retention import purge, purge_expired
 from backend.worker.store import write_batch
-from tests.support import Programme, add_partner_with_link, click_at, follow_link
+from tests.support import Programme, add_partner_with_link, click_at, follow_link, impression_at
 
 DAY_MS = 86_400_000
 NOW_MS = 1_790_000_000_000
@@ -32,14 +32,13 @@ async def count(database: Database, model: Any) -> int:
 async def test_purge_deletes_what_is_older_than_the_retention_and_keeps_rollups(
     programme: Programme, consumer: StreamConsumer, database: Database
 ) -> None:
-    link = programme.link["id"]
     ages_days = [91, 90.01, 89.99, 1]
     events: list[Any] = []
     for age in ages_days:
         at_ms = NOW_MS - int(age * DAY_MS)
         events += [
             click_at(programme, at_ms),
-            ImpressionEvent(new_event_id(at_ms), at_ms, link, VISITOR, ""),
+            impression_at(programme, at_ms),
             RejectedEvent(
                 new_event_id(at_ms), at_ms, Source.PIXEL, RejectReason.INVALID_AMOUNT, "", ""
             ),

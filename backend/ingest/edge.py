@@ -246,7 +246,7 @@ async def build_conversion(
         source=source,
         event_name=event_name,
         items_json=items_json,
-        visitor=visitor,
+        ip_prefix=visitor.ip_prefix if visitor else "",
     )
 
 
@@ -266,10 +266,23 @@ async def build_impression(
     link = await catalog.link_by_code(code)
     if link is None or link.partner_id != partner_id:
         raise Rejection(RejectReason.UNKNOWN_LINK, "l", "no link with this code for this partner")
+    return impression_event(link, new_event_id(now_ms), now_ms, visitor, page_url[:MAX_URL])
+
+
+def impression_event(
+    link: LinkInfo, event_id: str, at_ms: int, visitor: Visitor, page_url: str
+) -> ImpressionEvent:
+    """The impression's row, stamped with its link's owners and its user agent's verdict."""
     return ImpressionEvent(
-        event_id=new_event_id(now_ms),
-        at_ms=now_ms,
-        link_id=link.id,
-        visitor=visitor,
-        page_url=page_url[:MAX_URL],
+        event_id,
+        at_ms,
+        link.id,
+        link.partner_id,
+        link.campaign_id,
+        link.merchant_id,
+        visitor.ip_prefix,
+        visitor.visitor_hash,
+        page_url,
+        classify(visitor.user_agent, visitor.accept_language).is_bot,
+        False,  # unique or not: the worker asks Redis
     )

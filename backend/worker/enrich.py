@@ -49,16 +49,17 @@ from backend.events import (
     ClickEvent,
     ClickEventV1,
     ConversionEvent,
+    ConversionEventV1,
     ImpressionEvent,
+    ImpressionEventV1,
     QueuedEvent,
     RejectedEvent,
     RejectReason,
     Source,
 )
 from backend.ids import ClickIdSigner
-from backend.ingest.edge import click_event
+from backend.ingest.edge import click_event, impression_event
 from backend.money import commission_minor
-from backend.quality.agents import AgentVerdict, classify
 from backend.quality.flags import Flag
 from backend.quality.windows import (
     DUPLICATE,
@@ -77,21 +78,9 @@ TOO_FAST_MS = 5_000  # from click to conversion: no person finds, fills in and p
 Row = dict[str, Any]
 Values = tuple[Any, ...]  # a row's values in its table's column order
 
-# A click arrives as its row (the edge stamps it); the key, ``click_id``, is the first column.
+# Clicks and impressions arrive as their rows (the edge stamps them); the key is the first column.
 CLICK_COLUMNS: tuple[str, ...] = ClickEvent.__struct_fields__
-IMPRESSION_COLUMNS = (
-    "event_id",  # first: the key
-    "at_ms",
-    "link_id",
-    "partner_id",
-    "campaign_id",
-    "merchant_id",
-    "ip_prefix",
-    "visitor_hash",
-    "page_url",
-    "is_bot",
-    "is_unique",
-)
+IMPRESSION_COLUMNS: tuple[str, ...] = ImpressionEvent.__struct_fields__
 
 # A rollup delta: (hour_ms, merchant_id, link_id, currency, partner_id, campaign_id), the
 # ``stats_hourly`` row it adds to (keyed by the first four), and the counts it adds, in
@@ -107,6 +96,7 @@ ROLLUP_COUNTERS = (
     "commission_minor",
 )
 RollupKey = tuple[int, int, int, str, int, int]
+LinkedEvent = ClickEvent | ClickEventV1 | ImpressionEvent | ImpressionEventV1  # one link's
 Counts = tuple[int, ...]
 Delta = tuple[RollupKey, Counts]
 
@@ -163,7 +153,7 @@ class _Pending:
 
     questions: Questions = field(default_factory=Questions)
     clicks: list[tuple[ClickEvent, LinkInfo]] = field(default_factory=list)
-    impressions: list[tuple[ImpressionEvent, LinkInfo, AgentVerdict]] = field(default_factory=list)
+    impressions: list[tuple[ImpressionEvent, LinkInfo]] = field(default_factory=list)
     conversions: list[ConversionFacts] = field(default_factory=list)
 
 
@@ -303,17 +293,14 @@ def rejected_row(event: RejectedEvent) -> Row:
     }
 
 
-def _rejected_from(
-    event: ClickEvent | ClickEventV1 | ImpressionEvent,
-    event_id: str,
-    reason: RejectReason,
-    detail: str,
-) -> Row:
+def _rejected_from(event: LinkedEvent, event_id: str, reason: RejectReason, detail: str) -> Row:
     return rejected_row(
         RejectedEvent(
             event_id=event_id[:64],
             at_ms=event.at_ms,
-            source=Source.JS if isinstance(event, ImpressionEvent) else Source.REDIRECT,
+            source=Source.JS
+            if isinstance(event, ImpressionEvent | ImpressionEventV1)
+            else Source.REDIRECT,
             reason=reason,
             detail=detail,
             payload=msgspec.json.encode(event).decode()[:4096],
@@ -327,6 +314,7 @@ _STORED_CLICKS = select(Click.click_id, Click.is_bot, Click.flags).where(
 )
 _CLICK_IS_BOT, _CLICK_FLAGS = CLICK_COLUMNS.index("is_bot"), CLICK_COLUMNS.index("flags")
 _CLICK_VERDICT = CLICK_COLUMNS.index("is_unique")  # it and ``flags``: what the worker adds
+_IMPRESSION_VERDICT = IMPRESSION_COLUMNS.index("is_unique")
 
 
 class Enricher:
@@ -401,23 +389,34 @@ class Enricher:
                         click.partner_id,
                         click.visitor_hash,
                     )
-            elif isinstance(event, ImpressionEvent):
+            elif isinstance(event, ImpressionEvent | ImpressionEventV1):
                 if event.link_id not in links:
                     links[event.link_id] = await self._catalog.link_by_id(event.link_id)
                 link = links[event.link_id]
                 if link is None:
                     batch.rejected.append(_link_gone(event, event.event_id))
                     continue
-                agent = classify(event.visitor.user_agent, event.visitor.accept_language)
-                pending.impressions.append((event, link, agent))
-                if not agent.is_bot:
+                seen = (
+                    event
+                    if isinstance(event, ImpressionEvent)
+                    else _impression_from_v1(event, link)
+                )
+                pending.impressions.append((seen, link))
+                if not seen.is_bot:
                     pending.questions.impression(
-                        event.event_id, event.at_ms, link.id, event.visitor.visitor_hash
+                        seen.event_id, seen.at_ms, seen.link_id, seen.visitor_hash
                     )
-            elif isinstance(event, ConversionEvent):
-                pending.conversions.append(await self._attribute(event))
-                prefix = event.visitor.ip_prefix if event.visitor else ""
-                pending.questions.conversion(event.event_id, event.at_ms, event.merchant_id, prefix)
+            elif isinstance(event, ConversionEvent | ConversionEventV1):
+                conversion = (
+                    event if isinstance(event, ConversionEvent) else _conversion_from_v1(event)
+                )
+                pending.conversions.append(await self._attribute(conversion))
+                pending.questions.conversion(
+                    conversion.event_id,
+                    conversion.at_ms,
+                    conversion.merchant_id,
+                    conversion.ip_prefix,
+                )
             else:
                 batch.rejected.append(rejected_row(event))
         return pending
@@ -457,8 +456,30 @@ def _clicks_in(batches: Sequence[Prepared], click_ids: set[str]) -> dict[str, Cr
     }
 
 
-def _link_gone(event: ClickEvent | ClickEventV1 | ImpressionEvent, event_id: str) -> Row:
+def _link_gone(event: LinkedEvent, event_id: str) -> Row:
     return _rejected_from(event, event_id, RejectReason.UNKNOWN_LINK, "link deleted")
+
+
+def _impression_from_v1(event: ImpressionEventV1, link: LinkInfo) -> ImpressionEvent:
+    """An impression queued before the edge stamped rows, stamped now."""
+    return impression_event(link, event.event_id, event.at_ms, event.visitor, event.page_url)
+
+
+def _conversion_from_v1(event: ConversionEventV1) -> ConversionEvent:
+    """A conversion queued with its visitor's user agent, which the worker never needed."""
+    return ConversionEvent(
+        event_id=event.event_id,
+        at_ms=event.at_ms,
+        merchant_id=event.merchant_id,
+        order_id=event.order_id,
+        amount_minor=event.amount_minor,
+        currency=event.currency,
+        click_id=event.click_id,
+        source=event.source,
+        event_name=event.event_name,
+        items_json=event.items_json,
+        ip_prefix=event.visitor.ip_prefix if event.visitor else "",
+    )
 
 
 def _click_from_v1(event: ClickEventV1, link: LinkInfo) -> ClickEvent:
@@ -512,29 +533,15 @@ def _add_clicks(
 
 
 def _add_impressions(
-    batch: Prepared,
-    impressions: list[tuple[ImpressionEvent, LinkInfo, AgentVerdict]],
-    human_bits: list[int],
+    batch: Prepared, impressions: list[tuple[ImpressionEvent, LinkInfo]], human_bits: list[int]
 ) -> None:
+    """Phase 3 for impressions: each row as the edge stamped it, with Redis's verdict."""
     answers = iter(human_bits)
-    for event, link, agent in impressions:
-        bits = 0 if agent.is_bot else next(answers)
-        batch.impressions.append(
-            (
-                event.event_id,
-                event.at_ms,
-                link.id,
-                link.partner_id,
-                link.campaign_id,
-                link.merchant_id,
-                event.visitor.ip_prefix,
-                event.visitor.visitor_hash,
-                event.page_url,
-                agent.is_bot,
-                bool(bits & UNIQUE),
-            )
-        )
-        counted = BOT_IMPRESSION if agent.is_bot else HUMAN_IMPRESSION
+    for event, link in impressions:
+        is_bot = event.is_bot
+        is_unique = False if is_bot else bool(next(answers) & UNIQUE)
+        batch.impressions.append((*astuple(event)[:_IMPRESSION_VERDICT], is_unique))
+        counted = BOT_IMPRESSION if is_bot else HUMAN_IMPRESSION
         batch.deltas[event.event_id] = (_rollup_key(event.at_ms, link), counted)
 
 
@@ -556,7 +563,7 @@ def _add_conversion(batch: Prepared, facts: ConversionFacts) -> None:
         "source": event.source.value,
         "event_name": event.event_name,
         "items_json": event.items_json,
-        "ip_prefix": event.visitor.ip_prefix if event.visitor else "",
+        "ip_prefix": event.ip_prefix,
         "flags": str(facts.attribution_flag),
         "verified": event.source == Source.POSTBACK,
     }
