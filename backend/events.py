@@ -110,9 +110,8 @@ class ImpressionEvent(msgspec.Struct, tag="i2", array_like=True, frozen=True, gc
     is_unique: bool
 
 
-class ConversionEvent(msgspec.Struct, tag="v2", array_like=True, frozen=True, gc=False):
-    """A conversion as the edge validated it: of the visitor only the network prefix travels
-    (the quality script counts conversions per prefix)."""
+class _Conversion(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """What every conversion event holds, in this order."""
 
     event_id: str
     at_ms: int
@@ -124,7 +123,13 @@ class ConversionEvent(msgspec.Struct, tag="v2", array_like=True, frozen=True, gc
     source: Source
     event_name: str
     items_json: str | None
-    ip_prefix: str  # the visitor's network prefix; empty for a postback (no visitor)
+
+
+class ConversionEvent(_Conversion, tag="v2", frozen=True):
+    """A conversion as the edge validated it: of the visitor only the network prefix travels
+    (the quality script counts conversions per prefix)."""
+
+    ip_prefix: str  # empty for a postback (no visitor)
 
 
 class RejectedEvent(msgspec.Struct, tag="r", array_like=True, frozen=True, gc=False):
@@ -160,17 +165,7 @@ class ImpressionEventV1(msgspec.Struct, tag="i", array_like=True, frozen=True, g
     page_url: str
 
 
-class ConversionEventV1(msgspec.Struct, tag="v", array_like=True, frozen=True, gc=False):
-    event_id: str
-    at_ms: int
-    merchant_id: int
-    order_id: str | None
-    amount_minor: int
-    currency: str
-    click_id: str | None
-    source: Source
-    event_name: str
-    items_json: str | None
+class ConversionEventV1(_Conversion, tag="v", frozen=True):
     visitor: Visitor | None
 
 

@@ -165,12 +165,7 @@ def click_event(
     return ClickEvent(
         click_id,
         at_ms,
-        link.id,
-        link.partner_id,
-        link.campaign_id,
-        link.merchant_id,
-        visitor.ip_prefix,
-        visitor.visitor_hash,
+        *_owners_and_visitor(link, visitor),
         agent.device_class,
         agent.browser,
         referrer_host(referrer_url),
@@ -181,6 +176,18 @@ def click_event(
         agent.is_bot,
         False,  # unique or not: the worker asks Redis
         agent.flags,
+    )
+
+
+def _owners_and_visitor(link: LinkInfo, visitor: Visitor) -> tuple[int, int, int, int, str, str]:
+    """The columns a click's and an impression's rows share after their id and time."""
+    return (
+        link.id,
+        link.partner_id,
+        link.campaign_id,
+        link.merchant_id,
+        visitor.ip_prefix,
+        visitor.visitor_hash,
     )
 
 
@@ -276,12 +283,7 @@ def impression_event(
     return ImpressionEvent(
         event_id,
         at_ms,
-        link.id,
-        link.partner_id,
-        link.campaign_id,
-        link.merchant_id,
-        visitor.ip_prefix,
-        visitor.visitor_hash,
+        *_owners_and_visitor(link, visitor),
         page_url,
         classify(visitor.user_agent, visitor.accept_language).is_bot,
         False,  # unique or not: the worker asks Redis
