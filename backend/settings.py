@@ -38,7 +38,7 @@ class Settings:
     trusted_proxies: tuple[IpNetwork, ...] = LOOPBACK
     retention_days: int = 90
     attribution_window_days: int = 30
-    batch_size: int = 1000
+    batch_size: int = 2000
     batch_max_wait_ms: int = 20
     claim_idle_ms: int = 15_000
     honor_gpc: bool = True
@@ -173,7 +173,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=trusted,
         retention_days=_int(env, "RETENTION_DAYS", 90, errors, minimum=1),
         attribution_window_days=_int(env, "ATTRIBUTION_WINDOW_DAYS", 30, errors, minimum=1),
-        batch_size=_int(env, "BATCH_SIZE", 1000, errors, minimum=1),
+        batch_size=_int(env, "BATCH_SIZE", 2000, errors, minimum=1),
         batch_max_wait_ms=_int(env, "BATCH_MAX_WAIT_MS", 20, errors, minimum=0),
         claim_idle_ms=_int(env, "CLAIM_IDLE_MS", 15_000, errors, minimum=0),
         honor_gpc=_bool(env, "HONOR_GPC", True, errors),

@@ -17,6 +17,7 @@ from backend.quality.windows import (
     DAY_MS,
     DUPLICATE,
     DUPLICATE_MS,
+    EVENTS_PER_CALL,
     FIRST_LINKS,
     KEEP_CLICKS,
     LINK_LIMIT,
@@ -249,3 +250,24 @@ async def test_a_window_keeps_enough_clicks_to_replay_one_until_its_bound(
     assert await click_bits(counter, [replayed]) == [RATE_LIMITED_PARTNER]
     await click_bits(counter, [clicks[60 + later - 1]])
     assert await click_bits(counter, [replayed]) == [0]
+
+
+async def test_a_batch_larger_than_one_script_call_is_answered_as_one(counter: Counter) -> None:
+    """A batch of more than ``EVENTS_PER_CALL`` events goes to Redis in several calls, in
+    order: an event after the cut is judged by those before it, and a replay of the whole batch
+    by what it wrote."""
+    others = [
+        (f"o{n}", T0 + n, 1, PARTNER, f"{n:032x}") for n in range(EVENTS_PER_CALL - 1)
+    ]  # one click each by other visitors, all unique
+    first = ("first", T0 + EVENTS_PER_CALL, 1, PARTNER, VISITOR)  # the last of the first call
+    double = ("double", T0 + EVENTS_PER_CALL + 2_000, 1, PARTNER, VISITOR)  # the first after
+    clicks = [*others, first, double]
+
+    bits = await click_bits(counter, clicks)
+    replayed = await click_bits(counter, clicks)
+
+    assert len(bits) == len(clicks)
+    assert all(answer == UNIQUE for answer in bits[:-1])
+    assert bits[-1] & DUPLICATE
+    assert not bits[-1] & UNIQUE
+    assert replayed == bits
