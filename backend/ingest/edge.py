@@ -168,7 +168,7 @@ def click_event(
         *_owners_and_visitor(link, visitor),
         agent.device_class,
         agent.browser,
-        referrer_host(referrer_url),
+        _referrer_host(referrer_url),
         referrer_url,
         landing_url,
         *subs,
@@ -196,7 +196,7 @@ def _five(params: Mapping[str, str], keys: tuple[str, ...]) -> Five:
     return first, second, third, fourth, fifth
 
 
-def referrer_host(url: str) -> str:
+def _referrer_host(url: str) -> str:
     if url.startswith(("http://", "https://")):
         return url.split("/", 3)[2].rsplit("@", 1)[-1][:255]
     return ""
