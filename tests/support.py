@@ -157,9 +157,8 @@ def click_at(
 ) -> ClickEvent:
     """A click on ``link`` (the programme's by default) as the edge queues it, at an exact
     time (put on the stream directly)."""
-    link = link or programme.link
     owners = owners_of(programme, link)
-    click_id = SIGNER.issue(link["id"], at_ms)
+    click_id = SIGNER.issue(owners.id, at_ms)
     return click_event(owners, click_id, at_ms, visitor, "", "", ("",) * 5, ("",) * 5)
 
 

@@ -12,8 +12,8 @@ A credited click may sit in a batch staged before but not yet committed: the wor
 those batches to ``finish``.
 
 Clicks and impressions, nearly every event, become plain tuples in their table's column order
-(``CLICK_COLUMNS``, ``IMPRESSION_COLUMNS``), which the SQLite driver binds as they are; a click
-arrives as its row already (the edge stamps it), and only Redis's verdict is added. The few
+(``CLICK_COLUMNS``, ``IMPRESSION_COLUMNS``), which the SQLite driver binds as they are; they
+arrive as their rows already (the edge stamps them), and only Redis's verdict is added. The few
 conversions stay dictionaries that the conversion steps fill in.
 
 What counts where in ``stats_hourly``: every stored click counts exactly once, as
