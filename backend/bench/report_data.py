@@ -96,11 +96,14 @@ def _click_delta(row: Row, link: TargetLink) -> Delta:
     billable = not row["flags"]
     hour_ms = row["at_ms"] // HOUR_MS * HOUR_MS
     key = (hour_ms, link.merchant_id, link.id, link.currency, link.partner_id, link.campaign_id)
-    return key, counts(
-        clicks=int(billable),
-        unique_clicks=int(row["is_unique"]),
-        bot_clicks=int(row["is_bot"]),
-        flagged_clicks=int(not billable and not row["is_bot"]),
+    return Delta(
+        key,
+        counts(
+            clicks=int(billable),
+            unique_clicks=int(row["is_unique"]),
+            bot_clicks=int(row["is_bot"]),
+            flagged_clicks=int(not billable and not row["is_bot"]),
+        ),
     )
 
 
@@ -139,7 +142,7 @@ def _conversion(
         link.partner_id if attributed else 0,
         link.campaign_id if attributed else 0,
     )
-    delta = (
+    delta = Delta(
         key,
         counts(
             conversions=int(counted),
