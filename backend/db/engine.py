@@ -5,10 +5,10 @@ SQLite allows one writer at a time, so writers open their transactions with ``BE
 deferred transactions and, under WAL, never block the writer. On PostgreSQL both roles share
 one engine.
 
-Bulk writes (``Database.run_write``) take another way on SQLite: aiosqlite hops to its thread
-and back for every call a statement makes (some thirty per batch of the worker), each hop
-waking the event loop. A bulk write is one synchronous function on the standard driver, run in
-a thread in one hop.
+The worker's statements (``Database.run_write``, ``Database.run_read``) take another way on
+SQLite: aiosqlite hops to its thread and back for every call a statement makes (some thirty per
+batch of the worker), each hop waking the event loop. Such work is one synchronous function on
+the standard driver, run in a thread in one hop.
 """
 
 from __future__ import annotations
@@ -40,15 +40,16 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
     return engine
 
 
-def _sqlite_bulk_engine(url: str) -> Engine:  # no connection until the first write
-    """The standard driver on the same file, for ``Database.run_write``."""
+def _sqlite_bulk_engine(url: str, *, immediate: bool) -> Engine:  # no connection until used
+    """The standard driver on the same file, for ``Database.run_write`` (``immediate``) and
+    ``Database.run_read``."""
     engine = create_engine(
         make_url(url).set(drivername="sqlite+pysqlite"),
         pool_size=1,
         max_overflow=0,
         connect_args={"check_same_thread": False},  # used by one thread at a time
     )
-    _configure_sqlite(engine, immediate=True)
+    _configure_sqlite(engine, immediate=immediate)
     return engine
 
 
@@ -77,6 +78,13 @@ def _in_transaction(
         return work(connection, *args, **kwargs)
 
 
+def _connected(
+    engine: Engine, work: Callable[Concatenate[Connection, P], R], *args: P.args, **kwargs: P.kwargs
+) -> R:
+    with engine.connect() as connection:
+        return work(connection, *args, **kwargs)
+
+
 @dataclass(frozen=True, slots=True)
 class Database:
     """The reader and writer engines of one database."""
@@ -84,7 +92,9 @@ class Database:
     read_engine: AsyncEngine
     write_engine: AsyncEngine
     bulk_engine: Engine | None = None  # SQLite: the standard driver, for ``run_write``
+    bulk_read_engine: Engine | None = None  # and for ``run_read``
     _bulk_turn: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False)
+    _bulk_read_turn: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False)
 
     @classmethod
     def connect(cls, url: str) -> Database:
@@ -92,7 +102,8 @@ class Database:
             return cls(
                 _sqlite_engine(url, immediate=False),
                 _sqlite_engine(url, immediate=True),
-                _sqlite_bulk_engine(url),
+                _sqlite_bulk_engine(url, immediate=True),
+                _sqlite_bulk_engine(url, immediate=False),
             )
         engine = create_async_engine(url, pool_size=10, max_overflow=5, pool_pre_ping=True)
         return cls(engine, engine)
@@ -122,6 +133,21 @@ class Database:
         async with self._bulk_turn:  # one bulk write at a time: its pool holds one connection
             return await asyncio.to_thread(partial(_in_transaction, engine, work, *args, **kwargs))
 
+    async def run_read(
+        self,
+        work: Callable[Concatenate[Connection, P], R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """``work(connection, *args, **kwargs)`` on a reading connection: synchronous Core code,
+        in one thread hop on SQLite (see the module docstring)."""
+        engine = self.bulk_read_engine
+        if engine is None:
+            async with self.read_engine.connect() as connection:
+                return await connection.run_sync(work, *args, **kwargs)
+        async with self._bulk_read_turn:  # its pool holds one connection
+            return await asyncio.to_thread(partial(_connected, engine, work, *args, **kwargs))
+
     @asynccontextmanager
     async def session(self, *, write: bool = False) -> AsyncIterator[AsyncSession]:
         engine = self.write_engine if write else self.read_engine
@@ -129,8 +155,9 @@ class Database:
             yield session
 
     async def dispose(self) -> None:
-        if self.bulk_engine is not None:
-            self.bulk_engine.dispose()
+        for engine in (self.bulk_engine, self.bulk_read_engine):
+            if engine is not None:
+                engine.dispose()
         await self.read_engine.dispose()
         if self.write_engine is not self.read_engine:
             await self.write_engine.dispose()

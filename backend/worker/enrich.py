@@ -40,7 +40,7 @@ from typing import Any
 import msgspec
 from msgspec.structs import astuple
 from redis.asyncio import Redis
-from sqlalchemy import bindparam, select
+from sqlalchemy import Connection, bindparam, select
 
 from backend.catalog import Catalog, LinkInfo
 from backend.db.engine import Database
@@ -323,10 +323,12 @@ def _rejected_from(event: LinkedEvent, event_id: str, reason: RejectReason, deta
     )
 
 
-# Built once: building the ``IN`` expression per batch cost more than running the query.
-_STORED_CLICKS = select(Click.click_id, Click.is_bot, Click.flags).where(
-    Click.click_id.in_(bindparam("click_ids", expanding=True))
-)
+# Built once: building the ``IN`` expression per batch cost more than running the query. Of
+# the table's columns, not the mapped class's: a select of those takes the ORM's path each run.
+_CLICKS_TABLE = Click.__table__
+_STORED_CLICKS = select(
+    _CLICKS_TABLE.c.click_id, _CLICKS_TABLE.c.is_bot, _CLICKS_TABLE.c.flags
+).where(_CLICKS_TABLE.c.click_id.in_(bindparam("click_ids", expanding=True)))
 _CLICK_IS_BOT, _CLICK_FLAGS = CLICK_COLUMNS.index("is_bot"), CLICK_COLUMNS.index("flags")
 _CLICK_VERDICT = CLICK_COLUMNS.index("is_unique")  # it and ``flags``: what the worker adds
 _IMPRESSION_VERDICT = IMPRESSION_COLUMNS.index("is_unique")
@@ -458,9 +460,12 @@ class Enricher:
         """The credited clicks already written, in one query (a stored row beats a replay)."""
         if not click_ids:
             return {}
-        async with self._db.read_engine.connect() as connection:
-            rows = await connection.execute(_STORED_CLICKS, {"click_ids": list(click_ids)})
-        return {click_id: CreditedClick(is_bot, flags) for click_id, is_bot, flags in rows}
+        return await self._db.run_read(_read_stored_clicks, list(click_ids))
+
+
+def _read_stored_clicks(connection: Connection, click_ids: list[str]) -> dict[str, CreditedClick]:
+    rows = connection.execute(_STORED_CLICKS, {"click_ids": click_ids})
+    return {click_id: CreditedClick(is_bot, flags) for click_id, is_bot, flags in rows}
 
 
 def _clicks_in(batches: Sequence[Prepared], click_ids: set[str]) -> dict[str, CreditedClick]:
