@@ -294,7 +294,8 @@ def _write_batch(connection: Connection, batch: Prepared, *, optimistic: bool) -
     confirming = _verify_by_postback(connection, batch.conversions, conversions)
     duplicates = _duplicate_orders(connection, batch.conversions, conversions | confirming)
     rejected = _insert_new(connection, REJECTED, "event_id", batch.rejected + duplicates)
-    if optimistic and len(conversions) == len(batch.conversions):
+    written = (len(clicks), len(impressions), len(conversions))
+    if written == (len(batch.clicks), len(batch.impressions), len(batch.conversions)):
         _upsert_rollup(connection, batch.deltas.values())  # every row was new
     else:
         new_ids = clicks | impressions | conversions
