@@ -51,8 +51,10 @@ def test_bench_command_prints_the_worker_table(capsys: pytest.CaptureFixture[str
     run_bench(build_parser().parse_args(["bench", "--rows", "300", "--only", "worker"]))
 
     out = capsys.readouterr().out
+    assert [f"round {n}/3" in out for n in (1, 2, 3)] == [True, True, True]
+    assert "the round of the median ratio of 3" in out
     assert "ratio worker/raw" in out
-    assert "row check OK" in out
+    assert "row check OK (all 3 rounds)" in out
     assert "HTTP:" not in out
 
 
