@@ -323,8 +323,8 @@ def _rejected_from(event: LinkedEvent, event_id: str, reason: RejectReason, deta
     )
 
 
-# Built once: building the ``IN`` expression per batch cost more than running the query. Of
-# the table's columns, not the mapped class's: a select of those takes the ORM's path each run.
+# Built once: building the ``IN`` expression per batch cost more than running the query. Of the
+# table's columns: a select of the mapped class's attributes takes the ORM's path on every run.
 _CLICKS_TABLE = Click.__table__
 _STORED_CLICKS = select(
     _CLICKS_TABLE.c.click_id, _CLICKS_TABLE.c.is_bot, _CLICKS_TABLE.c.flags
