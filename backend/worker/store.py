@@ -294,15 +294,17 @@ def _write_batch(connection: Connection, batch: Prepared, *, optimistic: bool) -
     confirming = _verify_by_postback(connection, batch.conversions, conversions)
     duplicates = _duplicate_orders(connection, batch.conversions, conversions | confirming)
     rejected = _insert_new(connection, REJECTED, "event_id", batch.rejected + duplicates)
-    written = (len(clicks), len(impressions), len(conversions))
-    if written == (len(batch.clicks), len(batch.impressions), len(batch.conversions)):
-        _upsert_rollup(connection, batch.deltas.values())  # every row was new
-    else:
+    written = Written(len(clicks), len(impressions), len(conversions), len(rejected))
+    deltas: Iterable[Delta] = batch.deltas.values()  # every row was new, as a rule
+    if (written.clicks, written.impressions, written.conversions) != (
+        len(batch.clicks),
+        len(batch.impressions),
+        len(batch.conversions),
+    ):
         new_ids = clicks | impressions | conversions
-        _upsert_rollup(
-            connection, (delta for row_id, delta in batch.deltas.items() if row_id in new_ids)
-        )
-    return Written(len(clicks), len(impressions), len(conversions), len(rejected))
+        deltas = (delta for row_id, delta in batch.deltas.items() if row_id in new_ids)
+    _upsert_rollup(connection, deltas)
+    return written
 
 
 def poison_row(place: str, payload: bytes, detail: str) -> Row:
