@@ -289,7 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=8.0, help="load duration per server")
     bench.add_argument("--rows", type=int, default=100_000, help="events for the worker bench")
     bench.add_argument(
-        "--workers", type=int, default=1, help="worker processes sharing the stream (worker bench)"
+        "--workers",
+        type=int,
+        help="worker processes sharing the stream (worker bench; default: 1, then one per CPU)",
     )
     bench.add_argument("--only", choices=["http", "worker"], help="run one part only")
     bench.add_argument(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 from base64 import b64decode
 from typing import Any
 
@@ -174,6 +176,29 @@ async def test_write_waiting_for_another_writer_leaves_the_event_loop_free(
             ticks += 1
     assert (await asyncio.wait_for(writing, timeout=30)).clicks == 10
     assert ticks == 50, "the event loop stood still while the write waited for the lock"
+
+
+async def test_workers_bulk_writes_wait_their_turn_on_the_lock_beside_the_file(
+    programme: Programme, consumer: StreamConsumer, database: Database
+) -> None:
+    """Another worker holding the turn (its own open file, as another process has) keeps this
+    one's write from starting; released, the write commits at once."""
+    if database.writer_lock is None:
+        pytest.skip("PostgreSQL has no single writer: its workers write side by side")
+    other = os.open(database.writer_lock.path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        writing = asyncio.create_task(
+            write_batch(database, await consumer._enricher.prepare(clicks_on(programme, 10)))
+        )
+        await asyncio.sleep(0.5)
+        assert not writing.done()
+        assert (await counts(database))["clicks"] == 0
+        fcntl.flock(other, fcntl.LOCK_UN)
+        assert (await asyncio.wait_for(writing, timeout=5)).clicks == 10
+    finally:
+        os.close(other)
+    assert (await counts(database))["clicks"] == 10
 
 
 async def test_event_twice_in_one_batch_is_stored_and_counted_once(

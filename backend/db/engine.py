@@ -8,7 +8,8 @@ one engine.
 The worker's statements (``Database.run_write``, ``Database.run_read``) take another way on
 SQLite: aiosqlite hops to its thread and back for every call a statement makes (some thirty per
 batch of the worker), each hop waking the event loop. Such work is one synchronous function on
-the standard driver, run in a thread in one hop.
+the standard driver, run in a thread in one hop; the workers' writes take turns on a lock
+beside the file first (``backend.db.writer_lock``).
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from backend.db.writer_lock import WriterLock
 
 BUSY_TIMEOUT_MS = 10_000
 P = ParamSpec("P")
@@ -72,9 +76,13 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
 
 
 def _in_transaction(
-    engine: Engine, work: Callable[Concatenate[Connection, P], R], *args: P.args, **kwargs: P.kwargs
+    engine: Engine,
+    lock: WriterLock,
+    work: Callable[Concatenate[Connection, P], R],
+    *args: P.args,
+    **kwargs: P.kwargs,
 ) -> R:
-    with engine.begin() as connection:
+    with lock.held(), engine.begin() as connection:
         return work(connection, *args, **kwargs)
 
 
@@ -93,6 +101,7 @@ class Database:
     write_engine: AsyncEngine
     bulk_engine: Engine | None = None  # SQLite: the standard driver, for ``run_write``
     bulk_read_engine: Engine | None = None  # and for ``run_read``
+    writer_lock: WriterLock | None = None  # SQLite: ``run_write``'s turn among processes
     _bulk_turn: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False)
     _bulk_read_turn: asyncio.Lock = field(default_factory=asyncio.Lock, compare=False)
 
@@ -104,6 +113,7 @@ class Database:
                 _sqlite_engine(url, immediate=True),
                 _sqlite_bulk_engine(url, immediate=True),
                 _sqlite_bulk_engine(url, immediate=False),
+                WriterLock.beside(Path(make_url(url).database or "")),
             )
         engine = create_async_engine(url, pool_size=10, max_overflow=5, pool_pre_ping=True)
         return cls(engine, engine)
@@ -126,12 +136,14 @@ class Database:
     ) -> R:
         """``work(connection, *args, **kwargs)`` in one write transaction, committed when it
         returns: synchronous Core code, in one thread hop on SQLite (see the module docstring)."""
-        engine = self.bulk_engine
-        if engine is None:
+        engine, lock = self.bulk_engine, self.writer_lock
+        if engine is None or lock is None:
             async with self.write_engine.begin() as connection:
                 return await connection.run_sync(work, *args, **kwargs)
         async with self._bulk_turn:  # one bulk write at a time: its pool holds one connection
-            return await asyncio.to_thread(partial(_in_transaction, engine, work, *args, **kwargs))
+            return await asyncio.to_thread(
+                partial(_in_transaction, engine, lock, work, *args, **kwargs)
+            )
 
     async def run_read(
         self,
@@ -158,6 +170,8 @@ class Database:
         for engine in (self.bulk_engine, self.bulk_read_engine):
             if engine is not None:
                 engine.dispose()
+        if self.writer_lock is not None:
+            self.writer_lock.close()
         await self.read_engine.dispose()
         if self.write_engine is not self.read_engine:
             await self.write_engine.dispose()
