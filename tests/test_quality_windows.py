@@ -271,3 +271,14 @@ async def test_a_batch_larger_than_one_script_call_is_answered_as_one(counter: C
     assert bits[-1] & DUPLICATE
     assert not bits[-1] & UNIQUE
     assert replayed == bits
+
+
+async def test_a_redis_that_forgot_the_script_is_given_it_again(
+    counter: Counter, redis: Redis
+) -> None:
+    """A restarted Redis has no scripts: the calls of a batch run again once it has it."""
+    clicks = [(f"c{n}", T0 + n, 1, PARTNER, f"{n:032x}") for n in range(EVENTS_PER_CALL + 1)]
+    await redis.script_flush()
+
+    assert await click_bits(counter, clicks) == [UNIQUE] * len(clicks)
+    assert await click_bits(counter, clicks) == [UNIQUE] * len(clicks)  # a replay finds itself
