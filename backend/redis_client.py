@@ -1,11 +1,12 @@
-"""Redis connections from a URL, for redis-py and for arq."""
+"""Redis connections from a URL, for redis-py (the web's and the worker's) and for arq."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
 from arq.connections import RedisSettings
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -19,9 +20,34 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 ARQ_RETRY_ATTEMPTS = 5
 
 
+HEALTH_CHECK_INTERVAL_S = 30
+
+
 def connect(url: str) -> Redis:
-    client: Redis = Redis.from_url(url, health_check_interval=30)
+    client: Redis = Redis.from_url(url, health_check_interval=HEALTH_CHECK_INTERVAL_S)
     return client
+
+
+class PromptConnectionPool(ConnectionPool):
+    """Hands out a connection without first reading it for a reply left unread.
+
+    redis-py makes that read with a zero timeout, which returns only once the event loop has
+    come round: a command then leaves after whatever its caller computes next. The worker sends
+    a batch's quality questions and goes on to build the rows of the batch before, so Redis got
+    them milliseconds late and the worker then waited for the answers (worker benchmark: a
+    tenth more events per second without the read). A reply is never left unread: redis-py
+    disconnects a connection whose command fails or is cancelled. A connection the server closed
+    fails its next command like any lost connection, which the worker retries.
+    """
+
+    async def ensure_connection(self, connection: AbstractConnection) -> None:
+        await connection.connect()  # type: ignore[no-untyped-call]  # untyped in redis-py
+
+
+def connect_prompt(url: str) -> Redis:
+    """A client whose commands leave at once (``PromptConnectionPool``): the worker's."""
+    pool = PromptConnectionPool.from_url(url, health_check_interval=HEALTH_CHECK_INTERVAL_S)
+    return Redis(connection_pool=pool)
 
 
 def arq_settings(url: str) -> RedisSettings:

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
@@ -199,6 +200,29 @@ async def test_workers_bulk_writes_wait_their_turn_on_the_lock_beside_the_file(
     finally:
         os.close(other)
     assert (await counts(database))["clicks"] == 10
+
+
+def script_calls(redis_url: str) -> int:
+    """The quality script's calls Redis has run, asked on a connection of its own."""
+    with SyncRedis.from_url(redis_url) as watcher:
+        stats: dict[str, dict[str, int]] = watcher.info("commandstats")
+    return stats.get("cmdstat_evalsha", {}).get("calls", 0)
+
+
+async def test_a_batchs_questions_are_in_redis_when_asking_returns(
+    programme: Programme, consumer: StreamConsumer, settings: Settings
+) -> None:
+    """The worker builds the rows of the batch before while Redis answers this one's questions:
+    they must have left, not wait for the event loop to come round after those rows."""
+    enricher = consumer._enricher
+    await enricher.prepare(clicks_on(programme, 1))  # Redis has the script from now on
+    before = script_calls(settings.redis_url)
+
+    inquiry = await enricher.ask(clicks_on(programme, 3, first_ms=1_790_000_100_000))
+    asked = script_calls(settings.redis_url)  # blocking: the event loop stands still
+
+    assert asked == before + 1
+    assert len((await enricher.finish(inquiry)).clicks) == 3
 
 
 async def test_event_twice_in_one_batch_is_stored_and_counted_once(
