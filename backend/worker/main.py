@@ -25,7 +25,7 @@ from backend.catalog import Catalog
 from backend.db.engine import Database
 from backend.db.partitions import create_ahead
 from backend.ids import ClickIdSigner
-from backend.redis_client import arq_settings, connect_prompt
+from backend.redis_client import arq_settings, connect
 from backend.reports.rollup import fold_closed_hours
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
@@ -39,7 +39,7 @@ CRON_RESULT_KEPT_S = 86_400
 
 
 def build_consumer(settings: Settings, database: Database, redis_url: str) -> StreamConsumer:
-    redis = connect_prompt(redis_url)
+    redis = connect(redis_url)
     catalog = Catalog(database, settings.attribution_window_days)
     return StreamConsumer(
         redis=redis,
