@@ -44,9 +44,10 @@ class PromptConnectionPool(ConnectionPool):
 
 def connect(url: str) -> Redis:
     """A client whose commands leave at once (``PromptConnectionPool``) and are sent once more,
-    on a new connection, when theirs was lost. Sending again is safe for every command we send:
-    events carry their ids (a repeated XADD is written once), the quality script finds a
-    replayed batch in its windows, acknowledgements and reads repeat harmlessly."""
+    on a new connection, when theirs was lost. Sending again is safe for what we send: events
+    carry their ids (a repeated XADD is written once), the quality script finds a replayed batch
+    in its windows, acknowledgements and reads repeat harmlessly; only a ``/metrics`` counter
+    may count a command twice, if Redis lost the connection after running it."""
     pool = PromptConnectionPool.from_url(
         url,
         health_check_interval=HEALTH_CHECK_INTERVAL_S,
