@@ -99,8 +99,9 @@ def worker_counts(requested: int | None) -> list[int]:
     (DESIGN §6). The writes stay one at a time either way (SQLite's one writer)."""
     if requested is not None:
         return [requested]
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return [1] if (cpus or 1) == 1 else [1, cpus or 1]
+    affinity = getattr(os, "sched_getaffinity", None)
+    cpus = len(affinity(0)) if affinity else os.cpu_count() or 1
+    return [1] if cpus == 1 else [1, cpus]
 
 
 def median_round(rounds: list[WorkerReport]) -> WorkerReport:
