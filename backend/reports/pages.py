@@ -21,7 +21,6 @@ from litestar.exceptions import HTTPException, NotFoundException
 from litestar.handlers import BaseRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
-from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Stream, Template
 from redis.asyncio import Redis
@@ -43,6 +42,7 @@ from backend.reports.overview import overview_csv, overview_report
 from backend.reports.quality import quality_csv, quality_report
 from backend.reports.ranges import PRESETS, DateRange, RangeError, resolve_range, zone
 from backend.scope import Viewer
+from backend.sessions import SessionConfig, sign_in, signed_in_user
 from backend.settings import Settings
 
 CSP = (
@@ -67,8 +67,7 @@ def _to_login(request: Request[Any, Any, Any], _: LoginRequired) -> Response[Any
 
 
 async def provide_viewer(request: ASGIConnection[Any, Any, Any, Any], reader: Reader) -> Viewer:
-    user_id = request.session.get("user_id") if request.scope.get("session") else None
-    user = await reader.get(User, user_id) if isinstance(user_id, int) else None
+    user = await signed_in_user(request, reader)
     if user is None:
         raise LoginRequired()
     partner_id = user.partner_id if user.role == "partner" else None
@@ -101,7 +100,7 @@ async def login(
         error = "Wrong email or password."
         return Template("login.html", context={"error": error, "email": email}, status_code=400)
     await redis.delete(attempts_key)
-    request.set_session({"user_id": user.id})
+    sign_in(request, user)
     return Redirect("/")
 
 
@@ -287,7 +286,7 @@ async def admins_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRou
 
 def web_router(settings: Settings) -> Router:
     """Sessions are kept server-side in Redis, so signing out really ends them."""
-    sessions = ServerSideSessionConfig(
+    sessions = SessionConfig(
         store=SESSION_STORE,
         key="ct_session",
         max_age=8 * 3600,
