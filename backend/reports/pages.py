@@ -23,7 +23,6 @@ from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Stream, Template
-from redis.asyncio import Redis
 from sqlalchemy import select
 
 from backend.admin import ADMIN_HANDLERS, conversion_page, conversions_page
@@ -32,6 +31,8 @@ from backend.auth import verify_password
 from backend.db.engine import Database
 from backend.db.models import User
 from backend.ids import now_ms
+from backend.ingest.visitor import client_address
+from backend.login_throttle import WINDOW_S, LoginThrottle
 from backend.reports.breakdown import SHOWN_ROWS, SORTS, breakdown_csv, breakdown_report
 from backend.reports.chart import lay_out
 from backend.reports.dimensions import DIMENSIONS, FilterError, Filters, parse_filters
@@ -49,8 +50,6 @@ CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
-LOGIN_ATTEMPTS = 10
-LOGIN_WINDOW_S = 900
 
 
 class LoginRequired(HTTPException):
@@ -87,19 +86,21 @@ async def login(
     state: State,
 ) -> Template | Redirect:
     email = data.email.strip().lower()[:320]
-    redis: Redis = state.redis
-    attempts_key = f"ct:login:{email}"
-    attempts = await redis.incr(attempts_key)
-    if attempts == 1:
-        await redis.expire(attempts_key, LOGIN_WINDOW_S)
-    if attempts > LOGIN_ATTEMPTS:
-        error = "Too many attempts. Wait 15 minutes and try again."
+    settings: Settings = state.settings
+    address = client_address(
+        request.client.host if request.client else None,
+        request.headers.get("x-forwarded-for"),
+        settings.trusted_proxies,
+    )
+    throttle = LoginThrottle(state.redis, settings.secret_key, address, email)
+    if not await throttle.admit():
+        error = f"Too many attempts. Wait {WINDOW_S // 60} minutes and try again."
         return Template("login.html", context={"error": error, "email": email}, status_code=429)
     user = await reader.scalar(select(User).where(User.email == email))
-    if user is None or not verify_password(user.password_hash, data.password):
+    if not verify_password(user.password_hash if user else None, data.password) or user is None:
         error = "Wrong email or password."
         return Template("login.html", context={"error": error, "email": email}, status_code=400)
-    await redis.delete(attempts_key)
+    await throttle.succeeded()
     sign_in(request, user)
     return Redirect("/")
 
