@@ -188,12 +188,13 @@ def cmd_user_add(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_user_password(settings: Settings, args: argparse.Namespace) -> None:
     """A new password (typed on stdin or generated); the user's sessions end."""
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else generate_password()
+    email = args.email.strip().lower()
 
     async def store() -> None:
         database = Database.connect(settings.database_url)
         try:
             async with database.session(write=True) as session:
-                user = await session.scalar(select(User).where(User.email == args.email.lower()))
+                user = await session.scalar(select(User).where(User.email == email))
                 if user is None:
                     raise SystemExit(f"no user with the email {args.email}")
                 await change_password(session, user, password)
