@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -20,11 +21,21 @@ def hash_password(password: str) -> str:
     return str(_hasher.hash(password))
 
 
-def verify_password(password_hash: str, password: str) -> bool:
+@cache
+def _no_account_hash() -> str:
+    """A hash no password matches, made once, for sign-ins of accounts that do not exist."""
+    return hash_password(secrets.token_urlsafe(32))
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` matches; ``None`` (no such account) never does, after the same
+    argon2 work, so the time of an answer does not tell which accounts exist."""
+    checked = _no_account_hash() if password_hash is None else password_hash
     try:
-        return bool(_hasher.verify(password_hash, password))
+        matches = bool(_hasher.verify(checked, password))
     except (VerificationError, InvalidHashError):
         return False
+    return matches and password_hash is not None
 
 
 def generate_password() -> str:

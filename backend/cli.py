@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from backend.accounts import create_api_key, create_user
+from backend.accounts import change_password, create_api_key, create_user
 from backend.auth import generate_password
 from backend.db.engine import Database
 from backend.db.migrate import upgrade
@@ -185,6 +185,30 @@ def cmd_user_add(settings: Settings, args: argparse.Namespace) -> None:
         print(f"password: {password}")
 
 
+def cmd_user_password(settings: Settings, args: argparse.Namespace) -> None:
+    """A new password (typed on stdin or generated); the user's sessions end."""
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else generate_password()
+    email = args.email.strip().lower()
+
+    async def store() -> None:
+        database = Database.connect(settings.database_url)
+        try:
+            async with database.session(write=True) as session:
+                user = await session.scalar(select(User).where(User.email == email))
+                if user is None:
+                    raise SystemExit(f"no user with the email {args.email}")
+                await change_password(session, user, password)
+        except FieldError as error:
+            raise SystemExit(error.message) from None
+        finally:
+            await database.dispose()
+
+    asyncio.run(store())
+    print(f"changed the password of {args.email}; its sessions have ended")
+    if not args.password_stdin:
+        print(f"password: {password}")
+
+
 def cmd_apikey_create(settings: Settings, args: argparse.Namespace) -> None:
     async def store() -> str:
         database = Database.connect(settings.database_url)
@@ -272,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     user_add.add_argument("--role", choices=[r.value for r in Role], required=True)
     user_add.add_argument("--partner", type=int)
     user_add.add_argument("--password-stdin", action="store_true")
+    user_password = user.add_parser("password", help="set a new password, ending its sessions")
+    user_password.set_defaults(handler=cmd_user_password)
+    user_password.add_argument("email")
+    user_password.add_argument("--password-stdin", action="store_true")
     apikey = commands.add_parser("apikey", help="API keys").add_subparsers(
         dest="action", required=True
     )

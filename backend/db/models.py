@@ -8,6 +8,7 @@ Money is integer minor units beside an ISO 4217 code.
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -277,8 +278,16 @@ class RejectedEventRow(Base):
     payload: Mapped[str] = mapped_column(Text)
 
 
+def new_session_epoch() -> str:
+    return secrets.token_urlsafe(16)
+
+
 class User(Base):
+    """A person who signs in. Ids are never given out twice (SQLite's AUTOINCREMENT; PostgreSQL's
+    sequences never go back), so nothing that names a deleted user names the next one."""
+
     __tablename__ = "users"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -286,6 +295,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Every session carries it; a new one (accounts.end_sessions) ends them all.
+    session_epoch: Mapped[str] = mapped_column(String(32), default=new_session_epoch)
 
 
 class ApiKey(Base):

@@ -21,10 +21,8 @@ from litestar.exceptions import HTTPException, NotFoundException
 from litestar.handlers import BaseRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
-from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Stream, Template
-from redis.asyncio import Redis
 from sqlalchemy import select
 
 from backend.admin import ADMIN_HANDLERS, conversion_page, conversions_page
@@ -33,6 +31,8 @@ from backend.auth import verify_password
 from backend.db.engine import Database
 from backend.db.models import User
 from backend.ids import now_ms
+from backend.ingest.visitor import client_address
+from backend.login_throttle import WINDOW_S, LoginThrottle
 from backend.reports.breakdown import SHOWN_ROWS, SORTS, breakdown_csv, breakdown_report
 from backend.reports.chart import lay_out
 from backend.reports.dimensions import DIMENSIONS, FilterError, Filters, parse_filters
@@ -43,14 +43,13 @@ from backend.reports.overview import overview_csv, overview_report
 from backend.reports.quality import quality_csv, quality_report
 from backend.reports.ranges import PRESETS, DateRange, RangeError, resolve_range, zone
 from backend.scope import Viewer
+from backend.sessions import SessionConfig, sign_in, signed_in_user
 from backend.settings import Settings
 
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
-LOGIN_ATTEMPTS = 10
-LOGIN_WINDOW_S = 900
 
 
 class LoginRequired(HTTPException):
@@ -67,8 +66,7 @@ def _to_login(request: Request[Any, Any, Any], _: LoginRequired) -> Response[Any
 
 
 async def provide_viewer(request: ASGIConnection[Any, Any, Any, Any], reader: Reader) -> Viewer:
-    user_id = request.session.get("user_id") if request.scope.get("session") else None
-    user = await reader.get(User, user_id) if isinstance(user_id, int) else None
+    user = await signed_in_user(request, reader)
     if user is None:
         raise LoginRequired()
     partner_id = user.partner_id if user.role == "partner" else None
@@ -88,20 +86,22 @@ async def login(
     state: State,
 ) -> Template | Redirect:
     email = data.email.strip().lower()[:320]
-    redis: Redis = state.redis
-    attempts_key = f"ct:login:{email}"
-    attempts = await redis.incr(attempts_key)
-    if attempts == 1:
-        await redis.expire(attempts_key, LOGIN_WINDOW_S)
-    if attempts > LOGIN_ATTEMPTS:
-        error = "Too many attempts. Wait 15 minutes and try again."
+    settings: Settings = state.settings
+    address = client_address(
+        request.client.host if request.client else None,
+        request.headers.get("x-forwarded-for"),
+        settings.trusted_proxies,
+    )
+    throttle = LoginThrottle(state.redis, settings.secret_key, address, email)
+    if not await throttle.admit():
+        error = f"Too many attempts. Wait {WINDOW_S // 60} minutes and try again."
         return Template("login.html", context={"error": error, "email": email}, status_code=429)
     user = await reader.scalar(select(User).where(User.email == email))
-    if user is None or not verify_password(user.password_hash, data.password):
+    if not verify_password(user.password_hash if user else None, data.password) or user is None:
         error = "Wrong email or password."
         return Template("login.html", context={"error": error, "email": email}, status_code=400)
-    await redis.delete(attempts_key)
-    request.set_session({"user_id": user.id})
+    await throttle.succeeded()
+    sign_in(request, user)
     return Redirect("/")
 
 
@@ -287,7 +287,7 @@ async def admins_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRou
 
 def web_router(settings: Settings) -> Router:
     """Sessions are kept server-side in Redis, so signing out really ends them."""
-    sessions = ServerSideSessionConfig(
+    sessions = SessionConfig(
         store=SESSION_STORE,
         key="ct_session",
         max_age=8 * 3600,
