@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from litestar import Request, Response, post
@@ -51,6 +51,7 @@ from backend.ingest.stream_writer import StreamUnavailable
 from backend.money import MoneyError, format_minor, normalise_currency
 
 RETRY_AFTER_S = 30
+T = TypeVar("T")
 Text = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
@@ -80,6 +81,8 @@ class StatusBody(msgspec.Struct, tag="status", forbid_unknown_fields=True):
 
 
 PostbackBody = SaleBody | StatusBody
+_ENVELOPE = msgspec.json.Decoder(Envelope)
+_POSTBACK = msgspec.json.Decoder(PostbackBody)
 
 
 def _unavailable(error: Exception) -> ServiceUnavailableException:
@@ -103,12 +106,10 @@ async def postback(
         await _reject(ingest, too_long, body, at_ms)
         raise ClientException(detail=f"body over {MAX_BODY} bytes", status_code=413)
     try:
-        merchant_key = msgspec.json.decode(body, type=Envelope).merchant
-    except msgspec.DecodeError as error:
-        await _reject(
-            ingest, Rejection(RejectReason.INVALID_EVENT, "body", str(error)), body, at_ms
-        )
-        raise ClientException(detail=f"body: {error}") from None
+        merchant_key = _decode(_ENVELOPE, body).merchant
+    except Rejection as rejection:
+        await _reject(ingest, rejection, body, at_ms)
+        raise ClientException(detail=f"body: {rejection.detail}") from None
     merchant = await reader.scalar(select(Merchant).where(Merchant.key == merchant_key))
     if merchant is None:
         unknown = Rejection(RejectReason.UNKNOWN_MERCHANT, "merchant", "no merchant has this key")
@@ -126,12 +127,10 @@ async def postback(
         await _reject(ingest, bad, body, at_ms)
         raise NotAuthorizedException(detail=str(refused)) from None
     try:
-        parsed = msgspec.json.decode(body, type=PostbackBody)
-    except msgspec.DecodeError as error:
-        await _reject(
-            ingest, Rejection(RejectReason.INVALID_EVENT, "body", str(error)), body, at_ms
-        )
-        raise ClientException(detail=str(error)) from None
+        parsed = _decode(_POSTBACK, body)
+    except Rejection as rejection:
+        await _reject(ingest, rejection, body, at_ms)
+        raise ClientException(detail=rejection.detail) from None
     guard = ReplayGuard(state.redis)
     try:
         if not await guard.claim(merchant.id, signature):
@@ -146,6 +145,17 @@ async def postback(
         with contextlib.suppress(RedisError, OSError):
             await guard.release(merchant.id, signature)
         raise
+
+
+def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
+    """``body`` decoded, or a ``Rejection`` saying why not (JSON nested deeper than the
+    decoder's recursion limit included)."""
+    try:
+        return decoder.decode(body)
+    except msgspec.DecodeError as error:
+        raise Rejection(RejectReason.INVALID_EVENT, "body", str(error)) from None
+    except RecursionError:
+        raise Rejection(RejectReason.INVALID_EVENT, "body", "JSON nested too deeply") from None
 
 
 async def _reject(ingest: Ingest, rejection: Rejection, body: bytes, at_ms: int) -> None:

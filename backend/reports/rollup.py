@@ -110,7 +110,7 @@ async def _fold(connection: AsyncConnection, start_ms: int, end_ms: int) -> None
                 literal(0),
                 literal(0),
                 literal(0),
-                *money_counters(conversions),
+                *money_counters(conversions, exact=False),
             )
             .select_from(CONVERSIONS.outerjoin(CLICKS, clicks.click_id == conversions.click_id))
             .where(conversions.at_ms >= start_ms, conversions.at_ms < end_ms)
