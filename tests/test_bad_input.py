@@ -249,8 +249,10 @@ async def test_redirect_and_pixel_with_many_parameters_still_work_and_are_record
     async with database.session() as session:
         stored = await session.scalar(select(Click))
         sale = await session.scalar(select(Conversion))
-    assert stored is not None and (stored.sub1, stored.utm_source) == ("late sub", "ads")
-    assert sale is not None and (sale.order_id, sale.amount_minor) == ("MANY", 1250)
+    assert stored is not None
+    assert (stored.sub1, stored.utm_source) == ("late sub", "ads")
+    assert sale is not None
+    assert (sale.order_id, sale.amount_minor) == ("MANY", 1250)
 
 
 @pytest.mark.parametrize("method", ["HEAD", "POST", "PUT", "OPTIONS"])
@@ -326,3 +328,32 @@ async def test_json_nested_too_deeply_is_a_clear_400_everywhere(
     assert api.status_code == 400
     assert "nested too deeply" in api.json()["detail"]
     assert sorted(await rejected_reasons(consumer, database)) == ["invalid_event"] * 3
+
+
+@pytest.mark.parametrize(
+    "destination",
+    [
+        "https://shop.example/a\r\nSet-Cookie: x=1",
+        "https://shop.example/a b",
+        "https://shop.example\\evil.example/",
+        "https://user@shop.example/",
+        "https://shop.example:99999/",
+        "https:///no-host",
+    ],
+)
+async def test_a_destination_that_would_break_the_redirect_is_refused_when_saved(
+    client: AsyncTestClient[Any], programme: Programme, destination: str
+) -> None:
+    campaign = await client.patch(
+        f"/api/v1/campaigns/{programme.campaign['id']}",
+        json={"destination_url": destination},
+        headers=programme.headers,
+    )
+    link = await client.patch(
+        f"/api/v1/links/{programme.link['id']}",
+        json={"destination_url": destination},
+        headers=programme.headers,
+    )
+    assert (campaign.status_code, link.status_code) == (400, 400)
+    response = await client.get(f"/c/{programme.link['code']}", headers=BROWSER_HEADERS)
+    assert response.headers["location"].startswith("https://shop.example/winter?ref=aff&ct_click=")
