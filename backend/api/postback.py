@@ -4,7 +4,10 @@ with its postback secret) and ``POST /api/v1/merchants/{id}/rotate-secret``.
 A new sale travels through the Redis stream like every event (source ``postback``, stored
 verified); when Redis cannot take it the answer is 503 with ``Retry-After`` and the sender
 retries, since a server, unlike a browser, can. A postback about an order already stored
-verifies it; a status change for an order not stored yet is 409 so the sender retries later.
+verifies it; where the stored order is unverified (a pixel anyone can fire) and disagrees on the
+click, the amount or the currency, the postback goes through the stream too and the worker puts
+its figures on the order (``backend.worker.store``). A status change for an order not stored
+yet is 409 so the sender retries later.
 Bad input gets 400 (signed) or 401 (unsigned) and is kept in ``rejected_events``.
 """
 
@@ -43,7 +46,7 @@ from backend.api.resources import get_or_404
 from backend.api.schemas import Currency, Minor, Reason, SecretRotated
 from backend.catalog import Catalog
 from backend.db.models import Conversion, ConversionStatus, Merchant
-from backend.events import RejectReason, Source, encode_event
+from backend.events import ConversionEvent, RejectReason, Source, encode_event
 from backend.ids import now_ms
 from backend.ingest.edge import Rejection, build_conversion, rejected
 from backend.ingest.routes import MAX_BODY, Ingest
@@ -195,18 +198,13 @@ async def _sale(
             extra=[{"key": rejection.field, "message": rejection.detail}],
         ) from None
     found = await _stored_order(reader, merchant.id, sale.order_id)
-    if found is not None:  # verified in the writer's session (conversions are never deleted)
+    differs = [] if found is None else _differences(found, event, sale.click_id is not None)
+    if found is not None and (found.verified or not differs):
+        # Verified in the writer's session (conversions are never deleted). An order verified
+        # before keeps its figures: the answer says where this postback disagrees.
         stored = await get_or_404(writer, Conversion, found.id)
         await verify(writer, stored, actor=POSTBACK, reason="verified by postback")
         await writer.commit()
-        differs = [
-            name
-            for name, kept, sent in (
-                ("amount_minor", stored.amount_minor, event.amount_minor),
-                ("currency", stored.currency, event.currency),
-            )
-            if kept != sent
-        ]
         answer = msgspec.to_builtins(conversion_out(stored))
         verified = {"verified": True, "conversion": answer, "differs": differs}
         return Response(verified, status_code=200)
@@ -214,7 +212,24 @@ async def _sale(
         await ingest.writer.put_or_fail(encode_event(event))
     except StreamUnavailable as error:
         raise _unavailable(error) from error
-    return Response({"queued": True, "event_id": event.event_id}, status_code=202)
+    queued: dict[str, object] = {"queued": True, "event_id": event.event_id}
+    if found is not None:
+        queued["replaces"] = differs
+    return Response(queued, status_code=202)
+
+
+def _differences(stored: Conversion, event: ConversionEvent, names_click: bool) -> list[str]:
+    """Where a postback disagrees with the stored order: its click (when it names one), its
+    amount, its currency."""
+    return [
+        name
+        for name, kept, sent in (
+            ("click_id", stored.click_id, event.click_id if names_click else stored.click_id),
+            ("amount_minor", stored.amount_minor, event.amount_minor),
+            ("currency", stored.currency, event.currency),
+        )
+        if kept != sent
+    ]
 
 
 def _pixel_fields(sale: SaleBody, merchant: Merchant) -> dict[str, object]:

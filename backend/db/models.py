@@ -350,3 +350,13 @@ class RollupWatermark(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     hour_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class RollupRepair(Base):
+    """An hour whose conversions changed after it may have been folded into
+    ``dimension_hourly`` (a signed postback replaced a pixel's figures): the fold job folds its
+    conversions again."""
+
+    __tablename__ = "rollup_repairs"
+
+    hour_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
