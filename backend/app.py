@@ -22,7 +22,7 @@ from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
 
 from backend.api.conversions import ConversionController
-from backend.api.deps import API_DEPENDENCIES
+from backend.api.deps import API_DEPENDENCIES, too_deep
 from backend.api.overrides import OverrideController
 from backend.api.postback import postback, rotate_postback_secret
 from backend.api.resources import RESOURCE_CONTROLLERS
@@ -111,6 +111,7 @@ def create_app(settings: Settings) -> RequestTelemetry:
             stats,
         ],
         dependencies=API_DEPENDENCIES,
+        exception_handlers={RecursionError: too_deep},
     )
     app = Litestar(
         route_handlers=[

@@ -31,6 +31,7 @@ class MerchantInfo:
     currency: str
     domains: frozenset[str]
     window_days: int
+    max_order_minor: int | None  # in ``currency``; None: only the shared bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +180,7 @@ class Catalog:
             currency=merchant.currency,
             domains=frozenset(merchant.domains),
             window_days=merchant.attribution_window_days or self._default_window_days,
+            max_order_minor=merchant.max_order_minor,
         )
 
     async def _load_partner(self, key: str) -> PartnerInfo | None:

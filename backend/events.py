@@ -28,6 +28,7 @@ class RejectReason(StrEnum):
     UNKNOWN_CURRENCY = "unknown_currency"
     INVALID_AMOUNT = "invalid_amount"
     NEGATIVE_AMOUNT = "negative_amount"
+    AMOUNT_TOO_LARGE = "amount_too_large"  # over the shared bound or the merchant's maximum
     MISSING_FIELD = "missing_field"
     FIELD_TOO_LONG = "field_too_long"
     INVALID_EVENT = "invalid_event"

@@ -163,6 +163,11 @@ MINOR_DIGITS: dict[str, int] = {code: 2 for code in _EXPONENT_2} | _EXPONENT_NOT
 
 _AMOUNT = re.compile(r"(\d{1,15})(?:\.(\d{1,8}))?")
 
+MAX_AMOUNT_MINOR = 10**12
+"""The largest amount (a sale, a commission, a merchant's maximum order) in minor units of any
+currency: 10 billion EUR, 22 million EUR worth of Iranian rial. Ten million conversions of it
+still fit a 64-bit sum, so no stored total can overflow from amounts that pass this bound."""
+
 
 class MoneyError(ValueError):
     """An amount or currency that cannot be represented; ``reason`` is a RejectReason value."""
@@ -199,7 +204,19 @@ def parse_amount(text: str, currency: str) -> int:
             "invalid_amount", f"{currency} has {digits} minor digits; {text!r} has more"
         )
     minor: int = int(whole) * 10**digits + int(kept.ljust(digits, "0") or "0")
+    check_amount(minor, currency)
     return minor
+
+
+def check_amount(amount_minor: int, currency: str, maximum: int = MAX_AMOUNT_MINOR) -> None:
+    """Raise ``MoneyError`` for an amount over ``maximum`` minor units (the shared bound, or a
+    merchant's lower maximum order value)."""
+    if amount_minor > maximum:
+        raise MoneyError(
+            "amount_too_large",
+            f"{format_minor(amount_minor, currency)} {currency} is over the maximum of "
+            f"{format_minor(maximum, currency)}",
+        )
 
 
 def format_minor(amount_minor: int, currency: str) -> str:

@@ -10,7 +10,7 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
 
 from backend.db.engine import Database
-from backend.db.models import Conversion, Impression, RejectedEventRow
+from backend.db.models import Click, Conversion, Impression, RejectedEventRow
 from backend.ingest.routes import GIF, MAX_BODY
 from backend.worker.consumer import StreamConsumer
 from tests.support import BROWSER_HEADERS, Programme, follow_link
@@ -220,3 +220,140 @@ async def test_cors_is_granted_only_to_the_merchants_domains(
     assert "access-control-allow-origin" not in foreign.headers
     assert preflight.status_code == 204
     assert preflight.headers["access-control-allow-origin"] == "https://shop.example"
+
+
+async def click_count(database: Database) -> int:
+    async with database.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(Click)) or 0)
+
+
+async def test_redirect_and_pixel_with_many_parameters_still_work_and_are_recorded(
+    client: AsyncTestClient[Any], programme: Programme, consumer: StreamConsumer, database: Database
+) -> None:
+    """Ad platforms append dozens of parameters: whatever their number, the visitor reaches
+    the shop, the sale is kept, and the fields that count are read wherever they stand."""
+    noise = "&".join(f"gad_{i}=x{i}" for i in range(300))
+    click = await client.get(
+        f"/c/{programme.link['code']}?{noise}&sub1=late%20sub&utm_source=ads",
+        headers=BROWSER_HEADERS,
+    )
+    assert click.status_code == 302
+    assert click.headers["location"].startswith("https://shop.example/winter?ref=aff&ct_click=")
+
+    key = programme.merchant["key"]
+    pixel = await client.get(f"/p.gif?{noise}&m={key}&oid=MANY&amt=12.50&cur=EUR")
+    assert pixel.status_code == 200
+    assert pixel.content == GIF
+
+    assert await rejected_reasons(consumer, database) == []
+    async with database.session() as session:
+        stored = await session.scalar(select(Click))
+        sale = await session.scalar(select(Conversion))
+    assert stored is not None
+    assert (stored.sub1, stored.utm_source) == ("late sub", "ads")
+    assert sale is not None
+    assert (sale.order_id, sale.amount_minor) == ("MANY", 1250)
+
+
+@pytest.mark.parametrize("method", ["HEAD", "POST", "PUT", "OPTIONS"])
+async def test_only_a_get_on_a_link_is_a_click(
+    client: AsyncTestClient[Any],
+    programme: Programme,
+    consumer: StreamConsumer,
+    database: Database,
+    method: str,
+) -> None:
+    """Link unfurlers and prefetchers send HEAD: redirected to the shop, never counted."""
+    response = await client.request(method, f"/c/{programme.link['code']}", headers=BROWSER_HEADERS)
+    unknown = await client.request(method, "/c/doesnotexist", headers=BROWSER_HEADERS)
+
+    assert response.status_code == 302
+    assert response.headers["location"] == "https://shop.example/winter?ref=aff"
+    assert "set-cookie" not in response.headers
+    assert unknown.status_code == 404
+    assert await rejected_reasons(consumer, database) == []
+    assert await click_count(database) == 0
+
+
+async def test_a_beacon_of_many_bad_events_stores_one_small_row_per_reason(
+    client: AsyncTestClient[Any], programme: Programme, consumer: StreamConsumer, database: Database
+) -> None:
+    padding = "p" * 120
+    events: list[dict[str, Any]] = [
+        {"t": "conversion", "oid": f"{i:03d}{padding}", "amt": "-1", "ev": "x" * 60}
+        for i in range(99)
+    ]
+    events.append({"t": "conversion", "oid": "ok", "amt": "1.00"})
+    response = await client.post("/e", json={"m": programme.merchant["key"], "events": events})
+
+    assert response.status_code == 202
+    assert response.json()["accepted"] == 1
+    assert len(response.json()["errors"]) == 99  # the sender is told about every one
+    await consumer.drain()
+    async with database.session() as session:
+        (row,) = (await session.scalars(select(RejectedEventRow))).all()
+    assert row.reason == "negative_amount"
+    assert row.detail.startswith("events[0].amt: ")
+    assert row.detail.endswith("(and 98 more events of this request)")
+    assert len(row.payload) <= 1024
+    assert await conversion_count(database) == 1
+
+
+DEEP = b"[" * 5000 + b"]" * 5000
+
+
+async def test_json_nested_too_deeply_is_a_clear_400_everywhere(
+    client: AsyncTestClient[Any], programme: Programme, consumer: StreamConsumer, database: Database
+) -> None:
+    key = programme.merchant["key"].encode()
+    beacon = await client.post("/e", content=b'{"m": "' + key + b'", "events": ' + DEEP + b"}")
+    nested_items = await client.post(
+        "/e",
+        json={"m": key.decode(), "events": [{"oid": "I", "amt": "1", "items": [{"a": [[1]]}]}]},
+    )
+    postback = await client.post(
+        "/api/v1/postback", content=b'{"merchant": "' + key + b'", "x": ' + DEEP + b"}"
+    )
+    api = await client.post(
+        "/api/v1/partners",
+        content=b'{"name": "P", "x": ' + DEEP + b"}",
+        headers={**programme.headers, "content-type": "application/json"},
+    )
+
+    assert beacon.status_code == 400
+    assert beacon.json()["errors"][0]["detail"] == "JSON nested too deeply"
+    assert nested_items.status_code == 202
+    assert nested_items.json()["errors"][0]["field"] == "items"
+    assert postback.status_code == 400
+    assert api.status_code == 400
+    assert "nested too deeply" in api.json()["detail"]
+    assert sorted(await rejected_reasons(consumer, database)) == ["invalid_event"] * 3
+
+
+@pytest.mark.parametrize(
+    "destination",
+    [
+        "https://shop.example/a\r\nSet-Cookie: x=1",
+        "https://shop.example/a b",
+        "https://shop.example\\evil.example/",
+        "https://user@shop.example/",
+        "https://shop.example:99999/",
+        "https:///no-host",
+    ],
+)
+async def test_a_destination_that_would_break_the_redirect_is_refused_when_saved(
+    client: AsyncTestClient[Any], programme: Programme, destination: str
+) -> None:
+    campaign = await client.patch(
+        f"/api/v1/campaigns/{programme.campaign['id']}",
+        json={"destination_url": destination},
+        headers=programme.headers,
+    )
+    link = await client.patch(
+        f"/api/v1/links/{programme.link['id']}",
+        json={"destination_url": destination},
+        headers=programme.headers,
+    )
+    assert (campaign.status_code, link.status_code) == (400, 400)
+    response = await client.get(f"/c/{programme.link['code']}", headers=BROWSER_HEADERS)
+    assert response.headers["location"].startswith("https://shop.example/winter?ref=aff&ct_click=")

@@ -315,7 +315,7 @@ async def test_poison_event_is_dead_lettered_and_the_rest_of_its_entry_and_batch
     assert result["rollup"][1:3] == (2, 1200)
     rejected = {row.event_id: row for row in await rejected_rows(database)}
     assert {row.reason for row in rejected.values()} == {"poison"}
-    assert "failed 5 times" in rejected[f"stream:{poison_entry_id}/1"].detail
+    assert "the database refuses it" in rejected[f"stream:{poison_entry_id}/1"].detail
     assert "undecodable event" in rejected[f"stream:{poison_entry_id}/2"].detail
     assert sum("undecodable entry" in row.detail for row in rejected.values()) == 1
     assert len(rejected) == 3

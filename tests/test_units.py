@@ -195,7 +195,9 @@ async def test_a_batch_dropped_as_its_answers_fail_leaves_nothing_unretrieved() 
     loop = asyncio.get_running_loop()
     bits: asyncio.Future[tuple[list[int], list[int], list[int]]] = loop.create_future()
     clicks: asyncio.Future[dict[str, CreditedClick]] = loop.create_future()
-    answers = asyncio.gather(bits, clicks)
+    orders: asyncio.Future[dict[tuple[int, str], str]] = loop.create_future()
+    orders.set_result({})
+    answers = asyncio.gather(bits, clicks, orders)
     bits.set_exception(ConnectionError("Redis went away"))
     clicks.set_exception(ConnectionError("Redis went away"))
     unhandled: list[dict[str, object]] = []
@@ -206,6 +208,6 @@ async def test_a_batch_dropped_as_its_answers_fail_leaves_nothing_unretrieved() 
     await asyncio.sleep(0)
 
     assert answers.done()
-    del answers, bits, clicks
+    del answers, bits, clicks, orders
     gc.collect()
     assert unhandled == []

@@ -54,6 +54,13 @@ FIELDS = (
         " or empty to decide each one",
         kind="number",
     ),
+    Field(
+        "max_order_minor",
+        "Maximum order value (minor units)",
+        "a whole number of minor units of the merchant's currency (4990 for 49.90 EUR), or"
+        " empty: sales over it are refused",
+        kind="number",
+    ),
 )
 
 

@@ -98,10 +98,25 @@ async def _referenced(session: AsyncSession, model: type[M], object_id: int, fie
     return found
 
 
+def _destination(url: str) -> str:
+    """``url`` if it can go into a redirect's Location header as it is: an absolute http(s)
+    URL with a host, a valid port and no user info (the type already refused white space,
+    control characters and backslashes)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises for a port that is not a number from 0 to 65535)
+    except ValueError as error:
+        raise FieldError("destination_url", f"not a valid URL: {error}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        raise FieldError("destination_url", "an absolute http(s) URL with a host and no user")
+    return url
+
+
 async def _check_destination(session: AsyncSession, campaign: Campaign, url: str | None) -> None:
     """A link's own destination must stay on its merchant's domains (no redirects elsewhere)."""
     if url is None:
         return
+    _destination(url)
     merchant = await _referenced(session, Merchant, campaign.merchant_id, "campaign_id")
     host = urlsplit(url).hostname or ""
     if merchant.domains and host not in merchant.domains:
@@ -119,6 +134,7 @@ async def create_merchant(
         domains=_domains(data.domains),
         attribution_window_days=data.attribution_window_days,
         auto_approve_days=data.auto_approve_days,
+        max_order_minor=data.max_order_minor,
     )
     session.add(merchant)
     await commit_and_refresh(session, catalog, merchant)
@@ -158,7 +174,7 @@ async def create_campaign(
     campaign = Campaign(
         merchant_id=data.merchant_id,
         name=data.name,
-        destination_url=data.destination_url,
+        destination_url=_destination(data.destination_url),
         commission_bps=commission_bps(data.commission_percent),
         commission_flat_minor=data.commission_flat_minor,
         cookie_window_days=data.cookie_window_days,
@@ -171,6 +187,8 @@ async def create_campaign(
 async def update_campaign(
     session: AsyncSession, catalog: Catalog, campaign: Campaign, data: CampaignUpdate
 ) -> None:
+    if isinstance(data.destination_url, str):
+        _destination(data.destination_url)
     _apply_commission_changes(campaign, data)
     await commit_and_refresh(session, catalog, campaign)
 

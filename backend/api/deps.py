@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
-from litestar import Request
+from litestar import Request, Response
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
@@ -43,6 +43,13 @@ async def provide_viewer(request: Request[Any, Any, Any], reader: Reader) -> Vie
     if key is None:
         raise NotAuthorizedException("unknown API key")
     return Viewer(partner_id=key.partner_id, actor=f"apikey:{key.id}")
+
+
+def too_deep(request: Request[Any, Any, Any], error: RecursionError) -> Response[Any]:
+    """A JSON body nested deeper than the decoder's recursion limit: the client's mistake."""
+    return Response(
+        {"status_code": 400, "detail": "the JSON body is nested too deeply"}, status_code=400
+    )
 
 
 def require_admin(viewer: Viewer) -> None:

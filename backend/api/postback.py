@@ -4,7 +4,10 @@ with its postback secret) and ``POST /api/v1/merchants/{id}/rotate-secret``.
 A new sale travels through the Redis stream like every event (source ``postback``, stored
 verified); when Redis cannot take it the answer is 503 with ``Retry-After`` and the sender
 retries, since a server, unlike a browser, can. A postback about an order already stored
-verifies it; a status change for an order not stored yet is 409 so the sender retries later.
+verifies it; where the stored order is unverified (a pixel anyone can fire) and disagrees on the
+click, the amount or the currency, the postback goes through the stream too and the worker puts
+its figures on the order (``backend.worker.store``). A status change for an order not stored
+yet is 409 so the sender retries later.
 Bad input gets 400 (signed) or 401 (unsigned) and is kept in ``rejected_events``.
 """
 
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from litestar import Request, Response, post
@@ -43,7 +46,7 @@ from backend.api.resources import get_or_404
 from backend.api.schemas import Currency, Minor, Reason, SecretRotated
 from backend.catalog import Catalog
 from backend.db.models import Conversion, ConversionStatus, Merchant
-from backend.events import RejectReason, Source, encode_event
+from backend.events import ConversionEvent, RejectReason, Source, encode_event
 from backend.ids import now_ms
 from backend.ingest.edge import Rejection, build_conversion, rejected
 from backend.ingest.routes import MAX_BODY, Ingest
@@ -51,6 +54,7 @@ from backend.ingest.stream_writer import StreamUnavailable
 from backend.money import MoneyError, format_minor, normalise_currency
 
 RETRY_AFTER_S = 30
+T = TypeVar("T")
 Text = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
@@ -80,6 +84,8 @@ class StatusBody(msgspec.Struct, tag="status", forbid_unknown_fields=True):
 
 
 PostbackBody = SaleBody | StatusBody
+_ENVELOPE = msgspec.json.Decoder(Envelope)
+_POSTBACK = msgspec.json.Decoder(PostbackBody)
 
 
 def _unavailable(error: Exception) -> ServiceUnavailableException:
@@ -103,12 +109,10 @@ async def postback(
         await _reject(ingest, too_long, body, at_ms)
         raise ClientException(detail=f"body over {MAX_BODY} bytes", status_code=413)
     try:
-        merchant_key = msgspec.json.decode(body, type=Envelope).merchant
-    except msgspec.DecodeError as error:
-        await _reject(
-            ingest, Rejection(RejectReason.INVALID_EVENT, "body", str(error)), body, at_ms
-        )
-        raise ClientException(detail=f"body: {error}") from None
+        merchant_key = _decode(_ENVELOPE, body).merchant
+    except Rejection as rejection:
+        await _reject(ingest, rejection, body, at_ms)
+        raise ClientException(detail=f"body: {rejection.detail}") from None
     merchant = await reader.scalar(select(Merchant).where(Merchant.key == merchant_key))
     if merchant is None:
         unknown = Rejection(RejectReason.UNKNOWN_MERCHANT, "merchant", "no merchant has this key")
@@ -126,12 +130,10 @@ async def postback(
         await _reject(ingest, bad, body, at_ms)
         raise NotAuthorizedException(detail=str(refused)) from None
     try:
-        parsed = msgspec.json.decode(body, type=PostbackBody)
-    except msgspec.DecodeError as error:
-        await _reject(
-            ingest, Rejection(RejectReason.INVALID_EVENT, "body", str(error)), body, at_ms
-        )
-        raise ClientException(detail=str(error)) from None
+        parsed = _decode(_POSTBACK, body)
+    except Rejection as rejection:
+        await _reject(ingest, rejection, body, at_ms)
+        raise ClientException(detail=rejection.detail) from None
     guard = ReplayGuard(state.redis)
     try:
         if not await guard.claim(merchant.id, signature):
@@ -146,6 +148,17 @@ async def postback(
         with contextlib.suppress(RedisError, OSError):
             await guard.release(merchant.id, signature)
         raise
+
+
+def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
+    """``body`` decoded, or a ``Rejection`` saying why not (JSON nested deeper than the
+    decoder's recursion limit included)."""
+    try:
+        return decoder.decode(body)
+    except msgspec.DecodeError as error:
+        raise Rejection(RejectReason.INVALID_EVENT, "body", str(error)) from None
+    except RecursionError:
+        raise Rejection(RejectReason.INVALID_EVENT, "body", "JSON nested too deeply") from None
 
 
 async def _reject(ingest: Ingest, rejection: Rejection, body: bytes, at_ms: int) -> None:
@@ -185,18 +198,13 @@ async def _sale(
             extra=[{"key": rejection.field, "message": rejection.detail}],
         ) from None
     found = await _stored_order(reader, merchant.id, sale.order_id)
-    if found is not None:  # verified in the writer's session (conversions are never deleted)
+    differs = [] if found is None else _differences(found, event, sale.click_id is not None)
+    if found is not None and (found.verified or not differs):
+        # Verified in the writer's session (conversions are never deleted). An order verified
+        # before keeps its figures: the answer says where this postback disagrees.
         stored = await get_or_404(writer, Conversion, found.id)
         await verify(writer, stored, actor=POSTBACK, reason="verified by postback")
         await writer.commit()
-        differs = [
-            name
-            for name, kept, sent in (
-                ("amount_minor", stored.amount_minor, event.amount_minor),
-                ("currency", stored.currency, event.currency),
-            )
-            if kept != sent
-        ]
         answer = msgspec.to_builtins(conversion_out(stored))
         verified = {"verified": True, "conversion": answer, "differs": differs}
         return Response(verified, status_code=200)
@@ -204,7 +212,24 @@ async def _sale(
         await ingest.writer.put_or_fail(encode_event(event))
     except StreamUnavailable as error:
         raise _unavailable(error) from error
-    return Response({"queued": True, "event_id": event.event_id}, status_code=202)
+    queued: dict[str, object] = {"queued": True, "event_id": event.event_id}
+    if found is not None:
+        queued["replaces"] = differs
+    return Response(queued, status_code=202)
+
+
+def _differences(stored: Conversion, event: ConversionEvent, names_click: bool) -> list[str]:
+    """Where a postback disagrees with the stored order: its click (when it names one), its
+    amount, its currency."""
+    return [
+        name
+        for name, kept, sent in (
+            ("click_id", stored.click_id, event.click_id if names_click else stored.click_id),
+            ("amount_minor", stored.amount_minor, event.amount_minor),
+            ("currency", stored.currency, event.currency),
+        )
+        if kept != sent
+    ]
 
 
 def _pixel_fields(sale: SaleBody, merchant: Merchant) -> dict[str, object]:

@@ -76,6 +76,7 @@ def merchant_out(merchant: Merchant) -> MerchantOut:
         domains=list(merchant.domains),
         attribution_window_days=merchant.attribution_window_days,
         auto_approve_days=merchant.auto_approve_days,
+        max_order_minor=merchant.max_order_minor,
         created_at=merchant.created_at,
     )
 

@@ -8,13 +8,17 @@ from typing import Annotated, Generic, TypeVar
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from backend.money import MAX_AMOUNT_MINOR
+
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
-Url = Annotated[str, Meta(min_length=8, max_length=2048, pattern=r"^https?://")]
+# No white space, control character or backslash anywhere: a destination goes into a Location
+# header as it is stored.
+Url = Annotated[str, Meta(min_length=8, max_length=2048, pattern=r"^https?://[^\x00-\x20\x7f\\]+$")]
 Currency = Annotated[str, Meta(pattern=r"^[A-Za-z]{3}$")]
 Domain = Annotated[str, Meta(min_length=1, max_length=253)]
 WindowDays = Annotated[int, Meta(ge=1, le=365)]
 ApproveDays = Annotated[int, Meta(ge=0, le=365)]
-Minor = Annotated[int, Meta(ge=0, le=10**15)]
+Minor = Annotated[int, Meta(ge=0, le=MAX_AMOUNT_MINOR)]
 Percent = Annotated[str, Meta(pattern=r"^\d{1,3}(\.\d{1,2})?$")]
 Email = Annotated[str, Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
 T = TypeVar("T")
@@ -33,6 +37,7 @@ class MerchantCreate(msgspec.Struct, forbid_unknown_fields=True):
     domains: list[Domain] = msgspec.field(default_factory=list)
     attribution_window_days: WindowDays | None = None
     auto_approve_days: ApproveDays | None = None
+    max_order_minor: Minor | None = None
 
 
 class MerchantUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -41,6 +46,7 @@ class MerchantUpdate(msgspec.Struct, forbid_unknown_fields=True):
     domains: list[Domain] | UnsetType = UNSET
     attribution_window_days: WindowDays | UnsetType | None = UNSET
     auto_approve_days: ApproveDays | UnsetType | None = UNSET
+    max_order_minor: Minor | UnsetType | None = UNSET
 
 
 class MerchantOut(msgspec.Struct):
@@ -52,6 +58,7 @@ class MerchantOut(msgspec.Struct):
     domains: list[str]
     attribution_window_days: int | None
     auto_approve_days: int | None
+    max_order_minor: int | None
     created_at: datetime
 
 

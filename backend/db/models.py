@@ -16,6 +16,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -33,6 +34,7 @@ NAMING = {
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
 }
 
 
@@ -78,6 +80,9 @@ class Merchant(Base):
     attribution_window_days: Mapped[int | None] = mapped_column(Integer)
     # Pending conversions older than this many days are approved by a cron job; None: never.
     auto_approve_days: Mapped[int | None] = mapped_column(Integer)
+    # Sales over this many minor units (of the merchant's currency) are refused; None: only
+    # the shared bound (backend.money.MAX_AMOUNT_MINOR).
+    max_order_minor: Mapped[int | None] = mapped_column(BigInteger)
     # After a rotation the old secret still signs postbacks until then, so senders can switch.
     previous_postback_secret: Mapped[str | None] = mapped_column(String(80))
     previous_secret_until_ms: Mapped[int | None] = mapped_column(BigInteger)
@@ -248,6 +253,13 @@ class StatsHourly(Base):
     """
 
     __tablename__ = "stats_hourly"
+    # SQLite keeps an overflowing integer sum as a float; these make it an error (migration 0009).
+    __table_args__ = tuple(
+        CheckConstraint(f"typeof({column}) = 'integer'", name=f"{column}_integer").ddl_if(
+            dialect="sqlite"
+        )
+        for column in ("revenue_minor", "commission_minor")
+    )
 
     hour_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     merchant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -349,3 +361,13 @@ class RollupWatermark(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     hour_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class RollupRepair(Base):
+    """An hour whose conversions changed after it may have been folded into
+    ``dimension_hourly`` (a signed postback replaced a pixel's figures): the fold job folds its
+    conversions again."""
+
+    __tablename__ = "rollup_repairs"
+
+    hour_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

@@ -24,7 +24,7 @@ from backend.events import (
     Visitor,
 )
 from backend.ids import ClickIdSigner, new_event_id
-from backend.money import MoneyError, normalise_currency, parse_amount
+from backend.money import MoneyError, check_amount, normalise_currency, parse_amount
 from backend.quality.agents import classify
 
 MAX_URL = 2048
@@ -38,6 +38,10 @@ MAX_ITEMS_JSON = 8192
 MAX_EVENTS_PER_REQUEST = 100
 SUB_KEYS = ("sub1", "sub2", "sub3", "sub4", "sub5")
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+# The query fields the redirect and the pixel read; any other is ignored unread.
+CLICK_FIELDS = frozenset({"to", "ct_page", *SUB_KEYS, *UTM_KEYS})
+CONVERSION_FIELDS = frozenset({"m", "t", "oid", "amt", "cur", "clk", "ev"})
+_ITEM_VALUES = (str, int, float, bool, type(None))
 Five = tuple[str, str, str, str, str]  # sub1..sub5, or utm_source..utm_content
 
 
@@ -235,13 +239,12 @@ async def build_conversion(
     try:
         currency = normalise_currency(_limited(text, "cur", 3) or merchant.currency)
         amount_minor = parse_amount(amount_text or "0", currency)
+        if merchant.max_order_minor is not None and currency == merchant.currency:
+            check_amount(amount_minor, currency, merchant.max_order_minor)
     except MoneyError as error:
         field = "cur" if error.reason == RejectReason.UNKNOWN_CURRENCY else "amt"
         raise Rejection(RejectReason(error.reason), field, str(error)) from error
-    items = params.get("items")
-    items_json = msgspec.json.encode(items).decode() if items is not None else None
-    if items_json is not None and len(items_json) > MAX_ITEMS_JSON:
-        raise Rejection(RejectReason.FIELD_TOO_LONG, "items", f"over {MAX_ITEMS_JSON} bytes")
+    items_json = _items_json(params.get("items"))
     return ConversionEvent(
         event_id=new_event_id(now_ms),
         at_ms=now_ms,
@@ -255,6 +258,24 @@ async def build_conversion(
         items_json=items_json,
         ip_prefix=visitor.ip_prefix if visitor else "",
     )
+
+
+def _items_json(items: object) -> str | None:
+    """A sale's line items as JSON: a list of flat objects (``{"sku": "X", "qty": 1, "price":
+    "49.90"}``) whose values are text, numbers, booleans or null, so nothing nests."""
+    if items is None:
+        return None
+    if not isinstance(items, list) or not all(
+        isinstance(item, dict) and all(isinstance(v, _ITEM_VALUES) for v in item.values())
+        for item in items
+    ):
+        raise Rejection(
+            RejectReason.INVALID_EVENT, "items", "a list of objects of text or number values"
+        )
+    items_json = msgspec.json.encode(items).decode()
+    if len(items_json) > MAX_ITEMS_JSON:
+        raise Rejection(RejectReason.FIELD_TOO_LONG, "items", f"over {MAX_ITEMS_JSON} bytes")
+    return items_json
 
 
 async def build_impression(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 from litestar import Litestar
@@ -23,6 +23,8 @@ from backend.catalog import Catalog
 from backend.events import QueuedEvent, RejectReason, Source, Visitor, encode_event
 from backend.ids import ClickIdSigner, now_ms
 from backend.ingest.edge import (
+    CLICK_FIELDS,
+    CONVERSION_FIELDS,
     MAX_EVENTS_PER_REQUEST,
     MAX_KEY,
     Rejection,
@@ -40,6 +42,7 @@ GIF = (
     b"\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 )
 MAX_BODY = 64 * 1024
+MAX_REFUSED_PAYLOAD = 1024  # of each refused beacon event kept in rejected_events
 _CODE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 _GIF_HEADERS = [
     (b"content-type", b"image/gif"),
@@ -47,6 +50,8 @@ _GIF_HEADERS = [
     (b"cache-control", b"no-store, max-age=0"),
 ]
 _beacon_decoder = msgspec.json.Decoder()
+_PREFLIGHT_FIELDS = frozenset({"m"})
+_UNCOUNTED_REDIRECT = [(b"cache-control", b"no-store"), (b"content-length", b"0")]
 
 
 @dataclass(slots=True)
@@ -76,9 +81,22 @@ class Ingest:
         await self.writer.put(*(encode_event(event) for event in events))
 
 
-def _query(scope: Scope) -> dict[str, str]:
-    raw = scope["query_string"].decode("utf-8", "replace")
-    return dict(parse_qsl(raw, keep_blank_values=True, max_num_fields=64))
+def query_fields(scope: Scope, wanted: frozenset[str]) -> dict[str, str]:
+    """The fields of the query string that a handler reads (the last of a repeated one, as
+    ``parse_qsl`` into a dict would keep). Any other field, however many an ad platform
+    appends, is passed over without being decoded: the answer and the event never depend on
+    how many there are."""
+    fields: dict[str, str] = {}
+    for pair in scope["query_string"].decode("utf-8", "replace").split("&"):
+        name, _, value = pair.partition("=")
+        if name not in wanted:
+            if "%" not in name and "+" not in name:
+                continue
+            name = unquote(name.replace("+", " "))
+            if name not in wanted:
+                continue
+        fields[name] = unquote(value.replace("+", " ")) if "%" in value or "+" in value else value
+    return fields
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
@@ -106,14 +124,19 @@ def _opted_out(settings: Settings, headers: Mapping[bytes, bytes]) -> bool:
 
 
 async def click_redirect(ingest: Ingest, code: str, scope: Scope, send: Send) -> None:
-    """302 to the link's destination with the click id; 404 page for an unknown code."""
+    """302 to the link's destination with the click id; 404 page for an unknown code.
+
+    Only a GET is a visit: link unfurlers and prefetchers send HEAD (some other methods), and
+    are redirected to the destination without a click id, a cookie or an event."""
     link = None
     if 0 < len(code) <= 32 and _CODE_CHARS.issuperset(code):
         link = await ingest.catalog.link_by_code(code)
+    visit = scope.get("method") == "GET"
     if link is None:
-        rejection = Rejection(RejectReason.UNKNOWN_LINK, "code", "no link has this code")
-        request = f"{scope['path']}?{scope['query_string'].decode('latin-1')}"
-        await ingest.queue(rejected(Source.REDIRECT, rejection, request, now_ms()))
+        if visit:
+            rejection = Rejection(RejectReason.UNKNOWN_LINK, "code", "no link has this code")
+            request = f"{scope['path']}?{scope['query_string'].decode('latin-1')}"
+            await ingest.queue(rejected(Source.REDIRECT, rejection, request, now_ms()))
         await respond(
             send,
             404,
@@ -121,11 +144,15 @@ async def click_redirect(ingest: Ingest, code: str, scope: Scope, send: Send) ->
             ingest.not_found_page,
         )
         return
+    if not visit:
+        location = link.destination_url.encode()
+        await respond(send, 302, [(b"location", location), *_UNCOUNTED_REDIRECT])
+        return
     headers = _headers(scope)
     visitor = await ingest.visitor(scope, headers)
     redirect, event = build_click(
         link,
-        _query(scope),
+        query_fields(scope, CLICK_FIELDS),
         headers.get(b"referer", b"").decode("utf-8", "replace"),
         visitor,
         ingest.signer,
@@ -150,7 +177,7 @@ async def click_redirect(ingest: Ingest, code: str, scope: Scope, send: Send) ->
 async def conversion_pixel(ingest: Ingest, scope: Scope, send: Send) -> None:
     """Always the 43-byte GIF; a bad conversion is kept as a rejected event."""
     at_ms = now_ms()
-    params = _query(scope)
+    params = query_fields(scope, CONVERSION_FIELDS)
     visitor = await ingest.visitor(scope, _headers(scope))
     event: QueuedEvent
     try:
@@ -196,14 +223,16 @@ async def event_beacon(ingest: Ingest, scope: Scope, receive: Receive, send: Sen
     """Batched events from the snippet: ``{"m": key, "events": [...]}`` or ``{"p": key, ...}``.
 
     Accepted as any content type so ``sendBeacon`` with ``text/plain`` needs no preflight.
-    Valid events are queued even when others in the same request are not; those are queued as
-    rejected events and listed in the answer with their index.
+    Valid events are queued even when others in the same request are not; those are listed in
+    the answer with their index and kept as rejected events, one per reason and request (the
+    first such event, cut to ``MAX_REFUSED_PAYLOAD``, and how many more there were), so what
+    one request can store stays small however many bad events it carries.
     """
     headers = _headers(scope)
     origin = headers.get(b"origin")
     method = scope.get("method")
     if method == "OPTIONS":
-        await _preflight(send, ingest, _query(scope), origin)
+        await _preflight(send, ingest, query_fields(scope, _PREFLIGHT_FIELDS), origin)
         return
     if method != "POST":
         await _json(send, 405, {"errors": [{"field": "method", "detail": "use POST"}]})
@@ -247,6 +276,7 @@ async def event_beacon(ingest: Ingest, scope: Scope, receive: Receive, send: Sen
         return
     queued: list[QueuedEvent] = []
     errors: list[dict[str, object]] = []
+    refused: dict[RejectReason, tuple[int, Rejection, object, int]] = {}
     for index, fields in enumerate(events):
         try:
             if not isinstance(fields, dict):
@@ -254,10 +284,16 @@ async def event_beacon(ingest: Ingest, scope: Scope, receive: Receive, send: Sen
             queued.append(await build(fields))
         except Rejection as rejection:
             errors.append(_error(index, rejection))
-            payload = msgspec.json.encode(fields).decode()
-            queued.append(rejected(Source.JS, rejection, payload, at_ms))
+            seen = refused.get(rejection.reason, (index, rejection, fields, 0))
+            refused[rejection.reason] = (*seen[:3], seen[3] + 1)
+    accepted = len(queued)
+    for index, first, fields, count in refused.values():
+        more = f" (and {count - 1} more events of this request)" if count > 1 else ""
+        summary = Rejection(first.reason, f"events[{index}].{first.field}", first.detail + more)
+        payload = msgspec.json.encode(fields).decode()[:MAX_REFUSED_PAYLOAD]
+        queued.append(rejected(Source.JS, summary, payload, at_ms))
     await ingest.queue(*queued)
-    await _json(send, 202, {"accepted": len(queued) - len(errors), "errors": errors}, allowed)
+    await _json(send, 202, {"accepted": accepted, "errors": errors}, allowed)
 
 
 def _envelope(body: bytes) -> tuple[str, str, list[object]]:
@@ -266,6 +302,8 @@ def _envelope(body: bytes) -> tuple[str, str, list[object]]:
         envelope = _beacon_decoder.decode(body)
     except msgspec.DecodeError:
         raise Rejection(RejectReason.INVALID_EVENT, "body", "not valid JSON") from None
+    except RecursionError:
+        raise Rejection(RejectReason.INVALID_EVENT, "body", "JSON nested too deeply") from None
     if not isinstance(envelope, dict):
         raise Rejection(RejectReason.INVALID_EVENT, "body", "expected a JSON object")
     events = envelope.get("events")

@@ -25,7 +25,14 @@ from backend.db.models import Campaign, ConversionStatus, Link, Partner, StatsHo
 from backend.ids import click_id_floor
 from backend.reports.dimensions import DIMENSIONS, Dimension, Filters
 from backend.reports.rollup import CLICKS, CONVERSIONS, ROLLUP, read_watermark, spans
-from backend.reports.sql import click_counters, hour_of, money_counters, or_empty, or_zero
+from backend.reports.sql import (
+    click_counters,
+    exact_sum,
+    hour_of,
+    money_counters,
+    or_empty,
+    or_zero,
+)
 from backend.scope import Viewer
 
 STATS: Table = StatsHourly.__table__  # type: ignore[assignment]
@@ -39,6 +46,7 @@ COUNTERS = (
     "revenue_minor",
     "commission_minor",
 )
+MONEY = frozenset({"revenue_minor", "commission_minor"})
 Source = Literal["stats", "rollup", "raw"]
 Key = tuple[int | None, Any]
 
@@ -102,6 +110,11 @@ class Metrics:
         return self.commission(currency) / self.clicks if self.clicks else None
 
 
+def _sum(column: Any) -> Any:
+    """The sum of a rollup column: exact for money, which a sum could take past 64 bits."""
+    return exact_sum(column) if column.name in MONEY else func.coalesce(func.sum(column), 0)
+
+
 def plan(filters: Filters, group: Dimension | None) -> Source:
     texts = set(filters.texts) | ({group.name} if group and not group.is_id else set())
     if not texts:
@@ -120,7 +133,7 @@ def _stats(
         t.hour_ms if by_hour else null(),
         t[group.column] if group else null(),
         t.currency,
-        *(func.coalesce(func.sum(t[name]), 0) for name in COUNTERS),
+        *(_sum(t[name]) for name in COUNTERS),
     ).where(t.hour_ms >= start, t.hour_ms < end)
     for name, value in filters.ids.items():
         statement = statement.where(t[DIMENSIONS[name].column] == value)
@@ -148,9 +161,9 @@ def _rollup(
         t.hour_ms if by_hour else null(),
         key,
         t.currency,
-        *(func.coalesce(func.sum(t[name]), 0) for name in COUNTERS[:4]),
+        *(_sum(t[name]) for name in COUNTERS[:4]),
         literal(0),
-        *(func.coalesce(func.sum(t[name]), 0) for name in COUNTERS[5:]),
+        *(_sum(t[name]) for name in COUNTERS[5:]),
     ).where(t.dimension == text, t.span_hours == span_hours, t.hour_ms >= start, t.hour_ms < end)
     if text in filters.texts:
         statement = statement.where(t.value == filters.texts[text])

@@ -6,18 +6,23 @@ Each run folds whole hours from the stored watermark up to the last hour closed 
 once. Conversions are folded whatever their status; reports subtract the few that are no
 longer counted (rejected, reversed) at read time, so a later status change needs no repair.
 An event written for an hour already folded (a late spool replay) is not in the rollup: the
-grace period is there to make that rare.
+grace period is there to make that rare. A conversion whose figures changed after its hour may
+have been folded (a signed postback replacing a pixel's attribution or amount) marks its hour
+in ``rollup_repairs``, in the transaction that changed it; the next run folds that hour's
+conversions, and its day's, again.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
-from sqlalchemy import Table, func, insert, literal, select
+from sqlalchemy import Connection, Table, delete, func, insert, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from backend.db.engine import Database
-from backend.db.models import Click, Conversion, DimensionHourly, RollupWatermark
+from backend.db.models import Click, Conversion, DimensionHourly, RollupRepair, RollupWatermark
 from backend.ids import click_id_floor, now_ms
 from backend.reports.dimensions import TEXT_DIMENSIONS
 from backend.reports.sql import (
@@ -36,6 +41,7 @@ HOURS_PER_TRANSACTION = 24
 ROLLUP: Table = DimensionHourly.__table__  # type: ignore[assignment]
 CLICKS: Table = Click.__table__  # type: ignore[assignment]
 CONVERSIONS: Table = Conversion.__table__  # type: ignore[assignment]
+REPAIRS: Table = RollupRepair.__table__  # type: ignore[assignment]
 COUNTER_COLUMNS = [
     "clicks",
     "unique_clicks",
@@ -75,8 +81,12 @@ async def _first_hour_of(connection: AsyncConnection) -> int | None:
 
 
 async def _fold(connection: AsyncConnection, start_ms: int, end_ms: int) -> None:
+    await _fold_clicks(connection, start_ms, end_ms)
+    await _fold_conversions(connection, start_ms, end_ms)
+
+
+async def _fold_clicks(connection: AsyncConnection, start_ms: int, end_ms: int) -> None:
     clicks = CLICKS.c
-    conversions = CONVERSIONS.c
     for dimension in TEXT_DIMENSIONS:
         value = clicks[dimension.column]
         click_rows = (
@@ -98,6 +108,15 @@ async def _fold(connection: AsyncConnection, start_ms: int, end_ms: int) -> None
             )
             .group_by(hour_of(clicks.at_ms), value, clicks.partner_id)
         )
+        await connection.execute(insert(ROLLUP).from_select(COLUMNS, click_rows))
+
+
+async def _fold_conversions(connection: AsyncConnection, start_ms: int, end_ms: int) -> None:
+    """Conversions count under the dimension values of the click they credit."""
+    clicks = CLICKS.c
+    conversions = CONVERSIONS.c
+    for dimension in TEXT_DIMENSIONS:
+        value = clicks[dimension.column]
         conversion_rows = (
             select(
                 hour_of(conversions.at_ms),
@@ -110,7 +129,7 @@ async def _fold(connection: AsyncConnection, start_ms: int, end_ms: int) -> None
                 literal(0),
                 literal(0),
                 literal(0),
-                *money_counters(conversions),
+                *money_counters(conversions, exact=False),
             )
             .select_from(CONVERSIONS.outerjoin(CLICKS, clicks.click_id == conversions.click_id))
             .where(conversions.at_ms >= start_ms, conversions.at_ms < end_ms)
@@ -121,31 +140,63 @@ async def _fold(connection: AsyncConnection, start_ms: int, end_ms: int) -> None
                 conversions.currency,
             )
         )
-        for rows in (click_rows, conversion_rows):
-            await connection.execute(insert(ROLLUP).from_select(COLUMNS, rows))
+        await connection.execute(insert(ROLLUP).from_select(COLUMNS, conversion_rows))
 
 
 async def _fold_days(connection: AsyncConnection, start_ms: int, end_ms: int) -> None:
     """Day rows for every UTC day whose last hour was folded in ``[start_ms, end_ms)``."""
-    t = ROLLUP.c
     first_day = start_ms // DAY_MS * DAY_MS
     for day in range(first_day, end_ms, DAY_MS):
-        if not start_ms < day + DAY_MS <= end_ms:
-            continue
-        rows = (
-            select(
-                literal(day),
-                literal(24),
-                t.dimension,
-                t.value,
-                t.partner_id,
-                t.currency,
-                *(func.sum(t[name]) for name in COUNTER_COLUMNS),
-            )
-            .where(t.span_hours == 1, t.hour_ms >= day, t.hour_ms < day + DAY_MS)
-            .group_by(t.dimension, t.value, t.partner_id, t.currency)
+        if start_ms < day + DAY_MS <= end_ms:
+            await _fold_day(connection, day)
+
+
+async def _fold_day(connection: AsyncConnection, day: int, money_only: bool = False) -> None:
+    """The day row of ``day`` from its hour rows (of money alone with ``money_only``)."""
+    t = ROLLUP.c
+    rows = (
+        select(
+            literal(day),
+            literal(24),
+            t.dimension,
+            t.value,
+            t.partner_id,
+            t.currency,
+            *(func.sum(t[name]) for name in COUNTER_COLUMNS),
         )
-        await connection.execute(insert(ROLLUP).from_select(COLUMNS, rows))
+        .where(t.span_hours == 1, t.hour_ms >= day, t.hour_ms < day + DAY_MS)
+        .group_by(t.dimension, t.value, t.partner_id, t.currency)
+    )
+    if money_only:
+        rows = rows.where(t.currency != "")
+    await connection.execute(insert(ROLLUP).from_select(COLUMNS, rows))
+
+
+def mark_for_refold(connection: Connection, hours: Iterable[int]) -> None:
+    """Have the fold job fold these hours' conversions again; called in the transaction that
+    changed them."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(REPAIRS).on_conflict_do_nothing()
+    connection.execute(statement, [{"hour_ms": hour} for hour in hours])
+
+
+async def _refold_repairs(connection: AsyncConnection, watermark: int | None) -> int:
+    """Fold again the conversions of the hours marked for it that were folded already, and of
+    their days; the marks are taken first, so a change made meanwhile marks its hour anew."""
+    taken = await connection.execute(delete(REPAIRS).returning(REPAIRS.c.hour_ms))
+    hours = [hour for hour in taken.scalars() if watermark is not None and hour < watermark]
+    t = ROLLUP.c
+    money = t.currency != ""
+    for hour in hours:
+        await connection.execute(delete(ROLLUP).where(t.span_hours == 1, t.hour_ms == hour, money))
+        await _fold_conversions(connection, hour, hour + HOUR_MS)
+    for day in sorted({hour // DAY_MS * DAY_MS for hour in hours}):
+        if watermark is not None and day + DAY_MS <= watermark:
+            await connection.execute(
+                delete(ROLLUP).where(t.span_hours == 24, t.hour_ms == day, money)
+            )
+            await _fold_day(connection, day, money_only=True)
+    return len(hours)
 
 
 def spans(start_ms: int, end_ms: int) -> list[tuple[int, int, int]]:
@@ -172,6 +223,9 @@ async def _store_watermark(connection: AsyncConnection, hour_ms: int, existed: b
 async def fold_closed_hours(database: Database, at_ms: int | None = None) -> int:
     """Fold every closed hour not folded yet; return how many hours were folded."""
     closed = ((now_ms() if at_ms is None else at_ms) - GRACE_MS) // HOUR_MS * HOUR_MS
+    async with database.writing() as connection:
+        if refolded := await _refold_repairs(connection, await read_watermark(connection)):
+            log.info("dimension rollup folded the conversions of %d hours again", refolded)
     folded = 0
     while True:
         async with database.writing() as connection:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, case, func, literal_column
+from sqlalchemy import BigInteger, Dialect, String, TypeDecorator, and_, case, func, literal_column
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 HOUR_MS = 3_600_000
 
@@ -38,12 +41,53 @@ def click_counters(clicks: Any) -> list[ColumnElement[Any]]:
     ]
 
 
-def money_counters(conversions: Any) -> list[ColumnElement[Any]]:
-    """conversions, revenue_minor, commission_minor of raw conversion rows."""
+class _ExactTotal(TypeDecorator[int]):
+    """A sum read back as a Python int: SQLite's in two halves (``"high:low"``), PostgreSQL's
+    ``numeric`` as it is."""
+
+    impl = String
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> int:
+        if isinstance(value, str):
+            high, _, low = value.partition(":")
+            return (int(high) << 32) + int(low)
+        return int(value or 0)
+
+
+class exact_sum(FunctionElement[int]):
+    """``coalesce(sum(column), 0)`` that no number of rows can overflow, for money: SQLite's
+    ``sum`` of 64-bit integers fails past 2**63 (and its ``total`` is a float), so there the
+    high and low 32 bits are summed apart, each far from overflowing, and joined in Python;
+    PostgreSQL sums ``bigint`` into ``numeric`` by itself. Not for ``INSERT ... SELECT``: the
+    SQLite form is text."""
+
+    type = _ExactTotal()
+    inherit_cache = True
+
+
+@compiles(exact_sum)
+def _exact_sum(element: exact_sum, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"coalesce(sum({compiler.process(element.clauses, **kw)}), 0)"
+
+
+@compiles(exact_sum, "sqlite")
+def _exact_sum_sqlite(element: exact_sum, compiler: SQLCompiler, **kw: Any) -> str:
+    value = compiler.process(element.clauses, **kw)
+    return (
+        f"printf('%d:%d', coalesce(sum(({value}) >> 32), 0),"
+        f" coalesce(sum(({value}) & 4294967295), 0))"
+    )
+
+
+def money_counters(conversions: Any, exact: bool = True) -> list[ColumnElement[Any]]:
+    """conversions, revenue_minor, commission_minor of raw conversion rows; ``exact=False``
+    for the SQL sums an ``INSERT ... SELECT`` writes into a 64-bit column."""
+    total = exact_sum if exact else (lambda column: func.coalesce(func.sum(column), 0))
     return [
         func.count(),
-        func.coalesce(func.sum(conversions.amount_minor), 0),
-        func.coalesce(func.sum(conversions.commission_minor), 0),
+        total(conversions.amount_minor),
+        total(conversions.commission_minor),
     ]
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.db.models import Conversion, ConversionStatus, StatsHourly
+from backend.reports.sql import exact_sum
 from backend.scope import Viewer
 
 DAY_MS = 86_400_000
@@ -169,7 +170,7 @@ async def _add_verification(
         select(
             *keys,
             func.count().label("n"),
-            func.coalesce(func.sum(table.amount_minor), 0).label("revenue"),
+            exact_sum(table.amount_minor).label("revenue"),
         )
         .where(
             table.at_ms >= int(start.timestamp() * 1000),
@@ -200,7 +201,10 @@ async def stats_report(
     """Totals for ``[start, end)`` (hour resolution) and, with ``group_by``, one row per key."""
     table = StatsHourly.__table__.c
     group = _group_column(group_by)
-    sums = [func.coalesce(func.sum(table[name]), 0).label(name) for name in _TRAFFIC + _MONEY]
+    sums = [
+        *(func.coalesce(func.sum(table[name]), 0).label(name) for name in _TRAFFIC),
+        *(exact_sum(table[name]).label(name) for name in _MONEY),
+    ]
     columns = [table.currency, *sums] if group is None else [group, table.currency, *sums]
     statement = select(*columns).where(
         table.hour_ms >= int(start.timestamp() * 1000),

@@ -10,8 +10,10 @@ Failures split two ways:
   backoff, for as long as it takes;
 - anything else: the batch's events are split in halves until the failing event is alone; an
   event that fails ``MAX_DELIVERIES`` times is moved to ``rejected_events`` and the rest of
-  its batch commits. The stream's own delivery counter catches an entry that kills the process
-  every time: past ``MAX_DELIVERIES`` its events are moved to ``rejected_events`` unwritten.
+  its batch commits. An error of the data itself (a value the database cannot hold, a broken
+  constraint) fails the same way every time, so such an event is moved there at once. The
+  stream's own delivery counter catches an entry that kills the process every time: past
+  ``MAX_DELIVERIES`` its events are moved to ``rejected_events`` unwritten.
 Acknowledged entries are deleted, so the stream's length is the backlog (in entries).
 
 Batches are pipelined in four steps, each working on its own batch at once: ask (read,
@@ -38,7 +40,7 @@ from typing import TypeVar
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from backend.db.engine import Database
 from backend.events import (
@@ -123,6 +125,19 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(
         error, OperationalError | InterfaceError | RedisError | OSError | TimeoutError
     )
+
+
+# PostgreSQL error classes of the data: data exceptions such as a value out of range (22) and
+# integrity constraint violations (23).
+_DETERMINISTIC_SQLSTATE_CLASSES = ("22", "23")
+
+
+def is_deterministic(error: BaseException) -> bool:
+    """Errors of the data: the same event fails the same way however often it is written."""
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate.startswith(_DETERMINISTIC_SQLSTATE_CLASSES):
+        return True
+    return isinstance(error, DataError | IntegrityError | OverflowError)
 
 
 class StreamConsumer:
@@ -457,9 +472,13 @@ class StreamConsumer:
         failures = self._failures.get(place, 0) + 1
         name = _place_name(*place)
         log.error("event %s failed (%d/%d): %r", name, failures, MAX_DELIVERIES, error)
-        if failures >= MAX_DELIVERIES:
+        if failures >= MAX_DELIVERIES or is_deterministic(error):
             self._failures.pop(place, None)
-            detail = f"failed {failures} times: {error!r}"
+            detail = (
+                f"the database refuses it (every time): {error!r}"
+                if is_deterministic(error)
+                else f"failed {failures} times: {error!r}"
+            )
             await write_poison(self._db, [poison_row(name, encode_event(event), detail)])
         else:
             self._failures[place] = failures

@@ -11,6 +11,12 @@ A batch goes through three phases so that every outside question is asked once p
 A credited click may sit in a batch staged before but not yet committed: the worker passes
 those batches to ``finish``.
 
+A signed postback is the merchant's word on a sale: its amount and currency always stand, and
+so does its click id when it names one. One that names none keeps the attribution its order
+already has (the pixel's, say, stored or in a batch not yet committed), so phase 2 also asks
+which click the orders of such postbacks carry, and phase 3 attributes the postback to it; the
+store then puts the postback's figures on the order's row (``backend.worker.store``).
+
 Clicks and impressions, nearly every event, become plain tuples in their table's column order
 (``CLICK_COLUMNS``, ``IMPRESSION_COLUMNS``), which the SQLite driver binds as they are; they
 arrive as their rows already (the edge stamps them), and only Redis's verdict is added. The few
@@ -40,11 +46,11 @@ from typing import Any
 import msgspec
 from msgspec.structs import astuple
 from redis.asyncio import Redis
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, bindparam, select, tuple_
 
 from backend.catalog import Catalog, LinkInfo
 from backend.db.engine import Database
-from backend.db.models import Click, ConversionStatus, PartnerStatus
+from backend.db.models import Click, Conversion, ConversionStatus, PartnerStatus
 from backend.events import (
     ClickEvent,
     ClickEventV1,
@@ -174,7 +180,10 @@ class _Pending:
     conversions: list[ConversionFacts] = field(default_factory=list)
 
 
-Answers = tuple[tuple[list[int], list[int], list[int]], dict[str, CreditedClick]]
+OrderKey = tuple[int, str]  # merchant id, order id
+Answers = tuple[
+    tuple[list[int], list[int], list[int]], dict[str, CreditedClick], dict[OrderKey, str]
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +335,7 @@ def _rejected_from(event: LinkedEvent, event_id: str, reason: RejectReason, deta
 # Built once: building the ``IN`` expression per batch cost more than running the query. Of the
 # table's columns: a select of the mapped class's attributes takes the ORM's path on every run.
 _CLICKS_TABLE = Click.__table__
+_CONVERSIONS_TABLE = Conversion.__table__
 _STORED_CLICKS = select(
     _CLICKS_TABLE.c.click_id, _CLICKS_TABLE.c.is_bot, _CLICKS_TABLE.c.flags
 ).where(_CLICKS_TABLE.c.click_id.in_(bindparam("click_ids", expanding=True)))
@@ -356,8 +366,11 @@ class Enricher:
         credited = {
             f.event.click_id for f in pending.conversions if f.link is not None and f.event.click_id
         }
+        orders = {_order(f.event) for f in pending.conversions if _names_no_click(f.event)}
         answers = asyncio.gather(
-            self._counter.answer(pending.questions), self._stored_clicks(credited)
+            self._counter.answer(pending.questions),
+            self._stored_clicks(credited),
+            self._db.run_read(_read_order_clicks, list(orders)) if orders else _no_orders(),
         )
         # The questions leave when their tasks first run: let them now, not once the caller
         # has built the rows of the batch before (Redis would wait all that time).
@@ -367,22 +380,60 @@ class Enricher:
     async def finish(self, inquiry: Inquiry, unwritten: Sequence[Prepared] = ()) -> Prepared:
         """Phase 3 once the answers are in. ``unwritten``: the batches staged before this one
         that may not have been committed when its credited clicks were looked up."""
-        (click_bits, impression_bits, conversion_bits), stored = await inquiry.answers
+        answers = await inquiry.answers
+        (click_bits, impression_bits, conversion_bits), stored, order_clicks = answers
         batch, pending = inquiry.batch, inquiry.pending
         shared: SharedDeltas = {}
         in_batch = _add_clicks(batch, pending.clicks, click_bits, inquiry.credited, shared)
         _add_impressions(batch, pending.impressions, impression_bits, shared)
         missing = inquiry.credited - stored.keys()
         earlier = _clicks_in(unwritten, missing) if missing else {}
-        for facts, bits in zip(pending.conversions, conversion_bits, strict=True):
+        if any(_names_no_click(f.event) for f in pending.conversions):
+            order_clicks = {**_order_clicks_in(unwritten), **order_clicks}
+        for index, (facts, bits) in enumerate(
+            zip(pending.conversions, conversion_bits, strict=True)
+        ):
+            if _names_no_click(facts.event):
+                before = pending.conversions[:index]
+                facts = await self._inherit_click(facts, before, order_clicks, unwritten, in_batch)
             facts.bits = bits
             click_id = facts.event.click_id
-            if facts.link is not None and click_id:
+            if facts.link is not None and click_id and facts.click is None:
                 facts.click = (
                     stored.get(click_id) or earlier.get(click_id) or in_batch.get(click_id)
                 )
             _add_conversion(batch, facts)
         return batch
+
+    async def _inherit_click(
+        self,
+        facts: ConversionFacts,
+        before: list[ConversionFacts],
+        order_clicks: dict[OrderKey, str],
+        unwritten: Sequence[Prepared],
+        in_batch: dict[str, CreditedClick],
+    ) -> ConversionFacts:
+        """A postback that names no click, attributed to the click its order already has:
+        one earlier in this batch, in a batch not yet committed, or stored."""
+        key = _order(facts.event)
+        click_id = next(
+            (
+                f.event.click_id
+                for f in reversed(before)
+                if f.event.click_id and _order(f.event) == key
+            ),
+            None,
+        ) or order_clicks.get(key)
+        if click_id is None:
+            return facts
+        inherited = await self._attribute(msgspec.structs.replace(facts.event, click_id=click_id))
+        if inherited.link is not None:
+            inherited.click = (
+                in_batch.get(click_id)
+                or _clicks_in(unwritten, {click_id}).get(click_id)
+                or (await self._stored_clicks({click_id})).get(click_id)
+            )
+        return inherited
 
     async def _resolve(self, events: list[QueuedEvent], batch: Prepared) -> _Pending:
         """Phase 1: links, user agents and attribution; what to ask Redis. Rejects go to
@@ -461,6 +512,39 @@ class Enricher:
         if not click_ids:
             return {}
         return await self._db.run_read(_read_stored_clicks, list(click_ids))
+
+
+def _names_no_click(event: ConversionEvent) -> bool:
+    """A signed postback for an order that says nothing of the click."""
+    return event.source == Source.POSTBACK and not event.click_id and bool(event.order_id)
+
+
+def _order(event: ConversionEvent) -> OrderKey:
+    return event.merchant_id, event.order_id or ""
+
+
+async def _no_orders() -> dict[OrderKey, str]:
+    return {}
+
+
+def _read_order_clicks(connection: Connection, orders: list[OrderKey]) -> dict[OrderKey, str]:
+    """The click ids stored conversions of these orders carry (those that carry one)."""
+    table = _CONVERSIONS_TABLE.c
+    rows = connection.execute(
+        select(table.merchant_id, table.order_id, table.click_id).where(
+            tuple_(table.merchant_id, table.order_id).in_(orders), table.click_id.is_not(None)
+        )
+    )
+    return {(merchant_id, order_id): click_id for merchant_id, order_id, click_id in rows}
+
+
+def _order_clicks_in(batches: Sequence[Prepared]) -> dict[OrderKey, str]:
+    return {
+        (row["merchant_id"], row["order_id"]): row["click_id"]
+        for batch in batches
+        for row in batch.conversions
+        if row["order_id"] and row["click_id"]
+    }
 
 
 def _read_stored_clicks(connection: Connection, click_ids: list[str]) -> dict[str, CreditedClick]:

@@ -18,12 +18,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
+from itertools import chain
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from backend.affiliate.status import POSTBACK, change_row
+from backend.affiliate.status import COUNTED, POSTBACK, change_row
 from backend.db.engine import Database
 from backend.db.models import (
     Click,
@@ -34,8 +35,11 @@ from backend.db.models import (
     StatsHourly,
 )
 from backend.events import RejectReason, Source
+from backend.money import format_minor
+from backend.reports.rollup import mark_for_refold
 from backend.worker.enrich import (
     CLICK_COLUMNS,
+    HOUR_MS,
     IMPRESSION_COLUMNS,
     ROLLUP_COUNTERS,
     Delta,
@@ -43,6 +47,7 @@ from backend.worker.enrich import (
     RollupKey,
     Row,
     Values,
+    counts,
 )
 
 CLICKS: Table = Click.__table__  # type: ignore[assignment]
@@ -218,32 +223,107 @@ def _rollup_upsert(dialect_name: str) -> Any:
     )
 
 
-def _verify_by_postback(connection: Connection, rows: list[Row], inserted: set[str]) -> set[str]:
-    """A postback whose order a pixel or the snippet stored first (both were queued before
-    either was written) verifies that conversion; returns the event ids of such postbacks."""
-    confirming: set[str] = set()
+# What a signed postback's row puts on the unverified row of its order when they disagree.
+REPLACED = (
+    "click_id",
+    "link_id",
+    "partner_id",
+    "campaign_id",
+    "amount_minor",
+    "commission_minor",
+    "currency",
+    "flags",
+)
+_STORED_ORDER = (
+    select(
+        CONVERSIONS.c.id,
+        CONVERSIONS.c.event_id,
+        CONVERSIONS.c.merchant_id,
+        CONVERSIONS.c.at_ms,
+        CONVERSIONS.c.status,
+        CONVERSIONS.c.verified,
+        *(CONVERSIONS.c[name] for name in REPLACED),
+    )
+    .where(
+        CONVERSIONS.c.merchant_id == bindparam("merchant_id"),
+        CONVERSIONS.c.order_id == bindparam("order_id"),
+    )
+    .with_for_update()
+)
+
+
+def _settle_by_postback(
+    connection: Connection, rows: list[Row], inserted: set[str]
+) -> tuple[set[str], list[Delta]]:
+    """A signed postback for an order the pixel or the snippet stored unverified (queued
+    before the postback was written) verifies it, and where they disagree on the click, the
+    amount or the currency, the postback's figures replace the stored ones: the merchant's
+    signed word beats a pixel anyone can fire. The audit trail keeps what was replaced and the
+    hourly rollup moves with it. Returns the event ids of such postbacks and the rollup's
+    corrections."""
+    settled: set[str] = set()
+    corrections: list[Delta] = []
     changes: list[dict[str, object]] = []
+    repairs: set[int] = set()
     for row in rows:
         if row["source"] != Source.POSTBACK or row["event_id"] in inserted or not row["order_id"]:
             continue
-        verified = connection.execute(
-            update(CONVERSIONS)
-            .where(
-                CONVERSIONS.c.merchant_id == row["merchant_id"],
-                CONVERSIONS.c.order_id == row["order_id"],
-                CONVERSIONS.c.verified.is_(False),
-            )
-            .values(verified=True)
-            .returning(CONVERSIONS.c.id, CONVERSIONS.c.status)
-        )
-        for conversion_id, status in verified:
-            confirming.add(row["event_id"])
-            changes.append(
-                change_row(conversion_id, status, status, True, POSTBACK, "verified by postback")
-            )
+        key = {"merchant_id": row["merchant_id"], "order_id": row["order_id"]}
+        stored = connection.execute(_STORED_ORDER, key).mappings().first()
+        if stored is None or stored["verified"] or stored["event_id"] == row["event_id"]:
+            continue  # verified before (a duplicate order), or this very postback, redelivered
+        values: dict[str, object] = {"verified": True}
+        reason = "verified by postback"
+        if any(stored[name] != row[name] for name in ("click_id", "amount_minor", "currency")):
+            values |= {name: row[name] for name in REPLACED}
+            reason = f"replaced by the merchant's signed postback; it was {_described(stored)}"
+            if stored["status"] in COUNTED:
+                corrections += [_rollup_delta(stored, stored, -1), _rollup_delta(stored, row, 1)]
+            repairs.add(stored["at_ms"] // HOUR_MS * HOUR_MS)
+        connection.execute(update(CONVERSIONS).where(CONVERSIONS.c.id == stored["id"]), values)
+        settled.add(row["event_id"])
+        status = stored["status"]
+        changes.append(change_row(stored["id"], status, status, True, POSTBACK, reason))
     if changes:
         connection.execute(insert(CHANGES), changes)
-    return confirming
+    if repairs:
+        mark_for_refold(connection, repairs)
+    return settled, corrections
+
+
+def _described(stored: Any) -> str:
+    """The replaced figures of a conversion, as its audit trail keeps them."""
+    currency = stored["currency"]
+    click = (
+        f"click {stored['click_id']} (partner #{stored['partner_id']}, link #{stored['link_id']})"
+        if stored["click_id"]
+        else "no click"
+    )
+    return (
+        f"{click}, {format_minor(stored['amount_minor'], currency)} {currency}, commission "
+        f"{format_minor(stored['commission_minor'], currency)}"
+    )
+
+
+def _rollup_delta(stored: Any, figures: Any, sign: int) -> Delta:
+    """What a conversion with ``figures`` at the stored row's time adds (``sign`` 1) to, or
+    takes (-1) from, ``stats_hourly``."""
+    key: RollupKey = (
+        stored["at_ms"] // HOUR_MS * HOUR_MS,
+        stored["merchant_id"],
+        figures["link_id"] or 0,
+        figures["currency"],
+        figures["partner_id"] or 0,
+        figures["campaign_id"] or 0,
+    )
+    return Delta(
+        key,
+        counts(
+            conversions=sign,
+            revenue_minor=sign * figures["amount_minor"],
+            commission_minor=sign * figures["commission_minor"],
+        ),
+    )
 
 
 def _duplicate_orders(connection: Connection, rows: list[Row], inserted: set[str]) -> list[Row]:
@@ -291,7 +371,7 @@ def _write_batch(connection: Connection, batch: Prepared, *, optimistic: bool) -
         connection, IMPRESSIONS, IMPRESSION_COLUMNS, batch.impressions, optimistic=optimistic
     )
     conversions = _insert_new(connection, CONVERSIONS, "event_id", batch.conversions)
-    confirming = _verify_by_postback(connection, batch.conversions, conversions)
+    confirming, corrections = _settle_by_postback(connection, batch.conversions, conversions)
     duplicates = _duplicate_orders(connection, batch.conversions, conversions | confirming)
     rejected = _insert_new(connection, REJECTED, "event_id", batch.rejected + duplicates)
     written = Written(len(clicks), len(impressions), len(conversions), len(rejected))
@@ -303,7 +383,7 @@ def _write_batch(connection: Connection, batch: Prepared, *, optimistic: bool) -
     ):
         new_ids = clicks | impressions | conversions
         deltas = (delta for row_id, delta in batch.deltas.items() if row_id in new_ids)
-    _upsert_rollup(connection, deltas)
+    _upsert_rollup(connection, chain(deltas, corrections))
     return written
 
 
