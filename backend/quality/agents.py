@@ -2,22 +2,27 @@
 
 A request is a bot's when its user agent says so or when it lacks what every browser sends,
 checked from the cheapest test to the dearest (the first user-agent reason is kept):
-- ``bot:not_browser``: no ``Mozilla/`` token, which every browser has sent since the 1990s
-  (curl, scripts, HTTP libraries);
-- ``bot:absurd_user_agent``: none at all, or a browser's claimed in too few or too many
-  characters (browsers send 60 to 300; the edge cuts at 512);
+- ``bot:absurd_user_agent``: none at all, one of 500 characters or more (the edge cuts at 512),
+  or a ``Mozilla/`` agent of under 30 (browsers send 60 to 300);
+- ``bot:not_browser``: no ``Mozilla/`` first, which browsers have sent since the 1990s, and no
+  sign of a browser that never did (old phone, TV and text browsers, social apps' in-app
+  browsers: ``agent_names.BROWSERS_WITHOUT_MOZILLA``): curl, scripts, HTTP libraries;
 - ``bot:headless``: an automated browser (HeadlessChrome, PhantomJS, Selenium, WebDriver,
-  Puppeteer, Playwright);
-- ``bot:crawler``: a robot that names itself, by crawlerdetect's maintained list or by the
-  crawler conventions no browser follows (a URL or contact address, ``compatible;`` outside
-  old Internet Explorer and Konqueror);
+  Puppeteer, Playwright, Splash);
+- ``bot:crawler``: a robot that names itself, by crawlerdetect's maintained list, by the names
+  of robots that append theirs to a browser's agent (monitors, consent scanners, auditors:
+  ``agent_names.BROWSER_LIKE_ROBOTS``) or by the crawler conventions no browser follows (a URL
+  or contact address, ``compatible;`` outside old Internet Explorer, Konqueror and phone
+  browsers); browsers' names that robots' names match are removed first
+  (``agent_names.NOT_ROBOTS``: Cốc Cốc's ``CocCocBrowser`` is not the ``coccoc`` crawler);
 - ``bot:no_accept_language``: no Accept-Language header (``Visitor.accept_language``).
 
 crawlerdetect's own matcher tries its ~1,500 patterns one after the other at every position of
 the agent: about 1 ms for a browser's agent here. ``is_listed_crawler`` gives the same answers
-(tests/test_bots_corpus.py) from the same lists in about 20 µs: the plain patterns compiled as
-one trie, the anchored ones tried at the start only, all on the lower-cased agent. ``classify``
-also caches its verdicts per distinct (user agent, Accept-Language), which traffic repeats.
+(tests/test_bots_corpus.py) from the same lists in about 15 µs: the plain patterns compiled as
+one trie, the anchored ones tried at the start only, all on the lower-cased agent; the other
+word lists are tries too. ``classify`` also caches its verdicts per distinct (user agent,
+Accept-Language), which traffic repeats.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import TypeAlias
 from crawlerdetect.providers.crawlers import data as _CRAWLER_PATTERNS
 from crawlerdetect.providers.exclusions import data as _EXCLUSION_PATTERNS
 
+from backend.quality.agent_names import BROWSER_LIKE_ROBOTS, BROWSERS_WITHOUT_MOZILLA, NOT_ROBOTS
 from backend.quality.flags import Flag
 
 MIN_LENGTH = 30
@@ -38,12 +44,15 @@ MAX_LENGTH = 500
 CACHE_SIZE = 32_768
 
 # All patterns here are matched against the lower-cased agent.
-_HEADLESS = re.compile(r"headless|phantomjs|slimerjs|selenium|webdriver|puppeteer|playwright")
 _SELF_DECLARED = re.compile(
-    r"https?://|www\.|[\w.+-]+@[\w-]+\.[a-z]{2,}|compatible(?!.*(?:msie|trident|konqueror))"
+    r"https?://|www\.|[\w.+-]@[\w-]+\.[a-z]{2,}"
+    r"|compatible(?!.*(?:msie|trident|konqueror|netfront|teleca|polaris|brew|midp|symbian))"
 )
 _TABLET = re.compile(r"ipad|tablet|kindle|silk|playbook|(android(?!.*mobile))")
-_MOBILE = re.compile(r"mobi|iphone|ipod|android.*mobile|windows phone|blackberry")
+_MOBILE = re.compile(
+    r"mobi|iphone|ipod|android.*mobile|windows phone|blackberry|windows ce|midp|opera mini|symbian"
+    r"|series ?[46]0|nokia|up\.browser|up\.link|netfront|obigo|teleca|polaris|brew|ucweb"
+)
 _BROWSERS = (
     ("edge", re.compile(r"edg(e|a|ios)?/")),
     ("opera", re.compile(r"opr/|opera")),
@@ -119,6 +128,13 @@ def _compile_crawler_list() -> tuple[re.Pattern[str], re.Pattern[str], re.Patter
 
 
 _LISTED_WORDS, _LISTED_PREFIXES, _LISTED_PATTERNS = _compile_crawler_list()
+_HEADLESS = re.compile(
+    _trie_pattern(
+        ("headless", "phantomjs", "slimerjs", "selenium", "webdriver", "puppeteer", "playwright")
+    )
+    + "| splash "  # Scrapy's rendering service
+)
+_BROWSER_LIKE_ROBOTS = re.compile(_trie_pattern(BROWSER_LIKE_ROBOTS))
 _EXCLUSIONS = re.compile("|".join(_lowered(pattern) for pattern in _EXCLUSION_PATTERNS))
 
 
@@ -133,13 +149,21 @@ def is_listed_crawler(user_agent: str) -> bool:
 
 
 def _user_agent_reason(user_agent: str, lowered: str) -> Flag | None:
-    if user_agent and not user_agent.startswith(("Mozilla/", "Opera/")):
-        return Flag.BOT_NOT_BROWSER
-    if not MIN_LENGTH <= len(user_agent) < MAX_LENGTH:
+    if not user_agent or len(user_agent) >= MAX_LENGTH:
         return Flag.BOT_ABSURD_USER_AGENT
+    if user_agent.startswith(("Mozilla/", "Opera/")):
+        if len(user_agent) < MIN_LENGTH:
+            return Flag.BOT_ABSURD_USER_AGENT
+    elif not BROWSERS_WITHOUT_MOZILLA.search(lowered):
+        return Flag.BOT_NOT_BROWSER
     if _HEADLESS.search(lowered):
         return Flag.BOT_HEADLESS
-    if _SELF_DECLARED.search(lowered) or is_listed_crawler(user_agent):
+    named = NOT_ROBOTS.sub("", lowered)
+    if (
+        _BROWSER_LIKE_ROBOTS.search(named)
+        or _SELF_DECLARED.search(named)
+        or is_listed_crawler(named)
+    ):
         return Flag.BOT_CRAWLER
     return None
 
