@@ -119,6 +119,7 @@ async def create_merchant(
         domains=_domains(data.domains),
         attribution_window_days=data.attribution_window_days,
         auto_approve_days=data.auto_approve_days,
+        auto_approve_unverified_max_minor=data.auto_approve_unverified_max_minor,
     )
     session.add(merchant)
     await commit_and_refresh(session, catalog, merchant)
@@ -162,6 +163,7 @@ async def create_campaign(
         commission_bps=commission_bps(data.commission_percent),
         commission_flat_minor=data.commission_flat_minor,
         cookie_window_days=data.cookie_window_days,
+        status=data.status,
     )
     session.add(campaign)
     await commit_and_refresh(session, catalog, campaign)

@@ -15,7 +15,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.affiliate import catalogue
+from backend.affiliate import auto_approval, catalogue
 from backend.api.deps import CurrentViewer, Reader, Writer, require_admin
 from backend.api.schemas import (
     CampaignCreate,
@@ -76,6 +76,8 @@ def merchant_out(merchant: Merchant) -> MerchantOut:
         domains=list(merchant.domains),
         attribution_window_days=merchant.attribution_window_days,
         auto_approve_days=merchant.auto_approve_days,
+        auto_approve_unverified_max_minor=merchant.auto_approve_unverified_max_minor,
+        auto_approval=auto_approval.describe(merchant),
         created_at=merchant.created_at,
     )
 
@@ -106,6 +108,7 @@ def campaign_out(campaign: Campaign) -> CampaignOut:
         commission_percent=percent_text(campaign.commission_bps),
         commission_flat_minor=campaign.commission_flat_minor,
         cookie_window_days=campaign.cookie_window_days,
+        status=campaign.status,
         created_at=campaign.created_at,
     )
 

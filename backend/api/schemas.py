@@ -17,6 +17,7 @@ ApproveDays = Annotated[int, Meta(ge=0, le=365)]
 Minor = Annotated[int, Meta(ge=0, le=10**15)]
 Percent = Annotated[str, Meta(pattern=r"^\d{1,3}(\.\d{1,2})?$")]
 Email = Annotated[str, Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+ActiveOrPaused = Annotated[str, Meta(pattern="^(active|paused)$")]
 T = TypeVar("T")
 
 
@@ -33,6 +34,7 @@ class MerchantCreate(msgspec.Struct, forbid_unknown_fields=True):
     domains: list[Domain] = msgspec.field(default_factory=list)
     attribution_window_days: WindowDays | None = None
     auto_approve_days: ApproveDays | None = None
+    auto_approve_unverified_max_minor: Minor | None = None
 
 
 class MerchantUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -41,6 +43,7 @@ class MerchantUpdate(msgspec.Struct, forbid_unknown_fields=True):
     domains: list[Domain] | UnsetType = UNSET
     attribution_window_days: WindowDays | UnsetType | None = UNSET
     auto_approve_days: ApproveDays | UnsetType | None = UNSET
+    auto_approve_unverified_max_minor: Minor | UnsetType | None = UNSET
 
 
 class MerchantOut(msgspec.Struct):
@@ -52,6 +55,9 @@ class MerchantOut(msgspec.Struct):
     domains: list[str]
     attribution_window_days: int | None
     auto_approve_days: int | None
+    # Unverified (pixel, snippet) conversions auto-approved up to this amount; None: never.
+    auto_approve_unverified_max_minor: int | None
+    auto_approval: str  # what auto-approval does and puts at risk, in plain words
     created_at: datetime
 
 
@@ -89,6 +95,7 @@ class CampaignCreate(msgspec.Struct, forbid_unknown_fields=True):
     commission_percent: Percent | int = 0
     commission_flat_minor: Minor = 0
     cookie_window_days: WindowDays | None = None
+    status: ActiveOrPaused = "active"
 
 
 class CampaignUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -97,6 +104,7 @@ class CampaignUpdate(msgspec.Struct, forbid_unknown_fields=True):
     commission_percent: Percent | int | UnsetType = UNSET
     commission_flat_minor: Minor | UnsetType = UNSET
     cookie_window_days: WindowDays | UnsetType | None = UNSET
+    status: ActiveOrPaused | UnsetType = UNSET
 
 
 class CampaignOut(msgspec.Struct):
@@ -107,6 +115,7 @@ class CampaignOut(msgspec.Struct):
     commission_percent: str
     commission_flat_minor: int
     cookie_window_days: int | None
+    status: str
     created_at: datetime
 
 
@@ -118,7 +127,7 @@ class LinkCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 class LinkUpdate(msgspec.Struct, forbid_unknown_fields=True):
     destination_url: Url | UnsetType | None = UNSET
-    status: Annotated[str, Meta(pattern="^(active|paused)$")] | UnsetType = UNSET
+    status: ActiveOrPaused | UnsetType = UNSET
 
 
 class LinkOut(msgspec.Struct):
@@ -183,6 +192,8 @@ class ConversionChangeOut(msgspec.Struct):
     verified: bool
     actor: str
     reason: str
+    commission_from_minor: int | None  # before and after, when the change decided it
+    commission_to_minor: int | None
 
 
 class ConversionDetail(ConversionOut):
@@ -196,14 +207,22 @@ Reason = Annotated[str, Meta(max_length=500)]
 
 
 class ConversionUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """``commission_minor``, when approving: what the partner earns instead of what the worker
+    computed (0 up to the amount, or the rule's commission when that is more). Without it, an
+    approval of a conversion held for review pays by the rule that applies now."""
+
     status: WantedStatus
     reason: Reason = ""
+    commission_minor: Minor | None = None
 
 
 class StatusBatch(msgspec.Struct, forbid_unknown_fields=True):
+    """As ``ConversionUpdate``, for each of ``ids``."""
+
     ids: Annotated[list[int], Meta(min_length=1, max_length=500)]
     status: WantedStatus
     reason: Reason = ""
+    commission_minor: Minor | None = None
 
 
 class StatusOutcome(msgspec.Struct, omit_defaults=True):

@@ -20,6 +20,7 @@ from litestar.enums import ScopeType
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
 from backend.catalog import Catalog
+from backend.db.models import PartnerStatus
 from backend.events import QueuedEvent, RejectReason, Source, Visitor, encode_event
 from backend.ids import ClickIdSigner, now_ms
 from backend.ingest.edge import (
@@ -106,19 +107,28 @@ def _opted_out(settings: Settings, headers: Mapping[bytes, bytes]) -> bool:
 
 
 async def click_redirect(ingest: Ingest, code: str, scope: Scope, send: Send) -> None:
-    """302 to the link's destination with the click id; 404 page for an unknown code."""
+    """302 to the link's destination with the click id; 404 page for an unknown code. A banned
+    partner's link still takes the visitor somewhere: the campaign's destination, without a
+    click id (nothing it brings can be credited)."""
     link = None
     if 0 < len(code) <= 32 and _CODE_CHARS.issuperset(code):
         link = await ingest.catalog.link_by_code(code)
     if link is None:
-        rejection = Rejection(RejectReason.UNKNOWN_LINK, "code", "no link has this code")
-        request = f"{scope['path']}?{scope['query_string'].decode('latin-1')}"
-        await ingest.queue(rejected(Source.REDIRECT, rejection, request, now_ms()))
+        await _untracked(ingest, scope, RejectReason.UNKNOWN_LINK, "no link has this code")
         await respond(
             send,
             404,
             [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-store")],
             ingest.not_found_page,
+        )
+        return
+    if link.partner_status == PartnerStatus.BANNED:
+        await _untracked(ingest, scope, RejectReason.PARTNER_BANNED, "the link's partner is banned")
+        location = link.campaign_destination_url.encode()
+        await respond(
+            send,
+            302,
+            [(b"location", location), (b"cache-control", b"no-store"), (b"content-length", b"0")],
         )
         return
     headers = _headers(scope)
@@ -145,6 +155,14 @@ async def click_redirect(ingest: Ingest, code: str, scope: Scope, send: Send) ->
         )
         response_headers.append((b"set-cookie", cookie.encode()))
     await respond(send, 302, response_headers)
+
+
+async def _untracked(ingest: Ingest, scope: Scope, reason: RejectReason, detail: str) -> None:
+    """A visit through ``/c/`` that is not tracked as a click, kept as a rejected event."""
+    request = f"{scope['path']}?{scope['query_string'].decode('latin-1')}"
+    await ingest.queue(
+        rejected(Source.REDIRECT, Rejection(reason, "code", detail), request, now_ms())
+    )
 
 
 async def conversion_pixel(ingest: Ingest, scope: Scope, send: Send) -> None:

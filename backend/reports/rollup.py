@@ -4,7 +4,9 @@
 Each run folds whole hours from the stored watermark up to the last hour closed for
 ``GRACE_MS`` and moves the watermark in the same transaction, so an hour is folded exactly
 once. Conversions are folded whatever their status; reports subtract the few that are no
-longer counted (rejected, reversed) at read time, so a later status change needs no repair.
+longer counted (rejected, reversed) at read time, so a later status change needs no repair. A
+person's approval may change a conversion's commission: ``correct_commission`` corrects the rows it
+was folded into, taking turns with the fold on the watermark row's lock.
 An event written for an hour already folded (a late spool replay) is not in the rollup: the
 grace period is there to make that rare.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import Table, func, insert, literal, select
+from sqlalchemy import Table, and_, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from backend.db.engine import Database
@@ -57,11 +59,13 @@ COLUMNS = [
 DAY_MS = 24 * HOUR_MS
 
 
-async def read_watermark(session: AsyncSession | AsyncConnection) -> int | None:
-    """Every hour before this one (epoch ms) is in the rollup; None before the first fold."""
-    hour: int | None = await session.scalar(
-        select(RollupWatermark.hour_ms).where(RollupWatermark.name == WATERMARK)
-    )
+async def read_watermark(
+    session: AsyncSession | AsyncConnection, *, lock: bool = False
+) -> int | None:
+    """Every hour before this one (epoch ms) is in the rollup; None before the first fold.
+    ``lock``: until the transaction ends (a writer that folds, or corrects folded rows)."""
+    statement = select(RollupWatermark.hour_ms).where(RollupWatermark.name == WATERMARK)
+    hour: int | None = await session.scalar(statement.with_for_update() if lock else statement)
     return hour
 
 
@@ -148,6 +152,47 @@ async def _fold_days(connection: AsyncConnection, start_ms: int, end_ms: int) ->
         await connection.execute(insert(ROLLUP).from_select(COLUMNS, rows))
 
 
+async def correct_commission(session: AsyncSession, conversion: Conversion, delta: int) -> None:
+    """Add ``delta`` to the commission of the rows ``conversion`` was folded into (its hour's
+    and, once folded, its day's, under each dimension value of its click); nothing while its
+    hour is not folded (the fold will read the row as it is by then).
+
+    A click purged since the fold (after ``RETENTION_DAYS``) no longer says under which values
+    the conversion was folded: its commission is then corrected under the empty values, as a
+    conversion without a click is folded.
+    """
+    watermark = await read_watermark(session, lock=True)
+    if watermark is None or conversion.at_ms >= watermark:
+        return
+    click = None
+    if conversion.click_id:
+        columns = [CLICKS.c[dimension.column] for dimension in TEXT_DIMENSIONS]
+        click = (
+            await session.execute(select(*columns).where(CLICKS.c.click_id == conversion.click_id))
+        ).first()
+    values = tuple(click) if click is not None else ("",) * len(TEXT_DIMENSIONS)
+    hour = conversion.at_ms // HOUR_MS * HOUR_MS
+    t = ROLLUP.c
+    await session.execute(
+        update(ROLLUP)
+        .where(
+            t.partner_id == (conversion.partner_id or 0),
+            t.currency == conversion.currency,
+            or_(
+                and_(t.span_hours == 1, t.hour_ms == hour),
+                and_(t.span_hours == 24, t.hour_ms == hour // DAY_MS * DAY_MS),
+            ),
+            or_(
+                *(
+                    and_(t.dimension == dimension.name, t.value == value)
+                    for dimension, value in zip(TEXT_DIMENSIONS, values, strict=True)
+                )
+            ),
+        )
+        .values(commission_minor=t.commission_minor + delta)
+    )
+
+
 def spans(start_ms: int, end_ms: int) -> list[tuple[int, int, int]]:
     """``[start, end)`` (whole hours, folded) as (start, end, span_hours) pieces: whole UTC
     days from day rows, the hours at either edge from hour rows."""
@@ -175,7 +220,7 @@ async def fold_closed_hours(database: Database, at_ms: int | None = None) -> int
     folded = 0
     while True:
         async with database.writing() as connection:
-            watermark = await read_watermark(connection)
+            watermark = await read_watermark(connection, lock=True)
             start = watermark if watermark is not None else await _first_hour_of(connection)
             start = closed if start is None else min(start, closed)
             end = min(start + HOURS_PER_TRANSACTION * HOUR_MS, closed)
