@@ -159,8 +159,8 @@ async def test_approving_a_held_conversion_pays_by_the_rule_or_as_the_reviewer_s
 async def test_a_reviewer_sets_the_commission_on_the_conversion_page_as_people_write_it(
     client: AsyncTestClient[Any], programme: Programme, consumer: StreamConsumer, database: Database
 ) -> None:
-    await held_on_a_bot_click(client, programme, "PAGE")
-    await held_on_a_bot_click(client, programme, "DEFAULT")
+    for order_id in ("PAGE", "DEFAULT", "TABLE"):
+        await held_on_a_bot_click(client, programme, order_id)
     await consumer.drain()
     ids = {order: c.id for order, c in (await stored(database)).items()}
     await sign_in(client, database)
@@ -180,13 +180,18 @@ async def test_a_reviewer_sets_the_commission_on_the_conversion_page_as_people_w
         client, f"/admin/conversions/{ids['DEFAULT']}/status", {"action": "approved"}
     )
     assert default.status_code == 303
+    table = await submit(
+        client, "/admin/conversions/status", {"ids": [ids["TABLE"]], "action": "approved"}
+    )
+    assert "pending → approved, commission 0.00 → 10.50 EUR" in table.text
     after = await stored(database)
     assert (after["PAGE"].status, after["PAGE"].commission_minor) == ("approved", 350)
     assert after["DEFAULT"].commission_minor == 1050
+    assert after["TABLE"].commission_minor == 1050
     shown = await client.get(f"/conversions/{ids['PAGE']}")
     assert "<dt>Commission</dt><dd>3.50 EUR</dd>" in shown.text
     assert "commission 0.00 → 3.50 EUR" in shown.text
-    assert await rollup_commission(database) == 1400
+    assert await rollup_commission(database) == 2450
 
 
 async def test_auto_approval_approves_only_what_cannot_be_forged_unless_the_merchant_opts_in(

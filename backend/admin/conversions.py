@@ -37,7 +37,7 @@ from backend.api.conversions import STATUS_PATTERN, history
 from backend.api.deps import CurrentViewer, Reader, Writer
 from backend.db.engine import Database
 from backend.db.models import Campaign, Conversion, ConversionStatus, Link, Merchant, Partner
-from backend.money import MoneyError, parse_amount
+from backend.money import MoneyError, format_minor, parse_amount
 from backend.reports.export import CsvCell, csv_stream
 from backend.scope import Viewer
 
@@ -220,6 +220,7 @@ async def decide(
         message = "verified" if changed else "already verified"
         return Outcome(conversion.id, conversion.order_id, changed, message)
     previous, wanted = conversion.status, ConversionStatus(action)
+    earlier = conversion.commission_minor
     try:
         await change_status(
             session,
@@ -232,7 +233,14 @@ async def decide(
         )
     except (TransitionRefused, CommissionRefused) as refused:
         return Outcome(conversion.id, conversion.order_id, False, f"refused: {refused}")
-    return Outcome(conversion.id, conversion.order_id, True, f"{previous} → {wanted}")
+    message = f"{previous} → {wanted}"
+    if conversion.commission_minor != earlier:
+        currency = conversion.currency
+        message += (
+            f", commission {format_minor(earlier, currency)}"
+            f" → {format_minor(conversion.commission_minor, currency)} {currency}"
+        )
+    return Outcome(conversion.id, conversion.order_id, True, message)
 
 
 @post("/conversions/status", status_code=200)
