@@ -253,6 +253,8 @@ async def test_merchant_page_says_what_auto_approving_pixels_puts_at_risk(
     assert "up to 200.00 EUR" in page
     # The campaign pays 10 % + 0.50: a forged sale of 200.00 EUR earns a partner 20.50.
     assert "20.50 EUR" in re.sub(r"\s+", " ", page)
+    listing = await client.get("/admin/merchants")
+    assert "<td>14 days, unverified up to 200.00 EUR</td>" in listing.text
 
 
 async def test_paused_link_or_campaign_redirects_but_its_conversions_wait_for_a_person(
