@@ -55,6 +55,9 @@ class LinkInfo:
     window_days: int
     commission_bps: int  # the campaign's rule, or the partner's override of it
     commission_flat_minor: int
+    status: str  # the link's: active or paused
+    campaign_status: str
+    campaign_destination_url: str  # where a banned partner's link sends visitors
 
 
 class TtlCache(Generic[K, V]):
@@ -107,10 +110,19 @@ class Catalog:
         self._links_by_code: TtlCache[str, LinkInfo] = TtlCache(ttl_s, miss_ttl_s, max_entries)
         self._links_by_id: TtlCache[int, LinkInfo] = TtlCache(ttl_s, miss_ttl_s, max_entries)
         self._merchants: TtlCache[str, MerchantInfo] = TtlCache(ttl_s, miss_ttl_s, max_entries)
+        self._merchants_by_id: TtlCache[int, MerchantInfo] = TtlCache(
+            ttl_s, miss_ttl_s, max_entries
+        )
         self._partners: TtlCache[str, PartnerInfo] = TtlCache(ttl_s, miss_ttl_s, max_entries)
 
     def invalidate(self) -> None:
-        for cache in (self._links_by_code, self._links_by_id, self._merchants, self._partners):
+        for cache in (
+            self._links_by_code,
+            self._links_by_id,
+            self._merchants,
+            self._merchants_by_id,
+            self._partners,
+        ):
             cache.clear()
 
     async def link_by_code(self, code: str) -> LinkInfo | None:
@@ -121,6 +133,9 @@ class Catalog:
 
     async def merchant_by_key(self, key: str) -> MerchantInfo | None:
         return await self._merchants.get(key, self._load_merchant)
+
+    async def merchant_by_id(self, merchant_id: int) -> MerchantInfo | None:
+        return await self._merchants_by_id.get(merchant_id, self._load_merchant_by_id)
 
     async def partner_by_key(self, key: str) -> PartnerInfo | None:
         return await self._partners.get(key, self._load_partner)
@@ -165,11 +180,19 @@ class Catalog:
             or self._default_window_days,
             commission_bps=rule.commission_bps,
             commission_flat_minor=rule.commission_flat_minor,
+            status=link.status,
+            campaign_status=campaign.status,
+            campaign_destination_url=campaign.destination_url,
         )
 
     async def _load_merchant(self, key: str) -> MerchantInfo | None:
         async with self._db.session() as session:
             merchant = await session.scalar(select(Merchant).where(Merchant.key == key))
+        return None if merchant is None else self.merchant_info(merchant)
+
+    async def _load_merchant_by_id(self, merchant_id: int) -> MerchantInfo | None:
+        async with self._db.session() as session:
+            merchant = await session.get(Merchant, merchant_id)
         return None if merchant is None else self.merchant_info(merchant)
 
     def merchant_info(self, merchant: Merchant) -> MerchantInfo:

@@ -35,6 +35,7 @@ class RejectReason(StrEnum):
     DUPLICATE_ORDER = "duplicate_order"
     BAD_SIGNATURE = "bad_signature"  # a postback not signed with its merchant's secret
     POISON = "poison"
+    PARTNER_BANNED = "partner_banned"  # a banned partner's click: redirected, never tracked
 
 
 class Source(StrEnum):

@@ -146,6 +146,9 @@ def owners_of(programme: Programme, link: dict[str, Any] | None = None) -> LinkI
         window_days=30,
         commission_bps=0,
         commission_flat_minor=0,
+        status="active",
+        campaign_status="active",
+        campaign_destination_url="",
     )
 
 

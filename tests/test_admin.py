@@ -177,6 +177,7 @@ async def test_partner_and_campaign_forms_write_rows(
         "commission_percent": "7.5",
         "commission_flat_minor": "25",
         "cookie_window_days": "",
+        "status": "active",
     }
     created = await submit(client, "/admin/campaigns/new", campaign_form)
     assert created.status_code == 303

@@ -82,16 +82,16 @@ async def test_forged_expired_and_future_click_ids_leave_the_conversion_unattrib
     }
 
 
-async def test_banned_partner_still_redirects_but_earns_nothing_and_paused_waits(
+async def test_banned_partners_earlier_clicks_earn_nothing_and_paused_waits(
     client: AsyncTestClient[Any], programme: Programme, consumer: StreamConsumer, database: Database
 ) -> None:
     paused, paused_link = await add_partner_with_link(client, programme, "Paused")
+    banned_click = await follow_link(client, programme.link["code"])  # before the ban
     for partner_id, status in ((programme.partner["id"], "banned"), (paused["id"], "paused")):
         response = await client.patch(
             f"/api/v1/partners/{partner_id}", json={"status": status}, headers=programme.headers
         )
         assert response.json()["status"] == status
-    banned_click = await follow_link(client, programme.link["code"])  # still a 302
     paused_click = await follow_link(client, paused_link["code"])
     await pixel(client, programme, "BANNED", "100.00", banned_click)
     await pixel(client, programme, "PAUSED", "100.00", paused_click)
@@ -184,7 +184,7 @@ async def test_auto_approval_skips_reviews_young_conversions_and_merchants_witho
 ) -> None:
     response = await client.patch(
         f"/api/v1/merchants/{programme.merchant['id']}",
-        json={"auto_approve_days": 3},
+        json={"auto_approve_days": 3, "auto_approve_unverified_max_minor": 1000},
         headers=programme.headers,
     )
     assert response.json()["auto_approve_days"] == 3
@@ -270,6 +270,9 @@ LINK = LinkInfo(
     window_days=30,
     commission_bps=0,
     commission_flat_minor=0,
+    status="active",
+    campaign_status="active",
+    campaign_destination_url="https://shop.example/",
 )
 
 
@@ -321,7 +324,7 @@ async def test_auto_approval_cron_job_runs_once_per_tick_across_workers(
         json={"auto_approve_days": 0},
         headers=programme.headers,
     )
-    await pixel(client, programme, "NOW", "10")
+    assert (await send(client, programme, sale("NOW", "10"))).status_code == 202
     await consumer.drain()
 
     assert await auto_approve_job({"database": database, "settings": settings}) == 1

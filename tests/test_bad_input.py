@@ -89,7 +89,9 @@ async def test_amount_in_currency_without_minor_units(
     assert (conversion.amount_minor, conversion.currency) == (1500, "JPY")
     # the flat fee is in the campaign's currency (EUR) and is not added to a JPY sale
     assert conversion.commission_minor == 150
-    assert conversion.flags == "flat_commission_currency_mismatch,too_fast,review"
+    assert conversion.flags == (
+        "flat_commission_currency_mismatch,foreign_currency,too_fast,review"
+    )
 
 
 async def test_unknown_link_code_answers_a_404_page_and_is_kept(

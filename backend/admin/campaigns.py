@@ -1,4 +1,5 @@
-"""Campaign pages: list, create, edit (destination and commission: percent and/or flat)."""
+"""Campaign pages: list, create, edit (destination, commission: percent and/or flat, and
+status: active or paused)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from backend.affiliate import catalogue
 from backend.api.deps import CurrentViewer, Reader, Writer
 from backend.api.resources import After, campaign_out, get_or_404, page_of
 from backend.api.schemas import CampaignCreate, CampaignUpdate
-from backend.db.models import Campaign, Merchant
+from backend.db.models import Campaign, Merchant, RunStatus
 from backend.scope import Viewer
 
 EDIT_FIELDS = (
@@ -54,6 +55,15 @@ EDIT_FIELDS = (
         "Attribution window (days)",
         "a whole number of days from 1 to 365, or empty for the merchant's window",
         kind="number",
+    ),
+    Field(
+        "status",
+        "Status",
+        "active or paused (a paused campaign's links still redirect, but their conversions are"
+        " held for review)",
+        kind="select",
+        options=[(status.value, status.value) for status in RunStatus],
+        required=True,
     ),
 )
 
@@ -131,7 +141,10 @@ class CampaignPages(Controller):
     @get("/new")
     async def new(self, viewer: CurrentViewer, reader: Reader) -> Template:
         return await _new(
-            viewer, reader, {"commission_percent": "0", "commission_flat_minor": "0"}, {}
+            viewer,
+            reader,
+            {"commission_percent": "0", "commission_flat_minor": "0", "status": "active"},
+            {},
         )
 
     @post("/new", status_code=200)

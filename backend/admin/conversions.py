@@ -4,13 +4,14 @@ trail, and decisions (status changes, verification) for one or many at once.
 Admins and partner users share the pages (a partner sees only its own conversions, through
 ``Viewer.restrict``, and "admin" instead of who acted); only admins get the checkboxes and the
 forms, whose POSTs live under ``/admin`` behind the admins-only guard. Every change goes through
-``change_status`` or ``verify``. ``ConversionFilter.statement`` is the one query behind the
-table and its CSV export.
+``change_status`` (as a person's decision: approving a conversion held for review pays by the
+rule, or the commission typed on its page) or ``verify``. ``ConversionFilter.statement`` is the
+one query behind the table and its CSV export.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -24,13 +25,19 @@ from litestar.response import Redirect, Stream, Template
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.admin.forms import PAGE_SIZE
+from backend.admin.forms import PAGE_SIZE, typed_form
 from backend.admin.lookups import campaign_names, partner_names
-from backend.affiliate.status import TransitionRefused, change_status, verify
+from backend.affiliate.status import (
+    CommissionRefused,
+    TransitionRefused,
+    change_status,
+    verify,
+)
 from backend.api.conversions import STATUS_PATTERN, history
 from backend.api.deps import CurrentViewer, Reader, Writer
 from backend.db.engine import Database
 from backend.db.models import Campaign, Conversion, ConversionStatus, Link, Merchant, Partner
+from backend.money import MoneyError, format_minor, parse_amount
 from backend.reports.export import CsvCell, csv_stream
 from backend.scope import Viewer
 
@@ -200,7 +207,12 @@ async def conversions_page(
 
 
 async def decide(
-    session: AsyncSession, conversion: Conversion, action: str, viewer: Viewer, reason: str
+    session: AsyncSession,
+    conversion: Conversion,
+    action: str,
+    viewer: Viewer,
+    reason: str,
+    commission: int | None = None,
 ) -> Outcome:
     """Apply one of ``ACTIONS`` to ``conversion`` (the caller commits) and say what happened."""
     if action == VERIFY:
@@ -208,11 +220,27 @@ async def decide(
         message = "verified" if changed else "already verified"
         return Outcome(conversion.id, conversion.order_id, changed, message)
     previous, wanted = conversion.status, ConversionStatus(action)
+    earlier = conversion.commission_minor
     try:
-        await change_status(session, conversion, wanted, actor=viewer.actor, reason=reason)
-    except TransitionRefused as refused:
+        await change_status(
+            session,
+            conversion,
+            wanted,
+            actor=viewer.actor,
+            reason=reason,
+            commission=commission,
+            reviewed=True,
+        )
+    except (TransitionRefused, CommissionRefused) as refused:
         return Outcome(conversion.id, conversion.order_id, False, f"refused: {refused}")
-    return Outcome(conversion.id, conversion.order_id, True, f"{previous} → {wanted}")
+    message = f"{previous} → {wanted}"
+    if conversion.commission_minor != earlier:
+        currency = conversion.currency
+        message += (
+            f", commission {format_minor(earlier, currency)}"
+            f" → {format_minor(conversion.commission_minor, currency)} {currency}"
+        )
+    return Outcome(conversion.id, conversion.order_id, True, message)
 
 
 @post("/conversions/status", status_code=200)
@@ -261,6 +289,8 @@ async def _detail(
     conversion: Conversion,
     *,
     error: str = "",
+    commission_error: str = "",
+    typed: Mapping[str, str] | None = None,
     status: int = 200,
 ) -> Template:
     merchant = await session.get(Merchant, conversion.merchant_id)
@@ -279,6 +309,8 @@ async def _detail(
         "history": await history(session, conversion.id, viewer),
         "actions": ACTIONS,
         "error": error,
+        "commission_error": commission_error,
+        "typed": typed or {},
         "utc_time": utc_time,
     }
     return Template(
@@ -306,13 +338,30 @@ async def change_one_status(
 ) -> Template | Redirect:
     """The same decisions as the table's, from the conversion's own page."""
     conversion = await _visible(writer, viewer, conversion_id)
-    form = await request.form()
-    action = str(form.get("action", ""))
+    form = await typed_form(request)
+    action = form.get("action", "")
     if action not in ACTIONS:
-        return await _detail(writer, viewer, conversion, error="Choose what to do.", status=400)
-    reason = str(form.get("reason", "")).strip()[:MAX_REASON]
-    outcome = await decide(writer, conversion, action, viewer, reason)
+        return await _detail(
+            writer, viewer, conversion, error="Choose what to do.", typed=form, status=400
+        )
+    reason = form.get("reason", "").strip()[:MAX_REASON]
+    try:
+        commission = _commission(form.get("commission", ""), conversion.currency)
+    except MoneyError as error:
+        return await _detail(
+            writer, viewer, conversion, commission_error=str(error), typed=form, status=400
+        )
+    outcome = await decide(writer, conversion, action, viewer, reason, commission)
     if not outcome.changed:  # refused before anything was written
-        return await _detail(writer, viewer, conversion, error=outcome.message, status=409)
+        return await _detail(
+            writer, viewer, conversion, error=outcome.message, typed=form, status=409
+        )
     await writer.commit()
     return Redirect(f"/conversions/{conversion_id}", status_code=303)
+
+
+def _commission(typed: str, currency: str) -> int | None:
+    """The commission a reviewer typed, as people write money ("3.50"), in minor units of the
+    conversion's currency; None when left empty."""
+    typed = typed.strip()
+    return parse_amount(typed, currency) if typed else None

@@ -29,7 +29,7 @@ from backend.affiliate import catalogue
 from backend.api.deps import CurrentViewer, Reader, Writer
 from backend.api.resources import After, get_or_404, link_out, page_of
 from backend.api.schemas import LinkCreate, LinkUpdate
-from backend.db.models import Campaign, Link, Partner
+from backend.db.models import Campaign, Link, Partner, RunStatus
 from backend.scope import ADMIN, Viewer
 
 DESTINATION = Field(
@@ -43,9 +43,9 @@ EDIT_FIELDS = (
     Field(
         "status",
         "Status",
-        "active or paused",
+        "active or paused (a paused link still redirects, but its conversions are held for review)",
         kind="select",
-        options=[("active", "active"), ("paused", "paused")],
+        options=[(status.value, status.value) for status in RunStatus],
         required=True,
     ),
 )

@@ -1,5 +1,6 @@
 """Merchant pages: list, create, edit, with the install code, key and postback secret (and its
-rotation, the old secret still signing for a day so the shop's server can switch)."""
+rotation, the old secret still signing for a day so the shop's server can switch), and what
+auto-approval does and puts at risk."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.admin.conversions import utc_time
 from backend.admin.forms import (
@@ -23,6 +25,7 @@ from backend.admin.forms import (
     typed_form,
 )
 from backend.affiliate import catalogue
+from backend.affiliate.auto_approval import commission_at_risk
 from backend.affiliate.postback import GRACE_MS, rotate_secret
 from backend.api.deps import CurrentViewer, Reader, Writer
 from backend.api.resources import After, get_or_404, merchant_out, page_of
@@ -50,8 +53,15 @@ FIELDS = (
     Field(
         "auto_approve_days",
         "Auto-approve after (days)",
-        "a whole number of days from 0 to 365 after which pending conversions are approved,"
-        " or empty to decide each one",
+        "a whole number of days from 0 to 365 after which pending verified conversions are"
+        " approved, or empty to decide each one",
+        kind="number",
+    ),
+    Field(
+        "auto_approve_unverified_max_minor",
+        "Also auto-approve unverified (pixel, snippet) conversions up to (minor units, e.g. cents)",
+        "a whole number of minor units such as 5000 for 50.00, or empty to approve only verified"
+        " conversions automatically (anyone can fire a pixel, with any amount)",
         kind="number",
     ),
     Field(
@@ -72,7 +82,8 @@ def _new(
     )
 
 
-def _show(
+async def _show(
+    session: AsyncSession,
     merchant: Merchant,
     viewer: Viewer,
     state: State,
@@ -81,6 +92,7 @@ def _show(
     status: int = 200,
 ) -> Template:
     out = merchant_out(merchant)
+    at_risk = await commission_at_risk(session, merchant)
     until_ms = merchant.previous_secret_until_ms
     previous_until = utc_time(until_ms) if until_ms is not None and until_ms > now_ms() else None
     return edit_page(
@@ -99,6 +111,10 @@ def _show(
         previous_until=previous_until,
         grace_hours=GRACE_MS // 3_600_000,
         install=merchant_install(merchant, state.settings, state.snippet),
+        auto_approval=out.auto_approval,
+        at_risk=at_risk,
+        limit=out.auto_approve_unverified_max_minor,
+        currency=merchant.currency,
     )
 
 
@@ -134,7 +150,7 @@ class MerchantPages(Controller):
     async def show(
         self, merchant_id: FromPath[int], viewer: CurrentViewer, reader: Reader, state: State
     ) -> Template:
-        return _show(await get_or_404(reader, Merchant, merchant_id), viewer, state)
+        return await _show(reader, await get_or_404(reader, Merchant, merchant_id), viewer, state)
 
     @post("/{merchant_id:int}", status_code=200)
     async def update(
@@ -155,7 +171,7 @@ class MerchantPages(Controller):
                 lambda data: catalogue.update_merchant(writer, state.catalog, merchant, data),
             )
         except FormInvalid as invalid:
-            return _show(merchant, viewer, state, form, invalid.errors, 400)
+            return await _show(writer, merchant, viewer, state, form, invalid.errors, 400)
         return Redirect(f"/admin/merchants/{merchant_id}", status_code=303)
 
     @post("/{merchant_id:int}/rotate-secret")

@@ -41,7 +41,9 @@ EDIT_FIELDS = (
     Field(
         "status",
         "Status",
-        "active, paused or banned (a banned partner's clicks still redirect but earn nothing)",
+        "active, paused or banned (a paused partner's conversions are held for review; a"
+        " banned partner's links send visitors to the campaign's destination, untracked, and"
+        " earn nothing)",
         kind="select",
         options=[(status.value, status.value) for status in PartnerStatus],
         required=True,

@@ -135,6 +135,7 @@ async def create_merchant(
         attribution_window_days=data.attribution_window_days,
         auto_approve_days=data.auto_approve_days,
         max_order_minor=data.max_order_minor,
+        auto_approve_unverified_max_minor=data.auto_approve_unverified_max_minor,
     )
     session.add(merchant)
     await commit_and_refresh(session, catalog, merchant)
@@ -178,6 +179,7 @@ async def create_campaign(
         commission_bps=commission_bps(data.commission_percent),
         commission_flat_minor=data.commission_flat_minor,
         cookie_window_days=data.cookie_window_days,
+        status=data.status,
     )
     session.add(campaign)
     await commit_and_refresh(session, catalog, campaign)

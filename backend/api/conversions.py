@@ -1,5 +1,6 @@
 """Conversions: list within the viewer's scope, read with their audit trail, and status
-changes by admins, one at a time or in batches."""
+changes by admins, one at a time or in batches: an admin's approval decides the commission
+(``change_status`` with ``reviewed``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.affiliate.status import AUTO_APPROVAL, POSTBACK, TransitionRefused, change_status
+from backend.affiliate.status import (
+    AUTO_APPROVAL,
+    POSTBACK,
+    CommissionRefused,
+    TransitionRefused,
+    change_status,
+)
 from backend.api.deps import CurrentViewer, Reader, Writer, require_admin
 from backend.api.resources import After, Limit, get_or_404, page_of
 from backend.api.schemas import (
@@ -69,6 +76,8 @@ def change_out(change: ConversionChange, viewer: Viewer) -> ConversionChangeOut:
         verified=change.verified,
         actor=actor,
         reason=change.reason,
+        commission_from_minor=change.commission_from_minor,
+        commission_to_minor=change.commission_to_minor,
     )
 
 
@@ -155,9 +164,15 @@ class ConversionController(Controller):
                 ConversionStatus(data.status),
                 actor=viewer.actor,
                 reason=data.reason,
+                commission=data.commission_minor,
+                reviewed=True,
             )
         except TransitionRefused as refused:
             raise refused_error(refused) from refused
+        except CommissionRefused as refused:
+            raise ClientException(
+                detail=str(refused), extra=[{"key": "commission_minor", "message": str(refused)}]
+            ) from refused
         await writer.commit()
         await writer.refresh(conversion)
         return conversion_out(conversion)
@@ -186,9 +201,15 @@ class ConversionController(Controller):
                 continue
             try:
                 await change_status(
-                    writer, conversion, wanted, actor=viewer.actor, reason=data.reason
+                    writer,
+                    conversion,
+                    wanted,
+                    actor=viewer.actor,
+                    reason=data.reason,
+                    commission=data.commission_minor,
+                    reviewed=True,
                 )
-            except TransitionRefused as refused:
+            except (TransitionRefused, CommissionRefused) as refused:
                 results.append(
                     StatusOutcome(conversion_id, "refused", conversion.status, str(refused))
                 )

@@ -15,7 +15,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.affiliate import catalogue
+from backend.affiliate import auto_approval, catalogue
 from backend.api.deps import CurrentViewer, Reader, Writer, require_admin
 from backend.api.schemas import (
     CampaignCreate,
@@ -77,6 +77,8 @@ def merchant_out(merchant: Merchant) -> MerchantOut:
         attribution_window_days=merchant.attribution_window_days,
         auto_approve_days=merchant.auto_approve_days,
         max_order_minor=merchant.max_order_minor,
+        auto_approve_unverified_max_minor=merchant.auto_approve_unverified_max_minor,
+        auto_approval=auto_approval.describe(merchant),
         created_at=merchant.created_at,
     )
 
@@ -107,6 +109,7 @@ def campaign_out(campaign: Campaign) -> CampaignOut:
         commission_percent=percent_text(campaign.commission_bps),
         commission_flat_minor=campaign.commission_flat_minor,
         cookie_window_days=campaign.cookie_window_days,
+        status=campaign.status,
         created_at=campaign.created_at,
     )
 

@@ -21,6 +21,7 @@ ApproveDays = Annotated[int, Meta(ge=0, le=365)]
 Minor = Annotated[int, Meta(ge=0, le=MAX_AMOUNT_MINOR)]
 Percent = Annotated[str, Meta(pattern=r"^\d{1,3}(\.\d{1,2})?$")]
 Email = Annotated[str, Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+ActiveOrPaused = Annotated[str, Meta(pattern="^(active|paused)$")]
 T = TypeVar("T")
 
 
@@ -38,6 +39,7 @@ class MerchantCreate(msgspec.Struct, forbid_unknown_fields=True):
     attribution_window_days: WindowDays | None = None
     auto_approve_days: ApproveDays | None = None
     max_order_minor: Minor | None = None
+    auto_approve_unverified_max_minor: Minor | None = None
 
 
 class MerchantUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -47,6 +49,7 @@ class MerchantUpdate(msgspec.Struct, forbid_unknown_fields=True):
     attribution_window_days: WindowDays | UnsetType | None = UNSET
     auto_approve_days: ApproveDays | UnsetType | None = UNSET
     max_order_minor: Minor | UnsetType | None = UNSET
+    auto_approve_unverified_max_minor: Minor | UnsetType | None = UNSET
 
 
 class MerchantOut(msgspec.Struct):
@@ -59,6 +62,9 @@ class MerchantOut(msgspec.Struct):
     attribution_window_days: int | None
     auto_approve_days: int | None
     max_order_minor: int | None
+    # Unverified (pixel, snippet) conversions auto-approved up to this amount; None: never.
+    auto_approve_unverified_max_minor: int | None
+    auto_approval: str  # what auto-approval does and puts at risk, in plain words
     created_at: datetime
 
 
@@ -96,6 +102,7 @@ class CampaignCreate(msgspec.Struct, forbid_unknown_fields=True):
     commission_percent: Percent | int = 0
     commission_flat_minor: Minor = 0
     cookie_window_days: WindowDays | None = None
+    status: ActiveOrPaused = "active"
 
 
 class CampaignUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -104,6 +111,7 @@ class CampaignUpdate(msgspec.Struct, forbid_unknown_fields=True):
     commission_percent: Percent | int | UnsetType = UNSET
     commission_flat_minor: Minor | UnsetType = UNSET
     cookie_window_days: WindowDays | UnsetType | None = UNSET
+    status: ActiveOrPaused | UnsetType = UNSET
 
 
 class CampaignOut(msgspec.Struct):
@@ -114,6 +122,7 @@ class CampaignOut(msgspec.Struct):
     commission_percent: str
     commission_flat_minor: int
     cookie_window_days: int | None
+    status: str
     created_at: datetime
 
 
@@ -125,7 +134,7 @@ class LinkCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 class LinkUpdate(msgspec.Struct, forbid_unknown_fields=True):
     destination_url: Url | UnsetType | None = UNSET
-    status: Annotated[str, Meta(pattern="^(active|paused)$")] | UnsetType = UNSET
+    status: ActiveOrPaused | UnsetType = UNSET
 
 
 class LinkOut(msgspec.Struct):
@@ -190,6 +199,8 @@ class ConversionChangeOut(msgspec.Struct):
     verified: bool
     actor: str
     reason: str
+    commission_from_minor: int | None  # before and after, when the change decided it
+    commission_to_minor: int | None
 
 
 class ConversionDetail(ConversionOut):
@@ -203,14 +214,22 @@ Reason = Annotated[str, Meta(max_length=500)]
 
 
 class ConversionUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """``commission_minor``, when approving: what the partner earns instead of what the worker
+    computed (0 up to the amount, or the rule's commission when that is more). Without it, an
+    approval of a conversion held for review pays by the rule that applies now."""
+
     status: WantedStatus
     reason: Reason = ""
+    commission_minor: Minor | None = None
 
 
 class StatusBatch(msgspec.Struct, forbid_unknown_fields=True):
+    """As ``ConversionUpdate``, for each of ``ids``."""
+
     ids: Annotated[list[int], Meta(min_length=1, max_length=500)]
     status: WantedStatus
     reason: Reason = ""
+    commission_minor: Minor | None = None
 
 
 class StatusOutcome(msgspec.Struct, omit_defaults=True):

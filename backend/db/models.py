@@ -56,6 +56,14 @@ class PartnerStatus(StrEnum):
     BANNED = "banned"
 
 
+class RunStatus(StrEnum):
+    """A link's or a campaign's: a paused one still redirects, but what it brings is held for
+    review."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+
+
 class ConversionStatus(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
@@ -83,6 +91,9 @@ class Merchant(Base):
     # Sales over this many minor units (of the merchant's currency) are refused; None: only
     # the shared bound (backend.money.MAX_AMOUNT_MINOR).
     max_order_minor: Mapped[int | None] = mapped_column(BigInteger)
+    # Unverified (pixel, snippet) conversions are auto-approved only up to this amount in the
+    # merchant's currency; None: never (anyone can fire a pixel).
+    auto_approve_unverified_max_minor: Mapped[int | None] = mapped_column(BigInteger)
     # After a rotation the old secret still signs postbacks until then, so senders can switch.
     previous_postback_secret: Mapped[str | None] = mapped_column(String(80))
     previous_secret_until_ms: Mapped[int | None] = mapped_column(BigInteger)
@@ -110,6 +121,9 @@ class Campaign(Base):
     commission_bps: Mapped[int] = mapped_column(Integer, default=0)
     commission_flat_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     cookie_window_days: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(
+        String(16), default=RunStatus.ACTIVE, server_default=RunStatus.ACTIVE.value
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -121,7 +135,7 @@ class Link(Base):
     partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
     destination_url: Mapped[str | None] = mapped_column(String(2048))
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.ACTIVE)
     # What the last health check found at the destination: "ok", "broken" or None (not checked).
     health: Mapped[str | None] = mapped_column(String(16))
     health_detail: Mapped[str] = mapped_column(String(255), default="", server_default="")
@@ -227,7 +241,8 @@ class Conversion(Base):
 class ConversionChange(Base):
     """The audit trail: one row per status change or verification of a conversion.
 
-    A verification without a status change has ``from_status == to_status``.
+    A verification without a status change has ``from_status == to_status``. A change that
+    decided the commission (a person approving) keeps it before and after.
     """
 
     __tablename__ = "conversion_changes"
@@ -240,6 +255,8 @@ class ConversionChange(Base):
     verified: Mapped[bool] = mapped_column(Boolean)
     actor: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str] = mapped_column(String(500))
+    commission_from_minor: Mapped[int | None] = mapped_column(BigInteger)
+    commission_to_minor: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class StatsHourly(Base):

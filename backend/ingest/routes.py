@@ -20,6 +20,7 @@ from litestar.enums import ScopeType
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
 from backend.catalog import Catalog
+from backend.db.models import PartnerStatus
 from backend.events import QueuedEvent, RejectReason, Source, Visitor, encode_event
 from backend.ids import ClickIdSigner, now_ms
 from backend.ingest.edge import (
@@ -127,16 +128,16 @@ async def click_redirect(ingest: Ingest, code: str, scope: Scope, send: Send) ->
     """302 to the link's destination with the click id; 404 page for an unknown code.
 
     Only a GET is a visit: link unfurlers and prefetchers send HEAD (some other methods), and
-    are redirected to the destination without a click id, a cookie or an event."""
+    are redirected to the destination without a click id, a cookie or an event. A banned
+    partner's link still takes the visitor somewhere: the campaign's destination, without a
+    click id (nothing it brings can be credited)."""
     link = None
     if 0 < len(code) <= 32 and _CODE_CHARS.issuperset(code):
         link = await ingest.catalog.link_by_code(code)
     visit = scope.get("method") == "GET"
     if link is None:
         if visit:
-            rejection = Rejection(RejectReason.UNKNOWN_LINK, "code", "no link has this code")
-            request = f"{scope['path']}?{scope['query_string'].decode('latin-1')}"
-            await ingest.queue(rejected(Source.REDIRECT, rejection, request, now_ms()))
+            await _untracked(ingest, scope, RejectReason.UNKNOWN_LINK, "no link has this code")
         await respond(
             send,
             404,
@@ -144,9 +145,13 @@ async def click_redirect(ingest: Ingest, code: str, scope: Scope, send: Send) ->
             ingest.not_found_page,
         )
         return
-    if not visit:
-        location = link.destination_url.encode()
-        await respond(send, 302, [(b"location", location), *_UNCOUNTED_REDIRECT])
+    banned = link.partner_status == PartnerStatus.BANNED
+    if banned or not visit:
+        if banned and visit:
+            detail = "the link's partner is banned"
+            await _untracked(ingest, scope, RejectReason.PARTNER_BANNED, detail)
+        destination = link.campaign_destination_url if banned else link.destination_url
+        await respond(send, 302, [(b"location", destination.encode()), *_UNCOUNTED_REDIRECT])
         return
     headers = _headers(scope)
     visitor = await ingest.visitor(scope, headers)
@@ -172,6 +177,14 @@ async def click_redirect(ingest: Ingest, code: str, scope: Scope, send: Send) ->
         )
         response_headers.append((b"set-cookie", cookie.encode()))
     await respond(send, 302, response_headers)
+
+
+async def _untracked(ingest: Ingest, scope: Scope, reason: RejectReason, detail: str) -> None:
+    """A visit through ``/c/`` that is not tracked as a click, kept as a rejected event."""
+    request = f"{scope['path']}?{scope['query_string'].decode('latin-1')}"
+    await ingest.queue(
+        rejected(Source.REDIRECT, Rejection(reason, "code", detail), request, now_ms())
+    )
 
 
 async def conversion_pixel(ingest: Ingest, scope: Scope, send: Send) -> None:

@@ -1,7 +1,7 @@
 """The closed set of reasons stored, comma-separated, in ``clicks.flags`` and ``conversions.flags``.
 
-One set shared by the worker that writes them, the reports that count them and a future
-auto-approval job that must skip conversions held for ``review``.
+One set shared by the worker that writes them, the reports that count them and the
+auto-approval job that skips conversions held for ``review``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ class Flag(StrEnum):
     # Conversions: commission.
     PARTNER_BANNED = "partner_banned"  # a banned partner's conversions earn nothing
     PARTNER_PAUSED = "partner_paused"  # a paused partner's conversions wait for a person
+    LINK_PAUSED = "link_paused"  # likewise a paused link's
+    CAMPAIGN_PAUSED = "campaign_paused"  # and a paused campaign's
     FLAT_COMMISSION_CURRENCY_MISMATCH = "flat_commission_currency_mismatch"
     # Conversions: doubts about the sale or the click it credits.
     TOO_FAST = "too_fast"
@@ -35,5 +37,8 @@ class Flag(StrEnum):
     BOT_CLICK = "bot_click"
     FLAGGED_CLICK = "flagged_click"
     CLICK_MISSING = "click_missing"
+    # A sale in a currency other than the merchant's: its amount cannot be weighed against the
+    # merchant's rules (nor an auto-approval limit), so a person looks, attributed or not.
+    FOREIGN_CURRENCY = "foreign_currency"
     # An attributed conversion with any flag: stays pending until a person decides.
     REVIEW = "review"

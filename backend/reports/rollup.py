@@ -4,7 +4,9 @@
 Each run folds whole hours from the stored watermark up to the last hour closed for
 ``GRACE_MS`` and moves the watermark in the same transaction, so an hour is folded exactly
 once. Conversions are folded whatever their status; reports subtract the few that are no
-longer counted (rejected, reversed) at read time, so a later status change needs no repair.
+longer counted (rejected, reversed) at read time, so a later status change needs no repair. A
+person's approval may change a conversion's commission: ``correct_commission`` corrects the rows it
+was folded into, taking turns with the fold on the watermark row's lock.
 An event written for an hour already folded (a late spool replay) is not in the rollup: the
 grace period is there to make that rare. A conversion whose figures changed after its hour may
 have been folded (a signed postback replacing a pixel's attribution or amount) marks its hour
@@ -17,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from sqlalchemy import Connection, Table, delete, func, insert, literal, select
+from sqlalchemy import Connection, Table, and_, delete, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -63,11 +65,13 @@ COLUMNS = [
 DAY_MS = 24 * HOUR_MS
 
 
-async def read_watermark(session: AsyncSession | AsyncConnection) -> int | None:
-    """Every hour before this one (epoch ms) is in the rollup; None before the first fold."""
-    hour: int | None = await session.scalar(
-        select(RollupWatermark.hour_ms).where(RollupWatermark.name == WATERMARK)
-    )
+async def read_watermark(
+    session: AsyncSession | AsyncConnection, *, lock: bool = False
+) -> int | None:
+    """Every hour before this one (epoch ms) is in the rollup; None before the first fold.
+    ``lock``: until the transaction ends (a writer that folds, or corrects folded rows)."""
+    statement = select(RollupWatermark.hour_ms).where(RollupWatermark.name == WATERMARK)
+    hour: int | None = await session.scalar(statement.with_for_update() if lock else statement)
     return hour
 
 
@@ -183,20 +187,67 @@ def mark_for_refold(connection: Connection, hours: Iterable[int]) -> None:
 async def _refold_repairs(connection: AsyncConnection, watermark: int | None) -> int:
     """Fold again the conversions of the hours marked for it that were folded already, and of
     their days; the marks are taken first, so a change made meanwhile marks its hour anew."""
-    taken = await connection.execute(delete(REPAIRS).returning(REPAIRS.c.hour_ms))
-    hours = [hour for hour in taken.scalars() if watermark is not None and hour < watermark]
+    taken = list((await connection.execute(delete(REPAIRS).returning(REPAIRS.c.hour_ms))).scalars())
+    if watermark is None or not taken:
+        return 0
+    # Hours whose clicks retention purged keep their rows: folded again, their conversions
+    # would lose the dimension values of the clicks they credit.
+    oldest = await connection.scalar(select(CLICKS.c.at_ms).order_by(CLICKS.c.click_id).limit(1))
+    kept_from = 0 if oldest is None else oldest // HOUR_MS * HOUR_MS
+    hours = [hour for hour in taken if kept_from <= hour < watermark]
     t = ROLLUP.c
     money = t.currency != ""
     for hour in hours:
         await connection.execute(delete(ROLLUP).where(t.span_hours == 1, t.hour_ms == hour, money))
         await _fold_conversions(connection, hour, hour + HOUR_MS)
     for day in sorted({hour // DAY_MS * DAY_MS for hour in hours}):
-        if watermark is not None and day + DAY_MS <= watermark:
+        if day + DAY_MS <= watermark:
             await connection.execute(
                 delete(ROLLUP).where(t.span_hours == 24, t.hour_ms == day, money)
             )
             await _fold_day(connection, day, money_only=True)
     return len(hours)
+
+
+async def correct_commission(session: AsyncSession, conversion: Conversion, delta: int) -> None:
+    """Add ``delta`` to the commission of the rows ``conversion`` was folded into (its hour's
+    and, once folded, its day's, under each dimension value of its click); nothing while its
+    hour is not folded (the fold will read the row as it is by then).
+
+    A click purged since the fold (after ``RETENTION_DAYS``) no longer says under which values
+    the conversion was folded: its commission is then corrected under the empty values, as a
+    conversion without a click is folded.
+    """
+    watermark = await read_watermark(session, lock=True)
+    if watermark is None or conversion.at_ms >= watermark:
+        return
+    click = None
+    if conversion.click_id:
+        columns = [CLICKS.c[dimension.column] for dimension in TEXT_DIMENSIONS]
+        click = (
+            await session.execute(select(*columns).where(CLICKS.c.click_id == conversion.click_id))
+        ).first()
+    values = tuple(click) if click is not None else ("",) * len(TEXT_DIMENSIONS)
+    hour = conversion.at_ms // HOUR_MS * HOUR_MS
+    t = ROLLUP.c
+    await session.execute(
+        update(ROLLUP)
+        .where(
+            t.partner_id == (conversion.partner_id or 0),
+            t.currency == conversion.currency,
+            or_(
+                and_(t.span_hours == 1, t.hour_ms == hour),
+                and_(t.span_hours == 24, t.hour_ms == hour // DAY_MS * DAY_MS),
+            ),
+            or_(
+                *(
+                    and_(t.dimension == dimension.name, t.value == value)
+                    for dimension, value in zip(TEXT_DIMENSIONS, values, strict=True)
+                )
+            ),
+        )
+        .values(commission_minor=t.commission_minor + delta)
+    )
 
 
 def spans(start_ms: int, end_ms: int) -> list[tuple[int, int, int]]:
@@ -229,7 +280,7 @@ async def fold_closed_hours(database: Database, at_ms: int | None = None) -> int
     folded = 0
     while True:
         async with database.writing() as connection:
-            watermark = await read_watermark(connection)
+            watermark = await read_watermark(connection, lock=True)
             start = watermark if watermark is not None else await _first_hour_of(connection)
             start = closed if start is None else min(start, closed)
             end = min(start + HOURS_PER_TRANSACTION * HOUR_MS, closed)

@@ -29,10 +29,11 @@ What counts where in ``stats_hourly``: every stored click counts exactly once, a
 - ``flagged_clicks``: a human's click flagged ``duplicate`` or ``rate_limited:*``. Billing a
   double-click or a click storm would pay for nothing; hiding them would hide the abuse.
 A conversion always counts with its revenue. Crediting a bot's click it earns no commission;
-an attributed conversion with any flag (its own or its click's) is marked ``review`` and stays
-pending for a person. A row's rollup delta (its ``stats_hourly`` key and counts) is kept beside
-it and counted only if the insert actually wrote the row, so a redelivered batch never counts
-twice.
+an attributed conversion with any flag (its own or its click's, or a paused partner's, link's
+or campaign's) is marked ``review`` and stays pending for a person, as is a sale in a currency
+other than its merchant's. A row's rollup delta (its ``stats_hourly`` key and counts) is kept
+beside it and counted only if the insert actually wrote the row, so a redelivered batch never
+counts twice.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ from msgspec.structs import astuple
 from redis.asyncio import Redis
 from sqlalchemy import Connection, bindparam, select, tuple_
 
+from backend.affiliate.commission import by_rule
 from backend.catalog import Catalog, LinkInfo
 from backend.db.engine import Database
-from backend.db.models import Click, Conversion, ConversionStatus, PartnerStatus
+from backend.db.models import Click, Conversion, ConversionStatus, PartnerStatus, RunStatus
 from backend.events import (
     ClickEvent,
     ClickEventV1,
@@ -65,7 +67,6 @@ from backend.events import (
 )
 from backend.ids import ClickIdSigner
 from backend.ingest.edge import click_event, impression_event
-from backend.money import commission_minor
 from backend.quality.flags import Flag
 from backend.quality.windows import (
     DUPLICATE,
@@ -168,6 +169,7 @@ class ConversionFacts:
     attribution_flag: str
     bits: int = 0
     click: CreditedClick | None = None
+    merchant_currency: str = ""  # "" when the merchant is not found
 
 
 @dataclass(slots=True)
@@ -255,6 +257,8 @@ def click_flags(agent: str, bits: int) -> str:
 
 
 def put_commission(row: Row, facts: ConversionFacts) -> None:
+    """The rule's commission; a paused partner, link or campaign earns it, held for a person to
+    decide."""
     link = facts.link
     if link is None:
         return
@@ -262,11 +266,26 @@ def put_commission(row: Row, facts: ConversionFacts) -> None:
         _flag(row, Flag.PARTNER_BANNED)
         return
     if link.partner_status == PartnerStatus.PAUSED:
-        _flag(row, Flag.PARTNER_PAUSED)  # earned, but held for a person to decide
-    flat = link.commission_flat_minor if facts.event.currency == link.currency else 0
-    if flat != link.commission_flat_minor:
+        _flag(row, Flag.PARTNER_PAUSED)
+    if link.status == RunStatus.PAUSED:
+        _flag(row, Flag.LINK_PAUSED)
+    if link.campaign_status == RunStatus.PAUSED:
+        _flag(row, Flag.CAMPAIGN_PAUSED)
+    event = facts.event
+    if event.currency != link.currency and link.commission_flat_minor:
         _flag(row, Flag.FLAT_COMMISSION_CURRENCY_MISMATCH)
-    row["commission_minor"] = commission_minor(facts.event.amount_minor, link.commission_bps, flat)
+    row["commission_minor"] = by_rule(
+        event.amount_minor,
+        event.currency,
+        link.currency,
+        link.commission_bps,
+        link.commission_flat_minor,
+    )
+
+
+def flag_foreign_currency(row: Row, facts: ConversionFacts) -> None:
+    if facts.merchant_currency and facts.event.currency != facts.merchant_currency:
+        _flag(row, Flag.FOREIGN_CURRENCY)
 
 
 def flag_too_fast(row: Row, facts: ConversionFacts) -> None:
@@ -293,14 +312,17 @@ def check_credited_click(row: Row, facts: ConversionFacts) -> None:
 
 
 def hold_for_review(row: Row, facts: ConversionFacts) -> None:
-    """Last: any flag on an attributed conversion keeps it from automatic approval."""
-    if facts.link is not None and row["flags"]:
+    """Last: any flag on an attributed conversion keeps it from automatic approval, as does a
+    sale in another currency on any."""
+    flags = row["flags"]
+    if flags and (facts.link is not None or Flag.FOREIGN_CURRENCY in flags.split(",")):
         _flag(row, Flag.REVIEW)
 
 
 ConversionStep = Callable[[Row, ConversionFacts], None]
 CONVERSION_STEPS: tuple[ConversionStep, ...] = (
     put_commission,
+    flag_foreign_currency,
     flag_too_fast,
     flag_prefix_burst,
     check_credited_click,
@@ -491,7 +513,14 @@ class Enricher:
         return pending
 
     async def _attribute(self, event: ConversionEvent) -> ConversionFacts:
-        """Last click within the window, from the signed click id alone."""
+        """Last click within the window, from the signed click id alone; and the merchant's
+        currency."""
+        facts = await self._credited_link(event)
+        merchant = await self._catalog.merchant_by_id(event.merchant_id)
+        facts.merchant_currency = merchant.currency if merchant else ""
+        return facts
+
+    async def _credited_link(self, event: ConversionEvent) -> ConversionFacts:
         if not event.click_id:
             return ConversionFacts(event, None, 0, "")
         ref = self._signer.verify(event.click_id)
