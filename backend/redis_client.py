@@ -19,7 +19,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 # is not there at start fails the worker in 3 s, for its supervisor to restart.
 ARQ_RETRY_ATTEMPTS = 5
 
-
+# The longest a request (a click, pixel, beacon, postback or /readyz) waits for Redis: a
+# Redis that stops answering without closing its connections (a hung host, a partition) would
+# otherwise hold every request for as long as it lasts. Redis answers within a millisecond or
+# two; past this, events go to the spool and postbacks are told to retry.
+REQUEST_TIMEOUT_S = 0.5
 
 HEALTH_CHECK_INTERVAL_S = 30
 
