@@ -162,6 +162,12 @@ class ChildProcess:
         self._process.send_signal(signal.SIGTERM)
         return self._process.wait(timeout=timeout)
 
+    def interrupt(self, timeout: float = STOP_TIMEOUT_S) -> int:
+        """SIGINT, as Ctrl-C stops a process in a terminal; return its exit code."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGINT)
+        return self._process.wait(timeout=timeout)
+
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM, then SIGKILL if the process has not ended within ``timeout``."""
         if self._process is None or self._process.poll() is not None:
