@@ -185,6 +185,8 @@ def cmd_web(settings: Settings, args: argparse.Namespace) -> None:
             uvicorn.run("backend.cli:app_from_env", workers=args.workers, **options)
             return
         # The listening socket of ``clicktrail run``, which outlives this process.
+        if args.workers != 1:
+            raise SystemExit("--fd serves one process: leave out --workers")
         server = uvicorn.Server(uvicorn.Config("backend.cli:app_from_env", **options))
         server.run(sockets=[socket.socket(fileno=args.fd)])
         if not server.started:
