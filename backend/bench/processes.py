@@ -223,8 +223,8 @@ class TrackerProcess(ClicktrailProcess):
 class WorkerProcess(ClicktrailProcess):
     """``clicktrail worker`` (or another module's), ready once its consumer reads the stream.
 
-    Readiness is the worker's own log line: Redis 6 lists a consumer in the group only once
-    it has been handed an entry, and a group made by an earlier worker says nothing of this one.
+    Readiness is the worker's own log line: a consumer is listed in the group only once its
+    first heartbeat has run, and a group made by an earlier worker says nothing of this one.
     """
 
     def __init__(self, env: dict[str, str], log: Path, module: str = "backend.cli") -> None:
