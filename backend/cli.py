@@ -7,9 +7,9 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,9 +25,14 @@ from backend.db.models import Role, User
 from backend.logs import configure_logging
 from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings, SettingsError, load_settings
+from backend.supervisor import Child, Process, Supervisor
 from backend.validation import FieldError
 
 log = logging.getLogger("clicktrail")
+WEB_BACKLOG = 2048  # uvicorn's own
+WEB_STOP_TIMEOUT_S = 30.0
+WORKER_STOP_TIMEOUT_S = 70.0  # its shutdown waits up to 60 s for the batches in hand
+REDIS_STOP_TIMEOUT_S = 10.0
 
 
 def app_from_env() -> Any:
@@ -100,45 +105,63 @@ async def _first_admin(settings: Settings) -> str | None:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
+    """Everything on one machine under ``Supervisor``: embedded Redis (unless ``REDIS_URL``
+    names one), the worker and the web process, each started again when it dies.
+
+    The supervisor holds the web's listening socket and hands it to each web process, so
+    connections made while a web process restarts wait in the kernel's queue, not refused.
+    """
     from backend.worker.main import spare_cpu
 
-    with redis_for(settings) as settings:
+    listener = socket.create_server((args.host, args.port), backlog=WEB_BACKLOG)
+    redis_server = EmbeddedRedis(settings.var_dir).start() if settings.embedded_redis else None
+    if redis_server is not None:
+        settings = settings.with_overrides(redis_url=redis_server.url)
+    try:
         _migrate(settings)
         password = asyncio.run(_first_admin(settings))
-        # One machine without nginx: the app keeps the (anonymised) access log itself.
-        env = {"CLICKTRAIL_ACCESS_LOG": "true", **os.environ}
-        env["CLICKTRAIL_REDIS_URL"] = settings.redis_url
-        me = [sys.executable, "-m", "backend.cli"]
-        worker_env = dict(env)
-        if settings.worker_cpu is None and (cpu := spare_cpu()) is not None:
-            worker_env["CLICKTRAIL_WORKER_CPU"] = str(cpu)
-        worker = subprocess.Popen([*me, "worker"], env=worker_env)  # noqa: S603
-        web = subprocess.Popen(  # noqa: S603
-            [*me, "web", "--host", args.host, "--port", str(args.port)], env=env
-        )
-        url = f"http://{args.host}:{args.port}"
-        print(f"Clicktrail is running at {url}  (Ctrl-C stops it)", flush=True)
-        if password:
-            print(f"First admin: admin@localhost  password: {password}", flush=True)
-        stopping = False
+    except BaseException:
+        if redis_server is not None:
+            redis_server.stop()
+        raise
+    # One machine without nginx: the app keeps the (anonymised) access log itself.
+    env = {"CLICKTRAIL_ACCESS_LOG": "true", **os.environ}
+    env["CLICKTRAIL_REDIS_URL"] = settings.redis_url
+    worker_env = dict(env)
+    if settings.worker_cpu is None and (cpu := spare_cpu()) is not None:
+        worker_env["CLICKTRAIL_WORKER_CPU"] = str(cpu)
+    me = [sys.executable, "-m", "backend.cli"]
+    web = [*me, "web", "--host", args.host, "--port", str(args.port)]
+    web += ["--fd", str(listener.fileno())]
 
-        def stop(*_: object) -> None:
-            nonlocal stopping
-            stopping = True
+    def child(command: list[str], child_env: dict[str, str], **options: Any) -> Process:
+        # In a process group of its own: a Ctrl-C reaches the supervisor, which stops the
+        # children in order.
+        return subprocess.Popen(command, env=child_env, process_group=0, **options)  # noqa: S603
 
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        while not stopping and web.poll() is None and worker.poll() is None:
-            time.sleep(0.2)
-        for process in (web, worker):  # web first: no new events while the worker drains
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=70)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-        if not stopping:
-            raise SystemExit("a child process exited; stopping")
+    children = [
+        Child("worker", lambda: child([*me, "worker"], worker_env), WORKER_STOP_TIMEOUT_S),
+        Child(
+            "web",
+            lambda: child(web, env, pass_fds=[listener.fileno()]),
+            WEB_STOP_TIMEOUT_S,
+        ),
+    ]
+    if redis_server is not None and redis_server.process is not None:
+        redis = Child("redis", redis_server.launch, REDIS_STOP_TIMEOUT_S, redis_server.process)
+        children.insert(0, redis)
+    supervisor = Supervisor(children)
+    for stopping in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP: terminal closed
+        signal.signal(stopping, supervisor.stop)
+    supervisor.start()
+    url = f"http://{args.host}:{args.port}"
+    print(f"Clicktrail is running at {url}  (Ctrl-C stops it)", flush=True)
+    if password:
+        print(f"First admin: admin@localhost  password: {password}", flush=True)
+    # Web first (no new events; it writes what it holds), then the worker (its batches in
+    # hand commit), then Redis.
+    supervisor.run()
+    listener.close()
 
 
 def cmd_web(settings: Settings, args: argparse.Namespace) -> None:
@@ -146,20 +169,28 @@ def cmd_web(settings: Settings, args: argparse.Namespace) -> None:
 
     with redis_for(settings) as settings:
         os.environ["CLICKTRAIL_REDIS_URL"] = settings.redis_url
-        uvicorn.run(
-            "backend.cli:app_from_env",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            loop="uvloop",
-            http="httptools",
-            proxy_headers=False,  # the app applies TRUSTED_PROXIES itself
-            access_log=False,  # uvicorn's access log would write raw client addresses
-            server_header=False,
-            log_level="info",
-            log_config=None,  # uvicorn's records go to the root logger (backend.logs)
-        )
+        options: dict[str, Any] = {
+            "factory": True,
+            "host": args.host,
+            "port": args.port,
+            "loop": "uvloop",
+            "http": "httptools",
+            "proxy_headers": False,  # the app applies TRUSTED_PROXIES itself
+            "access_log": False,  # uvicorn's access log would write raw client addresses
+            "server_header": False,
+            "log_level": "info",
+            "log_config": None,  # uvicorn's records go to the root logger (backend.logs)
+        }
+        if args.fd is None:
+            uvicorn.run("backend.cli:app_from_env", workers=args.workers, **options)
+            return
+        # The listening socket of ``clicktrail run``, which outlives this process.
+        if args.workers != 1:
+            raise SystemExit("--fd serves one process: leave out --workers")
+        server = uvicorn.Server(uvicorn.Config("backend.cli:app_from_env", **options))
+        server.run(sockets=[socket.socket(fileno=args.fd)])
+        if not server.started:
+            raise SystemExit("the web server did not start")
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> None:
@@ -286,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--host", default="127.0.0.1")
     web.add_argument("--port", type=int, default=8000)
     web.add_argument("--workers", type=int, default=1)
+    web.add_argument(
+        "--fd", type=int, help="serve on this inherited listening socket (clicktrail run)"
+    )
     add("worker", cmd_worker, "one worker (stream consumer and cron jobs)")
     db = add("db", cmd_db, "database migrations")
     db.add_argument("action", choices=["upgrade"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from litestar import MediaType, Response, get
 from litestar.datastructures import State
 from redis.asyncio import Redis
@@ -13,7 +15,9 @@ from backend.db.engine import Database
 from backend.db.models import RejectedEventRow
 from backend.ids import now_ms
 from backend.ingest.spool import Spool
+from backend.ingest.stream_writer import StreamWriter
 from backend.metrics import WEB_KEY, WORKER_KEY, StreamFigures, render
+from backend.redis_client import REQUEST_TIMEOUT_S
 from backend.settings import Settings
 
 
@@ -42,13 +46,16 @@ async def healthz() -> dict[str, str]:
 
 @get("/readyz", include_in_schema=False, cache=False)
 async def readyz(state: State) -> Response[dict[str, object]]:
-    """200 when Redis and the database answer and the stream lag is under
-    ``READY_MAX_LAG_S``; else 503 with the reasons."""
+    """200 when Redis (within ``REQUEST_TIMEOUT_S``) and the database answer and the stream
+    lag is under ``READY_MAX_LAG_S``; else 503 with the reasons."""
     settings: Settings = state.settings
     checks: dict[str, object] = {}
     reasons: list[str] = []
+    writer: StreamWriter = state.writer
+    stalled = writer.stalled_since is not None  # until its next ping answers (within 1 s)
     try:
-        stream = await stream_figures(state.redis, settings)
+        async with asyncio.timeout(REQUEST_TIMEOUT_S):
+            stream = await stream_figures(state.redis, settings)
         checks.update(redis="ok", backlog=stream.length, pending=stream.pending)
         checks["lag_s"] = round(stream.lag_s, 3)
         if stream.lag_s > settings.ready_max_lag_s:
@@ -56,9 +63,17 @@ async def readyz(state: State) -> Response[dict[str, object]]:
                 f"stream lag {stream.lag_s:.0f}s is over {settings.ready_max_lag_s}s: "
                 "the workers are behind or stopped"
             )
+    except TimeoutError:
+        checks["redis"] = f"error: no answer within {REQUEST_TIMEOUT_S}s"
+        stalled = True
     except (RedisError, OSError) as error:
         checks["redis"] = f"error: {error}"
         reasons.append("redis unreachable")
+    if stalled:
+        reasons.append(
+            f"redis did not answer within {REQUEST_TIMEOUT_S}s (stalled or cut off): "
+            "events go to the spool, postbacks are told to retry"
+        )
     database: Database = state.database
     try:
         async with database.read_engine.connect() as connection:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from backend.redis_client import REQUEST_TIMEOUT_S
+
 log = logging.getLogger(__name__)
 
 WEB_KEY = "ct:metrics:web"
@@ -63,8 +65,9 @@ class WebCounters:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        with contextlib.suppress(RedisError, OSError):
-            await self.flush()
+        with contextlib.suppress(RedisError, OSError):  # TimeoutError: a stalled Redis
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):  # must not hold up the shutdown
+                await self.flush()
 
     def _current(self) -> dict[str, int]:
         counts = {f"{_REQUEST}|{r}|{s}": n for (r, s), n in list(self._requests.items())}

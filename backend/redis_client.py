@@ -12,13 +12,18 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-# arq's poll loop has no retry of its own: one failed command ends the worker. Retrying rides
-# out a Redis restart and keeps the worker, its cron and its consumer alive; a longer outage
-# still ends it, for its supervisor to see. redis-py applies the policy twice, nested (to each
-# connection attempt and to each command), so 5 retries with backoff up to 1 s come to about
-# 20 s in all (measured); a Redis that is not there at start fails the worker in 3 s.
+# arq's poll loop has no retry of its own: one failed command would end it. Its commands are
+# retried (redis-py applies the policy twice, nested: to each connection attempt and to each
+# command, so 5 retries with backoff up to 1 s come to about 20 s, measured); a longer outage
+# fails one poll of the loop, which the worker outlasts (``backend.worker.main``). A Redis that
+# is not there at start fails the worker in 3 s, for its supervisor to restart.
 ARQ_RETRY_ATTEMPTS = 5
 
+# The longest a request (a click, pixel, beacon, postback or /readyz) waits for Redis: a
+# Redis that stops answering without closing its connections (a hung host, a partition) would
+# otherwise hold every request for as long as it lasts. Redis answers within a millisecond or
+# two; past this, events go to the spool and postbacks are told to retry.
+REQUEST_TIMEOUT_S = 0.5
 
 HEALTH_CHECK_INTERVAL_S = 30
 

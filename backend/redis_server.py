@@ -35,11 +35,34 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"unix://{self.socket}"
 
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The redis-server this object started (None when another process started it)."""
+        return self._process
+
     def start(self) -> EmbeddedRedis:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """Start the server (unless one answers on the socket already) and wait until it
+        answers."""
         if self.socket.exists() and self._answers():
             return self  # another process of this deployment already started it
-        self.socket.unlink(missing_ok=True)
+        process = self.launch()
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not self._answers():
+            if process.poll() is not None:
+                log = self.directory / "redis.log"
+                tail = log.read_text()[-2000:] if log.exists() else ""
+                raise RuntimeError(f"embedded redis-server exited at start:\n{tail}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("embedded redis-server did not answer within 10 s")
+            time.sleep(0.02)
+        return self
+
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start the server without waiting for it (``clicktrail run`` starting it again);
+        the append-only file in the directory is read back."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.socket.unlink(missing_ok=True)  # left by a server that was killed
         self._process = subprocess.Popen(  # noqa: S603 - fixed binary and arguments
             [
                 str(binary_path()),
@@ -55,18 +78,9 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            process_group=0,  # a Ctrl-C in the terminal reaches the parent, which stops it
         )  # fmt: skip
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not self._answers():
-            if self._process.poll() is not None:
-                log = self.directory / "redis.log"
-                tail = log.read_text()[-2000:] if log.exists() else ""
-                raise RuntimeError(f"embedded redis-server exited at start:\n{tail}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("embedded redis-server did not answer within 10 s")
-            time.sleep(0.02)
-        return self
+        return self._process
 
     def _answers(self) -> bool:
         try:

@@ -32,7 +32,7 @@ from backend.events import (
     split_entry,
 )
 from backend.settings import Settings
-from backend.worker.consumer import StreamConsumer
+from backend.worker.consumer import StreamConsumer, heartbeat_key
 from backend.worker.main import build_consumer
 from backend.worker.store import write_batch
 from tests.faults.storage import writes_blocked
@@ -455,6 +455,29 @@ async def test_dead_consumers_holding_nothing_leave_the_group(
     pending = await redis.xpending_range(stream, group, "-", "+", 10)
     assert [(item["message_id"], item["consumer"]) for item in pending] == [(held, b"live")]
     assert (await counts(database))["conversions"] == 1
+
+
+async def test_an_idle_consumer_whose_process_lives_stays_in_the_group(
+    database: Database, settings: Settings, redis: Redis
+) -> None:
+    """Idle past the claim idle time and holding nothing, a consumer whose heartbeat key lives
+    (its process runs) is kept; one whose heartbeat is gone is dropped."""
+    quick = settings.with_overrides(claim_idle_ms=100)
+    group, stream = settings.consumer_group, settings.stream
+    worker = build_consumer(quick, database, settings.redis_url)
+    await worker.ensure_group()
+    for name in ("idle-alive", "idle-dead"):
+        await redis.xgroup_createconsumer(stream, group, name)
+    await redis.set(heartbeat_key(stream, group, "idle-alive"), b"1", px=60_000)
+    await asyncio.sleep(0.2)  # both idle past the claim idle time
+    try:
+        await worker.drain()
+    finally:
+        await worker.close()
+
+    names = {consumer["name"].decode() for consumer in await redis.xinfo_consumers(stream, group)}
+    assert "idle-alive" in names
+    assert "idle-dead" not in names
 
 
 async def test_events_queued_before_the_edge_stamped_rows_are_written_as_stamped_now(

@@ -9,6 +9,7 @@ After a rotation the previous secret keeps working for ``GRACE_MS`` so senders c
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -17,11 +18,15 @@ import secrets
 from redis.asyncio import Redis
 
 from backend.db.models import Merchant
+from backend.redis_client import REQUEST_TIMEOUT_S
 
 SIGNATURE_HEADER = "Clicktrail-Signature"
 TOLERANCE_S = 300
 # A signature dated up to TOLERANCE_S ahead stays acceptable until TOLERANCE_S after its date.
 REPLAY_TTL_S = 2 * TOLERANCE_S + 60
+# How long a claim holds before its request has done its work (and confirms it); a sender told
+# to retry (503) waits at least this long.
+CLAIM_HOLD_S = 30
 GRACE_MS = 24 * 3_600_000
 _SIGNATURE = re.compile(r"t=(\d{1,12}),v1=([0-9a-f]{64})")
 
@@ -81,7 +86,14 @@ def rotate_secret(merchant: Merchant, now_ms: int) -> None:
 
 
 class ReplayGuard:
-    """Signatures already acted on, per merchant, in Redis (``SET NX`` with an expiry)."""
+    """Signatures already acted on, per merchant, in Redis (``SET NX`` with an expiry).
+
+    Each call waits at most ``REQUEST_TIMEOUT_S``. A claim Redis did not answer in time may
+    still be carried out when a stalled Redis wakes, with no request left to act on it: so a
+    claim holds only until ``CLAIM_HOLD_S`` after its request was made (an absolute expiry,
+    however late Redis sets it), and the request that did its work then ``confirm``s it for
+    ``REPLAY_TTL_S``. A sender's retry after the 503's Retry-After is then no replay.
+    """
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
@@ -90,13 +102,24 @@ class ReplayGuard:
     def _key(merchant_id: int, signature: str) -> str:
         return f"ct:postback:{merchant_id}:{signature}"
 
-    async def claim(self, merchant_id: int, signature: str) -> bool:
-        """True the first time; False for a replay. Redis errors propagate."""
-        claimed = await self._redis.set(
-            self._key(merchant_id, signature), b"1", nx=True, ex=REPLAY_TTL_S
-        )
+    async def claim(self, merchant_id: int, signature: str, at_ms: int) -> bool:
+        """True the first time; False for a replay. Redis errors (and ``TimeoutError``)
+        propagate."""
+        async with asyncio.timeout(REQUEST_TIMEOUT_S):
+            claimed = await self._redis.set(
+                self._key(merchant_id, signature),
+                b"1",
+                nx=True,
+                pxat=at_ms + CLAIM_HOLD_S * 1000,
+            )
         return bool(claimed)
+
+    async def confirm(self, merchant_id: int, signature: str) -> None:
+        """Remember a signature whose request did its work for as long as it could be replayed."""
+        async with asyncio.timeout(REQUEST_TIMEOUT_S):
+            await self._redis.set(self._key(merchant_id, signature), b"1", ex=REPLAY_TTL_S)
 
     async def release(self, merchant_id: int, signature: str) -> None:
         """Forget a signature whose request failed, so the sender's retry is not a duplicate."""
-        await self._redis.delete(self._key(merchant_id, signature))
+        async with asyncio.timeout(REQUEST_TIMEOUT_S):
+            await self._redis.delete(self._key(merchant_id, signature))

@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.affiliate.postback import (
+    CLAIM_HOLD_S,
     SIGNATURE_HEADER,
     ReplayGuard,
     SignatureRefused,
@@ -53,7 +54,7 @@ from backend.ingest.routes import MAX_BODY, Ingest
 from backend.ingest.stream_writer import StreamUnavailable
 from backend.money import MoneyError, format_minor, normalise_currency
 
-RETRY_AFTER_S = 30
+RETRY_AFTER_S = CLAIM_HOLD_S  # a claim Redis carried out too late has lapsed by then
 T = TypeVar("T")
 Text = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
@@ -136,18 +137,25 @@ async def postback(
         raise ClientException(detail=rejection.detail) from None
     guard = ReplayGuard(state.redis)
     try:
-        if not await guard.claim(merchant.id, signature):
+        ingest.writer.raise_if_stalled()  # no claim Redis would carry out too late
+        if not await guard.claim(merchant.id, signature, at_ms):
             return Response({"duplicate": True}, status_code=200)
-    except (RedisError, OSError) as error:
+    except (StreamUnavailable, RedisError, OSError) as error:
         raise _unavailable(error) from error
     try:
         if isinstance(parsed, SaleBody):
-            return await _sale(parsed, merchant, ingest, reader, writer, body, at_ms)
-        return await _status_change(parsed, merchant, writer)
+            response = await _sale(parsed, merchant, ingest, reader, writer, body, at_ms)
+        else:
+            response = await _status_change(parsed, merchant, writer)
     except Exception:  # refused or failed: the sender's retry must not count as a replay
         with contextlib.suppress(RedisError, OSError):
             await guard.release(merchant.id, signature)
         raise
+    # Unconfirmed, the claim lapses after CLAIM_HOLD_S and a replay is acted on again: the
+    # order is still stored once, a status already set only verified.
+    with contextlib.suppress(RedisError, OSError):
+        await guard.confirm(merchant.id, signature)
+    return response
 
 
 def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:

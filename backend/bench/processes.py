@@ -162,6 +162,12 @@ class ChildProcess:
         self._process.send_signal(signal.SIGTERM)
         return self._process.wait(timeout=timeout)
 
+    def interrupt(self, timeout: float = STOP_TIMEOUT_S) -> int:
+        """SIGINT, as Ctrl-C stops a process in a terminal; return its exit code."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGINT)
+        return self._process.wait(timeout=timeout)
+
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM, then SIGKILL if the process has not ended within ``timeout``."""
         if self._process is None or self._process.poll() is not None:
@@ -217,8 +223,8 @@ class TrackerProcess(ClicktrailProcess):
 class WorkerProcess(ClicktrailProcess):
     """``clicktrail worker`` (or another module's), ready once its consumer reads the stream.
 
-    Readiness is the worker's own log line: Redis 6 lists a consumer in the group only once
-    it has been handed an entry, and a group made by an earlier worker says nothing of this one.
+    Readiness is the worker's own log line: a consumer is listed in the group only once its
+    first heartbeat has run, and a group made by an earlier worker says nothing of this one.
     """
 
     def __init__(self, env: dict[str, str], log: Path, module: str = "backend.cli") -> None:

@@ -6,6 +6,13 @@ when Redis fails, fsynced to the spool), and only then answers. There is no time
 batch is in flight the next one gathers, so batches grow with load and a lone request waits for
 a single round trip. A batch is one stream entry (``encode_entry``): one XADD, and for the
 worker one entry to read and acknowledge however many events it holds.
+
+A write waits at most ``REQUEST_TIMEOUT_S`` for Redis. One that Redis did not answer in time
+(stopped, hung, cut off, with its connections still open) marks Redis stalled: until a ping
+answers in time again (``replay_spool``, every second) batches go straight to the spool and
+postbacks are told to retry, so no request waits on a Redis that does not answer. A write that
+timed out may still reach Redis when it wakes: its events are then queued twice, which the
+worker's idempotent inserts absorb.
 """
 
 from __future__ import annotations
@@ -13,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from backend.events import MAX_ENTRY_EVENTS, encode_entry
 from backend.ingest.spool import Spool, read_records
+from backend.redis_client import REQUEST_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +50,8 @@ class StreamWriter:
         self._tasks: list[asyncio.Task[None]] = []
         self.spooled = 0
         self.batches = 0
+        self.stalled_since: float | None = None  # monotonic time of the write that timed out
+        self._refused = False  # the last write failed: said once, not for every batch
 
     def start(self) -> None:
         self._tasks = [
@@ -68,13 +79,31 @@ class StreamWriter:
 
     async def put_or_fail(self, payload: bytes) -> None:
         """Write straight to Redis; raise ``StreamUnavailable`` instead of spooling."""
+        self.raise_if_stalled()
         try:
             await self._add_entry([payload])
         except (RedisError, OSError) as error:
-            raise StreamUnavailable(str(error)) from error
+            raise StreamUnavailable(str(error) or type(error).__name__) from error
+
+    def raise_if_stalled(self) -> None:
+        """``StreamUnavailable`` at once while Redis is known not to answer in time."""
+        if self.stalled_since is not None:
+            stalled_s = time.monotonic() - self.stalled_since
+            raise StreamUnavailable(f"redis has not answered in time for {stalled_s:.0f}s")
 
     async def _add_entry(self, payloads: list[bytes]) -> None:
-        await self._redis.xadd(self._stream, {"e": encode_entry(payloads)})
+        """XADD within ``REQUEST_TIMEOUT_S``; a Redis that lets it time out is stalled."""
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                await self._redis.xadd(self._stream, {"e": encode_entry(payloads)})
+        except TimeoutError:
+            if self.stalled_since is None:
+                self.stalled_since = time.monotonic()
+                log.warning(
+                    "redis did not answer within %.1fs; spooling events until it does",
+                    REQUEST_TIMEOUT_S,
+                )
+            raise
 
     async def _flush_forever(self) -> None:
         while True:
@@ -99,12 +128,20 @@ class StreamWriter:
                     waiter.set_result(None)
 
     async def _write(self, payloads: list[bytes]) -> None:
-        try:
-            await self._add_entry(payloads)
-        except (RedisError, OSError) as error:
-            log.warning("redis write failed (%s); spooling %d events", error, len(payloads))
-            await asyncio.to_thread(self._spool.append, payloads)
-            self.spooled += len(payloads)
+        if self.stalled_since is None:
+            try:
+                await self._add_entry(payloads)
+            except (RedisError, OSError) as error:
+                if not self._refused and not isinstance(error, TimeoutError):  # a stall: above
+                    log.warning("redis write failed (%s); spooling events until it works", error)
+                    self._refused = True
+            else:
+                if self._refused:
+                    log.info("redis takes writes again")
+                self._refused = False
+                return
+        await asyncio.to_thread(self._spool.append, payloads)
+        self.spooled += len(payloads)
 
     async def _replay_forever(self) -> None:
         while True:
@@ -112,14 +149,18 @@ class StreamWriter:
             try:
                 await self.replay_spool()
             except (RedisError, OSError) as error:
-                log.info("spool replay postponed: %s", error)
+                log.info("spool replay postponed: %s", str(error) or type(error).__name__)
 
     async def replay_spool(self) -> int:
-        """Move spooled events to the stream, ``MAX_BATCH`` to an entry; a file is deleted only
-        after all of it is sent."""
-        if self._spool.size_bytes() == 0:
+        """Once Redis answers a ping in time (ending a stall), move spooled events to the
+        stream, ``MAX_BATCH`` to an entry; a file is deleted only after all of it is sent."""
+        if self._spool.size_bytes() == 0 and self.stalled_since is None:
             return 0
-        await self._redis.ping()
+        async with asyncio.timeout(REQUEST_TIMEOUT_S):
+            await self._redis.ping()
+        if self.stalled_since is not None:
+            log.info("redis answers again after %.0fs", time.monotonic() - self.stalled_since)
+            self.stalled_since = None
         replayed = 0
         for path in await asyncio.to_thread(self._spool.claim):
             records = list(read_records(path))

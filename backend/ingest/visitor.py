@@ -8,6 +8,7 @@ so yesterday's hashes cannot be recomputed once the salt is gone.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 import secrets
@@ -20,9 +21,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from backend.events import Visitor
+from backend.redis_client import REQUEST_TIMEOUT_S
 from backend.settings import IpNetwork
 
 SALT_TTL_S = 2 * 86_400
+SALT_RETRY_S = 10.0
 _V4_PREFIX_MASK = (2**32 - 1) ^ (2**8 - 1)
 _V6_PREFIX_MASK = (2**128 - 1) ^ (2**80 - 1)
 MAX_USER_AGENT = 512
@@ -75,30 +78,43 @@ def network_prefix(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None
 
 
 class DailySalt:
-    """The salt of the current UTC day, shared by all processes through Redis."""
+    """The salt of the current UTC day, shared by all processes through Redis.
 
-    def __init__(self, redis: Redis) -> None:
+    Fetching it waits at most ``REQUEST_TIMEOUT_S``. Without an answer, a process-local salt
+    keeps hashing private and the request going; uniqueness may then differ between processes
+    until the shared salt is fetched, tried again every ``SALT_RETRY_S``, which beats failing
+    (or holding up) the request.
+    """
+
+    def __init__(self, redis: Redis, retry_s: float = SALT_RETRY_S) -> None:
         self._redis = redis
-        self._day = -1
+        self._retry_s = retry_s
+        self._day = -1  # the day of the salt fetched from Redis
         self._salt = b""
+        self._local_day = -1  # the day of the local salt, while Redis does not answer
+        self._next_try = 0.0
 
     async def current(self) -> bytes:
         day = int(time.time() // 86_400)  # the UTC day number: cheap to compare per request
-        if day != self._day:
-            self._salt = await self._fetch(day)
-            self._day = day
+        if day != self._day and time.monotonic() >= self._next_try:
+            try:
+                self._salt = await self._fetch(day)
+                self._day = day
+            except (RedisError, OSError):
+                self._next_try = time.monotonic() + self._retry_s
+        if day != self._day and day != self._local_day:
+            self._salt = secrets.token_bytes(32)
+            self._local_day = day
         return self._salt
 
     async def _fetch(self, day: int) -> bytes:
         key = f"ct:salt:{datetime.fromtimestamp(day * 86_400, UTC):%Y-%m-%d}"
-        try:
+        async with asyncio.timeout(REQUEST_TIMEOUT_S):
             await self._redis.set(key, secrets.token_bytes(32), nx=True, ex=SALT_TTL_S)
             stored = await self._redis.get(key)
-        except RedisError:
-            stored = None
-        # Without Redis, a process-local salt keeps hashing private; uniqueness may then
-        # differ between processes for the day, which beats failing the request.
-        return stored if isinstance(stored, bytes) else secrets.token_bytes(32)
+        if not isinstance(stored, bytes):
+            raise RedisError(f"{key} is gone")  # expired between the two commands
+        return stored
 
 
 def describe_visitor(

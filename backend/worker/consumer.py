@@ -5,6 +5,9 @@ entries holding up to ``batch_size`` events (entries read beyond that start the 
 At-least-once: nothing is acknowledged before its transaction commits, and entries left pending
 by a consumer that died are taken over with XCLAIM once idle (never those this consumer still
 works on, however long its write takes), and dead consumers holding nothing leave the group.
+A consumer is dead when its process is, not when it is idle: each live one keeps a key of its
+own alive in Redis (``heartbeat_key``, refreshed by a task of its own a few times per expiry),
+which the others look for before dropping it; on several machines as on one.
 Failures split two ways:
 - transient (database locked, down or full; Redis unreachable): the same batch is retried with
   backoff, for as long as it takes;
@@ -28,8 +31,10 @@ acknowledged only after its own commit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import random
 import socket
 import time
 from collections import deque
@@ -64,10 +69,12 @@ CLAIM_EVERY_MIN_S = 0.5
 BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 5.0
 MAX_READ_ENTRIES = 100  # per read: bounds the entries read beyond a batch, pending meanwhile
-# Drops a consumer from the group only if it holds no entry, checked in the same atomic step
-# (one that read meanwhile keeps its entries; a live one is re-created by its next read).
-FORGET_EMPTY_HANDED = """
-if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+BEATS_PER_LIFE = 6  # heartbeats per heartbeat expiry: a few late ones do not kill a consumer
+# Drops a consumer from the group only if its heartbeat has expired and it holds no entry,
+# checked in the same atomic step (a consumer that beat or read meanwhile stays).
+FORGET_DEAD_CONSUMER = """
+if redis.call('EXISTS', KEYS[2]) == 0
+    and #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
   redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
   return 1
 end
@@ -113,6 +120,17 @@ R = TypeVar("R")
 # insufficient resources such as a full disk (53), operator intervention such as a restart
 # (57), system errors (58). asyncpg's errors reach SQLAlchemy as plain DBAPIError.
 _TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
+
+
+def jittered(delay_s: float) -> float:
+    """Half of ``delay_s`` plus a random part of the other half: workers that failed together
+    (a Redis or database outage) do not all come back at the same instant."""
+    return delay_s / 2 + random.uniform(0, delay_s / 2)
+
+
+def heartbeat_key(stream: str, group: str, consumer: str) -> str:
+    """The key that says consumer ``consumer`` of ``group`` on ``stream`` is alive."""
+    return f"{stream}:{group}:alive:{consumer}"
 
 
 def is_transient(error: BaseException) -> bool:
@@ -169,7 +187,9 @@ class StreamConsumer:
         self._events_per_entry = 1  # learnt from each read
         self._surplus: list[Entry] = []  # read beyond the last batch, first in the next
         self._in_hand: set[str] = set()  # ids read or claimed and not yet acknowledged
-        self._forget_consumer = redis.register_script(FORGET_EMPTY_HANDED)
+        self._forget_consumer = redis.register_script(FORGET_DEAD_CONSUMER)
+        # Twice the claim idle time: a consumer is forgotten about that long after its death.
+        self._heartbeat_ms = 2 * claim_idle_ms
         self._unwritten: deque[Prepared] = deque(maxlen=2)  # the last batches finished
         self._acknowledging: asyncio.Task[None] | None = None
         self._next_claim = 0.0
@@ -192,20 +212,47 @@ class StreamConsumer:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Consume until ``stop``; the batches in hand when it is called still commit."""
-        await self.ensure_group()
+        """Consume until ``stop``; the batches in hand when it is called still commit. Redis
+        or the database may be away for any length of time meanwhile: the consumer waits for
+        them (backing off up to ``BACKOFF_MAX_S``) and goes on where it was."""
+        heartbeat = asyncio.create_task(self._beat_forever(), name="consumer-heartbeat")
         backoff = BACKOFF_START_S
-        while not self._stopping.is_set():
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self.ensure_group()  # again after a failure: Redis may have lost it
+                    await self._pipeline(block_ms=500, until_empty=False)
+                except Exception as error:
+                    if not is_transient(error) and "NOGROUP" not in str(error):
+                        raise
+                    pause = jittered(backoff)
+                    log.warning("worker waiting %.1fs after: %s", pause, error)
+                    # The batch asked when it failed was dropped: reclaimable once idle.
+                    self._in_hand = {entry.entry_id for entry in self._surplus}
+                    await asyncio.sleep(pause)
+                    backoff = min(backoff * 2, BACKOFF_MAX_S)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _beat_forever(self) -> None:
+        """Keep this consumer's heartbeat key alive (and the consumer listed in the group,
+        where Redis 6 lists it only once it has been handed an entry) while the process runs,
+        whatever its pipeline is doing."""
+        while True:
             try:
-                await self._pipeline(block_ms=500, until_empty=False)
-            except Exception as error:
-                if not is_transient(error):
-                    raise
-                log.warning("worker waiting %.1fs after: %s", backoff, error)
-                # The batch asked when it failed was dropped: reclaimable once idle.
-                self._in_hand = {entry.entry_id for entry in self._surplus}
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.set(self.heartbeat_key, b"1", px=self._heartbeat_ms)
+                    pipe.xgroup_createconsumer(self._stream, self._group, self.name)
+                    await pipe.execute()
+            except (RedisError, OSError) as error:  # the run loop says what is wrong
+                log.debug("heartbeat missed: %s", error)
+            await asyncio.sleep(self._heartbeat_ms / 1000 / BEATS_PER_LIFE)
+
+    @property
+    def heartbeat_key(self) -> str:
+        return heartbeat_key(self._stream, self._group, self.name)
 
     async def drain(self) -> int:
         """Process until the stream has nothing new for this group (tests, benchmarks); return
@@ -345,19 +392,21 @@ class StreamConsumer:
         return keep
 
     async def _forget_dead_consumers(self) -> None:
-        """Drop the consumers that hold no entry and have not read for ``claim_idle_ms``: a
-        worker killed with SIGKILL stays in the group otherwise, for good."""
+        """Drop the consumers whose heartbeat has expired and that hold no entry: a worker
+        killed with SIGKILL stays in the group otherwise, for good. Only those that have not
+        read for ``claim_idle_ms`` are looked at."""
         consumers = await self._redis.xinfo_consumers(self._stream, self._group)
-        dead = [
+        idle = [
             name
             for consumer in consumers
             if (name := _text(consumer["name"])) != self.name
             and int(consumer["pending"]) == 0
             and int(consumer["idle"]) >= self._claim_idle_ms
         ]
-        for name in dead:
-            if await self._forget_consumer(keys=[self._stream], args=[self._group, name]):
-                log.info("consumer %s left the group (idle, holding nothing)", name)
+        for name in idle:
+            keys = [self._stream, heartbeat_key(self._stream, self._group, name)]
+            if await self._forget_consumer(keys=keys, args=[self._group, name]):
+                log.info("consumer %s left the group (its process is gone)", name)
 
     async def _retrying(self, work: Callable[[T], Awaitable[R]], batch: T) -> R:
         """``work(batch)``, repeated with backoff for as long as the failure is transient."""
@@ -368,8 +417,9 @@ class StreamConsumer:
             except Exception as error:
                 if not is_transient(error):
                     raise
-                log.warning("batch waiting %.1fs after: %s", backoff, error)
-                await asyncio.sleep(backoff)
+                pause = jittered(backoff)
+                log.warning("batch waiting %.1fs after: %s", pause, error)
+                await asyncio.sleep(pause)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     async def _ask(self, entries: list[Entry]) -> Asked:

@@ -17,7 +17,8 @@ from typing import Any
 from arq import cron
 from arq.cron import CronJob
 from arq.typing import WorkerCoroutine
-from arq.worker import run_worker
+from arq.worker import Worker
+from redis.exceptions import RedisError
 
 from backend.affiliate.auto_approval import approve_due
 from backend.affiliate.link_health import check_links
@@ -28,11 +29,13 @@ from backend.ids import ClickIdSigner
 from backend.redis_client import arq_settings, connect
 from backend.reports.rollup import fold_closed_hours
 from backend.settings import Settings
-from backend.worker.consumer import StreamConsumer
+from backend.worker.consumer import StreamConsumer, jittered
 from backend.worker.enrich import Enricher
 from backend.worker.retention import purge_expired
 
 YOUNG_COLLECTION_EVERY = 10_000
+POLL_BACKOFF_START_S = 0.5
+POLL_BACKOFF_MAX_S = 10.0
 log = logging.getLogger(__name__)
 Context = dict[str, Any]
 CRON_RESULT_KEPT_S = 86_400
@@ -174,6 +177,32 @@ def worker_options(settings: Settings, redis_url: str) -> dict[str, Any]:
     }
 
 
+class SteadfastWorker(Worker):
+    """arq's worker, whose poll loop (cron ticks, health key) outlasts a Redis outage of any
+    length: a poll that fails on Redis, once its commands have been retried for some 20 s
+    (``redis_client.arq_settings``), is tried again after a jittered backoff instead of ending
+    the process; a cron tick that fell due in the outage is skipped. The stream consumer
+    beside it waits for Redis on its own. ``_poll_iteration`` is arq 0.28's one poll (the
+    version pyproject pins)."""
+
+    _outage_backoff_s = 0.0
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except (RedisError, OSError) as error:
+            self._outage_backoff_s = min(
+                max(self._outage_backoff_s * 2, POLL_BACKOFF_START_S), POLL_BACKOFF_MAX_S
+            )
+            pause = jittered(self._outage_backoff_s)
+            log.warning("worker polling redis again in %.1fs after: %s", pause, error)
+            await asyncio.sleep(pause)
+        else:
+            if self._outage_backoff_s:
+                log.info("worker polls redis again")
+            self._outage_backoff_s = 0.0
+
+
 def run(settings: Settings, redis_url: str) -> None:
     keep_on_cpu(settings.worker_cpu)
-    run_worker(worker_options(settings, redis_url))
+    SteadfastWorker(**worker_options(settings, redis_url)).run()

@@ -9,6 +9,7 @@ import pytest
 
 from tests.faults.harness import Stack
 from tests.faults.storage import SmallDisk, database_on_small_disk
+from tests.faults.supervised import RunStack
 from tests.support import SECRET
 
 
@@ -30,3 +31,11 @@ async def small_disk_stack(
             yield deployment, disk
         finally:
             await deployment.close()
+
+
+@pytest.fixture
+async def run_stack(tmp_path: Path, database_url: str) -> AsyncIterator[RunStack]:
+    """A deployment started by ``clicktrail run`` (its supervisor, embedded Redis and all)."""
+    deployment = RunStack(tmp_path, database_url, SECRET)
+    yield deployment
+    await deployment.close()

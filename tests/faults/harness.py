@@ -254,9 +254,17 @@ class Audit:
 class Stack:
     """Redis, the web process and workers of one deployment in ``root``."""
 
-    def __init__(self, root: Path, database_url: str, secret_key: str) -> None:
+    def __init__(
+        self,
+        root: Path,
+        database_url: str,
+        secret_key: str,
+        redis_server: EmbeddedRedis | None = None,
+    ) -> None:
+        """``redis_server``: one the deployment starts itself (``clicktrail run``); by default
+        the stack starts its own."""
         self.root = root
-        self.redis_server = EmbeddedRedis(root / "redis").start()
+        self.redis_server = redis_server or EmbeddedRedis(root / "redis").start()
         self.settings = Settings(
             var_dir=root / "var",
             database_url=database_url,
@@ -281,10 +289,17 @@ class Stack:
 
     async def start_web(self) -> Programme:
         """The web process and, through its management API, a programme to send events to."""
-        port = int(self.origin.rsplit(":", 1)[1])
         self.web = await asyncio.to_thread(
-            TrackerProcess(port, self.env, self.root / "web.log").start
+            TrackerProcess(self.port, self.env, self.root / "web.log").start
         )
+        return await self.make_programme()
+
+    @property
+    def port(self) -> int:
+        return int(self.origin.rsplit(":", 1)[1])
+
+    async def make_programme(self) -> Programme:
+        """A programme to send events to, made through the running web's management API."""
         headers = {"Authorization": f"Bearer {await create_api_key(self.database)}"}
         async with httpx.AsyncClient(base_url=self.origin, timeout=10) as client:
             self.programme = await create_programme(client, headers)
@@ -327,10 +342,12 @@ class Stack:
         consumers = await self.redis.xinfo_consumers(stream, group)
         return {consumer["name"].decode() for consumer in consumers} - {self.live_consumer}
 
+    async def redis_pid(self) -> int:
+        return int((await self.redis.info("server"))["process_id"])
+
     async def kill_redis(self) -> None:
         """SIGKILL the redis-server, as a crash would."""
-        pid = int((await self.redis.info("server"))["process_id"])
-        os.kill(pid, signal.SIGKILL)
+        os.kill(await self.redis_pid(), signal.SIGKILL)
         self.redis_server.stop()  # reaps the dead child; the socket file stays behind
 
     def restart_redis(self) -> None:
