@@ -22,7 +22,7 @@ from litestar.template.config import TemplateConfig
 
 from backend.api.conversions import ConversionController
 from backend.api.deps import API_DEPENDENCIES, too_deep
-from backend.api.openapi import openapi_config
+from backend.api.openapi import API_KEY, RequestBodySchemas, openapi_config
 from backend.api.overrides import OverrideController
 from backend.api.postback import postback, rotate_postback_secret
 from backend.api.resources import RESOURCE_CONTROLLERS
@@ -101,16 +101,20 @@ def create_app(settings: Settings) -> RequestTelemetry:
             await redis.aclose()
             await database.dispose()
 
-    api = Router(
-        path="/api/v1",
+    keyed = Router(
+        path="/",
         route_handlers=[
             *RESOURCE_CONTROLLERS,
             ConversionController,
             OverrideController,
-            postback,
             rotate_postback_secret,
             stats,
         ],
+        security=API_KEY,  # the postback is signed with the merchant's secret instead
+    )
+    api = Router(
+        path="/api/v1",
+        route_handlers=[keyed, postback],
         dependencies=API_DEPENDENCIES,
         exception_handlers={RecursionError: too_deep},
     )
@@ -133,6 +137,7 @@ def create_app(settings: Settings) -> RequestTelemetry:
             directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=_configure_jinja
         ),
         openapi_config=openapi_config(),
+        plugins=[RequestBodySchemas()],
         before_send=[add_security_headers],
         # Records go to the root logger, which backend.logs formats (text or JSON).
         logging_config=LoggingConfig(
