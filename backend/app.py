@@ -15,7 +15,6 @@ from pathlib import Path
 from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.logging.config import LoggingConfig
-from litestar.openapi import OpenAPIConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.stores.redis import RedisStore
@@ -23,6 +22,7 @@ from litestar.template.config import TemplateConfig
 
 from backend.api.conversions import ConversionController
 from backend.api.deps import API_DEPENDENCIES, too_deep
+from backend.api.openapi import API_KEY, RequestBodySchemas, openapi_config
 from backend.api.overrides import OverrideController
 from backend.api.postback import postback, rotate_postback_secret
 from backend.api.resources import RESOURCE_CONTROLLERS
@@ -41,6 +41,7 @@ from backend.money import format_minor
 from backend.redis_client import connect
 from backend.reports.pages import SESSION_STORE, web_router
 from backend.request_telemetry import RequestTelemetry
+from backend.security_headers import add_security_headers
 from backend.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,16 +101,20 @@ def create_app(settings: Settings) -> RequestTelemetry:
             await redis.aclose()
             await database.dispose()
 
-    api = Router(
-        path="/api/v1",
+    keyed = Router(
+        path="/",
         route_handlers=[
             *RESOURCE_CONTROLLERS,
             ConversionController,
             OverrideController,
-            postback,
             rotate_postback_secret,
             stats,
         ],
+        security=API_KEY,  # the postback is signed with the merchant's secret instead
+    )
+    api = Router(
+        path="/api/v1",
+        route_handlers=[keyed, postback],
         dependencies=API_DEPENDENCIES,
         exception_handlers={RecursionError: too_deep},
     )
@@ -131,7 +136,9 @@ def create_app(settings: Settings) -> RequestTelemetry:
         template_config=TemplateConfig(
             directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=_configure_jinja
         ),
-        openapi_config=OpenAPIConfig(title="Clicktrail", version="1", path="/schema"),
+        openapi_config=openapi_config(),
+        plugins=[RequestBodySchemas()],
+        before_send=[add_security_headers],
         # Records go to the root logger, which backend.logs formats (text or JSON).
         logging_config=LoggingConfig(
             configure_root_logger=False,

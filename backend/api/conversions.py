@@ -9,7 +9,7 @@ from typing import Annotated
 
 from litestar import Controller, get, patch, post
 from litestar.exceptions import ClientException, NotFoundException
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromQuery, JSONBody, QueryParameter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,9 +20,10 @@ from backend.affiliate.status import (
     TransitionRefused,
     change_status,
 )
-from backend.api.deps import CurrentViewer, Reader, Writer, require_admin
-from backend.api.resources import After, Limit, get_or_404, page_of
+from backend.api.deps import ADMIN_KEY, ANY_KEY, CurrentViewer, Reader, Writer, require_admin
+from backend.api.resources import After, Limit, PathId, get_or_404, page_of
 from backend.api.schemas import (
+    ONE_LINE,
     ConversionChangeOut,
     ConversionDetail,
     ConversionOut,
@@ -93,10 +94,15 @@ async def history(
     return [change_out(change, viewer) for change in changes]
 
 
-def refused_error(refused: TransitionRefused) -> ClientException:
-    return ClientException(
+class TransitionConflict(ClientException):
+    """409: the conversion's status does not allow the change asked for."""
+
+    status_code = 409
+
+
+def refused_error(refused: TransitionRefused) -> TransitionConflict:
+    return TransitionConflict(
         detail=str(refused),
-        status_code=409,
         extra=[
             {
                 "key": "status",
@@ -111,13 +117,13 @@ class ConversionController(Controller):
     path = "/conversions"
     tags = ["conversions"]
 
-    @get("/")
+    @get("/", raises=ANY_KEY)
     async def list_conversions(
         self,
         viewer: CurrentViewer,
         reader: Reader,
-        status: Annotated[str | None, QueryParameter(pattern=STATUS_PATTERN)] = None,
-        order_id: Annotated[str | None, QueryParameter(max_length=128)] = None,
+        status: FromQuery[ConversionStatus | None] = None,
+        order_id: Annotated[str | None, QueryParameter(max_length=128, pattern=ONE_LINE)] = None,
         verified: FromQuery[bool | None] = None,
         after: After = 0,
         limit: Limit = 50,
@@ -131,10 +137,10 @@ class ConversionController(Controller):
             statement = statement.where(Conversion.verified.is_(verified))
         return await page_of(reader, statement, Conversion.id, after, limit, conversion_out)
 
-    @get("/{conversion_id:int}")
+    @get("/{conversion_id:int}", raises=[*ANY_KEY, NotFoundException])
     async def read(
         self,
-        conversion_id: FromPath[int],
+        conversion_id: PathId,
         viewer: CurrentViewer,
         reader: Reader,
     ) -> ConversionDetail:
@@ -147,10 +153,10 @@ class ConversionController(Controller):
             history=await history(reader, conversion_id, viewer),
         )
 
-    @patch("/{conversion_id:int}")
+    @patch("/{conversion_id:int}", raises=[*ADMIN_KEY, NotFoundException, TransitionConflict])
     async def change_status(
         self,
-        conversion_id: FromPath[int],
+        conversion_id: PathId,
         data: JSONBody[ConversionUpdate],
         viewer: CurrentViewer,
         writer: Writer,
@@ -177,7 +183,7 @@ class ConversionController(Controller):
         await writer.refresh(conversion)
         return conversion_out(conversion)
 
-    @post("/status", status_code=200)
+    @post("/status", status_code=200, raises=ADMIN_KEY)
     async def change_statuses(
         self,
         data: JSONBody[StatusBatch],

@@ -1,4 +1,5 @@
-"""Dependencies of the API handlers: database sessions and the viewer behind the API key."""
+"""Dependencies of the API handlers: database sessions and the viewer behind the API key, and
+the errors they answer, for the handlers to declare in the OpenAPI schema."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any, TypeAlias
 from litestar import Request, Response
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,6 +17,11 @@ from backend.auth import hash_api_key
 from backend.db.engine import Database
 from backend.db.models import ApiKey
 from backend.scope import Viewer
+
+ANY_KEY: list[type[HTTPException]] = [NotAuthorizedException]
+"""What any API call can answer besides 400: no key, or an unknown one (401)."""
+ADMIN_KEY: list[type[HTTPException]] = [NotAuthorizedException, PermissionDeniedException]
+"""What an admin's call can answer besides 400: 401, or 403 for a partner's key."""
 
 Reader: TypeAlias = NamedDependency[AsyncSession]
 Writer: TypeAlias = NamedDependency[AsyncSession]

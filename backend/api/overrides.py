@@ -8,12 +8,21 @@ from __future__ import annotations
 
 from litestar import Controller, delete, get, patch, post
 from litestar.datastructures import State
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.exceptions import NotFoundException
+from litestar.params import JSONBody
 from sqlalchemy import select
 
 from backend.affiliate import catalogue
-from backend.api.deps import CurrentViewer, Reader, Writer, require_admin
-from backend.api.resources import After, Limit, get_or_404, page_of, percent_text
+from backend.api.deps import ADMIN_KEY, ANY_KEY, CurrentViewer, Reader, Writer, require_admin
+from backend.api.resources import (
+    After,
+    Limit,
+    PathId,
+    QueryId,
+    get_or_404,
+    page_of,
+    percent_text,
+)
 from backend.api.schemas import OverrideCreate, OverrideOut, OverrideUpdate, Page
 from backend.db.models import CommissionOverride
 
@@ -33,7 +42,7 @@ class OverrideController(Controller):
     path = "/commission-overrides"
     tags = ["commission overrides"]
 
-    @post("/")
+    @post("/", raises=ADMIN_KEY)
     async def create(
         self,
         data: JSONBody[OverrideCreate],
@@ -45,13 +54,13 @@ class OverrideController(Controller):
         override = await catalogue.create_override(writer, state.catalog, data)
         return override_out(override)
 
-    @get("/")
+    @get("/", raises=ANY_KEY)
     async def list_overrides(
         self,
         viewer: CurrentViewer,
         reader: Reader,
-        partner_id: FromQuery[int | None] = None,
-        campaign_id: FromQuery[int | None] = None,
+        partner_id: QueryId = None,
+        campaign_id: QueryId = None,
         after: After = 0,
         limit: Limit = 50,
     ) -> Page[OverrideOut]:
@@ -62,10 +71,10 @@ class OverrideController(Controller):
             statement = statement.where(CommissionOverride.campaign_id == campaign_id)
         return await page_of(reader, statement, CommissionOverride.id, after, limit, override_out)
 
-    @patch("/{override_id:int}")
+    @patch("/{override_id:int}", raises=[*ADMIN_KEY, NotFoundException])
     async def update(
         self,
-        override_id: FromPath[int],
+        override_id: PathId,
         data: JSONBody[OverrideUpdate],
         viewer: CurrentViewer,
         writer: Writer,
@@ -76,10 +85,10 @@ class OverrideController(Controller):
         await catalogue.update_override(writer, state.catalog, override, data)
         return override_out(override)
 
-    @delete("/{override_id:int}")
+    @delete("/{override_id:int}", raises=[*ADMIN_KEY, NotFoundException])
     async def remove(
         self,
-        override_id: FromPath[int],
+        override_id: PathId,
         viewer: CurrentViewer,
         writer: Writer,
         state: State,

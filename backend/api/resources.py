@@ -11,13 +11,14 @@ from typing import Annotated, Any, TypeAlias, TypeVar
 from litestar import Controller, get, patch, post
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.affiliate import auto_approval, catalogue
-from backend.api.deps import CurrentViewer, Reader, Writer, require_admin
+from backend.api.deps import ADMIN_KEY, ANY_KEY, CurrentViewer, Reader, Writer, require_admin
 from backend.api.schemas import (
+    MAX_ID,
     CampaignCreate,
     CampaignOut,
     CampaignUpdate,
@@ -36,8 +37,10 @@ from backend.db.models import Base, Campaign, Link, Merchant, Partner
 
 M = TypeVar("M", bound=Base)
 Out = TypeVar("Out")
-After: TypeAlias = Annotated[int, QueryParameter(ge=0)]
+After: TypeAlias = Annotated[int, QueryParameter(ge=0, le=MAX_ID)]
 Limit: TypeAlias = Annotated[int, QueryParameter(ge=1, le=500)]
+PathId: TypeAlias = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
+QueryId: TypeAlias = Annotated[int | None, QueryParameter(ge=1, le=MAX_ID)]
 
 
 async def page_of(
@@ -60,7 +63,10 @@ async def page_of(
 
 
 async def get_or_404(session: AsyncSession, model: type[M], object_id: int) -> M:
-    found = await session.get(model, object_id)
+    """The row with ``object_id``, or 404; an id no row can have (outside 1 to ``MAX_ID``,
+    from a caller whose type does not bound it) names nothing either, and is not sent to the
+    database, where it would overflow the column."""
+    found = await session.get(model, object_id) if 1 <= object_id <= MAX_ID else None
     if found is None:
         raise NotFoundException(f"no {model.__tablename__[:-1]} with id {object_id}")
     return found
@@ -137,7 +143,7 @@ class MerchantController(Controller):
     path = "/merchants"
     tags = ["merchants"]
 
-    @post("/")
+    @post("/", raises=ADMIN_KEY)
     async def create(
         self,
         data: JSONBody[MerchantCreate],
@@ -148,7 +154,7 @@ class MerchantController(Controller):
         require_admin(viewer)
         return merchant_out(await catalogue.create_merchant(writer, state.catalog, data))
 
-    @get("/")
+    @get("/", raises=ADMIN_KEY)
     async def list_merchants(
         self,
         viewer: CurrentViewer,
@@ -159,20 +165,20 @@ class MerchantController(Controller):
         require_admin(viewer)
         return await page_of(reader, select(Merchant), Merchant.id, after, limit, merchant_out)
 
-    @get("/{merchant_id:int}")
+    @get("/{merchant_id:int}", raises=[*ADMIN_KEY, NotFoundException])
     async def read(
         self,
-        merchant_id: FromPath[int],
+        merchant_id: PathId,
         viewer: CurrentViewer,
         reader: Reader,
     ) -> MerchantOut:
         require_admin(viewer)
         return merchant_out(await get_or_404(reader, Merchant, merchant_id))
 
-    @patch("/{merchant_id:int}")
+    @patch("/{merchant_id:int}", raises=[*ADMIN_KEY, NotFoundException])
     async def update(
         self,
-        merchant_id: FromPath[int],
+        merchant_id: PathId,
         data: JSONBody[MerchantUpdate],
         viewer: CurrentViewer,
         writer: Writer,
@@ -188,7 +194,7 @@ class PartnerController(Controller):
     path = "/partners"
     tags = ["partners"]
 
-    @post("/")
+    @post("/", raises=ADMIN_KEY)
     async def create(
         self,
         data: JSONBody[PartnerCreate],
@@ -199,7 +205,7 @@ class PartnerController(Controller):
         require_admin(viewer)
         return partner_out(await catalogue.create_partner(writer, state.catalog, data))
 
-    @get("/")
+    @get("/", raises=ANY_KEY)
     async def list_partners(
         self,
         viewer: CurrentViewer,
@@ -210,10 +216,10 @@ class PartnerController(Controller):
         statement = viewer.restrict(select(Partner), Partner.id)
         return await page_of(reader, statement, Partner.id, after, limit, partner_out)
 
-    @get("/{partner_id:int}")
+    @get("/{partner_id:int}", raises=[*ANY_KEY, NotFoundException])
     async def read(
         self,
-        partner_id: FromPath[int],
+        partner_id: PathId,
         viewer: CurrentViewer,
         reader: Reader,
     ) -> PartnerOut:
@@ -221,10 +227,10 @@ class PartnerController(Controller):
             raise NotFoundException(f"no partner with id {partner_id}")
         return partner_out(await get_or_404(reader, Partner, partner_id))
 
-    @patch("/{partner_id:int}")
+    @patch("/{partner_id:int}", raises=[*ADMIN_KEY, NotFoundException])
     async def update(
         self,
-        partner_id: FromPath[int],
+        partner_id: PathId,
         data: JSONBody[PartnerUpdate],
         viewer: CurrentViewer,
         writer: Writer,
@@ -240,7 +246,7 @@ class CampaignController(Controller):
     path = "/campaigns"
     tags = ["campaigns"]
 
-    @post("/")
+    @post("/", raises=ADMIN_KEY)
     async def create(
         self,
         data: JSONBody[CampaignCreate],
@@ -251,12 +257,12 @@ class CampaignController(Controller):
         require_admin(viewer)
         return campaign_out(await catalogue.create_campaign(writer, state.catalog, data))
 
-    @get("/")
+    @get("/", raises=ADMIN_KEY)
     async def list_campaigns(
         self,
         viewer: CurrentViewer,
         reader: Reader,
-        merchant_id: FromQuery[int | None] = None,
+        merchant_id: QueryId = None,
         after: After = 0,
         limit: Limit = 50,
     ) -> Page[CampaignOut]:
@@ -266,20 +272,20 @@ class CampaignController(Controller):
             statement = statement.where(Campaign.merchant_id == merchant_id)
         return await page_of(reader, statement, Campaign.id, after, limit, campaign_out)
 
-    @get("/{campaign_id:int}")
+    @get("/{campaign_id:int}", raises=[*ADMIN_KEY, NotFoundException])
     async def read(
         self,
-        campaign_id: FromPath[int],
+        campaign_id: PathId,
         viewer: CurrentViewer,
         reader: Reader,
     ) -> CampaignOut:
         require_admin(viewer)
         return campaign_out(await get_or_404(reader, Campaign, campaign_id))
 
-    @patch("/{campaign_id:int}")
+    @patch("/{campaign_id:int}", raises=[*ADMIN_KEY, NotFoundException])
     async def update(
         self,
-        campaign_id: FromPath[int],
+        campaign_id: PathId,
         data: JSONBody[CampaignUpdate],
         viewer: CurrentViewer,
         writer: Writer,
@@ -295,7 +301,7 @@ class LinkController(Controller):
     path = "/links"
     tags = ["links"]
 
-    @post("/")
+    @post("/", raises=ADMIN_KEY)
     async def create(
         self,
         data: JSONBody[LinkCreate],
@@ -307,14 +313,14 @@ class LinkController(Controller):
         link = await catalogue.create_link(writer, state.catalog, data)
         return link_out(state.settings.public_url)(link)
 
-    @get("/")
+    @get("/", raises=ANY_KEY)
     async def list_links(
         self,
         viewer: CurrentViewer,
         reader: Reader,
         state: State,
-        partner_id: FromQuery[int | None] = None,
-        campaign_id: FromQuery[int | None] = None,
+        partner_id: QueryId = None,
+        campaign_id: QueryId = None,
         after: After = 0,
         limit: Limit = 50,
     ) -> Page[LinkOut]:
@@ -326,10 +332,10 @@ class LinkController(Controller):
         render = link_out(state.settings.public_url)
         return await page_of(reader, statement, Link.id, after, limit, render)
 
-    @get("/{link_id:int}")
+    @get("/{link_id:int}", raises=[*ANY_KEY, NotFoundException])
     async def read(
         self,
-        link_id: FromPath[int],
+        link_id: PathId,
         viewer: CurrentViewer,
         reader: Reader,
         state: State,
@@ -339,10 +345,10 @@ class LinkController(Controller):
             raise NotFoundException(f"no link with id {link_id}")
         return link_out(state.settings.public_url)(link)
 
-    @patch("/{link_id:int}")
+    @patch("/{link_id:int}", raises=[*ADMIN_KEY, NotFoundException])
     async def update(
         self,
-        link_id: FromPath[int],
+        link_id: PathId,
         data: JSONBody[LinkUpdate],
         viewer: CurrentViewer,
         writer: Writer,

@@ -1,27 +1,60 @@
-"""Request and response bodies of the management API. Money is integer minor units."""
+"""Request and response bodies of the management API. Money is integer minor units.
+
+Every bound lives in a type here, so the API, the admin forms (which read into these structs) and
+the OpenAPI schema (msgspec's own JSON Schema of each request body, ``backend.api.openapi``)
+agree on it. Patterns match alike under Python's ``re`` and JSON Schema's ECMA-262 regexes.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from backend.money import MAX_AMOUNT_MINOR
+from backend.money import MAX_AMOUNT_MINOR, MINOR_DIGITS
 
-Name = Annotated[str, Meta(min_length=1, max_length=200)]
+MAX_ID = 2**31 - 1
+"""The largest id a row can have: ids are integer columns, 32 bits on PostgreSQL."""
+
+
+def whole(chars: str) -> str:
+    """A pattern for a value made only of ``chars``: Python's ``$`` also matches before a final
+    newline, which JSON Schema's does not, so ``(?!\\n)`` refuses that newline too."""
+    return f"^{chars}$(?!\\n)"
+
+
+ONE_LINE = whole(r"[^\x00-\x1f\x7f]*")  # no control characters (PostgreSQL refuses NUL)
+VISIBLE = r"[^\x00-\x20\x7f]"  # nor spaces: host names
+
+ObjectId = Annotated[int, Meta(ge=1, le=MAX_ID)]
+Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=ONE_LINE)]
 # No white space, control character or backslash anywhere: a destination goes into a Location
 # header as it is stored.
-Url = Annotated[str, Meta(min_length=8, max_length=2048, pattern=r"^https?://[^\x00-\x20\x7f\\]+$")]
-Currency = Annotated[str, Meta(pattern=r"^[A-Za-z]{3}$")]
-Domain = Annotated[str, Meta(min_length=1, max_length=253)]
+Url = Annotated[
+    str, Meta(min_length=8, max_length=2048, pattern=whole(r"https?://[^\x00-\x20\x7f\\]+"))
+]
+Currency = Annotated[
+    str,
+    Meta(
+        pattern=whole("[A-Za-z]{3}"),
+        description="An ISO 4217 code, in any case: " + ", ".join(sorted(MINOR_DIGITS)),
+    ),
+]
+Domain = Annotated[str, Meta(min_length=1, max_length=253, pattern=whole(f"{VISIBLE}+"))]
 WindowDays = Annotated[int, Meta(ge=1, le=365)]
 ApproveDays = Annotated[int, Meta(ge=0, le=365)]
 Minor = Annotated[int, Meta(ge=0, le=MAX_AMOUNT_MINOR)]
-Percent = Annotated[str, Meta(pattern=r"^\d{1,3}(\.\d{1,2})?$")]
-Email = Annotated[str, Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
-ActiveOrPaused = Annotated[str, Meta(pattern="^(active|paused)$")]
+Percent = (
+    Annotated[str, Meta(pattern=whole(r"(100(\.0{1,2})?|[0-9]{1,2}(\.[0-9]{1,2})?)"))]
+    | Annotated[int, Meta(ge=0, le=100)]
+)
+"""A commission percent from 0 to 100 with at most two decimals, as a string or a whole number."""
+Email = Annotated[
+    str, Meta(max_length=320, pattern=whole(r"[^@\x00-\x20\x7f]+@[^@\x00-\x20\x7f]+"))
+]
+ActiveOrPaused = Literal["active", "paused"]
 T = TypeVar("T")
 
 
@@ -83,7 +116,7 @@ class PartnerCreate(msgspec.Struct, forbid_unknown_fields=True):
 class PartnerUpdate(msgspec.Struct, forbid_unknown_fields=True):
     name: Name | UnsetType = UNSET
     contact_email: Email | UnsetType | None = UNSET
-    status: Annotated[str, Meta(pattern="^(active|paused|banned)$")] | UnsetType = UNSET
+    status: Literal["active", "paused", "banned"] | UnsetType = UNSET
 
 
 class PartnerOut(msgspec.Struct):
@@ -96,10 +129,10 @@ class PartnerOut(msgspec.Struct):
 
 
 class CampaignCreate(msgspec.Struct, forbid_unknown_fields=True):
-    merchant_id: int
+    merchant_id: ObjectId
     name: Name
     destination_url: Url
-    commission_percent: Percent | int = 0
+    commission_percent: Percent = 0
     commission_flat_minor: Minor = 0
     cookie_window_days: WindowDays | None = None
     status: ActiveOrPaused = "active"
@@ -108,7 +141,7 @@ class CampaignCreate(msgspec.Struct, forbid_unknown_fields=True):
 class CampaignUpdate(msgspec.Struct, forbid_unknown_fields=True):
     name: Name | UnsetType = UNSET
     destination_url: Url | UnsetType = UNSET
-    commission_percent: Percent | int | UnsetType = UNSET
+    commission_percent: Percent | UnsetType = UNSET
     commission_flat_minor: Minor | UnsetType = UNSET
     cookie_window_days: WindowDays | UnsetType | None = UNSET
     status: ActiveOrPaused | UnsetType = UNSET
@@ -127,8 +160,8 @@ class CampaignOut(msgspec.Struct):
 
 
 class LinkCreate(msgspec.Struct, forbid_unknown_fields=True):
-    partner_id: int
-    campaign_id: int
+    partner_id: ObjectId
+    campaign_id: ObjectId
     destination_url: Url | None = None
 
 
@@ -152,14 +185,14 @@ class LinkOut(msgspec.Struct):
 
 
 class OverrideCreate(msgspec.Struct, forbid_unknown_fields=True):
-    partner_id: int
-    campaign_id: int
-    commission_percent: Percent | int = 0
+    partner_id: ObjectId
+    campaign_id: ObjectId
+    commission_percent: Percent = 0
     commission_flat_minor: Minor = 0
 
 
 class OverrideUpdate(msgspec.Struct, forbid_unknown_fields=True):
-    commission_percent: Percent | int | UnsetType = UNSET
+    commission_percent: Percent | UnsetType = UNSET
     commission_flat_minor: Minor | UnsetType = UNSET
 
 
@@ -209,8 +242,8 @@ class ConversionDetail(ConversionOut):
     history: list[ConversionChangeOut]
 
 
-WantedStatus = Annotated[str, Meta(pattern="^(approved|rejected|reversed)$")]
-Reason = Annotated[str, Meta(max_length=500)]
+WantedStatus = Literal["approved", "rejected", "reversed"]
+Reason = Annotated[str, Meta(max_length=500, pattern=r"^[^\x00]*$")]  # PostgreSQL refuses NUL
 
 
 class ConversionUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -226,7 +259,7 @@ class ConversionUpdate(msgspec.Struct, forbid_unknown_fields=True):
 class StatusBatch(msgspec.Struct, forbid_unknown_fields=True):
     """As ``ConversionUpdate``, for each of ``ids``."""
 
-    ids: Annotated[list[int], Meta(min_length=1, max_length=500)]
+    ids: Annotated[list[ObjectId], Meta(min_length=1, max_length=500)]
     status: WantedStatus
     reason: Reason = ""
     commission_minor: Minor | None = None

@@ -8,7 +8,7 @@ from typing import Annotated
 from litestar import get
 from litestar.params import FromQuery, QueryParameter
 
-from backend.api.deps import CurrentViewer, Reader
+from backend.api.deps import ANY_KEY, CurrentViewer, Reader
 from backend.reports.stats import GroupBy, StatsReport, stats_report
 from backend.validation import FieldError
 
@@ -17,7 +17,7 @@ def _day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-@get("/stats", tags=["stats"])
+@get("/stats", tags=["stats"], raises=ANY_KEY)
 async def stats(
     viewer: CurrentViewer,
     reader: Reader,
@@ -31,6 +31,8 @@ async def stats(
     first = from_ or last - timedelta(days=6)
     if first > last:
         raise FieldError("from", "must not be after 'to'")
+    if last == date.max:
+        raise FieldError("to", f"must be before {date.max}")  # its end would overflow
     if (last - first).days > 3660:
         raise FieldError("from", "at most ten years at a time")
     return await stats_report(

@@ -27,7 +27,9 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -44,6 +46,23 @@ IdString = String(64).with_variant(String(64, collation="C"), "postgresql")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always read back in UTC with its offset. SQLite keeps no zone, so
+    ``DateTime(timezone=True)`` reads back naive there; values are written in UTC, so a naive
+    one read back is UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.astimezone(UTC) if value is not None and value.tzinfo else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -97,7 +116,7 @@ class Merchant(Base):
     # After a rotation the old secret still signs postbacks until then, so senders can switch.
     previous_postback_secret: Mapped[str | None] = mapped_column(String(80))
     previous_secret_until_ms: Mapped[int | None] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class Partner(Base):
@@ -108,7 +127,7 @@ class Partner(Base):
     contact_email: Mapped[str | None] = mapped_column(String(320))
     key: Mapped[str] = mapped_column(String(40), unique=True)
     status: Mapped[str] = mapped_column(String(16), default=PartnerStatus.ACTIVE)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class Campaign(Base):
@@ -124,7 +143,7 @@ class Campaign(Base):
     status: Mapped[str] = mapped_column(
         String(16), default=RunStatus.ACTIVE, server_default=RunStatus.ACTIVE.value
     )
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class Link(Base):
@@ -139,8 +158,8 @@ class Link(Base):
     # What the last health check found at the destination: "ok", "broken" or None (not checked).
     health: Mapped[str | None] = mapped_column(String(16))
     health_detail: Mapped[str] = mapped_column(String(255), default="", server_default="")
-    last_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class CommissionOverride(Base):
@@ -154,7 +173,7 @@ class CommissionOverride(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
     commission_bps: Mapped[int] = mapped_column(Integer, default=0)
     commission_flat_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class Click(Base):
@@ -323,7 +342,7 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     # Every session carries it; a new one (accounts.end_sessions) ends them all.
     session_epoch: Mapped[str] = mapped_column(String(32), default=new_session_epoch)
 
@@ -335,7 +354,7 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(200))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class DimensionHourly(Base):

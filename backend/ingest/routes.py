@@ -36,6 +36,7 @@ from backend.ingest.edge import (
 )
 from backend.ingest.stream_writer import StreamWriter
 from backend.ingest.visitor import DailySalt, describe_visitor, request_address
+from backend.security_headers import SECURITY_HEADERS
 from backend.settings import Settings
 
 GIF = (
@@ -49,6 +50,11 @@ _GIF_HEADERS = [
     (b"content-type", b"image/gif"),
     (b"content-length", str(len(GIF)).encode()),
     (b"cache-control", b"no-store, max-age=0"),
+]
+_NOT_FOUND_HEADERS = [
+    (b"content-type", b"text/html; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    *SECURITY_HEADERS,  # the one HTML answer of these routes gets the app's headers
 ]
 _beacon_decoder = msgspec.json.Decoder()
 _PREFLIGHT_FIELDS = frozenset({"m"})
@@ -138,12 +144,7 @@ async def click_redirect(ingest: Ingest, code: str, scope: Scope, send: Send) ->
     if link is None:
         if visit:
             await _untracked(ingest, scope, RejectReason.UNKNOWN_LINK, "no link has this code")
-        await respond(
-            send,
-            404,
-            [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-store")],
-            ingest.not_found_page,
-        )
+        await respond(send, 404, _NOT_FOUND_HEADERS, ingest.not_found_page)
         return
     banned = link.partner_status == PartnerStatus.BANNED
     if banned or not visit:

@@ -1,7 +1,8 @@
 """Server-rendered pages: login, logout, the overview, breakdowns, live, quality, install.
 
 Sessions and CSRF live on this router only (the ingest routes carry none of it). Every page
-gets a strict Content-Security-Policy: no inline script or style at all.
+gets the app's strict Content-Security-Policy (``backend.security_headers``): no script, no
+inline style at all.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.config.csrf import CSRFConfig
 from litestar.connection import ASGIConnection
-from litestar.datastructures import ResponseHeader, State
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.handlers import BaseRouteHandler
@@ -45,11 +46,6 @@ from backend.reports.ranges import PRESETS, DateRange, RangeError, resolve_range
 from backend.scope import Viewer
 from backend.sessions import SessionConfig, sign_in, signed_in_user
 from backend.settings import Settings
-
-CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
 
 
 class LoginRequired(HTTPException):
@@ -323,10 +319,5 @@ def web_router(settings: Settings) -> Router:
             "viewer": Provide(provide_viewer),
         },
         exception_handlers={LoginRequired: _to_login},
-        response_headers=[
-            ResponseHeader(name="Content-Security-Policy", value=CSP),
-            ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
-            ResponseHeader(name="Referrer-Policy", value="same-origin"),
-        ],
         include_in_schema=False,
     )
