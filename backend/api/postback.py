@@ -23,9 +23,10 @@ from litestar.datastructures import State
 from litestar.exceptions import (
     ClientException,
     NotAuthorizedException,
+    NotFoundException,
     ServiceUnavailableException,
 )
-from litestar.params import FromPath
+from litestar.openapi.datastructures import ResponseSpec
 from msgspec import Meta
 from redis.exceptions import RedisError
 from sqlalchemy import select
@@ -42,8 +43,8 @@ from backend.affiliate.postback import (
 )
 from backend.affiliate.status import POSTBACK, TransitionRefused, change_status, verify
 from backend.api.conversions import conversion_out, refused_error
-from backend.api.deps import CurrentViewer, Reader, Writer, require_admin
-from backend.api.resources import get_or_404
+from backend.api.deps import ADMIN_KEY, CurrentViewer, Reader, Writer, require_admin
+from backend.api.resources import PathId, get_or_404
 from backend.api.schemas import Currency, Minor, Reason, SecretRotated
 from backend.catalog import Catalog
 from backend.db.models import Conversion, ConversionStatus, Merchant
@@ -96,7 +97,33 @@ def _unavailable(error: Exception) -> ServiceUnavailableException:
     )
 
 
-@post("/postback", status_code=200, tags=["postback"])
+class BodyTooLarge(ClientException):
+    """413: the body is over ``MAX_BODY``."""
+
+    status_code = 413
+
+
+class NotStoredYet(ClientException):
+    """409: a status change for an order the worker has not stored yet; retry later."""
+
+    status_code = 409
+
+
+@post(
+    "/postback",
+    status_code=200,
+    tags=["postback"],
+    responses={
+        202: ResponseSpec(data_container=dict[str, Any], description="queued for the worker")
+    },
+    raises=[
+        ClientException,
+        NotAuthorizedException,
+        NotStoredYet,
+        BodyTooLarge,
+        ServiceUnavailableException,
+    ],
+)
 async def postback(
     request: Request[Any, Any, Any], state: State, reader: Reader, writer: Writer
 ) -> Response[Any]:
@@ -108,7 +135,7 @@ async def postback(
     if len(body) > MAX_BODY:
         too_long = Rejection(RejectReason.FIELD_TOO_LONG, "body", f"over {MAX_BODY} bytes")
         await _reject(ingest, too_long, body, at_ms)
-        raise ClientException(detail=f"body over {MAX_BODY} bytes", status_code=413)
+        raise BodyTooLarge(detail=f"body over {MAX_BODY} bytes")
     try:
         merchant_key = _decode(_ENVELOPE, body).merchant
     except Rejection as rejection:
@@ -263,9 +290,7 @@ def _pixel_fields(sale: SaleBody, merchant: Merchant) -> dict[str, object]:
 async def _status_change(change: StatusBody, merchant: Merchant, writer: Writer) -> Response[Any]:
     conversion = await _stored_order(writer, merchant.id, change.order_id)
     if conversion is None:
-        raise ClientException(
-            detail=f"order {change.order_id!r} is not stored yet; retry later", status_code=409
-        )
+        raise NotStoredYet(detail=f"order {change.order_id!r} is not stored yet; retry later")
     wanted = ConversionStatus(change.status)
     if conversion.status == wanted:
         changed = await verify(writer, conversion, actor=POSTBACK, reason=change.reason)
@@ -282,9 +307,14 @@ async def _status_change(change: StatusBody, merchant: Merchant, writer: Writer)
     return Response({"changed": changed, "conversion": answer}, status_code=200)
 
 
-@post("/merchants/{merchant_id:int}/rotate-secret", status_code=200, tags=["merchants"])
+@post(
+    "/merchants/{merchant_id:int}/rotate-secret",
+    status_code=200,
+    tags=["merchants"],
+    raises=[*ADMIN_KEY, NotFoundException],
+)
 async def rotate_postback_secret(
-    merchant_id: FromPath[int], viewer: CurrentViewer, writer: Writer
+    merchant_id: PathId, viewer: CurrentViewer, writer: Writer
 ) -> SecretRotated:
     """A new postback secret; the previous one keeps signing for 24 hours."""
     require_admin(viewer)
