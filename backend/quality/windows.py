@@ -8,6 +8,14 @@ For each event of a batch the script answers with a few bits:
   visitor on the link within ``LINK_WINDOW_MS``, or more than ``PARTNER_LIMIT`` on the
   partner's links within ``PARTNER_WINDOW_MS``. Both are read from the partner's window, so
   the link's is judged among the visitor's last ``PARTNER_LIMIT`` clicks on the partner.
+- ``PREFIX_DUPLICATE``, ``PREFIX_RATE_LIMITED_LINK``, ``PREFIX_RATE_LIMITED_PARTNER``: the same
+  windows per network prefix (the /24 or /48), whatever the visitor: at least
+  ``PREFIX_DUPLICATE_LIMIT`` clicks on the link from the prefix less than ``DUPLICATE_MS``
+  before, more than ``PREFIX_LINK_LIMIT`` on the link within ``LINK_WINDOW_MS``, more than
+  ``PREFIX_PARTNER_LIMIT`` on the partner's links within ``PARTNER_WINDOW_MS``. A visitor is an
+  address and a user agent, so one address rotating user agents is a new visitor per click; its
+  prefix is not. The limits are five times a visitor's, and a prefix's duplicates need five
+  clicks in ten seconds, so the people behind one office or carrier NAT stay under them.
 - ``PREFIX_BURST``: more than ``PREFIX_LIMIT`` conversions from one network prefix for one
   merchant within ``PREFIX_WINDOW_MS``.
 
@@ -21,6 +29,13 @@ windows start afresh at midnight UTC anyway. Impressions keep a uniqueness hash 
 conversions a sorted set per (merchant, prefix) scored by time (they are few, and a prefix's
 window spans midnight).
 
+A prefix's clicks are kept in two hashes per (partner, UTC day), one value per prefix (its
+clicks on the partner's links) and one per prefix and link, of fixed-size entries, so that the
+n-th click before one is read at its offset: a busy prefix (a carrier's NAT, an abuser) costs no
+more per click than a quiet one. Like a visit, a prefix's windows start afresh at midnight UTC,
+and they expire ``REPLAY_GRACE_MS`` after their day: the prefix lives in Redis for the day
+only, and never next to a visitor hash in the database.
+
 An event is judged by the entries before it in (time, 'link:id') order, not by whatever the
 value holds now, so a batch delivered again (a crash between commit and XACK) gets the same
 answers whatever came after it, as long as it is replayed within ``REPLAY_GRACE_MS``. Event
@@ -31,10 +46,10 @@ older than the newest one's window, and a visit holds the first ids of ``FIRST_L
 ``KEEP_CLICKS - PARTNER_LIMIT`` later clicks of its visitor on the partner are in (within the
 grace: an abuser's) may be judged on fewer of the clicks before it.
 
-The script takes the whole batch inside one msgpack argument, six short values per event (the
-ids it is about and the visitor), and builds the key names itself: passed as separate
-arguments, three names per click cost redis-py more to pack than the script costs Redis to
-run. It therefore needs one Redis server, not a cluster (DESIGN §6 runs a single Redis with AOF).
+The script takes the whole batch inside one msgpack argument, seven short values per event (the
+ids it is about, the visitor and the network prefix), and builds the key names itself: passed as
+separate arguments, three names per click cost redis-py more to pack than the script costs Redis
+to run. It therefore needs one Redis server, not a cluster (DESIGN §6 runs a single Redis with AOF).
 """
 
 from __future__ import annotations
@@ -46,37 +61,49 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from backend.ids import CLICK_ID_LENGTH
+
 UNIQUE = 1
 DUPLICATE = 2
 RATE_LIMITED_LINK = 4
 RATE_LIMITED_PARTNER = 8
 PREFIX_BURST = 16
+PREFIX_DUPLICATE = 32
+PREFIX_RATE_LIMITED_LINK = 64
+PREFIX_RATE_LIMITED_PARTNER = 128
 
 DUPLICATE_MS = 10_000
 LINK_LIMIT, LINK_WINDOW_MS = 10, 600_000
 PARTNER_LIMIT, PARTNER_WINDOW_MS = 50, 3_600_000
 PREFIX_LIMIT, PREFIX_WINDOW_MS = 5, 3_600_000
+# Per network prefix, in the visitor's windows (an office or a carrier's NAT is many people)
+PREFIX_DUPLICATE_LIMIT = 5
+PREFIX_LINK_LIMIT = 5 * LINK_LIMIT
+PREFIX_PARTNER_LIMIT = 5 * PARTNER_LIMIT
 UNIQUE_TTL_S = 2 * 86_400  # a day's uniqueness hash outlives its last write by this
 REPLAY_GRACE_MS = 900_000
 PRUNE_FROM_RANK = 128  # sets are pruned once this many entries precede the new one
 KEEP_CLICKS = 2 * PARTNER_LIMIT  # a visit's window keeps its newest clicks, this many at least
 FIRST_LINKS = 16  # links a visit holds the first click id of; further ones have a hash per link
+PREFIX_KEEP_LINK, PREFIX_KEEP_PARTNER = 2 * PREFIX_LINK_LIMIT, 2 * PREFIX_PARTNER_LIMIT
 FIELDS_PER_CALL = 1000  # hash fields per HMGET or HSET, well within Lua's unpack limit
 
 DAY_MS = 86_400_000
 _CLICK, _IMPRESSION, _CONVERSION = 1, 2, 3
-_STRIDE = 6  # kind, id, time, then per kind: link, partner, visitor hash (click);
-# link, 0, visitor hash (impression); merchant, 0, network prefix or "" (conversion)
+_STRIDE = 7  # kind, id, time, then per kind: link, partner, visitor hash (click);
+# link, 0, visitor hash (impression); merchant, 0, "" (conversion); then the network prefix
+# or "" (clicks and conversions; impressions "")
 
 _SCRIPT = Template("""
 local events = cmsgpack.unpack(ARGV[1])
 
 -- The hashes the batch reads, each with one HMGET rather than a call per event: its name, the
--- fields asked and their values, the fields to write back and, for a visit hash, the clicks
--- placed per visitor since its value was last trimmed (0: a new value of one click).
+-- fields asked and their values, the fields to write back and, for a visit hash or a prefix's,
+-- the clicks placed per field since its value was last trimmed (for a visit, 0: a new value of
+-- one click).
 local hashes = {}
 local named = {}  -- prefix -> number -> number -> hash, so names are not built per event
-local function hash_of(prefix, a, b, visits)
+local function hash_of(prefix, a, b, placing)
   local by_a = named[prefix]
   if by_a == nil then
     by_a = {}
@@ -90,7 +117,7 @@ local function hash_of(prefix, a, b, visits)
   local hash = by_b[b]
   if hash == nil then
     hash = {name = prefix .. a .. ':' .. b, fields = {}, values = {}, writes = {}}
-    if visits then
+    if placing then
       hash.placed = {}
     end
     by_b[b] = hash
@@ -99,23 +126,64 @@ local function hash_of(prefix, a, b, visits)
   return hash
 end
 
-local hash_of_event = {}
+-- A prefix's windows on a partner's links in a UTC day: ``keep`` and ``window_ms`` bound a
+-- value, and the hash expires the grace after its day (counted from an event's time).
+local function prefix_hash_of(prefix, partner, day, keep, window_ms, at)
+  local hash = hash_of(prefix, partner, day, true)
+  if hash.keep == nil then
+    hash.keep, hash.window_ms = keep, window_ms
+    hash.ttl_s = math.ceil(((day + 1) * $day_ms + $grace_ms - at) / 1000)
+  end
+  return hash
+end
+
+local function ask(hash, field)
+  local values = hash.values
+  if values[field] == nil then
+    values[field] = false
+    local fields = hash.fields
+    fields[#fields + 1] = field
+  end
+end
+
+local link_fields = {}  -- prefix -> link -> the field of the prefix's window on the link
+local function link_field(network, link)
+  local of_network = link_fields[network]
+  if of_network == nil then
+    of_network = {}
+    link_fields[network] = of_network
+  end
+  local field = of_network[link]
+  if field == nil then
+    field = network .. ' ' .. link
+    of_network[link] = field
+  end
+  return field
+end
+
+local hash_of_event, on_link_of_event, on_partner_of_event = {}, {}, {}
 for i = 1, #events, $stride do
-  local kind, _, at, of, partner, visitor = unpack(events, i, i + $stride - 1)
+  local kind, _, at, of, partner, visitor, network = unpack(events, i, i + $stride - 1)
   if kind ~= $conversion then
     local day = math.floor(at / $day_ms)
     local hash
     if kind == $click then
       hash = hash_of('ct:v:', partner, day, true)
+      if network ~= '' then
+        local on_link = prefix_hash_of(
+          'ct:n:l:', partner, day, $prefix_keep_link, $link_window_ms, at
+        )
+        local on_partner = prefix_hash_of(
+          'ct:n:p:', partner, day, $prefix_keep_partner, $partner_window_ms, at
+        )
+        ask(on_link, link_field(network, of))
+        ask(on_partner, network)
+        on_link_of_event[i], on_partner_of_event[i] = on_link, on_partner
+      end
     else
       hash = hash_of('ct:u:i:', day, of, false)
     end
-    local values = hash.values
-    if values[visitor] == nil then
-      values[visitor] = false
-      local fields = hash.fields
-      fields[#fields + 1] = visitor
-    end
+    ask(hash, visitor)
     hash_of_event[i] = hash
   end
 end
@@ -305,6 +373,110 @@ local function click(hash, visitor, id, at, link)
   return bits
 end
 
+-- A prefix's windows: its clicks on the partner's links ('ct:n:p:', field: the prefix) or on
+-- one link ('ct:n:l:', field: the prefix and the link), entries of one size (time, link, id cut
+-- or padded to $id_width bytes) ('>ddc$id_width') in byte order, which for these whole
+-- non-negative numbers is their numeric order.
+local id_padding = string.rep('\\0', $id_width)
+local function prefix_entry(at, link, id)
+  if #id ~= $id_width then
+    id = string.sub(id .. id_padding, 1, $id_width)
+  end
+  return struct.pack('>dd', at, link) .. id
+end
+
+local function time_of(value, k)  -- the time of the entry k (from 0)
+  return (struct.unpack('>d', value, k * $prefix_entry_size + 1))
+end
+
+-- Puts an entry in a window unless it is there already (a replay); returns the value and how
+-- many entries precede it.
+local function place_entry(value, entry, at)
+  local count = #value / $prefix_entry_size
+  local k = count
+  while k > 0 do
+    local time = time_of(value, k - 1)
+    if time < at then
+      break
+    end
+    if time == at then
+      local start = (k - 1) * $prefix_entry_size + 1
+      local other = string.sub(value, start, start + $prefix_entry_size - 1)
+      if other == entry then
+        return value, k - 1
+      end
+      if bytes_before(other, entry) then
+        break
+      end
+    end
+    k = k - 1
+  end
+  if k == count then
+    return value .. entry, count
+  end
+  local cut = k * $prefix_entry_size
+  return string.sub(value, 1, cut) .. entry .. string.sub(value, cut + 1), k
+end
+
+-- The window with its newest ``keep`` entries, none older than the grace before the newest
+-- one's window.
+local function kept_entries(value, keep, window_ms)
+  local count = #value / $prefix_entry_size
+  local oldest = time_of(value, count - 1) - window_ms - $grace_ms
+  local low, high = math.max(0, count - keep), count - 1
+  while low < high do
+    local middle = math.floor((low + high) / 2)
+    if time_of(value, middle) < oldest then
+      low = middle + 1
+    else
+      high = middle
+    end
+  end
+  if low > 0 then
+    return string.sub(value, low * $prefix_entry_size + 1)
+  end
+  return value
+end
+
+local function put_entry(hash, field, entry, at)
+  local values, placed = hash.values, hash.placed
+  local times = placed[field]
+  if times == nil then
+    local writes = hash.writes
+    writes[#writes + 1] = field
+    times = 0
+  elseif times == hash.keep then  -- many clicks of one prefix in a batch cost no more each
+    values[field] = kept_entries(values[field], hash.keep, hash.window_ms)
+    times = 0
+  end
+  placed[field] = times + 1
+  local value, before = place_entry(values[field] or '', entry, at)
+  values[field] = value
+  return value, before
+end
+
+-- Whether at least ``limit`` entries before the entry ``before`` are within ``window_ms``.
+local function crowded(value, before, limit, at, window_ms)
+  return before >= limit and at - time_of(value, before - limit) < window_ms
+end
+
+local function prefix_click(on_link, on_partner, network, id, at, link)
+  local entry = prefix_entry(at, link, id)
+  local bits = 0
+  local value, before = put_entry(on_link, link_field(network, link), entry, at)
+  if crowded(value, before, $prefix_duplicate_limit, at, $duplicate_ms) then
+    bits = bits + $prefix_duplicate
+  end
+  if crowded(value, before, $prefix_link_limit, at, $link_window_ms) then
+    bits = bits + $prefix_rate_limited_link
+  end
+  value, before = put_entry(on_partner, network, entry, at)
+  if crowded(value, before, $prefix_partner_limit, at, $partner_window_ms) then
+    bits = bits + $prefix_rate_limited_partner
+  end
+  return bits
+end
+
 -- A conversion's entry in the sorted set of its (merchant, prefix): how many precede it.
 local function place_in_set(key, member, at, window_ms)
   if redis.call('ZADD', key, at, member) == 1 then
@@ -320,14 +492,18 @@ end
 
 local answers = {}
 for i = 1, #events, $stride do
-  local kind, id, at, of, _, visitor = unpack(events, i, i + $stride - 1)
+  local kind, id, at, of, _, visitor, network = unpack(events, i, i + $stride - 1)
   local bits = 0
   if kind == $click then
     bits = click(hash_of_event[i], visitor, id, at, of)
+    local on_link = on_link_of_event[i]
+    if on_link then
+      bits = bits + prefix_click(on_link, on_partner_of_event[i], network, id, at, of)
+    end
   elseif kind == $impression then
     bits = first_seen(hash_of_event[i], visitor, id)
-  elseif visitor ~= '' then
-    local window_key = 'ct:w:x:' .. of .. ':' .. visitor
+  elseif network ~= '' then
+    local window_key = 'ct:w:x:' .. of .. ':' .. network
     local rank = place_in_set(window_key, id, at, $prefix_window_ms)
     if rank >= $prefix_limit then
       local back = rank - $prefix_limit
@@ -341,8 +517,14 @@ for i = 1, #events, $stride do
 end
 
 for _, hash in ipairs(hashes) do
-  local writes, placed = hash.writes, hash.placed
-  if placed then  -- a visit hash's writes are its visitors: each gets its value now
+  local writes, placed, keep = hash.writes, hash.placed, hash.keep
+  if keep then  -- a prefix's hash: its writes are its fields, each gets its value now
+    local values, window_ms = hash.values, hash.window_ms
+    for j = #writes, 1, -1 do
+      local field = writes[j]
+      writes[2 * j - 1], writes[2 * j] = field, kept_entries(values[field], keep, window_ms)
+    end
+  elseif placed then  -- a visit hash's writes are its visitors: each gets its value now
     local values = hash.values
     for j = #writes, 1, -1 do
       local visitor = writes[j]
@@ -356,7 +538,11 @@ for _, hash in ipairs(hashes) do
   for from = 1, #writes, 2 * $per_call do
     redis.call('HSET', hash.name, unpack(writes, from, math.min(from + 2 * $per_call - 1, #writes)))
   end
-  redis.call('EXPIRE', hash.name, $unique_ttl_s)
+  if keep then
+    redis.call('EXPIRE', hash.name, hash.ttl_s)
+  else
+    redis.call('EXPIRE', hash.name, $unique_ttl_s)
+  end
 end
 for key in pairs(overflows) do
   redis.call('EXPIRE', key, $unique_ttl_s)
@@ -368,6 +554,16 @@ return answers
     rate_limited_link=RATE_LIMITED_LINK,
     rate_limited_partner=RATE_LIMITED_PARTNER,
     prefix_burst=PREFIX_BURST,
+    prefix_duplicate=PREFIX_DUPLICATE,
+    prefix_rate_limited_link=PREFIX_RATE_LIMITED_LINK,
+    prefix_rate_limited_partner=PREFIX_RATE_LIMITED_PARTNER,
+    prefix_duplicate_limit=PREFIX_DUPLICATE_LIMIT,
+    prefix_link_limit=PREFIX_LINK_LIMIT,
+    prefix_partner_limit=PREFIX_PARTNER_LIMIT,
+    prefix_keep_link=PREFIX_KEEP_LINK,
+    prefix_keep_partner=PREFIX_KEEP_PARTNER,
+    prefix_entry_size=16 + CLICK_ID_LENGTH,
+    id_width=CLICK_ID_LENGTH,
     unique_ttl_s=UNIQUE_TTL_S,
     grace_ms=REPLAY_GRACE_MS,
     ttl_extra_s=REPLAY_GRACE_MS // 1000,
@@ -411,16 +607,23 @@ class Questions:
         self.conversions: list[str | int] = []
 
     def click(
-        self, click_id: str, at_ms: int, link_id: int, partner_id: int, visitor_hash: str
+        self,
+        click_id: str,
+        at_ms: int,
+        link_id: int,
+        partner_id: int,
+        visitor_hash: str,
+        ip_prefix: str,
     ) -> None:
-        self.clicks += (_CLICK, click_id, at_ms, link_id, partner_id, visitor_hash)
+        """``ip_prefix`` may be empty (no address): the click is then judged per visitor only."""
+        self.clicks += (_CLICK, click_id, at_ms, link_id, partner_id, visitor_hash, ip_prefix)
 
     def impression(self, event_id: str, at_ms: int, link_id: int, visitor_hash: str) -> None:
-        self.impressions += (_IMPRESSION, event_id, at_ms, link_id, 0, visitor_hash)
+        self.impressions += (_IMPRESSION, event_id, at_ms, link_id, 0, visitor_hash, "")
 
     def conversion(self, event_id: str, at_ms: int, merchant_id: int, ip_prefix: str) -> None:
         """``ip_prefix`` may be empty (a postback): such a conversion is not counted."""
-        self.conversions += (_CONVERSION, event_id, at_ms, merchant_id, 0, ip_prefix)
+        self.conversions += (_CONVERSION, event_id, at_ms, merchant_id, 0, "", ip_prefix)
 
 
 class Counter:

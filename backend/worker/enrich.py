@@ -20,7 +20,7 @@ What counts where in ``stats_hourly``: every stored click counts exactly once, a
 - ``clicks``, billable: a human's click with no flag; ``unique_clicks``: those that were the
   visitor's first on the link that day;
 - ``bot_clicks``: a bot's click (a ``bot:`` flag, ``clicks.is_bot``);
-- ``flagged_clicks``: a human's click flagged ``duplicate`` or ``rate_limited:*``. Billing a
+- ``flagged_clicks``: a human's click flagged ``duplicate*`` or ``rate_limited:*``. Billing a
   double-click or a click storm would pay for nothing; hiding them would hide the abuse.
 A conversion always counts with its revenue. Crediting a bot's click it earns no commission;
 an attributed conversion with any flag (its own or its click's) is marked ``review`` and stays
@@ -64,6 +64,9 @@ from backend.quality.flags import Flag
 from backend.quality.windows import (
     DUPLICATE,
     PREFIX_BURST,
+    PREFIX_DUPLICATE,
+    PREFIX_RATE_LIMITED_LINK,
+    PREFIX_RATE_LIMITED_PARTNER,
     RATE_LIMITED_LINK,
     RATE_LIMITED_PARTNER,
     UNIQUE,
@@ -226,12 +229,27 @@ def flag_partner_rate(agent: str, bits: int) -> str:
     return Flag.RATE_LIMITED_PARTNER if bits & RATE_LIMITED_PARTNER else ""
 
 
+def flag_prefix_duplicate(agent: str, bits: int) -> str:
+    return Flag.PREFIX_DUPLICATE if bits & PREFIX_DUPLICATE else ""
+
+
+def flag_prefix_link_rate(agent: str, bits: int) -> str:
+    return Flag.PREFIX_RATE_LIMITED_LINK if bits & PREFIX_RATE_LIMITED_LINK else ""
+
+
+def flag_prefix_partner_rate(agent: str, bits: int) -> str:
+    return Flag.PREFIX_RATE_LIMITED_PARTNER if bits & PREFIX_RATE_LIMITED_PARTNER else ""
+
+
 ClickCheck = Callable[[str, int], str]
 CLICK_CHECKS: tuple[ClickCheck, ...] = (
     agent_flags,
     flag_duplicate,
     flag_link_rate,
     flag_partner_rate,
+    flag_prefix_duplicate,
+    flag_prefix_link_rate,
+    flag_prefix_partner_rate,
 )
 
 
@@ -406,6 +424,7 @@ class Enricher:
                         click.link_id,
                         click.partner_id,
                         click.visitor_hash,
+                        click.ip_prefix,
                     )
             elif isinstance(event, _IMPRESSIONS):
                 if event.link_id not in links:
