@@ -66,6 +66,7 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA secure_delete=ON")  # deleted rows are zeroed, not left in free space
         cursor.close()
 
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
@@ -91,6 +92,18 @@ def _connected(
 ) -> R:
     with engine.connect() as connection:
         return work(connection, *args, **kwargs)
+
+
+def _truncate_wal(engine: Engine) -> bool:
+    """Outside any transaction (a checkpoint cannot run in one): the driver's own connection."""
+    connection = engine.raw_connection()
+    try:
+        busy, _, _ = connection.driver_connection.execute(  # type: ignore[union-attr]
+            "PRAGMA wal_checkpoint(TRUNCATE)"
+        ).fetchone()
+    finally:
+        connection.close()
+    return not busy
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +172,17 @@ class Database:
                 return await connection.run_sync(work, *args, **kwargs)
         async with self._bulk_read_turn:  # its pool holds one connection
             return await asyncio.to_thread(partial(_connected, engine, work, *args, **kwargs))
+
+    async def truncate_wal(self) -> bool:
+        """SQLite: copy the write-ahead log into the database file and empty it, so that what was
+        deleted (zeroed in the file by ``secure_delete``) is not left in the log's older pages.
+        Waits for readers up to the busy timeout; False if they kept it from finishing. Nothing
+        to do on PostgreSQL."""
+        engine = self.bulk_engine
+        if engine is None:
+            return True
+        async with self._bulk_turn:
+            return await asyncio.to_thread(_truncate_wal, engine)
 
     @asynccontextmanager
     async def session(self, *, write: bool = False) -> AsyncIterator[AsyncSession]:

@@ -176,19 +176,13 @@ def click_event(
         agent.is_bot,
         False,  # unique or not: the worker asks Redis
         agent.flags,
-    )
-
-
-def _owners_and_visitor(link: LinkInfo, visitor: Visitor) -> tuple[int, int, int, int, str, str]:
-    """The columns a click's and an impression's rows share after their id and time."""
-    return (
-        link.id,
-        link.partner_id,
-        link.campaign_id,
-        link.merchant_id,
         visitor.ip_prefix,
-        visitor.visitor_hash,
     )
+
+
+def _owners_and_visitor(link: LinkInfo, visitor: Visitor) -> tuple[int, int, int, int, str]:
+    """The columns a click's and an impression's rows share after their id and time."""
+    return (link.id, link.partner_id, link.campaign_id, link.merchant_id, visitor.visitor_hash)
 
 
 def _five(params: Mapping[str, str], keys: tuple[str, ...]) -> Five:
