@@ -6,6 +6,7 @@ address down to 256 candidates)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from sqlalchemy import Connection, func, inspect, select
 
 from backend.app import create_app
 from backend.db.engine import Database
-from backend.db.models import Click, Conversion
+from backend.db.models import Click, Conversion, Impression, RejectedEventRow
 from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
@@ -156,3 +157,69 @@ async def aof_rewrite_finished(redis: Redis, timeout_s: float = 10.0) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"the append-only file rewrite took over {timeout_s} s")
+
+
+PRIVATE = "ann%40mail.example&token=s3cret"  # what a page's query string or a shop may carry
+
+
+async def test_referrers_and_pages_keep_their_origin_and_path_only(
+    client: AsyncTestClient[Any], programme: Programme, consumer: StreamConsumer, database: Database
+) -> None:
+    """The query string and fragment of a Referer (emails, tokens), and user info, are cut at
+    the edge: a publisher's page may send its whole URL, whatever the snippet does."""
+    code = programme.link["code"]
+    await follow_link(
+        client, code, {**BROWSER_HEADERS, "Referer": f"https://blog.example/post?e={PRIVATE}#x"}
+    )
+    response = await client.get(
+        f"/c/{code}",
+        params={"ct_page": f"/reviews/best?e={PRIVATE}"},
+        headers={**BROWSER_HEADERS, "Referer": "https://user:pass@blog.example/?e=1"},
+    )
+    assert response.status_code == 302
+    await client.post(
+        "/e",
+        json={"p": programme.partner["key"], "events": [{"l": code}]},
+        headers={**BROWSER_HEADERS, "Referer": f"https://blog.example/article?e={PRIVATE}"},
+    )
+    assert await consumer.drain() == 3
+
+    async with database.session() as session:
+        clicks = (await session.execute(select(Click.referrer_url, Click.referrer_host))).all()
+        pages = (await session.scalars(select(Impression.page_url))).all()
+    assert sorted(clicks) == [
+        ("https://blog.example/post", "blog.example"),
+        ("https://blog.example/reviews/best", "blog.example"),
+    ]
+    assert pages == ["https://blog.example/article"]
+
+
+async def test_rejected_events_keep_only_the_fields_the_edge_reads(
+    client: AsyncTestClient[Any], programme: Programme, consumer: StreamConsumer, database: Database
+) -> None:
+    """A refused click keeps its path, a refused pixel or beacon the fields the edge reads:
+    enough to see what was wrong, not the rest of what came along."""
+    await client.get(f"/c/nolink?sub1={PRIVATE}&to=https://shop.example/?e={PRIVATE}")
+    await client.get(f"/p.gif?m=mk_unknown&oid=A-1&amt=9&email={PRIVATE}")
+    merchant = programme.merchant["key"]
+    beacon = {"t": "conversion", "oid": "A-2", "amt": "nine", "email": PRIVATE}
+    await client.post("/e", json={"m": merchant, "events": [beacon], "page": PRIVATE})
+    await client.post("/e", json={"m": "mk_unknown", "events": [beacon]})
+    await client.post("/e", content=f'{{"m": "{merchant}", "email": "{PRIVATE}"'.encode())
+    await consumer.drain()
+
+    async with database.session() as session:
+        rejected = (
+            await session.execute(select(RejectedEventRow.reason, RejectedEventRow.payload))
+        ).all()
+    kept = {"t": "conversion", "oid": "A-2", "amt": "nine"}
+    assert sorted((reason, payload) for reason, payload in rejected) == [
+        ("invalid_amount", json.dumps(kept, separators=(",", ":"))),
+        ("invalid_event", ""),  # not JSON: nothing is kept
+        ("unknown_link", "/c/nolink"),
+        ("unknown_merchant", "m=mk_unknown&oid=A-1&amt=9"),
+        (
+            "unknown_merchant",
+            json.dumps({"m": "mk_unknown", "events": [kept]}, separators=(",", ":")),
+        ),
+    ]

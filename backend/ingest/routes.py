@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import msgspec
 from litestar import Litestar
@@ -29,6 +29,7 @@ from backend.ingest.edge import (
     build_click,
     build_conversion,
     build_impression,
+    read_fields,
     rejected,
 )
 from backend.ingest.stream_writer import StreamWriter
@@ -112,8 +113,8 @@ async def click_redirect(ingest: Ingest, code: str, scope: Scope, send: Send) ->
         link = await ingest.catalog.link_by_code(code)
     if link is None:
         rejection = Rejection(RejectReason.UNKNOWN_LINK, "code", "no link has this code")
-        request = f"{scope['path']}?{scope['query_string'].decode('latin-1')}"
-        await ingest.queue(rejected(Source.REDIRECT, rejection, request, now_ms()))
+        # The path names the code; the query string is the visitor's (sub-ids, a deep link).
+        await ingest.queue(rejected(Source.REDIRECT, rejection, scope["path"], now_ms()))
         await respond(
             send,
             404,
@@ -156,7 +157,7 @@ async def conversion_pixel(ingest: Ingest, scope: Scope, send: Send) -> None:
     try:
         event = await build_conversion(ingest.catalog, params, Source.PIXEL, visitor, at_ms)
     except Rejection as rejection:
-        event = rejected(Source.PIXEL, rejection, scope["query_string"].decode("latin-1"), at_ms)
+        event = rejected(Source.PIXEL, rejection, urlencode(read_fields(params)), at_ms)
     await ingest.queue(event)
     await respond(send, 200, _GIF_HEADERS, GIF)
 
@@ -241,8 +242,7 @@ async def event_beacon(ingest: Ingest, scope: Scope, receive: Receive, send: Sen
                     ingest.catalog, partner.id, fields, visitor, page, at_ms
                 )
     except Rejection as rejection:
-        payload = body.decode("utf-8", "replace")
-        await ingest.queue(rejected(Source.JS, rejection, payload, at_ms))
+        await ingest.queue(rejected(Source.JS, rejection, _read_envelope(body), at_ms))
         await _json(send, 400, {"errors": [_error(None, rejection)]}, allowed)
         return
     queued: list[QueuedEvent] = []
@@ -254,7 +254,8 @@ async def event_beacon(ingest: Ingest, scope: Scope, receive: Receive, send: Sen
             queued.append(await build(fields))
         except Rejection as rejection:
             errors.append(_error(index, rejection))
-            payload = msgspec.json.encode(fields).decode()
+            kept = read_fields(fields) if isinstance(fields, dict) else None
+            payload = msgspec.json.encode(kept).decode()
             queued.append(rejected(Source.JS, rejection, payload, at_ms))
     await ingest.queue(*queued)
     await _json(send, 202, {"accepted": len(queued) - len(errors), "errors": errors}, allowed)
@@ -280,6 +281,21 @@ def _envelope(body: bytes) -> tuple[str, str, list[object]]:
                 raise Rejection(RejectReason.FIELD_TOO_LONG, field, f"longer than {MAX_KEY}")
             return field, key, events
     raise Rejection(RejectReason.MISSING_FIELD, "m", "a merchant (m) or partner (p) key")
+
+
+def _read_envelope(body: bytes) -> str:
+    """What a refused beacon keeps of its body: its key and its events' ``read_fields``; of a
+    body that is not a JSON object, nothing."""
+    try:
+        envelope = _beacon_decoder.decode(body)
+    except msgspec.DecodeError:
+        return ""
+    if not isinstance(envelope, dict):
+        return ""
+    kept = read_fields(envelope)
+    if isinstance(events := envelope.get("events"), list):
+        kept["events"] = [read_fields(e) if isinstance(e, dict) else None for e in events]
+    return msgspec.json.encode(kept).decode()
 
 
 async def _preflight(
