@@ -5,24 +5,27 @@ address down to 256 candidates)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 from sqlalchemy import Connection, func, inspect, select
 
 from backend.app import create_app
 from backend.db.engine import Database
 from backend.db.models import Click, Conversion, Impression, RejectedEventRow
+from backend.erasure import rewrite_append_only_file
+from backend.ingest.visitor import DAY_S, SALT_GRACE_S, DailySalt, forget_past_salts
 from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
+from backend.worker.main import forget_job, worker_options
 from tests.support import BROWSER_HEADERS, Programme, follow_link
 
 CLIENT_V4 = "198.51.100.77"
@@ -94,7 +97,7 @@ async def test_client_addresses_are_nowhere_after_a_journey(
         haystacks["database"] = b"".join(
             path.read_bytes() for path in db_file.parent.glob(db_file.name + "*")
         )
-    await rewrite_append_only_file(redis)
+    assert await rewrite_append_only_file(redis)
     for path in [*settings.var_dir.rglob("*"), *redis_server.directory.rglob("*")]:
         if path.is_file():
             haystacks[str(path)] = path.read_bytes()
@@ -136,27 +139,6 @@ async def test_privacy_signals_keep_the_cookie_off_the_device(
             "set-cookie"
             in (await other.get(url, headers={**BROWSER_HEADERS, "sec-gpc": "1"})).headers
         )
-
-
-async def rewrite_append_only_file(redis: Redis) -> None:
-    """Rewrite the AOF from what Redis holds now, waiting out a rewrite Redis started itself."""
-    for _ in range(2):
-        await aof_rewrite_finished(redis)
-        try:
-            await redis.bgrewriteaof()  # type: ignore[no-untyped-call]
-        except ResponseError:  # an automatic rewrite began in between: wait it out, ask again
-            continue
-        await aof_rewrite_finished(redis)
-        return
-    raise AssertionError("Redis kept rewriting its append-only file on its own")
-
-
-async def aof_rewrite_finished(redis: Redis, timeout_s: float = 10.0) -> None:
-    for _ in range(int(timeout_s / 0.05)):
-        if not (await redis.info("persistence"))["aof_rewrite_in_progress"]:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the append-only file rewrite took over {timeout_s} s")
 
 
 PRIVATE = "ann%40mail.example&token=s3cret"  # what a page's query string or a shop may carry
@@ -223,3 +205,41 @@ async def test_rejected_events_keep_only_the_fields_the_edge_reads(
             json.dumps({"m": "mk_unknown", "events": [kept]}, separators=(",", ":")),
         ),
     ]
+
+
+async def test_a_past_days_salt_is_gone_from_redis_and_from_its_files(
+    redis: Redis, redis_server: EmbeddedRedis
+) -> None:
+    """A salt expires with its day (a few minutes after); the daily job deletes the past ones
+    and has Redis rewrite its append-only file, which keeps them otherwise. Then the hashes of
+    that day cannot be recomputed from what is on disk."""
+    now = time.time()
+    today = await DailySalt(redis, clock=lambda: now).current()
+    tomorrow = await DailySalt(redis, clock=lambda: now + DAY_S).current()
+    assert today != tomorrow
+    end_of_today = (now // DAY_S + 1) * DAY_S
+    assert 0 < await redis.ttl(salt_key(now)) <= end_of_today + SALT_GRACE_S - now + 1
+    assert today in files_of(redis_server.directory)
+
+    assert await forget_past_salts(redis, now_s=now + DAY_S)
+
+    assert await redis.get(salt_key(now)) is None
+    on_disk = files_of(redis_server.directory)
+    assert today not in on_disk
+    assert tomorrow in on_disk  # the live one: every web process hashes with it
+
+
+def test_the_worker_forgets_past_salts_daily_after_midnight_utc(settings: Settings) -> None:
+    options = worker_options(settings, settings.redis_url)
+    (job,) = [job for job in options["cron_jobs"] if job.coroutine is forget_job]
+    assert (job.hour, job.minute, job.unique) == ({0}, {20}, True)
+    assert options["timezone"] is UTC
+
+
+def salt_key(at_s: float) -> str:
+    return f"ct:salt:{datetime.fromtimestamp(at_s, UTC):%Y-%m-%d}"
+
+
+def files_of(directory: Path) -> bytes:
+    """Every file's bytes under ``directory``."""
+    return b"".join(path.read_bytes() for path in directory.rglob("*") if path.is_file())
