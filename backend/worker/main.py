@@ -115,7 +115,7 @@ async def shutdown(ctx: Context) -> None:
 
 async def purge_job(ctx: Context) -> int:
     settings: Settings = ctx["settings"]
-    deleted = await purge_expired(ctx["database"], settings.retention_days)
+    deleted = await purge_expired(ctx["database"], ctx["redis"], settings.retention_days)
     log.info("retention purge deleted %d rows", deleted)
     return deleted
 
