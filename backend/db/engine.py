@@ -15,8 +15,9 @@ beside the file first (``backend.db.writer_lock``).
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from backend.db.writer_lock import WriterLock
+from backend.private_files import FILE_MODE
 
 BUSY_TIMEOUT_MS = 10_000
 P = ParamSpec("P")
@@ -76,6 +78,14 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
         connection.exec_driver_sql(begin)
 
 
+def _create_private(path: Path) -> None:
+    """SQLite creates a missing database file under the process's umask, and its write-ahead
+    log and the log's index with the file's mode: create it owner-only first (empty, which
+    SQLite takes for a new database)."""
+    with suppress(FileExistsError, FileNotFoundError):  # there already, or no directory for it
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE))
+
+
 def _in_transaction(
     engine: Engine,
     lock: WriterLock,
@@ -121,6 +131,7 @@ class Database:
     @classmethod
     def connect(cls, url: str) -> Database:
         if is_sqlite(url):
+            _create_private(Path(make_url(url).database or ""))
             return cls(
                 _sqlite_engine(url, immediate=False),
                 _sqlite_engine(url, immediate=True),
