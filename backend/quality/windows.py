@@ -12,10 +12,12 @@ For each event of a batch the script answers with a few bits:
   windows per network prefix (the /24 or /48), whatever the visitor: at least
   ``PREFIX_DUPLICATE_LIMIT`` clicks on the link from the prefix less than ``DUPLICATE_MS``
   before, more than ``PREFIX_LINK_LIMIT`` on the link within ``LINK_WINDOW_MS``, more than
-  ``PREFIX_PARTNER_LIMIT`` on the partner's links within ``PARTNER_WINDOW_MS``. A visitor is an
-  address and a user agent, so one address rotating user agents is a new visitor per click; its
-  prefix is not. The limits are five times a visitor's, and a prefix's duplicates need five
-  clicks in ten seconds, so the people behind one office or carrier NAT stay under them.
+  ``PREFIX_PARTNER_LIMIT`` on the partner's links within ``PARTNER_WINDOW_MS`` (the link's, as
+  a visitor's, among the prefix's last ``PREFIX_PARTNER_LIMIT`` clicks on the partner). A
+  visitor is an address and a user agent, so one address rotating user agents is a new visitor
+  per click; its prefix is not. The limits are five times a visitor's, and a prefix's duplicates
+  need five clicks in ten seconds, so the people behind one office or carrier NAT stay under
+  them.
 - ``PREFIX_BURST``: more than ``PREFIX_LIMIT`` conversions from one network prefix for one
   merchant within ``PREFIX_WINDOW_MS``.
 
@@ -29,12 +31,17 @@ windows start afresh at midnight UTC anyway. Impressions keep a uniqueness hash 
 conversions a sorted set per (merchant, prefix) scored by time (they are few, and a prefix's
 window spans midnight).
 
-A prefix's clicks are kept in two hashes per (partner, UTC day), one value per prefix (its
-clicks on the partner's links) and one per prefix and link, of fixed-size entries, so that the
-n-th click before one is read at its offset: a busy prefix (a carrier's NAT, an abuser) costs no
-more per click than a quiet one. Like a visit, a prefix's windows start afresh at midnight UTC,
-and they expire ``REPLAY_GRACE_MS`` after their day: the prefix lives in Redis for the day
-only, and never next to a visitor hash in the database.
+A prefix's clicks on a partner's links are one value in a hash per (partner, UTC day): entries
+of two doubles, the click's key (its time in the day, then its visitor) and its link, in that
+order, so that one visitor's click on a link at one millisecond is one. The hash is read and
+written once per batch as visits are; a click is judged on the entries where they lie (it
+mostly goes last, and is judged by the few just before it, if any), the batch's own are
+appended to a string, and a window keeps its newest ``PREFIX_KEEP`` clicks, none more than the
+grace older than the newest one's window. This costs the script about what a visit does. The
+windows are heuristics kept in memory only: their writes go neither to the append-only file nor
+to replicas, and after a restart they start afresh. Like a visit's, they start afresh at
+midnight UTC, and they expire ``REPLAY_GRACE_MS`` after their day: the prefix lives in Redis
+for the day only, and never next to a visitor hash in the database.
 
 An event is judged by the entries before it in (time, 'link:id') order, not by whatever the
 value holds now, so a batch delivered again (a crash between commit and XACK) gets the same
@@ -61,8 +68,6 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from backend.ids import CLICK_ID_LENGTH
-
 UNIQUE = 1
 DUPLICATE = 2
 RATE_LIMITED_LINK = 4
@@ -85,7 +90,7 @@ REPLAY_GRACE_MS = 900_000
 PRUNE_FROM_RANK = 128  # sets are pruned once this many entries precede the new one
 KEEP_CLICKS = 2 * PARTNER_LIMIT  # a visit's window keeps its newest clicks, this many at least
 FIRST_LINKS = 16  # links a visit holds the first click id of; further ones have a hash per link
-PREFIX_KEEP_LINK, PREFIX_KEEP_PARTNER = 2 * PREFIX_LINK_LIMIT, 2 * PREFIX_PARTNER_LIMIT
+PREFIX_KEEP = 2 * PREFIX_PARTNER_LIMIT  # a prefix's window keeps its newest clicks, this many
 FIELDS_PER_CALL = 1000  # hash fields per HMGET or HSET, well within Lua's unpack limit
 
 DAY_MS = 86_400_000
@@ -95,12 +100,12 @@ _STRIDE = 7  # kind, id, time, then per kind: link, partner, visitor hash (click
 # or "" (clicks and conversions; impressions "")
 
 _SCRIPT = Template("""
+redis.replicate_commands()  -- effects, not the script, go to the AOF: some may be left out
 local events = cmsgpack.unpack(ARGV[1])
 
 -- The hashes the batch reads, each with one HMGET rather than a call per event: its name, the
--- fields asked and their values, the fields to write back and, for a visit hash or a prefix's,
--- the clicks placed per field since its value was last trimmed (for a visit, 0: a new value of
--- one click).
+-- fields asked and their values, the fields to write back and, for a visit hash, the clicks
+-- placed per visitor since its value was last trimmed (0: a new value of one click).
 local hashes = {}
 local named = {}  -- prefix -> number -> number -> hash, so names are not built per event
 local function hash_of(prefix, a, b, placing)
@@ -126,13 +131,15 @@ local function hash_of(prefix, a, b, placing)
   return hash
 end
 
--- A prefix's windows on a partner's links in a UTC day: ``keep`` and ``window_ms`` bound a
--- value, and the hash expires the grace after its day (counted from an event's time).
-local function prefix_hash_of(prefix, partner, day, keep, window_ms, at)
-  local hash = hash_of(prefix, partner, day, true)
-  if hash.keep == nil then
-    hash.keep, hash.window_ms = keep, window_ms
+-- The prefixes' windows on a partner's links in a UTC day, beside its visits: a hash that
+-- expires the grace after its day (counted from an event's time).
+local function prefixes_beside(visits, partner, day, at)
+  local hash = visits.prefixes
+  if hash == nil then
+    hash = hash_of('ct:n:', partner, day, false)
+    hash.added = {}  -- prefix -> the batch's entries so far (after the stored ones)
     hash.ttl_s = math.ceil(((day + 1) * $day_ms + $grace_ms - at) / 1000)
+    visits.prefixes = hash
   end
   return hash
 end
@@ -146,22 +153,7 @@ local function ask(hash, field)
   end
 end
 
-local link_fields = {}  -- prefix -> link -> the field of the prefix's window on the link
-local function link_field(network, link)
-  local of_network = link_fields[network]
-  if of_network == nil then
-    of_network = {}
-    link_fields[network] = of_network
-  end
-  local field = of_network[link]
-  if field == nil then
-    field = network .. ' ' .. link
-    of_network[link] = field
-  end
-  return field
-end
-
-local hash_of_event, on_link_of_event, on_partner_of_event = {}, {}, {}
+local hash_of_event, prefixes_of_event = {}, {}
 for i = 1, #events, $stride do
   local kind, _, at, of, partner, visitor, network = unpack(events, i, i + $stride - 1)
   if kind ~= $conversion then
@@ -170,15 +162,14 @@ for i = 1, #events, $stride do
     if kind == $click then
       hash = hash_of('ct:v:', partner, day, true)
       if network ~= '' then
-        local on_link = prefix_hash_of(
-          'ct:n:l:', partner, day, $prefix_keep_link, $link_window_ms, at
-        )
-        local on_partner = prefix_hash_of(
-          'ct:n:p:', partner, day, $prefix_keep_partner, $partner_window_ms, at
-        )
-        ask(on_link, link_field(network, of))
-        ask(on_partner, network)
-        on_link_of_event[i], on_partner_of_event[i] = on_link, on_partner
+        local prefixes = hash.prefixes or prefixes_beside(hash, partner, day, at)
+        local values = prefixes.values
+        if values[network] == nil then
+          values[network] = false
+          local fields = prefixes.fields
+          fields[#fields + 1] = network
+        end
+        prefixes_of_event[i] = prefixes
       end
     else
       hash = hash_of('ct:u:i:', day, of, false)
@@ -373,109 +364,167 @@ local function click(hash, visitor, id, at, link)
   return bits
 end
 
--- A prefix's windows: its clicks on the partner's links ('ct:n:p:', field: the prefix) or on
--- one link ('ct:n:l:', field: the prefix and the link), entries of one size (time, link, id cut
--- or padded to $id_width bytes) ('>ddc$id_width') in byte order, which for these whole
--- non-negative numbers is their numeric order.
-local id_padding = string.rep('\\0', $id_width)
-local function prefix_entry(at, link, id)
-  if #id ~= $id_width then
-    id = string.sub(id .. id_padding, 1, $id_width)
+-- A prefix's window: its clicks on a partner's links that UTC day, entries of two doubles
+-- ('>dd'): the click's key (its time in the day times 2^24 plus its visitor hash's last three
+-- bytes, so one visitor's click on a link at one millisecond is one, replayed or not) and its
+-- link, in that order. Its entries are the stored ones (``values``), then the batch's own
+-- (``added``); an entry is read where it lies.
+local function entry_of(stored, added, k)  -- the key and the link of the entry k (from 1)
+  local count = #stored / 16
+  if k > count then
+    return struct.unpack('>dd', added, 16 * (k - count) - 15)
   end
-  return struct.pack('>dd', at, link) .. id
+  return struct.unpack('>dd', stored, 16 * k - 15)
 end
 
-local function time_of(value, k)  -- the time of the entry k (from 0)
-  return (struct.unpack('>d', value, k * $prefix_entry_size + 1))
-end
-
--- Puts an entry in a window unless it is there already (a replay); returns the value and how
--- many entries precede it.
-local function place_entry(value, entry, at)
-  local count = #value / $prefix_entry_size
-  local k = count
+-- Puts a click in a window unless it is there (a replay); returns how many entries precede it.
+-- A click mostly goes after the last entry: ``prefix_click`` does that itself.
+local function place_click(prefixes, network, key, link)
+  local stored, added = prefixes.values[network] or '', prefixes.added[network]
+  local count = #stored / 16
+  local k, other, other_link = count + #added / 16, nil, nil
   while k > 0 do
-    local time = time_of(value, k - 1)
-    if time < at then
+    other, other_link = entry_of(stored, added, k)
+    if other < key or (other == key and other_link <= link) then
       break
-    end
-    if time == at then
-      local start = (k - 1) * $prefix_entry_size + 1
-      local other = string.sub(value, start, start + $prefix_entry_size - 1)
-      if other == entry then
-        return value, k - 1
-      end
-      if bytes_before(other, entry) then
-        break
-      end
     end
     k = k - 1
   end
-  if k == count then
-    return value .. entry, count
+  if k > 0 and other == key and other_link == link then
+    return k - 1
   end
-  local cut = k * $prefix_entry_size
-  return string.sub(value, 1, cut) .. entry .. string.sub(value, cut + 1), k
+  local entry = struct.pack('>dd', key, link)
+  if k >= count then
+    local cut = 16 * (k - count)
+    added = string.sub(added, 1, cut) .. entry .. string.sub(added, cut + 1)
+  else  -- among the stored ones (a late click): they become the batch's own
+    added = string.sub(stored, 1, 16 * k) .. entry .. string.sub(stored, 16 * k + 1) .. added
+    prefixes.values[network] = ''
+  end
+  prefixes.added[network] = added
+  return k
 end
 
--- The window with its newest ``keep`` entries, none older than the grace before the newest
--- one's window.
-local function kept_entries(value, keep, window_ms)
-  local count = #value / $prefix_entry_size
-  local oldest = time_of(value, count - 1) - window_ms - $grace_ms
-  local low, high = math.max(0, count - keep), count - 1
-  while low < high do
-    local middle = math.floor((low + high) / 2)
-    if time_of(value, middle) < oldest then
-      low = middle + 1
-    else
-      high = middle
+-- Whether ``key`` is of a click less than ``window_ms`` before ``at`` (both in their day).
+local function within(key, at, window_ms)
+  return key >= (at - window_ms + 1) * 16777216
+end
+
+-- A click's verdict from the up to $prefix_partner_limit entries just before it (at least
+-- $prefix_duplicate_limit). The partner's limit is read at its offset; the link's are looked
+-- for among the latest entries only when enough of them are recent enough.
+local function judge_prefix(stored, added, before, at, link)
+  local bits, horizon = 0, 0
+  if before >= $prefix_partner_limit then
+    local key = entry_of(stored, added, before - $prefix_partner_limit + 1)
+    if within(key, at, $partner_window_ms) then
+      bits = $prefix_rate_limited_partner
     end
   end
-  if low > 0 then
-    return string.sub(value, low * $prefix_entry_size + 1)
+  local fiftieth = before >= $prefix_link_limit
+    and entry_of(stored, added, before - $prefix_link_limit + 1)
+  local fifth = entry_of(stored, added, before - $prefix_duplicate_limit + 1)
+  if fiftieth and within(fiftieth, at, $link_window_ms) then
+    horizon = $link_window_ms
+  elseif within(fifth, at, $duplicate_ms) then
+    horizon = $duplicate_ms
+  else
+    return bits
   end
-  return value
-end
-
-local function put_entry(hash, field, entry, at)
-  local values, placed = hash.values, hash.placed
-  local times = placed[field]
-  if times == nil then
-    local writes = hash.writes
-    writes[#writes + 1] = field
-    times = 0
-  elseif times == hash.keep then  -- many clicks of one prefix in a batch cost no more each
-    values[field] = kept_entries(values[field], hash.keep, hash.window_ms)
-    times = 0
-  end
-  placed[field] = times + 1
-  local value, before = place_entry(values[field] or '', entry, at)
-  values[field] = value
-  return value, before
-end
-
--- Whether at least ``limit`` entries before the entry ``before`` are within ``window_ms``.
-local function crowded(value, before, limit, at, window_ms)
-  return before >= limit and at - time_of(value, before - limit) < window_ms
-end
-
-local function prefix_click(on_link, on_partner, network, id, at, link)
-  local entry = prefix_entry(at, link, id)
-  local bits = 0
-  local value, before = put_entry(on_link, link_field(network, link), entry, at)
-  if crowded(value, before, $prefix_duplicate_limit, at, $duplicate_ms) then
-    bits = bits + $prefix_duplicate
-  end
-  if crowded(value, before, $prefix_link_limit, at, $link_window_ms) then
-    bits = bits + $prefix_rate_limited_link
-  end
-  value, before = put_entry(on_partner, network, entry, at)
-  if crowded(value, before, $prefix_partner_limit, at, $partner_window_ms) then
-    bits = bits + $prefix_rate_limited_partner
+  local on_link = 0
+  local oldest, recent = (at - horizon + 1) * 16777216, (at - $duplicate_ms + 1) * 16777216
+  for k = before, math.max(1, before - $prefix_partner_limit + 1), -1 do
+    local key, other_link = entry_of(stored, added, k)
+    if key < oldest then
+      break
+    end
+    if other_link == link then
+      on_link = on_link + 1
+      if on_link == $prefix_duplicate_limit and key >= recent then
+        bits = bits + $prefix_duplicate
+      end
+      if on_link == $prefix_link_limit then
+        return bits + $prefix_rate_limited_link
+      end
+    end
   end
   return bits
 end
+
+-- The entries a window keeps from the first one returned: of its newest $prefix_keep, none
+-- older than the grace before the newest one's window.
+local function first_kept(stored, added)
+  local count = (#stored + #added) / 16
+  local newest = math.floor(entry_of(stored, added, count) / 16777216)
+  local oldest = (newest - $partner_window_ms - $grace_ms) * 16777216
+  local first = math.max(1, count - $prefix_keep + 1)
+  while entry_of(stored, added, first) < oldest do
+    first = first + 1
+  end
+  return first
+end
+
+local function prefix_click(prefixes, network, visitor, at, link)
+  at = at % $day_ms
+  local a, b, c = string.byte(visitor, -3, -1)
+  local key = at * 16777216 + ((a or 0) * 256 + (b or 0)) * 256 + (c or 0)
+  local stored, added = prefixes.values[network] or '', prefixes.added[network]
+  if added == nil then
+    added = ''
+    local writes = prefixes.writes
+    writes[#writes + 1] = network
+  end
+  local before = (#stored + #added) / 16
+  local last, last_link = 0, 0
+  if #added > 0 then
+    last, last_link = struct.unpack('>dd', added, #added - 15)
+  elseif before > 0 then
+    last, last_link = struct.unpack('>dd', stored, #stored - 15)
+  end
+  if last < key or (last == key and last_link < link) then  -- after the last entry: mostly
+    added = added .. struct.pack('>dd', key, link)
+    prefixes.added[network] = added
+  else
+    prefixes.added[network] = added
+    before = place_click(prefixes, network, key, link)
+    stored, added = prefixes.values[network] or '', prefixes.added[network]
+  end
+  local bits, fifth = 0, before >= $prefix_duplicate_limit
+    and entry_of(stored, added, before - $prefix_duplicate_limit + 1)
+  if before >= $prefix_link_limit or fifth and within(fifth, at, $duplicate_ms) then
+    bits = judge_prefix(stored, added, before, at, link)
+  end
+  if #added > 32 * $prefix_keep then  -- a prefix's many clicks in one batch
+    local all = stored .. added
+    prefixes.values[network] = ''
+    prefixes.added[network] = string.sub(all, 16 * first_kept('', all) - 15)
+  end
+  return bits
+end
+
+-- A window's value after the batch: the batch's entries appended, or the kept entries alone
+-- when stale entries make a quarter of it (and at least 8).
+local function stored_window(stored, added)
+  if added == '' then
+    return stored  -- replays only
+  end
+  local first = stored ~= '' and stored or added
+  local newest = math.floor(struct.unpack('>d', added, #added - 15) / 16777216)
+  local count = (#stored + #added) / 16
+  if count <= $prefix_keep
+      and struct.unpack('>d', first) >= (newest - $partner_window_ms - $grace_ms) * 16777216 then
+    return stored .. added  -- nothing stale
+  end
+  local kept = first_kept(stored, added)
+  if kept <= math.max(8, count / 4) then
+    return stored .. added
+  end
+  return string.sub(stored .. added, 16 * kept - 15)
+end
+
+-- A value this long keeps a prefixes' hash a hash table: Redis keeps a hash of short values
+-- as a list, searched field by field, until it has 512.
+local hash_table_marker = string.rep('-', 1024)
 
 -- A conversion's entry in the sorted set of its (merchant, prefix): how many precede it.
 local function place_in_set(key, member, at, window_ms)
@@ -496,9 +545,9 @@ for i = 1, #events, $stride do
   local bits = 0
   if kind == $click then
     bits = click(hash_of_event[i], visitor, id, at, of)
-    local on_link = on_link_of_event[i]
-    if on_link then
-      bits = bits + prefix_click(on_link, on_partner_of_event[i], network, id, at, of)
+    local prefixes = prefixes_of_event[i]
+    if prefixes then
+      bits = bits + prefix_click(prefixes, network, visitor, at, of)
     end
   elseif kind == $impression then
     bits = first_seen(hash_of_event[i], visitor, id)
@@ -517,13 +566,16 @@ for i = 1, #events, $stride do
 end
 
 for _, hash in ipairs(hashes) do
-  local writes, placed, keep = hash.writes, hash.placed, hash.keep
-  if keep then  -- a prefix's hash: its writes are its fields, each gets its value now
-    local values, window_ms = hash.values, hash.window_ms
+  local writes, placed, added = hash.writes, hash.placed, hash.added
+  if added then  -- a prefixes' hash: its writes are its prefixes, each gets its window now
+    local values = hash.values
     for j = #writes, 1, -1 do
-      local field = writes[j]
-      writes[2 * j - 1], writes[2 * j] = field, kept_entries(values[field], keep, window_ms)
+      local network = writes[j]
+      writes[2 * j - 1] = network
+      writes[2 * j] = stored_window(values[network] or '', added[network])
     end
+    writes[#writes + 1], writes[#writes + 2] = '', hash_table_marker
+    redis.set_repl(redis.REPL_NONE)  -- in memory only
   elseif placed then  -- a visit hash's writes are its visitors: each gets its value now
     local values = hash.values
     for j = #writes, 1, -1 do
@@ -538,8 +590,9 @@ for _, hash in ipairs(hashes) do
   for from = 1, #writes, 2 * $per_call do
     redis.call('HSET', hash.name, unpack(writes, from, math.min(from + 2 * $per_call - 1, #writes)))
   end
-  if keep then
+  if added then
     redis.call('EXPIRE', hash.name, hash.ttl_s)
+    redis.set_repl(redis.REPL_ALL)
   else
     redis.call('EXPIRE', hash.name, $unique_ttl_s)
   end
@@ -560,10 +613,7 @@ return answers
     prefix_duplicate_limit=PREFIX_DUPLICATE_LIMIT,
     prefix_link_limit=PREFIX_LINK_LIMIT,
     prefix_partner_limit=PREFIX_PARTNER_LIMIT,
-    prefix_keep_link=PREFIX_KEEP_LINK,
-    prefix_keep_partner=PREFIX_KEEP_PARTNER,
-    prefix_entry_size=16 + CLICK_ID_LENGTH,
-    id_width=CLICK_ID_LENGTH,
+    prefix_keep=PREFIX_KEEP,
     unique_ttl_s=UNIQUE_TTL_S,
     grace_ms=REPLAY_GRACE_MS,
     ttl_extra_s=REPLAY_GRACE_MS // 1000,
