@@ -271,9 +271,9 @@ async def test_click_and_conversion_through_nginx_count_under_the_visitors_prefi
         try:
             click_prefixes = {
                 prefix
-                async for key in redis.scan_iter("ct:n:p:*")
+                async for key in redis.scan_iter("ct:n:*")
                 async for prefix, _ in redis.hscan_iter(key)
-            }
+            } - {b""}  # the field that keeps the hash a hash table
             conversion_windows = [key async for key in redis.scan_iter("ct:w:x:*")]
         finally:
             await redis.aclose()

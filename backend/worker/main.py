@@ -121,8 +121,8 @@ async def purge_job(ctx: Context) -> int:
 
 
 async def forget_job(ctx: Context) -> bool:
-    """After midnight UTC: yesterday's salt (and the quality windows that held network
-    prefixes) off Redis's disk too."""
+    """After midnight UTC: yesterday's salt off Redis's disk too, with the acknowledged stream
+    entries (visitor hashes, network prefixes) that the append-only file still holds."""
     return await forget_past_salts(ctx["redis"])
 
 
