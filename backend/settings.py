@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from backend.logs import LogFormat
+from backend.private_files import private_directory, private_opener
 
 PREFIX = "CLICKTRAIL_"
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -120,10 +121,10 @@ def _development_secret(var_dir: Path) -> str:
     path = var_dir / "secret_key"
     if path.exists():
         return path.read_text().strip()
-    var_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
-    path.write_text(secret)
-    path.chmod(0o600)
+    # "x": owner-only from its creation, and another process's file is never overwritten
+    with open(private_directory(var_dir) / "secret_key", "x", opener=private_opener) as file:
+        file.write(secret)
     return secret
 
 

@@ -1,10 +1,12 @@
 """The README's first command, for real: ``clicktrail run`` starts embedded Redis, migrates,
-runs web and worker as processes; a click and a conversion sent over HTTP reach the stats."""
+runs web and worker as processes; a click and a conversion sent over HTTP reach the stats, and
+what it keeps under var/ is the owner's only."""
 
 from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -130,6 +132,12 @@ def test_clicktrail_run_end_to_end(tmp_path: Path) -> None:
             1000,
         )
         assert worker_threads_cpus(process.pid) == expected_worker_cpus()
+        # The database, its log, Redis's files, the secret: nobody else's to read.
+        var = tmp_path / "var"
+        assert stat.S_IMODE(var.stat().st_mode) == 0o700
+        readable = [str(path) for path in var.rglob("*") if path.stat().st_mode & 0o077]
+        assert readable == []
+        assert {"clicktrail.db", "secret_key", "redis.log"} <= {p.name for p in var.iterdir()}
     finally:
         process.send_signal(signal.SIGINT)
         try:

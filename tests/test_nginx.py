@@ -213,17 +213,19 @@ def test_config_as_shipped_passes_nginx_t(nginx_binary: Path, tmp_path: Path) ->
     check_config(make_prefix(tmp_path), CONF)
 
 
-async def test_click_and_conversion_through_nginx_store_the_visitors_prefix(
+async def test_click_and_conversion_through_nginx_count_under_the_visitors_prefix(
     edge: Edge, store: Store
 ) -> None:
-    """The whole journey through nginx; the stored prefix is the visitor's, not nginx's.
+    """The whole journey through nginx; the prefix the quality windows count is the visitor's,
+    not nginx's.
 
     The app believes X-Forwarded-For from loopback, and here the visitor is on loopback too
     (127.1.2.3), so the app would walk past the visitor's own address to whatever the visitor
     put to its left. nginx sets the header to the connecting address instead of appending, so
     a forged ``X-Forwarded-For: 203.0.113.9`` must not reach the app: both clicks, the one with
-    the forged header included, and both conversions must carry 127.1.2.0/24, which is neither
-    nginx's own prefix (127.0.0.0/24) nor the forged one.
+    the forged header included, and both conversions must count under 127.1.2.0/24 in Redis
+    (the database keeps no prefix), which is neither nginx's own prefix (127.0.0.0/24) nor the
+    forged one, and both clicks are one visitor.
     """
     async with client_from(edge, VISITOR) as visitor:
         programme = await make_programme(visitor, store.database)  # the API, through nginx
@@ -258,12 +260,27 @@ async def test_click_and_conversion_through_nginx_store_the_visitors_prefix(
 
         await store.consumer.drain()
         async with store.database.session() as session:
-            clicks = dict((await session.execute(select(Click.click_id, Click.ip_prefix))).all())
-            conversions = dict(
-                (await session.execute(select(Conversion.order_id, Conversion.ip_prefix))).all()
+            visitors = dict(
+                (await session.execute(select(Click.click_id, Click.visitor_hash))).all()
             )
-        assert clicks == {plain_click: VISITOR_PREFIX, forged_click: VISITOR_PREFIX}
-        assert conversions == {"NGX-1": VISITOR_PREFIX, "NGX-2": VISITOR_PREFIX}
+            orders = (await session.scalars(select(Conversion.order_id))).all()
+        assert set(orders) == {"NGX-1", "NGX-2"}
+        assert visitors.keys() == {plain_click, forged_click}
+        assert visitors[plain_click] == visitors[forged_click]
+        redis = connect(edge.settings.redis_url)
+        try:
+            click_prefixes = {
+                prefix
+                async for key in redis.scan_iter("ct:n:*")
+                async for prefix, _ in redis.hscan_iter(key)
+            } - {b""}  # the field that keeps the hash a hash table
+            conversion_windows = [key async for key in redis.scan_iter("ct:w:x:*")]
+        finally:
+            await redis.aclose()
+        assert click_prefixes == {VISITOR_PREFIX.encode()}
+        assert conversion_windows == [
+            f"ct:w:x:{programme.merchant['id']}:{VISITOR_PREFIX}".encode()
+        ]
 
         stats = await visitor.get("/api/v1/stats", headers=programme.headers)
         totals = stats.json()["totals"]

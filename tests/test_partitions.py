@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import text
 
 from backend.db.engine import Database
@@ -160,7 +161,7 @@ async def test_a_redelivered_batch_across_partitions_inserts_nothing_twice(
 
 
 async def test_retention_drops_whole_old_partitions_and_deletes_rows_of_the_boundary_month(
-    postgres: Database, programme: Programme, consumer: StreamConsumer
+    postgres: Database, programme: Programme, consumer: StreamConsumer, redis: Redis
 ) -> None:
     now = now_ms()
     retention_days = 60
@@ -170,7 +171,7 @@ async def test_retention_drops_whole_old_partitions_and_deletes_rows_of_the_boun
     await write_batch(postgres, await consumer._enricher.prepare(events_at(programme, *times)))
     old_months = {month_of(now - 130 * DAY_MS), month_of(now - 100 * DAY_MS)}
 
-    deleted = await purge_expired(postgres, retention_days, now_ms=now)
+    deleted = await purge_expired(postgres, redis, retention_days, now_ms=now)
 
     assert deleted == 3 * 2  # three clicks and three impressions older than the cutoff
     async with postgres.writing() as connection:

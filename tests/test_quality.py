@@ -27,6 +27,8 @@ from backend.events import (
 )
 from backend.ids import new_event_id
 from backend.ingest.visitor import describe_visitor
+from backend.quality.flags import Flag
+from backend.quality.windows import PREFIX_DUPLICATE_LIMIT, PREFIX_LINK_LIMIT
 from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.enrich import Counts, Prepared, RollupKey
@@ -179,6 +181,46 @@ async def test_more_than_fifty_clicks_on_a_partners_links_in_an_hour_are_rate_li
     await deliver(redis, settings, consumer, events)
 
     assert await click_flags(database) == [""] * 50 + ["rate_limited:partner", ""]
+
+
+async def test_one_address_rotating_user_agents_is_flagged_by_its_network_prefix(
+    client: AsyncTestClient[Any], programme: Programme, consumer: StreamConsumer, database: Database
+) -> None:
+    """Every user agent makes a new visitor, unique and billable to the visitor's windows; the
+    address's /24 counts them all: more than fifty in ten minutes (and, at this pace, more than
+    five in ten seconds) are flagged and not billed."""
+    for number in range(60):
+        agent = BROWSER.replace("Chrome/120.0.0.0", f"Chrome/120.0.{number}.0")
+        headers = {**BROWSER_HEADERS, "User-Agent": agent, "X-Forwarded-For": "198.51.100.77"}
+        await follow_link(client, programme.link["code"], headers)
+    await consumer.drain()
+
+    async with database.session() as session:
+        stored = await session.scalars(select(Click.flags).order_by(Click.click_id))
+    flags = [set(flag.split(",")) - {""} for flag in stored]
+    assert len(flags) == 60
+    assert all(not flag for flag in flags[:PREFIX_DUPLICATE_LIMIT])
+    assert all(Flag.PREFIX_RATE_LIMITED_LINK in flag for flag in flags[PREFIX_LINK_LIMIT:])
+    assert set().union(*flags) <= {Flag.PREFIX_DUPLICATE, Flag.PREFIX_RATE_LIMITED_LINK}
+    billable = flags.count(set())
+    assert await click_totals(database) == (billable, billable, 0, 60 - billable)
+    assert billable <= PREFIX_LINK_LIMIT
+
+
+async def test_the_people_behind_one_nat_are_billed_at_a_normal_pace(
+    programme: Programme,
+    consumer: StreamConsumer,
+    database: Database,
+    redis: Redis,
+    settings: Settings,
+) -> None:
+    """Many visitors behind one address (an office, a carrier's NAT): a click every 15 s for an
+    hour, all billed."""
+    people = [Visitor("198.51.100.0/24", f"{n:032x}", BROWSER, True) for n in range(240)]
+    events = [click_at(programme, T0 + n * 15_000, person) for n, person in enumerate(people)]
+    await deliver(redis, settings, consumer, events)
+
+    assert await click_totals(database) == (240, 240, 0, 0)
 
 
 async def test_conversion_within_five_seconds_of_its_click_is_too_fast(
@@ -341,8 +383,9 @@ async def test_batch_prepared_again_after_its_commit_gets_the_same_flags_and_cou
         [
             "",
             "bot:not_browser,bot:no_accept_language",
-            *["duplicate"] * 9,
-            *["duplicate,rate_limited:link"] * 2,
+            *["duplicate"] * 4,
+            *["duplicate,duplicate:prefix"] * 5,  # six clicks within ten seconds from its prefix
+            *["duplicate,rate_limited:link,duplicate:prefix"] * 2,
         ],
         [
             ("", 0),

@@ -69,7 +69,6 @@ def _click(rng: random.Random, signer: ClickIdSigner, link: TargetLink, at_ms: i
         "partner_id": link.partner_id,
         "campaign_id": link.campaign_id,
         "merchant_id": link.merchant_id,
-        "ip_prefix": f"192.0.2.0/24#{rng.randrange(200)}",
         "visitor_hash": f"{rng.getrandbits(64):016x}",
         "device_class": rng.choice(DEVICES),
         "browser": rng.choice(BROWSERS),
@@ -129,7 +128,6 @@ def _conversion(
         "source": "pixel",
         "event_name": "purchase",
         "items_json": None,
-        "ip_prefix": "",
         "flags": "" if attributed else "unattributed",
         "verified": False,
     }

@@ -3,8 +3,10 @@
 Uniform toy traffic (one user agent, one visitor) flatters the caches and the uniqueness check;
 these pools give the mix a tracker sees: mostly browsers that send Accept-Language, some
 crawlers and scripts that do not, publishers' pages, search and social referrers and direct
-visits, and sub-ids and UTM tags the way affiliates fill them in. Addresses come from the
-documentation ranges (RFC 5737, RFC 3849), so nothing points at a real network.
+visits, and sub-ids and UTM tags the way affiliates fill them in. Addresses come from ranges
+reserved for benchmarks and documentation (RFC 2544, RFC 3849), so nothing points at a real
+network, and are spread over many networks, as a tracker's visitors are: the quality script
+counts clicks per network prefix too.
 """
 
 from __future__ import annotations
@@ -94,8 +96,8 @@ def _address(rng: random.Random) -> str:
     if rng.random() < 0.3:
         network, host = rng.randrange(1 << 32), rng.randrange(1, 0xFFFF)
         return f"2001:db8:{network >> 16:x}:{network & 0xFFFF:x}::{host:x}"
-    prefix = rng.choice(("192.0.2", "198.51.100", "203.0.113"))
-    return f"{prefix}.{rng.randrange(1, 255)}"
+    network = rng.randrange(512)  # a /24 of 198.18.0.0/15
+    return f"198.{18 + network // 256}.{network % 256}.{rng.randrange(1, 255)}"
 
 
 def browsers(rng: random.Random, count: int) -> list[Browser]:

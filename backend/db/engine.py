@@ -15,8 +15,9 @@ beside the file first (``backend.db.writer_lock``).
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from backend.db.writer_lock import WriterLock
+from backend.private_files import FILE_MODE
 
 BUSY_TIMEOUT_MS = 10_000
 P = ParamSpec("P")
@@ -66,6 +68,7 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA secure_delete=ON")  # deleted rows are zeroed, not left in free space
         cursor.close()
 
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
@@ -73,6 +76,14 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql(begin)
+
+
+def _create_private(path: Path) -> None:
+    """SQLite creates a missing database file under the process's umask, and its write-ahead
+    log and the log's index with the file's mode: create it owner-only first (empty, which
+    SQLite takes for a new database)."""
+    with suppress(FileExistsError, FileNotFoundError):  # there already, or no directory for it
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE))
 
 
 def _in_transaction(
@@ -93,6 +104,18 @@ def _connected(
         return work(connection, *args, **kwargs)
 
 
+def _truncate_wal(engine: Engine) -> bool:
+    """Outside any transaction (a checkpoint cannot run in one): the driver's own connection."""
+    connection = engine.raw_connection()
+    try:
+        busy, _, _ = connection.driver_connection.execute(  # type: ignore[union-attr]
+            "PRAGMA wal_checkpoint(TRUNCATE)"
+        ).fetchone()
+    finally:
+        connection.close()
+    return not busy
+
+
 @dataclass(frozen=True, slots=True)
 class Database:
     """The reader and writer engines of one database."""
@@ -108,6 +131,7 @@ class Database:
     @classmethod
     def connect(cls, url: str) -> Database:
         if is_sqlite(url):
+            _create_private(Path(make_url(url).database or ""))
             return cls(
                 _sqlite_engine(url, immediate=False),
                 _sqlite_engine(url, immediate=True),
@@ -159,6 +183,17 @@ class Database:
                 return await connection.run_sync(work, *args, **kwargs)
         async with self._bulk_read_turn:  # its pool holds one connection
             return await asyncio.to_thread(partial(_connected, engine, work, *args, **kwargs))
+
+    async def truncate_wal(self) -> bool:
+        """SQLite: copy the write-ahead log into the database file and empty it, so that what was
+        deleted (zeroed in the file by ``secure_delete``) is not left in the log's older pages.
+        Waits for readers up to the busy timeout; False if they kept it from finishing. Nothing
+        to do on PostgreSQL."""
+        engine = self.bulk_engine
+        if engine is None:
+            return True
+        async with self._bulk_turn:
+            return await asyncio.to_thread(_truncate_wal, engine)
 
     @asynccontextmanager
     async def session(self, *, write: bool = False) -> AsyncIterator[AsyncSession]:

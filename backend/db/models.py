@@ -187,7 +187,6 @@ class Click(Base):
     partner_id: Mapped[int] = mapped_column(Integer)
     campaign_id: Mapped[int] = mapped_column(Integer)
     merchant_id: Mapped[int] = mapped_column(Integer)
-    ip_prefix: Mapped[str] = mapped_column(String(64))
     visitor_hash: Mapped[str] = mapped_column(String(32))
     device_class: Mapped[str] = mapped_column(String(16))
     browser: Mapped[str] = mapped_column(String(32))
@@ -219,7 +218,6 @@ class Impression(Base):
     partner_id: Mapped[int] = mapped_column(Integer)
     campaign_id: Mapped[int] = mapped_column(Integer)
     merchant_id: Mapped[int] = mapped_column(Integer)
-    ip_prefix: Mapped[str] = mapped_column(String(64))
     visitor_hash: Mapped[str] = mapped_column(String(32))
     page_url: Mapped[str] = mapped_column(String(2048))
     is_bot: Mapped[bool] = mapped_column(Boolean)
@@ -251,7 +249,6 @@ class Conversion(Base):
     source: Mapped[str] = mapped_column(String(16))
     event_name: Mapped[str] = mapped_column(String(64))
     items_json: Mapped[str | None] = mapped_column(Text)
-    ip_prefix: Mapped[str] = mapped_column(String(64))
     flags: Mapped[str] = mapped_column(String(255))
     # Confirmed by a signed postback or a person; pixel and JS conversions start unverified.
     verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from backend.private_files import FILE_MODE
+
 
 class WriterLock:
     """The turn to write, across processes; one thread of a process uses it at a time."""
@@ -33,7 +35,7 @@ class WriterLock:
     def held(self) -> Iterator[None]:
         """Wait for the turn (blocking this thread, not the event loop), hold it, pass it on."""
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
             yield

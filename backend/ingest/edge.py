@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit
 
 import msgspec
 
@@ -36,6 +36,10 @@ MAX_KEY = 40
 MAX_AMOUNT = 32
 MAX_ITEMS_JSON = 8192
 MAX_EVENTS_PER_REQUEST = 100
+# The fields of a conversion or an impression the edge reads: all that a rejected one keeps of
+# what was sent (with the reason, enough to see what was wrong), never what else came along (a
+# shop's customer email, say).
+READ_FIELDS = frozenset({"m", "p", "t", "l", "oid", "amt", "cur", "clk", "ev", "items"})
 SUB_KEYS = ("sub1", "sub2", "sub3", "sub4", "sub5")
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 # The query fields the redirect and the pixel read; any other is ignored unread.
@@ -72,6 +76,21 @@ def rejected(source: Source, rejection: Rejection, payload: str, now_ms: int) ->
         detail=f"{rejection.field}: {rejection.detail}"[:500],
         payload=payload[:MAX_REJECTED_PAYLOAD].replace("\x00", "\ufffd"),
     )
+
+
+def read_fields(fields: Mapping[str, object]) -> dict[str, object]:
+    """``fields`` without those the edge does not read (``READ_FIELDS``)."""
+    return {name: value for name, value in fields.items() if name in READ_FIELDS}
+
+
+def origin_and_path(url: str) -> str:
+    """``url`` without its user info, query string and fragment, where emails, tokens and
+    session ids travel: what reports need of a referrer or a page. Not a URL: empty."""
+    scheme, separator, rest = url.partition("#")[0].partition("?")[0].partition("://")
+    if not separator:
+        return ""
+    host, slash, path = rest.partition("/")
+    return f"{scheme}://{host.rpartition('@')[2]}{slash}{path}"
 
 
 def _limited(params: Mapping[str, str], name: str, limit: int) -> str:
@@ -131,17 +150,16 @@ def build_click(
     landing = destination or link.destination_url
     click_id = signer.issue(link.id, now_ms)
     params = {name: without_controls(value) for name, value in params.items()}
-    referrer_url = without_controls(referrer)[:MAX_URL]
-    page = params.get("ct_page", "")
+    referrer_url = origin_and_path(without_controls(referrer))
+    page = params.get("ct_page", "")  # the snippet's path of the publisher's page
     if page.startswith("/") and referrer_url:
-        origin = urlsplit(referrer_url)
-        referrer_url = urlunsplit((origin.scheme, origin.netloc, page, "", ""))[:MAX_URL]
+        referrer_url = origin_and_path("/".join(referrer_url.split("/", 3)[:3]) + page)
     event = click_event(
         link,
         click_id,
         now_ms,
         visitor,
-        referrer_url,
+        referrer_url[:MAX_URL],
         landing[:MAX_URL],
         _five(params, SUB_KEYS),
         _five(params, UTM_KEYS),
@@ -180,19 +198,13 @@ def click_event(
         agent.is_bot,
         False,  # unique or not: the worker asks Redis
         agent.flags,
-    )
-
-
-def _owners_and_visitor(link: LinkInfo, visitor: Visitor) -> tuple[int, int, int, int, str, str]:
-    """The columns a click's and an impression's rows share after their id and time."""
-    return (
-        link.id,
-        link.partner_id,
-        link.campaign_id,
-        link.merchant_id,
         visitor.ip_prefix,
-        visitor.visitor_hash,
     )
+
+
+def _owners_and_visitor(link: LinkInfo, visitor: Visitor) -> tuple[int, int, int, int, str]:
+    """The columns a click's and an impression's rows share after their id and time."""
+    return (link.id, link.partner_id, link.campaign_id, link.merchant_id, visitor.visitor_hash)
 
 
 def _five(params: Mapping[str, str], keys: tuple[str, ...]) -> Five:
@@ -294,7 +306,8 @@ async def build_impression(
     link = await catalog.link_by_code(code)
     if link is None or link.partner_id != partner_id:
         raise Rejection(RejectReason.UNKNOWN_LINK, "l", "no link with this code for this partner")
-    return impression_event(link, new_event_id(now_ms), now_ms, visitor, page_url[:MAX_URL])
+    page = origin_and_path(without_controls(page_url))[:MAX_URL]
+    return impression_event(link, new_event_id(now_ms), now_ms, visitor, page)
 
 
 def impression_event(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 import msgspec
 from litestar import Litestar
@@ -32,6 +32,7 @@ from backend.ingest.edge import (
     build_click,
     build_conversion,
     build_impression,
+    read_fields,
     rejected,
 )
 from backend.ingest.stream_writer import StreamWriter
@@ -181,10 +182,10 @@ async def click_redirect(ingest: Ingest, code: str, scope: Scope, send: Send) ->
 
 
 async def _untracked(ingest: Ingest, scope: Scope, reason: RejectReason, detail: str) -> None:
-    """A visit through ``/c/`` that is not tracked as a click, kept as a rejected event."""
-    request = f"{scope['path']}?{scope['query_string'].decode('latin-1')}"
+    """A visit through ``/c/`` that is not tracked as a click, kept as a rejected event: the
+    path names the code; the query string is the visitor's (sub-ids, a deep link)."""
     await ingest.queue(
-        rejected(Source.REDIRECT, Rejection(reason, "code", detail), request, now_ms())
+        rejected(Source.REDIRECT, Rejection(reason, "code", detail), scope["path"], now_ms())
     )
 
 
@@ -197,7 +198,7 @@ async def conversion_pixel(ingest: Ingest, scope: Scope, send: Send) -> None:
     try:
         event = await build_conversion(ingest.catalog, params, Source.PIXEL, visitor, at_ms)
     except Rejection as rejection:
-        event = rejected(Source.PIXEL, rejection, scope["query_string"].decode("latin-1"), at_ms)
+        event = rejected(Source.PIXEL, rejection, urlencode(params), at_ms)
     await ingest.queue(event)
     await respond(send, 200, _GIF_HEADERS, GIF)
 
@@ -284,8 +285,7 @@ async def event_beacon(ingest: Ingest, scope: Scope, receive: Receive, send: Sen
                     ingest.catalog, partner.id, fields, visitor, page, at_ms
                 )
     except Rejection as rejection:
-        payload = body.decode("utf-8", "replace")
-        await ingest.queue(rejected(Source.JS, rejection, payload, at_ms))
+        await ingest.queue(rejected(Source.JS, rejection, _read_envelope(body), at_ms))
         await _json(send, 400, {"errors": [_error(None, rejection)]}, allowed)
         return
     queued: list[QueuedEvent] = []
@@ -304,7 +304,8 @@ async def event_beacon(ingest: Ingest, scope: Scope, receive: Receive, send: Sen
     for index, first, fields, count in refused.values():
         more = f" (and {count - 1} more events of this request)" if count > 1 else ""
         summary = Rejection(first.reason, f"events[{index}].{first.field}", first.detail + more)
-        payload = msgspec.json.encode(fields).decode()[:MAX_REFUSED_PAYLOAD]
+        kept = read_fields(fields) if isinstance(fields, dict) else None
+        payload = msgspec.json.encode(kept).decode()[:MAX_REFUSED_PAYLOAD]
         queued.append(rejected(Source.JS, summary, payload, at_ms))
     await ingest.queue(*queued)
     await _json(send, 202, {"accepted": accepted, "errors": errors}, allowed)
@@ -332,6 +333,21 @@ def _envelope(body: bytes) -> tuple[str, str, list[object]]:
                 raise Rejection(RejectReason.FIELD_TOO_LONG, field, f"longer than {MAX_KEY}")
             return field, key, events
     raise Rejection(RejectReason.MISSING_FIELD, "m", "a merchant (m) or partner (p) key")
+
+
+def _read_envelope(body: bytes) -> str:
+    """What a refused beacon keeps of its body: its key and its events' ``read_fields``; of a
+    body that is not a JSON object, nothing."""
+    try:
+        envelope = _beacon_decoder.decode(body)
+    except msgspec.DecodeError:
+        return ""
+    if not isinstance(envelope, dict):
+        return ""
+    kept = read_fields(envelope)
+    if isinstance(events := envelope.get("events"), list):
+        kept["events"] = [read_fields(e) if isinstance(e, dict) else None for e in events]
+    return msgspec.json.encode(kept).decode()
 
 
 async def _preflight(

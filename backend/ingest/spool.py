@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from backend.private_files import private_directory, private_opener
+
 _LENGTH = struct.Struct(">I")
 
 
@@ -41,9 +43,9 @@ class Spool:
 
     def append(self, payloads: list[bytes]) -> None:
         """Write and fsync one group of events (blocking; call it off the event loop)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_directory(self.directory)
         data = b"".join(_LENGTH.pack(len(p)) + p for p in payloads)
-        with self._lock, self.active.open("ab") as handle:
+        with self._lock, open(self.active, "ab", opener=private_opener) as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

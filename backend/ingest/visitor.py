@@ -2,8 +2,10 @@
 
 The client address is believed from X-Forwarded-For only when the peer is a trusted proxy. It
 never leaves this module raw: events carry the network prefix (/24 for IPv4, /48 for IPv6) and a
-visitor hash salted with a random value that rotates daily and lives only in Redis, with a TTL,
-so yesterday's hashes cannot be recomputed once the salt is gone.
+visitor hash salted with a random value that rotates daily and lives only in Redis, until its
+day is over, so yesterday's hashes cannot be recomputed once the salt is gone. Gone from disk
+too: a daily job deletes past salts and has Redis rewrite its append-only file, which would
+keep them otherwise.
 """
 
 from __future__ import annotations
@@ -13,19 +15,24 @@ import hashlib
 import ipaddress
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from litestar.types import Scope
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from backend.erasure import rewrite_append_only_file
 from backend.events import Visitor
 from backend.redis_client import REQUEST_TIMEOUT_S
 from backend.settings import IpNetwork
 
-SALT_TTL_S = 2 * 86_400
 SALT_RETRY_S = 10.0
+DAY_S = 86_400
+# A salt outlives its day by this much: a process whose clock is a little behind still finds it.
+SALT_GRACE_S = 300
+PAST_SALT_DAYS = 2  # the days before today whose salts the daily job deletes (an earlier
+# version kept them two days)
 _V4_PREFIX_MASK = (2**32 - 1) ^ (2**8 - 1)
 _V6_PREFIX_MASK = (2**128 - 1) ^ (2**80 - 1)
 MAX_USER_AGENT = 512
@@ -77,6 +84,10 @@ def network_prefix(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None
     return f"{ipaddress.IPv6Address(int(address) & _V6_PREFIX_MASK)}/48"
 
 
+def _salt_key(day: int) -> str:
+    return f"ct:salt:{datetime.fromtimestamp(day * DAY_S, UTC):%Y-%m-%d}"
+
+
 class DailySalt:
     """The salt of the current UTC day, shared by all processes through Redis.
 
@@ -86,16 +97,19 @@ class DailySalt:
     (or holding up) the request.
     """
 
-    def __init__(self, redis: Redis, retry_s: float = SALT_RETRY_S) -> None:
+    def __init__(
+        self, redis: Redis, retry_s: float = SALT_RETRY_S, clock: Callable[[], float] = time.time
+    ) -> None:
         self._redis = redis
         self._retry_s = retry_s
+        self._clock = clock
         self._day = -1  # the day of the salt fetched from Redis
         self._salt = b""
         self._local_day = -1  # the day of the local salt, while Redis does not answer
         self._next_try = 0.0
 
     async def current(self) -> bytes:
-        day = int(time.time() // 86_400)  # the UTC day number: cheap to compare per request
+        day = int(self._clock() // DAY_S)  # the UTC day number: cheap to compare per request
         if day != self._day and time.monotonic() >= self._next_try:
             try:
                 self._salt = await self._fetch(day)
@@ -108,13 +122,22 @@ class DailySalt:
         return self._salt
 
     async def _fetch(self, day: int) -> bytes:
-        key = f"ct:salt:{datetime.fromtimestamp(day * 86_400, UTC):%Y-%m-%d}"
+        key, expires = _salt_key(day), (day + 1) * DAY_S + SALT_GRACE_S
         async with asyncio.timeout(REQUEST_TIMEOUT_S):
-            await self._redis.set(key, secrets.token_bytes(32), nx=True, ex=SALT_TTL_S)
+            await self._redis.set(key, secrets.token_bytes(32), nx=True, exat=expires)
             stored = await self._redis.get(key)
         if not isinstance(stored, bytes):
             raise RedisError(f"{key} is gone")  # expired between the two commands
         return stored
+
+
+async def forget_past_salts(redis: Redis, now_s: float | None = None) -> bool:
+    """Delete the salts of the days before today (expired already, unless an earlier version
+    kept them) and have Redis rewrite its append-only file, where they stay until then; True
+    once that is done."""
+    today = int((time.time() if now_s is None else now_s) // DAY_S)
+    await redis.delete(*(_salt_key(today - back) for back in range(1, PAST_SALT_DAYS + 1)))
+    return await rewrite_append_only_file(redis)
 
 
 def describe_visitor(

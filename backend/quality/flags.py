@@ -20,6 +20,10 @@ class Flag(StrEnum):
     DUPLICATE = "duplicate"
     RATE_LIMITED_LINK = "rate_limited:link"
     RATE_LIMITED_PARTNER = "rate_limited:partner"
+    # The same, counted per network prefix: one address rotating user agents, say.
+    PREFIX_DUPLICATE = "duplicate:prefix"
+    PREFIX_RATE_LIMITED_LINK = "rate_limited:prefix_link"
+    PREFIX_RATE_LIMITED_PARTNER = "rate_limited:prefix_partner"
     # Conversions: attribution that failed (the conversion is stored unattributed).
     INVALID_CLICK_ID = "invalid_click_id"
     CLICK_LINK_DELETED = "click_link_deleted"

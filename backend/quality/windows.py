@@ -8,6 +8,16 @@ For each event of a batch the script answers with a few bits:
   visitor on the link within ``LINK_WINDOW_MS``, or more than ``PARTNER_LIMIT`` on the
   partner's links within ``PARTNER_WINDOW_MS``. Both are read from the partner's window, so
   the link's is judged among the visitor's last ``PARTNER_LIMIT`` clicks on the partner.
+- ``PREFIX_DUPLICATE``, ``PREFIX_RATE_LIMITED_LINK``, ``PREFIX_RATE_LIMITED_PARTNER``: the same
+  windows per network prefix (the /24 or /48), whatever the visitor: at least
+  ``PREFIX_DUPLICATE_LIMIT`` clicks on the link from the prefix less than ``DUPLICATE_MS``
+  before, more than ``PREFIX_LINK_LIMIT`` on the link within ``LINK_WINDOW_MS``, more than
+  ``PREFIX_PARTNER_LIMIT`` on the partner's links within ``PARTNER_WINDOW_MS`` (the link's, as
+  a visitor's, among the prefix's last ``PREFIX_PARTNER_LIMIT`` clicks on the partner). A
+  visitor is an address and a user agent, so one address rotating user agents is a new visitor
+  per click; its prefix is not. The limits are five times a visitor's, and a prefix's duplicates
+  need five clicks in ten seconds, so the people behind one office or carrier NAT stay under
+  them.
 - ``PREFIX_BURST``: more than ``PREFIX_LIMIT`` conversions from one network prefix for one
   merchant within ``PREFIX_WINDOW_MS``.
 
@@ -21,6 +31,18 @@ windows start afresh at midnight UTC anyway. Impressions keep a uniqueness hash 
 conversions a sorted set per (merchant, prefix) scored by time (they are few, and a prefix's
 window spans midnight).
 
+A prefix's clicks on a partner's links are one value in a hash per (partner, UTC day): entries
+of two doubles, the click's key (its time in the day, then its visitor) and its link, in that
+order, so that one visitor's click on a link at one millisecond is one. The hash is read and
+written once per batch as visits are; a click is judged on the entries where they lie (it
+mostly goes last, and is judged by the few just before it, if any), the batch's own are
+appended to a string, and a window keeps its newest ``PREFIX_KEEP`` clicks, none more than the
+grace older than the newest one's window. This costs the script about what a visit does. The
+windows are heuristics kept in memory only: their writes go neither to the append-only file nor
+to replicas, and after a restart they start afresh. Like a visit's, they start afresh at
+midnight UTC, and they expire ``REPLAY_GRACE_MS`` after their day: the prefix lives in Redis
+for the day only, and never next to a visitor hash in the database.
+
 An event is judged by the entries before it in (time, 'link:id') order, not by whatever the
 value holds now, so a batch delivered again (a crash between commit and XACK) gets the same
 answers whatever came after it, as long as it is replayed within ``REPLAY_GRACE_MS``. Event
@@ -31,10 +53,10 @@ older than the newest one's window, and a visit holds the first ids of ``FIRST_L
 ``KEEP_CLICKS - PARTNER_LIMIT`` later clicks of its visitor on the partner are in (within the
 grace: an abuser's) may be judged on fewer of the clicks before it.
 
-The script takes the whole batch inside one msgpack argument, six short values per event (the
-ids it is about and the visitor), and builds the key names itself: passed as separate
-arguments, three names per click cost redis-py more to pack than the script costs Redis to
-run. It therefore needs one Redis server, not a cluster (DESIGN §6 runs a single Redis with AOF).
+The script takes the whole batch inside one msgpack argument, seven short values per event (the
+ids it is about, the visitor and the network prefix), and builds the key names itself: passed as
+separate arguments, three names per click cost redis-py more to pack than the script costs Redis
+to run. It therefore needs one Redis server, not a cluster (DESIGN §6 runs a single Redis with AOF).
 """
 
 from __future__ import annotations
@@ -51,24 +73,34 @@ DUPLICATE = 2
 RATE_LIMITED_LINK = 4
 RATE_LIMITED_PARTNER = 8
 PREFIX_BURST = 16
+PREFIX_DUPLICATE = 32
+PREFIX_RATE_LIMITED_LINK = 64
+PREFIX_RATE_LIMITED_PARTNER = 128
 
 DUPLICATE_MS = 10_000
 LINK_LIMIT, LINK_WINDOW_MS = 10, 600_000
 PARTNER_LIMIT, PARTNER_WINDOW_MS = 50, 3_600_000
 PREFIX_LIMIT, PREFIX_WINDOW_MS = 5, 3_600_000
+# Per network prefix, in the visitor's windows (an office or a carrier's NAT is many people)
+PREFIX_DUPLICATE_LIMIT = 5
+PREFIX_LINK_LIMIT = 5 * LINK_LIMIT
+PREFIX_PARTNER_LIMIT = 5 * PARTNER_LIMIT
 UNIQUE_TTL_S = 2 * 86_400  # a day's uniqueness hash outlives its last write by this
 REPLAY_GRACE_MS = 900_000
 PRUNE_FROM_RANK = 128  # sets are pruned once this many entries precede the new one
 KEEP_CLICKS = 2 * PARTNER_LIMIT  # a visit's window keeps its newest clicks, this many at least
 FIRST_LINKS = 16  # links a visit holds the first click id of; further ones have a hash per link
+PREFIX_KEEP = 2 * PREFIX_PARTNER_LIMIT  # a prefix's window keeps its newest clicks, this many
 FIELDS_PER_CALL = 1000  # hash fields per HMGET or HSET, well within Lua's unpack limit
 
 DAY_MS = 86_400_000
 _CLICK, _IMPRESSION, _CONVERSION = 1, 2, 3
-_STRIDE = 6  # kind, id, time, then per kind: link, partner, visitor hash (click);
-# link, 0, visitor hash (impression); merchant, 0, network prefix or "" (conversion)
+_STRIDE = 7  # kind, id, time, then per kind: link, partner, visitor hash (click);
+# link, 0, visitor hash (impression); merchant, 0, "" (conversion); then the network prefix
+# or "" (clicks and conversions; impressions "")
 
 _SCRIPT = Template("""
+redis.replicate_commands()  -- effects, not the script, go to the AOF: some may be left out
 local events = cmsgpack.unpack(ARGV[1])
 
 -- The hashes the batch reads, each with one HMGET rather than a call per event: its name, the
@@ -76,7 +108,7 @@ local events = cmsgpack.unpack(ARGV[1])
 -- placed per visitor since its value was last trimmed (0: a new value of one click).
 local hashes = {}
 local named = {}  -- prefix -> number -> number -> hash, so names are not built per event
-local function hash_of(prefix, a, b, visits)
+local function hash_of(prefix, a, b, placing)
   local by_a = named[prefix]
   if by_a == nil then
     by_a = {}
@@ -90,7 +122,7 @@ local function hash_of(prefix, a, b, visits)
   local hash = by_b[b]
   if hash == nil then
     hash = {name = prefix .. a .. ':' .. b, fields = {}, values = {}, writes = {}}
-    if visits then
+    if placing then
       hash.placed = {}
     end
     by_b[b] = hash
@@ -99,23 +131,50 @@ local function hash_of(prefix, a, b, visits)
   return hash
 end
 
-local hash_of_event = {}
+-- The prefixes' windows on a partner's links in a UTC day, beside its visits: a hash that
+-- expires the grace after its day (counted from an event's time).
+local function prefixes_beside(visits, partner, day, at)
+  local hash = visits.prefixes
+  if hash == nil then
+    hash = hash_of('ct:n:', partner, day, false)
+    hash.added = {}  -- prefix -> the batch's entries so far (after the stored ones)
+    hash.ttl_s = math.ceil(((day + 1) * $day_ms + $grace_ms - at) / 1000)
+    visits.prefixes = hash
+  end
+  return hash
+end
+
+local function ask(hash, field)
+  local values = hash.values
+  if values[field] == nil then
+    values[field] = false
+    local fields = hash.fields
+    fields[#fields + 1] = field
+  end
+end
+
+local hash_of_event, prefixes_of_event = {}, {}
 for i = 1, #events, $stride do
-  local kind, _, at, of, partner, visitor = unpack(events, i, i + $stride - 1)
+  local kind, _, at, of, partner, visitor, network = unpack(events, i, i + $stride - 1)
   if kind ~= $conversion then
     local day = math.floor(at / $day_ms)
     local hash
     if kind == $click then
       hash = hash_of('ct:v:', partner, day, true)
+      if network ~= '' then
+        local prefixes = hash.prefixes or prefixes_beside(hash, partner, day, at)
+        local values = prefixes.values
+        if values[network] == nil then
+          values[network] = false
+          local fields = prefixes.fields
+          fields[#fields + 1] = network
+        end
+        prefixes_of_event[i] = prefixes
+      end
     else
       hash = hash_of('ct:u:i:', day, of, false)
     end
-    local values = hash.values
-    if values[visitor] == nil then
-      values[visitor] = false
-      local fields = hash.fields
-      fields[#fields + 1] = visitor
-    end
+    ask(hash, visitor)
     hash_of_event[i] = hash
   end
 end
@@ -305,6 +364,168 @@ local function click(hash, visitor, id, at, link)
   return bits
 end
 
+-- A prefix's window: its clicks on a partner's links that UTC day, entries of two doubles
+-- ('>dd'): the click's key (its time in the day times 2^24 plus its visitor hash's last three
+-- bytes, so one visitor's click on a link at one millisecond is one, replayed or not) and its
+-- link, in that order. Its entries are the stored ones (``values``), then the batch's own
+-- (``added``); an entry is read where it lies.
+local function entry_of(stored, added, k)  -- the key and the link of the entry k (from 1)
+  local count = #stored / 16
+  if k > count then
+    return struct.unpack('>dd', added, 16 * (k - count) - 15)
+  end
+  return struct.unpack('>dd', stored, 16 * k - 15)
+end
+
+-- Puts a click in a window unless it is there (a replay); returns how many entries precede it.
+-- A click mostly goes after the last entry: ``prefix_click`` does that itself.
+local function place_click(prefixes, network, key, link)
+  local stored, added = prefixes.values[network] or '', prefixes.added[network]
+  local count = #stored / 16
+  local k, other, other_link = count + #added / 16, nil, nil
+  while k > 0 do
+    other, other_link = entry_of(stored, added, k)
+    if other < key or (other == key and other_link <= link) then
+      break
+    end
+    k = k - 1
+  end
+  if k > 0 and other == key and other_link == link then
+    return k - 1
+  end
+  local entry = struct.pack('>dd', key, link)
+  if k >= count then
+    local cut = 16 * (k - count)
+    added = string.sub(added, 1, cut) .. entry .. string.sub(added, cut + 1)
+  else  -- among the stored ones (a late click): they become the batch's own
+    added = string.sub(stored, 1, 16 * k) .. entry .. string.sub(stored, 16 * k + 1) .. added
+    prefixes.values[network] = ''
+  end
+  prefixes.added[network] = added
+  return k
+end
+
+-- Whether ``key`` is of a click less than ``window_ms`` before ``at`` (both in their day).
+local function within(key, at, window_ms)
+  return key >= (at - window_ms + 1) * 16777216
+end
+
+-- A click's verdict from the up to $prefix_partner_limit entries just before it (at least
+-- $prefix_duplicate_limit). The partner's limit is read at its offset; the link's are looked
+-- for among the latest entries only when enough of them are recent enough.
+local function judge_prefix(stored, added, before, at, link)
+  local bits, horizon = 0, 0
+  if before >= $prefix_partner_limit then
+    local key = entry_of(stored, added, before - $prefix_partner_limit + 1)
+    if within(key, at, $partner_window_ms) then
+      bits = $prefix_rate_limited_partner
+    end
+  end
+  local fiftieth = before >= $prefix_link_limit
+    and entry_of(stored, added, before - $prefix_link_limit + 1)
+  local fifth = entry_of(stored, added, before - $prefix_duplicate_limit + 1)
+  if fiftieth and within(fiftieth, at, $link_window_ms) then
+    horizon = $link_window_ms
+  elseif within(fifth, at, $duplicate_ms) then
+    horizon = $duplicate_ms
+  else
+    return bits
+  end
+  local on_link = 0
+  local oldest, recent = (at - horizon + 1) * 16777216, (at - $duplicate_ms + 1) * 16777216
+  for k = before, math.max(1, before - $prefix_partner_limit + 1), -1 do
+    local key, other_link = entry_of(stored, added, k)
+    if key < oldest then
+      break
+    end
+    if other_link == link then
+      on_link = on_link + 1
+      if on_link == $prefix_duplicate_limit and key >= recent then
+        bits = bits + $prefix_duplicate
+      end
+      if on_link == $prefix_link_limit then
+        return bits + $prefix_rate_limited_link
+      end
+    end
+  end
+  return bits
+end
+
+-- The entries a window keeps from the first one returned: of its newest $prefix_keep, none
+-- older than the grace before the newest one's window.
+local function first_kept(stored, added)
+  local count = (#stored + #added) / 16
+  local newest = math.floor(entry_of(stored, added, count) / 16777216)
+  local oldest = (newest - $partner_window_ms - $grace_ms) * 16777216
+  local first = math.max(1, count - $prefix_keep + 1)
+  while entry_of(stored, added, first) < oldest do
+    first = first + 1
+  end
+  return first
+end
+
+local function prefix_click(prefixes, network, visitor, at, link)
+  at = at % $day_ms
+  local a, b, c = string.byte(visitor, -3, -1)
+  local key = at * 16777216 + ((a or 0) * 256 + (b or 0)) * 256 + (c or 0)
+  local stored, added = prefixes.values[network] or '', prefixes.added[network]
+  if added == nil then
+    added = ''
+    local writes = prefixes.writes
+    writes[#writes + 1] = network
+  end
+  local before = (#stored + #added) / 16
+  local last, last_link = 0, 0
+  if #added > 0 then
+    last, last_link = struct.unpack('>dd', added, #added - 15)
+  elseif before > 0 then
+    last, last_link = struct.unpack('>dd', stored, #stored - 15)
+  end
+  if last < key or (last == key and last_link < link) then  -- after the last entry: mostly
+    added = added .. struct.pack('>dd', key, link)
+    prefixes.added[network] = added
+  else
+    prefixes.added[network] = added
+    before = place_click(prefixes, network, key, link)
+    stored, added = prefixes.values[network] or '', prefixes.added[network]
+  end
+  local bits, fifth = 0, before >= $prefix_duplicate_limit
+    and entry_of(stored, added, before - $prefix_duplicate_limit + 1)
+  if before >= $prefix_link_limit or fifth and within(fifth, at, $duplicate_ms) then
+    bits = judge_prefix(stored, added, before, at, link)
+  end
+  if #added > 32 * $prefix_keep then  -- a prefix's many clicks in one batch
+    local all = stored .. added
+    prefixes.values[network] = ''
+    prefixes.added[network] = string.sub(all, 16 * first_kept('', all) - 15)
+  end
+  return bits
+end
+
+-- A window's value after the batch: the batch's entries appended, or the kept entries alone
+-- when stale entries make a quarter of it (and at least 8).
+local function stored_window(stored, added)
+  if added == '' then
+    return stored  -- replays only
+  end
+  local first = stored ~= '' and stored or added
+  local newest = math.floor(struct.unpack('>d', added, #added - 15) / 16777216)
+  local count = (#stored + #added) / 16
+  if count <= $prefix_keep
+      and struct.unpack('>d', first) >= (newest - $partner_window_ms - $grace_ms) * 16777216 then
+    return stored .. added  -- nothing stale
+  end
+  local kept = first_kept(stored, added)
+  if kept <= math.max(8, count / 4) then
+    return stored .. added
+  end
+  return string.sub(stored .. added, 16 * kept - 15)
+end
+
+-- A value this long keeps a prefixes' hash a hash table: Redis keeps a hash of short values
+-- as a list, searched field by field, until it has 512.
+local hash_table_marker = string.rep('-', 1024)
+
 -- A conversion's entry in the sorted set of its (merchant, prefix): how many precede it.
 local function place_in_set(key, member, at, window_ms)
   if redis.call('ZADD', key, at, member) == 1 then
@@ -320,14 +541,18 @@ end
 
 local answers = {}
 for i = 1, #events, $stride do
-  local kind, id, at, of, _, visitor = unpack(events, i, i + $stride - 1)
+  local kind, id, at, of, _, visitor, network = unpack(events, i, i + $stride - 1)
   local bits = 0
   if kind == $click then
     bits = click(hash_of_event[i], visitor, id, at, of)
+    local prefixes = prefixes_of_event[i]
+    if prefixes then
+      bits = bits + prefix_click(prefixes, network, visitor, at, of)
+    end
   elseif kind == $impression then
     bits = first_seen(hash_of_event[i], visitor, id)
-  elseif visitor ~= '' then
-    local window_key = 'ct:w:x:' .. of .. ':' .. visitor
+  elseif network ~= '' then
+    local window_key = 'ct:w:x:' .. of .. ':' .. network
     local rank = place_in_set(window_key, id, at, $prefix_window_ms)
     if rank >= $prefix_limit then
       local back = rank - $prefix_limit
@@ -341,8 +566,17 @@ for i = 1, #events, $stride do
 end
 
 for _, hash in ipairs(hashes) do
-  local writes, placed = hash.writes, hash.placed
-  if placed then  -- a visit hash's writes are its visitors: each gets its value now
+  local writes, placed, added = hash.writes, hash.placed, hash.added
+  if added then  -- a prefixes' hash: its writes are its prefixes, each gets its window now
+    local values = hash.values
+    for j = #writes, 1, -1 do
+      local network = writes[j]
+      writes[2 * j - 1] = network
+      writes[2 * j] = stored_window(values[network] or '', added[network])
+    end
+    writes[#writes + 1], writes[#writes + 2] = '', hash_table_marker
+    redis.set_repl(redis.REPL_NONE)  -- in memory only
+  elseif placed then  -- a visit hash's writes are its visitors: each gets its value now
     local values = hash.values
     for j = #writes, 1, -1 do
       local visitor = writes[j]
@@ -356,7 +590,12 @@ for _, hash in ipairs(hashes) do
   for from = 1, #writes, 2 * $per_call do
     redis.call('HSET', hash.name, unpack(writes, from, math.min(from + 2 * $per_call - 1, #writes)))
   end
-  redis.call('EXPIRE', hash.name, $unique_ttl_s)
+  if added then
+    redis.call('EXPIRE', hash.name, hash.ttl_s)
+    redis.set_repl(redis.REPL_ALL)
+  else
+    redis.call('EXPIRE', hash.name, $unique_ttl_s)
+  end
 end
 for key in pairs(overflows) do
   redis.call('EXPIRE', key, $unique_ttl_s)
@@ -368,6 +607,13 @@ return answers
     rate_limited_link=RATE_LIMITED_LINK,
     rate_limited_partner=RATE_LIMITED_PARTNER,
     prefix_burst=PREFIX_BURST,
+    prefix_duplicate=PREFIX_DUPLICATE,
+    prefix_rate_limited_link=PREFIX_RATE_LIMITED_LINK,
+    prefix_rate_limited_partner=PREFIX_RATE_LIMITED_PARTNER,
+    prefix_duplicate_limit=PREFIX_DUPLICATE_LIMIT,
+    prefix_link_limit=PREFIX_LINK_LIMIT,
+    prefix_partner_limit=PREFIX_PARTNER_LIMIT,
+    prefix_keep=PREFIX_KEEP,
     unique_ttl_s=UNIQUE_TTL_S,
     grace_ms=REPLAY_GRACE_MS,
     ttl_extra_s=REPLAY_GRACE_MS // 1000,
@@ -411,16 +657,23 @@ class Questions:
         self.conversions: list[str | int] = []
 
     def click(
-        self, click_id: str, at_ms: int, link_id: int, partner_id: int, visitor_hash: str
+        self,
+        click_id: str,
+        at_ms: int,
+        link_id: int,
+        partner_id: int,
+        visitor_hash: str,
+        ip_prefix: str,
     ) -> None:
-        self.clicks += (_CLICK, click_id, at_ms, link_id, partner_id, visitor_hash)
+        """``ip_prefix`` may be empty (no address): the click is then judged per visitor only."""
+        self.clicks += (_CLICK, click_id, at_ms, link_id, partner_id, visitor_hash, ip_prefix)
 
     def impression(self, event_id: str, at_ms: int, link_id: int, visitor_hash: str) -> None:
-        self.impressions += (_IMPRESSION, event_id, at_ms, link_id, 0, visitor_hash)
+        self.impressions += (_IMPRESSION, event_id, at_ms, link_id, 0, visitor_hash, "")
 
     def conversion(self, event_id: str, at_ms: int, merchant_id: int, ip_prefix: str) -> None:
         """``ip_prefix`` may be empty (a postback): such a conversion is not counted."""
-        self.conversions += (_CONVERSION, event_id, at_ms, merchant_id, 0, ip_prefix)
+        self.conversions += (_CONVERSION, event_id, at_ms, merchant_id, 0, "", ip_prefix)
 
 
 class Counter:

@@ -54,7 +54,9 @@ from backend.events import (
     decode_event,
     encode_event,
     entry_size,
+    retired_shape,
     split_entry,
+    storable,
 )
 from backend.metrics import record_batch
 from backend.worker.enrich import Enricher, Inquiry, Prepared, Row
@@ -469,7 +471,7 @@ class StreamConsumer:
                 events.append(decode_event(part))
                 places.append((entry.entry_id, index))
             except (msgspec.DecodeError, msgspec.ValidationError) as error:
-                detail = f"undecodable event: {error}"
+                detail = retired_shape(part) or f"undecodable event: {error}"
                 poisons.append(poison_row(_place_name(entry.entry_id, index), part, detail))
         if poisons:
             await write_poison(self._db, poisons)
@@ -529,7 +531,8 @@ class StreamConsumer:
                 if is_deterministic(error)
                 else f"failed {failures} times: {error!r}"
             )
-            await write_poison(self._db, [poison_row(name, encode_event(event), detail)])
+            stored = storable(encode_event(event))
+            await write_poison(self._db, [poison_row(name, stored, detail)])
         else:
             self._failures[place] = failures
             await asyncio.sleep(BACKOFF_START_S * failures)
@@ -543,7 +546,7 @@ class StreamConsumer:
             poisons = [_entry_poison(entry, detail)]
         else:
             poisons = [
-                poison_row(_place_name(entry.entry_id, index), part, detail)
+                poison_row(_place_name(entry.entry_id, index), storable(part), detail)
                 for index, part in enumerate(parts)
             ]
         await write_poison(self._db, poisons)

@@ -26,7 +26,7 @@ What counts where in ``stats_hourly``: every stored click counts exactly once, a
 - ``clicks``, billable: a human's click with no flag; ``unique_clicks``: those that were the
   visitor's first on the link that day;
 - ``bot_clicks``: a bot's click (a ``bot:`` flag, ``clicks.is_bot``);
-- ``flagged_clicks``: a human's click flagged ``duplicate`` or ``rate_limited:*``. Billing a
+- ``flagged_clicks``: a human's click flagged ``duplicate*`` or ``rate_limited:*``. Billing a
   double-click or a click storm would pay for nothing; hiding them would hide the abuse.
 A conversion always counts with its revenue. Crediting a bot's click it earns no commission;
 an attributed conversion with any flag (its own or its click's, or a paused partner's, link's
@@ -54,23 +54,23 @@ from backend.catalog import Catalog, LinkInfo
 from backend.db.engine import Database
 from backend.db.models import Click, Conversion, ConversionStatus, PartnerStatus, RunStatus
 from backend.events import (
+    MAX_REJECTED_PAYLOAD,
     ClickEvent,
-    ClickEventV1,
     ConversionEvent,
-    ConversionEventV1,
     ImpressionEvent,
-    ImpressionEventV1,
     QueuedEvent,
     RejectedEvent,
     RejectReason,
     Source,
 )
 from backend.ids import ClickIdSigner
-from backend.ingest.edge import click_event, impression_event
 from backend.quality.flags import Flag
 from backend.quality.windows import (
     DUPLICATE,
     PREFIX_BURST,
+    PREFIX_DUPLICATE,
+    PREFIX_RATE_LIMITED_LINK,
+    PREFIX_RATE_LIMITED_PARTNER,
     RATE_LIMITED_LINK,
     RATE_LIMITED_PARTNER,
     UNIQUE,
@@ -86,7 +86,8 @@ Row = dict[str, Any]
 Values = tuple[Any, ...]  # a row's values in its table's column order
 
 # Clicks and impressions arrive as their rows (the edge stamps them); the key is the first column.
-CLICK_COLUMNS: tuple[str, ...] = ClickEvent.__struct_fields__
+# A click's network prefix follows its columns: it travels for the quality script only.
+CLICK_COLUMNS: tuple[str, ...] = ClickEvent.__struct_fields__[:-1]
 IMPRESSION_COLUMNS: tuple[str, ...] = ImpressionEvent.__struct_fields__
 
 # What a row adds to ``stats_hourly``: the counts, in ``ROLLUP_COUNTERS`` order, added to the row
@@ -103,13 +104,7 @@ ROLLUP_COUNTERS = (
     "commission_minor",
 )
 RollupKey = tuple[int, int, int, str, int, int]
-LinkedEvent = ClickEvent | ClickEventV1 | ImpressionEvent | ImpressionEventV1  # one link's
 Counts = tuple[int, ...]
-# The shapes each kind of event arrives in (a tuple: ``isinstance`` with ``A | B`` builds the
-# union anew for every event).
-_CLICKS = (ClickEvent, ClickEventV1)
-_IMPRESSIONS = (ImpressionEvent, ImpressionEventV1)
-_CONVERSIONS = (ConversionEvent, ConversionEventV1)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -237,12 +232,27 @@ def flag_partner_rate(agent: str, bits: int) -> str:
     return Flag.RATE_LIMITED_PARTNER if bits & RATE_LIMITED_PARTNER else ""
 
 
+def flag_prefix_duplicate(agent: str, bits: int) -> str:
+    return Flag.PREFIX_DUPLICATE if bits & PREFIX_DUPLICATE else ""
+
+
+def flag_prefix_link_rate(agent: str, bits: int) -> str:
+    return Flag.PREFIX_RATE_LIMITED_LINK if bits & PREFIX_RATE_LIMITED_LINK else ""
+
+
+def flag_prefix_partner_rate(agent: str, bits: int) -> str:
+    return Flag.PREFIX_RATE_LIMITED_PARTNER if bits & PREFIX_RATE_LIMITED_PARTNER else ""
+
+
 ClickCheck = Callable[[str, int], str]
 CLICK_CHECKS: tuple[ClickCheck, ...] = (
     agent_flags,
     flag_duplicate,
     flag_link_rate,
     flag_partner_rate,
+    flag_prefix_duplicate,
+    flag_prefix_link_rate,
+    flag_prefix_partner_rate,
 )
 
 
@@ -341,15 +351,18 @@ def rejected_row(event: RejectedEvent) -> Row:
     }
 
 
-def _rejected_from(event: LinkedEvent, event_id: str, reason: RejectReason, detail: str) -> Row:
+def _rejected_from(event: ClickEvent | ImpressionEvent, reason: RejectReason, detail: str) -> Row:
+    """A click or an impression kept as rejected: its row by column (not its network prefix)."""
+    columns = CLICK_COLUMNS if isinstance(event, ClickEvent) else IMPRESSION_COLUMNS
+    row = dict(zip(columns, astuple(event)[: len(columns)], strict=True))
     return rejected_row(
         RejectedEvent(
-            event_id=event_id[:64],
+            event_id=row[columns[0]][:64],
             at_ms=event.at_ms,
-            source=Source.JS if isinstance(event, _IMPRESSIONS) else Source.REDIRECT,
+            source=Source.REDIRECT if isinstance(event, ClickEvent) else Source.JS,
             reason=reason,
             detail=detail,
-            payload=msgspec.json.encode(event).decode()[:4096],
+            payload=msgspec.json.encode(row).decode()[:MAX_REJECTED_PAYLOAD],
         )
     )
 
@@ -463,50 +476,39 @@ class Enricher:
         pending = _Pending()
         links: dict[int, LinkInfo | None] = {}  # the catalog's cache costs more than a dict
         for event in events:
-            if isinstance(event, _CLICKS):
+            if isinstance(event, ClickEvent):
                 if event.link_id not in links:
                     links[event.link_id] = await self._catalog.link_by_id(event.link_id)
                 link = links[event.link_id]
                 if link is None:
-                    batch.rejected.append(_link_gone(event, event.click_id))
+                    batch.rejected.append(_link_gone(event))
                     continue
-                click = event if isinstance(event, ClickEvent) else _click_from_v1(event, link)
-                pending.clicks.append((click, link))
-                if not click.is_bot:
+                pending.clicks.append((event, link))
+                if not event.is_bot:
                     pending.questions.click(
-                        click.click_id,
-                        click.at_ms,
-                        click.link_id,
-                        click.partner_id,
-                        click.visitor_hash,
+                        event.click_id,
+                        event.at_ms,
+                        event.link_id,
+                        event.partner_id,
+                        event.visitor_hash,
+                        event.ip_prefix,
                     )
-            elif isinstance(event, _IMPRESSIONS):
+            elif isinstance(event, ImpressionEvent):
                 if event.link_id not in links:
                     links[event.link_id] = await self._catalog.link_by_id(event.link_id)
                 link = links[event.link_id]
                 if link is None:
-                    batch.rejected.append(_link_gone(event, event.event_id))
+                    batch.rejected.append(_link_gone(event))
                     continue
-                seen = (
-                    event
-                    if isinstance(event, ImpressionEvent)
-                    else _impression_from_v1(event, link)
-                )
-                pending.impressions.append((seen, link))
-                if not seen.is_bot:
+                pending.impressions.append((event, link))
+                if not event.is_bot:
                     pending.questions.impression(
-                        seen.event_id, seen.at_ms, seen.link_id, seen.visitor_hash
+                        event.event_id, event.at_ms, event.link_id, event.visitor_hash
                     )
-            elif isinstance(event, _CONVERSIONS):
-                conversion = (
-                    event if isinstance(event, ConversionEvent) else _conversion_from_v1(event)
-                )
-                pending.conversions.append(await self._attribute(conversion))
+            elif isinstance(event, ConversionEvent):
+                pending.conversions.append(await self._attribute(event))
                 pending.questions.conversion(
-                    conversion.event_id,
-                    conversion.at_ms,
-                    conversion.merchant_id,
-                    conversion.ip_prefix,
+                    event.event_id, event.at_ms, event.merchant_id, event.ip_prefix
                 )
             else:
                 batch.rejected.append(rejected_row(event))
@@ -590,44 +592,8 @@ def _clicks_in(batches: Sequence[Prepared], click_ids: set[str]) -> dict[str, Cr
     }
 
 
-def _link_gone(event: LinkedEvent, event_id: str) -> Row:
-    return _rejected_from(event, event_id, RejectReason.UNKNOWN_LINK, "link deleted")
-
-
-def _impression_from_v1(event: ImpressionEventV1, link: LinkInfo) -> ImpressionEvent:
-    """An impression queued before the edge stamped rows, stamped now."""
-    return impression_event(link, event.event_id, event.at_ms, event.visitor, event.page_url)
-
-
-def _conversion_from_v1(event: ConversionEventV1) -> ConversionEvent:
-    """A conversion queued with its visitor's user agent, which the worker never needed."""
-    return ConversionEvent(
-        event_id=event.event_id,
-        at_ms=event.at_ms,
-        merchant_id=event.merchant_id,
-        order_id=event.order_id,
-        amount_minor=event.amount_minor,
-        currency=event.currency,
-        click_id=event.click_id,
-        source=event.source,
-        event_name=event.event_name,
-        items_json=event.items_json,
-        ip_prefix=event.visitor.ip_prefix if event.visitor else "",
-    )
-
-
-def _click_from_v1(event: ClickEventV1, link: LinkInfo) -> ClickEvent:
-    """A click queued before the edge stamped rows, stamped now."""
-    return click_event(
-        link,
-        event.click_id,
-        event.at_ms,
-        event.visitor,
-        event.referrer_url,
-        event.landing_url,
-        event.subs,
-        event.utm,
-    )
+def _link_gone(event: ClickEvent | ImpressionEvent) -> Row:
+    return _rejected_from(event, RejectReason.UNKNOWN_LINK, "link deleted")
 
 
 def _shared_delta(shared: SharedDeltas, at_ms: int, link: LinkInfo, counted: Counts) -> Delta:
@@ -708,7 +674,6 @@ def _add_conversion(batch: Prepared, facts: ConversionFacts) -> None:
         "source": event.source.value,
         "event_name": event.event_name,
         "items_json": event.items_json,
-        "ip_prefix": event.ip_prefix,
         "flags": str(facts.attribution_flag),
         "verified": event.source == Source.POSTBACK,
     }

@@ -12,6 +12,7 @@ import gc
 import logging
 import os
 import signal
+from datetime import UTC
 from typing import Any
 
 from arq import cron
@@ -26,6 +27,7 @@ from backend.catalog import Catalog
 from backend.db.engine import Database
 from backend.db.partitions import create_ahead
 from backend.ids import ClickIdSigner
+from backend.ingest.visitor import forget_past_salts
 from backend.redis_client import arq_settings, connect
 from backend.reports.rollup import fold_closed_hours
 from backend.settings import Settings
@@ -116,9 +118,15 @@ async def shutdown(ctx: Context) -> None:
 
 async def purge_job(ctx: Context) -> int:
     settings: Settings = ctx["settings"]
-    deleted = await purge_expired(ctx["database"], settings.retention_days)
+    deleted = await purge_expired(ctx["database"], ctx["redis"], settings.retention_days)
     log.info("retention purge deleted %d rows", deleted)
     return deleted
+
+
+async def forget_job(ctx: Context) -> bool:
+    """After midnight UTC: yesterday's salt off Redis's disk too, with the acknowledged stream
+    entries (visitor hashes, network prefixes) that the append-only file still holds."""
+    return await forget_past_salts(ctx["redis"])
 
 
 async def auto_approve_job(ctx: Context) -> int:
@@ -163,6 +171,8 @@ def worker_options(settings: Settings, redis_url: str) -> dict[str, Any]:
         "functions": [],
         "cron_jobs": [
             _once_per_tick(purge_job, hour={3}, minute={17}, timeout=3600),
+            # after the day's salt (5 min) and prefix windows (15 min) have expired
+            _once_per_tick(forget_job, hour={0}, minute={20}, timeout=1800),
             _once_per_tick(auto_approve_job, minute={7, 37}, timeout=1800),
             _once_per_tick(link_health_job, hour={4}, minute={41}, timeout=1800),
             _once_per_tick(partition_job, hour={2}, minute={41}, timeout=600),
@@ -171,6 +181,7 @@ def worker_options(settings: Settings, redis_url: str) -> dict[str, Any]:
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": arq_settings(redis_url),
+        "timezone": UTC,  # cron times, like every time here, are UTC
         "ctx": {"settings": settings, "redis_url": redis_url},
         "handle_signals": True,
         "keep_result": 3600,

@@ -2,38 +2,53 @@
 
 Raw clicks, impressions and rejected events go; the hourly rollups stay, so totals survive.
 Conversions are financial records (commission owed or paid) and are kept: they hold no visitor
-hash, only the network prefix. Deletes run in bounded batches so the writer lock is never held
+hash and no network prefix. Deletes run in bounded batches so the writer lock is never held
 for long. On PostgreSQL a time bound first drops the whole monthly partitions before it
 (``backend.db.partitions``); row deletes then only touch the month it falls in and the DEFAULT
 partition.
+
+Deleted must mean unreadable on disk too: SQLite zeroes deleted rows (``secure_delete``) but
+its write-ahead log still holds their pages until it is checkpointed and truncated, and Redis's
+append-only file still holds the events' stream entries until it is rewritten.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from redis.asyncio import Redis
 from sqlalchemy import ColumnElement, delete, select
 
 from backend import ids
 from backend.db.engine import Database
 from backend.db.partitions import drop_partitions_before
+from backend.erasure import rewrite_append_only_file
 from backend.ids import click_id_floor, event_id_floor
 from backend.worker.store import CLICKS, IMPRESSIONS, REJECTED
 
 PURGE_BATCH = 5_000
+log = logging.getLogger(__name__)
 
 
-async def purge_expired(database: Database, retention_days: int, now_ms: int | None = None) -> int:
+async def purge_expired(
+    database: Database, redis: Redis, retention_days: int, now_ms: int | None = None
+) -> int:
     """Delete what is due; return the number of rows deleted."""
     cutoff_ms = (ids.now_ms() if now_ms is None else now_ms) - retention_days * 86_400_000
-    deleted = await purge(database, before_ms=cutoff_ms)
+    deleted = await purge(database, redis, before_ms=cutoff_ms)
     return sum(deleted.values())
 
 
 async def purge(
-    database: Database, *, partner_id: int | None = None, before_ms: int | None = None
+    database: Database,
+    redis: Redis,
+    *,
+    partner_id: int | None = None,
+    before_ms: int | None = None,
 ) -> dict[str, int]:
-    """Delete raw events of one partner and/or before a time; return rows deleted per table.
+    """Delete raw events of one partner and/or before a time, from the database and from the
+    files behind it and Redis; return rows deleted per table.
 
     The time bound uses the time-ordered primary keys, so it needs no index of its own.
     """
@@ -56,10 +71,15 @@ async def purge(
         targets.append((name, key, conditions))
     if partner_id is None and before_ms is not None:
         targets.append(("rejected_events", REJECTED.c.id, [REJECTED.c.at_ms < before_ms]))
-    return {
+    deleted = {
         name: dropped.get(name, 0) + await _delete_batches(database, key, conditions)
         for name, key, conditions in targets
     }
+    if not await database.truncate_wal():
+        log.warning("readers kept SQLite's write-ahead log from being emptied after the purge")
+    if not await rewrite_append_only_file(redis):
+        log.warning("Redis's append-only file was not rewritten after the purge")
+    return deleted
 
 
 async def _delete_batches(
