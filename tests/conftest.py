@@ -17,13 +17,13 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 from sqlalchemy import text
 
-from backend.app import create_app
-from backend.db.engine import Database
-from backend.db.migrate import upgrade
-from backend.db.models import Base
-from backend.redis_client import connect
-from backend.redis_server import EmbeddedRedis
-from backend.settings import Settings
+from backend.core.settings import Settings
+from backend.storage.db.engine import Database
+from backend.storage.db.migrate import upgrade
+from backend.storage.db.models import Base
+from backend.storage.redis_client import connect
+from backend.storage.redis_server import EmbeddedRedis
+from backend.web.app import create_app
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import build_consumer
 from tests.support import SECRET, Programme, make_programme

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from litestar.testing import AsyncTestClient
 
-from backend.affiliate.postback import signature_header
+from backend.domain.affiliate.postback import signature_header
 from tests.support import Programme
 
 PATH = "/api/v1/postback"

@@ -13,13 +13,13 @@ import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
-from backend.auth import generate_api_key, hash_api_key, hash_password
-from backend.catalog import LinkInfo
-from backend.db.engine import Database
-from backend.db.models import ApiKey, User
-from backend.events import ClickEvent, ConversionEvent, ImpressionEvent, Source, Visitor
-from backend.ids import ClickIdSigner, new_event_id
-from backend.ingest.edge import click_event, impression_event
+from backend.core.ids import ClickIdSigner, new_event_id
+from backend.domain.auth import generate_api_key, hash_api_key, hash_password
+from backend.domain.edge import click_event, impression_event
+from backend.domain.events import ClickEvent, ConversionEvent, ImpressionEvent, Source, Visitor
+from backend.storage.catalog import LinkInfo
+from backend.storage.db.engine import Database
+from backend.storage.db.models import ApiKey, User
 
 PASSWORD = "correct horse battery"
 

@@ -16,13 +16,22 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
-from backend.accounts import create_user
-from backend.admin import conversions
-from backend.auth import verify_password
-from backend.db.engine import Database
-from backend.db.models import ApiKey, Campaign, Conversion, Link, Merchant, Partner, Role, User
-from backend.reports.pages import web_router
-from backend.settings import Settings
+from backend.core.settings import Settings
+from backend.domain.accounts import create_user
+from backend.domain.auth import verify_password
+from backend.storage.db.engine import Database
+from backend.storage.db.models import (
+    ApiKey,
+    Campaign,
+    Conversion,
+    Link,
+    Merchant,
+    Partner,
+    Role,
+    User,
+)
+from backend.web.admin import conversions
+from backend.web.pages.views import web_router
 from backend.worker.consumer import StreamConsumer
 from tests.support import (
     PASSWORD,

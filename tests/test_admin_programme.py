@@ -11,10 +11,16 @@ from typing import Any
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select, update
 
-from backend.affiliate.postback import GRACE_MS
-from backend.db.engine import Database
-from backend.db.models import CommissionOverride, Conversion, ConversionChange, Link, Merchant
-from backend.ids import now_ms
+from backend.core.ids import now_ms
+from backend.domain.affiliate.postback import GRACE_MS
+from backend.storage.db.engine import Database
+from backend.storage.db.models import (
+    CommissionOverride,
+    Conversion,
+    ConversionChange,
+    Link,
+    Merchant,
+)
 from backend.worker.consumer import StreamConsumer
 from tests.postback_support import sale, send
 from tests.support import Programme, add_partner_with_link, post_json, sign_in

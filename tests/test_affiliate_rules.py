@@ -13,14 +13,14 @@ from hypothesis import strategies as st
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
-from backend.affiliate.auto_approval import DAY_MS, approve_due
-from backend.catalog import LinkInfo
-from backend.db.engine import Database
-from backend.db.models import Click, Conversion, ConversionChange
-from backend.events import ConversionEvent, Source
-from backend.ids import ClickIdSigner, new_event_id, now_ms
-from backend.money import MINOR_DIGITS, commission_minor, format_minor, parse_amount
-from backend.settings import Settings
+from backend.core.ids import ClickIdSigner, new_event_id, now_ms
+from backend.core.money import MINOR_DIGITS, commission_minor, format_minor, parse_amount
+from backend.core.settings import Settings
+from backend.domain.affiliate.auto_approval import DAY_MS, approve_due
+from backend.domain.events import ConversionEvent, Source
+from backend.storage.catalog import LinkInfo
+from backend.storage.db.engine import Database
+from backend.storage.db.models import Click, Conversion, ConversionChange
 from backend.worker.consumer import StreamConsumer
 from backend.worker.enrich import ConversionFacts, put_commission
 from backend.worker.main import auto_approve_job, worker_options

@@ -8,8 +8,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
 
-from backend.db.engine import Database
-from backend.db.models import StatsHourly
+from backend.storage.db.engine import Database
+from backend.storage.db.models import StatsHourly
 from backend.worker.consumer import StreamConsumer
 from tests.support import (
     BROWSER_HEADERS,

@@ -10,9 +10,9 @@ import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import update
 
-from backend.api.schemas import MAX_ID
-from backend.db.engine import Database
-from backend.db.models import Link
+from backend.domain.affiliate.schemas import MAX_ID
+from backend.storage.db.engine import Database
+from backend.storage.db.models import Link
 from backend.worker.consumer import StreamConsumer
 from tests.support import Programme, post_json
 

@@ -25,9 +25,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.bench.processes import TrackerProcess, free_port, settings_env
-from backend.db.engine import Database
-from backend.settings import Settings
+from backend.core.settings import Settings
+from backend.storage.db.engine import Database
+from backend.tooling.bench.processes import TrackerProcess, free_port, settings_env
 from backend.worker.consumer import StreamConsumer
 from tests.support import create_api_key, create_programme, post_json
 

@@ -9,9 +9,9 @@ import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
 
-from backend.db.engine import Database
-from backend.db.models import Click, Conversion, Impression, RejectedEventRow
-from backend.ingest.routes import GIF, MAX_BODY
+from backend.storage.db.engine import Database
+from backend.storage.db.models import Click, Conversion, Impression, RejectedEventRow
+from backend.web.ingest.routes import GIF, MAX_BODY
 from backend.worker.consumer import StreamConsumer
 from tests.support import BROWSER_HEADERS, Programme, follow_link
 

@@ -16,15 +16,15 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
-from backend.bench.http_bench import run_http_bench
-from backend.bench.processes import TrackerProcess, WorkerProcess, free_port, settings_env
-from backend.bench.runner import run_bench, run_reports
-from backend.bench.worker_bench import run_worker_bench
 from backend.cli import build_parser
-from backend.db.engine import Database
-from backend.db.models import Click, Conversion, RejectedEventRow
-from backend.demo import demo
-from backend.settings import Settings
+from backend.core.settings import Settings
+from backend.storage.db.engine import Database
+from backend.storage.db.models import Click, Conversion, RejectedEventRow
+from backend.tooling.bench.http_bench import run_http_bench
+from backend.tooling.bench.processes import TrackerProcess, WorkerProcess, free_port, settings_env
+from backend.tooling.bench.runner import run_bench, run_reports
+from backend.tooling.bench.worker_bench import run_worker_bench
+from backend.tooling.demo import demo
 
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 

@@ -20,7 +20,7 @@ import fake_useragent
 import pytest
 from crawlerdetect import CrawlerDetect
 
-from backend.quality.agents import classify, is_listed_crawler
+from backend.domain.quality.agents import classify, is_listed_crawler
 from tests.support import BROWSER_HEADERS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "user_agents"

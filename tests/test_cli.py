@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from backend.bench.processes import free_port
+from backend.tooling.bench.processes import free_port
 from tests.support import BROWSER_HEADERS, click_id_in
 
 ROOT = Path(__file__).resolve().parent.parent

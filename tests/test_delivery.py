@@ -15,9 +15,8 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
-from backend.db.engine import Database
-from backend.db.models import Click, Conversion, Impression, RejectedEventRow, StatsHourly
-from backend.events import (
+from backend.core.settings import Settings
+from backend.domain.events import (
     ConversionEvent,
     QueuedEvent,
     Visitor,
@@ -27,7 +26,8 @@ from backend.events import (
     encode_event,
     split_entry,
 )
-from backend.settings import Settings
+from backend.storage.db.engine import Database
+from backend.storage.db.models import Click, Conversion, Impression, RejectedEventRow, StatsHourly
 from backend.worker.consumer import StreamConsumer, heartbeat_key
 from backend.worker.main import build_consumer
 from backend.worker.store import write_batch

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
-from backend.affiliate.link_health import check_links, check_url, refusal
-from backend.db.engine import Database
-from backend.settings import LOOPBACK, load_settings
+from backend.core.settings import LOOPBACK, load_settings
+from backend.domain.affiliate.link_health import check_links, check_url, refusal
+from backend.storage.db.engine import Database
 from tests.support import create_api_key, create_programme, post_json
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from backend.bench.load import format_load, run_load_bench
-from backend.bench.nginx import NGINX
+from backend.tooling.bench.load import format_load, run_load_bench
+from backend.tooling.bench.nginx import NGINX
 from tests.support import require_binary
 
 

@@ -11,8 +11,8 @@ from argon2 import PasswordHasher
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
-from backend.db.engine import Database
-from backend.login_throttle import ACCOUNT_FAILURES, CLIENT_FAILURES
+from backend.domain.login_throttle import ACCOUNT_FAILURES, CLIENT_FAILURES
+from backend.storage.db.engine import Database
 from tests.support import PASSWORD, add_admin, csrf_token
 
 ATTACKER = "203.0.113.7"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from backend.db.engine import Database
-from backend.db.migrate import upgrade
+from backend.storage.db.engine import Database
+from backend.storage.db.migrate import upgrade
 
 
 async def test_existing_postback_and_approved_conversions_become_verified(tmp_path: Path) -> None:

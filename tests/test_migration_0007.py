@@ -7,8 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from backend.db.engine import Database
-from backend.db.migrate import upgrade
+from backend.storage.db.engine import Database
+from backend.storage.db.migrate import upgrade
 
 PREFIX = "198.51.100.0/24"
 

@@ -11,9 +11,10 @@ from typing import Any
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
 
-from backend.affiliate.auto_approval import DAY_MS, approve_due
-from backend.db.engine import Database
-from backend.db.models import (
+from backend.core.ids import now_ms
+from backend.domain.affiliate.auto_approval import DAY_MS, approve_due
+from backend.storage.db.engine import Database
+from backend.storage.db.models import (
     Click,
     Conversion,
     ConversionChange,
@@ -21,8 +22,7 @@ from backend.db.models import (
     RejectedEventRow,
     StatsHourly,
 )
-from backend.ids import now_ms
-from backend.reports.rollup import fold_closed_hours
+from backend.storage.rollups.dimensions import fold_closed_hours
 from backend.worker.consumer import StreamConsumer
 from tests.postback_support import sale, send
 from tests.support import Programme, add_partner_with_link, follow_link, post_json, sign_in

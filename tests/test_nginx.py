@@ -5,8 +5,8 @@ what a limited request gets, what ends up in a log) is easy to get wrong by read
 the file is run as shipped, with two substitutions only, both forced by the test machine: the
 ``listen`` port (80 needs root and may be taken) and the upstream ``server`` address (the app
 listens on a free port). Everything else, including relative paths resolved against ``-p``, is
-the file a deployment runs (``backend.bench.nginx`` adapts and runs it, for these tests and the
-load benchmark). The app is ``python -m backend.cli web`` configured only through
+the file a deployment runs (``backend.tooling.bench.nginx`` adapts and runs it, for these tests and
+the load benchmark). The app is ``python -m backend.cli web`` configured only through
 its environment, with the default ``TRUSTED_PROXIES`` (loopback), as the README deploys it.
 
 Client addresses. Linux routes all of 127.0.0.0/8 to the loopback interface, so a test client
@@ -34,7 +34,13 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from backend.bench.nginx import (
+from backend.core.settings import Settings
+from backend.domain.visitor import network_prefix
+from backend.storage.db.engine import Database
+from backend.storage.db.models import Click, Conversion
+from backend.storage.redis_client import connect
+from backend.storage.redis_server import EmbeddedRedis
+from backend.tooling.bench.nginx import (
     CONF,
     NGINX,
     REPO,
@@ -43,20 +49,14 @@ from backend.bench.nginx import (
     make_prefix,
     nginx_command,
 )
-from backend.bench.processes import (
+from backend.tooling.bench.processes import (
     ChildProcess,
     TrackerProcess,
     accepting,
     free_port,
     settings_env,
 )
-from backend.db.engine import Database
-from backend.db.models import Click, Conversion
-from backend.ingest.routes import GIF, MAX_BODY
-from backend.ingest.visitor import network_prefix
-from backend.redis_client import connect
-from backend.redis_server import EmbeddedRedis
-from backend.settings import Settings
+from backend.web.ingest.routes import GIF, MAX_BODY
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import build_consumer
 from tests.browser.servers import closed_port

@@ -13,10 +13,10 @@ import pytest
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
-from backend.app import create_app
-from backend.bench.processes import TrackerProcess, free_port, settings_env
-from backend.db.engine import Database
-from backend.settings import Settings
+from backend.core.settings import Settings
+from backend.storage.db.engine import Database
+from backend.tooling.bench.processes import TrackerProcess, free_port, settings_env
+from backend.web.app import create_app
 from backend.worker.consumer import StreamConsumer
 from tests.support import BROWSER_HEADERS, Programme, follow_link
 
@@ -122,7 +122,7 @@ async def test_readyz_is_503_with_reasons_when_the_stream_lags(
 
 
 def _minute_ago_ms() -> int:
-    from backend.ids import now_ms
+    from backend.core.ids import now_ms
 
     return now_ms() - 60_000
 

@@ -14,8 +14,11 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
 
-from backend.db.engine import Database
-from backend.db.partitions import (
+from backend.core.ids import now_ms
+from backend.core.settings import Settings
+from backend.domain.events import Visitor
+from backend.storage.db.engine import Database
+from backend.storage.db.partitions import (
     MONTHS_AHEAD,
     PARTITIONED,
     create_ahead,
@@ -25,9 +28,6 @@ from backend.db.partitions import (
     monthly_partitions,
     next_month,
 )
-from backend.events import Visitor
-from backend.ids import now_ms
-from backend.settings import Settings
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import partition_job, worker_options
 from backend.worker.retention import purge_expired

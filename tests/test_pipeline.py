@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
 
-from backend.db.engine import Database
-from backend.db.models import Click, Conversion, StatsHourly
+from backend.storage.db.engine import Database
+from backend.storage.db.models import Click, Conversion, StatsHourly
 from backend.worker.consumer import StreamConsumer
 from tests.support import BROWSER_HEADERS, Programme, follow_link
 
@@ -107,8 +107,8 @@ async def test_second_click_of_same_visitor_is_not_unique(
 async def test_overview_page_shows_the_totals(
     client: AsyncTestClient[Any], programme: Programme, consumer: StreamConsumer, database: Database
 ) -> None:
-    from backend.auth import hash_password
-    from backend.db.models import User
+    from backend.domain.auth import hash_password
+    from backend.storage.db.models import User
 
     async with database.session(write=True) as session:
         session.add(

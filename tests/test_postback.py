@@ -13,14 +13,14 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 from sqlalchemy import select, update
 
-from backend.affiliate.postback import TOLERANCE_S
-from backend.app import create_app
-from backend.db.engine import Database
-from backend.db.models import Conversion, ConversionChange, Merchant, RejectedEventRow
-from backend.ingest.spool import Spool
-from backend.ingest.stream_writer import StreamUnavailable, StreamWriter
-from backend.redis_client import connect
-from backend.settings import Settings
+from backend.core.settings import Settings
+from backend.domain.affiliate.postback import TOLERANCE_S
+from backend.storage.db.engine import Database
+from backend.storage.db.models import Conversion, ConversionChange, Merchant, RejectedEventRow
+from backend.storage.redis_client import connect
+from backend.storage.streams.spool import Spool
+from backend.storage.streams.writer import StreamUnavailable, StreamWriter
+from backend.web.app import create_app
 from backend.worker.consumer import StreamConsumer
 from tests.postback_support import PATH, sale, send, signed
 from tests.support import Programme, follow_link

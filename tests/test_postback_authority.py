@@ -11,11 +11,11 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
-from backend.db.engine import Database
-from backend.db.models import Conversion, ConversionChange, DimensionHourly
-from backend.ids import now_ms
-from backend.reports.rollup import fold_closed_hours
-from backend.settings import Settings
+from backend.core.ids import now_ms
+from backend.core.settings import Settings
+from backend.storage.db.engine import Database
+from backend.storage.db.models import Conversion, ConversionChange, DimensionHourly
+from backend.storage.rollups.dimensions import fold_closed_hours
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import build_consumer
 from tests.postback_support import sale, send

@@ -17,13 +17,13 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 from sqlalchemy import Connection, func, inspect, select
 
-from backend.app import create_app
-from backend.db.engine import Database
-from backend.db.models import Click, Conversion, Impression, RejectedEventRow
-from backend.erasure import rewrite_append_only_file
-from backend.ingest.visitor import DAY_S, SALT_GRACE_S, DailySalt, forget_past_salts
-from backend.redis_server import EmbeddedRedis
-from backend.settings import Settings
+from backend.core.settings import Settings
+from backend.domain.visitor import DAY_S, SALT_GRACE_S, DailySalt, forget_past_salts
+from backend.storage.db.engine import Database
+from backend.storage.db.models import Click, Conversion, Impression, RejectedEventRow
+from backend.storage.erasure import rewrite_append_only_file
+from backend.storage.redis_server import EmbeddedRedis
+from backend.web.app import create_app
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import forget_job, worker_options
 from tests.support import BROWSER_HEADERS, Programme, follow_link

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from backend.db.engine import Database
-from backend.ingest.spool import Spool
-from backend.redis_client import connect
-from backend.redis_server import EmbeddedRedis
-from backend.settings import load_settings
+from backend.core.settings import load_settings
+from backend.storage.db.engine import Database
+from backend.storage.redis_client import connect
+from backend.storage.redis_server import EmbeddedRedis
+from backend.storage.streams.spool import Spool
 
 
 @pytest.fixture(autouse=True)

@@ -15,9 +15,9 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
-from backend.db.engine import Database
-from backend.db.models import Click, Conversion, StatsHourly
-from backend.events import (
+from backend.core.ids import new_event_id
+from backend.core.settings import Settings
+from backend.domain.events import (
     ConversionEvent,
     QueuedEvent,
     Source,
@@ -25,11 +25,11 @@ from backend.events import (
     encode_entry,
     encode_event,
 )
-from backend.ids import new_event_id
-from backend.ingest.visitor import describe_visitor
-from backend.quality.flags import Flag
-from backend.quality.windows import PREFIX_DUPLICATE_LIMIT, PREFIX_LINK_LIMIT
-from backend.settings import Settings
+from backend.domain.quality.flags import Flag
+from backend.domain.quality.windows import PREFIX_DUPLICATE_LIMIT, PREFIX_LINK_LIMIT
+from backend.domain.visitor import describe_visitor
+from backend.storage.db.engine import Database
+from backend.storage.db.models import Click, Conversion, StatsHourly
 from backend.worker.consumer import StreamConsumer
 from backend.worker.enrich import Counts, Prepared, RollupKey
 from backend.worker.main import build_consumer

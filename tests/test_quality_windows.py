@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 from redis.asyncio import Redis
 
-from backend.quality.windows import (
+from backend.domain.quality.windows import (
     DAY_MS,
     DUPLICATE,
     DUPLICATE_MS,
@@ -42,7 +42,7 @@ from backend.quality.windows import (
     Counter,
     Questions,
 )
-from backend.redis_server import EmbeddedRedis
+from backend.storage.redis_server import EmbeddedRedis
 
 T0 = 1_790_000_000_000  # 14:13 UTC
 PARTNER, VISITOR, PREFIX = 7, "a" * 32, "198.51.100.0/24"

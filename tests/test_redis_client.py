@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from backend.redis_client import connect
-from backend.redis_server import EmbeddedRedis
+from backend.storage.redis_client import connect
+from backend.storage.redis_server import EmbeddedRedis
 
 
 async def test_a_command_on_a_connection_a_restarted_redis_closed_is_sent_again(

@@ -15,14 +15,14 @@ import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
-from backend.bench.report_data import generate
-from backend.db.engine import Database
-from backend.ids import now_ms
-from backend.reports.export import neutralise
-from backend.reports.overview import comparable_end
-from backend.reports.ranges import RangeError, resolve_range
-from backend.reports.rollup import fold_closed_hours
-from backend.settings import Settings
+from backend.core.ids import now_ms
+from backend.core.settings import Settings
+from backend.domain.reports.overview import comparable_end
+from backend.domain.reports.ranges import RangeError, resolve_range
+from backend.storage.db.engine import Database
+from backend.storage.rollups.dimensions import fold_closed_hours
+from backend.tooling.bench.report_data import generate
+from backend.web.pages.export import neutralise
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import worker_options
 from tests.support import (

@@ -12,12 +12,12 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 
 from backend.cli import main
-from backend.db.engine import Database
-from backend.db.models import Click, Conversion, Impression, RejectedEventRow, StatsHourly
-from backend.events import RejectedEvent, RejectReason, Source, Visitor
-from backend.ids import new_event_id
-from backend.redis_server import EmbeddedRedis
-from backend.settings import Settings
+from backend.core.ids import new_event_id
+from backend.core.settings import Settings
+from backend.domain.events import RejectedEvent, RejectReason, Source, Visitor
+from backend.storage.db.engine import Database
+from backend.storage.db.models import Click, Conversion, Impression, RejectedEventRow, StatsHourly
+from backend.storage.redis_server import EmbeddedRedis
 from backend.worker.consumer import StreamConsumer
 from backend.worker.retention import purge, purge_expired
 from backend.worker.store import write_batch

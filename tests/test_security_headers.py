@@ -7,7 +7,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
-from backend.security_headers import SECURITY_HEADERS
+from backend.web.security_headers import SECURITY_HEADERS
 from tests.support import BROWSER_HEADERS, Programme
 
 NAMES = {name.decode() for name, _ in SECURITY_HEADERS}

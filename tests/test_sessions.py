@@ -14,12 +14,12 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 from sqlalchemy import select
 
-from backend import accounts
-from backend.app import create_app
 from backend.cli import cmd_user_password
-from backend.db.engine import Database
-from backend.db.models import Role, User
-from backend.settings import Settings
+from backend.core.settings import Settings
+from backend.domain import accounts
+from backend.storage.db.engine import Database
+from backend.storage.db.models import Role, User
+from backend.web.app import create_app
 from tests.support import PASSWORD, Programme, add_admin, add_user, csrf_token
 
 COOKIE = "ct_session"

@@ -9,12 +9,12 @@ import pytest
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
-from backend.app import create_app
-from backend.events import decode_entry, decode_event, split_entry
-from backend.ingest.spool import Spool, read_records
-from backend.ingest.stream_writer import StreamUnavailable, StreamWriter
-from backend.redis_client import connect
-from backend.settings import Settings
+from backend.core.settings import Settings
+from backend.domain.events import decode_entry, decode_event, split_entry
+from backend.storage.redis_client import connect
+from backend.storage.streams.spool import Spool, read_records
+from backend.storage.streams.writer import StreamUnavailable, StreamWriter
+from backend.web.app import create_app
 from tests.support import BROWSER_HEADERS, Programme
 
 

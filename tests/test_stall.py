@@ -17,14 +17,14 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from backend.affiliate.postback import CLAIM_HOLD_S, ReplayGuard
-from backend.events import split_entry
-from backend.ids import now_ms
-from backend.ingest.spool import Spool
-from backend.ingest.stream_writer import StreamUnavailable, StreamWriter
-from backend.ingest.visitor import DailySalt
-from backend.redis_client import connect
-from backend.redis_server import EmbeddedRedis
+from backend.core.ids import now_ms
+from backend.domain.affiliate.postback import CLAIM_HOLD_S, ReplayGuard
+from backend.domain.events import split_entry
+from backend.domain.visitor import DailySalt
+from backend.storage.redis_client import connect
+from backend.storage.redis_server import EmbeddedRedis
+from backend.storage.streams.spool import Spool
+from backend.storage.streams.writer import StreamUnavailable, StreamWriter
 
 HANGING_S = 10.0  # far past REQUEST_TIMEOUT_S: a call still waiting then waits on Redis
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from backend.supervisor import CRASH_LOOP_DEATHS, Child, Process, Supervisor
+from backend.cli.supervisor import CRASH_LOOP_DEATHS, Child, Process, Supervisor
 
 
 def command(*arguments: str) -> Callable[[], Process]:
@@ -48,7 +48,7 @@ def wait_for(condition: Callable[[], bool], within_s: float = 60) -> None:
 def test_a_child_that_keeps_dying_is_started_again_with_capped_backoff_said_loudly(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="backend.supervisor")
+    caplog.set_level(logging.INFO, logger="backend.cli.supervisor")
     child = Child("flaky", command("raise SystemExit(3)"), stop_timeout_s=5)
     supervisor = Supervisor([child], backoff_start_s=0.1, backoff_max_s=0.4)
 
@@ -68,7 +68,7 @@ def test_a_child_that_keeps_dying_is_started_again_with_capped_backoff_said_loud
 def test_a_killed_child_is_started_again_and_all_stop_in_reverse_order(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="backend.supervisor")
+    caplog.set_level(logging.INFO, logger="backend.cli.supervisor")
     forever = "import time; time.sleep(600)"
     first, second = (Child(name, command(forever), stop_timeout_s=5) for name in ("1st", "2nd"))
     supervisor = Supervisor([first, second], backoff_start_s=0.1)

@@ -12,7 +12,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend.events import (
+from backend.core.ids import ClickIdSigner, click_id_floor, new_event_id
+from backend.core.money import (
+    MINOR_DIGITS,
+    MoneyError,
+    commission_minor,
+    format_minor,
+    parse_amount,
+)
+from backend.core.settings import LOOPBACK, SettingsError, load_settings
+from backend.domain.events import (
     RejectedEvent,
     RejectReason,
     Source,
@@ -21,10 +30,7 @@ from backend.events import (
     entry_size,
     split_entry,
 )
-from backend.ids import ClickIdSigner, click_id_floor, new_event_id
-from backend.ingest.visitor import client_address, network_prefix
-from backend.money import MINOR_DIGITS, MoneyError, commission_minor, format_minor, parse_amount
-from backend.settings import LOOPBACK, SettingsError, load_settings
+from backend.domain.visitor import client_address, network_prefix
 from backend.worker.enrich import CreditedClick, Inquiry, Prepared, _Pending
 
 currencies = st.sampled_from(sorted(MINOR_DIGITS))

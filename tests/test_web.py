@@ -10,7 +10,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
-from backend.db.engine import Database
+from backend.storage.db.engine import Database
 from tests.support import PASSWORD, Programme, add_admin, csrf_token, follow_link, sign_in
 
 

@@ -1,6 +1,6 @@
 """The stream consumer: read a batch through the consumer group, write it, then XACK.
 
-A stream entry holds the events of one group commit (``backend.events``); a batch is whole
+A stream entry holds the events of one group commit (``backend.domain.events``); a batch is whole
 entries holding up to ``batch_size`` events (entries read beyond that start the next batch).
 At-least-once: nothing is acknowledged before its transaction commits, and entries left pending
 by a consumer that died are taken over with XCLAIM once idle (never those this consumer still
@@ -47,8 +47,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-from backend.db.engine import Database
-from backend.events import (
+from backend.domain.events import (
     QueuedEvent,
     decode_entry,
     decode_event,
@@ -58,7 +57,8 @@ from backend.events import (
     split_entry,
     storable,
 )
-from backend.metrics import record_batch
+from backend.storage.db.engine import Database
+from backend.storage.metrics import record_batch
 from backend.worker.enrich import Enricher, Inquiry, Prepared, Row
 from backend.worker.store import Written, poison_row, write_batch, write_poison
 

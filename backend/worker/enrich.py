@@ -2,7 +2,8 @@
 
 A batch goes through three phases so that every outside question is asked once per batch:
 1. resolve each event's link (the catalog's cache) and, for a conversion, its signed click id,
-   collecting the questions for Redis (``backend.quality.windows``) and the click ids to look up;
+   collecting the questions for Redis (``backend.domain.quality.windows``) and the click ids to
+   look up;
 2. ask Redis (one script call) and the database (one query for the credited clicks) at once;
 3. build each row by running it through its kind's steps (``CLICK_CHECKS``,
    ``CONVERSION_STEPS``): small functions that flag or fill in the row. A new rule is a new step.
@@ -49,11 +50,9 @@ from msgspec.structs import astuple
 from redis.asyncio import Redis
 from sqlalchemy import Connection, bindparam, select, tuple_
 
-from backend.affiliate.commission import by_rule
-from backend.catalog import Catalog, LinkInfo
-from backend.db.engine import Database
-from backend.db.models import Click, Conversion, ConversionStatus, PartnerStatus, RunStatus
-from backend.events import (
+from backend.core.ids import ClickIdSigner
+from backend.domain.affiliate.commission import by_rule
+from backend.domain.events import (
     MAX_REJECTED_PAYLOAD,
     ClickEvent,
     ConversionEvent,
@@ -63,9 +62,8 @@ from backend.events import (
     RejectReason,
     Source,
 )
-from backend.ids import ClickIdSigner
-from backend.quality.flags import Flag
-from backend.quality.windows import (
+from backend.domain.quality.flags import Flag
+from backend.domain.quality.windows import (
     DUPLICATE,
     PREFIX_BURST,
     PREFIX_DUPLICATE,
@@ -77,6 +75,9 @@ from backend.quality.windows import (
     Counter,
     Questions,
 )
+from backend.storage.catalog import Catalog, LinkInfo
+from backend.storage.db.engine import Database
+from backend.storage.db.models import Click, Conversion, ConversionStatus, PartnerStatus, RunStatus
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000

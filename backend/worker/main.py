@@ -21,16 +21,16 @@ from arq.typing import WorkerCoroutine
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from backend.affiliate.auto_approval import approve_due
-from backend.affiliate.link_health import check_links
-from backend.catalog import Catalog
-from backend.db.engine import Database
-from backend.db.partitions import create_ahead
-from backend.ids import ClickIdSigner
-from backend.ingest.visitor import forget_past_salts
-from backend.redis_client import arq_settings, connect
-from backend.reports.rollup import fold_closed_hours
-from backend.settings import Settings
+from backend.core.ids import ClickIdSigner
+from backend.core.settings import Settings
+from backend.domain.affiliate.auto_approval import approve_due
+from backend.domain.affiliate.link_health import check_links
+from backend.domain.visitor import forget_past_salts
+from backend.storage.catalog import Catalog
+from backend.storage.db.engine import Database
+from backend.storage.db.partitions import create_ahead
+from backend.storage.redis_client import arq_settings, connect
+from backend.storage.rollups.dimensions import fold_closed_hours
 from backend.worker.consumer import StreamConsumer, jittered
 from backend.worker.enrich import Enricher
 from backend.worker.retention import purge_expired

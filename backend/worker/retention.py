@@ -4,8 +4,8 @@ Raw clicks, impressions and rejected events go; the hourly rollups stay, so tota
 Conversions are financial records (commission owed or paid) and are kept: they hold no visitor
 hash and no network prefix. Deletes run in bounded batches so the writer lock is never held
 for long. On PostgreSQL a time bound first drops the whole monthly partitions before it
-(``backend.db.partitions``); row deletes then only touch the month it falls in and the DEFAULT
-partition.
+(``backend.storage.db.partitions``); row deletes then only touch the month it falls in and the
+DEFAULT partition.
 
 Deleted must mean unreadable on disk too: SQLite zeroes deleted rows (``secure_delete``) but
 its write-ahead log still holds their pages until it is checkpointed and truncated, and Redis's
@@ -20,11 +20,11 @@ from typing import Any
 from redis.asyncio import Redis
 from sqlalchemy import ColumnElement, delete, select
 
-from backend import ids
-from backend.db.engine import Database
-from backend.db.partitions import drop_partitions_before
-from backend.erasure import rewrite_append_only_file
-from backend.ids import click_id_floor, event_id_floor
+from backend.core import ids
+from backend.core.ids import click_id_floor, event_id_floor
+from backend.storage.db.engine import Database
+from backend.storage.db.partitions import drop_partitions_before
+from backend.storage.erasure import rewrite_append_only_file
 from backend.worker.store import CLICKS, IMPRESSIONS, REJECTED
 
 PURGE_BATCH = 5_000

@@ -24,9 +24,11 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from backend.affiliate.status import COUNTED, POSTBACK, change_row
-from backend.db.engine import Database
-from backend.db.models import (
+from backend.core.money import format_minor
+from backend.domain.affiliate.status import COUNTED, POSTBACK, change_row
+from backend.domain.events import RejectReason, Source
+from backend.storage.db.engine import Database
+from backend.storage.db.models import (
     Click,
     Conversion,
     ConversionChange,
@@ -34,9 +36,7 @@ from backend.db.models import (
     RejectedEventRow,
     StatsHourly,
 )
-from backend.events import RejectReason, Source
-from backend.money import format_minor
-from backend.reports.rollup import mark_for_refold
+from backend.storage.rollups.dimensions import mark_for_refold
 from backend.worker.enrich import (
     CLICK_COLUMNS,
     HOUR_MS,

@@ -32,11 +32,11 @@ from playwright.async_api import (
     async_playwright,
 )
 
-from backend.bench.processes import TrackerProcess, free_port, settings_env
-from backend.db.engine import Database
-from backend.redis_client import connect
-from backend.redis_server import EmbeddedRedis
-from backend.settings import Settings
+from backend.core.settings import Settings
+from backend.storage.db.engine import Database
+from backend.storage.redis_client import connect
+from backend.storage.redis_server import EmbeddedRedis
+from backend.tooling.bench.processes import TrackerProcess, free_port, settings_env
 from backend.worker.main import build_consumer
 from tests.browser.servers import StaticSite
 from tests.browser.support import (

@@ -18,8 +18,8 @@ from playwright.async_api import Request
 from redis.asyncio import Redis
 from sqlalchemy import ColumnElement, select
 
-from backend.db.engine import Database
-from backend.db.models import Base
+from backend.storage.db.engine import Database
+from backend.storage.db.models import Base
 from backend.worker.consumer import StreamConsumer
 from tests import support
 from tests.browser.servers import StaticSite

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page
 
-from backend.bench.processes import TrackerProcess
+from backend.tooling.bench.processes import TrackerProcess
 from tests.browser.conftest import TrackerDatabase
 from tests.browser.support import Wire
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page
 
-from backend.bench.processes import TrackerProcess
-from backend.bench.report_data import TargetLink, generate
-from backend.ids import now_ms
-from backend.reports.rollup import fold_closed_hours
+from backend.core.ids import now_ms
+from backend.storage.rollups.dimensions import fold_closed_hours
+from backend.tooling.bench.processes import TrackerProcess
+from backend.tooling.bench.report_data import TargetLink, generate
 from tests.browser.conftest import TrackerDatabase
 from tests.browser.support import ProgrammeFactory, Wire
 from tests.support import PASSWORD, add_user

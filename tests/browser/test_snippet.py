@@ -20,8 +20,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.async_api import BrowserContext, Page, Request, Route
 
-from backend.bench.processes import TrackerProcess
-from backend.db.models import Click, Conversion, Impression
+from backend.storage.db.models import Click, Conversion, Impression
+from backend.tooling.bench.processes import TrackerProcess
 from tests.browser.servers import closed_port, snippet_tag
 from tests.browser.support import (
     Programme,

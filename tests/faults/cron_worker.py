@@ -14,7 +14,7 @@ from typing import Any
 
 from arq.worker import run_worker
 
-from backend.settings import load_settings
+from backend.core.settings import load_settings
 from backend.worker.main import purge_job, worker_options
 
 TICKS = "faults:cron-ticks"

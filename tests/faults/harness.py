@@ -26,14 +26,14 @@ import httpx
 from redis.exceptions import ResponseError
 from sqlalchemy import func, select
 
-from backend.bench.processes import TrackerProcess, WorkerProcess, free_port, settings_env
-from backend.db.engine import Database
-from backend.db.models import Click, Conversion, RejectedEventRow, StatsHourly
-from backend.events import ClickEvent, ConversionEvent, decode_entry, entry_size
-from backend.ingest.spool import Spool
-from backend.redis_client import connect
-from backend.redis_server import EmbeddedRedis
-from backend.settings import Settings
+from backend.core.settings import Settings
+from backend.domain.events import ClickEvent, ConversionEvent, decode_entry, entry_size
+from backend.storage.db.engine import Database
+from backend.storage.db.models import Click, Conversion, RejectedEventRow, StatsHourly
+from backend.storage.redis_client import connect
+from backend.storage.redis_server import EmbeddedRedis
+from backend.storage.streams.spool import Spool
+from backend.tooling.bench.processes import TrackerProcess, WorkerProcess, free_port, settings_env
 from tests.postback_support import PATH as POSTBACK_PATH
 from tests.postback_support import sale, signed
 from tests.support import BROWSER_HEADERS, Programme, create_api_key, create_programme

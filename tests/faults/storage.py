@@ -26,7 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from backend.db.engine import Database, is_sqlite
+from backend.storage.db.engine import Database, is_sqlite
 
 EVENT_TABLES = ("clicks", "impressions", "conversions", "rejected_events", "stats_hourly")
 DISK_SIZE = "2m"

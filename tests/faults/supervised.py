@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from backend.bench.processes import ClicktrailProcess
-from backend.redis_server import EmbeddedRedis
+from backend.storage.redis_server import EmbeddedRedis
+from backend.tooling.bench.processes import ClicktrailProcess
 from tests.faults.harness import Stack
 from tests.support import Programme
 

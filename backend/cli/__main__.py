@@ -1,0 +1,5 @@
+"""``python -m backend.cli``: the ``clicktrail`` command."""
+
+from backend.cli import main
+
+main()

@@ -1,0 +1,263 @@
+"""Creating and editing merchants, partners, campaigns, links and commission overrides: the
+rules, written once.
+
+The management API and the admin pages both call these functions with the request bodies of
+``backend.domain.affiliate.schemas`` (whose types already bound lengths, patterns and ranges);
+the checks that need more than a type (currencies, domains, percentages, references to other
+objects, a link's destination on its merchant's domains) raise ``FieldError`` here. Every change
+commits and then empties the catalog cache, so this process serves the change at once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.core.money import MoneyError, normalise_currency, percent_to_bps
+from backend.core.validation import FieldError
+from backend.domain.affiliate.postback import new_postback_secret
+from backend.domain.affiliate.schemas import (
+    CampaignCreate,
+    CampaignUpdate,
+    LinkCreate,
+    LinkUpdate,
+    MerchantCreate,
+    MerchantUpdate,
+    OverrideCreate,
+    OverrideUpdate,
+    PartnerCreate,
+    PartnerUpdate,
+)
+from backend.domain.auth import public_key
+from backend.storage.catalog import Catalog
+from backend.storage.db.models import Base, Campaign, CommissionOverride, Link, Merchant, Partner
+
+M = TypeVar("M", bound=Base)
+CODE_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+CODE_TRIES = 5
+
+
+async def commit_and_refresh(session: AsyncSession, catalog: Catalog, target: Base) -> None:
+    await session.commit()
+    await session.refresh(target)
+    catalog.invalidate()
+
+
+def _apply_changes(target: Base, changes: msgspec.Struct) -> None:
+    for name in changes.__struct_fields__:
+        value = getattr(changes, name)
+        if value is not msgspec.UNSET:
+            setattr(target, name, value)
+
+
+def _domain(raw: str) -> str:
+    host = raw.strip().lower().rstrip(".")
+    if "://" in host or "/" in host or "@" in host or not host or " " in host:
+        raise FieldError("domains", f"{raw!r}: give a bare host name such as shop.example")
+    return host
+
+
+def _domains(raw: list[str]) -> list[str]:
+    return sorted({_domain(domain) for domain in raw})
+
+
+def _currency(code: str) -> str:
+    try:
+        return normalise_currency(code)
+    except MoneyError as error:
+        raise FieldError("currency", str(error)) from None
+
+
+def commission_bps(percent: str | int) -> int:
+    try:
+        return percent_to_bps(percent)
+    except MoneyError as error:
+        raise FieldError("commission_percent", str(error)) from None
+
+
+def _apply_commission_changes(
+    target: Campaign | CommissionOverride, data: CampaignUpdate | OverrideUpdate
+) -> None:
+    """Apply ``data``; a commission percent is stored as basis points."""
+    changes = msgspec.structs.replace(data)
+    if not isinstance(changes.commission_percent, msgspec.UnsetType):
+        target.commission_bps = commission_bps(changes.commission_percent)
+        changes.commission_percent = msgspec.UNSET
+    _apply_changes(target, changes)
+
+
+async def _referenced(session: AsyncSession, model: type[M], object_id: int, field: str) -> M:
+    found = await session.get(model, object_id)
+    if found is None:
+        raise FieldError(field, f"no {model.__tablename__[:-1]} with id {object_id}")
+    return found
+
+
+def _destination(url: str) -> str:
+    """``url`` if it can go into a redirect's Location header as it is: an absolute http(s)
+    URL with a host, a valid port and no user info (the type already refused white space,
+    control characters and backslashes)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises for a port that is not a number from 0 to 65535)
+    except ValueError as error:
+        raise FieldError("destination_url", f"not a valid URL: {error}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        raise FieldError("destination_url", "an absolute http(s) URL with a host and no user")
+    return url
+
+
+async def _check_destination(session: AsyncSession, campaign: Campaign, url: str | None) -> None:
+    """A link's own destination must stay on its merchant's domains (no redirects elsewhere)."""
+    if url is None:
+        return
+    _destination(url)
+    merchant = await _referenced(session, Merchant, campaign.merchant_id, "campaign_id")
+    host = urlsplit(url).hostname or ""
+    if merchant.domains and host not in merchant.domains:
+        raise FieldError("destination_url", f"{host!r} is not a domain of the merchant")
+
+
+async def create_merchant(
+    session: AsyncSession, catalog: Catalog, data: MerchantCreate
+) -> Merchant:
+    merchant = Merchant(
+        name=data.name,
+        key=public_key("mk_"),
+        postback_secret=new_postback_secret(),
+        currency=_currency(data.currency),
+        domains=_domains(data.domains),
+        attribution_window_days=data.attribution_window_days,
+        auto_approve_days=data.auto_approve_days,
+        max_order_minor=data.max_order_minor,
+        auto_approve_unverified_max_minor=data.auto_approve_unverified_max_minor,
+    )
+    session.add(merchant)
+    await commit_and_refresh(session, catalog, merchant)
+    return merchant
+
+
+async def update_merchant(
+    session: AsyncSession, catalog: Catalog, merchant: Merchant, data: MerchantUpdate
+) -> None:
+    changes = msgspec.structs.replace(data)
+    if not isinstance(changes.currency, msgspec.UnsetType):
+        changes.currency = _currency(changes.currency)
+    if not isinstance(changes.domains, msgspec.UnsetType):
+        changes.domains = _domains(changes.domains)
+    _apply_changes(merchant, changes)
+    await commit_and_refresh(session, catalog, merchant)
+
+
+async def create_partner(session: AsyncSession, catalog: Catalog, data: PartnerCreate) -> Partner:
+    partner = Partner(name=data.name, contact_email=data.contact_email, key=public_key("pk_"))
+    session.add(partner)
+    await commit_and_refresh(session, catalog, partner)
+    return partner
+
+
+async def update_partner(
+    session: AsyncSession, catalog: Catalog, partner: Partner, data: PartnerUpdate
+) -> None:
+    _apply_changes(partner, data)
+    await commit_and_refresh(session, catalog, partner)
+
+
+async def create_campaign(
+    session: AsyncSession, catalog: Catalog, data: CampaignCreate
+) -> Campaign:
+    await _referenced(session, Merchant, data.merchant_id, "merchant_id")
+    campaign = Campaign(
+        merchant_id=data.merchant_id,
+        name=data.name,
+        destination_url=_destination(data.destination_url),
+        commission_bps=commission_bps(data.commission_percent),
+        commission_flat_minor=data.commission_flat_minor,
+        cookie_window_days=data.cookie_window_days,
+        status=data.status,
+    )
+    session.add(campaign)
+    await commit_and_refresh(session, catalog, campaign)
+    return campaign
+
+
+async def update_campaign(
+    session: AsyncSession, catalog: Catalog, campaign: Campaign, data: CampaignUpdate
+) -> None:
+    if isinstance(data.destination_url, str):
+        _destination(data.destination_url)
+    _apply_commission_changes(campaign, data)
+    await commit_and_refresh(session, catalog, campaign)
+
+
+async def create_link(session: AsyncSession, catalog: Catalog, data: LinkCreate) -> Link:
+    await _referenced(session, Partner, data.partner_id, "partner_id")
+    campaign = await _referenced(session, Campaign, data.campaign_id, "campaign_id")
+    await _check_destination(session, campaign, data.destination_url)
+    for _ in range(CODE_TRIES):
+        link = Link(
+            code="".join(secrets.choice(CODE_ALPHABET) for _ in range(8)),
+            partner_id=data.partner_id,
+            campaign_id=data.campaign_id,
+            destination_url=data.destination_url,
+        )
+        session.add(link)
+        try:
+            await commit_and_refresh(session, catalog, link)
+        except IntegrityError:
+            await session.rollback()  # a code collision: draw another
+            continue
+        return link
+    raise RuntimeError(f"could not draw a free link code in {CODE_TRIES} tries")
+
+
+async def update_link(
+    session: AsyncSession, catalog: Catalog, link: Link, data: LinkUpdate
+) -> None:
+    if isinstance(data.destination_url, str):
+        campaign = await _referenced(session, Campaign, link.campaign_id, "campaign_id")
+        await _check_destination(session, campaign, data.destination_url)
+    _apply_changes(link, data)
+    await commit_and_refresh(session, catalog, link)
+
+
+async def create_override(
+    session: AsyncSession, catalog: Catalog, data: OverrideCreate
+) -> CommissionOverride:
+    await _referenced(session, Partner, data.partner_id, "partner_id")
+    await _referenced(session, Campaign, data.campaign_id, "campaign_id")
+    override = CommissionOverride(
+        partner_id=data.partner_id,
+        campaign_id=data.campaign_id,
+        commission_bps=commission_bps(data.commission_percent),
+        commission_flat_minor=data.commission_flat_minor,
+    )
+    session.add(override)
+    try:
+        await commit_and_refresh(session, catalog, override)
+    except IntegrityError:
+        raise FieldError(
+            "campaign_id", "this partner already has an override for this campaign: edit it"
+        ) from None
+    return override
+
+
+async def update_override(
+    session: AsyncSession, catalog: Catalog, override: CommissionOverride, data: OverrideUpdate
+) -> None:
+    _apply_commission_changes(override, data)
+    await commit_and_refresh(session, catalog, override)
+
+
+async def delete_override(
+    session: AsyncSession, catalog: Catalog, override: CommissionOverride
+) -> None:
+    """The partner earns by the campaign's rule again."""
+    await session.delete(override)
+    await session.commit()
+    catalog.invalidate()

@@ -1,0 +1,65 @@
+"""The commission a rule pays, written once for the worker (as it stores a conversion) and for a
+person approving a conversion held for review (who pays by the rule that applies then).
+
+A rule is a percent of the amount plus a flat fee; the flat fee is in the merchant's currency, so
+a sale in another currency earns the percent only.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.core.money import commission_minor
+from backend.storage.db.models import (
+    Campaign,
+    CommissionOverride,
+    Conversion,
+    Merchant,
+    Partner,
+    PartnerStatus,
+)
+
+
+def by_rule(
+    amount_minor: int, currency: str, merchant_currency: str, percent_bps: int, flat_minor: int
+) -> int:
+    """What a rule of ``percent_bps`` and ``flat_minor`` pays on a sale of ``amount_minor``."""
+    flat = flat_minor if currency == merchant_currency else 0
+    return commission_minor(amount_minor, percent_bps, flat)
+
+
+async def rule_commission(session: AsyncSession, conversion: Conversion) -> int:
+    """What the rule that applies now (the partner's override of the campaign's rule, else the
+    campaign's) pays on ``conversion``'s stored amount: 0 when it is unattributed or its partner
+    is banned."""
+    if conversion.campaign_id is None or conversion.partner_id is None:
+        return 0
+    row = (
+        await session.execute(
+            select(
+                Campaign.commission_bps,
+                Campaign.commission_flat_minor,
+                CommissionOverride.commission_bps,
+                CommissionOverride.commission_flat_minor,
+                Merchant.currency,
+                Partner.status,
+            )
+            .join(Merchant, Merchant.id == Campaign.merchant_id)
+            .join(Partner, Partner.id == conversion.partner_id)
+            .outerjoin(
+                CommissionOverride,
+                (CommissionOverride.campaign_id == Campaign.id)
+                & (CommissionOverride.partner_id == Partner.id),
+            )
+            .where(Campaign.id == conversion.campaign_id)
+        )
+    ).one_or_none()
+    if row is None:
+        return 0
+    bps, flat, override_bps, override_flat, merchant_currency, partner_status = row
+    if partner_status == PartnerStatus.BANNED:
+        return 0
+    if override_bps is not None:
+        bps, flat = override_bps, override_flat
+    return by_rule(conversion.amount_minor, conversion.currency, merchant_currency, bps, flat)

@@ -1,0 +1,221 @@
+"""Conversion status transitions and verification, the one place every change passes through.
+
+The management API, the admin pages, postbacks and the auto-approval job all call
+``change_status`` (and postbacks ``verify``), so the allowed transitions, the audit trail and
+the rollup bookkeeping are written once. A change that takes a conversion out of the counted set
+(rejected, reversed) takes it out of the hourly rollup in the same transaction, so totals never
+disagree with the rows. A person approving decides the money: a conversion held for review is
+paid by the rule that applies (its commission may have been zeroed, for a bot's click, or
+doubted), or what they set; a commission changed so is corrected in the rollups in the same
+transaction too. Every change leaves a ``conversion_changes`` row saying who, when and why, and
+the commission before and after when it changed. The caller commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, insert, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from backend.core.ids import now_ms
+from backend.core.money import format_minor
+from backend.domain.affiliate.commission import rule_commission
+from backend.domain.quality.flags import Flag
+from backend.storage.db.models import Conversion, ConversionChange, ConversionStatus, StatsHourly
+from backend.storage.rollups.dimensions import correct_commission
+from backend.worker.enrich import HOUR_MS
+
+ALLOWED = frozenset(
+    {
+        (ConversionStatus.PENDING, ConversionStatus.APPROVED),
+        (ConversionStatus.PENDING, ConversionStatus.REJECTED),
+        (ConversionStatus.APPROVED, ConversionStatus.REVERSED),
+    }
+)
+COUNTED = frozenset({ConversionStatus.PENDING, ConversionStatus.APPROVED})
+AUTO_APPROVAL = "auto-approval"
+POSTBACK = "postback"
+MAX_REASON = 500
+BY_THE_RULE = "commission by the rule"
+SET_BY_REVIEWER = "commission set by the reviewer"
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRefused(Exception):
+    """The conversion's current status does not allow the wanted one."""
+
+    current: ConversionStatus
+    wanted: ConversionStatus
+
+    def __str__(self) -> str:
+        return f"a {self.current} conversion cannot become {self.wanted}"
+
+    @property
+    def allowed(self) -> list[str]:
+        return sorted(wanted for current, wanted in ALLOWED if current == self.current)
+
+
+class CommissionRefused(ValueError):
+    """A commission that cannot be decided: not on an approval, nobody to pay, out of bounds."""
+
+
+def change_row(
+    conversion_id: int,
+    from_status: str,
+    to_status: str,
+    verified: bool,
+    actor: str,
+    reason: str,
+    commission: tuple[int, int] | None = None,
+) -> dict[str, object]:
+    """One audit trail row (also written by the worker when a postback verifies an order);
+    ``commission``: before and after, when the change decided it."""
+    earlier, decided = commission or (None, None)
+    return {
+        "conversion_id": conversion_id,
+        "at_ms": now_ms(),
+        "from_status": from_status,
+        "to_status": to_status,
+        "verified": verified,
+        "actor": actor[:200],
+        "reason": reason[:MAX_REASON],
+        "commission_from_minor": earlier,
+        "commission_to_minor": decided,
+    }
+
+
+def held_for_review(conversion: Conversion) -> bool:
+    return Flag.REVIEW in conversion.flags.split(",")
+
+
+async def change_status(
+    session: AsyncSession,
+    conversion: Conversion,
+    wanted: ConversionStatus,
+    *,
+    actor: str,
+    reason: str = "",
+    confirms: bool | None = None,
+    commission: int | None = None,
+    reviewed: bool = False,
+) -> None:
+    """Move ``conversion`` to ``wanted`` or raise ``TransitionRefused`` (or
+    ``CommissionRefused``, before anything changed); the caller commits.
+
+    ``actor`` says who asked (``user:<email>``, ``apikey:<id>``, ``postback``, ``auto-approval``)
+    and ``reason`` why; both are kept in the audit trail. ``confirms`` says whether the change
+    also verifies the sale: by default an approval does (someone with authority looked at it),
+    a signed postback passes True whatever the status, auto-approval False (time is no proof).
+    An approval pays ``commission`` when given (see ``decided_commission``); else, when a person
+    decides (``reviewed``) on a conversion held for review, the rule's commission; else the
+    commission stays as it was stored.
+    """
+    current = ConversionStatus(conversion.status)
+    if (current, wanted) not in ALLOWED:
+        raise TransitionRefused(current, wanted)
+    decided = await decided_commission(session, conversion, wanted, commission, reviewed)
+    if confirms is None:
+        confirms = wanted == ConversionStatus.APPROVED
+    conversion.status = wanted
+    conversion.verified = conversion.verified or confirms
+    earlier = conversion.commission_minor
+    if decided is None or decided == earlier:
+        await _record(session, conversion, current, actor, reason)
+    else:
+        conversion.commission_minor = decided
+        await _add_commission(session, conversion, decided - earlier)
+        why = reason or (SET_BY_REVIEWER if commission is not None else BY_THE_RULE)
+        await _record(session, conversion, current, actor, why, (earlier, decided))
+    if current in COUNTED and wanted not in COUNTED:
+        await _uncount(session, conversion)
+
+
+async def decided_commission(
+    session: AsyncSession,
+    conversion: Conversion,
+    wanted: ConversionStatus,
+    commission: int | None,
+    reviewed: bool,
+) -> int | None:
+    """The commission ``change_status`` pays, or None to leave it as it is.
+
+    A set commission is for an approval of an attributed conversion only, from 0 up to the
+    sale's amount, or the rule's commission when that is more (a flat fee on a free sign-up).
+    """
+    approving = wanted == ConversionStatus.APPROVED
+    if commission is not None and not approving:
+        raise CommissionRefused(f"a commission is set only when approving, not when {wanted}")
+    if not approving or (commission is None and not (reviewed and held_for_review(conversion))):
+        return None
+    by_rule = await rule_commission(session, conversion)
+    if commission is None:
+        return by_rule
+    if conversion.partner_id is None:
+        raise CommissionRefused("an unattributed conversion has no partner to pay")
+    ceiling = max(conversion.amount_minor, by_rule)
+    if not 0 <= commission <= ceiling:
+        raise CommissionRefused(
+            f"the commission must be from 0 to at most"
+            f" {format_minor(ceiling, conversion.currency)} {conversion.currency}"
+            " (the sale's amount, or the rule's commission when that is more)"
+        )
+    return commission
+
+
+async def verify(session: AsyncSession, conversion: Conversion, *, actor: str, reason: str) -> bool:
+    """Mark ``conversion`` verified, keeping its status; False when it already was."""
+    if conversion.verified:
+        return False
+    conversion.verified = True
+    await _record(session, conversion, ConversionStatus(conversion.status), actor, reason)
+    return True
+
+
+async def _record(
+    session: AsyncSession,
+    conversion: Conversion,
+    current: ConversionStatus,
+    actor: str,
+    reason: str,
+    commission: tuple[int, int] | None = None,
+) -> None:
+    row = change_row(
+        conversion.id, current, conversion.status, conversion.verified, actor, reason, commission
+    )
+    await session.execute(insert(ConversionChange), [row])
+
+
+_STATS = StatsHourly.__table__.c
+
+
+def _stats_row(conversion: Conversion) -> ColumnElement[bool]:
+    """The ``stats_hourly`` row that counts ``conversion``."""
+    return and_(
+        _STATS.hour_ms == conversion.at_ms // HOUR_MS * HOUR_MS,
+        _STATS.merchant_id == conversion.merchant_id,
+        _STATS.link_id == (conversion.link_id or 0),
+        _STATS.currency == conversion.currency,
+    )
+
+
+async def _add_commission(session: AsyncSession, conversion: Conversion, delta: int) -> None:
+    """A counted conversion's commission changed by ``delta``: so do the rollups'."""
+    await session.execute(
+        update(StatsHourly)
+        .where(_stats_row(conversion))
+        .values(commission_minor=_STATS.commission_minor + delta)
+    )
+    await correct_commission(session, conversion, delta)
+
+
+async def _uncount(session: AsyncSession, conversion: Conversion) -> None:
+    await session.execute(
+        update(StatsHourly)
+        .where(_stats_row(conversion))
+        .values(
+            conversions=_STATS.conversions - 1,
+            revenue_minor=_STATS.revenue_minor - conversion.amount_minor,
+            commission_minor=_STATS.commission_minor - conversion.commission_minor,
+        )
+    )

@@ -1,0 +1,1 @@
+"""Report queries over the rollups and raw rows, each scoped by a ``Viewer``."""

@@ -1,1 +1,0 @@
-"""Reports: queries over the rollups and raw rows, and the server-rendered pages."""

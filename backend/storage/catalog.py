@@ -1,0 +1,214 @@
+"""An in-process, read-through cache of the objects every event refers to.
+
+The ingest handlers resolve a link code or merchant key per request and the worker resolves a
+link per conversion; a database query each time would put the database on the hot path.
+Entries live ``ttl_s`` seconds (misses ``miss_ttl_s``), concurrent misses for one key share one
+query, and the cache is bounded so random codes cannot grow it without limit. Writers in this
+process call ``invalidate``; other processes see a change within the TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from sqlalchemy import select
+
+from backend.storage.db.engine import Database
+from backend.storage.db.models import Campaign, CommissionOverride, Link, Merchant, Partner
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+@dataclass(frozen=True, slots=True)
+class MerchantInfo:
+    id: int
+    key: str
+    currency: str
+    domains: frozenset[str]
+    window_days: int
+    max_order_minor: int | None  # in ``currency``; None: only the shared bound
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerInfo:
+    id: int
+    key: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class LinkInfo:
+    id: int
+    code: str
+    partner_id: int
+    partner_status: str
+    campaign_id: int
+    merchant_id: int
+    destination_url: str
+    merchant_domains: frozenset[str]
+    currency: str
+    window_days: int
+    commission_bps: int  # the campaign's rule, or the partner's override of it
+    commission_flat_minor: int
+    status: str  # the link's: active or paused
+    campaign_status: str
+    campaign_destination_url: str  # where a banned partner's link sends visitors
+
+
+class TtlCache(Generic[K, V]):
+    def __init__(self, ttl_s: float, miss_ttl_s: float, max_entries: int) -> None:
+        self._ttl_s = ttl_s
+        self._miss_ttl_s = miss_ttl_s
+        self._max_entries = max_entries
+        self._entries: dict[K, tuple[float, V | None]] = {}
+        self._loading: dict[K, asyncio.Future[V | None]] = {}
+
+    async def get(self, key: K, load: Callable[[K], Awaitable[V | None]]) -> V | None:
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > time.monotonic():
+            return entry[1]
+        pending = self._loading.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        try:
+            value = await load(key)
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved here, so an unawaited future logs nothing
+            raise
+        finally:
+            del self._loading[key]
+        future.set_result(value)
+        if len(self._entries) >= self._max_entries:
+            self._entries.pop(next(iter(self._entries)))
+        ttl = self._ttl_s if value is not None else self._miss_ttl_s
+        self._entries[key] = (time.monotonic() + ttl, value)
+        return value
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+class Catalog:
+    def __init__(
+        self,
+        database: Database,
+        default_window_days: int,
+        ttl_s: float = 30.0,
+        miss_ttl_s: float = 5.0,
+        max_entries: int = 50_000,
+    ) -> None:
+        self._db = database
+        self._default_window_days = default_window_days
+        self._links_by_code: TtlCache[str, LinkInfo] = TtlCache(ttl_s, miss_ttl_s, max_entries)
+        self._links_by_id: TtlCache[int, LinkInfo] = TtlCache(ttl_s, miss_ttl_s, max_entries)
+        self._merchants: TtlCache[str, MerchantInfo] = TtlCache(ttl_s, miss_ttl_s, max_entries)
+        self._merchants_by_id: TtlCache[int, MerchantInfo] = TtlCache(
+            ttl_s, miss_ttl_s, max_entries
+        )
+        self._partners: TtlCache[str, PartnerInfo] = TtlCache(ttl_s, miss_ttl_s, max_entries)
+
+    def invalidate(self) -> None:
+        for cache in (
+            self._links_by_code,
+            self._links_by_id,
+            self._merchants,
+            self._merchants_by_id,
+            self._partners,
+        ):
+            cache.clear()
+
+    async def link_by_code(self, code: str) -> LinkInfo | None:
+        return await self._links_by_code.get(code, self._load_link_by_code)
+
+    async def link_by_id(self, link_id: int) -> LinkInfo | None:
+        return await self._links_by_id.get(link_id, self._load_link_by_id)
+
+    async def merchant_by_key(self, key: str) -> MerchantInfo | None:
+        return await self._merchants.get(key, self._load_merchant)
+
+    async def merchant_by_id(self, merchant_id: int) -> MerchantInfo | None:
+        return await self._merchants_by_id.get(merchant_id, self._load_merchant_by_id)
+
+    async def partner_by_key(self, key: str) -> PartnerInfo | None:
+        return await self._partners.get(key, self._load_partner)
+
+    async def _load_link_by_code(self, code: str) -> LinkInfo | None:
+        return await self._load_link(Link.code == code)
+
+    async def _load_link_by_id(self, link_id: int) -> LinkInfo | None:
+        return await self._load_link(Link.id == link_id)
+
+    async def _load_link(self, condition: object) -> LinkInfo | None:
+        query = (
+            select(Link, Campaign, Merchant, Partner, CommissionOverride)
+            .join(Campaign, Link.campaign_id == Campaign.id)
+            .join(Merchant, Campaign.merchant_id == Merchant.id)
+            .join(Partner, Link.partner_id == Partner.id)
+            .outerjoin(
+                CommissionOverride,
+                (CommissionOverride.partner_id == Link.partner_id)
+                & (CommissionOverride.campaign_id == Link.campaign_id),
+            )
+            .where(condition)  # type: ignore[arg-type]
+        )
+        async with self._db.session() as session:
+            row = (await session.execute(query)).first()
+        if row is None:
+            return None
+        link, campaign, merchant, partner, override = row
+        rule = override or campaign  # the partner's own rule for this campaign wins
+        return LinkInfo(
+            id=link.id,
+            code=link.code,
+            partner_id=partner.id,
+            partner_status=partner.status,
+            campaign_id=campaign.id,
+            merchant_id=merchant.id,
+            destination_url=link.destination_url or campaign.destination_url,
+            merchant_domains=frozenset(merchant.domains),
+            currency=merchant.currency,
+            window_days=campaign.cookie_window_days
+            or merchant.attribution_window_days
+            or self._default_window_days,
+            commission_bps=rule.commission_bps,
+            commission_flat_minor=rule.commission_flat_minor,
+            status=link.status,
+            campaign_status=campaign.status,
+            campaign_destination_url=campaign.destination_url,
+        )
+
+    async def _load_merchant(self, key: str) -> MerchantInfo | None:
+        async with self._db.session() as session:
+            merchant = await session.scalar(select(Merchant).where(Merchant.key == key))
+        return None if merchant is None else self.merchant_info(merchant)
+
+    async def _load_merchant_by_id(self, merchant_id: int) -> MerchantInfo | None:
+        async with self._db.session() as session:
+            merchant = await session.get(Merchant, merchant_id)
+        return None if merchant is None else self.merchant_info(merchant)
+
+    def merchant_info(self, merchant: Merchant) -> MerchantInfo:
+        """What ingestion needs of a merchant row (the postback has the row in hand)."""
+        return MerchantInfo(
+            id=merchant.id,
+            key=merchant.key,
+            currency=merchant.currency,
+            domains=frozenset(merchant.domains),
+            window_days=merchant.attribution_window_days or self._default_window_days,
+            max_order_minor=merchant.max_order_minor,
+        )
+
+    async def _load_partner(self, key: str) -> PartnerInfo | None:
+        async with self._db.session() as session:
+            partner = await session.scalar(select(Partner).where(Partner.key == key))
+        if partner is None:
+            return None
+        return PartnerInfo(id=partner.id, key=partner.key, status=partner.status)

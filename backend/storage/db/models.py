@@ -1,0 +1,406 @@
+"""The data model (DESIGN §4) as typed SQLAlchemy models.
+
+Event tables (clicks, impressions, conversions, rejected events) store times as integer epoch
+milliseconds (UTC): the same on SQLite and PostgreSQL, no per-row datetime conversion on the bulk
+insert path, and no time-zone ambiguity. Their keys are the time-ordered ids of
+``backend.core.ids``. Money is integer minor units beside an ISO 4217 code.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+}
+
+
+# Time-ordered ids compare bytewise; PostgreSQL's default collation would not.
+IdString = String(64).with_variant(String(64, collation="C"), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always read back in UTC with its offset. SQLite keeps no zone, so
+    ``DateTime(timezone=True)`` reads back naive there; values are written in UTC, so a naive
+    one read back is UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.astimezone(UTC) if value is not None and value.tzinfo else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class PartnerStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    BANNED = "banned"
+
+
+class RunStatus(StrEnum):
+    """A link's or a campaign's: a paused one still redirects, but what it brings is held for
+    review."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+
+
+class ConversionStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    REVERSED = "reversed"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    PARTNER = "partner"
+
+
+class Merchant(Base):
+    __tablename__ = "merchants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(40), unique=True)
+    postback_secret: Mapped[str] = mapped_column(String(80))
+    domains: Mapped[list[str]] = mapped_column(JSON, default=list)
+    currency: Mapped[str] = mapped_column(String(3))
+    attribution_window_days: Mapped[int | None] = mapped_column(Integer)
+    # Pending conversions older than this many days are approved by a cron job; None: never.
+    auto_approve_days: Mapped[int | None] = mapped_column(Integer)
+    # Sales over this many minor units (of the merchant's currency) are refused; None: only
+    # the shared bound (backend.core.money.MAX_AMOUNT_MINOR).
+    max_order_minor: Mapped[int | None] = mapped_column(BigInteger)
+    # Unverified (pixel, snippet) conversions are auto-approved only up to this amount in the
+    # merchant's currency; None: never (anyone can fire a pixel).
+    auto_approve_unverified_max_minor: Mapped[int | None] = mapped_column(BigInteger)
+    # After a rotation the old secret still signs postbacks until then, so senders can switch.
+    previous_postback_secret: Mapped[str | None] = mapped_column(String(80))
+    previous_secret_until_ms: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Partner(Base):
+    __tablename__ = "partners"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    contact_email: Mapped[str | None] = mapped_column(String(320))
+    key: Mapped[str] = mapped_column(String(40), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=PartnerStatus.ACTIVE)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    destination_url: Mapped[str] = mapped_column(String(2048))
+    commission_bps: Mapped[int] = mapped_column(Integer, default=0)
+    commission_flat_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    cookie_window_days: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(
+        String(16), default=RunStatus.ACTIVE, server_default=RunStatus.ACTIVE.value
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Link(Base):
+    __tablename__ = "links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    destination_url: Mapped[str | None] = mapped_column(String(2048))
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.ACTIVE)
+    # What the last health check found at the destination: "ok", "broken" or None (not checked).
+    health: Mapped[str | None] = mapped_column(String(16))
+    health_detail: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    last_checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class CommissionOverride(Base):
+    """A partner's own commission rule for one campaign, replacing the campaign's."""
+
+    __tablename__ = "commission_overrides"
+    __table_args__ = (UniqueConstraint("partner_id", "campaign_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    commission_bps: Mapped[int] = mapped_column(Integer, default=0)
+    commission_flat_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Click(Base):
+    __tablename__ = "clicks"
+    # Monthly partitions on PostgreSQL: migration 0005 and backend/db/partitions.py.
+    __table_args__ = ({"sqlite_with_rowid": False, "postgresql_partition_by": "RANGE (click_id)"},)
+
+    click_id: Mapped[str] = mapped_column(IdString, primary_key=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    link_id: Mapped[int] = mapped_column(Integer)
+    partner_id: Mapped[int] = mapped_column(Integer)
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    merchant_id: Mapped[int] = mapped_column(Integer)
+    visitor_hash: Mapped[str] = mapped_column(String(32))
+    device_class: Mapped[str] = mapped_column(String(16))
+    browser: Mapped[str] = mapped_column(String(32))
+    referrer_host: Mapped[str] = mapped_column(String(255))
+    referrer_url: Mapped[str] = mapped_column(String(2048))
+    landing_url: Mapped[str] = mapped_column(String(2048))
+    sub1: Mapped[str] = mapped_column(String(255))
+    sub2: Mapped[str] = mapped_column(String(255))
+    sub3: Mapped[str] = mapped_column(String(255))
+    sub4: Mapped[str] = mapped_column(String(255))
+    sub5: Mapped[str] = mapped_column(String(255))
+    utm_source: Mapped[str] = mapped_column(String(255))
+    utm_medium: Mapped[str] = mapped_column(String(255))
+    utm_campaign: Mapped[str] = mapped_column(String(255))
+    utm_term: Mapped[str] = mapped_column(String(255))
+    utm_content: Mapped[str] = mapped_column(String(255))
+    is_bot: Mapped[bool] = mapped_column(Boolean)
+    is_unique: Mapped[bool] = mapped_column(Boolean)
+    flags: Mapped[str] = mapped_column(String(255))
+
+
+class Impression(Base):
+    __tablename__ = "impressions"
+    __table_args__ = ({"sqlite_with_rowid": False, "postgresql_partition_by": "RANGE (event_id)"},)
+
+    event_id: Mapped[str] = mapped_column(IdString, primary_key=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    link_id: Mapped[int] = mapped_column(Integer)
+    partner_id: Mapped[int] = mapped_column(Integer)
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    merchant_id: Mapped[int] = mapped_column(Integer)
+    visitor_hash: Mapped[str] = mapped_column(String(32))
+    page_url: Mapped[str] = mapped_column(String(2048))
+    is_bot: Mapped[bool] = mapped_column(Boolean)
+    is_unique: Mapped[bool] = mapped_column(Boolean)
+
+
+class Conversion(Base):
+    __tablename__ = "conversions"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "order_id"),
+        Index(None, "partner_id", "at_ms"),
+        Index(None, "at_ms"),
+        Index(None, "status", "at_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(IdString, unique=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    merchant_id: Mapped[int] = mapped_column(Integer)
+    order_id: Mapped[str | None] = mapped_column(String(128))
+    click_id: Mapped[str | None] = mapped_column(IdString)
+    link_id: Mapped[int | None] = mapped_column(Integer)
+    partner_id: Mapped[int | None] = mapped_column(Integer)
+    campaign_id: Mapped[int | None] = mapped_column(Integer)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    commission_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))
+    event_name: Mapped[str] = mapped_column(String(64))
+    items_json: Mapped[str | None] = mapped_column(Text)
+    flags: Mapped[str] = mapped_column(String(255))
+    # Confirmed by a signed postback or a person; pixel and JS conversions start unverified.
+    verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class ConversionChange(Base):
+    """The audit trail: one row per status change or verification of a conversion.
+
+    A verification without a status change has ``from_status == to_status``. A change that
+    decided the commission (a person approving) keeps it before and after.
+    """
+
+    __tablename__ = "conversion_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversion_id: Mapped[int] = mapped_column(ForeignKey("conversions.id"), index=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    from_status: Mapped[str] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    verified: Mapped[bool] = mapped_column(Boolean)
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(String(500))
+    commission_from_minor: Mapped[int | None] = mapped_column(BigInteger)
+    commission_to_minor: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class StatsHourly(Base):
+    """Rollup of events actually inserted, per hour, merchant, link and currency.
+
+    Traffic counts (clicks, impressions) sit on the row of the merchant's currency at write
+    time, so summing them across currencies never double-counts. ``link_id`` 0 holds
+    conversions that no click could be credited with. Each stored click counts once: in
+    ``clicks`` (billable), ``bot_clicks``, or ``flagged_clicks`` (a person's duplicate or
+    rate-limited click: shown, never billed).
+    """
+
+    __tablename__ = "stats_hourly"
+    # SQLite keeps an overflowing integer sum as a float; these make it an error (migration 0009).
+    __table_args__ = tuple(
+        CheckConstraint(f"typeof({column}) = 'integer'", name=f"{column}_integer").ddl_if(
+            dialect="sqlite"
+        )
+        for column in ("revenue_minor", "commission_minor")
+    )
+
+    hour_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    link_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    partner_id: Mapped[int] = mapped_column(Integer)
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+    unique_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+    bot_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
+    flagged_clicks: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    impressions: Mapped[int] = mapped_column(BigInteger, default=0)
+    conversions: Mapped[int] = mapped_column(BigInteger, default=0)
+    revenue_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    commission_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RejectedEventRow(Base):
+    __tablename__ = "rejected_events"
+    __table_args__ = (Index(None, "reason", "at_ms"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(IdString, unique=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(String(500))
+    payload: Mapped[str] = mapped_column(Text)
+
+
+def new_session_epoch() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class User(Base):
+    """A person who signs in. Ids are never given out twice (SQLite's AUTOINCREMENT; PostgreSQL's
+    sequences never go back), so nothing that names a deleted user names the next one."""
+
+    __tablename__ = "users"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Every session carries it; a new one (accounts.end_sessions) ends them all.
+    session_epoch: Mapped[str] = mapped_column(String(32), default=new_session_epoch)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class DimensionHourly(Base):
+    """Clicks and conversions per hour (``span_hours`` 1) or UTC day (24), click dimension
+    value, partner and currency.
+
+    Folded from raw rows by a cron job once an hour is closed (never by the worker's hot path),
+    so breakdowns by referrer, device, sub-id... read a few rows per day instead of every
+    click; hour rows serve the edges of a range in the viewer's zone. A conversion counts under
+    the dimension values of its click. Traffic sits on rows with ``currency`` "" and money on
+    rows of its currency, so summing never double-counts.
+    """
+
+    __tablename__ = "dimension_hourly"
+    __table_args__ = (
+        Index(None, "dimension", "span_hours", "hour_ms"),
+        Index(None, "dimension", "value", "span_hours", "hour_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    hour_ms: Mapped[int] = mapped_column(BigInteger)
+    span_hours: Mapped[int] = mapped_column(Integer)
+    dimension: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(2048))
+    partner_id: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    clicks: Mapped[int] = mapped_column(BigInteger)
+    unique_clicks: Mapped[int] = mapped_column(BigInteger)
+    bot_clicks: Mapped[int] = mapped_column(BigInteger)
+    flagged_clicks: Mapped[int] = mapped_column(BigInteger)
+    conversions: Mapped[int] = mapped_column(BigInteger)
+    revenue_minor: Mapped[int] = mapped_column(BigInteger)
+    commission_minor: Mapped[int] = mapped_column(BigInteger)
+
+
+class RollupWatermark(Base):
+    """How far a rollup has been folded: every hour before ``hour_ms`` is in it."""
+
+    __tablename__ = "rollup_watermarks"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hour_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class RollupRepair(Base):
+    """An hour whose conversions changed after it may have been folded into
+    ``dimension_hourly`` (a signed postback replaced a pixel's figures): the fold job folds its
+    conversions again."""
+
+    __tablename__ = "rollup_repairs"
+
+    hour_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

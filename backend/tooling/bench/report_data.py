@@ -1,0 +1,198 @@
+"""Report data at scale: clicks and conversions spread over a time span, written through the
+worker's own bulk write (``store.write_batch``, rollups included) in batches.
+
+Rows are built here rather than through the stream and the enricher: the goal is ten million
+rows in minutes with realistic spreads of partners, referrers, devices and sub-ids, not a
+second measure of the worker. Rows and deltas have the shapes the enricher produces.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from backend.core.ids import ClickIdSigner, new_event_id
+from backend.domain.affiliate.status import COUNTED
+from backend.storage.db.engine import Database
+from backend.storage.db.models import Campaign, ConversionStatus, Link, Merchant
+from backend.storage.rollups.sql import HOUR_MS
+from backend.worker.enrich import CLICK_COLUMNS, Delta, Prepared, Row, counts
+from backend.worker.store import write_batch
+
+BATCH = 5_000
+REFERRERS = (*(f"news{n}.example" for n in range(40)), "google.com", "t.co", "")
+LANDINGS = tuple(f"https://shop.example/p/{n}" for n in range(60))
+DEVICES = ("desktop", "mobile", "tablet")
+BROWSERS = ("Chrome", "Safari", "Firefox", "Edge", "Samsung Internet")
+SUB1 = (*(f"post-{n}" for n in range(30)), "")
+SUB2 = ("header", "sidebar", "footer", "")
+UTM_SOURCES = ("newsletter", "twitter", "facebook", "google", "")
+UTM_MEDIUMS = ("email", "social", "cpc", "")
+STATUSES = (
+    (ConversionStatus.PENDING, 0.8),
+    (ConversionStatus.APPROVED, 0.15),
+    (ConversionStatus.REJECTED, 0.05),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetLink:
+    id: int
+    partner_id: int
+    campaign_id: int
+    merchant_id: int
+    currency: str
+
+
+async def target_links(database: Database) -> list[TargetLink]:
+    async with database.session() as session:
+        rows = await session.execute(
+            select(Link.id, Link.partner_id, Link.campaign_id, Merchant.id, Merchant.currency)
+            .join(Campaign, Campaign.id == Link.campaign_id)
+            .join(Merchant, Merchant.id == Campaign.merchant_id)
+            .order_by(Link.id)
+        )
+        return [TargetLink(*row) for row in rows.all()]
+
+
+def _click(rng: random.Random, signer: ClickIdSigner, link: TargetLink, at_ms: int) -> Row:
+    roll = rng.random()
+    is_bot = roll < 0.03
+    flags = "bot:crawler" if is_bot else ("duplicate" if roll < 0.06 else "")
+    return {
+        "click_id": signer.issue(link.id, at_ms),
+        "at_ms": at_ms,
+        "link_id": link.id,
+        "partner_id": link.partner_id,
+        "campaign_id": link.campaign_id,
+        "merchant_id": link.merchant_id,
+        "visitor_hash": f"{rng.getrandbits(64):016x}",
+        "device_class": rng.choice(DEVICES),
+        "browser": rng.choice(BROWSERS),
+        "referrer_host": (host := rng.choice(REFERRERS)),
+        "referrer_url": f"https://{host}/" if host else "",
+        "landing_url": rng.choice(LANDINGS),
+        "sub1": rng.choice(SUB1),
+        "sub2": rng.choice(SUB2),
+        "sub3": "",
+        "sub4": "",
+        "sub5": "",
+        "utm_source": rng.choice(UTM_SOURCES),
+        "utm_medium": rng.choice(UTM_MEDIUMS),
+        "utm_campaign": "",
+        "utm_term": "",
+        "utm_content": "",
+        "is_bot": is_bot,
+        "is_unique": not flags and rng.random() < 0.7,
+        "flags": flags,
+    }
+
+
+def _click_delta(row: Row, link: TargetLink) -> Delta:
+    billable = not row["flags"]
+    hour_ms = row["at_ms"] // HOUR_MS * HOUR_MS
+    key = (hour_ms, link.merchant_id, link.id, link.currency, link.partner_id, link.campaign_id)
+    return Delta(
+        key,
+        counts(
+            clicks=int(billable),
+            unique_clicks=int(row["is_unique"]),
+            bot_clicks=int(row["is_bot"]),
+            flagged_clicks=int(not billable and not row["is_bot"]),
+        ),
+    )
+
+
+def _conversion(
+    rng: random.Random, click: Row | None, link: TargetLink, at_ms: int, number: int
+) -> tuple[Row, Delta]:
+    amount = rng.randrange(1_000, 20_000)
+    status = rng.choices([s for s, _ in STATUSES], [w for _, w in STATUSES])[0]
+    attributed = click is not None
+    row: Row = {
+        "event_id": new_event_id(at_ms),
+        "at_ms": at_ms,
+        "merchant_id": link.merchant_id,
+        "order_id": f"bench-{number}",
+        "click_id": click["click_id"] if click else None,
+        "link_id": link.id if attributed else None,
+        "partner_id": link.partner_id if attributed else None,
+        "campaign_id": link.campaign_id if attributed else None,
+        "amount_minor": amount,
+        "commission_minor": amount // 10 if attributed else 0,
+        "currency": link.currency,
+        "status": status.value,
+        "source": "pixel",
+        "event_name": "purchase",
+        "items_json": None,
+        "flags": "" if attributed else "unattributed",
+        "verified": False,
+    }
+    counted = status in COUNTED  # a status change after writing is an uncount: mirror it
+    key = (
+        at_ms // HOUR_MS * HOUR_MS,
+        link.merchant_id,
+        link.id if attributed else 0,
+        link.currency,
+        link.partner_id if attributed else 0,
+        link.campaign_id if attributed else 0,
+    )
+    delta = Delta(
+        key,
+        counts(
+            conversions=int(counted),
+            revenue_minor=amount if counted else 0,
+            commission_minor=row["commission_minor"] if counted else 0,
+        ),
+    )
+    return row, delta
+
+
+def _batches(
+    links: list[TargetLink], clicks: int, conversions: int, start_ms: int, end_ms: int, seed: int
+) -> Iterator[Prepared]:
+    rng = random.Random(seed)
+    signer = ClickIdSigner("report-bench")
+    weights = [1 / (rank + 1) for rank in range(len(links))]  # a few links get most traffic
+    times = sorted(rng.randrange(start_ms, end_ms) for _ in range(clicks))
+    converting = set(rng.sample(range(clicks), min(conversions, clicks)))
+    batch = Prepared()
+    pending: list[tuple[Row, Delta]] = []
+    for number, at_ms in enumerate(times):
+        link = rng.choices(links, weights)[0]
+        row = _click(rng, signer, link, at_ms)
+        batch.clicks.append(tuple(row[column] for column in CLICK_COLUMNS))
+        batch.deltas[row["click_id"]] = _click_delta(row, link)
+        if number in converting:
+            credited = row if rng.random() < 0.9 else None
+            converted_at = min(at_ms + rng.randrange(3_600_000), end_ms - 1)
+            pending.append(_conversion(rng, credited, link, converted_at, number))
+        if len(batch.clicks) >= BATCH:
+            yield batch
+            batch = Prepared()
+    for conversion, delta in pending:
+        batch.conversions.append(conversion)
+        batch.deltas[conversion["event_id"]] = delta
+        if len(batch.conversions) >= BATCH:
+            yield batch
+            batch = Prepared()
+    yield batch
+
+
+async def generate(
+    database: Database,
+    clicks: int,
+    conversions: int,
+    start_ms: int,
+    end_ms: int,
+    seed: int = 1,
+    links: list[TargetLink] | None = None,
+) -> None:
+    """Write ``clicks`` clicks and ``conversions`` conversions at times in ``[start, end)``,
+    on ``links`` (default: every link in the database)."""
+    links = links or await target_links(database)
+    for batch in _batches(links, clicks, conversions, start_ms, end_ms, seed):
+        await write_batch(database, batch)

@@ -1,0 +1,171 @@
+"""HTML forms read into the management API's request bodies, with every error by field.
+
+A form is a list of ``Field``s; ``read_form`` turns the typed strings into the same msgspec
+struct the API decodes from JSON, converting each field against that struct's own annotated type
+(so lengths, patterns and ranges are checked by one definition) and collecting every error at
+once instead of stopping at the first. The page shows each error next to its field and puts
+back what was typed.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, Union, get_args, get_origin
+
+import msgspec
+from litestar import Request
+from litestar.response import Template
+
+from backend.core.scope import Viewer
+from backend.core.validation import FieldError
+
+S = TypeVar("S", bound=msgspec.Struct)
+T = TypeVar("T")
+PAGE_SIZE = 50
+_LIST_SEPARATORS = re.compile(r"[\s,]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One input. ``hint`` says what is expected; it is also the error for a wrong value."""
+
+    name: str
+    label: str
+    hint: str
+    kind: str = "text"  # an <input> type, or "select", or "list" (several values, a textarea)
+    options: Sequence[tuple[str, str]] = ()  # (value, label) pairs of a select
+    required: bool = False
+
+
+class FormInvalid(Exception):
+    """What was wrong with a form, by field name."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(", ".join(errors))
+        self.errors = errors
+
+
+def _allows_none(annotation: Any) -> bool:
+    return get_origin(annotation) in (Union, types.UnionType) and type(None) in get_args(annotation)
+
+
+def _has_default(info: msgspec.structs.FieldInfo) -> bool:
+    return info.default not in (msgspec.NODEFAULT, msgspec.UNSET) or (
+        info.default_factory is not msgspec.NODEFAULT
+    )
+
+
+def read_form(form: Mapping[str, str], fields: Sequence[Field], schema: type[S]) -> S:
+    """``schema`` built from the form's ``fields``, or ``FormInvalid`` with every field's error."""
+    infos = {info.name: info for info in msgspec.structs.fields(schema)}
+    values: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for field in fields:
+        info = infos[field.name]
+        raw = form.get(field.name, "").strip()
+        value: Any = [v for v in _LIST_SEPARATORS.split(raw) if v] if field.kind == "list" else raw
+        if raw == "" and _allows_none(info.type):
+            value = None
+        elif raw == "" and _has_default(info):
+            continue
+        try:
+            values[field.name] = msgspec.convert(value, info.type, strict=False)
+        except msgspec.ValidationError:
+            errors[field.name] = f"Expected {field.hint}"
+    if errors:
+        raise FormInvalid(errors)
+    return schema(**values)
+
+
+def form_values(source: object, fields: Sequence[Field]) -> dict[str, str]:
+    """The text an edit form starts with: each field's current value on ``source``."""
+    values: dict[str, str] = {}
+    for field in fields:
+        value = getattr(source, field.name)
+        if value is None:
+            values[field.name] = ""
+        elif isinstance(value, list):
+            values[field.name] = "\n".join(str(item) for item in value)
+        else:
+            values[field.name] = str(value)
+    return values
+
+
+async def typed_form(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """The posted text fields (the last value of a repeated name)."""
+    return {name: value for name, value in (await request.form()).items() if isinstance(value, str)}
+
+
+async def submit(
+    form: Mapping[str, str],
+    fields: Sequence[Field],
+    schema: type[S],
+    save: Callable[[S], Awaitable[T]],
+) -> T:
+    """Read the form and ``save`` it; the rules' ``FieldError`` becomes a form error too."""
+    data = read_form(form, fields, schema)
+    try:
+        return await save(data)
+    except FieldError as error:
+        raise FormInvalid({error.field: error.message}) from None
+
+
+def new_page(
+    viewer: Viewer,
+    heading: str,
+    action: str,
+    fields: Sequence[Field],
+    values: Mapping[str, str],
+    errors: Mapping[str, str],
+    *,
+    status: int = 200,
+    intro: str = "",
+) -> Template:
+    """The page of a form that creates something; shown again with errors when it was wrong."""
+    context = {
+        "viewer": viewer,
+        "heading": heading,
+        "action": action,
+        "fields": fields,
+        "values": values,
+        "errors": errors,
+        "intro": intro,
+        "submit": "Create",
+    }
+    return Template("admin/new.html", context=context, status_code=status)
+
+
+def edit_page(
+    template: str,
+    viewer: Viewer,
+    *,
+    heading: str,
+    kind: str,
+    object_id: int,
+    action: str,
+    fields: Sequence[Field],
+    values: Mapping[str, str],
+    errors: Mapping[str, str],
+    facts: Sequence[tuple[str, object]] = (),
+    status: int = 200,
+    **extra: object,
+) -> Template:
+    """An object's page (``template`` extends ``admin/edit.html``) with its edit form."""
+    context = {
+        "viewer": viewer,
+        "heading": heading,
+        "kind": kind,
+        "object_id": object_id,
+        "action": action,
+        "fields": fields,
+        "values": values,
+        "errors": errors,
+        "facts": facts,
+        **extra,
+    }
+    return Template(
+        template, context=context, status_code=status, headers={"Cache-Control": "no-store"}
+    )

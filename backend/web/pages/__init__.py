@@ -1,0 +1,1 @@
+"""Server-rendered report pages: views, install tags, charts and CSV exports."""

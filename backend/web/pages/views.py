@@ -1,0 +1,323 @@
+"""Server-rendered pages: login, logout, the overview, breakdowns, live, quality, install.
+
+Sessions and CSRF live on this router only (the ingest routes carry none of it). Every page
+gets the app's strict Content-Security-Policy (``backend.web.security_headers``): no script, no
+inline style at all.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import msgspec
+from litestar import Request, Response, Router, get, post
+from litestar.config.csrf import CSRFConfig
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException, NotFoundException
+from litestar.handlers import BaseRouteHandler
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.csrf import CSRFMiddleware
+from litestar.params import FromPath, FromQuery, URLEncodedBody
+from litestar.response import Redirect, Stream, Template
+from sqlalchemy import select
+
+from backend.core.ids import now_ms
+from backend.core.scope import Viewer
+from backend.core.settings import Settings
+from backend.domain.auth import verify_password
+from backend.domain.login_throttle import WINDOW_S, LoginThrottle
+from backend.domain.reports.breakdown import SHOWN_ROWS, SORTS, breakdown_csv, breakdown_report
+from backend.domain.reports.dimensions import DIMENSIONS, FilterError, Filters, parse_filters
+from backend.domain.reports.live import UNREAD_CAP, live_minutes, queue_state
+from backend.domain.reports.metrics import visible
+from backend.domain.reports.overview import overview_csv, overview_report
+from backend.domain.reports.quality import quality_csv, quality_report
+from backend.domain.reports.ranges import PRESETS, DateRange, RangeError, resolve_range, zone
+from backend.domain.visitor import client_address
+from backend.storage.db.engine import Database
+from backend.storage.db.models import User
+from backend.web.admin import ADMIN_HANDLERS, conversion_page, conversions_page
+from backend.web.api.deps import CurrentViewer, Reader, provide_reader, provide_writer
+from backend.web.pages.chart import lay_out
+from backend.web.pages.install import install_tags
+from backend.web.sessions import SessionConfig, sign_in, signed_in_user
+
+
+class LoginRequired(HTTPException):
+    status_code = 401
+
+
+class LoginForm(msgspec.Struct):
+    email: str = ""
+    password: str = ""
+
+
+def _to_login(request: Request[Any, Any, Any], _: LoginRequired) -> Response[Any]:
+    return Redirect("/login")
+
+
+async def provide_viewer(request: ASGIConnection[Any, Any, Any, Any], reader: Reader) -> Viewer:
+    user = await signed_in_user(request, reader)
+    if user is None:
+        raise LoginRequired()
+    partner_id = user.partner_id if user.role == "partner" else None
+    return Viewer(partner_id=partner_id, actor=f"user:{user.email}")
+
+
+@get("/login", name="login")
+async def login_page() -> Template:
+    return Template("login.html", context={"error": None, "email": ""})
+
+
+@post("/login", status_code=200)
+async def login(
+    request: Request[Any, Any, Any],
+    data: URLEncodedBody[LoginForm],
+    reader: Reader,
+    state: State,
+) -> Template | Redirect:
+    email = data.email.strip().lower()[:320]
+    settings: Settings = state.settings
+    address = client_address(
+        request.client.host if request.client else None,
+        request.headers.get("x-forwarded-for"),
+        settings.trusted_proxies,
+    )
+    throttle = LoginThrottle(state.redis, settings.secret_key, address, email)
+    if not await throttle.admit():
+        error = f"Too many attempts. Wait {WINDOW_S // 60} minutes and try again."
+        return Template("login.html", context={"error": error, "email": email}, status_code=429)
+    user = await reader.scalar(select(User).where(User.email == email))
+    if not verify_password(user.password_hash if user else None, data.password) or user is None:
+        error = "Wrong email or password."
+        return Template("login.html", context={"error": error, "email": email}, status_code=400)
+    await throttle.succeeded()
+    sign_in(request, user)
+    return Redirect("/")
+
+
+@post("/logout")
+async def logout(request: Request[Any, Any, Any]) -> Redirect:
+    request.clear_session()
+    return Redirect("/login")
+
+
+def _report_params(request: Request[Any, Any, Any]) -> tuple[DateRange, Filters]:
+    """The range and filters of a report URL; the zone chosen last is kept in the session."""
+    query = request.query_params
+    try:
+        tz_name = query.get("tz") or request.session.get("tz")
+        period = resolve_range(
+            query.get("range"),
+            _date(query.get("from"), "from"),
+            _date(query.get("to"), "to"),
+            tz_name,
+            query.get("bucket"),
+        )
+        filters = parse_filters(query)
+    except (RangeError, FilterError) as error:
+        raise HTTPException(status_code=400, detail=str(error)) from error
+    if query.get("tz"):
+        request.session["tz"] = period.tz.key
+    return period, filters
+
+
+def _date(text: str | None, name: str) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError as error:
+        raise RangeError(f"'{name}' must be a date like 2026-11-24") from error
+
+
+async def _scoped(reader: Reader, viewer: Viewer, filters: Filters) -> None:
+    """Another partner's objects do not exist, as far as a partner can tell."""
+    if not await visible(reader, viewer, filters):
+        raise NotFoundException()
+
+
+def _wants_csv(request: Request[Any, Any, Any]) -> bool:
+    return request.query_params.get("format") == "csv"
+
+
+def _page_context(period: DateRange, filters: Filters, viewer: Viewer, path: str) -> dict[str, Any]:
+    def href(target: str, **changes: str | int | None) -> str:
+        """``target`` with this page's range and filters, changed as given (None drops one)."""
+        params: dict[str, Any] = {**period.query(), **filters.query()}
+        for name, value in changes.items():
+            params.pop(name, None)
+            if value is not None:
+                params[name] = value
+        return f"{target}?{urlencode(params)}"
+
+    return {
+        "period": period,
+        "filters": filters,
+        "viewer": viewer,
+        "presets": PRESETS,
+        "dimensions": DIMENSIONS,
+        "href": href,
+        "path": path,
+    }
+
+
+@get("/", name="overview")
+async def overview(
+    request: Request[Any, Any, Any], viewer: CurrentViewer, reader: Reader, state: State
+) -> Template | Stream:
+    period, filters = _report_params(request)
+    await _scoped(reader, viewer, filters)
+    report = await overview_report(reader, viewer, period, filters)
+    if _wants_csv(request):
+        return overview_csv(report)
+    settings: Settings = state.settings
+    context = _page_context(period, filters, viewer, request.url.path)
+    return Template(
+        "overview.html", context={**context, "report": report, "public_url": settings.public_url}
+    )
+
+
+@get("/breakdown/{dimension:str}", name="breakdown")
+async def breakdown(
+    request: Request[Any, Any, Any],
+    viewer: CurrentViewer,
+    reader: Reader,
+    dimension: FromPath[str],
+    sort: FromQuery[str] = "clicks",
+    order: FromQuery[str] = "desc",
+) -> Template | Stream:
+    """One row per value; every row links to the overview filtered to it."""
+    chosen = DIMENSIONS.get(dimension)
+    if chosen is None:
+        raise NotFoundException()
+    if sort not in SORTS or order not in ("asc", "desc"):
+        raise HTTPException(status_code=400, detail=f"sort by one of {', '.join(SORTS)}")
+    period, filters = _report_params(request)
+    await _scoped(reader, viewer, filters)
+    csv = _wants_csv(request)
+    report = await breakdown_report(
+        reader, viewer, period, filters, chosen, sort, order == "desc", None if csv else SHOWN_ROWS
+    )
+    if csv:
+        return breakdown_csv(report)
+    context = _page_context(period, filters, viewer, request.url.path)
+    return Template("breakdown.html", context={**context, "report": report, "sorts": SORTS})
+
+
+@get("/live", name="live")
+async def live(
+    request: Request[Any, Any, Any], viewer: CurrentViewer, reader: Reader, state: State
+) -> Template:
+    """The last 30 minutes, reloading itself every 15 s (a meta refresh: no script), in the
+    time zone the viewer last chose."""
+    settings: Settings = state.settings
+    try:
+        tz = zone(request.session.get("tz"))
+    except RangeError:
+        tz = zone(None)
+    moment = now_ms()
+    minutes = await live_minutes(reader, viewer, moment)
+    queue = (
+        await queue_state(state.redis, settings.stream, settings.consumer_group, moment)
+        if viewer.is_admin
+        else None
+    )
+    chart = lay_out([(_minute_label(m.start_ms, tz), m.clicks, m.conversions) for m in minutes])
+    return Template(
+        "live.html",
+        context={
+            "minutes": minutes,
+            "queue": queue,
+            "chart": chart,
+            "viewer": viewer,
+            "unread_cap": UNREAD_CAP,
+            "tz": tz.key,
+            "quiet": not any(m.clicks or m.conversions for m in minutes),
+        },
+    )
+
+
+def _minute_label(at_ms: int, tz: ZoneInfo) -> str:
+    return datetime.fromtimestamp(at_ms / 1000, UTC).astimezone(tz).strftime("%H:%M")
+
+
+@get("/quality", name="quality")
+async def quality(
+    request: Request[Any, Any, Any], viewer: CurrentViewer, reader: Reader
+) -> Template | Stream:
+    """What was not billed, and why: flagged clicks, conversions held for review, rejects."""
+    period, _ = _report_params(request)
+    start = datetime.fromtimestamp(period.start_ms / 1000, UTC)
+    end = datetime.fromtimestamp(period.end_ms / 1000, UTC)
+    report = await quality_report(reader, viewer, start, end)
+    if _wants_csv(request):
+        return quality_csv(report)
+    context = _page_context(period, Filters(), viewer, request.url.path)
+    return Template("quality.html", context={**context, "report": report})
+
+
+@get("/install", name="install")
+async def install(viewer: CurrentViewer, reader: Reader, state: State) -> Template:
+    """The tags to paste on merchant and publisher pages."""
+    installs = await install_tags(reader, viewer, state.settings, state.snippet)
+    return Template("install.html", context={"installs": installs, "viewer": viewer})
+
+
+SESSION_STORE = "sessions"
+
+
+async def admins_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guards every admin page and form: to a partner user they do not exist."""
+    database: Database = connection.app.state.database
+    async with database.session() as reader:
+        viewer = await provide_viewer(connection, reader)
+    if not viewer.is_admin:
+        raise NotFoundException()
+
+
+def web_router(settings: Settings) -> Router:
+    """Sessions are kept server-side in Redis, so signing out really ends them."""
+    sessions = SessionConfig(
+        store=SESSION_STORE,
+        key="ct_session",
+        max_age=8 * 3600,
+        secure=settings.secure_cookies,
+        httponly=True,
+        samesite="lax",
+    )
+    csrf = CSRFConfig(
+        secret=settings.secret_key,
+        cookie_secure=settings.secure_cookies,
+        cookie_samesite="strict",
+        cookie_httponly=True,
+    )
+    return Router(
+        path="/",
+        route_handlers=[
+            login_page,
+            login,
+            logout,
+            overview,
+            breakdown,
+            live,
+            quality,
+            install,
+            conversions_page,
+            conversion_page,
+            Router(path="/admin", route_handlers=ADMIN_HANDLERS, guards=[admins_only]),
+        ],
+        middleware=[sessions.middleware, DefineMiddleware(CSRFMiddleware, config=csrf)],
+        dependencies={
+            "reader": Provide(provide_reader),
+            "writer": Provide(provide_writer),
+            "viewer": Provide(provide_viewer),
+        },
+        exception_handlers={LoginRequired: _to_login},
+        include_in_schema=False,
+    )
