@@ -1,11 +1,11 @@
 """``clicktrail bench --load``: the whole stack on loopback under wrk, then an audit.
 
-nginx (the repository's nginx.conf, ``backend.tooling.bench.nginx``) in front of two ``clicktrail
-web`` processes, one ``clicktrail worker`` and an embedded Redis, on SQLite or a PostgreSQL database
-given by URL. wrk sends a fixed mix for a bounded time: of every ten requests six tracking links
-(``/c/``), three conversion pixels and one beacon (``/e``) with one conversion. nginx's per-address
-rate limits are taken out for the run (every request comes from 127.0.0.1, the single address they
-exist to stop); nothing else in the file changes.
+nginx (the repository's nginx.conf, ``backend.tooling.bench.nginx``) in front of two
+``clicktrail web`` processes, one ``clicktrail worker`` and an embedded Redis, on SQLite or a
+PostgreSQL database given by URL. wrk sends a fixed mix for a bounded time: of every ten requests
+six tracking links (``/c/``), three conversion pixels and one beacon (``/e``) with one conversion.
+nginx's per-address rate limits are taken out for the run (every request comes from 127.0.0.1, the
+single address they exist to stop); nothing else in the file changes.
 
 Every request carries a tag ``<run>-<thread>-<n>`` (the click's ``sub1``, the conversion's
 order id), numbered by wrk's Lua ``request()``, so the audit counts exactly this run's rows:
