@@ -11,7 +11,7 @@ from typing import Any
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select, update
 
-from backend.core.ids import now_ms
+from backend.core.clock import now_ms
 from backend.domain.affiliate.postback import GRACE_MS
 from backend.storage.db.engine import Database
 from backend.storage.db.models import (

@@ -13,10 +13,11 @@ from hypothesis import strategies as st
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
-from backend.core.ids import ClickIdSigner, new_event_id, now_ms
+from backend.core.clock import DAY_MS, now_ms
+from backend.core.ids import ClickIdSigner, new_event_id
 from backend.core.money import MINOR_DIGITS, commission_minor, format_minor, parse_amount
 from backend.core.settings import Settings
-from backend.domain.affiliate.auto_approval import DAY_MS, approve_due
+from backend.domain.affiliate.auto_approval import approve_due
 from backend.domain.events import ConversionEvent, Source
 from backend.storage.catalog import LinkInfo
 from backend.storage.db.engine import Database

@@ -8,11 +8,10 @@ from typing import Any
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select, text
 
-from backend.core.ids import now_ms
+from backend.core.clock import HOUR_MS, now_ms
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Conversion, RejectedEventRow, StatsHourly
 from backend.worker.consumer import StreamConsumer
-from backend.worker.enrich import HOUR_MS
 from tests.postback_support import sale, send
 from tests.support import Programme, sign_in
 

@@ -11,8 +11,8 @@ from typing import Any
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
 
-from backend.core.ids import now_ms
-from backend.domain.affiliate.auto_approval import DAY_MS, approve_due
+from backend.core.clock import DAY_MS, now_ms
+from backend.domain.affiliate.auto_approval import approve_due
 from backend.storage.db.engine import Database
 from backend.storage.db.models import (
     Click,

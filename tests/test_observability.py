@@ -13,6 +13,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
+from backend.core.clock import now_ms
 from backend.core.settings import Settings
 from backend.storage.db.engine import Database
 from backend.tooling.bench.processes import TrackerProcess, free_port, settings_env
@@ -122,7 +123,6 @@ async def test_readyz_is_503_with_reasons_when_the_stream_lags(
 
 
 def _minute_ago_ms() -> int:
-    from backend.core.ids import now_ms
 
     return now_ms() - 60_000
 

@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
 
-from backend.core.ids import now_ms
+from backend.core.clock import DAY_MS, now_ms
 from backend.core.settings import Settings
 from backend.domain.events import Visitor
 from backend.storage.db.engine import Database
@@ -34,7 +34,6 @@ from backend.worker.retention import purge_expired
 from backend.worker.store import write_batch
 from tests.support import Programme, click_at, impression_at
 
-DAY_MS = 86_400_000
 VISITOR = Visitor("198.51.100.0/24", "h" * 32, "Mozilla/5.0 (X11; Linux) Chrome/120", True)
 CLICKS, IMPRESSIONS = PARTITIONED
 FAR_FUTURE_DAYS = 1500  # beyond the year ahead that the cron test makes

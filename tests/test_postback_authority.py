@@ -11,7 +11,7 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
-from backend.core.ids import now_ms
+from backend.core.clock import now_ms
 from backend.core.settings import Settings
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Conversion, ConversionChange, DimensionHourly

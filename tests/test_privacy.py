@@ -17,8 +17,9 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 from sqlalchemy import Connection, func, inspect, select
 
+from backend.core.clock import DAY_S
 from backend.core.settings import Settings
-from backend.domain.visitor import DAY_S, SALT_GRACE_S, DailySalt, forget_past_salts
+from backend.domain.visitor import SALT_GRACE_S, DailySalt, forget_past_salts
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Click, Conversion, Impression, RejectedEventRow
 from backend.storage.erasure import rewrite_append_only_file

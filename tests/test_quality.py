@@ -15,6 +15,7 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
+from backend.core.clock import DAY_MS, MINUTE_MS
 from backend.core.ids import new_event_id
 from backend.core.settings import Settings
 from backend.domain.events import (
@@ -43,8 +44,6 @@ from tests.support import (
     follow_link,
 )
 
-DAY_MS = 86_400_000
-MINUTE_MS = 60_000
 T0 = 1_790_000_000_000
 
 

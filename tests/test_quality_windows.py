@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import pytest
 from redis.asyncio import Redis
 
+from backend.core.clock import DAY_MS
 from backend.domain.quality.windows import (
-    DAY_MS,
     DUPLICATE,
     DUPLICATE_MS,
     EVENTS_PER_CALL,

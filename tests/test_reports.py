@@ -15,7 +15,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
-from backend.core.ids import now_ms
+from backend.core.clock import now_ms
 from backend.core.settings import Settings
 from backend.domain.reports.overview import comparable_end
 from backend.domain.reports.ranges import RangeError, resolve_range

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 
 from backend.cli import main
+from backend.core.clock import DAY_MS
 from backend.core.ids import new_event_id
 from backend.core.settings import Settings
 from backend.domain.events import RejectedEvent, RejectReason, Source, Visitor
@@ -30,7 +31,6 @@ from tests.support import (
     impression_at,
 )
 
-DAY_MS = 86_400_000
 NOW_MS = 1_790_000_000_000
 VISITOR = Visitor("198.51.100.0/24", "h" * 32, "Mozilla/5.0 (X11; Linux) Chrome/120", True)
 

@@ -17,7 +17,7 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from backend.core.ids import now_ms
+from backend.core.clock import now_ms
 from backend.domain.affiliate.postback import CLAIM_HOLD_S, ReplayGuard
 from backend.domain.events import split_entry
 from backend.domain.visitor import DailySalt

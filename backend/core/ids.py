@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import os
 import struct
-import time
 from dataclasses import dataclass
 
 # base64url with its alphabet reordered to ASCII order, so ids sort as strings like their bytes.
@@ -30,11 +29,6 @@ CLICK_ID_LENGTH = (_CLICK_BYTES * 4 + 2) // 3
 
 def _encode(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").translate(_TO_SORTED).decode()
-
-
-def now_ms() -> int:
-    """The wall clock in epoch milliseconds, the unit of every event time."""
-    return time.time_ns() // 1_000_000
 
 
 def click_id_floor(at_ms: int) -> str:

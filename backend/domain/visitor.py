@@ -22,13 +22,13 @@ from litestar.types import Scope
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from backend.core.clock import DAY_S
 from backend.core.settings import IpNetwork
 from backend.domain.events import Visitor
 from backend.storage.erasure import rewrite_append_only_file
 from backend.storage.redis_client import REQUEST_TIMEOUT_S
 
 SALT_RETRY_S = 10.0
-DAY_S = 86_400
 # A salt outlives its day by this much: a process whose clock is a little behind still finds it.
 SALT_GRACE_S = 300
 PAST_SALT_DAYS = 2  # the days before today whose salts the daily job deletes (an earlier

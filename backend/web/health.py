@@ -11,7 +11,7 @@ from redis.exceptions import RedisError, ResponseError
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from backend.core.ids import now_ms
+from backend.core.clock import now_ms
 from backend.core.settings import Settings
 from backend.storage.db.engine import Database
 from backend.storage.db.models import RejectedEventRow

@@ -50,6 +50,7 @@ from msgspec.structs import astuple
 from redis.asyncio import Redis
 from sqlalchemy import Connection, bindparam, select, tuple_
 
+from backend.core.clock import DAY_MS, HOUR_MS
 from backend.core.ids import ClickIdSigner
 from backend.domain.affiliate.commission import by_rule
 from backend.domain.events import (
@@ -79,8 +80,6 @@ from backend.storage.catalog import Catalog, LinkInfo
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Click, Conversion, ConversionStatus, PartnerStatus, RunStatus
 
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
 CLOCK_SKEW_MS = 60_000
 TOO_FAST_MS = 5_000  # from click to conversion: no person finds, fills in and pays that fast
 Row = dict[str, Any]

@@ -20,7 +20,7 @@ from typing import Any
 from redis.asyncio import Redis
 from sqlalchemy import ColumnElement, delete, select
 
-from backend.core import ids
+from backend.core import clock
 from backend.core.ids import click_id_floor, event_id_floor
 from backend.storage.db.engine import Database
 from backend.storage.db.partitions import drop_partitions_before
@@ -35,7 +35,7 @@ async def purge_expired(
     database: Database, redis: Redis, retention_days: int, now_ms: int | None = None
 ) -> int:
     """Delete what is due; return the number of rows deleted."""
-    cutoff_ms = (ids.now_ms() if now_ms is None else now_ms) - retention_days * 86_400_000
+    cutoff_ms = (clock.now_ms() if now_ms is None else now_ms) - retention_days * 86_400_000
     deleted = await purge(database, redis, before_ms=cutoff_ms)
     return sum(deleted.values())
 

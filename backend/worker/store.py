@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from backend.core.clock import HOUR_MS
 from backend.core.money import format_minor
 from backend.domain.affiliate.status import COUNTED, POSTBACK, change_row
 from backend.domain.events import RejectReason, Source
@@ -39,7 +40,6 @@ from backend.storage.db.models import (
 from backend.storage.rollups.dimensions import mark_for_refold
 from backend.worker.enrich import (
     CLICK_COLUMNS,
-    HOUR_MS,
     IMPRESSION_COLUMNS,
     ROLLUP_COUNTERS,
     Delta,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page
 
-from backend.core.ids import now_ms
+from backend.core.clock import DAY_MS, now_ms
 from backend.storage.rollups.dimensions import fold_closed_hours
 from backend.tooling.bench.processes import TrackerProcess
 from backend.tooling.bench.report_data import TargetLink, generate
@@ -21,7 +21,6 @@ from tests.support import PASSWORD, add_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
-DAY_MS = 86_400_000
 PAGES = (
     ("overview", "/?range=7d"),
     ("overview-today", "/?range=today&tz=Europe/Berlin"),

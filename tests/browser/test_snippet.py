@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.async_api import BrowserContext, Page, Request, Route
 
+from backend.core.clock import DAY_MS
 from backend.storage.db.models import Click, Conversion, Impression
 from backend.tooling.bench.processes import TrackerProcess
 from tests.browser.servers import closed_port, snippet_tag
@@ -35,7 +36,6 @@ from tests.browser.support import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
-DAY_MS = 86_400_000
 SNIPPET_LOADED = "() => !!(window.clicktrail && window.clicktrail.ct === 1)"
 STORAGE = """() => ({
     cookie: document.cookie,

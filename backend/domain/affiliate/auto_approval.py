@@ -23,7 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.core import ids
+from backend.core import clock
+from backend.core.clock import DAY_MS
 from backend.core.money import commission_minor, format_minor
 from backend.domain.affiliate.status import AUTO_APPROVAL, change_status
 from backend.domain.quality.flags import Flag
@@ -36,7 +37,6 @@ from backend.storage.db.models import (
     Merchant,
 )
 
-DAY_MS = 86_400_000
 BATCH = 500
 
 
@@ -52,7 +52,7 @@ def has_flag(flags: SQLColumnExpression[str], flag: Flag) -> ColumnElement[bool]
 
 async def approve_due(database: Database, now_ms: int | None = None, batch: int = BATCH) -> int:
     """Approve every conversion that is due; return how many were approved."""
-    now = ids.now_ms() if now_ms is None else now_ms
+    now = clock.now_ms() if now_ms is None else now_ms
     due = (
         select(Conversion, Merchant.auto_approve_days)
         .join(Merchant, Merchant.id == Conversion.merchant_id)

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, and_, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.core.ids import now_ms
+from backend.core.clock import HOUR_MS, now_ms
 from backend.core.money import format_minor
 from backend.domain.affiliate.commission import rule_commission
 from backend.domain.quality.flags import Flag
 from backend.storage.db.models import Conversion, ConversionChange, ConversionStatus, StatsHourly
 from backend.storage.rollups.dimensions import correct_commission
-from backend.worker.enrich import HOUR_MS
 
 ALLOWED = frozenset(
     {

@@ -68,6 +68,8 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from backend.core.clock import DAY_MS
+
 UNIQUE = 1
 DUPLICATE = 2
 RATE_LIMITED_LINK = 4
@@ -93,7 +95,6 @@ FIRST_LINKS = 16  # links a visit holds the first click id of; further ones have
 PREFIX_KEEP = 2 * PREFIX_PARTNER_LIMIT  # a prefix's window keeps its newest clicks, this many
 FIELDS_PER_CALL = 1000  # hash fields per HMGET or HSET, well within Lua's unpack limit
 
-DAY_MS = 86_400_000
 _CLICK, _IMPRESSION, _CONVERSION = 1, 2, 3
 _STRIDE = 7  # kind, id, time, then per kind: link, partner, visitor hash (click);
 # link, 0, visitor hash (impression); merchant, 0, "" (conversion); then the network prefix

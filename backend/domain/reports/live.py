@@ -12,12 +12,12 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.core.clock import MINUTE_MS
 from backend.core.ids import click_id_floor
 from backend.core.scope import Viewer
 from backend.storage.rollups.dimensions import CLICKS, CONVERSIONS
 from backend.storage.rollups.sql import bucket_of
 
-MINUTE_MS = 60_000
 WINDOW_MINUTES = 30
 UNREAD_CAP = 10_000
 

@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.core.ids import now_ms
+from backend.core.clock import HOUR_MS, now_ms
 from backend.core.money import format_minor
 from backend.core.scope import Viewer
 from backend.domain.reports.dimensions import Filters
 from backend.domain.reports.metrics import Metrics, collect, totals
 from backend.domain.reports.ranges import DateRange
-from backend.storage.rollups.sql import HOUR_MS
 from backend.web.pages.chart import Chart, lay_out
 from backend.web.pages.export import CsvCell, csv_stream
 

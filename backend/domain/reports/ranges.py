@@ -14,7 +14,7 @@ from functools import cache
 from typing import Literal
 from zoneinfo import ZoneInfo, available_timezones
 
-from backend.storage.rollups.sql import HOUR_MS
+from backend.core.clock import HOUR_MS
 
 Preset = Literal["today", "yesterday", "7d", "30d", "month", "custom"]
 Bucket = Literal["hour", "day"]

@@ -17,11 +17,11 @@ import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.core.clock import DAY_MS
 from backend.core.scope import Viewer
 from backend.storage.db.models import Conversion, ConversionStatus, StatsHourly
 from backend.storage.rollups.sql import exact_sum
 
-DAY_MS = 86_400_000
 GroupBy = Literal["day", "partner", "campaign", "link"]
 _TRAFFIC = ("clicks", "unique_clicks", "bot_clicks", "flagged_clicks", "impressions")
 _MONEY = ("conversions", "revenue_minor", "commission_minor")

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from backend.core import ids
+from backend.core import clock, ids
 from backend.storage.db.engine import Database
 
 MONTHS_AHEAD = 2
@@ -158,6 +158,6 @@ async def create_ahead(database: Database, now_ms: int | None = None) -> list[st
     Nothing to do on SQLite."""
     if database.dialect != "postgresql":
         return []
-    at_ms = ids.now_ms() if now_ms is None else now_ms
+    at_ms = clock.now_ms() if now_ms is None else now_ms
     async with database.writing() as connection:
         return await connection.run_sync(ensure_partitions, at_ms)

@@ -23,7 +23,8 @@ from sqlalchemy import Connection, Table, and_, delete, func, insert, literal, o
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from backend.core.ids import click_id_floor, now_ms
+from backend.core.clock import DAY_MS, HOUR_MS, now_ms
+from backend.core.ids import click_id_floor
 from backend.domain.reports.dimensions import TEXT_DIMENSIONS
 from backend.storage.db.engine import Database
 from backend.storage.db.models import (
@@ -33,14 +34,7 @@ from backend.storage.db.models import (
     RollupRepair,
     RollupWatermark,
 )
-from backend.storage.rollups.sql import (
-    HOUR_MS,
-    click_counters,
-    hour_of,
-    money_counters,
-    or_empty,
-    or_zero,
-)
+from backend.storage.rollups.sql import click_counters, hour_of, money_counters, or_empty, or_zero
 
 log = logging.getLogger(__name__)
 WATERMARK = "dimension_hourly"
@@ -68,7 +62,6 @@ COLUMNS = [
     "currency",
     *COUNTER_COLUMNS,
 ]
-DAY_MS = 24 * HOUR_MS
 
 
 async def read_watermark(

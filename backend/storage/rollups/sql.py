@@ -11,7 +11,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-HOUR_MS = 3_600_000
+from backend.core.clock import HOUR_MS
 
 
 def bucket_of(at_ms: Any, size_ms: int) -> Any:

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from backend.core.clock import HOUR_MS
 from backend.core.ids import ClickIdSigner, new_event_id
 from backend.domain.affiliate.status import COUNTED
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Campaign, ConversionStatus, Link, Merchant
-from backend.storage.rollups.sql import HOUR_MS
 from backend.worker.enrich import CLICK_COLUMNS, Delta, Prepared, Row, counts
 from backend.worker.store import write_batch
 

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from backend.core.ids import ClickIdSigner, now_ms
+from backend.core.clock import now_ms
+from backend.core.ids import ClickIdSigner
 from backend.core.settings import Settings
 from backend.domain.edge import build_click, build_conversion
 from backend.domain.events import (

@@ -13,7 +13,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.core.ids import now_ms
+from backend.core.clock import now_ms
 from backend.core.scope import Viewer
 from backend.domain.affiliate import catalogue
 from backend.domain.affiliate.auto_approval import commission_at_risk

@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.core.ids import now_ms
+from backend.core.clock import now_ms
 from backend.core.money import MoneyError, format_minor, normalise_currency
 from backend.domain.affiliate.postback import (
     CLAIM_HOLD_S,

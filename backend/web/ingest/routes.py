@@ -19,7 +19,8 @@ from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
-from backend.core.ids import ClickIdSigner, now_ms
+from backend.core.clock import now_ms
+from backend.core.ids import ClickIdSigner
 from backend.core.settings import Settings
 from backend.domain.edge import (
     CLICK_FIELDS,

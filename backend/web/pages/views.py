@@ -26,7 +26,7 @@ from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Stream, Template
 from sqlalchemy import select
 
-from backend.core.ids import now_ms
+from backend.core.clock import now_ms
 from backend.core.scope import Viewer
 from backend.core.settings import Settings
 from backend.domain.auth import verify_password

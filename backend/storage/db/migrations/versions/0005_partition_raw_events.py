@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from alembic import op
 from sqlalchemy import text
 
-from backend.core.ids import now_ms
+from backend.core.clock import now_ms
 from backend.storage.db.partitions import PARTITIONED, ensure_partitions
 
 revision: str = "0005"
