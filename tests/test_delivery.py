@@ -22,12 +22,11 @@ from backend.domain.events import (
     Visitor,
     decode_entry,
     decode_event,
-    encode_entry,
     encode_event,
-    split_entry,
 )
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Click, Conversion, Impression, RejectedEventRow, StatsHourly
+from backend.storage.streams.entries import encode_entry, split_entry
 from backend.worker.consumer import StreamConsumer, heartbeat_key
 from backend.worker.main import build_consumer
 from backend.worker.store import write_batch
@@ -345,18 +344,6 @@ async def test_entry_delivered_too_often_has_its_events_dead_lettered_one_by_one
     )
     assert (await counts(database))["conversions"] == 0
     assert await redis.xlen(settings.stream) == 0
-
-
-async def test_entry_of_one_bare_event_as_older_web_processes_wrote_is_written(
-    programme: Programme,
-    consumer: StreamConsumer,
-    database: Database,
-    settings: Settings,
-    redis: Redis,
-) -> None:
-    await redis.xadd(settings.stream, {"e": encode_event(conversion(programme, "OLD", 250))})
-    assert await consumer.drain() == 1
-    assert (await counts(database))["rollup"][1:3] == (1, 250)
 
 
 async def test_batch_is_retried_while_the_database_fails_and_acknowledged_only_after_commit(

@@ -18,19 +18,13 @@ from sqlalchemy import func, select
 from backend.core.clock import DAY_MS, MINUTE_MS
 from backend.core.ids import new_event_id
 from backend.core.settings import Settings
-from backend.domain.events import (
-    ConversionEvent,
-    QueuedEvent,
-    Source,
-    Visitor,
-    encode_entry,
-    encode_event,
-)
+from backend.domain.events import ConversionEvent, QueuedEvent, Source, Visitor, encode_event
 from backend.domain.quality.flags import Flag
 from backend.domain.quality.windows import PREFIX_DUPLICATE_LIMIT, PREFIX_LINK_LIMIT
 from backend.domain.visitor import describe_visitor
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Click, Conversion, StatsHourly
+from backend.storage.streams.entries import encode_entry
 from backend.worker.consumer import StreamConsumer
 from backend.worker.enrich import Counts, Prepared, RollupKey
 from backend.worker.main import build_consumer

@@ -10,8 +10,9 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from backend.core.settings import Settings
-from backend.domain.events import decode_entry, decode_event, split_entry
+from backend.domain.events import decode_entry, decode_event
 from backend.storage.redis_client import connect
+from backend.storage.streams.entries import split_entry
 from backend.storage.streams.spool import Spool, read_records
 from backend.storage.streams.writer import StreamUnavailable, StreamWriter
 from backend.web.app import create_app

@@ -19,10 +19,10 @@ from redis.asyncio import Redis
 
 from backend.core.clock import now_ms
 from backend.domain.affiliate.postback import CLAIM_HOLD_S, ReplayGuard
-from backend.domain.events import split_entry
 from backend.domain.visitor import DailySalt
 from backend.storage.redis_client import connect
 from backend.storage.redis_server import EmbeddedRedis
+from backend.storage.streams.entries import split_entry
 from backend.storage.streams.spool import Spool
 from backend.storage.streams.writer import StreamUnavailable, StreamWriter
 

@@ -1,10 +1,9 @@
 """The queued-event contract between ingestion and the worker.
 
 Handlers validate and stamp; what they put on the Redis stream is these structs, encoded with
-msgpack. One stream entry holds the events of one group commit (a msgpack array of encoded
-events), so Redis and the worker handle one entry id, reply and acknowledgement per group
-instead of per event. The worker trusts the events' shape (it was checked at the edge) but not
-their references: a link or merchant may be gone by the time the event is written.
+msgpack, a group commit's events to a stream entry (``backend.storage.streams.entries``). The worker
+trusts the events' shape (it was checked at the edge) but not their references: a link or merchant
+may be gone by the time the event is written.
 
 Clicks and impressions travel as their table's rows, stamped at the edge with their link's
 owners and the user agent's verdict: the worker only adds what Redis answers, and no user agent
@@ -15,7 +14,6 @@ next to a visitor hash, a prefix narrows the address to 256 candidates.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from enum import StrEnum
 
 import msgspec
@@ -155,13 +153,10 @@ QueuedEvent = ClickEvent | ImpressionEvent | ConversionEvent | RejectedEvent
 RETIRED_TAGS = frozenset({"c", "i", "v", "c2", "i2"})
 
 MAX_REJECTED_PAYLOAD = 4096
-MAX_ENTRY_EVENTS = 500  # events in one stream entry at most
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[QueuedEvent] = msgspec.msgpack.Decoder(QueuedEvent)
 _entry_decoder = msgspec.msgpack.Decoder(list[QueuedEvent])
-_parts_decoder = msgspec.msgpack.Decoder(list[msgspec.Raw])
-_ARRAY_16, _ARRAY_32 = 0xDC, 0xDD
 
 
 def encode_event(event: QueuedEvent) -> bytes:
@@ -196,41 +191,6 @@ def storable(data: bytes) -> bytes:
     return data
 
 
-def encode_entry(payloads: Iterable[bytes]) -> bytes:
-    """One stream entry holding events as ``encode_event`` made them."""
-    return _encoder.encode([msgspec.Raw(payload) for payload in payloads])
-
-
 def decode_entry(data: bytes) -> list[QueuedEvent]:
     """All events of an entry in one go; raise like ``decode_event`` if any part is not one."""
     return _entry_decoder.decode(data)
-
-
-def split_entry(data: bytes) -> list[bytes]:
-    """An entry's encoded events one by one, to tell the good from the bad. An entry that is
-    one bare event (as written before entries held groups) is that event. Raise
-    ``msgspec.DecodeError`` when the entry is not even an array."""
-    try:
-        decode_event(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return [bytes(part) for part in _parts_decoder.decode(data)]
-    return [data]
-
-
-def entry_size(data: bytes) -> int:
-    """How many events an entry holds, from its msgpack headers alone (to size batches)."""
-    first = data[0] if data else 0
-    if 0x90 <= first <= 0x9F:
-        size, body = first & 0x0F, 1
-    elif first in (_ARRAY_16, _ARRAY_32):
-        body = 3 if first == _ARRAY_16 else 5
-        size = int.from_bytes(data[1:body], "big")
-    else:
-        return 1  # not an array: one undecodable part
-    if size and not _is_array_header(data[body : body + 1]):
-        return 1  # a bare event: its fields are not arrays
-    return size
-
-
-def _is_array_header(byte: bytes) -> bool:
-    return bool(byte) and (0x90 <= byte[0] <= 0x9F or byte[0] in (_ARRAY_16, _ARRAY_32))

@@ -52,13 +52,12 @@ from backend.domain.events import (
     decode_entry,
     decode_event,
     encode_event,
-    entry_size,
     retired_shape,
-    split_entry,
     storable,
 )
 from backend.storage.db.engine import Database
 from backend.storage.metrics import record_batch
+from backend.storage.streams.entries import entry_size, split_entry
 from backend.worker.enrich import Enricher, Inquiry, Prepared, Row
 from backend.worker.store import Written, poison_row, write_batch, write_poison
 

@@ -27,11 +27,12 @@ from redis.exceptions import ResponseError
 from sqlalchemy import func, select
 
 from backend.core.settings import Settings
-from backend.domain.events import ClickEvent, ConversionEvent, decode_entry, entry_size
+from backend.domain.events import ClickEvent, ConversionEvent, decode_entry
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Click, Conversion, RejectedEventRow, StatsHourly
 from backend.storage.redis_client import connect
 from backend.storage.redis_server import EmbeddedRedis
+from backend.storage.streams.entries import entry_size
 from backend.storage.streams.spool import Spool
 from backend.tooling.bench.processes import TrackerProcess, WorkerProcess, free_port, settings_env
 from tests.postback_support import PATH as POSTBACK_PATH

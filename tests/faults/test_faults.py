@@ -17,8 +17,9 @@ from collections.abc import Awaitable, Callable
 from arq.constants import default_queue_name
 from sqlalchemy import select
 
-from backend.domain.events import encode_entry, encode_event
+from backend.domain.events import encode_event
 from backend.storage.db.models import RejectedEventRow
+from backend.storage.streams.entries import encode_entry
 from tests.faults.cron_worker import TICKS
 from tests.faults.harness import Ledger, Outcome, Stack
 from tests.faults.storage import SmallDisk, integrity_check, writes_blocked

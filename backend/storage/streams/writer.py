@@ -25,8 +25,8 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from backend.domain.events import MAX_ENTRY_EVENTS, encode_entry
 from backend.storage.redis_client import REQUEST_TIMEOUT_S
+from backend.storage.streams.entries import MAX_ENTRY_EVENTS, encode_entry
 from backend.storage.streams.spool import Spool, read_records
 
 log = logging.getLogger(__name__)

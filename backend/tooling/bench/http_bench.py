@@ -26,8 +26,8 @@ from pathlib import Path
 from redis import Redis
 
 from backend.core.settings import Settings
-from backend.domain.events import entry_size
 from backend.storage.redis_server import EmbeddedRedis
+from backend.storage.streams.entries import entry_size
 from backend.tooling.bench.processes import (
     ChildProcess,
     TrackerProcess,

@@ -32,19 +32,13 @@ from backend.core.clock import now_ms
 from backend.core.ids import ClickIdSigner
 from backend.core.settings import Settings
 from backend.domain.edge import build_click, build_conversion
-from backend.domain.events import (
-    ClickEvent,
-    QueuedEvent,
-    Source,
-    Visitor,
-    encode_entry,
-    encode_event,
-)
+from backend.domain.events import ClickEvent, QueuedEvent, Source, Visitor, encode_event
 from backend.domain.visitor import describe_visitor
 from backend.storage.catalog import Catalog, LinkInfo
 from backend.storage.db.engine import Database
 from backend.storage.redis_client import connect
 from backend.storage.redis_server import EmbeddedRedis
+from backend.storage.streams.entries import encode_entry
 from backend.tooling.bench.programme import BenchProgramme, create_programme_database, sqlite_url
 from backend.tooling.bench.traffic import browsers, referrer, tracking_params
 from backend.worker.enrich import CLICK_COLUMNS, Enricher, Prepared
