@@ -22,7 +22,7 @@ from backend.storage.db.models import (
     RejectedEventRow,
     StatsHourly,
 )
-from backend.storage.rollups.dimensions import fold_closed_hours
+from backend.storage.rollups.by_dimension import fold_closed_hours
 from backend.worker.consumer import StreamConsumer
 from tests.postback_support import sale, send
 from tests.support import Programme, add_partner_with_link, follow_link, post_json, sign_in

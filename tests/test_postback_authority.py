@@ -15,7 +15,7 @@ from backend.core.clock import now_ms
 from backend.core.settings import Settings
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Conversion, ConversionChange, DimensionHourly
-from backend.storage.rollups.dimensions import fold_closed_hours
+from backend.storage.rollups.by_dimension import fold_closed_hours
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import build_consumer
 from tests.postback_support import sale, send

@@ -20,7 +20,7 @@ from backend.core.settings import Settings
 from backend.domain.reports.overview import comparable_end
 from backend.domain.reports.ranges import RangeError, resolve_range
 from backend.storage.db.engine import Database
-from backend.storage.rollups.dimensions import fold_closed_hours
+from backend.storage.rollups.by_dimension import fold_closed_hours
 from backend.tooling.bench.report_data import generate
 from backend.web.pages.export import neutralise
 from backend.worker.consumer import StreamConsumer

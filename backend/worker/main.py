@@ -30,7 +30,7 @@ from backend.storage.catalog import Catalog
 from backend.storage.db.engine import Database
 from backend.storage.db.partitions import create_ahead
 from backend.storage.redis_client import arq_settings, connect
-from backend.storage.rollups.dimensions import fold_closed_hours
+from backend.storage.rollups.by_dimension import fold_closed_hours
 from backend.worker.consumer import StreamConsumer, jittered
 from backend.worker.enrich import Enricher
 from backend.worker.retention import purge_expired

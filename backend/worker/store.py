@@ -37,7 +37,7 @@ from backend.storage.db.models import (
     RejectedEventRow,
     StatsHourly,
 )
-from backend.storage.rollups.dimensions import mark_for_refold
+from backend.storage.rollups.by_dimension import mark_for_refold
 from backend.worker.enrich import (
     CLICK_COLUMNS,
     IMPRESSION_COLUMNS,

@@ -12,7 +12,7 @@ import pytest
 from playwright.async_api import Page
 
 from backend.core.clock import DAY_MS, now_ms
-from backend.storage.rollups.dimensions import fold_closed_hours
+from backend.storage.rollups.by_dimension import fold_closed_hours
 from backend.tooling.bench.processes import TrackerProcess
 from backend.tooling.bench.report_data import TargetLink, generate
 from tests.browser.conftest import TrackerDatabase

@@ -23,7 +23,7 @@ from backend.core.money import format_minor
 from backend.domain.affiliate.commission import rule_commission
 from backend.domain.quality.flags import Flag
 from backend.storage.db.models import Conversion, ConversionChange, ConversionStatus, StatsHourly
-from backend.storage.rollups.dimensions import correct_commission
+from backend.storage.rollups.by_dimension import correct_commission
 
 ALLOWED = frozenset(
     {

@@ -6,15 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.scope import Viewer
-from backend.domain.reports.dimensions import Dimension, Filters
+from backend.domain.reports.dimensions import Filters
 from backend.domain.reports.metrics import Metrics, collect, names
-from backend.domain.reports.overview import money_cells, money_header
 from backend.domain.reports.ranges import DateRange
-from backend.web.pages.export import csv_stream
+from backend.storage.rollups.dimensions import Dimension
 
 SORTS = (
     "name",
@@ -101,22 +99,3 @@ async def breakdown_report(
         sort=sort,
         descending=descending,
     )
-
-
-def breakdown_csv(report: BreakdownReport) -> Stream:
-    """Every row (the page shows the first ``SHOWN_ROWS``)."""
-    name = report.dimension.name
-    header = [name, "clicks", "unique_clicks", "bot_clicks", "flagged_clicks", "conversions"]
-    rows = (
-        [
-            row.label,
-            row.metrics.clicks,
-            row.metrics.unique_clicks,
-            row.metrics.bot_clicks,
-            row.metrics.flagged_clicks,
-            row.metrics.conversions,
-            *money_cells(row.metrics, report.currencies),
-        ]
-        for row in report.rows
-    )
-    return csv_stream(f"by-{name}.csv", header + money_header(report.currencies), rows)

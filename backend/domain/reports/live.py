@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.core.clock import MINUTE_MS
 from backend.core.ids import click_id_floor
 from backend.core.scope import Viewer
-from backend.storage.rollups.dimensions import CLICKS, CONVERSIONS
+from backend.storage.rollups.by_dimension import CLICKS, CONVERSIONS
 from backend.storage.rollups.sql import bucket_of
 
 WINDOW_MINUTES = 30

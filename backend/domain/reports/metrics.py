@@ -23,9 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.core.ids import click_id_floor
 from backend.core.scope import Viewer
 from backend.domain.affiliate.status import COUNTED
-from backend.domain.reports.dimensions import DIMENSIONS, Dimension, Filters
+from backend.domain.reports.dimensions import Filters
 from backend.storage.db.models import Campaign, ConversionStatus, Link, Partner, StatsHourly
-from backend.storage.rollups.dimensions import CLICKS, CONVERSIONS, ROLLUP, read_watermark, spans
+from backend.storage.rollups.by_dimension import CLICKS, CONVERSIONS, ROLLUP, read_watermark, spans
+from backend.storage.rollups.dimensions import DIMENSIONS, Dimension
 from backend.storage.rollups.sql import (
     click_counters,
     exact_sum,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import HOUR_MS, now_ms
@@ -13,8 +12,6 @@ from backend.core.scope import Viewer
 from backend.domain.reports.dimensions import Filters
 from backend.domain.reports.metrics import Metrics, collect, totals
 from backend.domain.reports.ranges import DateRange
-from backend.web.pages.chart import Chart, lay_out
-from backend.web.pages.export import CsvCell, csv_stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +34,6 @@ class OverviewReport:
     previous: Metrics
     tiles: list[Tile]
     rows: list[BucketRow]
-    chart: Chart
     currencies: list[str]
 
 
@@ -138,44 +134,10 @@ async def overview_report(
         overall.merge(metrics)
         rows.append(BucketRow(bucket.label, metrics))
     currencies = sorted(set(overall.currencies) | set(previous.currencies))
-    chart = lay_out([(row.label, row.metrics.clicks, row.metrics.conversions) for row in rows])
     return OverviewReport(
         totals=overall,
         previous=previous,
         tiles=tiles(overall, previous, currencies, impressions=not filters.texts),
         rows=rows,
-        chart=chart,
         currencies=currencies,
     )
-
-
-def money_cells(metrics: Metrics, currencies: list[str]) -> list[CsvCell]:
-    """Revenue and commission per currency, as decimal text (minor units never leave as floats)."""
-    cells: list[CsvCell] = []
-    for code in currencies:
-        cells += [
-            format_minor(metrics.revenue(code), code),
-            format_minor(metrics.commission(code), code),
-        ]
-    return cells
-
-
-def money_header(currencies: list[str]) -> list[str]:
-    return [f"{name} {code}" for code in currencies for name in ("revenue", "commission")]
-
-
-def overview_csv(report: OverviewReport) -> Stream:
-    header = ["bucket", "clicks", "unique_clicks", "bot_clicks", "impressions", "conversions"]
-    rows = (
-        [
-            row.label,
-            row.metrics.clicks,
-            row.metrics.unique_clicks,
-            row.metrics.bot_clicks,
-            row.metrics.impressions,
-            row.metrics.conversions,
-            *money_cells(row.metrics, report.currencies),
-        ]
-        for row in report.rows
-    )
-    return csv_stream("overview.csv", header + money_header(report.currencies), rows)

@@ -11,16 +11,15 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from litestar.response import Stream
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.scope import Viewer
 from backend.domain.quality.flags import Flag
-from backend.domain.reports.dimensions import DIMENSIONS, Filters
+from backend.domain.reports.dimensions import Filters
 from backend.domain.reports.metrics import collect
 from backend.storage.db.models import Conversion, ConversionStatus, RejectedEventRow
-from backend.web.pages.export import csv_stream
+from backend.storage.rollups.dimensions import DIMENSIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +73,3 @@ async def quality_report(
         held_for_review=int(await session.scalar(review) or 0),
         rejected=rejected,
     )
-
-
-def quality_csv(report: QualityReport) -> Stream:
-    rows = [
-        ("clicks", "stored", report.clicks),
-        *(("click_flag", flag, count) for flag, count in report.click_flags),
-        ("conversions", "held_for_review", report.held_for_review),
-        *(("rejected_event", reason, count) for reason, count in report.rejected),
-    ]
-    return csv_stream("quality.csv", ["kind", "name", "count"], rows)

@@ -25,7 +25,7 @@ from backend.domain.auth import hash_password
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Click, Conversion, User
 from backend.storage.redis_server import EmbeddedRedis
-from backend.storage.rollups.dimensions import fold_closed_hours
+from backend.storage.rollups.by_dimension import fold_closed_hours
 from backend.tooling.bench.programme import create_programme_database, sqlite_url
 from backend.tooling.bench.report_data import generate
 from backend.web.app import create_app

@@ -1,4 +1,4 @@
-"""CSV exports, streamed, with spreadsheet formula injection neutralised.
+"""CSV exports of the report tables, streamed, with spreadsheet formula injection neutralised.
 
 Every table of the reports (and the admin's conversions list) exports through ``csv_stream``:
 rows are written as they are produced, and a cell a spreadsheet would read as a formula
@@ -13,6 +13,12 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from litestar.response import Stream
+
+from backend.core.money import format_minor
+from backend.domain.reports.breakdown import BreakdownReport
+from backend.domain.reports.metrics import Metrics
+from backend.domain.reports.overview import OverviewReport
+from backend.domain.reports.quality import QualityReport
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CsvCell = str | int | float | None
@@ -57,3 +63,64 @@ def csv_stream(
         "Cache-Control": "no-store",
     }
     return Stream(_lines(header, rows), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+def money_cells(metrics: Metrics, currencies: list[str]) -> list[CsvCell]:
+    """Revenue and commission per currency, as decimal text (minor units never leave as floats)."""
+    cells: list[CsvCell] = []
+    for code in currencies:
+        cells += [
+            format_minor(metrics.revenue(code), code),
+            format_minor(metrics.commission(code), code),
+        ]
+    return cells
+
+
+def money_header(currencies: list[str]) -> list[str]:
+    return [f"{name} {code}" for code in currencies for name in ("revenue", "commission")]
+
+
+def overview_csv(report: OverviewReport) -> Stream:
+    header = ["bucket", "clicks", "unique_clicks", "bot_clicks", "impressions", "conversions"]
+    rows = (
+        [
+            row.label,
+            row.metrics.clicks,
+            row.metrics.unique_clicks,
+            row.metrics.bot_clicks,
+            row.metrics.impressions,
+            row.metrics.conversions,
+            *money_cells(row.metrics, report.currencies),
+        ]
+        for row in report.rows
+    )
+    return csv_stream("overview.csv", header + money_header(report.currencies), rows)
+
+
+def breakdown_csv(report: BreakdownReport) -> Stream:
+    """Every row (the page shows the first ``SHOWN_ROWS``)."""
+    name = report.dimension.name
+    header = [name, "clicks", "unique_clicks", "bot_clicks", "flagged_clicks", "conversions"]
+    rows = (
+        [
+            row.label,
+            row.metrics.clicks,
+            row.metrics.unique_clicks,
+            row.metrics.bot_clicks,
+            row.metrics.flagged_clicks,
+            row.metrics.conversions,
+            *money_cells(row.metrics, report.currencies),
+        ]
+        for row in report.rows
+    )
+    return csv_stream(f"by-{name}.csv", header + money_header(report.currencies), rows)
+
+
+def quality_csv(report: QualityReport) -> Stream:
+    rows = [
+        ("clicks", "stored", report.clicks),
+        *(("click_flag", flag, count) for flag, count in report.click_flags),
+        ("conversions", "held_for_review", report.held_for_review),
+        *(("rejected_event", reason, count) for reason, count in report.rejected),
+    ]
+    return csv_stream("quality.csv", ["kind", "name", "count"], rows)

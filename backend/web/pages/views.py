@@ -31,19 +31,21 @@ from backend.core.scope import Viewer
 from backend.core.settings import Settings
 from backend.domain.auth import verify_password
 from backend.domain.login_throttle import WINDOW_S, LoginThrottle
-from backend.domain.reports.breakdown import SHOWN_ROWS, SORTS, breakdown_csv, breakdown_report
-from backend.domain.reports.dimensions import DIMENSIONS, FilterError, Filters, parse_filters
+from backend.domain.reports.breakdown import SHOWN_ROWS, SORTS, breakdown_report
+from backend.domain.reports.dimensions import FilterError, Filters, parse_filters
 from backend.domain.reports.live import UNREAD_CAP, live_minutes, queue_state
 from backend.domain.reports.metrics import visible
-from backend.domain.reports.overview import overview_csv, overview_report
-from backend.domain.reports.quality import quality_csv, quality_report
+from backend.domain.reports.overview import overview_report
+from backend.domain.reports.quality import quality_report
 from backend.domain.reports.ranges import PRESETS, DateRange, RangeError, resolve_range, zone
 from backend.domain.visitor import client_address
 from backend.storage.db.engine import Database
 from backend.storage.db.models import User
+from backend.storage.rollups.dimensions import DIMENSIONS
 from backend.web.admin import ADMIN_HANDLERS, conversion_page, conversions_page
 from backend.web.api.deps import CurrentViewer, Reader, provide_reader, provide_writer
 from backend.web.pages.chart import lay_out
+from backend.web.pages.export import breakdown_csv, overview_csv, quality_csv
 from backend.web.pages.install import install_tags
 from backend.web.sessions import SessionConfig, sign_in, signed_in_user
 
@@ -178,8 +180,12 @@ async def overview(
         return overview_csv(report)
     settings: Settings = state.settings
     context = _page_context(period, filters, viewer, request.url.path)
+    chart = lay_out(
+        [(row.label, row.metrics.clicks, row.metrics.conversions) for row in report.rows]
+    )
     return Template(
-        "overview.html", context={**context, "report": report, "public_url": settings.public_url}
+        "overview.html",
+        context={**context, "report": report, "chart": chart, "public_url": settings.public_url},
     )
 
 
