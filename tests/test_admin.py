@@ -31,7 +31,7 @@ from backend.storage.db.models import (
     User,
 )
 from backend.web.admin import conversions
-from backend.web.pages.views import web_router
+from backend.web.site import web_router
 from backend.worker.consumer import StreamConsumer
 from tests.support import (
     PASSWORD,

@@ -40,9 +40,9 @@ from backend.web.api.stats import stats
 from backend.web.health import healthz, metrics, readyz
 from backend.web.ingest.routes import Ingest, IngestFirst, load_not_found_page
 from backend.web.ingest.snippet import Snippet, serve_snippet, serve_versioned_snippet
-from backend.web.pages.views import SESSION_STORE, web_router
 from backend.web.request_telemetry import RequestTelemetry
 from backend.web.security_headers import add_security_headers
+from backend.web.site import SESSION_STORE, web_router
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: templates/ and static/
 TEMPLATES = ROOT / "templates"

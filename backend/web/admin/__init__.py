@@ -1,8 +1,8 @@
 """Admin pages: the programme's objects, accounts and conversion decisions, server-rendered.
 
-Every handler in ``ADMIN_HANDLERS`` is mounted under ``/admin`` behind the admins-only guard of
-``backend.web.pages.views``; ``conversions_page`` and ``conversion_page`` are open to partner users
-too, limited to their own conversions and without the actions.
+``backend.web.site`` mounts every handler in ``ADMIN_HANDLERS`` under ``/admin`` behind the
+admins-only guard of ``backend.web.signin``; ``conversions_page`` and ``conversion_page`` are
+open to partner users too, limited to their own conversions and without the actions.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Server-rendered pages: login, logout, the overview, breakdowns, live, quality, install.
+"""Server-rendered report pages: the overview, breakdowns, live, quality, install.
 
-Sessions and CSRF live on this router only (the ingest routes carry none of it). Every page
-gets the app's strict Content-Security-Policy (``backend.web.security_headers``): no script, no
-inline style at all.
+They are mounted by ``backend.web.site`` behind sign-in, sessions and CSRF. Every page gets the
+app's strict Content-Security-Policy (``backend.web.security_headers``): no script, no inline
+style at all.
 """
 
 from __future__ import annotations
@@ -12,25 +12,15 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-import msgspec
-from litestar import Request, Response, Router, get, post
-from litestar.config.csrf import CSRFConfig
-from litestar.connection import ASGIConnection
+from litestar import Request, get
 from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotFoundException
-from litestar.handlers import BaseRouteHandler
-from litestar.middleware import DefineMiddleware
-from litestar.middleware.csrf import CSRFMiddleware
-from litestar.params import FromPath, FromQuery, URLEncodedBody
-from litestar.response import Redirect, Stream, Template
-from sqlalchemy import select
+from litestar.params import FromPath, FromQuery
+from litestar.response import Stream, Template
 
 from backend.core.clock import now_ms
 from backend.core.scope import Viewer
 from backend.core.settings import Settings
-from backend.domain.auth import verify_password
-from backend.domain.login_throttle import WINDOW_S, LoginThrottle
 from backend.domain.reports.breakdown import SHOWN_ROWS, SORTS, breakdown_report
 from backend.domain.reports.dimensions import FilterError, Filters, parse_filters
 from backend.domain.reports.live import UNREAD_CAP, live_minutes, queue_state
@@ -38,75 +28,11 @@ from backend.domain.reports.metrics import visible
 from backend.domain.reports.overview import overview_report
 from backend.domain.reports.quality import quality_report
 from backend.domain.reports.ranges import PRESETS, DateRange, RangeError, resolve_range, zone
-from backend.domain.visitor import client_address
-from backend.storage.db.engine import Database
-from backend.storage.db.models import User
 from backend.storage.rollups.dimensions import DIMENSIONS
-from backend.web.admin import ADMIN_HANDLERS, conversion_page, conversions_page
-from backend.web.api.deps import CurrentViewer, Reader, provide_reader, provide_writer
+from backend.web.api.deps import CurrentViewer, Reader
 from backend.web.pages.chart import lay_out
 from backend.web.pages.export import breakdown_csv, overview_csv, quality_csv
 from backend.web.pages.install import install_tags
-from backend.web.sessions import SessionConfig, sign_in, signed_in_user
-
-
-class LoginRequired(HTTPException):
-    status_code = 401
-
-
-class LoginForm(msgspec.Struct):
-    email: str = ""
-    password: str = ""
-
-
-def _to_login(request: Request[Any, Any, Any], _: LoginRequired) -> Response[Any]:
-    return Redirect("/login")
-
-
-async def provide_viewer(request: ASGIConnection[Any, Any, Any, Any], reader: Reader) -> Viewer:
-    user = await signed_in_user(request, reader)
-    if user is None:
-        raise LoginRequired()
-    partner_id = user.partner_id if user.role == "partner" else None
-    return Viewer(partner_id=partner_id, actor=f"user:{user.email}")
-
-
-@get("/login", name="login")
-async def login_page() -> Template:
-    return Template("login.html", context={"error": None, "email": ""})
-
-
-@post("/login", status_code=200)
-async def login(
-    request: Request[Any, Any, Any],
-    data: URLEncodedBody[LoginForm],
-    reader: Reader,
-    state: State,
-) -> Template | Redirect:
-    email = data.email.strip().lower()[:320]
-    settings: Settings = state.settings
-    address = client_address(
-        request.client.host if request.client else None,
-        request.headers.get("x-forwarded-for"),
-        settings.trusted_proxies,
-    )
-    throttle = LoginThrottle(state.redis, settings.secret_key, address, email)
-    if not await throttle.admit():
-        error = f"Too many attempts. Wait {WINDOW_S // 60} minutes and try again."
-        return Template("login.html", context={"error": error, "email": email}, status_code=429)
-    user = await reader.scalar(select(User).where(User.email == email))
-    if not verify_password(user.password_hash if user else None, data.password) or user is None:
-        error = "Wrong email or password."
-        return Template("login.html", context={"error": error, "email": email}, status_code=400)
-    await throttle.succeeded()
-    sign_in(request, user)
-    return Redirect("/")
-
-
-@post("/logout")
-async def logout(request: Request[Any, Any, Any]) -> Redirect:
-    request.clear_session()
-    return Redirect("/login")
 
 
 def _report_params(request: Request[Any, Any, Any]) -> tuple[DateRange, Filters]:
@@ -275,55 +201,4 @@ async def install(viewer: CurrentViewer, reader: Reader, state: State) -> Templa
     return Template("install.html", context={"installs": installs, "viewer": viewer})
 
 
-SESSION_STORE = "sessions"
-
-
-async def admins_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Guards every admin page and form: to a partner user they do not exist."""
-    database: Database = connection.app.state.database
-    async with database.session() as reader:
-        viewer = await provide_viewer(connection, reader)
-    if not viewer.is_admin:
-        raise NotFoundException()
-
-
-def web_router(settings: Settings) -> Router:
-    """Sessions are kept server-side in Redis, so signing out really ends them."""
-    sessions = SessionConfig(
-        store=SESSION_STORE,
-        key="ct_session",
-        max_age=8 * 3600,
-        secure=settings.secure_cookies,
-        httponly=True,
-        samesite="lax",
-    )
-    csrf = CSRFConfig(
-        secret=settings.secret_key,
-        cookie_secure=settings.secure_cookies,
-        cookie_samesite="strict",
-        cookie_httponly=True,
-    )
-    return Router(
-        path="/",
-        route_handlers=[
-            login_page,
-            login,
-            logout,
-            overview,
-            breakdown,
-            live,
-            quality,
-            install,
-            conversions_page,
-            conversion_page,
-            Router(path="/admin", route_handlers=ADMIN_HANDLERS, guards=[admins_only]),
-        ],
-        middleware=[sessions.middleware, DefineMiddleware(CSRFMiddleware, config=csrf)],
-        dependencies={
-            "reader": Provide(provide_reader),
-            "writer": Provide(provide_writer),
-            "viewer": Provide(provide_viewer),
-        },
-        exception_handlers={LoginRequired: _to_login},
-        include_in_schema=False,
-    )
+PAGE_HANDLERS = [overview, breakdown, live, quality, install]
