@@ -341,7 +341,7 @@ def _read_envelope(body: bytes) -> str:
     body that is not a JSON object, nothing."""
     try:
         envelope = _beacon_decoder.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return ""
     if not isinstance(envelope, dict):
         return ""
