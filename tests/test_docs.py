@@ -49,6 +49,16 @@ def test_every_file_a_document_names_exists(doc: Path) -> None:
     assert missing == []
 
 
+def test_the_code_cites_only_documents_the_repository_holds() -> None:
+    cited = {
+        (source.relative_to(ROOT).as_posix(), document)
+        for folder in ("backend", "tests")
+        for source in (ROOT / folder).rglob("*.py")
+        for document in re.findall(r"[\w./-]+\.md\b", source.read_text())
+    }
+    assert [(source, doc) for source, doc in sorted(cited) if not (ROOT / doc).exists()] == []
+
+
 def documented_defaults() -> dict[str, str]:
     """``CLICKTRAIL_`` variable -> its default cell in docs/configuration.md's table."""
     rows = re.findall(
