@@ -25,7 +25,7 @@ from backend.domain.events import (
     encode_event,
 )
 from backend.storage.db.engine import Database
-from backend.storage.db.models import Click, Conversion, Impression, RejectedEventRow, StatsHourly
+from backend.storage.db.models import Click, Conversion, RejectedEventRow, StatsHourly
 from backend.storage.streams.entries import encode_entry, split_entry
 from backend.worker.consumer import StreamConsumer, heartbeat_key
 from backend.worker.main import build_consumer
@@ -461,39 +461,3 @@ async def test_an_idle_consumer_whose_process_lives_stays_in_the_group(
     names = {consumer["name"].decode() for consumer in await redis.xinfo_consumers(stream, group)}
     assert "idle-alive" in names
     assert "idle-dead" not in names
-
-
-async def test_events_of_retired_shapes_are_dead_lettered_with_their_reason(
-    redis: Redis,
-    settings: Settings,
-    programme: Programme,
-    consumer: StreamConsumer,
-    database: Database,
-) -> None:
-    """Events of the shapes development builds queued before these (the user agent on the
-    stream, or the network prefix as a click's column) are kept as rejected with the reason,
-    never read as today's shape; the rest of their entry is written."""
-    at_ms, link = 1_790_000_000_000, programme.link
-    owners = [link["id"], link["partner_id"], link["campaign_id"], programme.merchant["id"]]
-    person = ["198.51.100.0/24", "e" * 32]
-    old_click = ["c2", "old-click", at_ms, *owners, *person, "desktop", "chrome", "blog.example"]
-    old_click += ["https://blog.example/post", "https://shop.example/", *[""] * 10, False, False]
-    old_click.append("")
-    old_impression = ["i2", "old-impression", at_ms, *owners, *person, "", False, False]
-    first_conversion = ["v", "old-conversion", at_ms, programme.merchant["id"], "OLD-1", 1_000]
-    first_conversion += ["EUR", None, "pixel", "sale", None, [*person, BROWSER, True]]
-    retired = [old_click, old_impression, first_conversion]
-    parts = [msgspec.msgpack.encode(fields) for fields in retired]
-    entry = encode_entry([*parts, encode_event(click_at(programme, at_ms))])
-    await redis.xadd(settings.stream, {"e": entry})
-    await consumer.drain()
-
-    assert (await counts(database))["clicks"] == 1
-    async with database.session() as session:
-        assert await session.scalar(select(func.count()).select_from(Impression)) == 0
-        assert await session.scalar(select(func.count()).select_from(Conversion)) == 0
-        rejected = (await session.scalars(select(RejectedEventRow))).all()
-    assert sorted((row.reason, row.detail) for row in rejected) == [
-        ("poison", f"event of the retired shape {tag!r} (a development build's): not read")
-        for tag in ("c2", "i2", "v")
-    ]

@@ -52,7 +52,6 @@ from backend.domain.events import (
     decode_entry,
     decode_event,
     encode_event,
-    retired_shape,
     storable,
 )
 from backend.storage.db.engine import Database
@@ -470,7 +469,7 @@ class StreamConsumer:
                 events.append(decode_event(part))
                 places.append((entry.entry_id, index))
             except (msgspec.DecodeError, msgspec.ValidationError) as error:
-                detail = retired_shape(part) or f"undecodable event: {error}"
+                detail = f"undecodable event: {error}"
                 poisons.append(poison_row(_place_name(entry.entry_id, index), part, detail))
         if poisons:
             await write_poison(self._db, poisons)
