@@ -23,8 +23,9 @@ from backend.storage.catalog import LinkInfo
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Click, Conversion, ConversionChange
 from backend.worker.consumer import StreamConsumer
-from backend.worker.enrich import ConversionFacts, put_commission
 from backend.worker.main import auto_approve_job, worker_options
+from backend.worker.steps.attribute import ConversionFacts
+from backend.worker.steps.price import put_commission
 from tests.postback_support import sale, send
 from tests.support import (
     SECRET,

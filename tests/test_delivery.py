@@ -25,11 +25,12 @@ from backend.domain.events import (
     encode_event,
 )
 from backend.storage.db.engine import Database
-from backend.storage.db.models import Click, Conversion, Impression, RejectedEventRow, StatsHourly
+from backend.storage.db.models import Click, Conversion, RejectedEventRow, StatsHourly
 from backend.storage.streams.entries import encode_entry, split_entry
-from backend.worker.consumer import StreamConsumer, heartbeat_key
+from backend.worker.consumer import StreamConsumer
 from backend.worker.main import build_consumer
-from backend.worker.store import write_batch
+from backend.worker.steps.write import write_batch
+from backend.worker.stream import heartbeat_key
 from tests.faults.storage import writes_blocked
 from tests.support import (
     BROWSER,
@@ -67,18 +68,8 @@ async def counts(database: Database) -> dict[str, Any]:
 
 def second_consumer(settings: Settings, database: Database) -> StreamConsumer:
     """Another worker that takes over entries as soon as they are pending at all."""
-    template = build_consumer(settings, database, settings.redis_url)
-    return StreamConsumer(
-        redis=template._redis,
-        database=database,
-        enricher=template._enricher,
-        stream=settings.stream,
-        group=settings.consumer_group,
-        batch_size=settings.batch_size,
-        batch_max_wait_ms=0,
-        claim_idle_ms=0,
-        name="rescuer",
-    )
+    eager = settings.with_overrides(batch_max_wait_ms=0, claim_idle_ms=0)
+    return build_consumer(eager, database, settings.redis_url, name="rescuer")
 
 
 async def send_click_and_conversion(client: AsyncTestClient[Any], programme: Programme) -> None:
@@ -99,9 +90,9 @@ async def test_batch_delivered_again_after_crash_between_commit_and_ack_changes_
 ) -> None:
     await send_click_and_conversion(client, programme)
     # The first worker reads and commits the batch, then dies before XACK.
-    entries = await consumer._read(block_ms=0)
+    entries = await consumer.group.read(block_ms=0)
     assert len(entries) == 2
-    prepared = await consumer._enricher.prepare([decode_entry(e.payload)[0] for e in entries])
+    prepared = await consumer.pipeline.prepare([decode_entry(e.payload)[0] for e in entries])
     await write_batch(database, prepared)
     before = await counts(database)
     assert before["clicks"] == 1
@@ -138,7 +129,7 @@ async def test_batch_of_any_size_is_written_whole_and_again_changes_nothing(
     programme: Programme, consumer: StreamConsumer, database: Database, size: int
 ) -> None:
     """SQLite takes a batch's rows a hundred to a statement, and one by one for the rest."""
-    prepared = await consumer._enricher.prepare(clicks_on(programme, size))
+    prepared = await consumer.pipeline.prepare(clicks_on(programme, size))
     assert (await write_batch(database, prepared)).clicks == size
     again = await write_batch(database, prepared)
     assert again.clicks == 0
@@ -150,8 +141,8 @@ async def test_batch_partly_written_before_adds_only_its_new_rows(
     programme: Programme, consumer: StreamConsumer, database: Database
 ) -> None:
     events = clicks_on(programme, 150)
-    await write_batch(database, await consumer._enricher.prepare(events[40:90]))
-    written = await write_batch(database, await consumer._enricher.prepare(events))
+    await write_batch(database, await consumer.pipeline.prepare(events[40:90]))
+    written = await write_batch(database, await consumer.pipeline.prepare(events))
     assert written.clicks == 100
     assert (await counts(database))["clicks"] == 150
     assert (await counts(database))["rollup"][0] == 150
@@ -163,7 +154,7 @@ async def test_write_waiting_for_another_writer_leaves_the_event_loop_free(
     """On SQLite a bulk write runs in a thread, waiting there for the lock like any writer."""
     if database.dialect != "sqlite":
         pytest.skip("PostgreSQL's driver is asynchronous; the thread is SQLite's")
-    prepared = await consumer._enricher.prepare(clicks_on(programme, 10))
+    prepared = await consumer.pipeline.prepare(clicks_on(programme, 10))
     ticks = 0
     async with writes_blocked(database, settings.database_url, LOCK_S):
         writing = asyncio.create_task(write_batch(database, prepared))
@@ -185,7 +176,7 @@ async def test_workers_bulk_writes_wait_their_turn_on_the_lock_beside_the_file(
     try:
         fcntl.flock(other, fcntl.LOCK_EX)
         writing = asyncio.create_task(
-            write_batch(database, await consumer._enricher.prepare(clicks_on(programme, 10)))
+            write_batch(database, await consumer.pipeline.prepare(clicks_on(programme, 10)))
         )
         await asyncio.sleep(0.5)
         assert not writing.done()
@@ -209,7 +200,7 @@ async def test_a_batchs_questions_are_in_redis_when_asking_returns(
 ) -> None:
     """The worker builds the rows of the batch before while Redis answers this one's questions:
     they must have left, not wait for the event loop to come round after those rows."""
-    enricher = consumer._enricher
+    enricher = consumer.pipeline
     await enricher.prepare(clicks_on(programme, 1))  # Redis has the script from now on
     before = script_calls(settings.redis_url)
 
@@ -461,39 +452,3 @@ async def test_an_idle_consumer_whose_process_lives_stays_in_the_group(
     names = {consumer["name"].decode() for consumer in await redis.xinfo_consumers(stream, group)}
     assert "idle-alive" in names
     assert "idle-dead" not in names
-
-
-async def test_events_of_retired_shapes_are_dead_lettered_with_their_reason(
-    redis: Redis,
-    settings: Settings,
-    programme: Programme,
-    consumer: StreamConsumer,
-    database: Database,
-) -> None:
-    """Events of the shapes development builds queued before these (the user agent on the
-    stream, or the network prefix as a click's column) are kept as rejected with the reason,
-    never read as today's shape; the rest of their entry is written."""
-    at_ms, link = 1_790_000_000_000, programme.link
-    owners = [link["id"], link["partner_id"], link["campaign_id"], programme.merchant["id"]]
-    person = ["198.51.100.0/24", "e" * 32]
-    old_click = ["c2", "old-click", at_ms, *owners, *person, "desktop", "chrome", "blog.example"]
-    old_click += ["https://blog.example/post", "https://shop.example/", *[""] * 10, False, False]
-    old_click.append("")
-    old_impression = ["i2", "old-impression", at_ms, *owners, *person, "", False, False]
-    first_conversion = ["v", "old-conversion", at_ms, programme.merchant["id"], "OLD-1", 1_000]
-    first_conversion += ["EUR", None, "pixel", "sale", None, [*person, BROWSER, True]]
-    retired = [old_click, old_impression, first_conversion]
-    parts = [msgspec.msgpack.encode(fields) for fields in retired]
-    entry = encode_entry([*parts, encode_event(click_at(programme, at_ms))])
-    await redis.xadd(settings.stream, {"e": entry})
-    await consumer.drain()
-
-    assert (await counts(database))["clicks"] == 1
-    async with database.session() as session:
-        assert await session.scalar(select(func.count()).select_from(Impression)) == 0
-        assert await session.scalar(select(func.count()).select_from(Conversion)) == 0
-        rejected = (await session.scalars(select(RejectedEventRow))).all()
-    assert sorted((row.reason, row.detail) for row in rejected) == [
-        ("poison", f"event of the retired shape {tag!r} (a development build's): not read")
-        for tag in ("c2", "i2", "v")
-    ]

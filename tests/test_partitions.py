@@ -31,7 +31,7 @@ from backend.storage.db.partitions import (
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import partition_job, worker_options
 from backend.worker.retention import purge_expired
-from backend.worker.store import write_batch
+from backend.worker.steps.write import write_batch
 from tests.support import Programme, click_at, impression_at
 
 VISITOR = Visitor("198.51.100.0/24", "h" * 32, "Mozilla/5.0 (X11; Linux) Chrome/120", True)
@@ -105,7 +105,7 @@ async def test_rows_land_in_their_months_partition_and_the_rest_in_default(
     next_month_ms = month_start_ms(later) + 3_600_000
     events = events_at(programme, now, next_month_ms, far_future, long_ago)
 
-    written = await write_batch(postgres, await consumer._enricher.prepare(events))
+    written = await write_batch(postgres, await consumer.pipeline.prepare(events))
 
     assert (written.clicks, written.impressions) == (4, 4)
     for table in (CLICKS, IMPRESSIONS):
@@ -124,7 +124,7 @@ async def test_a_new_partition_takes_its_rows_from_default(
 ) -> None:
     old = now_ms() - 200 * DAY_MS
     events = events_at(programme, old)
-    await write_batch(postgres, await consumer._enricher.prepare(events))
+    await write_batch(postgres, await consumer.pipeline.prepare(events))
     assert set((await placement(postgres, "clicks", "click_id")).values()) == {CLICKS.default}
 
     created = await add_months_since(postgres, old)
@@ -144,7 +144,7 @@ async def test_a_redelivered_batch_across_partitions_inserts_nothing_twice(
     now = now_ms()
     await add_months_since(postgres, now - 70 * DAY_MS)
     times = [now - 70 * DAY_MS, now - 35 * DAY_MS, now, now + FAR_FUTURE_DAYS * DAY_MS]
-    prepared = await consumer._enricher.prepare(events_at(programme, *times))
+    prepared = await consumer.pipeline.prepare(events_at(programme, *times))
 
     first = await write_batch(postgres, prepared)
     again = await write_batch(postgres, prepared)
@@ -167,7 +167,7 @@ async def test_retention_drops_whole_old_partitions_and_deletes_rows_of_the_boun
     cutoff = now - retention_days * DAY_MS
     await add_months_since(postgres, now - 130 * DAY_MS)
     times = [now - 130 * DAY_MS, now - 100 * DAY_MS, cutoff - DAY_MS // 2, cutoff + DAY_MS, now]
-    await write_batch(postgres, await consumer._enricher.prepare(events_at(programme, *times)))
+    await write_batch(postgres, await consumer.pipeline.prepare(events_at(programme, *times)))
     old_months = {month_of(now - 130 * DAY_MS), month_of(now - 100 * DAY_MS)}
 
     deleted = await purge_expired(postgres, redis, retention_days, now_ms=now)

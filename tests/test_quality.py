@@ -24,11 +24,12 @@ from backend.domain.quality.windows import PREFIX_DUPLICATE_LIMIT, PREFIX_LINK_L
 from backend.domain.visitor import describe_visitor
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Click, Conversion, StatsHourly
+from backend.storage.rollups.hourly import Counts, RollupKey
 from backend.storage.streams.entries import encode_entry
+from backend.worker.batch import Prepared
 from backend.worker.consumer import StreamConsumer
-from backend.worker.enrich import Counts, Prepared, RollupKey
 from backend.worker.main import build_consumer
-from backend.worker.store import write_batch
+from backend.worker.steps.write import write_batch
 from tests.support import (
     BROWSER,
     BROWSER_HEADERS,
@@ -358,11 +359,11 @@ async def test_batch_prepared_again_after_its_commit_gets_the_same_flags_and_cou
     ]
 
     # A worker writes the batch, then dies before XACK; another prepares and writes it again.
-    first = await consumer._enricher.prepare(events)
+    first = await consumer.pipeline.prepare(events)
     await write_batch(database, first)
     written = (await click_flags(database), await conversions(database))
     totals = await click_totals(database)
-    second = await consumer._enricher.prepare(events)
+    second = await consumer.pipeline.prepare(events)
     await write_batch(database, second)
 
     assert (second.clicks, second.conversions, _rollup_of(second)) == (

@@ -21,7 +21,7 @@ from backend.storage.db.models import Click, Conversion, Impression, RejectedEve
 from backend.storage.redis_server import EmbeddedRedis
 from backend.worker.consumer import StreamConsumer
 from backend.worker.retention import purge, purge_expired
-from backend.worker.store import write_batch
+from backend.worker.steps.write import write_batch
 from tests.support import (
     BROWSER_HEADERS,
     Programme,
@@ -54,7 +54,7 @@ async def test_purge_deletes_what_is_older_than_the_retention_and_keeps_rollups(
                 new_event_id(at_ms), at_ms, Source.PIXEL, RejectReason.INVALID_AMOUNT, "", ""
             ),
         ]
-    await write_batch(database, await consumer._enricher.prepare(events))
+    await write_batch(database, await consumer.pipeline.prepare(events))
     async with database.session() as session:
         rollup_before = await session.scalar(select(func.sum(StatsHourly.clicks)))
 

@@ -24,7 +24,10 @@ from backend.core.settings import LOOPBACK, SettingsError, load_settings
 from backend.domain.events import RejectedEvent, RejectReason, Source, encode_event
 from backend.domain.visitor import client_address, network_prefix
 from backend.storage.streams.entries import encode_entry, entry_size, split_entry
-from backend.worker.enrich import CreditedClick, Inquiry, Prepared, _Pending
+from backend.worker.batch import Prepared
+from backend.worker.pipeline import Inquiry
+from backend.worker.steps.attribute import CreditedClick
+from backend.worker.steps.validate import Validated
 
 currencies = st.sampled_from(sorted(MINOR_DIGITS))
 
@@ -197,7 +200,7 @@ async def test_a_batch_dropped_as_its_answers_fail_leaves_nothing_unretrieved() 
     unhandled: list[dict[str, object]] = []
     loop.set_exception_handler(lambda _, context: unhandled.append(context))
 
-    Inquiry(Prepared(), _Pending(), set(), answers).cancel()
+    Inquiry(Prepared(), Validated(), [], set(), answers).cancel()
     await asyncio.sleep(0)
     await asyncio.sleep(0)
 

@@ -113,8 +113,9 @@ class ImpressionEvent(msgspec.Struct, tag="i3", array_like=True, frozen=True, gc
     is_unique: bool
 
 
-class _Conversion(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """What every conversion event holds, in this order."""
+class ConversionEvent(msgspec.Struct, tag="v2", array_like=True, frozen=True, gc=False):
+    """A conversion as the edge validated it: of the visitor only the network prefix travels
+    (the quality script counts conversions per prefix)."""
 
     event_id: str
     at_ms: int
@@ -126,12 +127,6 @@ class _Conversion(msgspec.Struct, array_like=True, frozen=True, gc=False):
     source: Source
     event_name: str
     items_json: str | None
-
-
-class ConversionEvent(_Conversion, tag="v2", frozen=True):
-    """A conversion as the edge validated it: of the visitor only the network prefix travels
-    (the quality script counts conversions per prefix)."""
-
     ip_prefix: str  # empty for a postback (no visitor)
 
 
@@ -145,12 +140,6 @@ class RejectedEvent(msgspec.Struct, tag="r", array_like=True, frozen=True, gc=Fa
 
 
 QueuedEvent = ClickEvent | ImpressionEvent | ConversionEvent | RejectedEvent
-
-# Tags of the shapes that development builds queued before these (none was released): the
-# first clicks, impressions and conversions carried the visitor's user agent, the next clicks
-# and impressions their network prefix as a column. Such an event is dead-lettered, never read
-# as today's shape.
-RETIRED_TAGS = frozenset({"c", "i", "v", "c2", "i2"})
 
 MAX_REJECTED_PAYLOAD = 4096
 
@@ -166,17 +155,6 @@ def encode_event(event: QueuedEvent) -> bytes:
 def decode_event(data: bytes) -> QueuedEvent:
     """Raise ``msgspec.DecodeError`` (or ``ValidationError``) for an entry that is not an event."""
     return _decoder.decode(data)
-
-
-def retired_shape(data: bytes) -> str | None:
-    """Why an event that does not decode is not read, when it is of a retired shape."""
-    try:
-        fields = msgspec.msgpack.decode(data)
-    except msgspec.DecodeError:
-        return None
-    if isinstance(fields, list) and fields and fields[0] in RETIRED_TAGS:
-        return f"event of the retired shape {fields[0]!r} (a development build's): not read"
-    return None
 
 
 def storable(data: bytes) -> bytes:

@@ -1,1 +1,2 @@
-"""The worker: stream -> enriched rows -> one transaction per batch -> XACK."""
+"""The worker: stream -> pipeline of steps (decode, validate, attribute, classify, price) ->
+one transaction per batch -> XACK."""

@@ -31,9 +31,10 @@ from backend.storage.db.engine import Database
 from backend.storage.db.partitions import create_ahead
 from backend.storage.redis_client import arq_settings, connect
 from backend.storage.rollups.by_dimension import fold_closed_hours
-from backend.worker.consumer import StreamConsumer, jittered
-from backend.worker.enrich import Enricher
+from backend.worker.consumer import StreamConsumer
+from backend.worker.pipeline import Pipeline
 from backend.worker.retention import purge_expired
+from backend.worker.retry import jittered
 
 YOUNG_COLLECTION_EVERY = 10_000
 POLL_BACKOFF_START_S = 0.5
@@ -43,18 +44,22 @@ Context = dict[str, Any]
 CRON_RESULT_KEPT_S = 86_400
 
 
-def build_consumer(settings: Settings, database: Database, redis_url: str) -> StreamConsumer:
+def build_consumer(
+    settings: Settings, database: Database, redis_url: str, name: str | None = None
+) -> StreamConsumer:
+    """A consumer with a connection of its own, named ``name`` (default: host and process)."""
     redis = connect(redis_url)
     catalog = Catalog(database, settings.attribution_window_days)
     return StreamConsumer(
         redis=redis,
         database=database,
-        enricher=Enricher(catalog, redis, ClickIdSigner(settings.secret_key), database),
+        pipeline=Pipeline(catalog, redis, ClickIdSigner(settings.secret_key), database),
         stream=settings.stream,
         group=settings.consumer_group,
         batch_size=settings.batch_size,
         batch_max_wait_ms=settings.batch_max_wait_ms,
         claim_idle_ms=settings.claim_idle_ms,
+        name=name,
     )
 
 

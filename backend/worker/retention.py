@@ -25,7 +25,7 @@ from backend.core.ids import click_id_floor, event_id_floor
 from backend.storage.db.engine import Database
 from backend.storage.db.partitions import drop_partitions_before
 from backend.storage.erasure import rewrite_append_only_file
-from backend.worker.store import CLICKS, IMPRESSIONS, REJECTED
+from backend.worker.steps.write import CLICKS, IMPRESSIONS, REJECTED
 
 PURGE_BATCH = 5_000
 log = logging.getLogger(__name__)

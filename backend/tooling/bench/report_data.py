@@ -1,9 +1,9 @@
 """Report data at scale: clicks and conversions spread over a time span, written through the
-worker's own bulk write (``store.write_batch``, rollups included) in batches.
+worker's own bulk write (``steps.write.write_batch``, rollups included) in batches.
 
-Rows are built here rather than through the stream and the enricher: the goal is ten million
+Rows are built here rather than through the stream and the pipeline: the goal is ten million
 rows in minutes with realistic spreads of partners, referrers, devices and sub-ids, not a
-second measure of the worker. Rows and deltas have the shapes the enricher produces.
+second measure of the worker. Rows and deltas have the shapes the pipeline produces.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from backend.core.ids import ClickIdSigner, new_event_id
 from backend.domain.affiliate.status import COUNTED
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Campaign, ConversionStatus, Link, Merchant
-from backend.worker.enrich import CLICK_COLUMNS, Delta, Prepared, Row, counts
-from backend.worker.store import write_batch
+from backend.storage.rollups.hourly import Delta, counts
+from backend.worker.batch import CLICK_COLUMNS, Prepared, Row
+from backend.worker.steps.write import write_batch
 
 BATCH = 5_000
 REFERRERS = (*(f"news{n}.example" for n in range(40)), "google.com", "t.co", "")

@@ -5,7 +5,7 @@ Clicks and about 2% conversions are built by the same edge functions the HTTP ha
 in entries of ``EVENTS_PER_ENTRY`` events as the web's group commit writes them, and drained by
 the real consumer (``build_consumer``) into a migrated SQLite file, in worker processes of its
 own as ``clicktrail worker`` runs it (one by default; several share the consumer group). The
-baseline writes the very rows the worker wrote (from ``Enricher.prepare``) into a fresh copy of
+baseline writes the very rows the worker wrote (from ``Pipeline.prepare``) into a fresh copy of
 the same schema, with the same pragmas and one transaction per consumer batch, so the ratio is
 the worker's own overhead: stream reads and acknowledgements, decoding, enrichment, SQLAlchemy
 and the rollups.
@@ -41,9 +41,10 @@ from backend.storage.redis_server import EmbeddedRedis
 from backend.storage.streams.entries import encode_entry
 from backend.tooling.bench.programme import BenchProgramme, create_programme_database, sqlite_url
 from backend.tooling.bench.traffic import browsers, referrer, tracking_params
-from backend.worker.enrich import CLICK_COLUMNS, Enricher, Prepared
+from backend.worker.batch import CLICK_COLUMNS, Prepared
 from backend.worker.main import build_consumer, keep_on_cpu, settle_memory, spare_cpu
-from backend.worker.store import Written
+from backend.worker.pipeline import Pipeline
+from backend.worker.steps.write import Written
 
 CONVERSION_SHARE = 0.02
 UNATTRIBUTED_SHARE = 0.1  # conversions that arrive without a click id
@@ -270,7 +271,7 @@ async def worker_rows(
     """The rows the worker wrote, batch by batch (uniqueness answers repeat for the same ids)."""
     redis = connect(settings.redis_url)
     try:
-        enricher = Enricher(
+        pipeline = Pipeline(
             Catalog(database, settings.attribution_window_days),
             redis,
             ClickIdSigner(settings.secret_key),
@@ -278,7 +279,7 @@ async def worker_rows(
         )
         size = settings.batch_size
         return [
-            await enricher.prepare(list(events[start : start + size]))
+            await pipeline.prepare(list(events[start : start + size]))
             for start in range(0, len(events), size)
         ]
     finally:

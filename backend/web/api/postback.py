@@ -6,7 +6,7 @@ verified); when Redis cannot take it the answer is 503 with ``Retry-After`` and 
 retries, since a server, unlike a browser, can. A postback about an order already stored
 verifies it; where the stored order is unverified (a pixel anyone can fire) and disagrees on the
 click, the amount or the currency, the postback goes through the stream too and the worker puts
-its figures on the order (``backend.worker.store``). A status change for an order not stored
+its figures on the order (``backend.worker.steps.write``). A status change for an order not stored
 yet is 409 so the sender retries later.
 Bad input gets 400 (signed) or 401 (unsigned) and is kept in ``rejected_events``.
 """

@@ -1,9 +1,9 @@
-"""Writing one prepared batch in one transaction, idempotently.
+"""Write: one prepared batch in one transaction, idempotently.
 
-``INSERT ... ON CONFLICT DO NOTHING RETURNING`` tells which rows are new; the rollup is
-incremented from those alone, aggregated in Python first (PostgreSQL refuses an upsert that
-touches one key twice in a statement). A batch delivered twice therefore changes nothing the
-second time. Core statements only: the ORM costs ten times as much per row.
+``INSERT ... ON CONFLICT DO NOTHING RETURNING`` tells which rows are new; the hourly rollup is
+incremented from those alone (``backend.storage.rollups.hourly``). A batch delivered twice
+therefore changes nothing the second time. Core statements only: the ORM costs ten times as
+much per row.
 On SQLite clicks and impressions skip ``RETURNING``: multi-row ``VALUES`` of tuples cost a
 third as much, and the row count says whether every row was new.
 
@@ -13,8 +13,6 @@ without a thread hop per statement; on PostgreSQL through the async driver).
 
 from __future__ import annotations
 
-import base64
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -35,26 +33,15 @@ from backend.storage.db.models import (
     ConversionChange,
     Impression,
     RejectedEventRow,
-    StatsHourly,
 )
 from backend.storage.rollups.by_dimension import mark_for_refold
-from backend.worker.enrich import (
-    CLICK_COLUMNS,
-    IMPRESSION_COLUMNS,
-    ROLLUP_COUNTERS,
-    Delta,
-    Prepared,
-    RollupKey,
-    Row,
-    Values,
-    counts,
-)
+from backend.storage.rollups.hourly import Delta, add_deltas, conversion_delta
+from backend.worker.batch import CLICK_COLUMNS, IMPRESSION_COLUMNS, Prepared, Row, Values
 
 CLICKS: Table = Click.__table__  # type: ignore[assignment]
 IMPRESSIONS: Table = Impression.__table__  # type: ignore[assignment]
 CONVERSIONS: Table = Conversion.__table__  # type: ignore[assignment]
 REJECTED: Table = RejectedEventRow.__table__  # type: ignore[assignment]
-STATS: Table = StatsHourly.__table__  # type: ignore[assignment]
 CHANGES: Table = ConversionChange.__table__  # type: ignore[assignment]
 _SQLITE_MAX_VARIABLES = 900
 # Rows per multi-row INSERT on SQLite: one statement (prepared once, then cached by the driver)
@@ -84,7 +71,7 @@ def _insert(connection: Connection, table: Table) -> Any:
     return dialect.insert(table)
 
 
-def _insert_new(connection: Connection, table: Table, key: str, rows: Sequence[Row]) -> set[str]:
+def insert_new(connection: Connection, table: Table, key: str, rows: Sequence[Row]) -> set[str]:
     """Insert ``rows``, skipping any that already exist; return the keys actually written."""
     if not rows:
         return set()
@@ -105,12 +92,12 @@ def _insert_new_values(
     *,
     optimistic: bool,
 ) -> set[str]:
-    """``_insert_new`` for a table whose one unique constraint is its key, the first column."""
+    """``insert_new`` for a table whose one unique constraint is its key, the first column."""
     if not rows:
         return set()
     if connection.dialect.name != "sqlite":
         named = [dict(zip(columns, row, strict=True)) for row in rows]
-        return _insert_new(connection, table, columns[0], named)
+        return insert_new(connection, table, columns[0], named)
     if optimistic:
         return _insert_all_new_sqlite(connection, table, columns, rows)
     return _insert_new_sqlite(connection, table, columns, rows)
@@ -181,48 +168,6 @@ def _insert_new_sqlite(
     return {row[0] for row in fresh}
 
 
-def _upsert_rollup(connection: Connection, deltas: Iterable[Delta]) -> None:
-    """Add the deltas to ``stats_hourly``, one row per key (rows sharing a delta counted
-    together)."""
-    totals: dict[RollupKey, list[int]] = {}
-    for delta, times in Counter(deltas).items():
-        total = totals.setdefault(delta.key, [0] * len(ROLLUP_COUNTERS))
-        for index, count in enumerate(delta.counts):
-            total[index] += count * times
-    if not totals:
-        return
-    rows = [
-        {
-            "hour_ms": hour_ms,
-            "merchant_id": merchant_id,
-            "link_id": link_id,
-            "currency": currency,
-            "partner_id": partner_id,
-            "campaign_id": campaign_id,
-            **dict(zip(ROLLUP_COUNTERS, total, strict=True)),
-        }
-        for (
-            hour_ms,
-            merchant_id,
-            link_id,
-            currency,
-            partner_id,
-            campaign_id,
-        ), total in totals.items()
-    ]
-    connection.execute(_rollup_upsert(connection.dialect.name), rows)
-
-
-@cache
-def _rollup_upsert(dialect_name: str) -> Any:
-    """Built once per dialect: building it took longer than running it."""
-    statement = (postgresql if dialect_name == "postgresql" else sqlite).insert(STATS)
-    return statement.on_conflict_do_update(
-        index_elements=["hour_ms", "merchant_id", "link_id", "currency"],
-        set_={name: STATS.c[name] + statement.excluded[name] for name in ROLLUP_COUNTERS},
-    )
-
-
 # What a signed postback's row puts on the unverified row of its order when they disagree.
 REPLACED = (
     "click_id",
@@ -278,7 +223,7 @@ def _settle_by_postback(
             values |= {name: row[name] for name in REPLACED}
             reason = f"replaced by the merchant's signed postback; it was {_described(stored)}"
             if stored["status"] in COUNTED:
-                corrections += [_rollup_delta(stored, stored, -1), _rollup_delta(stored, row, 1)]
+                corrections += [_correction(stored, stored, -1), _correction(stored, row, 1)]
             repairs.add(stored["at_ms"] // HOUR_MS * HOUR_MS)
         connection.execute(update(CONVERSIONS).where(CONVERSIONS.c.id == stored["id"]), values)
         settled.add(row["event_id"])
@@ -305,25 +250,10 @@ def _described(stored: Any) -> str:
     )
 
 
-def _rollup_delta(stored: Any, figures: Any, sign: int) -> Delta:
+def _correction(stored: Any, figures: Any, sign: int) -> Delta:
     """What a conversion with ``figures`` at the stored row's time adds (``sign`` 1) to, or
     takes (-1) from, ``stats_hourly``."""
-    key: RollupKey = (
-        stored["at_ms"] // HOUR_MS * HOUR_MS,
-        stored["merchant_id"],
-        figures["link_id"] or 0,
-        figures["currency"],
-        figures["partner_id"] or 0,
-        figures["campaign_id"] or 0,
-    )
-    return Delta(
-        key,
-        counts(
-            conversions=sign,
-            revenue_minor=sign * figures["amount_minor"],
-            commission_minor=sign * figures["commission_minor"],
-        ),
-    )
+    return conversion_delta(stored["at_ms"], stored["merchant_id"], figures, sign)
 
 
 def _duplicate_orders(connection: Connection, rows: list[Row], inserted: set[str]) -> list[Row]:
@@ -370,10 +300,10 @@ def _write_batch(connection: Connection, batch: Prepared, *, optimistic: bool) -
     impressions = _insert_new_values(
         connection, IMPRESSIONS, IMPRESSION_COLUMNS, batch.impressions, optimistic=optimistic
     )
-    conversions = _insert_new(connection, CONVERSIONS, "event_id", batch.conversions)
+    conversions = insert_new(connection, CONVERSIONS, "event_id", batch.conversions)
     confirming, corrections = _settle_by_postback(connection, batch.conversions, conversions)
     duplicates = _duplicate_orders(connection, batch.conversions, conversions | confirming)
-    rejected = _insert_new(connection, REJECTED, "event_id", batch.rejected + duplicates)
+    rejected = insert_new(connection, REJECTED, "event_id", batch.rejected + duplicates)
     written = Written(len(clicks), len(impressions), len(conversions), len(rejected))
     deltas: Iterable[Delta] = batch.deltas.values()  # every row was new, as a rule
     if (written.clicks, written.impressions, written.conversions) != (
@@ -383,23 +313,5 @@ def _write_batch(connection: Connection, batch: Prepared, *, optimistic: bool) -
     ):
         new_ids = clicks | impressions | conversions
         deltas = (delta for row_id, delta in batch.deltas.items() if row_id in new_ids)
-    _upsert_rollup(connection, chain(deltas, corrections))
+    add_deltas(connection, chain(deltas, corrections))
     return written
-
-
-def poison_row(place: str, payload: bytes, detail: str) -> Row:
-    """A rejected row for a stream entry or an event in one (``place``: the entry id, and
-    ``/index`` for an event), idempotent by its place."""
-    return {
-        "event_id": f"stream:{place}"[:64],
-        "at_ms": int(place.split("-")[0]),  # a stream entry id starts with its time in ms
-        "source": Source.UNKNOWN.value,
-        "reason": RejectReason.POISON.value,
-        "detail": detail[:500].replace("\x00", "\ufffd"),
-        "payload": "base64:" + base64.b64encode(payload[:3000]).decode(),
-    }
-
-
-async def write_poison(database: Database, rows: Sequence[Row]) -> None:
-    """Dead-letter what failed too often or cannot be read (rows from ``poison_row``)."""
-    await database.run_write(_insert_new, REJECTED, "event_id", rows)

@@ -1,0 +1,129 @@
+"""Price: a conversion's row, its commission and the flags that hold it for a person.
+
+Each step takes the row (attributed, no commission yet) and the conversion's facts, and
+flags or fills in the row. Crediting a bot's click a conversion earns no commission; an
+attributed conversion with any flag (its own or its click's, or a paused partner's, link's or
+campaign's) is marked ``review`` and stays pending for a person, as is a sale in a currency
+other than its merchant's. A new rule is a new step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from backend.domain.affiliate.commission import by_rule
+from backend.domain.events import Source
+from backend.domain.quality.flags import Flag
+from backend.domain.quality.windows import PREFIX_BURST
+from backend.storage.db.models import ConversionStatus, PartnerStatus, RunStatus
+from backend.storage.rollups.hourly import conversion_delta
+from backend.worker.batch import Prepared, Row
+from backend.worker.steps.attribute import ConversionFacts
+
+TOO_FAST_MS = 5_000  # from click to conversion: no person finds, fills in and pays that fast
+
+
+def _flag(row: Row, flag: Flag | str) -> None:
+    row["flags"] = f"{row['flags']},{flag}" if row["flags"] else str(flag)
+
+
+def put_commission(row: Row, facts: ConversionFacts) -> None:
+    """The rule's commission; a paused partner, link or campaign earns it, held for a person to
+    decide."""
+    link = facts.link
+    if link is None:
+        return
+    if link.partner_status == PartnerStatus.BANNED:
+        _flag(row, Flag.PARTNER_BANNED)
+        return
+    if link.partner_status == PartnerStatus.PAUSED:
+        _flag(row, Flag.PARTNER_PAUSED)
+    if link.status == RunStatus.PAUSED:
+        _flag(row, Flag.LINK_PAUSED)
+    if link.campaign_status == RunStatus.PAUSED:
+        _flag(row, Flag.CAMPAIGN_PAUSED)
+    event = facts.event
+    if event.currency != link.currency and link.commission_flat_minor:
+        _flag(row, Flag.FLAT_COMMISSION_CURRENCY_MISMATCH)
+    row["commission_minor"] = by_rule(
+        event.amount_minor,
+        event.currency,
+        link.currency,
+        link.commission_bps,
+        link.commission_flat_minor,
+    )
+
+
+def flag_foreign_currency(row: Row, facts: ConversionFacts) -> None:
+    if facts.merchant_currency and facts.event.currency != facts.merchant_currency:
+        _flag(row, Flag.FOREIGN_CURRENCY)
+
+
+def flag_too_fast(row: Row, facts: ConversionFacts) -> None:
+    if facts.link is not None and facts.event.at_ms - facts.clicked_ms < TOO_FAST_MS:
+        _flag(row, Flag.TOO_FAST)
+
+
+def flag_prefix_burst(row: Row, facts: ConversionFacts) -> None:
+    if facts.bits & PREFIX_BURST:
+        _flag(row, Flag.PREFIX_BURST)
+
+
+def check_credited_click(row: Row, facts: ConversionFacts) -> None:
+    """A bot's click earns nothing; a flagged or unknown one needs a person to look."""
+    if facts.link is None:
+        return
+    if facts.click is None:
+        _flag(row, Flag.CLICK_MISSING)
+    elif facts.click.is_bot:
+        row["commission_minor"] = 0
+        _flag(row, Flag.BOT_CLICK)
+    elif facts.click.flags:
+        _flag(row, Flag.FLAGGED_CLICK)
+
+
+def hold_for_review(row: Row, facts: ConversionFacts) -> None:
+    """Last: any flag on an attributed conversion keeps it from automatic approval, as does a
+    sale in another currency on any."""
+    flags = row["flags"]
+    if flags and (facts.link is not None or Flag.FOREIGN_CURRENCY in flags.split(",")):
+        _flag(row, Flag.REVIEW)
+
+
+ConversionStep = Callable[[Row, ConversionFacts], None]
+CONVERSION_STEPS: tuple[ConversionStep, ...] = (
+    put_commission,
+    flag_foreign_currency,
+    flag_too_fast,
+    flag_prefix_burst,
+    check_credited_click,
+    hold_for_review,
+)
+
+
+def add_conversion(batch: Prepared, facts: ConversionFacts) -> None:
+    """The conversion's row through ``CONVERSION_STEPS``, and its rollup delta."""
+    event, link = facts.event, facts.link
+    row: Row = {
+        "event_id": event.event_id,
+        "at_ms": event.at_ms,
+        "merchant_id": event.merchant_id,
+        "order_id": event.order_id,
+        "click_id": event.click_id,
+        "link_id": link.id if link else None,
+        "partner_id": link.partner_id if link else None,
+        "campaign_id": link.campaign_id if link else None,
+        "amount_minor": event.amount_minor,
+        "commission_minor": 0,
+        "currency": event.currency,
+        "status": ConversionStatus.PENDING.value,
+        "source": event.source.value,
+        "event_name": event.event_name,
+        "items_json": event.items_json,
+        "flags": str(facts.attribution_flag),
+        "verified": event.source == Source.POSTBACK,
+    }
+    for step in CONVERSION_STEPS:
+        step(row, facts)
+    batch.conversions.append(row)
+    batch.deltas[event.event_id] = conversion_delta(event.at_ms, event.merchant_id, row)
