@@ -48,7 +48,11 @@ def wait_ready(base: str) -> None:
 def worker_threads_cpus(run_pid: int) -> set[frozenset[int]]:
     """The CPUs each thread of ``clicktrail run``'s worker process may run on."""
     children = Path(f"/proc/{run_pid}/task/{run_pid}/children").read_text().split()
-    (worker,) = [pid for pid in children if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    (worker,) = [  # the child started as ``... clicktrail worker`` (an argument of its own)
+        pid
+        for pid in children
+        if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    ]
     threads = [int(tid) for tid in os.listdir(f"/proc/{worker}/task")]
     assert len(threads) > 1  # the event loop and at least the database threads
     return {frozenset(os.sched_getaffinity(tid)) for tid in threads}
