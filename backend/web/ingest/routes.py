@@ -22,6 +22,7 @@ from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receiv
 from backend.core.clock import now_ms
 from backend.core.ids import ClickIdSigner
 from backend.core.settings import Settings
+from backend.domain.destinations import expand
 from backend.domain.edge import (
     CLICK_FIELDS,
     CONVERSION_FIELDS,
@@ -154,7 +155,8 @@ async def click_redirect(ingest: Ingest, code: str, scope: Scope, send: Send) ->
             detail = "the link's partner is banned"
             await _untracked(ingest, scope, RejectReason.PARTNER_BANNED, detail)
         destination = link.campaign_destination_url if banned else link.destination_url
-        await respond(send, 302, [(b"location", destination.encode()), *_UNCOUNTED_REDIRECT])
+        location = expand(destination, {})  # a template's macros empty: nothing to credit
+        await respond(send, 302, [(b"location", location.encode()), *_UNCOUNTED_REDIRECT])
         return
     headers = _headers(scope)
     visitor = await ingest.visitor(scope, headers)
