@@ -16,7 +16,9 @@ from urllib.parse import quote, urlsplit
 
 SUB_KEYS = ("sub1", "sub2", "sub3", "sub4", "sub5")
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
-MACROS = frozenset({"click_id", "link", "partner", "campaign", *SUB_KEYS, *UTM_KEYS})
+MACROS = ("click_id", "link", "partner", "campaign", *SUB_KEYS, *UTM_KEYS)
+MACRO_LIST = ", ".join(f"{{{name}}}" for name in MACROS)  # for error messages and the schema
+_KNOWN = frozenset(MACROS)
 
 _BRACED = re.compile(r"\{([^{}]*)\}")
 
@@ -33,11 +35,10 @@ def template_problem(url: str) -> str | None:
     known macro; and macros may stand only in the path, query and fragment, so a template
     always stays on the host it names.
     """
-    unknown = sorted({name for name in _BRACED.findall(url) if name not in MACROS})
+    unknown = sorted({name for name in _BRACED.findall(url) if name not in _KNOWN})
     if unknown:
         named = ", ".join(f"{{{name}}}" for name in unknown)
-        known = ", ".join(f"{{{name}}}" for name in sorted(MACROS))
-        return f"unknown macro {named}; the macros are {known}"
+        return f"unknown macro {named}; the macros are {MACRO_LIST}"
     if "{" in _BRACED.sub("", url) or "}" in _BRACED.sub("", url):
         return "a brace that is not part of a macro (write it as %7B or %7D)"
     try:
