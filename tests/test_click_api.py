@@ -20,7 +20,7 @@ async def rejected(database: Database) -> list[tuple[str, str, str]]:
         rows = await session.execute(
             select(RejectedEventRow.source, RejectedEventRow.reason, RejectedEventRow.payload)
         )
-    return [tuple(row) for row in rows.all()]
+    return [(source, reason, payload) for source, reason, payload in rows.all()]
 
 
 async def test_a_server_click_is_stored_like_a_redirects_and_answers_where_to_go(
