@@ -10,7 +10,9 @@ refused there), so the redirect never meets one it cannot fill.
 
 from __future__ import annotations
 
+import functools
 import re
+import string
 from collections.abc import Mapping
 from urllib.parse import quote, urlsplit
 
@@ -21,6 +23,7 @@ MACRO_LIST = ", ".join(f"{{{name}}}" for name in MACROS)  # for error messages a
 _KNOWN = frozenset(MACROS)
 
 _BRACED = re.compile(r"\{([^{}]*)\}")
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")  # never percent-encoded
 
 
 def is_template(url: str) -> bool:
@@ -54,4 +57,19 @@ def expand(template: str, values: Mapping[str, str]) -> str:
     """``template`` with each macro replaced by its value, percent-encoded so that no value
     can add a parameter, a path segment, a line break or another host; absent values are
     empty."""
-    return _BRACED.sub(lambda match: quote(values.get(match[1], ""), safe=""), template)
+    pieces = _pieces(template)
+    filled = list(pieces)
+    for index in range(1, len(filled), 2):
+        filled[index] = _encoded(values.get(filled[index], ""))
+    return "".join(filled)
+
+
+@functools.lru_cache(maxsize=4096)
+def _pieces(template: str) -> tuple[str, ...]:
+    """Literal text and macro names alternating (``a{x}b`` is ``("a", "x", "b")``): a link's
+    template is split once, not at every click."""
+    return tuple(_BRACED.split(template))
+
+
+def _encoded(value: str) -> str:
+    return value if _UNRESERVED.issuperset(value) else quote(value, safe="")

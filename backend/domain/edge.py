@@ -15,7 +15,7 @@ import msgspec
 from backend.core.clock import DAY_S
 from backend.core.ids import ClickIdSigner, new_event_id
 from backend.core.money import MoneyError, check_amount, normalise_currency, parse_amount
-from backend.domain.destinations import SUB_KEYS, UTM_KEYS, expand, is_template
+from backend.domain.destinations import MACROS, SUB_KEYS, UTM_KEYS, expand, is_template
 from backend.domain.events import (
     MAX_REJECTED_PAYLOAD,
     ClickEvent,
@@ -169,15 +169,8 @@ def build_click(
 
 
 def _macro_values(link: LinkInfo, click_id: str, subs: Five, utm: Five) -> dict[str, str]:
-    values = {
-        "click_id": click_id,
-        "link": link.code,
-        "partner": link.partner_key,
-        "campaign": str(link.campaign_id),
-    }
-    values.update(zip(SUB_KEYS, subs, strict=True))
-    values.update(zip(UTM_KEYS, utm, strict=True))
-    return values
+    own = (click_id, link.code, link.partner_key, str(link.campaign_id))
+    return dict(zip(MACROS, (*own, *subs, *utm), strict=True))
 
 
 def click_event(
