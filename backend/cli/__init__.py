@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,13 @@ from sqlalchemy import func, select
 from backend.cli.supervisor import Child, Process, Supervisor
 from backend.core.logs import configure_logging
 from backend.core.private_files import PRIVATE_UMASK
-from backend.core.settings import Settings, SettingsError, load_settings
+from backend.core.settings import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 from backend.core.validation import FieldError
 from backend.domain.accounts import change_password, create_api_key, create_user
 from backend.domain.auth import generate_password
@@ -288,15 +294,32 @@ def cmd_purge(settings: Settings, args: argparse.Namespace) -> None:
     print("hourly totals and conversions are kept")
 
 
+@contextmanager
+def tooling(command: str) -> Iterator[None]:
+    """Imports of ``backend.tooling``, which the wheel leaves out: without it, one line, no
+    traceback."""
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        if error.name != "backend.tooling":
+            raise
+        raise SystemExit(
+            f"clicktrail {command} runs from a checkout (pip install -e .): "
+            "the installed package leaves the benchmarks and the demo out"
+        ) from None
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
-    from backend.tooling.demo import run_demo
+    with tooling("demo"):
+        from backend.tooling.demo import run_demo
 
     run_demo(settings, args.url or settings.public_url, args.clicks)
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
     """Works in throwaway directories; needs no settings (and so writes nothing to ./var)."""
-    from backend.tooling.bench.runner import run_bench, run_load, run_reports
+    with tooling("bench"):
+        from backend.tooling.bench.runner import run_bench, run_load, run_reports
 
     if args.load:
         run_load(args)
@@ -316,11 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     run = add("run", cmd_run, "everything on one machine: embedded Redis, web and worker")
-    run.add_argument("--host", default="127.0.0.1")
-    run.add_argument("--port", type=int, default=8000)
+    run.add_argument("--host", default=DEFAULT_HOST)
+    run.add_argument("--port", type=int, default=DEFAULT_PORT)
     web = add("web", cmd_web, "one web server (uvicorn)")
-    web.add_argument("--host", default="127.0.0.1")
-    web.add_argument("--port", type=int, default=8000)
+    web.add_argument("--host", default=DEFAULT_HOST)
+    web.add_argument("--port", type=int, default=DEFAULT_PORT)
     web.add_argument("--workers", type=int, default=1)
     web.add_argument(
         "--fd", type=int, help="serve on this inherited listening socket (clicktrail run)"

@@ -1,7 +1,7 @@
 """Identifiers: time-ordered event ids and signed click ids.
 
 Both start with the time in milliseconds, so the unique index on them grows at its right edge
-(4.5x faster inserts than random ids, see BASELINES.md) and listings sort by time for free.
+(4.5x faster inserts than random ids) and listings sort by time for free.
 A click id also carries its link and an HMAC, so a conversion can be attributed from the id
 alone, before the click row is even written, and a forged or altered id is recognised.
 """

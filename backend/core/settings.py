@@ -1,6 +1,8 @@
 """Settings: read once from the environment (prefix ``CLICKTRAIL_``) and validated at start.
 
 Other modules receive a ``Settings`` object; nothing reads the environment at the point of use.
+Every default is written once, on the ``Settings`` fields; ``load_settings``, the CLI's
+arguments and docs/configuration.md (checked by tests/test_docs.py) take theirs from there.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ LOOPBACK: tuple[IpNetwork, ...] = (
     ipaddress.ip_network("127.0.0.0/8"),
     ipaddress.ip_network("::1/128"),
 )
+DEFAULT_HOST = "127.0.0.1"  # where ``clicktrail run`` and ``clicktrail web`` listen
+DEFAULT_PORT = 8000
 
 
 class SettingsError(ValueError):
@@ -35,7 +39,7 @@ class Settings:
     database_url: str = ""
     redis_url: str = ""
     secret_key: str = ""
-    public_url: str = "http://127.0.0.1:8000"
+    public_url: str = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
     trusted_proxies: tuple[IpNetwork, ...] = LOOPBACK
     retention_days: int = 90
     attribution_window_days: int = 30
@@ -63,6 +67,9 @@ class Settings:
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+DEFAULTS = Settings()
 
 
 def _int(env: Mapping[str, str], name: str, default: int, errors: list[str], minimum: int) -> int:
@@ -132,11 +139,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from ``env`` (default: the process environment); raise ``SettingsError``."""
     env = os.environ if env is None else env
     errors: list[str] = []
-    environment = env.get(PREFIX + "ENV", "development")
+    environment = env.get(PREFIX + "ENV", DEFAULTS.environment)
     if environment not in ("development", "production"):
         errors.append(f"{PREFIX}ENV: expected development or production, got {environment!r}")
-        environment = "development"
-    var_dir = Path(env.get(PREFIX + "VAR_DIR", "var"))
+        environment = DEFAULTS.environment
+    var_dir = Path(env.get(PREFIX + "VAR_DIR", DEFAULTS.var_dir))
     database_url = (
         env.get(PREFIX + "DATABASE_URL") or f"sqlite+aiosqlite:///{var_dir}/clicktrail.db"
     )
@@ -153,17 +160,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         errors.append(f"{PREFIX}SECRET_KEY: must be at least 32 characters")
     if not secret_key and environment == "production":
         errors.append(f"{PREFIX}SECRET_KEY: required in production")
-    public_url = env.get(PREFIX + "PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+    public_url = env.get(PREFIX + "PUBLIC_URL", DEFAULTS.public_url).rstrip("/")
     if not public_url.startswith(("http://", "https://")):
         errors.append(f"{PREFIX}PUBLIC_URL: expected an http(s) URL, got {public_url!r}")
     log_format = env.get(PREFIX + "LOG_FORMAT") or (
-        "json" if environment == "production" else "text"
+        "json" if environment == "production" else DEFAULTS.log_format
     )
     if log_format not in ("json", "text"):
         errors.append(f"{PREFIX}LOG_FORMAT: expected json or text, got {log_format!r}")
-        log_format = "text"
+        log_format = DEFAULTS.log_format
     trusted_raw = env.get(PREFIX + "TRUSTED_PROXIES")
-    trusted = LOOPBACK if trusted_raw is None else _networks(trusted_raw, errors, "TRUSTED_PROXIES")
+    trusted = (
+        DEFAULTS.trusted_proxies
+        if trusted_raw is None
+        else _networks(trusted_raw, errors, "TRUSTED_PROXIES")
+    )
     settings = Settings(
         environment=environment,  # type: ignore[arg-type]
         var_dir=var_dir,
@@ -172,19 +183,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secret_key=secret_key,
         public_url=public_url,
         trusted_proxies=trusted,
-        retention_days=_int(env, "RETENTION_DAYS", 90, errors, minimum=1),
-        attribution_window_days=_int(env, "ATTRIBUTION_WINDOW_DAYS", 30, errors, minimum=1),
-        batch_size=_int(env, "BATCH_SIZE", 2000, errors, minimum=1),
-        batch_max_wait_ms=_int(env, "BATCH_MAX_WAIT_MS", 20, errors, minimum=0),
-        claim_idle_ms=_int(env, "CLAIM_IDLE_MS", 15_000, errors, minimum=0),
-        honor_gpc=_bool(env, "HONOR_GPC", True, errors),
-        honor_dnt=_bool(env, "HONOR_DNT", False, errors),
-        access_log=_bool(env, "ACCESS_LOG", False, errors),
+        retention_days=_int(env, "RETENTION_DAYS", DEFAULTS.retention_days, errors, minimum=1),
+        attribution_window_days=_int(
+            env, "ATTRIBUTION_WINDOW_DAYS", DEFAULTS.attribution_window_days, errors, minimum=1
+        ),
+        batch_size=_int(env, "BATCH_SIZE", DEFAULTS.batch_size, errors, minimum=1),
+        batch_max_wait_ms=_int(
+            env, "BATCH_MAX_WAIT_MS", DEFAULTS.batch_max_wait_ms, errors, minimum=0
+        ),
+        claim_idle_ms=_int(env, "CLAIM_IDLE_MS", DEFAULTS.claim_idle_ms, errors, minimum=0),
+        honor_gpc=_bool(env, "HONOR_GPC", DEFAULTS.honor_gpc, errors),
+        honor_dnt=_bool(env, "HONOR_DNT", DEFAULTS.honor_dnt, errors),
+        access_log=_bool(env, "ACCESS_LOG", DEFAULTS.access_log, errors),
         link_check_allow=_networks(
             env.get(PREFIX + "LINK_CHECK_ALLOW", ""), errors, "LINK_CHECK_ALLOW"
         ),
         log_format=log_format,  # type: ignore[arg-type]
-        ready_max_lag_s=_int(env, "READY_MAX_LAG_S", 60, errors, minimum=1),
+        ready_max_lag_s=_int(env, "READY_MAX_LAG_S", DEFAULTS.ready_max_lag_s, errors, minimum=1),
         worker_cpu=_cpu(env, "WORKER_CPU", errors),
     )
     if errors:

@@ -45,9 +45,10 @@ from backend.web.request_telemetry import RequestTelemetry
 from backend.web.security_headers import add_security_headers
 from backend.web.site import SESSION_STORE, web_router
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout: templates/ and static/
-TEMPLATES = ROOT / "templates"
-STATIC = ROOT / "static"
+# templates/ and static/ sit at the top of the checkout; this package links to them, and the
+# wheel carries them here as package data (pyproject.toml).
+TEMPLATES = Path(__file__).with_name("templates").resolve()
+STATIC = Path(__file__).with_name("static").resolve()
 
 
 def _configure_jinja(engine: JinjaTemplateEngine) -> None:

@@ -3,7 +3,7 @@
 ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` tells which rows are new; the rollup is
 incremented from those alone, aggregated in Python first (PostgreSQL refuses an upsert that
 touches one key twice in a statement). A batch delivered twice therefore changes nothing the
-second time. Core statements only: the ORM costs ten times as much per row (BASELINES.md).
+second time. Core statements only: the ORM costs ten times as much per row.
 On SQLite clicks and impressions skip ``RETURNING``: multi-row ``VALUES`` of tuples cost a
 third as much, and the row count says whether every row was new.
 
@@ -148,7 +148,7 @@ def _insert_all_new_sqlite(
     connection: Connection, table: Table, columns: Sequence[str], rows: Sequence[Values]
 ) -> set[str]:
     """The bulk path on SQLite when every row should be new: tuples straight to the driver (a
-    third of the cost of SQLAlchemy's multi-row ``RETURNING`` insert, BASELINES.md). The row
+    third of the cost of SQLAlchemy's multi-row ``RETURNING`` insert). The row
     count tells whether all were written; raise ``_NotAllNew`` if not."""
     if _sqlite_insert_rows(connection, table, columns, rows) != len(rows):
         raise _NotAllNew

@@ -1,6 +1,6 @@
 """Group commit of events to the Redis stream.
 
-A Redis round trip per request halves throughput (BASELINES.md), so concurrent requests share
+A Redis round trip per request halves throughput, so concurrent requests share
 one write: each request appends its event and waits until the batch holding it is in Redis (or,
 when Redis fails, fsynced to the spool), and only then answers. There is no timer: while one
 batch is in flight the next one gathers, so batches grow with load and a lone request waits for

@@ -2,5 +2,5 @@
 
 Absolute numbers depend on the machine; a ratio against a baseline measured in the same run
 (a bare Litestar handler for HTTP, raw ``sqlite3.executemany`` for the worker) does not, so the
-figures can be compared across machines and over time (BASELINES.md).
+figures can be compared across machines and over time (docs/benchmarks.md).
 """

@@ -1,8 +1,8 @@
 """The ingest routes: ``/c/{code}``, ``/p.gif`` and ``/e``.
 
 They are the hottest paths, so ``IngestFirst`` answers them before Litestar's router and
-middleware see the request (BASELINES.md: the framework's own request handling is a large
-share of the budget); everything else goes on to the Litestar app. Each handler validates,
+middleware see the request (the framework's own request handling is a large share of the
+budget); everything else goes on to the Litestar app. Each handler validates,
 stamps, queues through the group-commit writer and answers. The pixel and the redirect always
 answer the browser; bad input is queued as a rejected event with its reason.
 """
