@@ -137,6 +137,7 @@ def owners_of(programme: Programme, link: dict[str, Any] | None = None) -> LinkI
         id=link["id"],
         code=link["code"],
         partner_id=link["partner_id"],
+        partner_key=programme.partner["key"],
         partner_status="active",
         campaign_id=link["campaign_id"],
         merchant_id=programme.merchant["id"],

@@ -263,6 +263,7 @@ LINK = LinkInfo(
     id=1,
     code="c",
     partner_id=1,
+    partner_key="p",
     partner_status="active",
     campaign_id=1,
     merchant_id=1,

@@ -12,8 +12,10 @@ from urllib.parse import urlencode, urlsplit
 
 import msgspec
 
+from backend.core.clock import DAY_S
 from backend.core.ids import ClickIdSigner, new_event_id
 from backend.core.money import MoneyError, check_amount, normalise_currency, parse_amount
+from backend.domain.destinations import MACROS, SUB_KEYS, UTM_KEYS, expand, is_template
 from backend.domain.events import (
     MAX_REJECTED_PAYLOAD,
     ClickEvent,
@@ -40,8 +42,6 @@ MAX_EVENTS_PER_REQUEST = 100
 # what was sent (with the reason, enough to see what was wrong), never what else came along (a
 # shop's customer email, say).
 READ_FIELDS = frozenset({"m", "p", "t", "l", "oid", "amt", "cur", "clk", "ev", "items"})
-SUB_KEYS = ("sub1", "sub2", "sub3", "sub4", "sub5")
-UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 # The query fields the redirect and the pixel read; any other is ignored unread.
 CLICK_FIELDS = frozenset({"to", "ct_page", *SUB_KEYS, *UTM_KEYS})
 CONVERSION_FIELDS = frozenset({"m", "t", "oid", "amt", "cur", "clk", "ev"})
@@ -154,22 +154,23 @@ def build_click(
     page = params.get("ct_page", "")  # the snippet's path of the publisher's page
     if page.startswith("/") and referrer_url:
         referrer_url = origin_and_path("/".join(referrer_url.split("/", 3)[:3]) + page)
+    subs, utm = _five(params, SUB_KEYS), _five(params, UTM_KEYS)
+    if destination is None and is_template(landing):
+        location = expand(landing, _macro_values(link, click_id, subs, utm))
+    else:
+        location = with_query_param(landing, "ct_click", click_id)
     event = click_event(
-        link,
-        click_id,
-        now_ms,
-        visitor,
-        referrer_url[:MAX_URL],
-        landing[:MAX_URL],
-        _five(params, SUB_KEYS),
-        _five(params, UTM_KEYS),
+        link, click_id, now_ms, visitor, referrer_url[:MAX_URL], landing[:MAX_URL], subs, utm
     )
     redirect = Redirect(
-        location=with_query_param(landing, "ct_click", click_id),
-        click_id=click_id,
-        cookie_max_age_s=link.window_days * 86_400,
+        location=location, click_id=click_id, cookie_max_age_s=link.window_days * DAY_S
     )
     return redirect, event
+
+
+def _macro_values(link: LinkInfo, click_id: str, subs: Five, utm: Five) -> dict[str, str]:
+    own = (click_id, link.code, link.partner_key, str(link.campaign_id))
+    return dict(zip(MACROS, (*own, *subs, *utm), strict=True))
 
 
 def click_event(

@@ -43,6 +43,7 @@ class Source(StrEnum):
     JS = "js"
     POSTBACK = "postback"
     REDIRECT = "redirect"
+    API = "api"  # the management API's click endpoint
     UNKNOWN = "unknown"  # a stream entry too broken to tell
 
 

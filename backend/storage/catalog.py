@@ -46,6 +46,7 @@ class LinkInfo:
     id: int
     code: str
     partner_id: int
+    partner_key: str  # the {partner} of a destination template
     partner_status: str
     campaign_id: int
     merchant_id: int
@@ -169,6 +170,7 @@ class Catalog:
             id=link.id,
             code=link.code,
             partner_id=partner.id,
+            partner_key=partner.key,
             partner_status=partner.status,
             campaign_id=campaign.id,
             merchant_id=merchant.id,

@@ -30,6 +30,7 @@ from backend.storage.metrics import WebCounters
 from backend.storage.redis_client import connect
 from backend.storage.streams.spool import Spool
 from backend.storage.streams.writer import StreamWriter
+from backend.web.api.clicks import create_click
 from backend.web.api.conversions import ConversionController
 from backend.web.api.deps import API_DEPENDENCIES, too_deep
 from backend.web.api.openapi import API_KEY, RequestBodySchemas, openapi_config
@@ -108,6 +109,7 @@ def create_app(settings: Settings) -> RequestTelemetry:
             *RESOURCE_CONTROLLERS,
             ConversionController,
             OverrideController,
+            create_click,
             rotate_postback_secret,
             stats,
         ],

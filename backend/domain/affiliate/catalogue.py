@@ -34,6 +34,7 @@ from backend.domain.affiliate.schemas import (
     PartnerUpdate,
 )
 from backend.domain.auth import public_key
+from backend.domain.destinations import template_problem
 from backend.storage.catalog import Catalog
 from backend.storage.db.models import Base, Campaign, CommissionOverride, Link, Merchant, Partner
 
@@ -99,9 +100,13 @@ async def _referenced(session: AsyncSession, model: type[M], object_id: int, fie
 
 
 def _destination(url: str) -> str:
-    """``url`` if it can go into a redirect's Location header as it is: an absolute http(s)
-    URL with a host, a valid port and no user info (the type already refused white space,
-    control characters and backslashes)."""
+    """``url`` if it can go into a redirect's Location header once its macros are filled: an
+    absolute http(s) URL with a host, a valid port and no user info, whose macros are known and
+    stay out of the host (the type already refused white space, control characters and
+    backslashes)."""
+    problem = template_problem(url)
+    if problem is not None:
+        raise FieldError("destination_url", problem)
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (raises for a port that is not a number from 0 to 65535)

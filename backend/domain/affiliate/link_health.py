@@ -23,6 +23,7 @@ from urllib.parse import urljoin, urlsplit
 from sqlalchemy import func, select, update
 
 from backend.core.settings import IpNetwork
+from backend.domain.destinations import expand
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Campaign, Link
 
@@ -158,8 +159,8 @@ async def check_links(
     gate = asyncio.Semaphore(CONCURRENCY)
 
     async def check(url: str) -> Health:
-        async with gate:
-            return await check_url(url, allowed, timeout_s)
+        async with gate:  # a template is checked with its macros empty, as an untracked visit
+            return await check_url(expand(url, {}), allowed, timeout_s)
 
     urls = sorted({url for _, url in links})
     found = dict(zip(urls, await asyncio.gather(*map(check, urls)), strict=True))

@@ -14,6 +14,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from backend.core.money import MAX_AMOUNT_MINOR, MINOR_DIGITS
+from backend.domain.destinations import MACRO_LIST
 
 MAX_ID = 2**31 - 1
 """The largest id a row can have: ids are integer columns, 32 bits on PostgreSQL."""
@@ -33,7 +34,17 @@ Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=ONE_LINE)]
 # No white space, control character or backslash anywhere: a destination goes into a Location
 # header as it is stored.
 Url = Annotated[
-    str, Meta(min_length=8, max_length=2048, pattern=whole(r"https?://[^\x00-\x20\x7f\\]+"))
+    str,
+    Meta(
+        min_length=8,
+        max_length=2048,
+        pattern=whole(r"https?://[^\x00-\x20\x7f\\]+"),
+        description=(
+            "An absolute http(s) URL. It may hold macros in its path, query or fragment, filled"
+            f" at each click with URL-encoded values: {MACRO_LIST}. Without a macro,"
+            " ct_click=<click id> is appended."
+        ),
+    ),
 ]
 Currency = Annotated[
     str,

@@ -25,7 +25,10 @@ from litestar.openapi.plugins import OpenAPIRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import (
     Components,
     OpenAPIFormat,
+    OpenAPIMediaType,
     OpenAPIType,
+    Operation,
+    RequestBody,
     Schema,
     SecurityRequirement,
     SecurityScheme,
@@ -87,6 +90,23 @@ class RequestBodySchemas(OpenAPISchemaPlugin):
         schema.additional_properties = False
         schema.description = described.description
         return schema
+
+
+def raw_body_operation(struct: type[msgspec.Struct]) -> type[Operation]:
+    """An ``operation_class`` that declares ``struct`` as the request body of a handler that
+    reads its body itself (to keep what it refuses as a rejected event, which Litestar's own
+    decoding would answer before the handler runs)."""
+    _, components = msgspec.json.schema_components([struct])
+    schema = _as_litestar(components[struct.__name__])
+    schema.additional_properties = False
+    body = RequestBody(required=True, content={"application/json": OpenAPIMediaType(schema)})
+
+    @dataclasses.dataclass
+    class RawBodyOperation(Operation):
+        def __post_init__(self) -> None:
+            self.request_body = body
+
+    return RawBodyOperation
 
 
 class SwaggerPage(OpenAPIRenderPlugin):

@@ -22,9 +22,11 @@ from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receiv
 from backend.core.clock import now_ms
 from backend.core.ids import ClickIdSigner
 from backend.core.settings import Settings
+from backend.domain.destinations import expand
 from backend.domain.edge import (
     CLICK_FIELDS,
     CONVERSION_FIELDS,
+    MAX_CLICK_ID,
     MAX_EVENTS_PER_REQUEST,
     MAX_KEY,
     Rejection,
@@ -59,6 +61,7 @@ _NOT_FOUND_HEADERS = [
     *SECURITY_HEADERS,  # the one HTML answer of these routes gets the app's headers
 ]
 _beacon_decoder = msgspec.json.Decoder()
+CLICK_COOKIE = "ct_click"
 _PREFLIGHT_FIELDS = frozenset({"m"})
 _UNCOUNTED_REDIRECT = [(b"cache-control", b"no-store"), (b"content-length", b"0")]
 
@@ -126,6 +129,19 @@ async def respond(
     await send(end)
 
 
+def cookie_click_id(headers: Mapping[bytes, bytes]) -> str:
+    """The click id of the ``ct_click`` cookie the redirect set, when the request carries it:
+    a conversion without a click id then still reaches its click wherever the browser sends the
+    cookie to the tracker (served under the shop's own domain, or third-party cookies allowed).
+    A malformed value is ignored: it is the browser's, not the merchant's."""
+    for part in headers.get(b"cookie", b"").decode("latin-1").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == CLICK_COOKIE:
+            well_formed = 0 < len(value) <= MAX_CLICK_ID and _CODE_CHARS.issuperset(value)
+            return value if well_formed else ""
+    return ""
+
+
 def _opted_out(settings: Settings, headers: Mapping[bytes, bytes]) -> bool:
     """Global Privacy Control (and Do Not Track, when configured): no cookie on the device."""
     gpc = settings.honor_gpc and headers.get(b"sec-gpc") == b"1"
@@ -154,7 +170,8 @@ async def click_redirect(ingest: Ingest, code: str, scope: Scope, send: Send) ->
             detail = "the link's partner is banned"
             await _untracked(ingest, scope, RejectReason.PARTNER_BANNED, detail)
         destination = link.campaign_destination_url if banned else link.destination_url
-        await respond(send, 302, [(b"location", destination.encode()), *_UNCOUNTED_REDIRECT])
+        location = expand(destination, {})  # a template's macros empty: nothing to credit
+        await respond(send, 302, [(b"location", location.encode()), *_UNCOUNTED_REDIRECT])
         return
     headers = _headers(scope)
     visitor = await ingest.visitor(scope, headers)
@@ -175,7 +192,7 @@ async def click_redirect(ingest: Ingest, code: str, scope: Scope, send: Send) ->
     if not _opted_out(ingest.settings, headers):
         site = "SameSite=None; Secure" if ingest.settings.secure_cookies else "SameSite=Lax"
         cookie = (
-            f"ct_click={redirect.click_id}; Max-Age={redirect.cookie_max_age_s}; "
+            f"{CLICK_COOKIE}={redirect.click_id}; Max-Age={redirect.cookie_max_age_s}; "
             f"Path=/; HttpOnly; {site}"
         )
         response_headers.append((b"set-cookie", cookie.encode()))
@@ -194,7 +211,11 @@ async def conversion_pixel(ingest: Ingest, scope: Scope, send: Send) -> None:
     """Always the 43-byte GIF; a bad conversion is kept as a rejected event."""
     at_ms = now_ms()
     params = query_fields(scope, CONVERSION_FIELDS)
-    visitor = await ingest.visitor(scope, _headers(scope))
+    headers = _headers(scope)
+    cookie = "" if params.get("clk") else cookie_click_id(headers)
+    if cookie:
+        params["clk"] = cookie
+    visitor = await ingest.visitor(scope, headers)
     event: QueuedEvent
     try:
         event = await build_conversion(ingest.catalog, params, Source.PIXEL, visitor, at_ms)
@@ -269,8 +290,11 @@ async def event_beacon(ingest: Ingest, scope: Scope, receive: Receive, send: Sen
             if merchant is None:
                 raise Rejection(RejectReason.UNKNOWN_MERCHANT, "m", "no merchant has this key")
             allowed = _allowed_origin(origin, merchant.domains)
+            cookie = cookie_click_id(headers)
 
             async def build(fields: dict[str, object]) -> QueuedEvent:
+                if cookie and not fields.get("clk"):
+                    fields = {**fields, "clk": cookie}
                 return await build_conversion(
                     ingest.catalog, fields, Source.JS, visitor, at_ms, merchant
                 )
