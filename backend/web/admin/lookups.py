@@ -1,12 +1,16 @@
-"""Names by id for selects and table columns, within what the viewer may see."""
+"""Names by id for selects and table columns, within what the viewer may see, and the selects
+built from them."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.core.scope import Viewer
+from backend.core.scope import ADMIN, Viewer
 from backend.storage.db.models import Campaign, Link, Merchant, Partner
+from backend.web.admin.forms import Field
 
 
 async def merchants_by_id(session: AsyncSession) -> dict[int, Merchant]:
@@ -26,3 +30,40 @@ async def campaign_names(session: AsyncSession, viewer: Viewer) -> dict[int, str
         mine = viewer.restrict(select(Link.campaign_id), Link.partner_id)
         statement = statement.where(Campaign.id.in_(mine))
     return {campaign_id: name for campaign_id, name in await session.execute(statement)}
+
+
+def choices(names: Mapping[int, str]) -> list[tuple[str, str]]:
+    """A select's (value, label) pairs from names by id."""
+    return [(str(key), name) for key, name in names.items()]
+
+
+async def partner_and_campaign(session: AsyncSession) -> tuple[Field, Field]:
+    """The selects of a form about one partner on one campaign (a link, an override)."""
+    partners = await partner_names(session)
+    campaigns = await campaign_names(session, ADMIN)
+    return (
+        Field(
+            "partner_id",
+            "Partner",
+            "one of the partners",
+            kind="select",
+            options=choices(partners),
+            required=True,
+        ),
+        Field(
+            "campaign_id",
+            "Campaign",
+            "one of the campaigns",
+            kind="select",
+            options=choices(campaigns),
+            required=True,
+        ),
+    )
+
+
+def chosen(partner_id: int | None, campaign_id: int | None) -> dict[str, str]:
+    """What those selects start with: the partner or campaign whose list the form came from."""
+    return {
+        "partner_id": "" if partner_id is None else str(partner_id),
+        "campaign_id": "" if campaign_id is None else str(campaign_id),
+    }
