@@ -21,15 +21,7 @@ from backend.web.admin.object_pages import ObjectPage, ObjectPages
 from backend.web.api.deps import CurrentViewer, Reader
 from backend.web.api.resources import After, campaign_out, get_or_404, page_of
 
-EDIT_FIELDS = (
-    Field("name", "Name", "a name of 1 to 200 characters", required=True),
-    Field(
-        "destination_url",
-        "Destination",
-        "a full address starting with https:// on the merchant's shop",
-        kind="url",
-        required=True,
-    ),
+COMMISSION_FIELDS = (
     Field(
         "commission_percent",
         "Commission (percent of the sale)",
@@ -41,6 +33,18 @@ EDIT_FIELDS = (
         "a whole number of minor units such as 50 for 0.50, or 0 for none",
         kind="number",
     ),
+)
+"""A commission rule: a campaign's, or a partner's own on one campaign (an override)."""
+EDIT_FIELDS = (
+    Field("name", "Name", "a name of 1 to 200 characters", required=True),
+    Field(
+        "destination_url",
+        "Destination",
+        "a full address starting with https:// on the merchant's shop",
+        kind="url",
+        required=True,
+    ),
+    *COMMISSION_FIELDS,
     Field(
         "cookie_window_days",
         "Attribution window (days)",

@@ -18,26 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.domain.affiliate import catalogue
 from backend.domain.affiliate.schemas import OverrideCreate, OverrideUpdate
 from backend.storage.db.models import Campaign, CommissionOverride, Partner
+from backend.web.admin.campaigns import COMMISSION_FIELDS
 from backend.web.admin.forms import PAGE_SIZE, Field
 from backend.web.admin.lookups import campaign_names, chosen, partner_and_campaign, partner_names
 from backend.web.admin.object_pages import ObjectPage, ObjectPages
 from backend.web.api.deps import CurrentViewer, Reader, Writer
 from backend.web.api.overrides import override_out
 from backend.web.api.resources import After, get_or_404, page_of
-
-EDIT_FIELDS = (
-    Field(
-        "commission_percent",
-        "Commission (percent of the sale)",
-        "a percentage such as 10 or 7.5, or 0 for none",
-    ),
-    Field(
-        "commission_flat_minor",
-        "Flat commission per conversion (minor units, e.g. cents)",
-        "a whole number of minor units such as 50 for 0.50, or 0 for none",
-        kind="number",
-    ),
-)
 
 
 class OverridePages(ObjectPages[CommissionOverride, OverrideCreate, OverrideUpdate]):
@@ -47,7 +34,7 @@ class OverridePages(ObjectPages[CommissionOverride, OverrideCreate, OverrideUpda
     template = "admin/override.html"
     new_schema = OverrideCreate
     edit_schema = OverrideUpdate
-    edit_fields = EDIT_FIELDS
+    edit_fields = COMMISSION_FIELDS
     intro = (
         "The partner earns by this rule instead of the campaign's on every conversion "
         "credited to its links to that campaign."
@@ -100,7 +87,7 @@ class OverridePages(ObjectPages[CommissionOverride, OverrideCreate, OverrideUpda
         return await self.new_form(viewer, reader, values, {})
 
     async def new_fields(self, session: AsyncSession) -> Sequence[Field]:
-        return (*await partner_and_campaign(session), *EDIT_FIELDS)
+        return (*await partner_and_campaign(session), *COMMISSION_FIELDS)
 
     async def create_object(
         self, writer: AsyncSession, state: State, data: OverrideCreate
