@@ -11,14 +11,13 @@ from litestar import Response, get
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
 from litestar.response import Template
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.domain.affiliate import catalogue
 from backend.domain.affiliate.schemas import LinkCreate, LinkUpdate
 from backend.storage.db.models import Campaign, Link, Partner, RunStatus
 from backend.web.admin.forms import PAGE_SIZE, Field
-from backend.web.admin.lookups import campaign_names, chosen, partner_and_campaign, partner_names
+from backend.web.admin.lookups import chosen, narrowed, narrowed_list, partner_and_campaign
 from backend.web.admin.object_pages import ObjectPage, ObjectPages
 from backend.web.api.deps import CurrentViewer, Reader
 from backend.web.api.resources import After, get_or_404, link_out, page_of
@@ -66,27 +65,10 @@ class LinkPages(ObjectPages[Link, LinkCreate, LinkUpdate]):
         campaign_id: FromQuery[int | None] = None,
         after: After = 0,
     ) -> Template:
-        statement = select(Link)
-        filters: dict[str, str] = {}
-        if partner_id is not None:
-            statement = statement.where(Link.partner_id == partner_id)
-            filters["partner_id"] = str(partner_id)
-        if campaign_id is not None:
-            statement = statement.where(Link.campaign_id == campaign_id)
-            filters["campaign_id"] = str(campaign_id)
+        statement, filters = narrowed(Link, partner_id, campaign_id)
         render = link_out(state.settings.public_url)
         page = await page_of(reader, statement, Link.id, after, PAGE_SIZE, render)
-        partners = await partner_names(reader)
-        campaigns = await campaign_names(reader, viewer)
-        query = "&".join(f"{name}={value}" for name, value in filters.items())
-        context = {
-            "viewer": viewer,
-            "page": page,
-            "partners": partners,
-            "campaigns": campaigns,
-            "filters": filters,
-            "base": "/admin/links" + (f"?{query}" if query else ""),
-        }
+        context = await narrowed_list(reader, viewer, page, filters, self.page_url())
         return Template("admin/links.html", context=context)
 
     @get("/new")

@@ -1,16 +1,19 @@
-"""Names by id for selects and table columns, within what the viewer may see, and the selects
-built from them."""
+"""Names by id for selects and table columns, within what the viewer may see; the selects built
+from them; and the lists narrowed to one partner or campaign (links, overrides)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.scope import ADMIN, Viewer
-from backend.storage.db.models import Campaign, Link, Merchant, Partner
+from backend.storage.db.models import Campaign, CommissionOverride, Link, Merchant, Partner
 from backend.web.admin.forms import Field
+
+Narrowed = TypeVar("Narrowed", Link, CommissionOverride)
 
 
 async def merchants_by_id(session: AsyncSession) -> dict[int, Merchant]:
@@ -66,4 +69,36 @@ def chosen(partner_id: int | None, campaign_id: int | None) -> dict[str, str]:
     return {
         "partner_id": "" if partner_id is None else str(partner_id),
         "campaign_id": "" if campaign_id is None else str(campaign_id),
+    }
+
+
+def narrowed(
+    model: type[Narrowed], partner_id: int | None, campaign_id: int | None
+) -> tuple[Select[Narrowed], dict[str, str]]:
+    """The rows of one partner and/or one campaign, and those choices as the list's filters."""
+    statement = select(model)
+    filters: dict[str, str] = {}
+    if partner_id is not None:
+        statement = statement.where(model.partner_id == partner_id)
+        filters["partner_id"] = str(partner_id)
+    if campaign_id is not None:
+        statement = statement.where(model.campaign_id == campaign_id)
+        filters["campaign_id"] = str(campaign_id)
+    return statement, filters
+
+
+async def narrowed_list(
+    session: AsyncSession, viewer: Viewer, page: object, filters: Mapping[str, str], listed: str
+) -> dict[str, object]:
+    """The context of a list with those filters: their choices, and where its next page is."""
+    partners = await partner_names(session)
+    campaigns = await campaign_names(session, viewer)
+    query = "&".join(f"{name}={value}" for name, value in filters.items())
+    return {
+        "viewer": viewer,
+        "page": page,
+        "partners": partners,
+        "campaigns": campaigns,
+        "filters": filters,
+        "base": listed + (f"?{query}" if query else ""),
     }

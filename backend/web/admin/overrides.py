@@ -12,7 +12,6 @@ from litestar import get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.domain.affiliate import catalogue
@@ -20,7 +19,7 @@ from backend.domain.affiliate.schemas import OverrideCreate, OverrideUpdate
 from backend.storage.db.models import Campaign, CommissionOverride, Partner
 from backend.web.admin.campaigns import COMMISSION_FIELDS
 from backend.web.admin.forms import PAGE_SIZE, Field
-from backend.web.admin.lookups import campaign_names, chosen, partner_and_campaign, partner_names
+from backend.web.admin.lookups import chosen, narrowed, narrowed_list, partner_and_campaign
 from backend.web.admin.object_pages import ObjectPage, ObjectPages
 from backend.web.api.deps import CurrentViewer, Reader, Writer
 from backend.web.api.overrides import override_out
@@ -49,26 +48,11 @@ class OverridePages(ObjectPages[CommissionOverride, OverrideCreate, OverrideUpda
         campaign_id: FromQuery[int | None] = None,
         after: After = 0,
     ) -> Template:
-        statement = select(CommissionOverride)
-        filters: dict[str, str] = {}
-        if partner_id is not None:
-            statement = statement.where(CommissionOverride.partner_id == partner_id)
-            filters["partner_id"] = str(partner_id)
-        if campaign_id is not None:
-            statement = statement.where(CommissionOverride.campaign_id == campaign_id)
-            filters["campaign_id"] = str(campaign_id)
+        statement, filters = narrowed(CommissionOverride, partner_id, campaign_id)
         page = await page_of(
             reader, statement, CommissionOverride.id, after, PAGE_SIZE, override_out
         )
-        query = "&".join(f"{name}={value}" for name, value in filters.items())
-        context = {
-            "viewer": viewer,
-            "page": page,
-            "partners": await partner_names(reader),
-            "campaigns": await campaign_names(reader, viewer),
-            "filters": filters,
-            "base": "/admin/commission-overrides" + (f"?{query}" if query else ""),
-        }
+        context = await narrowed_list(reader, viewer, page, filters, self.page_url())
         return Template("admin/overrides.html", context=context)
 
     @get("/new")
