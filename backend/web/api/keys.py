@@ -15,7 +15,9 @@ from litestar.enums import HttpMethod
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.types import Receive, Scope, Send
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.scope import Viewer
 from backend.domain.auth import hash_api_key
@@ -24,10 +26,24 @@ from backend.storage.db.models import ApiKey
 
 PARTNER_KEYS: dict[str, Any] = {"partner_keys": True}
 """The ``opt`` of a route a partner's key may call too."""
+READER = "reader"
+
+
+def request_reader(scope: Scope) -> AsyncSession:
+    """The read session ``ApiKeyAuth`` opened for this request (the keyed routes' ``reader``)."""
+    reader: AsyncSession = scope["state"][READER]
+    return reader
 
 
 class ApiKeyAuth(AbstractAuthenticationMiddleware):
-    """``Authorization: Bearer <key>`` as the ``Viewer`` the key stands for."""
+    """``Authorization: Bearer <key>`` as the ``Viewer`` the key stands for, looked up in the
+    request's one read session, which the handler then reads with (``request_reader``)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        database: Database = scope["app"].state.database
+        async with database.session() as reader:
+            scope["state"][READER] = reader
+            await super().__call__(scope, receive, send)
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
@@ -35,11 +51,10 @@ class ApiKeyAuth(AbstractAuthenticationMiddleware):
         scheme, _, token = connection.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise NotAuthorizedException("send an API key as 'Authorization: Bearer <key>'")
-        database: Database = connection.app.state.database
-        async with database.session() as reader:
-            key = await reader.scalar(
-                select(ApiKey).where(ApiKey.key_hash == hash_api_key(token.strip()))
-            )
+        reader = request_reader(connection.scope)
+        key = await reader.scalar(
+            select(ApiKey).where(ApiKey.key_hash == hash_api_key(token.strip()))
+        )
         if key is None:
             raise NotAuthorizedException("unknown API key")
         viewer = Viewer(partner_id=key.partner_id, actor=f"apikey:{key.id}")

@@ -10,7 +10,7 @@ from litestar.middleware import DefineMiddleware
 
 from backend.web.api.conversions import ConversionController
 from backend.web.api.deps import SESSIONS, provide_viewer, too_deep
-from backend.web.api.keys import ApiKeyAuth, admin_keys_only
+from backend.web.api.keys import ApiKeyAuth, admin_keys_only, request_reader
 from backend.web.api.openapi import API_KEY
 from backend.web.api.overrides import OverrideController
 from backend.web.api.postback import postback, rotate_postback_secret
@@ -31,7 +31,10 @@ def api_router() -> Router:
         security=API_KEY,
         middleware=[DefineMiddleware(ApiKeyAuth)],
         guards=[admin_keys_only],
-        dependencies={"viewer": Provide(provide_viewer)},
+        dependencies={
+            "reader": Provide(request_reader, sync_to_thread=False),
+            "viewer": Provide(provide_viewer),
+        },
     )
     return Router(
         path="/api/v1",
