@@ -52,6 +52,7 @@ class ObjectPage:
 class NewObjectPages(Controller, ABC, Generic[New, Made]):
     """``GET new`` and ``POST new``: a form that makes a ``Made`` from a ``New``."""
 
+    # What a subclass sets (those typed by a type variable cannot be ClassVars).
     kind: ClassVar[str]  # in the heading: "New partner"
     new_schema: type[New]
     new_values: ClassVar[Mapping[str, str]] = MappingProxyType({})  # what the form starts with
