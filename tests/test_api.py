@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -156,6 +157,30 @@ async def test_partner_key_sees_only_its_own_data(
         "/api/v1/merchants", json={"name": "x", "currency": "EUR"}, headers=partner
     )
     assert forbidden.status_code == 403
+
+
+async def test_partner_keys_get_403_on_every_route_the_schema_says_and_only_there(
+    client: AsyncTestClient[Any], programme: Programme, database: Database
+) -> None:
+    """The admin guard sits on the router, so no route can forget it: a partner's key is
+    refused before any input is read, except on the routes open to partners."""
+    partner = {"Authorization": f"Bearer {await create_api_key(database, programme.partner['id'])}"}
+    schema = (await client.get("/schema/openapi.json")).json()
+    operations = [
+        (method.upper(), re.sub(r"\{[a-z_]+\}", "1", path), "403" in operation["responses"])
+        for path, item in schema["paths"].items()
+        if path.startswith("/api/v1/") and path != "/api/v1/postback"
+        for method, operation in item.items()
+    ]
+    assert len(operations) == 27
+    assert sum(not admins_only for _, _, admins_only in operations) == 9
+    for method, path, admins_only in operations:
+        response = await client.request(method, path, headers=partner, json={"name": "Taken"})
+        assert (response.status_code == 403) == admins_only, (method, path, response.text)
+    merchants = (await client.get("/api/v1/merchants", headers=programme.headers)).json()
+    assert [m["postback_secret"] for m in merchants["items"]] == [
+        programme.merchant["postback_secret"]
+    ]
 
 
 async def test_stats_group_by_partner_and_day(

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from litestar import Litestar, Router
+from litestar import Litestar
 from litestar.datastructures import State
 from litestar.logging.config import LoggingConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -30,14 +30,8 @@ from backend.storage.metrics import WebCounters
 from backend.storage.redis_client import connect
 from backend.storage.streams.spool import Spool
 from backend.storage.streams.writer import StreamWriter
-from backend.web.api.clicks import create_click
-from backend.web.api.conversions import ConversionController
-from backend.web.api.deps import API_DEPENDENCIES, too_deep
-from backend.web.api.openapi import API_KEY, RequestBodySchemas, openapi_config
-from backend.web.api.overrides import OverrideController
-from backend.web.api.postback import postback, rotate_postback_secret
-from backend.web.api.resources import RESOURCE_CONTROLLERS
-from backend.web.api.stats import stats
+from backend.web.api.openapi import RequestBodySchemas, openapi_config
+from backend.web.api.router import api_router
 from backend.web.health import healthz, metrics, readyz
 from backend.web.ingest.routes import Ingest, IngestFirst, load_not_found_page
 from backend.web.ingest.snippet import Snippet, serve_snippet, serve_versioned_snippet
@@ -103,24 +97,6 @@ def create_app(settings: Settings) -> RequestTelemetry:
             await redis.aclose()
             await database.dispose()
 
-    keyed = Router(
-        path="/",
-        route_handlers=[
-            *RESOURCE_CONTROLLERS,
-            ConversionController,
-            OverrideController,
-            create_click,
-            rotate_postback_secret,
-            stats,
-        ],
-        security=API_KEY,  # the postback is signed with the merchant's secret instead
-    )
-    api = Router(
-        path="/api/v1",
-        route_handlers=[keyed, postback],
-        dependencies=API_DEPENDENCIES,
-        exception_handlers={RecursionError: too_deep},
-    )
     app = Litestar(
         route_handlers=[
             serve_snippet,
@@ -128,7 +104,7 @@ def create_app(settings: Settings) -> RequestTelemetry:
             healthz,
             readyz,
             metrics,
-            api,
+            api_router(),
             web_router(settings),
             create_static_files_router(
                 path="/static", directories=[STATIC], include_in_schema=False

@@ -12,7 +12,7 @@ from litestar.middleware.csrf import CSRFMiddleware
 
 from backend.core.settings import Settings
 from backend.web.admin import ADMIN_HANDLERS, conversion_page, conversions_page
-from backend.web.api.deps import provide_reader, provide_writer
+from backend.web.api.deps import SESSIONS
 from backend.web.pages.views import PAGE_HANDLERS
 from backend.web.sessions import SessionConfig
 from backend.web.signin import (
@@ -56,11 +56,7 @@ def web_router(settings: Settings) -> Router:
             Router(path="/admin", route_handlers=ADMIN_HANDLERS, guards=[admins_only]),
         ],
         middleware=[sessions.middleware, DefineMiddleware(CSRFMiddleware, config=csrf)],
-        dependencies={
-            "reader": Provide(provide_reader),
-            "writer": Provide(provide_writer),
-            "viewer": Provide(provide_viewer),
-        },
+        dependencies={**SESSIONS, "viewer": Provide(provide_viewer)},
         exception_handlers={LoginRequired: to_login},
         include_in_schema=False,
     )

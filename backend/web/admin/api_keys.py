@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import get, post
+from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from sqlalchemy import select
@@ -15,8 +16,9 @@ from backend.core.scope import Viewer
 from backend.domain import accounts
 from backend.domain.affiliate.schemas import Name
 from backend.storage.db.models import ApiKey
-from backend.web.admin.forms import Field, FormInvalid, new_page, submit, typed_form
-from backend.web.admin.lookups import partner_names
+from backend.web.admin.forms import Field
+from backend.web.admin.lookups import choices, partner_names
+from backend.web.admin.object_pages import NewObjectPages
 from backend.web.api.deps import CurrentViewer, Reader, Writer
 from backend.web.api.resources import get_or_404
 
@@ -26,40 +28,11 @@ class ApiKeyForm(msgspec.Struct):
     partner_id: int | None = None
 
 
-def _fields(partners: dict[int, str]) -> tuple[Field, ...]:
-    return (
-        Field("name", "Name", "a name of 1 to 200 characters saying who uses it", required=True),
-        Field(
-            "partner_id",
-            "Partner",
-            "empty for an admin key, or the one partner whose data the key may read",
-            kind="select",
-            options=[(str(key), name) for key, name in partners.items()],
-        ),
-    )
-
-
-async def _new(
-    viewer: Viewer,
-    session: AsyncSession,
-    values: dict[str, str],
-    errors: dict[str, str],
-    status: int = 200,
-) -> Template:
-    partners = await partner_names(session)
-    return new_page(
-        viewer,
-        "New API key",
-        "/admin/api-keys/new",
-        _fields(partners),
-        values,
-        errors,
-        status=status,
-    )
-
-
-class ApiKeyPages(Controller):
+class ApiKeyPages(NewObjectPages[ApiKeyForm, tuple[ApiKey, str]]):
     path = "/api-keys"
+    kind = "API key"
+
+    new_schema = ApiKeyForm
 
     @get("/")
     async def index(self, viewer: CurrentViewer, reader: Reader) -> Template:
@@ -68,25 +41,28 @@ class ApiKeyPages(Controller):
         context = {"viewer": viewer, "keys": keys, "partners": partners}
         return Template("admin/api_keys.html", context=context)
 
-    @get("/new")
-    async def new(self, viewer: CurrentViewer, reader: Reader) -> Template:
-        return await _new(viewer, reader, {}, {})
+    async def new_fields(self, session: AsyncSession) -> Sequence[Field]:
+        partners = await partner_names(session)
+        return (
+            Field(
+                "name", "Name", "a name of 1 to 200 characters saying who uses it", required=True
+            ),
+            Field(
+                "partner_id",
+                "Partner",
+                "empty for an admin key, or the one partner whose data the key may read",
+                kind="select",
+                options=choices(partners),
+            ),
+        )
 
-    @post("/new", status_code=200)
-    async def create(
-        self, request: Request[Any, Any, Any], viewer: CurrentViewer, writer: Writer
-    ) -> Template:
-        form = await typed_form(request)
-        partners = await partner_names(writer)
-        try:
-            row, key = await submit(
-                form,
-                _fields(partners),
-                ApiKeyForm,
-                lambda data: accounts.create_api_key(writer, data.name, data.partner_id),
-            )
-        except FormInvalid as invalid:
-            return await _new(viewer, writer, form, invalid.errors, 400)
+    async def create_object(
+        self, writer: AsyncSession, state: State, data: ApiKeyForm
+    ) -> tuple[ApiKey, str]:
+        return await accounts.create_api_key(writer, data.name, data.partner_id)
+
+    def created(self, viewer: Viewer, made: tuple[ApiKey, str]) -> Template:
+        row, key = made
         return Template(
             "admin/secret.html",
             context={
@@ -94,13 +70,13 @@ class ApiKeyPages(Controller):
                 "heading": f"API key {row.name} created",
                 "label": "Key (send it as Authorization: Bearer <key>)",
                 "secret": key,
-                "back": "/admin/api-keys",
+                "back": self.page_url(),
             },
             headers={"Cache-Control": "no-store"},
         )
 
-    @post("/{key_id:int}/revoke")
-    async def revoke(self, key_id: FromPath[int], writer: Writer) -> Redirect:
-        await writer.delete(await get_or_404(writer, ApiKey, key_id))
+    @post("/{object_id:int}/revoke")
+    async def revoke(self, object_id: FromPath[int], writer: Writer) -> Redirect:
+        await writer.delete(await get_or_404(writer, ApiKey, object_id))
         await writer.commit()
-        return Redirect("/admin/api-keys", status_code=303)
+        return Redirect(self.page_url(), status_code=303)

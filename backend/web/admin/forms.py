@@ -17,9 +17,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 
 import msgspec
 from litestar import Request
-from litestar.response import Template
 
-from backend.core.scope import Viewer
 from backend.core.validation import FieldError
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -111,61 +109,3 @@ async def submit(
         return await save(data)
     except FieldError as error:
         raise FormInvalid({error.field: error.message}) from None
-
-
-def new_page(
-    viewer: Viewer,
-    heading: str,
-    action: str,
-    fields: Sequence[Field],
-    values: Mapping[str, str],
-    errors: Mapping[str, str],
-    *,
-    status: int = 200,
-    intro: str = "",
-) -> Template:
-    """The page of a form that creates something; shown again with errors when it was wrong."""
-    context = {
-        "viewer": viewer,
-        "heading": heading,
-        "action": action,
-        "fields": fields,
-        "values": values,
-        "errors": errors,
-        "intro": intro,
-        "submit": "Create",
-    }
-    return Template("admin/new.html", context=context, status_code=status)
-
-
-def edit_page(
-    template: str,
-    viewer: Viewer,
-    *,
-    heading: str,
-    kind: str,
-    object_id: int,
-    action: str,
-    fields: Sequence[Field],
-    values: Mapping[str, str],
-    errors: Mapping[str, str],
-    facts: Sequence[tuple[str, object]] = (),
-    status: int = 200,
-    **extra: object,
-) -> Template:
-    """An object's page (``template`` extends ``admin/edit.html``) with its edit form."""
-    context = {
-        "viewer": viewer,
-        "heading": heading,
-        "kind": kind,
-        "object_id": object_id,
-        "action": action,
-        "fields": fields,
-        "values": values,
-        "errors": errors,
-        "facts": facts,
-        **extra,
-    }
-    return Template(
-        template, context=context, status_code=status, headers={"Cache-Control": "no-store"}
-    )

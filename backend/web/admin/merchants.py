@@ -4,9 +4,9 @@ auto-approval does and puts at risk."""
 
 from __future__ import annotations
 
-from typing import Any
+from types import MappingProxyType
 
-from litestar import Controller, Request, get, post
+from litestar import get, post
 from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
@@ -14,25 +14,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import now_ms
-from backend.core.scope import Viewer
 from backend.domain.affiliate import catalogue
 from backend.domain.affiliate.auto_approval import commission_at_risk
 from backend.domain.affiliate.postback import GRACE_MS, rotate_secret
 from backend.domain.affiliate.schemas import MerchantCreate, MerchantUpdate
 from backend.storage.db.models import Merchant
 from backend.web.admin.conversions import utc_time
-from backend.web.admin.forms import (
-    PAGE_SIZE,
-    Field,
-    FormInvalid,
-    edit_page,
-    form_values,
-    new_page,
-    submit,
-    typed_form,
-)
+from backend.web.admin.forms import PAGE_SIZE, Field
+from backend.web.admin.object_pages import ObjectPage, ObjectPages
 from backend.web.api.deps import CurrentViewer, Reader, Writer
-from backend.web.api.resources import After, get_or_404, merchant_out, page_of
+from backend.web.api.resources import After, merchant_out, page_of
 from backend.web.pages.install import merchant_install
 
 FIELDS = (
@@ -74,110 +65,56 @@ FIELDS = (
 )
 
 
-def _new(
-    viewer: Viewer, values: dict[str, str], errors: dict[str, str], status: int = 200
-) -> Template:
-    return new_page(
-        viewer, "New merchant", "/admin/merchants/new", FIELDS, values, errors, status=status
-    )
-
-
-async def _show(
-    session: AsyncSession,
-    merchant: Merchant,
-    viewer: Viewer,
-    state: State,
-    values: dict[str, str] | None = None,
-    errors: dict[str, str] | None = None,
-    status: int = 200,
-) -> Template:
-    out = merchant_out(merchant)
-    at_risk = await commission_at_risk(session, merchant)
-    until_ms = merchant.previous_secret_until_ms
-    previous_until = utc_time(until_ms) if until_ms is not None and until_ms > now_ms() else None
-    return edit_page(
-        "admin/merchant.html",
-        viewer,
-        heading=merchant.name,
-        kind="merchant",
-        object_id=merchant.id,
-        action=f"/admin/merchants/{merchant.id}",
-        fields=FIELDS,
-        values=values if values is not None else form_values(out, FIELDS),
-        errors=errors or {},
-        facts=[("Public key", merchant.key), ("Created", f"{merchant.created_at:%Y-%m-%d %H:%M}")],
-        status=status,
-        secret=merchant.postback_secret,
-        previous_until=previous_until,
-        grace_hours=GRACE_MS // 3_600_000,
-        install=merchant_install(merchant, state.settings, state.snippet),
-        auto_approval=out.auto_approval,
-        at_risk=at_risk,
-        limit=out.auto_approve_unverified_max_minor,
-        currency=merchant.currency,
-    )
-
-
-class MerchantPages(Controller):
+class MerchantPages(ObjectPages[Merchant, MerchantCreate, MerchantUpdate]):
     path = "/merchants"
+    kind = "merchant"
+    model = Merchant
+    template = "admin/merchant.html"
+    new_schema = MerchantCreate
+    edit_schema = MerchantUpdate
+    edit_fields = FIELDS
+    new_values = MappingProxyType({"currency": "EUR"})
 
     @get("/")
     async def index(self, viewer: CurrentViewer, reader: Reader, after: After = 0) -> Template:
         page = await page_of(reader, select(Merchant), Merchant.id, after, PAGE_SIZE, merchant_out)
         return Template("admin/merchants.html", context={"viewer": viewer, "page": page})
 
-    @get("/new")
-    async def new(self, viewer: CurrentViewer) -> Template:
-        return _new(viewer, {"currency": "EUR"}, {})
+    async def create_object(
+        self, writer: AsyncSession, state: State, data: MerchantCreate
+    ) -> Merchant:
+        return await catalogue.create_merchant(writer, state.catalog, data)
 
-    @post("/new", status_code=200)
-    async def create(
-        self, request: Request[Any, Any, Any], viewer: CurrentViewer, writer: Writer, state: State
-    ) -> Template | Redirect:
-        form = await typed_form(request)
-        try:
-            merchant = await submit(
-                form,
-                FIELDS,
-                MerchantCreate,
-                lambda data: catalogue.create_merchant(writer, state.catalog, data),
-            )
-        except FormInvalid as invalid:
-            return _new(viewer, form, invalid.errors, 400)
-        return Redirect(f"/admin/merchants/{merchant.id}", status_code=303)
+    async def update_object(
+        self, writer: AsyncSession, state: State, obj: Merchant, data: MerchantUpdate
+    ) -> None:
+        await catalogue.update_merchant(writer, state.catalog, obj, data)
 
-    @get("/{merchant_id:int}")
-    async def show(
-        self, merchant_id: FromPath[int], viewer: CurrentViewer, reader: Reader, state: State
-    ) -> Template:
-        return await _show(reader, await get_or_404(reader, Merchant, merchant_id), viewer, state)
+    async def object_page(self, session: AsyncSession, state: State, obj: Merchant) -> ObjectPage:
+        out = merchant_out(obj)
+        until_ms = obj.previous_secret_until_ms
+        previous_until = (
+            utc_time(until_ms) if until_ms is not None and until_ms > now_ms() else None
+        )
+        return ObjectPage(
+            heading=obj.name,
+            facts=[("Public key", obj.key), ("Created", f"{obj.created_at:%Y-%m-%d %H:%M}")],
+            current=out,
+            extra={
+                "secret": obj.postback_secret,
+                "previous_until": previous_until,
+                "grace_hours": GRACE_MS // 3_600_000,
+                "install": merchant_install(obj, state.settings, state.snippet),
+                "auto_approval": out.auto_approval,
+                "at_risk": await commission_at_risk(session, obj),
+                "limit": out.auto_approve_unverified_max_minor,
+                "currency": obj.currency,
+            },
+        )
 
-    @post("/{merchant_id:int}", status_code=200)
-    async def update(
-        self,
-        request: Request[Any, Any, Any],
-        merchant_id: FromPath[int],
-        viewer: CurrentViewer,
-        writer: Writer,
-        state: State,
-    ) -> Template | Redirect:
-        merchant = await get_or_404(writer, Merchant, merchant_id)
-        form = await typed_form(request)
-        try:
-            await submit(
-                form,
-                FIELDS,
-                MerchantUpdate,
-                lambda data: catalogue.update_merchant(writer, state.catalog, merchant, data),
-            )
-        except FormInvalid as invalid:
-            return await _show(writer, merchant, viewer, state, form, invalid.errors, 400)
-        return Redirect(f"/admin/merchants/{merchant_id}", status_code=303)
-
-    @post("/{merchant_id:int}/rotate-secret")
-    async def rotate_postback_secret(self, merchant_id: FromPath[int], writer: Writer) -> Redirect:
+    @post("/{object_id:int}/rotate-secret")
+    async def rotate_postback_secret(self, object_id: FromPath[int], writer: Writer) -> Redirect:
         """A new postback secret; the page says until when the old one still signs."""
-        merchant = await get_or_404(writer, Merchant, merchant_id)
-        rotate_secret(merchant, now_ms())
+        rotate_secret(await self.load(writer, object_id), now_ms())
         await writer.commit()
-        return Redirect(f"/admin/merchants/{merchant_id}", status_code=303)
+        return Redirect(self.page_url(object_id), status_code=303)

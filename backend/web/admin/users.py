@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from types import MappingProxyType
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import get, post
+from litestar.datastructures import State
 from litestar.exceptions import ClientException
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
@@ -17,8 +19,9 @@ from backend.domain import accounts
 from backend.domain.affiliate.schemas import Email
 from backend.domain.auth import generate_password
 from backend.storage.db.models import Role, User
-from backend.web.admin.forms import Field, FormInvalid, new_page, submit, typed_form
-from backend.web.admin.lookups import partner_names
+from backend.web.admin.forms import Field, FormInvalid
+from backend.web.admin.lookups import choices, partner_names
+from backend.web.admin.object_pages import NewObjectPages
 from backend.web.api.deps import CurrentViewer, Reader, Writer
 from backend.web.api.resources import get_or_404
 
@@ -31,50 +34,11 @@ class UserForm(msgspec.Struct):
     password_again: str = ""
 
 
-def _fields(partners: dict[int, str]) -> tuple[Field, ...]:
-    return (
-        Field("email", "Email", "an email address", kind="email", required=True),
-        Field(
-            "role",
-            "Role",
-            "admin (everything) or partner (one partner's own data)",
-            kind="select",
-            options=[(role.value, role.value) for role in Role],
-            required=True,
-        ),
-        Field(
-            "partner_id",
-            "Partner (for a partner user)",
-            "the partner whose data this user sees",
-            kind="select",
-            options=[(str(key), name) for key, name in partners.items()],
-        ),
-        Field(
-            "password",
-            "Password",
-            f"at least {accounts.MIN_PASSWORD_LENGTH} characters; leave both empty to generate one",
-            kind="password",
-        ),
-        Field("password_again", "Password again", "the same password again", kind="password"),
-    )
-
-
-async def _new(
-    viewer: Viewer,
-    session: AsyncSession,
-    values: dict[str, str],
-    errors: dict[str, str],
-    status: int = 200,
-) -> Template:
-    partners = await partner_names(session)
-    shown = {name: value for name, value in values.items() if not name.startswith("password")}
-    return new_page(
-        viewer, "New user", "/admin/users/new", _fields(partners), shown, errors, status=status
-    )
-
-
-class UserPages(Controller):
+class UserPages(NewObjectPages[UserForm, tuple[User, str]]):
     path = "/users"
+    kind = "user"
+    new_schema = UserForm
+    new_values = MappingProxyType({"role": "admin"})
 
     @get("/")
     async def index(self, viewer: CurrentViewer, reader: Reader) -> Template:
@@ -83,35 +47,53 @@ class UserPages(Controller):
         context = {"viewer": viewer, "users": users, "partners": partners}
         return Template("admin/users.html", context=context)
 
-    @get("/new")
-    async def new(self, viewer: CurrentViewer, reader: Reader) -> Template:
-        return await _new(viewer, reader, {"role": "admin"}, {})
+    async def new_fields(self, session: AsyncSession) -> Sequence[Field]:
+        partners = await partner_names(session)
+        return (
+            Field("email", "Email", "an email address", kind="email", required=True),
+            Field(
+                "role",
+                "Role",
+                "admin (everything) or partner (one partner's own data)",
+                kind="select",
+                options=[(role.value, role.value) for role in Role],
+                required=True,
+            ),
+            Field(
+                "partner_id",
+                "Partner (for a partner user)",
+                "the partner whose data this user sees",
+                kind="select",
+                options=choices(partners),
+            ),
+            Field(
+                "password",
+                "Password",
+                f"at least {accounts.MIN_PASSWORD_LENGTH} characters; leave both empty to"
+                " generate one",
+                kind="password",
+            ),
+            Field("password_again", "Password again", "the same password again", kind="password"),
+        )
 
-    @post("/new", status_code=200)
-    async def create(
-        self, request: Request[Any, Any, Any], viewer: CurrentViewer, writer: Writer
-    ) -> Template | Redirect:
-        form = await typed_form(request)
-        partners = await partner_names(writer)
-        generated = ""
-
-        async def save(data: UserForm) -> User:
-            nonlocal generated
+    async def create_object(
+        self, writer: AsyncSession, state: State, data: UserForm
+    ) -> tuple[User, str]:
+        """The user and the password generated for it ("" when one was typed)."""
+        password = generated = ""
+        if not data.password and not data.password_again:
+            password = generated = generate_password()
+        elif data.password != data.password_again:
+            raise FormInvalid({"password_again": "the two passwords differ"})
+        else:
             password = data.password
-            if not password and not data.password_again:
-                password = generated = generate_password()
-            elif password != data.password_again:
-                raise FormInvalid({"password_again": "the two passwords differ"})
-            return await accounts.create_user(
-                writer, data.email, data.role, data.partner_id, password
-            )
+        user = await accounts.create_user(writer, data.email, data.role, data.partner_id, password)
+        return user, generated
 
-        try:
-            user = await submit(form, _fields(partners), UserForm, save)
-        except FormInvalid as invalid:
-            return await _new(viewer, writer, form, invalid.errors, 400)
+    def created(self, viewer: Viewer, made: tuple[User, str]) -> Template | Redirect:
+        user, generated = made
         if not generated:
-            return Redirect("/admin/users", status_code=303)
+            return Redirect(self.page_url(), status_code=303)
         return Template(
             "admin/secret.html",
             context={
@@ -119,18 +101,18 @@ class UserPages(Controller):
                 "heading": f"User {user.email} created",
                 "label": "Password",
                 "secret": generated,
-                "back": "/admin/users",
+                "back": self.page_url(),
             },
             headers={"Cache-Control": "no-store"},
         )
 
-    @post("/{user_id:int}/delete")
+    @post("/{object_id:int}/delete")
     async def delete(
-        self, user_id: FromPath[int], viewer: CurrentViewer, writer: Writer
+        self, object_id: FromPath[int], viewer: CurrentViewer, writer: Writer
     ) -> Redirect:
-        user = await get_or_404(writer, User, user_id)
+        user = await get_or_404(writer, User, object_id)
         if viewer.actor == f"user:{user.email}":
             raise ClientException("you cannot delete your own account while signed in with it")
         await writer.delete(user)
         await writer.commit()
-        return Redirect("/admin/users", status_code=303)
+        return Redirect(self.page_url(), status_code=303)

@@ -28,6 +28,7 @@ from backend.domain.events import RejectReason, Source
 from backend.domain.visitor import MAX_USER_AGENT, describe_visitor
 from backend.storage.db.models import PartnerStatus
 from backend.web.api.deps import ANY_KEY, CurrentViewer
+from backend.web.api.keys import PARTNER_KEYS
 from backend.web.api.openapi import raw_body_operation
 from backend.web.ingest.routes import MAX_BODY, MAX_REFUSED_PAYLOAD, Ingest
 
@@ -76,6 +77,7 @@ _FIELDS = ("to", *SUB_KEYS, *UTM_KEYS)
     tags=["clicks"],
     raises=[*ANY_KEY, ClientException, NotFoundException],
     operation_class=raw_body_operation(ClickRequest),
+    opt=PARTNER_KEYS,
 )
 async def create_click(
     request: Request[Any, Any, Any], state: State, viewer: CurrentViewer

@@ -33,7 +33,8 @@ from backend.domain.affiliate.status import (
     change_status,
 )
 from backend.storage.db.models import Conversion, ConversionChange, ConversionStatus
-from backend.web.api.deps import ADMIN_KEY, ANY_KEY, CurrentViewer, Reader, Writer, require_admin
+from backend.web.api.deps import ADMIN_KEY, ANY_KEY, CurrentViewer, Reader, Writer
+from backend.web.api.keys import PARTNER_KEYS
 from backend.web.api.resources import After, Limit, PathId, get_or_404, page_of
 
 STATUS_PATTERN = "^(pending|approved|rejected|reversed)$"
@@ -117,7 +118,7 @@ class ConversionController(Controller):
     path = "/conversions"
     tags = ["conversions"]
 
-    @get("/", raises=ANY_KEY)
+    @get("/", raises=ANY_KEY, opt=PARTNER_KEYS)
     async def list_conversions(
         self,
         viewer: CurrentViewer,
@@ -137,7 +138,7 @@ class ConversionController(Controller):
             statement = statement.where(Conversion.verified.is_(verified))
         return await page_of(reader, statement, Conversion.id, after, limit, conversion_out)
 
-    @get("/{conversion_id:int}", raises=[*ANY_KEY, NotFoundException])
+    @get("/{conversion_id:int}", raises=[*ANY_KEY, NotFoundException], opt=PARTNER_KEYS)
     async def read(
         self,
         conversion_id: PathId,
@@ -161,7 +162,6 @@ class ConversionController(Controller):
         viewer: CurrentViewer,
         writer: Writer,
     ) -> ConversionOut:
-        require_admin(viewer)
         conversion = await get_or_404(writer, Conversion, conversion_id)
         try:
             await change_status(
@@ -191,7 +191,6 @@ class ConversionController(Controller):
         writer: Writer,
     ) -> StatusBatchOut:
         """Each id is changed or not on its own; the answer says what happened to each."""
-        require_admin(viewer)
         wanted = ConversionStatus(data.status)
         found = {
             conversion.id: conversion

@@ -1,5 +1,6 @@
-"""Dependencies of the API handlers: database sessions and the viewer behind the API key, and
-the errors they answer, for the handlers to declare in the OpenAPI schema."""
+"""Dependencies of the API handlers: database sessions and the viewer behind the API key
+(``backend.web.api.keys``), and the errors they answer, for the handlers to declare in the
+OpenAPI schema."""
 
 from __future__ import annotations
 
@@ -10,13 +11,10 @@ from litestar import Request, Response
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.scope import Viewer
-from backend.domain.auth import hash_api_key
 from backend.storage.db.engine import Database
-from backend.storage.db.models import ApiKey
 
 ANY_KEY: list[type[HTTPException]] = [NotAuthorizedException]
 """What any API call can answer besides 400: no key, or an unknown one (401)."""
@@ -41,14 +39,8 @@ async def provide_writer(state: State) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def provide_viewer(request: Request[Any, Any, Any], reader: Reader) -> Viewer:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise NotAuthorizedException("send an API key as 'Authorization: Bearer <key>'")
-    key = await reader.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(token.strip())))
-    if key is None:
-        raise NotAuthorizedException("unknown API key")
-    return Viewer(partner_id=key.partner_id, actor=f"apikey:{key.id}")
+async def provide_viewer(request: Request[Viewer, Any, Any]) -> Viewer:
+    return request.user
 
 
 def too_deep(request: Request[Any, Any, Any], error: RecursionError) -> Response[Any]:
@@ -58,13 +50,5 @@ def too_deep(request: Request[Any, Any, Any], error: RecursionError) -> Response
     )
 
 
-def require_admin(viewer: Viewer) -> None:
-    if not viewer.is_admin:
-        raise PermissionDeniedException("this needs an admin API key")
-
-
-API_DEPENDENCIES = {
-    "reader": Provide(provide_reader),
-    "writer": Provide(provide_writer),
-    "viewer": Provide(provide_viewer),
-}
+SESSIONS = {"reader": Provide(provide_reader), "writer": Provide(provide_writer)}
+"""The ``reader`` and ``writer`` dependencies, of the API and of the signed-in site alike."""

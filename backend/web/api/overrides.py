@@ -15,7 +15,8 @@ from sqlalchemy import select
 from backend.domain.affiliate import catalogue
 from backend.domain.affiliate.schemas import OverrideCreate, OverrideOut, OverrideUpdate, Page
 from backend.storage.db.models import CommissionOverride
-from backend.web.api.deps import ADMIN_KEY, ANY_KEY, CurrentViewer, Reader, Writer, require_admin
+from backend.web.api.deps import ADMIN_KEY, ANY_KEY, CurrentViewer, Reader, Writer
+from backend.web.api.keys import PARTNER_KEYS
 from backend.web.api.resources import (
     After,
     Limit,
@@ -46,15 +47,13 @@ class OverrideController(Controller):
     async def create(
         self,
         data: JSONBody[OverrideCreate],
-        viewer: CurrentViewer,
         writer: Writer,
         state: State,
     ) -> OverrideOut:
-        require_admin(viewer)
         override = await catalogue.create_override(writer, state.catalog, data)
         return override_out(override)
 
-    @get("/", raises=ANY_KEY)
+    @get("/", raises=ANY_KEY, opt=PARTNER_KEYS)
     async def list_overrides(
         self,
         viewer: CurrentViewer,
@@ -76,11 +75,9 @@ class OverrideController(Controller):
         self,
         override_id: PathId,
         data: JSONBody[OverrideUpdate],
-        viewer: CurrentViewer,
         writer: Writer,
         state: State,
     ) -> OverrideOut:
-        require_admin(viewer)
         override = await get_or_404(writer, CommissionOverride, override_id)
         await catalogue.update_override(writer, state.catalog, override, data)
         return override_out(override)
@@ -89,10 +86,8 @@ class OverrideController(Controller):
     async def remove(
         self,
         override_id: PathId,
-        viewer: CurrentViewer,
         writer: Writer,
         state: State,
     ) -> None:
-        require_admin(viewer)
         override = await get_or_404(writer, CommissionOverride, override_id)
         await catalogue.delete_override(writer, state.catalog, override)

@@ -33,7 +33,8 @@ from backend.domain.affiliate.schemas import (
     PartnerUpdate,
 )
 from backend.storage.db.models import Base, Campaign, Link, Merchant, Partner
-from backend.web.api.deps import ADMIN_KEY, ANY_KEY, CurrentViewer, Reader, Writer, require_admin
+from backend.web.api.deps import ADMIN_KEY, ANY_KEY, CurrentViewer, Reader, Writer
+from backend.web.api.keys import PARTNER_KEYS
 
 M = TypeVar("M", bound=Base)
 Out = TypeVar("Out")
@@ -147,32 +148,26 @@ class MerchantController(Controller):
     async def create(
         self,
         data: JSONBody[MerchantCreate],
-        viewer: CurrentViewer,
         writer: Writer,
         state: State,
     ) -> MerchantOut:
-        require_admin(viewer)
         return merchant_out(await catalogue.create_merchant(writer, state.catalog, data))
 
     @get("/", raises=ADMIN_KEY)
     async def list_merchants(
         self,
-        viewer: CurrentViewer,
         reader: Reader,
         after: After = 0,
         limit: Limit = 50,
     ) -> Page[MerchantOut]:
-        require_admin(viewer)
         return await page_of(reader, select(Merchant), Merchant.id, after, limit, merchant_out)
 
     @get("/{merchant_id:int}", raises=[*ADMIN_KEY, NotFoundException])
     async def read(
         self,
         merchant_id: PathId,
-        viewer: CurrentViewer,
         reader: Reader,
     ) -> MerchantOut:
-        require_admin(viewer)
         return merchant_out(await get_or_404(reader, Merchant, merchant_id))
 
     @patch("/{merchant_id:int}", raises=[*ADMIN_KEY, NotFoundException])
@@ -180,11 +175,9 @@ class MerchantController(Controller):
         self,
         merchant_id: PathId,
         data: JSONBody[MerchantUpdate],
-        viewer: CurrentViewer,
         writer: Writer,
         state: State,
     ) -> MerchantOut:
-        require_admin(viewer)
         merchant = await get_or_404(writer, Merchant, merchant_id)
         await catalogue.update_merchant(writer, state.catalog, merchant, data)
         return merchant_out(merchant)
@@ -198,14 +191,12 @@ class PartnerController(Controller):
     async def create(
         self,
         data: JSONBody[PartnerCreate],
-        viewer: CurrentViewer,
         writer: Writer,
         state: State,
     ) -> PartnerOut:
-        require_admin(viewer)
         return partner_out(await catalogue.create_partner(writer, state.catalog, data))
 
-    @get("/", raises=ANY_KEY)
+    @get("/", raises=ANY_KEY, opt=PARTNER_KEYS)
     async def list_partners(
         self,
         viewer: CurrentViewer,
@@ -216,7 +207,7 @@ class PartnerController(Controller):
         statement = viewer.restrict(select(Partner), Partner.id)
         return await page_of(reader, statement, Partner.id, after, limit, partner_out)
 
-    @get("/{partner_id:int}", raises=[*ANY_KEY, NotFoundException])
+    @get("/{partner_id:int}", raises=[*ANY_KEY, NotFoundException], opt=PARTNER_KEYS)
     async def read(
         self,
         partner_id: PathId,
@@ -232,11 +223,9 @@ class PartnerController(Controller):
         self,
         partner_id: PathId,
         data: JSONBody[PartnerUpdate],
-        viewer: CurrentViewer,
         writer: Writer,
         state: State,
     ) -> PartnerOut:
-        require_admin(viewer)
         partner = await get_or_404(writer, Partner, partner_id)
         await catalogue.update_partner(writer, state.catalog, partner, data)
         return partner_out(partner)
@@ -250,23 +239,19 @@ class CampaignController(Controller):
     async def create(
         self,
         data: JSONBody[CampaignCreate],
-        viewer: CurrentViewer,
         writer: Writer,
         state: State,
     ) -> CampaignOut:
-        require_admin(viewer)
         return campaign_out(await catalogue.create_campaign(writer, state.catalog, data))
 
     @get("/", raises=ADMIN_KEY)
     async def list_campaigns(
         self,
-        viewer: CurrentViewer,
         reader: Reader,
         merchant_id: QueryId = None,
         after: After = 0,
         limit: Limit = 50,
     ) -> Page[CampaignOut]:
-        require_admin(viewer)
         statement = select(Campaign)
         if merchant_id is not None:
             statement = statement.where(Campaign.merchant_id == merchant_id)
@@ -276,10 +261,8 @@ class CampaignController(Controller):
     async def read(
         self,
         campaign_id: PathId,
-        viewer: CurrentViewer,
         reader: Reader,
     ) -> CampaignOut:
-        require_admin(viewer)
         return campaign_out(await get_or_404(reader, Campaign, campaign_id))
 
     @patch("/{campaign_id:int}", raises=[*ADMIN_KEY, NotFoundException])
@@ -287,11 +270,9 @@ class CampaignController(Controller):
         self,
         campaign_id: PathId,
         data: JSONBody[CampaignUpdate],
-        viewer: CurrentViewer,
         writer: Writer,
         state: State,
     ) -> CampaignOut:
-        require_admin(viewer)
         campaign = await get_or_404(writer, Campaign, campaign_id)
         await catalogue.update_campaign(writer, state.catalog, campaign, data)
         return campaign_out(campaign)
@@ -305,15 +286,13 @@ class LinkController(Controller):
     async def create(
         self,
         data: JSONBody[LinkCreate],
-        viewer: CurrentViewer,
         writer: Writer,
         state: State,
     ) -> LinkOut:
-        require_admin(viewer)
         link = await catalogue.create_link(writer, state.catalog, data)
         return link_out(state.settings.public_url)(link)
 
-    @get("/", raises=ANY_KEY)
+    @get("/", raises=ANY_KEY, opt=PARTNER_KEYS)
     async def list_links(
         self,
         viewer: CurrentViewer,
@@ -332,7 +311,7 @@ class LinkController(Controller):
         render = link_out(state.settings.public_url)
         return await page_of(reader, statement, Link.id, after, limit, render)
 
-    @get("/{link_id:int}", raises=[*ANY_KEY, NotFoundException])
+    @get("/{link_id:int}", raises=[*ANY_KEY, NotFoundException], opt=PARTNER_KEYS)
     async def read(
         self,
         link_id: PathId,
@@ -350,11 +329,9 @@ class LinkController(Controller):
         self,
         link_id: PathId,
         data: JSONBody[LinkUpdate],
-        viewer: CurrentViewer,
         writer: Writer,
         state: State,
     ) -> LinkOut:
-        require_admin(viewer)
         link = await get_or_404(writer, Link, link_id)
         await catalogue.update_link(writer, state.catalog, link, data)
         return link_out(state.settings.public_url)(link)

@@ -11,13 +11,14 @@ from litestar.params import FromQuery, QueryParameter
 from backend.core.validation import FieldError
 from backend.domain.reports.stats import GroupBy, StatsReport, stats_report
 from backend.web.api.deps import ANY_KEY, CurrentViewer, Reader
+from backend.web.api.keys import PARTNER_KEYS
 
 
 def _day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-@get("/stats", tags=["stats"], raises=ANY_KEY)
+@get("/stats", tags=["stats"], raises=ANY_KEY, opt=PARTNER_KEYS)
 async def stats(
     viewer: CurrentViewer,
     reader: Reader,
