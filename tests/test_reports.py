@@ -15,7 +15,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
-from backend.core.clock import now_ms
+from backend.core.clock import HOUR_MS, now_ms
 from backend.core.settings import Settings
 from backend.domain.reports.overview import comparable_end
 from backend.domain.reports.ranges import RangeError, resolve_range
@@ -35,7 +35,6 @@ from tests.support import (
     sign_in,
 )
 
-HOUR = 3_600_000
 CLICKS_IN_SPAN = "SELECT count(*) FROM clicks WHERE at_ms >= :start AND at_ms < :end"
 CONVERSIONS_IN_SPAN = (
     "SELECT count(*) FROM conversions WHERE at_ms >= :start AND at_ms < :end"
@@ -77,7 +76,7 @@ def csv_rows(body: str) -> list[dict[str, str]]:
 def utc_day_range(days: int) -> tuple[int, int]:
     today = datetime.now(UTC).date()
     start = datetime.combine(today - timedelta(days=days - 1), datetime.min.time(), UTC)
-    return int(start.timestamp() * 1000), int(start.timestamp() * 1000) + days * 24 * HOUR
+    return int(start.timestamp() * 1000), int(start.timestamp() * 1000) + days * 24 * HOUR_MS
 
 
 @pytest.fixture
@@ -86,7 +85,7 @@ async def traffic(client: AsyncTestClient[Any], database: Database, programme: P
     ago (the rest is the raw tail). Returns the second partner's id."""
     other, _ = await add_partner_with_link(client, programme, "Other blog")
     end = now_ms()
-    await generate(database, 4_000, 400, end - 3 * 24 * HOUR, end, seed=7)
+    await generate(database, 4_000, 400, end - 3 * 24 * HOUR_MS, end, seed=7)
     assert await fold_closed_hours(database) > 0
     return int(other["id"])
 
@@ -278,8 +277,8 @@ async def test_a_dst_day_in_the_viewers_zone_counts_its_23_hours(
     local_end = datetime(2026, 3, 30, tzinfo=berlin)
     start_ms = int(local_start.timestamp() * 1000)
     end_ms = int(local_end.timestamp() * 1000)
-    assert end_ms - start_ms == 23 * HOUR
-    await generate(database, 2_000, 200, start_ms - 3 * HOUR, end_ms + 3 * HOUR, seed=3)
+    assert end_ms - start_ms == 23 * HOUR_MS
+    await generate(database, 2_000, 200, start_ms - 3 * HOUR_MS, end_ms + 3 * HOUR_MS, seed=3)
     await fold_closed_hours(database)
     await sign_in(client, database)
     params = {
@@ -358,8 +357,8 @@ async def test_fold_is_incremental_and_exactly_once(
     database: Database, programme: Programme
 ) -> None:
     end = now_ms()
-    await generate(database, 1_000, 0, end - 6 * HOUR, end, seed=5)
-    first = await fold_closed_hours(database, at_ms=end - 3 * HOUR)
+    await generate(database, 1_000, 0, end - 6 * HOUR_MS, end, seed=5)
+    first = await fold_closed_hours(database, at_ms=end - 3 * HOUR_MS)
     second = await fold_closed_hours(database, at_ms=end)
     assert first > 0
     assert second > 0
@@ -372,7 +371,7 @@ async def test_fold_is_incremental_and_exactly_once(
     )
     raw = await scalar(database, "SELECT count(*) FROM clicks WHERE at_ms < :w", w=watermark)
     assert folded == raw
-    day = 24 * HOUR
+    day = 24 * HOUR_MS
     whole_days = await scalar(
         database,
         "SELECT count(*) FROM clicks WHERE at_ms < :d",
@@ -414,14 +413,14 @@ def test_ranges_are_local_days_and_dst_days_have_23_or_25_hours() -> None:
     hours = [bucket.label for bucket in fall_back.buckets()]
     assert len(hours) == 25
     assert hours.count("02:00") == 2  # the hour that happens twice
-    assert fall_back.end_ms - fall_back.start_ms == 25 * HOUR
+    assert fall_back.end_ms - fall_back.start_ms == 25 * HOUR_MS
     assert fall_back.start_ms == int(datetime(2026, 10, 24, 22, tzinfo=UTC).timestamp() * 1000)
     spring = resolve_range("custom", date(2026, 3, 8), date(2026, 3, 8), "America/New_York", None)
     assert len(spring.buckets()) == 23
     week = resolve_range("custom", date(2026, 3, 25), date(2026, 3, 31), "Europe/Berlin", None)
     days = week.buckets()
     assert week.bucket == "day"
-    assert [(d.end_ms - d.start_ms) // HOUR for d in days] == [24, 24, 24, 24, 23, 24, 24]
+    assert [(d.end_ms - d.start_ms) // HOUR_MS for d in days] == [24, 24, 24, 24, 23, 24, 24]
 
 
 def test_presets_follow_the_viewers_calendar() -> None:
@@ -486,7 +485,7 @@ def test_a_running_period_is_compared_with_as_much_of_the_one_before() -> None:
     today = resolve_range("today", None, None, None, None, now=now)
     yesterday = today.previous()
     cut = comparable_end(today, yesterday, int(now.timestamp() * 1000))
-    assert cut - yesterday.start_ms == 10 * HOUR  # 00:00-09:59 of yesterday
+    assert cut - yesterday.start_ms == 10 * HOUR_MS  # 00:00-09:59 of yesterday
     finished = resolve_range("yesterday", None, None, None, None, now=now)
     assert comparable_end(finished, finished.previous(), int(now.timestamp() * 1000)) == (
         finished.previous().end_ms

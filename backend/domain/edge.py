@@ -12,6 +12,7 @@ from urllib.parse import urlencode, urlsplit
 
 import msgspec
 
+from backend.core.clock import DAY_S
 from backend.core.ids import ClickIdSigner, new_event_id
 from backend.core.money import MoneyError, check_amount, normalise_currency, parse_amount
 from backend.domain.events import (
@@ -167,7 +168,7 @@ def build_click(
     redirect = Redirect(
         location=with_query_param(landing, "ct_click", click_id),
         click_id=click_id,
-        cookie_max_age_s=link.window_days * 86_400,
+        cookie_max_age_s=link.window_days * DAY_S,
     )
     return redirect, event
 
