@@ -13,14 +13,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from litestar.testing import AsyncTestClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from backend.core.clock import HOUR_MS, now_ms
 from backend.core.settings import Settings
 from backend.domain.reports.overview import comparable_end
 from backend.domain.reports.ranges import RangeError, resolve_range
 from backend.storage.db.engine import Database
-from backend.storage.rollups.by_dimension import fold_closed_hours
+from backend.storage.rollups.by_dimension import CLICKS, fold_closed_hours
+from backend.storage.rollups.measures import CLICK_COUNTERS, click_counters
 from backend.tooling.bench.report_data import generate
 from backend.web.pages.export import neutralise
 from backend.worker.consumer import StreamConsumer
@@ -117,6 +118,42 @@ async def test_overview_tiles_equal_raw_counts(
     daily = csv_rows((await client.get("/", params={"range": "7d", "format": "csv"})).text)
     assert len(daily) == 7
     assert sum(int(row["clicks"]) for row in daily) == clicks
+
+
+async def test_hourly_stats_count_clicks_as_the_raw_rows_do(
+    database: Database, traffic: int
+) -> None:
+    """The rollup's rows (written click by click through ``measures.click_counts``) and the
+    raw-row reports (``measures.click_counters`` in SQL) define each counter alike."""
+    sums = ", ".join(f"sum({name})" for name in CLICK_COUNTERS)
+    async with database.session() as session:
+        hourly = (await session.execute(text(f"SELECT {sums} FROM stats_hourly"))).one()  # noqa: S608
+        raw = (await session.execute(select(*click_counters(CLICKS.c)))).one()
+    assert tuple(hourly) == tuple(raw)
+    assert all(raw)
+
+
+@pytest.mark.parametrize("group_by", ["day", "partner", "campaign", "link"])
+async def test_stats_api_rows_add_up_to_its_totals_and_the_raw_rows(
+    client: AsyncTestClient[Any],
+    database: Database,
+    programme: Programme,
+    traffic: int,
+    group_by: str,
+) -> None:
+    answer = await client.get(f"/api/v1/stats?group_by={group_by}", headers=programme.headers)
+    assert answer.status_code == 200
+    report = answer.json()
+    start, end = utc_day_range(7)
+    span = {"start": start, "end": end}
+    totals = report["totals"]
+    assert totals["clicks"] == await scalar(database, CLICKS_IN_SPAN + " AND flags = ''", **span)
+    assert totals["conversions"] == await scalar(database, CONVERSIONS_IN_SPAN, **span)
+    keys = [row["key"] for row in report["rows"]]
+    assert keys == sorted(keys)
+    assert len(keys) > 1
+    for name in ("clicks", "unique_clicks", "bot_clicks", "flagged_clicks", "conversions"):
+        assert sum(row["totals"][name] for row in report["rows"]) == totals[name]
 
 
 @pytest.mark.parametrize(

@@ -252,7 +252,7 @@ async def verification(
             _selected(key),
             v.currency,
             v.verified,
-            *money_counters(v)[:2],
+            *money_counters(v)[:2],  # conversions, revenue_minor
         )
         .where(v.at_ms >= start_ms, v.at_ms < end_ms, v.status.in_(_statuses(counted=True)))
         .group_by(*_given(bucket, key), v.currency, v.verified)
