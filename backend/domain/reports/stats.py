@@ -79,7 +79,7 @@ def _totals(metrics: Metrics, split: dict[str, Verification]) -> Totals:
         for code, money in sorted(metrics.money.items())
     ]
     single = by_currency[0] if len(by_currency) == 1 else None
-    none = 0 if not by_currency else None  # a sum over several currencies is no figure
+    none = 0 if not by_currency else None  # nothing sold: 0; several currencies: no one sum
     return Totals(
         clicks=metrics.clicks,
         unique_clicks=metrics.unique_clicks,
@@ -129,9 +129,7 @@ async def stats_report(
     overall_split: dict[str, Verification] = {}
     for split in splits.values():
         for currency, counts in split.items():
-            merged = overall_split.setdefault(currency, Verification())
-            merged.add(True, counts.verified_conversions, counts.verified_revenue_minor)
-            merged.add(False, counts.unverified_conversions, counts.unverified_revenue_minor)
+            overall_split.setdefault(currency, Verification()).merge(counts)
     rows = (
         [
             StatsRow(

@@ -166,3 +166,7 @@ class Verification:
         else:
             self.unverified_conversions += conversions
             self.unverified_revenue_minor += revenue
+
+    def merge(self, other: Verification) -> None:
+        self.add(True, other.verified_conversions, other.verified_revenue_minor)
+        self.add(False, other.unverified_conversions, other.unverified_revenue_minor)
