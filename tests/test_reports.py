@@ -13,14 +13,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from litestar.testing import AsyncTestClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 
-from backend.core.clock import now_ms
+from backend.core.clock import HOUR_MS, now_ms
 from backend.core.settings import Settings
 from backend.domain.reports.overview import comparable_end
 from backend.domain.reports.ranges import RangeError, resolve_range
 from backend.storage.db.engine import Database
-from backend.storage.rollups.by_dimension import fold_closed_hours
+from backend.storage.rollups.by_dimension import CLICKS, fold_closed_hours
+from backend.storage.rollups.measures import CLICK_COUNTERS, click_counters
 from backend.tooling.bench.report_data import generate
 from backend.web.pages.export import neutralise
 from backend.worker.consumer import StreamConsumer
@@ -35,7 +36,6 @@ from tests.support import (
     sign_in,
 )
 
-HOUR = 3_600_000
 CLICKS_IN_SPAN = "SELECT count(*) FROM clicks WHERE at_ms >= :start AND at_ms < :end"
 CONVERSIONS_IN_SPAN = (
     "SELECT count(*) FROM conversions WHERE at_ms >= :start AND at_ms < :end"
@@ -77,7 +77,7 @@ def csv_rows(body: str) -> list[dict[str, str]]:
 def utc_day_range(days: int) -> tuple[int, int]:
     today = datetime.now(UTC).date()
     start = datetime.combine(today - timedelta(days=days - 1), datetime.min.time(), UTC)
-    return int(start.timestamp() * 1000), int(start.timestamp() * 1000) + days * 24 * HOUR
+    return int(start.timestamp() * 1000), int(start.timestamp() * 1000) + days * 24 * HOUR_MS
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ async def traffic(client: AsyncTestClient[Any], database: Database, programme: P
     ago (the rest is the raw tail). Returns the second partner's id."""
     other, _ = await add_partner_with_link(client, programme, "Other blog")
     end = now_ms()
-    await generate(database, 4_000, 400, end - 3 * 24 * HOUR, end, seed=7)
+    await generate(database, 4_000, 400, end - 3 * 24 * HOUR_MS, end, seed=7)
     assert await fold_closed_hours(database) > 0
     return int(other["id"])
 
@@ -118,6 +118,42 @@ async def test_overview_tiles_equal_raw_counts(
     daily = csv_rows((await client.get("/", params={"range": "7d", "format": "csv"})).text)
     assert len(daily) == 7
     assert sum(int(row["clicks"]) for row in daily) == clicks
+
+
+async def test_hourly_stats_count_clicks_as_the_raw_rows_do(
+    database: Database, traffic: int
+) -> None:
+    """The rollup's rows (written click by click through ``measures.click_counts``) and the
+    raw-row reports (``measures.click_counters`` in SQL) define each counter alike."""
+    sums = ", ".join(f"sum({name})" for name in CLICK_COUNTERS)
+    async with database.session() as session:
+        hourly = (await session.execute(text(f"SELECT {sums} FROM stats_hourly"))).one()  # noqa: S608
+        raw = (await session.execute(select(*click_counters(CLICKS.c)))).one()
+    assert tuple(hourly) == tuple(raw)
+    assert all(raw)
+
+
+@pytest.mark.parametrize("group_by", ["day", "partner", "campaign", "link"])
+async def test_stats_api_rows_add_up_to_its_totals_and_the_raw_rows(
+    client: AsyncTestClient[Any],
+    database: Database,
+    programme: Programme,
+    traffic: int,
+    group_by: str,
+) -> None:
+    answer = await client.get(f"/api/v1/stats?group_by={group_by}", headers=programme.headers)
+    assert answer.status_code == 200
+    report = answer.json()
+    start, end = utc_day_range(7)
+    span = {"start": start, "end": end}
+    totals = report["totals"]
+    assert totals["clicks"] == await scalar(database, CLICKS_IN_SPAN + " AND flags = ''", **span)
+    assert totals["conversions"] == await scalar(database, CONVERSIONS_IN_SPAN, **span)
+    keys = [row["key"] for row in report["rows"]]
+    assert keys == sorted(keys)
+    assert len(keys) > 1
+    for name in ("clicks", "unique_clicks", "bot_clicks", "flagged_clicks", "conversions"):
+        assert sum(row["totals"][name] for row in report["rows"]) == totals[name]
 
 
 @pytest.mark.parametrize(
@@ -278,8 +314,8 @@ async def test_a_dst_day_in_the_viewers_zone_counts_its_23_hours(
     local_end = datetime(2026, 3, 30, tzinfo=berlin)
     start_ms = int(local_start.timestamp() * 1000)
     end_ms = int(local_end.timestamp() * 1000)
-    assert end_ms - start_ms == 23 * HOUR
-    await generate(database, 2_000, 200, start_ms - 3 * HOUR, end_ms + 3 * HOUR, seed=3)
+    assert end_ms - start_ms == 23 * HOUR_MS
+    await generate(database, 2_000, 200, start_ms - 3 * HOUR_MS, end_ms + 3 * HOUR_MS, seed=3)
     await fold_closed_hours(database)
     await sign_in(client, database)
     params = {
@@ -358,8 +394,8 @@ async def test_fold_is_incremental_and_exactly_once(
     database: Database, programme: Programme
 ) -> None:
     end = now_ms()
-    await generate(database, 1_000, 0, end - 6 * HOUR, end, seed=5)
-    first = await fold_closed_hours(database, at_ms=end - 3 * HOUR)
+    await generate(database, 1_000, 0, end - 6 * HOUR_MS, end, seed=5)
+    first = await fold_closed_hours(database, at_ms=end - 3 * HOUR_MS)
     second = await fold_closed_hours(database, at_ms=end)
     assert first > 0
     assert second > 0
@@ -372,7 +408,7 @@ async def test_fold_is_incremental_and_exactly_once(
     )
     raw = await scalar(database, "SELECT count(*) FROM clicks WHERE at_ms < :w", w=watermark)
     assert folded == raw
-    day = 24 * HOUR
+    day = 24 * HOUR_MS
     whole_days = await scalar(
         database,
         "SELECT count(*) FROM clicks WHERE at_ms < :d",
@@ -414,14 +450,14 @@ def test_ranges_are_local_days_and_dst_days_have_23_or_25_hours() -> None:
     hours = [bucket.label for bucket in fall_back.buckets()]
     assert len(hours) == 25
     assert hours.count("02:00") == 2  # the hour that happens twice
-    assert fall_back.end_ms - fall_back.start_ms == 25 * HOUR
+    assert fall_back.end_ms - fall_back.start_ms == 25 * HOUR_MS
     assert fall_back.start_ms == int(datetime(2026, 10, 24, 22, tzinfo=UTC).timestamp() * 1000)
     spring = resolve_range("custom", date(2026, 3, 8), date(2026, 3, 8), "America/New_York", None)
     assert len(spring.buckets()) == 23
     week = resolve_range("custom", date(2026, 3, 25), date(2026, 3, 31), "Europe/Berlin", None)
     days = week.buckets()
     assert week.bucket == "day"
-    assert [(d.end_ms - d.start_ms) // HOUR for d in days] == [24, 24, 24, 24, 23, 24, 24]
+    assert [(d.end_ms - d.start_ms) // HOUR_MS for d in days] == [24, 24, 24, 24, 23, 24, 24]
 
 
 def test_presets_follow_the_viewers_calendar() -> None:
@@ -486,7 +522,7 @@ def test_a_running_period_is_compared_with_as_much_of_the_one_before() -> None:
     today = resolve_range("today", None, None, None, None, now=now)
     yesterday = today.previous()
     cut = comparable_end(today, yesterday, int(now.timestamp() * 1000))
-    assert cut - yesterday.start_ms == 10 * HOUR  # 00:00-09:59 of yesterday
+    assert cut - yesterday.start_ms == 10 * HOUR_MS  # 00:00-09:59 of yesterday
     finished = resolve_range("yesterday", None, None, None, None, now=now)
     assert comparable_end(finished, finished.previous(), int(now.timestamp() * 1000)) == (
         finished.previous().end_ms

@@ -27,6 +27,7 @@ from backend.core.settings import Settings
 from backend.domain.auth import generate_api_key, hash_api_key
 from backend.storage.db.engine import Database
 from backend.storage.db.models import ApiKey
+from backend.storage.rollups.measures import STORED_CLICKS
 from backend.tooling.bench.traffic import (
     BROWSERS,
     LANGUAGES,
@@ -234,8 +235,7 @@ async def _totals(client: httpx.AsyncClient) -> dict[str, Any]:
 
 def _counts(totals: dict[str, Any]) -> tuple[int, int]:
     """All clicks (people and bots) and all conversions in a stats answer."""
-    clicks = int(totals["clicks"]) + int(totals["bot_clicks"]) + int(totals["flagged_clicks"])
-    return clicks, int(totals["conversions"])
+    return sum(int(totals[name]) for name in STORED_CLICKS), int(totals["conversions"])
 
 
 async def wait_for_worker(

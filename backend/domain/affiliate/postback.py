@@ -17,6 +17,7 @@ import secrets
 
 from redis.asyncio import Redis
 
+from backend.core.clock import DAY_MS
 from backend.storage.db.models import Merchant
 from backend.storage.redis_client import REQUEST_TIMEOUT_S
 
@@ -27,7 +28,7 @@ REPLAY_TTL_S = 2 * TOLERANCE_S + 60
 # How long a claim holds before its request has done its work (and confirms it); a sender told
 # to retry (503) waits at least this long.
 CLAIM_HOLD_S = 30
-GRACE_MS = 24 * 3_600_000
+GRACE_MS = DAY_MS
 _SIGNATURE = re.compile(r"t=(\d{1,12}),v1=([0-9a-f]{64})")
 
 

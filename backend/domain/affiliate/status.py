@@ -24,6 +24,7 @@ from backend.domain.affiliate.commission import rule_commission
 from backend.domain.quality.flags import Flag
 from backend.storage.db.models import Conversion, ConversionChange, ConversionStatus, StatsHourly
 from backend.storage.rollups.by_dimension import correct_commission
+from backend.storage.rollups.measures import COUNTED as COUNTED  # the worker imports it here
 
 ALLOWED = frozenset(
     {
@@ -32,7 +33,6 @@ ALLOWED = frozenset(
         (ConversionStatus.APPROVED, ConversionStatus.REVERSED),
     }
 )
-COUNTED = frozenset({ConversionStatus.PENDING, ConversionStatus.APPROVED})
 AUTO_APPROVAL = "auto-approval"
 POSTBACK = "postback"
 MAX_REASON = 500

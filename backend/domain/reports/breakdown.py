@@ -10,9 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.scope import Viewer
 from backend.domain.reports.dimensions import Filters
-from backend.domain.reports.metrics import Metrics, collect, names
+from backend.domain.reports.metrics import collect, names
 from backend.domain.reports.ranges import DateRange
 from backend.storage.rollups.dimensions import Dimension
+from backend.storage.rollups.measures import Metrics
 
 SORTS = (
     "name",

@@ -1,119 +1,49 @@
-"""Report figures for a range, filters and grouping, read from the cheapest exact source.
+"""The report query engine: figures for a range, filters, grouping and time buckets, read from
+the cheapest exact source.
 
-- ``stats_hourly`` when only ids filter and group (totals, charts, partner/campaign/link):
-  always fresh, a few rows per hour.
+- ``stats_hourly`` when only ids filter and group (totals, charts, partner/campaign/link, the
+  stats API): always fresh, a few rows per hour.
 - ``dimension_hourly`` below the rollup watermark plus raw rows above it, when one text
   dimension is involved (by referrer, or filtered to one sub-id) with at most a partner
   filter: exact and fresh, and a scan of raw rows for the last hour or so only.
 - raw clicks and conversions otherwise (several text filters at once, or a campaign or link
   filter with a text dimension): exact, and as fast as the range is small.
 
-Every statement passes ``Viewer.restrict``, so a partner's figures never include anyone else.
+What each figure counts is ``backend.storage.rollups.measures``'. Every statement passes
+``Viewer.restrict``, so a partner's figures never include anyone else.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Select, Table, func, literal, null, select
+from sqlalchemy import Select, Table, literal, null, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.core.clock import HOUR_MS
 from backend.core.ids import click_id_floor
 from backend.core.scope import Viewer
-from backend.domain.affiliate.status import COUNTED
 from backend.domain.reports.dimensions import Filters
 from backend.storage.db.models import Campaign, ConversionStatus, Link, Partner, StatsHourly
 from backend.storage.rollups.by_dimension import CLICKS, CONVERSIONS, ROLLUP, read_watermark, spans
 from backend.storage.rollups.dimensions import DIMENSIONS, Dimension
-from backend.storage.rollups.sql import (
+from backend.storage.rollups.measures import (
+    CLICK_COUNTERS,
+    COUNTED,
+    COUNTERS,
+    MONEY_COUNTERS,
+    Metrics,
+    Verification,
     click_counters,
-    exact_sum,
-    hour_of,
     money_counters,
-    or_empty,
-    or_zero,
+    total,
 )
+from backend.storage.rollups.sql import bucket_of, or_empty, or_zero
 
 STATS: Table = StatsHourly.__table__  # type: ignore[assignment]
-COUNTERS = (
-    "clicks",
-    "unique_clicks",
-    "bot_clicks",
-    "flagged_clicks",
-    "impressions",
-    "conversions",
-    "revenue_minor",
-    "commission_minor",
-)
-MONEY = frozenset({"revenue_minor", "commission_minor"})
 Source = Literal["stats", "rollup", "raw"]
-Key = tuple[int | None, Any]
-
-
-@dataclass
-class Metrics:
-    """Counts that add up across currencies, and money kept apart by currency."""
-
-    clicks: int = 0
-    unique_clicks: int = 0
-    bot_clicks: int = 0
-    flagged_clicks: int = 0
-    impressions: int = 0
-    conversions: int = 0
-    money: dict[str, list[int]] = field(default_factory=dict)  # currency: [revenue, commission]
-
-    def add(self, currency: str, values: tuple[int, ...], sign: int = 1) -> None:
-        clicks, unique, bots, flagged, impressions, conversions, revenue, commission = values
-        self.clicks += sign * clicks
-        self.unique_clicks += sign * unique
-        self.bot_clicks += sign * bots
-        self.flagged_clicks += sign * flagged
-        self.impressions += sign * impressions
-        self.conversions += sign * conversions
-        if conversions or revenue or commission:
-            bucket = self.money.setdefault(currency, [0, 0])
-            bucket[0] += sign * revenue
-            bucket[1] += sign * commission
-
-    def merge(self, other: Metrics) -> None:
-        for name in ("clicks", "unique_clicks", "bot_clicks", "flagged_clicks", "impressions"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.conversions += other.conversions
-        for currency, (revenue, commission) in other.money.items():
-            bucket = self.money.setdefault(currency, [0, 0])
-            bucket[0] += revenue
-            bucket[1] += commission
-
-    @property
-    def currencies(self) -> list[str]:
-        return sorted(
-            code for code, (revenue, commission) in self.money.items() if revenue or commission
-        )
-
-    def revenue(self, currency: str) -> int:
-        return self.money.get(currency, [0, 0])[0]
-
-    def commission(self, currency: str) -> int:
-        return self.money.get(currency, [0, 0])[1]
-
-    @property
-    def ctr(self) -> float | None:
-        return self.clicks / self.impressions if self.impressions else None
-
-    @property
-    def conversion_rate(self) -> float | None:
-        return self.conversions / self.clicks if self.clicks else None
-
-    def epc(self, currency: str) -> float | None:
-        """Earnings (commission) per billable click, in minor units."""
-        return self.commission(currency) / self.clicks if self.clicks else None
-
-
-def _sum(column: Any) -> Any:
-    """The sum of a rollup column: exact for money, which a sum could take past 64 bits."""
-    return exact_sum(column) if column.name in MONEY else func.coalesce(func.sum(column), 0)
+Key = tuple[int | None, Any]  # (the bucket's start, or None; the group's key, or None)
 
 
 def plan(filters: Filters, group: Dimension | None) -> Source:
@@ -126,24 +56,42 @@ def plan(filters: Filters, group: Dimension | None) -> Source:
     return "raw"
 
 
+def _bucket(at_ms: Any, bucket_ms: int | None, aligned_ms: int = 1) -> Any:
+    """The start of each row's bucket, or None when figures are not bucketed; a column already
+    aligned to ``aligned_ms`` (a rollup's hour) is its own bucket of that size."""
+    if bucket_ms is None:
+        return None
+    return at_ms if bucket_ms == aligned_ms else bucket_of(at_ms, bucket_ms)
+
+
+def _selected(column: Any) -> Any:
+    return null() if column is None else column
+
+
+def _given(*columns: Any) -> list[Any]:
+    return [column for column in columns if column is not None]
+
+
 def _stats(
-    viewer: Viewer, start: int, end: int, filters: Filters, group: Dimension | None, by_hour: bool
+    viewer: Viewer,
+    start: int,
+    end: int,
+    filters: Filters,
+    group: Dimension | None,
+    bucket_ms: int | None,
 ) -> Select[Any]:
     t = STATS.c
+    bucket = _bucket(t.hour_ms, bucket_ms, HOUR_MS)
+    key = t[group.column] if group else None
     statement = select(
-        t.hour_ms if by_hour else null(),
-        t[group.column] if group else null(),
+        _selected(bucket),
+        _selected(key),
         t.currency,
-        *(_sum(t[name]) for name in COUNTERS),
+        *(total(t[name]) for name in COUNTERS),
     ).where(t.hour_ms >= start, t.hour_ms < end)
     for name, value in filters.ids.items():
         statement = statement.where(t[DIMENSIONS[name].column] == value)
-    grouping = [
-        t.currency,
-        *([t.hour_ms] if by_hour else []),
-        *([t[group.column]] if group else []),
-    ]
-    return viewer.restrict(statement.group_by(*grouping), t.partner_id)
+    return viewer.restrict(statement.group_by(t.currency, *_given(bucket, key)), t.partner_id)
 
 
 def _rollup(
@@ -152,48 +100,55 @@ def _rollup(
     end: int,
     filters: Filters,
     group: Dimension | None,
-    by_hour: bool,
+    bucket_ms: int | None,
     span_hours: int,
 ) -> Select[Any]:
     t = ROLLUP.c
     (text,) = set(filters.texts) | ({group.name} if group and not group.is_id else set())
-    key = (t.value if not group.is_id else t.partner_id) if group else null()
+    bucket = _bucket(t.hour_ms, bucket_ms, HOUR_MS)
+    key = (t.value if not group.is_id else t.partner_id) if group else None
     statement = select(
-        t.hour_ms if by_hour else null(),
-        key,
+        _selected(bucket),
+        _selected(key),
         t.currency,
-        *(_sum(t[name]) for name in COUNTERS[:4]),
-        literal(0),
-        *(_sum(t[name]) for name in COUNTERS[5:]),
+        *(literal(0) if name == "impressions" else total(t[name]) for name in COUNTERS),
     ).where(t.dimension == text, t.span_hours == span_hours, t.hour_ms >= start, t.hour_ms < end)
     if text in filters.texts:
         statement = statement.where(t.value == filters.texts[text])
     if (partner := filters.id("partner")) is not None:
         statement = statement.where(t.partner_id == partner)
-    grouping = [t.currency, *([t.hour_ms] if by_hour else []), *([key] if group else [])]
-    return viewer.restrict(statement.group_by(*grouping), t.partner_id)
+    return viewer.restrict(statement.group_by(t.currency, *_given(bucket, key)), t.partner_id)
 
 
 def _raw_clicks(
-    viewer: Viewer, start: int, end: int, filters: Filters, group: Dimension | None, by_hour: bool
+    viewer: Viewer,
+    start: int,
+    end: int,
+    filters: Filters,
+    group: Dimension | None,
+    bucket_ms: int | None,
 ) -> Select[Any]:
     c = CLICKS.c
-    key = c[group.column] if group else null()
+    bucket = _bucket(c.at_ms, bucket_ms)
+    key = c[group.column] if group else None
     statement = select(
-        hour_of(c.at_ms) if by_hour else null(),
-        key,
+        _selected(bucket),
+        _selected(key),
         literal(""),
         *click_counters(c),
         literal(0),
-        literal(0),
-        literal(0),
-        literal(0),
+        *(literal(0) for _ in MONEY_COUNTERS),
     ).where(c.click_id >= click_id_floor(start), c.click_id < click_id_floor(end))
     for name, value in {**filters.ids, **filters.texts}.items():
         statement = statement.where(c[DIMENSIONS[name].column] == value)
-    grouping = [*([hour_of(c.at_ms)] if by_hour else []), *([key] if group else [])]
-    statement = statement.group_by(*grouping) if grouping else statement
+    if grouping := _given(bucket, key):
+        statement = statement.group_by(*grouping)
     return viewer.restrict(statement, c.partner_id)
+
+
+def _statuses(counted: bool) -> list[str]:
+    wanted = COUNTED if counted else frozenset(ConversionStatus) - COUNTED
+    return sorted(status.value for status in wanted)
 
 
 def _raw_conversions(
@@ -202,27 +157,23 @@ def _raw_conversions(
     end: int,
     filters: Filters,
     group: Dimension | None,
-    by_hour: bool,
+    bucket_ms: int | None,
     counted: bool,
 ) -> Select[Any]:
     v, c = CONVERSIONS.c, CLICKS.c
+    bucket = _bucket(v.at_ms, bucket_ms)
     if group is None:
-        key: Any = null()
+        key: Any = None
     elif group.is_id:
         key = or_zero(v[group.column])
     else:
         key = or_empty(c[group.column])
-    wanted = COUNTED if counted else frozenset(ConversionStatus) - COUNTED
-    statuses = sorted(status.value for status in wanted)
     statement = (
         select(
-            hour_of(v.at_ms) if by_hour else null(),
-            key,
+            _selected(bucket),
+            _selected(key),
             v.currency,
-            literal(0),
-            literal(0),
-            literal(0),
-            literal(0),
+            *(literal(0) for _ in CLICK_COUNTERS),
             literal(0),
             *money_counters(v),
         )
@@ -230,15 +181,14 @@ def _raw_conversions(
         .where(
             v.at_ms >= start,
             v.at_ms < end,
-            v.status.in_(statuses),
+            v.status.in_(_statuses(counted)),
         )
     )
     for name, value in filters.ids.items():
         statement = statement.where(v[DIMENSIONS[name].column] == value)
     for name, text in filters.texts.items():
         statement = statement.where(c[DIMENSIONS[name].column] == text)
-    grouping = [v.currency, *([hour_of(v.at_ms)] if by_hour else []), *([key] if group else [])]
-    return viewer.restrict(statement.group_by(*grouping), v.partner_id)
+    return viewer.restrict(statement.group_by(v.currency, *_given(bucket, key)), v.partner_id)
 
 
 async def collect(
@@ -249,10 +199,11 @@ async def collect(
     filters: Filters,
     group: Dimension | None = None,
     *,
-    by_hour: bool = False,
+    bucket_ms: int | None = None,
 ) -> dict[Key, Metrics]:
-    """Figures for ``[start_ms, end_ms)`` (whole hours) by (hour or None, group key or None)."""
-    args = (viewer, start_ms, end_ms, filters, group, by_hour)
+    """Figures for ``[start_ms, end_ms)`` (whole hours) by (bucket start or None, group key or
+    None); ``bucket_ms``: ``HOUR_MS`` or ``DAY_MS`` (UTC days), or None for the whole range."""
+    args = (viewer, start_ms, end_ms, filters, group, bucket_ms)
     statements: list[tuple[Select[Any], int]] = []
     source = plan(filters, group)
     if source == "stats":
@@ -263,19 +214,55 @@ async def collect(
             watermark = await read_watermark(session) or start_ms
             tail = max(start_ms, min(end_ms, watermark))
             if tail > start_ms:
-                pieces = [(start_ms, tail, 1)] if by_hour else spans(start_ms, tail)
+                hourly = bucket_ms == HOUR_MS
+                pieces = [(start_ms, tail, 1)] if hourly else spans(start_ms, tail)
                 for piece_start, piece_end, span_hours in pieces:
-                    piece = (viewer, piece_start, piece_end, filters, group, by_hour)
+                    piece = (viewer, piece_start, piece_end, filters, group, bucket_ms)
                     statements.append((_rollup(*piece, span_hours), 1))
-                folded = (viewer, start_ms, tail, filters, group, by_hour)
+                folded = (viewer, start_ms, tail, filters, group, bucket_ms)
                 statements.append((_raw_conversions(*folded, counted=False), -1))
         if end_ms > tail:
-            fresh = (viewer, tail, end_ms, filters, group, by_hour)
+            fresh = (viewer, tail, end_ms, filters, group, bucket_ms)
             statements += [(_raw_clicks(*fresh), 1), (_raw_conversions(*fresh, counted=True), 1)]
     result: dict[Key, Metrics] = defaultdict(Metrics)
     for statement, sign in statements:
-        for hour, key, currency, *values in (await session.execute(statement)).all():
-            result[(hour, key)].add(currency, tuple(int(value) for value in values), sign)
+        for bucket, key, currency, *values in (await session.execute(statement)).all():
+            result[(bucket, key)].add(currency, tuple(int(value) for value in values), sign)
+    return dict(result)
+
+
+async def verification(
+    session: AsyncSession,
+    viewer: Viewer,
+    start_ms: int,
+    end_ms: int,
+    group: Dimension | None = None,
+    *,
+    bucket_ms: int | None = None,
+) -> dict[Key, dict[str, Verification]]:
+    """Counted conversions by verification, keyed as ``collect``'s figures (``group``: an id
+    dimension), then by currency. The rollups have no such dimension: this is counted from the
+    conversions themselves (which are never purged)."""
+    v = CONVERSIONS.c
+    bucket = _bucket(v.at_ms, bucket_ms)
+    key = or_zero(v[group.column]) if group else None
+    statement = (
+        select(
+            _selected(bucket),
+            _selected(key),
+            v.currency,
+            v.verified,
+            *money_counters(v)[:2],  # conversions, revenue_minor
+        )
+        .where(v.at_ms >= start_ms, v.at_ms < end_ms, v.status.in_(_statuses(counted=True)))
+        .group_by(*_given(bucket, key), v.currency, v.verified)
+    )
+    result: dict[Key, dict[str, Verification]] = defaultdict(dict)
+    for row_bucket, row_key, currency, verified, conversions, revenue in (
+        await session.execute(viewer.restrict(statement, v.partner_id))
+    ).all():
+        split = result[(row_bucket, row_key)].setdefault(currency, Verification())
+        split.add(bool(verified), int(conversions), int(revenue))
     return dict(result)
 
 

@@ -10,8 +10,9 @@ from backend.core.clock import HOUR_MS, now_ms
 from backend.core.money import format_minor
 from backend.core.scope import Viewer
 from backend.domain.reports.dimensions import Filters
-from backend.domain.reports.metrics import Metrics, collect, totals
+from backend.domain.reports.metrics import collect, totals
 from backend.domain.reports.ranges import DateRange
+from backend.storage.rollups.measures import Metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +120,9 @@ def comparable_end(period: DateRange, before: DateRange, at_ms: int) -> int:
 async def overview_report(
     session: AsyncSession, viewer: Viewer, period: DateRange, filters: Filters
 ) -> OverviewReport:
-    hourly = await collect(session, viewer, period.start_ms, period.end_ms, filters, by_hour=True)
+    hourly = await collect(
+        session, viewer, period.start_ms, period.end_ms, filters, bucket_ms=HOUR_MS
+    )
     before = period.previous()
     previous = await totals(
         session, viewer, before.start_ms, comparable_end(period, before, now_ms()), filters

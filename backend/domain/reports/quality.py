@@ -41,7 +41,7 @@ async def quality_report(
     stored = 0
     by_flag: Counter[str] = Counter()
     for (_, flags), metrics in figures.items():
-        count = metrics.clicks + metrics.bot_clicks + metrics.flagged_clicks
+        count = metrics.stored_clicks
         stored += count
         for flag in filter(None, str(flags).split(",")):
             by_flag[flag] += count

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Table, and_, delete, func, insert, literal, o
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from backend.core.clock import DAY_MS, HOUR_MS, now_ms
+from backend.core.clock import DAY_MS, HOUR_MS, MINUTE_MS, now_ms
 from backend.core.ids import click_id_floor
 from backend.storage.db.engine import Database
 from backend.storage.db.models import (
@@ -34,25 +34,23 @@ from backend.storage.db.models import (
     RollupWatermark,
 )
 from backend.storage.rollups.dimensions import TEXT_DIMENSIONS
-from backend.storage.rollups.sql import click_counters, hour_of, money_counters, or_empty, or_zero
+from backend.storage.rollups.measures import (
+    CLICK_COUNTERS,
+    MONEY_COUNTERS,
+    click_counters,
+    money_counters,
+)
+from backend.storage.rollups.sql import hour_of, or_empty, or_zero
 
 log = logging.getLogger(__name__)
 WATERMARK = "dimension_hourly"
-GRACE_MS = 5 * 60_000
+GRACE_MS = 5 * MINUTE_MS
 HOURS_PER_TRANSACTION = 24
 ROLLUP: Table = DimensionHourly.__table__  # type: ignore[assignment]
 CLICKS: Table = Click.__table__  # type: ignore[assignment]
 CONVERSIONS: Table = Conversion.__table__  # type: ignore[assignment]
 REPAIRS: Table = RollupRepair.__table__  # type: ignore[assignment]
-COUNTER_COLUMNS = [
-    "clicks",
-    "unique_clicks",
-    "bot_clicks",
-    "flagged_clicks",
-    "conversions",
-    "revenue_minor",
-    "commission_minor",
-]
+COUNTER_COLUMNS = [*CLICK_COUNTERS, *MONEY_COUNTERS]  # stats_hourly's but impressions
 COLUMNS = [
     "hour_ms",
     "span_hours",
@@ -101,9 +99,7 @@ async def _fold_clicks(connection: AsyncConnection, start_ms: int, end_ms: int) 
                 clicks.partner_id,
                 literal(""),
                 *click_counters(clicks),
-                literal(0),
-                literal(0),
-                literal(0),
+                *(literal(0) for _ in MONEY_COUNTERS),
             )
             .where(
                 clicks.click_id >= click_id_floor(start_ms),
@@ -128,10 +124,7 @@ async def _fold_conversions(connection: AsyncConnection, start_ms: int, end_ms: 
                 or_empty(value),
                 or_zero(conversions.partner_id),
                 conversions.currency,
-                literal(0),
-                literal(0),
-                literal(0),
-                literal(0),
+                *(literal(0) for _ in CLICK_COUNTERS),
                 *money_counters(conversions, exact=False),
             )
             .select_from(CONVERSIONS.outerjoin(CLICKS, clicks.click_id == conversions.click_id))

@@ -1,13 +1,12 @@
-"""SQL aggregates shared by the rollup fold and the raw-row reports, so the two count alike
-(and as the worker's hourly stats do: a click is billable, a bot's, or flagged, once)."""
+"""SQL building blocks of the rollups and the reports: time buckets, exact money sums, and the
+defaults of an unattributed conversion's columns (what is counted is ``measures``')."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Dialect, String, TypeDecorator, and_, case, func, literal_column
+from sqlalchemy import BigInteger, Dialect, String, TypeDecorator, func, literal_column
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -25,20 +24,6 @@ def bucket_of(at_ms: Any, size_ms: int) -> Any:
 def hour_of(at_ms: Any) -> Any:
     """The start of the UTC hour of an epoch-milliseconds column."""
     return bucket_of(at_ms, HOUR_MS)
-
-
-def _count_where(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-
-def click_counters(clicks: Any) -> list[ColumnElement[Any]]:
-    """clicks (billable), unique_clicks, bot_clicks, flagged_clicks of raw click rows."""
-    return [
-        _count_where(clicks.flags == ""),
-        _count_where(clicks.is_unique.is_(True)),
-        _count_where(clicks.is_bot.is_(True)),
-        _count_where(and_(clicks.flags != "", clicks.is_bot.is_(False))),
-    ]
 
 
 class _ExactTotal(TypeDecorator[int]):
@@ -78,17 +63,6 @@ def _exact_sum_sqlite(element: exact_sum, compiler: SQLCompiler, **kw: Any) -> s
         f"printf('%d:%d', coalesce(sum(({value}) >> 32), 0),"
         f" coalesce(sum(({value}) & 4294967295), 0))"
     )
-
-
-def money_counters(conversions: Any, exact: bool = True) -> list[ColumnElement[Any]]:
-    """conversions, revenue_minor, commission_minor of raw conversion rows; ``exact=False``
-    for the SQL sums an ``INSERT ... SELECT`` writes into a 64-bit column."""
-    total = exact_sum if exact else (lambda column: func.coalesce(func.sum(column), 0))
-    return [
-        func.count(),
-        total(conversions.amount_minor),
-        total(conversions.commission_minor),
-    ]
 
 
 def or_empty(column: Any) -> Any:

@@ -16,10 +16,10 @@ from sqlalchemy import select
 
 from backend.core.clock import HOUR_MS
 from backend.core.ids import ClickIdSigner, new_event_id
-from backend.domain.affiliate.status import COUNTED
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Campaign, ConversionStatus, Link, Merchant
 from backend.storage.rollups.hourly import Delta, counts
+from backend.storage.rollups.measures import COUNTED, click_counts
 from backend.worker.batch import CLICK_COLUMNS, Prepared, Row
 from backend.worker.steps.write import write_batch
 
@@ -93,17 +93,11 @@ def _click(rng: random.Random, signer: ClickIdSigner, link: TargetLink, at_ms: i
 
 
 def _click_delta(row: Row, link: TargetLink) -> Delta:
-    billable = not row["flags"]
     hour_ms = row["at_ms"] // HOUR_MS * HOUR_MS
     key = (hour_ms, link.merchant_id, link.id, link.currency, link.partner_id, link.campaign_id)
     return Delta(
         key,
-        counts(
-            clicks=int(billable),
-            unique_clicks=int(row["is_unique"]),
-            bot_clicks=int(row["is_bot"]),
-            flagged_clicks=int(not billable and not row["is_bot"]),
-        ),
+        counts(**click_counts(row["is_bot"], row["is_unique"], row["flags"])),
     )
 
 
@@ -169,7 +163,7 @@ def _batches(
         batch.deltas[row["click_id"]] = _click_delta(row, link)
         if number in converting:
             credited = row if rng.random() < 0.9 else None
-            converted_at = min(at_ms + rng.randrange(3_600_000), end_ms - 1)
+            converted_at = min(at_ms + rng.randrange(HOUR_MS), end_ms - 1)
             pending.append(_conversion(rng, credited, link, converted_at, number))
         if len(batch.clicks) >= BATCH:
             yield batch

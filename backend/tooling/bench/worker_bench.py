@@ -28,7 +28,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from backend.core.clock import now_ms
+from backend.core.clock import HOUR_MS, MINUTE_MS, now_ms
 from backend.core.ids import ClickIdSigner
 from backend.core.settings import Settings
 from backend.domain.edge import build_click, build_conversion
@@ -49,7 +49,7 @@ from backend.worker.steps.write import Written
 CONVERSION_SHARE = 0.02
 UNATTRIBUTED_SHARE = 0.1  # conversions that arrive without a click id
 VISITORS_PER_CLICK = 0.3  # repeat visitors, so uniqueness has work to do
-SPAN_MS = 2 * 3_600_000  # the events' times cover the last two hours
+SPAN_MS = 2 * HOUR_MS  # the events' times cover the last two hours
 RAW_TABLES = ("clicks", "conversions")
 # Events per stream entry: one web process's group commit under the HTTP benchmark's 64
 # connections held 32 on average (65,783 events in 2,061 writes at 21,900 requests/s).
@@ -176,7 +176,7 @@ async def make_events(
         }
         if rng.random() >= UNATTRIBUTED_SHARE:
             params["clk"] = click.click_id
-        at_ms = min(click.at_ms + rng.randrange(60_000, 1_800_000), end_ms)
+        at_ms = min(click.at_ms + rng.randrange(MINUTE_MS, 30 * MINUTE_MS), end_ms)
         events.append(await build_conversion(catalog, params, Source.PIXEL, visitor, at_ms))
     events.sort(key=lambda event: event.at_ms)
     return events, len(converting)

@@ -19,7 +19,7 @@ from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
-from backend.core.clock import now_ms
+from backend.core.clock import DAY_S, now_ms
 from backend.core.ids import ClickIdSigner
 from backend.core.settings import Settings
 from backend.domain.destinations import expand
@@ -63,6 +63,7 @@ _NOT_FOUND_HEADERS = [
 _beacon_decoder = msgspec.json.Decoder()
 CLICK_COOKIE = "ct_click"
 _PREFLIGHT_FIELDS = frozenset({"m"})
+_PREFLIGHT_MAX_AGE = str(DAY_S).encode()  # browsers may cache a preflight a day
 _UNCOUNTED_REDIRECT = [(b"cache-control", b"no-store"), (b"content-length", b"0")]
 
 
@@ -384,7 +385,7 @@ async def _preflight(
     headers = [
         (b"access-control-allow-methods", b"POST"),
         (b"access-control-allow-headers", b"content-type"),
-        (b"access-control-max-age", b"86400"),
+        (b"access-control-max-age", _PREFLIGHT_MAX_AGE),
         (b"vary", b"Origin"),
     ]
     if allowed:

@@ -16,9 +16,9 @@ from litestar.response import Stream
 
 from backend.core.money import format_minor
 from backend.domain.reports.breakdown import BreakdownReport
-from backend.domain.reports.metrics import Metrics
 from backend.domain.reports.overview import OverviewReport
 from backend.domain.reports.quality import QualityReport
+from backend.storage.rollups.measures import Metrics
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CsvCell = str | int | float | None
