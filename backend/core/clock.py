@@ -8,6 +8,7 @@ import time
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
+HOUR_S = HOUR_MS // 1000
 DAY_S = DAY_MS // 1000
 
 

@@ -10,6 +10,7 @@ from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
 
+from backend.core.clock import HOUR_S
 from backend.core.settings import Settings
 from backend.web.admin import ADMIN_HANDLERS, conversion_page, conversions_page
 from backend.web.api.deps import SESSIONS
@@ -33,7 +34,7 @@ def web_router(settings: Settings) -> Router:
     sessions = SessionConfig(
         store=SESSION_STORE,
         key="ct_session",
-        max_age=8 * 3600,
+        max_age=8 * HOUR_S,
         secure=settings.secure_cookies,
         httponly=True,
         samesite="lax",

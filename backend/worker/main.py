@@ -21,6 +21,7 @@ from arq.typing import WorkerCoroutine
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
+from backend.core.clock import DAY_S, HOUR_S
 from backend.core.ids import ClickIdSigner
 from backend.core.settings import Settings
 from backend.domain.affiliate.auto_approval import approve_due
@@ -41,7 +42,7 @@ POLL_BACKOFF_START_S = 0.5
 POLL_BACKOFF_MAX_S = 10.0
 log = logging.getLogger(__name__)
 Context = dict[str, Any]
-CRON_RESULT_KEPT_S = 86_400
+CRON_RESULT_KEPT_S = DAY_S
 
 
 def build_consumer(
@@ -175,13 +176,13 @@ def worker_options(settings: Settings, redis_url: str) -> dict[str, Any]:
     return {
         "functions": [],
         "cron_jobs": [
-            _once_per_tick(purge_job, hour={3}, minute={17}, timeout=3600),
+            _once_per_tick(purge_job, hour={3}, minute={17}, timeout=HOUR_S),
             # after the day's salt (5 min) and prefix windows (15 min) have expired
             _once_per_tick(forget_job, hour={0}, minute={20}, timeout=1800),
             _once_per_tick(auto_approve_job, minute={7, 37}, timeout=1800),
             _once_per_tick(link_health_job, hour={4}, minute={41}, timeout=1800),
             _once_per_tick(partition_job, hour={2}, minute={41}, timeout=600),
-            _once_per_tick(fold_job, minute=set(range(0, 60, 5)), timeout=3600),
+            _once_per_tick(fold_job, minute=set(range(0, 60, 5)), timeout=HOUR_S),
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,
@@ -189,7 +190,7 @@ def worker_options(settings: Settings, redis_url: str) -> dict[str, Any]:
         "timezone": UTC,  # cron times, like every time here, are UTC
         "ctx": {"settings": settings, "redis_url": redis_url},
         "handle_signals": True,
-        "keep_result": 3600,
+        "keep_result": HOUR_S,
     }
 
 

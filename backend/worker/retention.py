@@ -35,7 +35,7 @@ async def purge_expired(
     database: Database, redis: Redis, retention_days: int, now_ms: int | None = None
 ) -> int:
     """Delete what is due; return the number of rows deleted."""
-    cutoff_ms = (clock.now_ms() if now_ms is None else now_ms) - retention_days * 86_400_000
+    cutoff_ms = (clock.now_ms() if now_ms is None else now_ms) - retention_days * clock.DAY_MS
     deleted = await purge(database, redis, before_ms=cutoff_ms)
     return sum(deleted.values())
 

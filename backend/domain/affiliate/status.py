@@ -24,7 +24,7 @@ from backend.domain.affiliate.commission import rule_commission
 from backend.domain.quality.flags import Flag
 from backend.storage.db.models import Conversion, ConversionChange, ConversionStatus, StatsHourly
 from backend.storage.rollups.by_dimension import correct_commission
-from backend.storage.rollups.measures import COUNTED as COUNTED  # the worker imports it here
+from backend.storage.rollups.measures import COUNTED
 
 ALLOWED = frozenset(
     {

@@ -69,7 +69,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from backend.core.clock import DAY_MS
+from backend.core.clock import DAY_MS, DAY_S, HOUR_MS
 
 UNIQUE = 1
 DUPLICATE = 2
@@ -82,13 +82,13 @@ PREFIX_RATE_LIMITED_PARTNER = 128
 
 DUPLICATE_MS = 10_000
 LINK_LIMIT, LINK_WINDOW_MS = 10, 600_000
-PARTNER_LIMIT, PARTNER_WINDOW_MS = 50, 3_600_000
-PREFIX_LIMIT, PREFIX_WINDOW_MS = 5, 3_600_000
+PARTNER_LIMIT, PARTNER_WINDOW_MS = 50, HOUR_MS
+PREFIX_LIMIT, PREFIX_WINDOW_MS = 5, HOUR_MS
 # Per network prefix, in the visitor's windows (an office or a carrier's NAT is many people)
 PREFIX_DUPLICATE_LIMIT = 5
 PREFIX_LINK_LIMIT = 5 * LINK_LIMIT
 PREFIX_PARTNER_LIMIT = 5 * PARTNER_LIMIT
-UNIQUE_TTL_S = 2 * 86_400  # a day's uniqueness hash outlives its last write by this
+UNIQUE_TTL_S = 2 * DAY_S  # a day's uniqueness hash outlives its last write by this
 REPLAY_GRACE_MS = 900_000
 PRUNE_FROM_RANK = 128  # sets are pruned once this many entries precede the new one
 KEEP_CLICKS = 2 * PARTNER_LIMIT  # a visit's window keeps its newest clicks, this many at least

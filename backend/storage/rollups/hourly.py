@@ -26,22 +26,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from backend.core.clock import HOUR_MS
 from backend.storage.catalog import LinkInfo
 from backend.storage.db.models import StatsHourly
+from backend.storage.rollups.measures import COUNTERS
 
 STATS: Table = StatsHourly.__table__  # type: ignore[assignment]
 
-# What a row adds to ``stats_hourly``: the counts, in ``ROLLUP_COUNTERS`` order, added to the row
-# of a ``RollupKey``, (hour_ms, merchant_id, link_id, currency, partner_id, campaign_id), which
-# the first four key.
-ROLLUP_COUNTERS = (
-    "clicks",
-    "unique_clicks",
-    "bot_clicks",
-    "flagged_clicks",
-    "impressions",
-    "conversions",
-    "revenue_minor",
-    "commission_minor",
-)
+# What a row adds to ``stats_hourly``: the counts, in ``COUNTERS`` order (the measures' own),
+# added to the row of a ``RollupKey``, (hour_ms, merchant_id, link_id, currency, partner_id,
+# campaign_id), which the first four key.
 RollupKey = tuple[int, int, int, str, int, int]
 Counts = tuple[int, ...]
 
@@ -61,9 +52,9 @@ SharedDeltas = dict[tuple[int, int, Counts], Delta]  # by link id, hour and coun
 
 def counts(**values: int) -> Counts:
     """Rollup counts by name; the others are 0."""
-    if unknown := values.keys() - set(ROLLUP_COUNTERS):
+    if unknown := values.keys() - set(COUNTERS):
         raise ValueError(f"not rollup counters: {sorted(unknown)}")
-    return tuple(values.get(name, 0) for name in ROLLUP_COUNTERS)
+    return tuple(values.get(name, 0) for name in COUNTERS)
 
 
 BILLABLE_CLICK = counts(clicks=1)
@@ -113,7 +104,7 @@ def add_deltas(connection: Connection, deltas: Iterable[Delta]) -> None:
     statement."""
     totals: dict[RollupKey, list[int]] = {}
     for delta, times in Counter(deltas).items():
-        total = totals.setdefault(delta.key, [0] * len(ROLLUP_COUNTERS))
+        total = totals.setdefault(delta.key, [0] * len(COUNTERS))
         for index, count in enumerate(delta.counts):
             total[index] += count * times
     if not totals:
@@ -126,7 +117,7 @@ def add_deltas(connection: Connection, deltas: Iterable[Delta]) -> None:
             "currency": currency,
             "partner_id": partner_id,
             "campaign_id": campaign_id,
-            **dict(zip(ROLLUP_COUNTERS, total, strict=True)),
+            **dict(zip(COUNTERS, total, strict=True)),
         }
         for (
             hour_ms,
@@ -146,5 +137,5 @@ def _upsert(dialect_name: str) -> Any:
     statement = (postgresql if dialect_name == "postgresql" else sqlite).insert(STATS)
     return statement.on_conflict_do_update(
         index_elements=["hour_ms", "merchant_id", "link_id", "currency"],
-        set_={name: STATS.c[name] + statement.excluded[name] for name in ROLLUP_COUNTERS},
+        set_={name: STATS.c[name] + statement.excluded[name] for name in COUNTERS},
     )

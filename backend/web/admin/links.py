@@ -13,6 +13,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.core.clock import HOUR_S
 from backend.domain.affiliate import catalogue
 from backend.domain.affiliate.schemas import LinkCreate, LinkUpdate
 from backend.storage.db.models import Campaign, Link, Partner, RunStatus
@@ -120,7 +121,7 @@ class LinkPages(ObjectPages[Link, LinkCreate, LinkUpdate]):
         return Response(
             qr_svg(link_out(state.settings.public_url)(link).url),
             media_type="image/svg+xml",
-            headers={"Cache-Control": "private, max-age=3600"},
+            headers={"Cache-Control": f"private, max-age={HOUR_S}"},
         )
 
 

@@ -13,7 +13,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.core.clock import now_ms
+from backend.core.clock import HOUR_MS, now_ms
 from backend.domain.affiliate import catalogue
 from backend.domain.affiliate.auto_approval import commission_at_risk
 from backend.domain.affiliate.postback import GRACE_MS, rotate_secret
@@ -103,7 +103,7 @@ class MerchantPages(ObjectPages[Merchant, MerchantCreate, MerchantUpdate]):
             extra={
                 "secret": obj.postback_secret,
                 "previous_until": previous_until,
-                "grace_hours": GRACE_MS // 3_600_000,
+                "grace_hours": GRACE_MS // HOUR_MS,
                 "install": merchant_install(obj, state.settings, state.snippet),
                 "auto_approval": out.auto_approval,
                 "at_risk": await commission_at_risk(session, obj),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import msgspec
 from sqlalchemy import Connection, bindparam, select, tuple_
 
-from backend.core.clock import DAY_MS
+from backend.core.clock import DAY_MS, MINUTE_MS
 from backend.core.ids import ClickIdSigner
 from backend.domain.events import ConversionEvent, Source
 from backend.domain.quality.flags import Flag
@@ -28,7 +28,7 @@ from backend.storage.db.engine import Database
 from backend.storage.db.models import Click, Conversion
 from backend.worker.batch import CLICK_COLUMNS, Prepared
 
-CLOCK_SKEW_MS = 60_000
+CLOCK_SKEW_MS = MINUTE_MS
 OrderKey = tuple[int, str]  # merchant id, order id
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from backend.core.clock import HOUR_MS
 from backend.core.money import format_minor
-from backend.domain.affiliate.status import COUNTED, POSTBACK, change_row
+from backend.domain.affiliate.status import POSTBACK, change_row
 from backend.domain.events import RejectReason, Source
 from backend.storage.db.engine import Database
 from backend.storage.db.models import (
@@ -36,6 +36,7 @@ from backend.storage.db.models import (
 )
 from backend.storage.rollups.by_dimension import mark_for_refold
 from backend.storage.rollups.hourly import Delta, add_deltas, conversion_delta
+from backend.storage.rollups.measures import COUNTED
 from backend.worker.batch import CLICK_COLUMNS, IMPRESSION_COLUMNS, Prepared, Row, Values
 
 CLICKS: Table = Click.__table__  # type: ignore[assignment]
