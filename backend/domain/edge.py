@@ -25,6 +25,7 @@ from backend.domain.events import (
     RejectReason,
     Source,
     Visitor,
+    coupon_key,
 )
 from backend.domain.quality.agents import classify
 from backend.storage.catalog import Catalog, LinkInfo, MerchantInfo
@@ -92,11 +93,6 @@ def origin_and_path(url: str) -> str:
         return ""
     host, slash, path = rest.partition("/")
     return f"{scheme}://{host.rpartition('@')[2]}{slash}{path}"
-
-
-def coupon_key(code: str) -> str:
-    """A coupon code as it is matched: case does not matter, nor white space around it."""
-    return code.strip().upper()
 
 
 def _limited(params: Mapping[str, str], name: str, limit: int) -> str:

@@ -134,6 +134,12 @@ class ConversionEvent(msgspec.Struct, tag="v2", array_like=True, frozen=True, gc
     click_from_cookie: bool = False  # ``click_id`` is the ``ct_click`` cookie's
 
 
+def coupon_key(code: str) -> str:
+    """A coupon code as it travels and is matched: case does not matter, nor white space
+    around it."""
+    return code.strip().upper()
+
+
 class RejectedEvent(msgspec.Struct, tag="r", array_like=True, frozen=True, gc=False):
     event_id: str
     at_ms: int
