@@ -26,7 +26,7 @@ from tests.support import (
     post_json,
 )
 
-Row = tuple[str | None, int | None, int | None, int | None, str | None, str, int, str]
+Row = tuple[str | None, int | None, int | None, int, str | None, str, int | None, str]
 
 
 async def stored(database: Database) -> dict[str, Row]:
