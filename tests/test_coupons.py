@@ -46,7 +46,7 @@ async def stored(database: Database) -> dict[str, Row]:
             )
         )
     return {
-        order: (click, link, partner, commission, coupon, attribution, campaign, flags)
+        order or "": (click, link, partner, commission, coupon, attribution, campaign, flags)
         for order, click, link, partner, commission, coupon, attribution, campaign, flags in rows
     }
 
