@@ -13,7 +13,7 @@ from sqlalchemy import select
 from backend.domain.events import ConversionEvent, Source
 from backend.storage.catalog import LinkInfo
 from backend.storage.db.engine import Database
-from backend.storage.db.models import Conversion, RejectedEventRow, StatsHourly
+from backend.storage.db.models import Conversion, Coupon, RejectedEventRow, StatsHourly
 from backend.worker.consumer import StreamConsumer
 from backend.worker.steps.attribute import ConversionFacts
 from backend.worker.steps.price import hold_for_review
@@ -24,7 +24,9 @@ from tests.support import (
     create_api_key,
     follow_link,
     post_json,
+    sign_in,
 )
+from tests.test_admin import error_of, one, sign_in_partner, submit
 
 Row = tuple[str | None, int | None, int | None, int, str | None, str, int | None, str]
 
@@ -250,3 +252,68 @@ def owners_of_link() -> LinkInfo:
         campaign_status="active",
         campaign_destination_url="",
     )
+
+
+async def test_admin_pages_create_list_and_delete_coupons_and_show_the_attribution(
+    client: AsyncTestClient[Any], programme: Programme, consumer: StreamConsumer, database: Database
+) -> None:
+    await sign_in(client, database)
+    merchant_page = await client.get(f"/admin/merchants/{programme.merchant['id']}")
+    assert '<option value="false" selected>' in merchant_page.text
+    new_form = await client.get("/admin/coupons/new")
+    assert new_form.status_code == 200
+    form = {
+        "merchant_id": str(programme.merchant["id"]),
+        "partner_id": str(programme.partner["id"]),
+        "code": "Autumn-5",
+        "campaign_id": "",
+    }
+    created = await submit(client, "/admin/coupons/new", form)
+    assert created.status_code == 303, created.text
+    assert created.headers["location"] == f"/admin/coupons?merchant_id={programme.merchant['id']}"
+    made = await one(database, Coupon, code="Autumn-5")
+    assert (made.code_key, made.campaign_id) == ("AUTUMN-5", programme.campaign["id"])
+    twice = await submit(client, "/admin/coupons/new", {**form, "code": "autumn-5"})
+    assert twice.status_code == 400
+    assert error_of(twice.text, "code").startswith("the merchant has the coupon")
+    bad = await submit(client, "/admin/coupons/new", {**form, "code": "<b>"})
+    assert bad.status_code == 400
+    assert error_of(bad.text, "code").startswith("Expected 1 to 64 letters")
+    listed = await client.get("/admin/coupons")
+    assert "<code>Autumn-5</code>" in listed.text
+    assert "&lt;b&gt;" not in listed.text
+
+    # a sale with the code, shown with what credited it, on the list and on its page
+    params = {"m": programme.merchant["key"], "oid": "A1", "amt": "10", "coupon": "AUTUMN-5"}
+    await client.get("/p.gif", params=params)
+    await consumer.drain()
+    conversion = await one(database, Conversion, order_id="A1")
+    table = await client.get("/conversions")
+    assert "coupon <code>AUTUMN-5</code>" in table.text
+    page = await client.get(f"/conversions/{conversion.id}")
+    assert "the partner&#39;s coupon code" in page.text
+    export = await client.get("/conversions?format=csv")
+    assert export.text.splitlines()[1].endswith(",coupon,AUTUMN-5")
+
+    deleted = await submit(client, f"/admin/coupons/{made.id}/delete", {})
+    assert deleted.status_code == 303
+    assert await one(database, Coupon, id=made.id) is None
+    no_token = await client.post(f"/admin/coupons/{made.id}/delete")
+    assert no_token.status_code == 403
+
+
+async def test_partner_users_see_their_own_coupons_and_no_coupon_admin_page(
+    client: AsyncTestClient[Any], programme: Programme, database: Database
+) -> None:
+    other, _ = await add_partner_with_link(client, programme, "Other")
+    await coupon(client, programme, programme.partner["id"], "MINE")
+    theirs = await coupon(client, programme, other["id"], "THEIRS")
+    await sign_in_partner(client, database, programme.partner["id"])
+    install = await client.get("/install")
+    assert "<code>MINE</code> at Shop" in install.text
+    assert "THEIRS" not in install.text
+    for path in ("/admin/coupons", "/admin/coupons/new"):
+        assert (await client.get(path)).status_code == 404
+    refused = await submit(client, f"/admin/coupons/{theirs['id']}/delete", {})
+    assert refused.status_code == 404
+    assert await one(database, Coupon, id=theirs["id"]) is not None
