@@ -317,3 +317,40 @@ async def test_partner_users_see_their_own_coupons_and_no_coupon_admin_page(
     refused = await submit(client, f"/admin/coupons/{theirs['id']}/delete", {})
     assert refused.status_code == 404
     assert await one(database, Coupon, id=theirs["id"]) is not None
+
+
+async def test_a_signed_postback_with_another_partners_coupon_replaces_the_pixels_credit(
+    client: AsyncTestClient[Any], programme: Programme, consumer: StreamConsumer, database: Database
+) -> None:
+    merchant_path = f"/api/v1/merchants/{programme.merchant['id']}"
+    body = {"coupon_over_click": True}
+    assert (await client.patch(merchant_path, json=body, headers=programme.headers)).is_success
+    other, _ = await add_partner_with_link(client, programme, "Voucher site")
+    await coupon(client, programme, other["id"], "VOUCHER")
+    click_id = await follow_link(client, programme.link["code"])
+    pixel = {"m": programme.merchant["key"], "oid": "O1", "amt": "10", "clk": click_id}
+    await client.get("/p.gif", params=pixel)
+    await consumer.drain()
+    assert (await stored(database))["O1"][2] == programme.partner["id"]
+
+    answer = await send(client, programme, sale("O1", "10.00", coupon="voucher"))
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["replaces"] == ["coupon"]
+    await consumer.drain()
+    assert (await stored(database))["O1"][:6] == (
+        click_id,
+        None,
+        other["id"],
+        150,
+        "VOUCHER",
+        "coupon",
+    )
+    async with database.session() as session:
+        rollup = (
+            await session.execute(
+                select(StatsHourly.partner_id, StatsHourly.conversions).where(
+                    StatsHourly.conversions != 0
+                )
+            )
+        ).all()
+    assert [tuple(row) for row in rollup] == [(other["id"], 1)]
