@@ -112,12 +112,19 @@ async def test_merchant_is_created_and_edited_through_the_forms(
     edited = await submit(
         client,
         f"/admin/merchants/{merchant.id}",
-        {"name": "Shop II", "currency": "JPY", "domains": "", "attribution_window_days": "14"},
+        {
+            "name": "Shop II",
+            "currency": "JPY",
+            "domains": "",
+            "attribution_window_days": "14",
+            "coupon_over_click": "true",
+        },
     )
     assert edited.status_code == 303
     merchant = await one(database, Merchant, id=merchant.id)
     assert (merchant.name, merchant.currency, merchant.domains) == ("Shop II", "JPY", [])
     assert merchant.attribution_window_days == 14
+    assert merchant.coupon_over_click
 
 
 async def test_errors_are_shown_by_field_with_what_was_typed(

@@ -20,7 +20,8 @@ HUGE = 2**63  # past every database integer; 2**31 is already past PostgreSQL's 
 SIGNED = {"/api/v1/postback"}
 """The operation signed with a merchant's secret instead of an API key."""
 IDS = {
-    f"{kind}_id" for kind in ("merchant", "partner", "campaign", "link", "conversion", "override")
+    f"{kind}_id"
+    for kind in ("merchant", "partner", "campaign", "link", "conversion", "override", "coupon")
 }
 IDS.add("after")
 
@@ -213,7 +214,7 @@ async def test_the_schema_states_every_bound_and_every_error(
         for method, operation in item.items()
         if path.startswith("/api/v1/") and path not in SIGNED
     ]
-    assert len(operations) == 27
+    assert len(operations) == 31
     for path, method, operation in operations:
         where = f"{method.upper()} {path}"
         responses = operation["responses"]

@@ -25,6 +25,7 @@ from backend.domain.events import (
     RejectReason,
     Source,
     Visitor,
+    coupon_key,
 )
 from backend.domain.quality.agents import classify
 from backend.storage.catalog import Catalog, LinkInfo, MerchantInfo
@@ -37,14 +38,15 @@ MAX_EVENT_NAME = 64
 MAX_KEY = 40
 MAX_AMOUNT = 32
 MAX_ITEMS_JSON = 8192
+MAX_COUPON = 64
 MAX_EVENTS_PER_REQUEST = 100
 # The fields of a conversion or an impression the edge reads: all that a rejected one keeps of
 # what was sent (with the reason, enough to see what was wrong), never what else came along (a
 # shop's customer email, say).
-READ_FIELDS = frozenset({"m", "p", "t", "l", "oid", "amt", "cur", "clk", "ev", "items"})
+READ_FIELDS = frozenset({"m", "p", "t", "l", "oid", "amt", "cur", "clk", "ev", "items", "coupon"})
 # The query fields the redirect and the pixel read; any other is ignored unread.
 CLICK_FIELDS = frozenset({"to", "ct_page", *SUB_KEYS, *UTM_KEYS})
-CONVERSION_FIELDS = frozenset({"m", "t", "oid", "amt", "cur", "clk", "ev"})
+CONVERSION_FIELDS = frozenset({"m", "t", "oid", "amt", "cur", "clk", "ev", "coupon"})
 _ITEM_VALUES = (str, int, float, bool, type(None))
 Five = tuple[str, str, str, str, str]  # sub1..sub5, or utm_source..utm_content
 
@@ -226,10 +228,12 @@ async def build_conversion(
     visitor: Visitor | None,
     now_ms: int,
     merchant: MerchantInfo | None = None,
+    cookie_click_id: str = "",
 ) -> ConversionEvent:
-    """A conversion from pixel or beacon fields; raise ``Rejection`` naming the bad field."""
+    """A conversion from pixel or beacon fields; raise ``Rejection`` naming the bad field.
+    ``cookie_click_id``: the ``ct_click`` cookie's click id, used when the fields name none."""
     text = {k: v for k, v in params.items() if isinstance(v, str)}
-    for name in ("oid", "clk", "ev", "cur", "amt", "t"):
+    for name in ("oid", "clk", "ev", "cur", "amt", "t", "coupon"):
         if name in params and not isinstance(params[name], str | int | float | None):
             raise Rejection(RejectReason.INVALID_EVENT, name, "must be a string")
     if merchant is None:
@@ -244,6 +248,10 @@ async def build_conversion(
         raise Rejection(RejectReason.INVALID_EVENT, "t", f"unsupported event type {kind[:20]!r}")
     order_id = _limited(text, "oid", MAX_ORDER_ID)
     click_id = _limited(text, "clk", MAX_CLICK_ID)
+    from_cookie = not click_id and bool(cookie_click_id)
+    if from_cookie:
+        click_id = cookie_click_id
+    coupon = coupon_key(_limited(text, "coupon", MAX_COUPON))
     event_name = _limited(text, "ev", MAX_EVENT_NAME) or "sale"
     amount_raw = params.get("amt", "")
     amount_text = amount_raw if isinstance(amount_raw, str) else str(amount_raw)
@@ -270,6 +278,8 @@ async def build_conversion(
         event_name=event_name,
         items_json=items_json,
         ip_prefix=visitor.ip_prefix if visitor else "",
+        coupon=coupon,
+        click_from_cookie=from_cookie,
     )
 
 

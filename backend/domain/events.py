@@ -116,7 +116,8 @@ class ImpressionEvent(msgspec.Struct, tag="i3", array_like=True, frozen=True, gc
 
 class ConversionEvent(msgspec.Struct, tag="v2", array_like=True, frozen=True, gc=False):
     """A conversion as the edge validated it: of the visitor only the network prefix travels
-    (the quality script counts conversions per prefix)."""
+    (the quality script counts conversions per prefix). The last fields have defaults, so
+    entries queued before they existed still decode."""
 
     event_id: str
     at_ms: int
@@ -129,6 +130,14 @@ class ConversionEvent(msgspec.Struct, tag="v2", array_like=True, frozen=True, gc
     event_name: str
     items_json: str | None
     ip_prefix: str  # empty for a postback (no visitor)
+    coupon: str = ""  # the coupon code the sale carried, upper-cased; "" for none
+    click_from_cookie: bool = False  # ``click_id`` is the ``ct_click`` cookie's
+
+
+def coupon_key(code: str) -> str:
+    """A coupon code as it travels and is matched: case does not matter, nor white space
+    around it."""
+    return code.strip().upper()
 
 
 class RejectedEvent(msgspec.Struct, tag="r", array_like=True, frozen=True, gc=False):

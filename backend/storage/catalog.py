@@ -18,7 +18,14 @@ from typing import Generic, TypeVar
 from sqlalchemy import select
 
 from backend.storage.db.engine import Database
-from backend.storage.db.models import Campaign, CommissionOverride, Link, Merchant, Partner
+from backend.storage.db.models import (
+    Campaign,
+    CommissionOverride,
+    Coupon,
+    Link,
+    Merchant,
+    Partner,
+)
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -32,6 +39,7 @@ class MerchantInfo:
     domains: frozenset[str]
     window_days: int
     max_order_minor: int | None  # in ``currency``; None: only the shared bound
+    coupon_over_click: bool = False  # another partner's coupon beats a click
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,23 @@ class LinkInfo:
     status: str  # the link's: active or paused
     campaign_status: str
     campaign_destination_url: str  # where a banned partner's link sends visitors
+
+
+@dataclass(frozen=True, slots=True)
+class CouponInfo:
+    """A coupon as attribution needs it: whom it credits and by which rule (the partner's
+    override of the coupon's campaign's rule, else the campaign's)."""
+
+    id: int
+    code: str
+    merchant_id: int
+    partner_id: int
+    partner_status: str
+    campaign_id: int
+    campaign_status: str
+    currency: str  # the merchant's
+    commission_bps: int
+    commission_flat_minor: int
 
 
 class TtlCache(Generic[K, V]):
@@ -115,6 +140,9 @@ class Catalog:
             ttl_s, miss_ttl_s, max_entries
         )
         self._partners: TtlCache[str, PartnerInfo] = TtlCache(ttl_s, miss_ttl_s, max_entries)
+        self._coupons: TtlCache[tuple[int, str], CouponInfo] = TtlCache(
+            ttl_s, miss_ttl_s, max_entries
+        )
 
     def invalidate(self) -> None:
         for cache in (
@@ -123,6 +151,7 @@ class Catalog:
             self._merchants,
             self._merchants_by_id,
             self._partners,
+            self._coupons,
         ):
             cache.clear()
 
@@ -140,6 +169,43 @@ class Catalog:
 
     async def partner_by_key(self, key: str) -> PartnerInfo | None:
         return await self._partners.get(key, self._load_partner)
+
+    async def coupon(self, merchant_id: int, code_key: str) -> CouponInfo | None:
+        """The merchant's coupon whose upper-cased code is ``code_key``."""
+        return await self._coupons.get((merchant_id, code_key), self._load_coupon)
+
+    async def _load_coupon(self, key: tuple[int, str]) -> CouponInfo | None:
+        merchant_id, code_key = key
+        query = (
+            select(Coupon, Campaign, Merchant, Partner, CommissionOverride)
+            .join(Campaign, Coupon.campaign_id == Campaign.id)
+            .join(Merchant, Coupon.merchant_id == Merchant.id)
+            .join(Partner, Coupon.partner_id == Partner.id)
+            .outerjoin(
+                CommissionOverride,
+                (CommissionOverride.partner_id == Coupon.partner_id)
+                & (CommissionOverride.campaign_id == Coupon.campaign_id),
+            )
+            .where(Coupon.merchant_id == merchant_id, Coupon.code_key == code_key)
+        )
+        async with self._db.session() as session:
+            row = (await session.execute(query)).first()
+        if row is None:
+            return None
+        coupon, campaign, merchant, partner, override = row
+        rule = override or campaign
+        return CouponInfo(
+            id=coupon.id,
+            code=coupon.code,
+            merchant_id=merchant.id,
+            partner_id=partner.id,
+            partner_status=partner.status,
+            campaign_id=campaign.id,
+            campaign_status=campaign.status,
+            currency=merchant.currency,
+            commission_bps=rule.commission_bps,
+            commission_flat_minor=rule.commission_flat_minor,
+        )
 
     async def _load_link_by_code(self, code: str) -> LinkInfo | None:
         return await self._load_link(Link.code == code)
@@ -206,6 +272,7 @@ class Catalog:
             domains=frozenset(merchant.domains),
             window_days=merchant.attribution_window_days or self._default_window_days,
             max_order_minor=merchant.max_order_minor,
+            coupon_over_click=merchant.coupon_over_click,
         )
 
     async def _load_partner(self, key: str) -> PartnerInfo | None:

@@ -1,9 +1,7 @@
 // Merchant pages: keep the click id from the landing URL, send conversions.
 import { getParam, stripParam } from './url.js'
-import { isId, save, load } from './storage.js'
+import { KEY as PARAM, isId, save, load } from './storage.js'
 import { conversionEvent, body, pixelUrl, beacon } from './transport.js'
-
-const PARAM = 'ct_click'
 
 // Returns the handler of clicktrail('conversion', data).
 export function merchant(cfg) {
@@ -11,7 +9,7 @@ export function merchant(cfg) {
   try {
     const href = location.href
     const id = getParam(href, PARAM)
-    if (id != null) {
+    if (id) {
       if (isId(id)) {
         clk = id
         if (cfg.store) save(id, cfg.days)

@@ -1,6 +1,6 @@
 // First-party storage of the click id for the attribution window: localStorage `ct_click`
 // = {id, exp} plus a cookie `ct_click` on the merchant's own host.
-const KEY = 'ct_click'
+export const KEY = 'ct_click' // also the landing URL's parameter (merchant.js)
 
 // Click ids are URL-safe base64 from the tracker (46 characters today); anything else is
 // ignored. (undefined, null and objects stringify to something that does not match.)

@@ -13,6 +13,7 @@ export const conversionEvent = (d, clk) => ({
   cur: text(d.currency),
   clk: text(clk),
   ev: text(d.event),
+  coupon: text(d.coupon),
   items: d.items || undefined,
 })
 

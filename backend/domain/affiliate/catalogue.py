@@ -15,6 +15,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +25,7 @@ from backend.domain.affiliate.postback import new_postback_secret
 from backend.domain.affiliate.schemas import (
     CampaignCreate,
     CampaignUpdate,
+    CouponCreate,
     LinkCreate,
     LinkUpdate,
     MerchantCreate,
@@ -35,8 +37,18 @@ from backend.domain.affiliate.schemas import (
 )
 from backend.domain.auth import public_key
 from backend.domain.destinations import template_problem
+from backend.domain.events import coupon_key
 from backend.storage.catalog import Catalog
-from backend.storage.db.models import Base, Campaign, CommissionOverride, Link, Merchant, Partner
+from backend.storage.db.models import (
+    Base,
+    Campaign,
+    CommissionOverride,
+    Coupon,
+    Link,
+    Merchant,
+    Partner,
+    RunStatus,
+)
 
 M = TypeVar("M", bound=Base)
 CODE_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -141,6 +153,7 @@ async def create_merchant(
         auto_approve_days=data.auto_approve_days,
         max_order_minor=data.max_order_minor,
         auto_approve_unverified_max_minor=data.auto_approve_unverified_max_minor,
+        coupon_over_click=data.coupon_over_click,
     )
     session.add(merchant)
     await commit_and_refresh(session, catalog, merchant)
@@ -264,5 +277,53 @@ async def delete_override(
 ) -> None:
     """The partner earns by the campaign's rule again."""
     await session.delete(override)
+    await session.commit()
+    catalog.invalidate()
+
+
+async def _coupon_campaign(session: AsyncSession, data: CouponCreate) -> Campaign:
+    """The campaign a coupon's sales earn by: the one named, which must be the merchant's, or
+    the merchant's first active campaign (the first of any when none is active)."""
+    if data.campaign_id is not None:
+        campaign = await _referenced(session, Campaign, data.campaign_id, "campaign_id")
+        if campaign.merchant_id != data.merchant_id:
+            raise FieldError("campaign_id", "the campaign is another merchant's")
+        return campaign
+    found = await session.scalar(
+        select(Campaign)
+        .where(Campaign.merchant_id == data.merchant_id)
+        .order_by((Campaign.status != RunStatus.ACTIVE.value), Campaign.id)
+        .limit(1)
+    )
+    if found is None:
+        raise FieldError("campaign_id", "the merchant has no campaign yet: create one first")
+    return found
+
+
+async def create_coupon(session: AsyncSession, catalog: Catalog, data: CouponCreate) -> Coupon:
+    """A partner's coupon code for a merchant; a code the merchant has already (in any case)
+    is refused."""
+    await _referenced(session, Merchant, data.merchant_id, "merchant_id")
+    await _referenced(session, Partner, data.partner_id, "partner_id")
+    campaign = await _coupon_campaign(session, data)
+    coupon = Coupon(
+        merchant_id=data.merchant_id,
+        partner_id=data.partner_id,
+        campaign_id=campaign.id,
+        code=data.code,
+        code_key=coupon_key(data.code),
+    )
+    session.add(coupon)
+    try:
+        await commit_and_refresh(session, catalog, coupon)
+    except IntegrityError:
+        raise FieldError("code", f"the merchant has the coupon {data.code!r} already") from None
+    return coupon
+
+
+async def delete_coupon(session: AsyncSession, catalog: Catalog, coupon: Coupon) -> None:
+    """Sales that carry the code from now on are flagged ``unknown_coupon``; those stored keep
+    their attribution."""
+    await session.delete(coupon)
     await session.commit()
     catalog.invalidate()

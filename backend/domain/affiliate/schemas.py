@@ -84,6 +84,7 @@ class MerchantCreate(msgspec.Struct, forbid_unknown_fields=True):
     auto_approve_days: ApproveDays | None = None
     max_order_minor: Minor | None = None
     auto_approve_unverified_max_minor: Minor | None = None
+    coupon_over_click: bool = False
 
 
 class MerchantUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -94,6 +95,7 @@ class MerchantUpdate(msgspec.Struct, forbid_unknown_fields=True):
     auto_approve_days: ApproveDays | UnsetType | None = UNSET
     max_order_minor: Minor | UnsetType | None = UNSET
     auto_approve_unverified_max_minor: Minor | UnsetType | None = UNSET
+    coupon_over_click: bool | UnsetType = UNSET
 
 
 class MerchantOut(msgspec.Struct):
@@ -109,6 +111,8 @@ class MerchantOut(msgspec.Struct):
     # Unverified (pixel, snippet) conversions auto-approved up to this amount; None: never.
     auto_approve_unverified_max_minor: int | None
     auto_approval: str  # what auto-approval does and puts at risk, in plain words
+    # A sale naming both a click and another partner's coupon goes to the coupon's partner.
+    coupon_over_click: bool
     created_at: datetime
 
 
@@ -216,6 +220,38 @@ class OverrideOut(msgspec.Struct):
     created_at: datetime
 
 
+CouponCode = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        pattern=whole("[A-Za-z0-9][A-Za-z0-9_.-]*"),
+        description=(
+            "Letters, digits, '-', '_' and '.'; matched regardless of case, unique per merchant."
+        ),
+    ),
+]
+
+
+class CouponCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """``campaign_id``: whose commission rule (or the partner's override of it) the coupon's
+    sales earn by; without it, the merchant's first active campaign."""
+
+    merchant_id: ObjectId
+    partner_id: ObjectId
+    code: CouponCode
+    campaign_id: ObjectId | None = None
+
+
+class CouponOut(msgspec.Struct):
+    id: int
+    merchant_id: int
+    partner_id: int
+    campaign_id: int
+    code: str
+    created_at: datetime
+
+
 class ConversionOut(msgspec.Struct):
     id: int
     event_id: str
@@ -234,6 +270,8 @@ class ConversionOut(msgspec.Struct):
     event_name: str
     flags: list[str]
     verified: bool
+    coupon: str | None  # the coupon code the sale carried, upper-cased
+    attribution: str  # why it is credited: "click", "cookie", "coupon"; "" when it is not
 
 
 class ConversionChangeOut(msgspec.Struct):

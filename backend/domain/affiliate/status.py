@@ -195,6 +195,8 @@ def _stats_row(conversion: Conversion) -> ColumnElement[bool]:
         _STATS.merchant_id == conversion.merchant_id,
         _STATS.link_id == (conversion.link_id or 0),
         _STATS.currency == conversion.currency,
+        _STATS.partner_id == (conversion.partner_id or 0),
+        _STATS.campaign_id == (conversion.campaign_id or 0),
     )
 
 

@@ -29,6 +29,9 @@ class Flag(StrEnum):
     CLICK_LINK_DELETED = "click_link_deleted"
     CLICK_OF_OTHER_MERCHANT = "click_of_other_merchant"
     CLICK_OUTSIDE_WINDOW = "click_outside_window"
+    # A coupon code that is none of the merchant's partners' (the shop's own promotion, a typo,
+    # a deleted coupon): noted, and it holds nothing for review (``NOTES``).
+    UNKNOWN_COUPON = "unknown_coupon"
     # Conversions: commission.
     PARTNER_BANNED = "partner_banned"  # a banned partner's conversions earn nothing
     PARTNER_PAUSED = "partner_paused"  # a paused partner's conversions wait for a person
@@ -46,3 +49,7 @@ class Flag(StrEnum):
     FOREIGN_CURRENCY = "foreign_currency"
     # An attributed conversion with any flag: stays pending until a person decides.
     REVIEW = "review"
+
+
+NOTES = frozenset({Flag.UNKNOWN_COUPON})
+"""Flags that say something about a conversion without doubting whom it credits."""

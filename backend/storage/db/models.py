@@ -90,6 +90,15 @@ class ConversionStatus(StrEnum):
     REVERSED = "reversed"
 
 
+class Attribution(StrEnum):
+    """Why a conversion is credited to its partner (``conversions.attribution``); "" when it
+    is not."""
+
+    CLICK = "click"  # the click id the conversion named
+    COOKIE = "cookie"  # the click id of the ``ct_click`` cookie the browser sent
+    COUPON = "coupon"  # the partner's coupon code the sale carried
+
+
 class Role(StrEnum):
     ADMIN = "admin"
     PARTNER = "partner"
@@ -116,6 +125,9 @@ class Merchant(Base):
     # After a rotation the old secret still signs postbacks until then, so senders can switch.
     previous_postback_secret: Mapped[str | None] = mapped_column(String(80))
     previous_secret_until_ms: Mapped[int | None] = mapped_column(BigInteger)
+    # A sale that names both a click and another partner's coupon goes to the coupon's partner
+    # when this is set; by default the click wins.
+    coupon_over_click: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -173,6 +185,24 @@ class CommissionOverride(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
     commission_bps: Mapped[int] = mapped_column(Integer, default=0)
     commission_flat_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Coupon(Base):
+    """A partner's coupon code for a merchant: a sale that carries it (and no click, or the
+    merchant lets coupons win) is credited to the partner, by the partner's rule for the
+    coupon's campaign. Codes are unique per merchant regardless of case: ``code_key`` is the
+    code upper-cased, ``code`` as it was written."""
+
+    __tablename__ = "coupons"
+    __table_args__ = (UniqueConstraint("merchant_id", "code_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    code_key: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -252,6 +282,10 @@ class Conversion(Base):
     flags: Mapped[str] = mapped_column(String(255))
     # Confirmed by a signed postback or a person; pixel and JS conversions start unverified.
     verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The coupon code the sale carried (upper-cased), known or not.
+    coupon: Mapped[str | None] = mapped_column(String(64))
+    # Why it is credited to its partner: an ``Attribution``, "" when it is not.
+    attribution: Mapped[str] = mapped_column(String(16), default="", server_default="")
 
 
 class ConversionChange(Base):
@@ -280,9 +314,10 @@ class StatsHourly(Base):
 
     Traffic counts (clicks, impressions) sit on the row of the merchant's currency at write
     time, so summing them across currencies never double-counts. ``link_id`` 0 holds
-    conversions that no click could be credited with. Each stored click counts once: in
-    ``clicks`` (billable), ``bot_clicks``, or ``flagged_clicks`` (a person's duplicate or
-    rate-limited click: shown, never billed).
+    conversions that no click could be credited with, per partner and campaign (0: none; a
+    coupon's partner and campaign otherwise), which is why they are part of the key. Each
+    stored click counts once: in ``clicks`` (billable), ``bot_clicks``, or ``flagged_clicks``
+    (a person's duplicate or rate-limited click: shown, never billed).
     """
 
     __tablename__ = "stats_hourly"
@@ -298,8 +333,8 @@ class StatsHourly(Base):
     merchant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     link_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
-    partner_id: Mapped[int] = mapped_column(Integer)
-    campaign_id: Mapped[int] = mapped_column(Integer)
+    partner_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     clicks: Mapped[int] = mapped_column(BigInteger, default=0)
     unique_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
     bot_clicks: Mapped[int] = mapped_column(BigInteger, default=0)

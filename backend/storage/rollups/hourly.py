@@ -32,7 +32,8 @@ STATS: Table = StatsHourly.__table__  # type: ignore[assignment]
 
 # What a row adds to ``stats_hourly``: the counts, in ``COUNTERS`` order (the measures' own),
 # added to the row of a ``RollupKey``, (hour_ms, merchant_id, link_id, currency, partner_id,
-# campaign_id), which the first four key.
+# campaign_id), the table's key (a link's partner and campaign are its own; a conversion no
+# click is credited with sits on link 0 under its coupon's partner and campaign, or 0).
 RollupKey = tuple[int, int, int, str, int, int]
 Counts = tuple[int, ...]
 
@@ -136,6 +137,13 @@ def _upsert(dialect_name: str) -> Any:
     """Built once per dialect: building it took longer than running it."""
     statement = (postgresql if dialect_name == "postgresql" else sqlite).insert(STATS)
     return statement.on_conflict_do_update(
-        index_elements=["hour_ms", "merchant_id", "link_id", "currency"],
+        index_elements=[
+            "hour_ms",
+            "merchant_id",
+            "link_id",
+            "currency",
+            "partner_id",
+            "campaign_id",
+        ],
         set_={name: STATS.c[name] + statement.excluded[name] for name in COUNTERS},
     )

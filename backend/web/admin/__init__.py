@@ -19,6 +19,7 @@ from backend.web.admin.conversions import (
     conversion_page,
     conversions_page,
 )
+from backend.web.admin.coupons import CouponPages
 from backend.web.admin.links import LinkPages
 from backend.web.admin.merchants import MerchantPages
 from backend.web.admin.overrides import OverridePages
@@ -38,6 +39,7 @@ ADMIN_HANDLERS: list[ControllerRouterHandler] = [
     CampaignPages,
     LinkPages,
     OverridePages,
+    CouponPages,
     UserPages,
     ApiKeyPages,
     change_statuses,

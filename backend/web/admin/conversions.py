@@ -156,6 +156,8 @@ CSV_HEADER = (
     "commission_minor",
     "currency",
     "flags",
+    "attribution",
+    "coupon",
 )
 CSV_CHUNK = 1000
 
@@ -185,6 +187,8 @@ async def _csv_rows(
                     conversion.commission_minor,
                     conversion.currency,
                     conversion.flags,
+                    conversion.attribution,
+                    conversion.coupon,
                 )
             if len(chunk) < CSV_CHUNK:
                 return

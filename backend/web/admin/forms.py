@@ -63,6 +63,8 @@ def read_form(form: Mapping[str, str], fields: Sequence[Field], schema: type[S])
     errors: dict[str, str] = {}
     for field in fields:
         info = infos[field.name]
+        if field.name not in form and info.default is msgspec.UNSET:
+            continue  # an edit form without the field (older than it): left as it is
         raw = form.get(field.name, "").strip()
         value: Any = [v for v in _LIST_SEPARATORS.split(raw) if v] if field.kind == "list" else raw
         if raw == "" and _allows_none(info.type):
@@ -85,6 +87,8 @@ def form_values(source: object, fields: Sequence[Field]) -> dict[str, str]:
         value = getattr(source, field.name)
         if value is None:
             values[field.name] = ""
+        elif isinstance(value, bool):
+            values[field.name] = "true" if value else "false"  # what msgspec reads back
         elif isinstance(value, list):
             values[field.name] = "\n".join(str(item) for item in value)
         else:

@@ -62,6 +62,14 @@ FIELDS = (
         " empty: sales over it are refused",
         kind="number",
     ),
+    Field(
+        "coupon_over_click",
+        "When a sale names a click and another partner's coupon, credit",
+        "the click's partner (the default) or the coupon's",
+        kind="select",
+        options=(("false", "the click's partner"), ("true", "the coupon's partner")),
+        required=True,
+    ),
 )
 
 
@@ -73,7 +81,7 @@ class MerchantPages(ObjectPages[Merchant, MerchantCreate, MerchantUpdate]):
     new_schema = MerchantCreate
     edit_schema = MerchantUpdate
     edit_fields = FIELDS
-    new_values = MappingProxyType({"currency": "EUR"})
+    new_values = MappingProxyType({"currency": "EUR", "coupon_over_click": "false"})
 
     @get("/")
     async def index(self, viewer: CurrentViewer, reader: Reader, after: After = 0) -> Template:

@@ -63,6 +63,8 @@ def conversion_out(conversion: Conversion) -> ConversionOut:
         event_name=conversion.event_name,
         flags=[flag for flag in conversion.flags.split(",") if flag],
         verified=conversion.verified,
+        coupon=conversion.coupon,
+        attribution=conversion.attribution,
     )
 
 

@@ -76,6 +76,9 @@ class SaleBody(msgspec.Struct, tag="conversion", forbid_unknown_fields=True):
     currency: Currency | None = None
     click_id: Annotated[str, Meta(max_length=64)] | None = None
     event: Annotated[str, Meta(max_length=64)] = "sale"
+    # A partner's coupon code the order used: credits that partner when no click is named
+    # (or when the merchant lets coupons win).
+    coupon: Annotated[str, Meta(max_length=64)] | None = None
 
 
 class StatusBody(msgspec.Struct, tag="status", forbid_unknown_fields=True):
@@ -255,11 +258,12 @@ async def _sale(
 
 def _differences(stored: Conversion, event: ConversionEvent, names_click: bool) -> list[str]:
     """Where a postback disagrees with the stored order: its click (when it names one), its
-    amount, its currency."""
+    coupon (when it names one), its amount, its currency."""
     return [
         name
         for name, kept, sent in (
             ("click_id", stored.click_id, event.click_id if names_click else stored.click_id),
+            ("coupon", stored.coupon, event.coupon or stored.coupon),
             ("amount_minor", stored.amount_minor, event.amount_minor),
             ("currency", stored.currency, event.currency),
         )
@@ -284,6 +288,7 @@ def _pixel_fields(sale: SaleBody, merchant: Merchant) -> dict[str, object]:
         "cur": currency,
         "clk": sale.click_id or "",
         "ev": sale.event,
+        "coupon": sale.coupon or "",
     }
 
 

@@ -86,6 +86,7 @@ def merchant_out(merchant: Merchant) -> MerchantOut:
         max_order_minor=merchant.max_order_minor,
         auto_approve_unverified_max_minor=merchant.auto_approve_unverified_max_minor,
         auto_approval=auto_approval.describe(merchant),
+        coupon_over_click=merchant.coupon_over_click,
         created_at=merchant.created_at,
     )
 

@@ -10,6 +10,7 @@ from litestar.middleware import DefineMiddleware
 
 from backend.web.api.clicks import create_click
 from backend.web.api.conversions import ConversionController
+from backend.web.api.coupons import CouponController
 from backend.web.api.deps import SESSIONS, provide_viewer, too_deep
 from backend.web.api.keys import ApiKeyAuth, admin_keys_only, request_reader
 from backend.web.api.openapi import API_KEY
@@ -25,6 +26,7 @@ def api_router() -> Router:
         route_handlers=[
             *RESOURCE_CONTROLLERS,
             ConversionController,
+            CouponController,
             OverrideController,
             create_click,
             rotate_postback_secret,

@@ -214,12 +214,12 @@ async def conversion_pixel(ingest: Ingest, scope: Scope, send: Send) -> None:
     params = query_fields(scope, CONVERSION_FIELDS)
     headers = _headers(scope)
     cookie = "" if params.get("clk") else cookie_click_id(headers)
-    if cookie:
-        params["clk"] = cookie
     visitor = await ingest.visitor(scope, headers)
     event: QueuedEvent
     try:
-        event = await build_conversion(ingest.catalog, params, Source.PIXEL, visitor, at_ms)
+        event = await build_conversion(
+            ingest.catalog, params, Source.PIXEL, visitor, at_ms, cookie_click_id=cookie
+        )
     except Rejection as rejection:
         event = rejected(Source.PIXEL, rejection, urlencode(params), at_ms)
     await ingest.queue(event)
@@ -294,10 +294,8 @@ async def event_beacon(ingest: Ingest, scope: Scope, receive: Receive, send: Sen
             cookie = cookie_click_id(headers)
 
             async def build(fields: dict[str, object]) -> QueuedEvent:
-                if cookie and not fields.get("clk"):
-                    fields = {**fields, "clk": cookie}
                 return await build_conversion(
-                    ingest.catalog, fields, Source.JS, visitor, at_ms, merchant
+                    ingest.catalog, fields, Source.JS, visitor, at_ms, merchant, cookie
                 )
         else:
             partner = await ingest.catalog.partner_by_key(key)

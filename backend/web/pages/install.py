@@ -1,4 +1,5 @@
-"""What to paste: the snippet and pixel tags for each merchant and partner a viewer may see.
+"""What to paste: the snippet and pixel tags for each merchant and partner a viewer may see, and
+the coupon codes a partner can hand its audience.
 
 Tags point at the versioned, immutable snippet file with its SRI hash, so a browser refuses a
 snippet that was changed in transit or on the server.
@@ -6,14 +7,14 @@ snippet that was changed in transit or on the server.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.scope import Viewer
 from backend.core.settings import Settings
-from backend.storage.db.models import Merchant, Partner
+from backend.storage.db.models import Coupon, Merchant, Partner
 from backend.web.ingest.snippet import Snippet
 
 
@@ -23,6 +24,7 @@ class Install:
     kind: str
     tag: str
     extra: str
+    coupons: tuple[tuple[str, str], ...] = ()  # a partner's codes: (code, merchant name)
 
 
 def _script(settings: Settings, snippet: Snippet, attributes: str) -> str:
@@ -74,5 +76,12 @@ async def install_tags(
             installs.append(merchant_install(merchant, settings, snippet))
     partners = viewer.restrict(select(Partner).order_by(Partner.id), Partner.id)
     for partner in (await session.scalars(partners)).all():
-        installs.append(partner_install(partner, settings, snippet))
+        install = partner_install(partner, settings, snippet)
+        codes = await session.execute(
+            select(Coupon.code, Merchant.name)
+            .join(Merchant, Merchant.id == Coupon.merchant_id)
+            .where(Coupon.partner_id == partner.id)
+            .order_by(Merchant.name, Coupon.code)
+        )
+        installs.append(replace(install, coupons=tuple((code, name) for code, name in codes)))
     return installs

@@ -2,6 +2,12 @@
 click id alone (``attribute``), and once the batch's questions are answered, what is known of
 that click (``credit``).
 
+A coupon code credits its partner when the conversion names no valid click, or when it names
+another partner's click and the merchant lets coupons win (``Merchant.coupon_over_click``; by
+default the click wins). The reason is kept on the row: ``click``, ``cookie`` (the click id
+came from the ``ct_click`` cookie) or ``coupon``. A code that is no coupon of the merchant's
+is flagged ``unknown_coupon`` and changes nothing else.
+
 A signed postback is the merchant's word on a sale: its amount and currency always stand, and
 so does its click id when it names one. One that names none keeps the attribution its order
 already has (the pixel's, say, stored or in a batch not yet committed): the batch also asks
@@ -23,8 +29,9 @@ from backend.core.clock import DAY_MS, MINUTE_MS
 from backend.core.ids import ClickIdSigner
 from backend.domain.events import ConversionEvent, Source
 from backend.domain.quality.flags import Flag
-from backend.storage.catalog import Catalog, LinkInfo
+from backend.storage.catalog import Catalog, CouponInfo, LinkInfo, MerchantInfo
 from backend.storage.db.engine import Database
+from backend.storage.db.models import Attribution as Reason
 from backend.storage.db.models import Click, Conversion
 from backend.worker.batch import CLICK_COLUMNS, Prepared
 
@@ -51,6 +58,13 @@ class ConversionFacts:
     bits: int = 0
     click: CreditedClick | None = None
     merchant_currency: str = ""  # "" when the merchant is not found
+    coupon: CouponInfo | None = None  # the coupon credited, when no click is (``link`` None)
+    attribution: str = ""  # a ``models.Attribution``; "" when nothing is credited
+
+    @property
+    def credited(self) -> LinkInfo | CouponInfo | None:
+        """Whose partner and rule the conversion earns by: the link's or the coupon's."""
+        return self.link or self.coupon
 
 
 # Built once: building the ``IN`` expression per batch cost more than running the query. Of the
@@ -77,7 +91,28 @@ class Attribution:
         facts = await self._credited_link(event)
         merchant = await self._catalog.merchant_by_id(event.merchant_id)
         facts.merchant_currency = merchant.currency if merchant else ""
+        if facts.link is not None:
+            facts.attribution = Reason.COOKIE if event.click_from_cookie else Reason.CLICK
+        if event.coupon:
+            await self._apply_coupon(facts, merchant)
         return facts
+
+    async def _apply_coupon(self, facts: ConversionFacts, merchant: MerchantInfo | None) -> None:
+        """The coupon's partner is credited instead of the click's, or where no click is."""
+        coupon = await self._catalog.coupon(facts.event.merchant_id, facts.event.coupon)
+        if coupon is None:
+            flags = facts.attribution_flag
+            facts.attribution_flag = (
+                f"{flags},{Flag.UNKNOWN_COUPON}" if flags else Flag.UNKNOWN_COUPON
+            )
+            return
+        link = facts.link
+        if link is not None and (
+            link.partner_id == coupon.partner_id or not (merchant and merchant.coupon_over_click)
+        ):
+            return  # the click stands
+        facts.link, facts.clicked_ms = None, 0
+        facts.coupon, facts.attribution = coupon, Reason.COUPON
 
     async def _credited_link(self, event: ConversionEvent) -> ConversionFacts:
         if not event.click_id:

@@ -2,9 +2,9 @@
 
 Each step takes the row (attributed, no commission yet) and the conversion's facts, and
 flags or fills in the row. Crediting a bot's click a conversion earns no commission; an
-attributed conversion with any flag (its own or its click's, or a paused partner's, link's or
-campaign's) is marked ``review`` and stays pending for a person, as is a sale in a currency
-other than its merchant's. A new rule is a new step.
+attributed conversion (to a click or a coupon) with any flag but a note (its own or its
+click's, or a paused partner's, link's or campaign's) is marked ``review`` and stays pending
+for a person, as is a sale in a currency other than its merchant's. A new rule is a new step.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from backend.domain.affiliate.commission import by_rule
 from backend.domain.events import Source
-from backend.domain.quality.flags import Flag
+from backend.domain.quality.flags import NOTES, Flag
 from backend.domain.quality.windows import PREFIX_BURST
 from backend.storage.db.models import ConversionStatus, PartnerStatus, RunStatus
 from backend.storage.rollups.hourly import conversion_delta
@@ -30,27 +30,27 @@ def _flag(row: Row, flag: Flag | str) -> None:
 def put_commission(row: Row, facts: ConversionFacts) -> None:
     """The rule's commission; a paused partner, link or campaign earns it, held for a person to
     decide."""
-    link = facts.link
-    if link is None:
+    credited = facts.credited  # the link, or the coupon when no click is credited
+    if credited is None:
         return
-    if link.partner_status == PartnerStatus.BANNED:
+    if credited.partner_status == PartnerStatus.BANNED:
         _flag(row, Flag.PARTNER_BANNED)
         return
-    if link.partner_status == PartnerStatus.PAUSED:
+    if credited.partner_status == PartnerStatus.PAUSED:
         _flag(row, Flag.PARTNER_PAUSED)
-    if link.status == RunStatus.PAUSED:
+    if facts.link is not None and facts.link.status == RunStatus.PAUSED:
         _flag(row, Flag.LINK_PAUSED)
-    if link.campaign_status == RunStatus.PAUSED:
+    if credited.campaign_status == RunStatus.PAUSED:
         _flag(row, Flag.CAMPAIGN_PAUSED)
     event = facts.event
-    if event.currency != link.currency and link.commission_flat_minor:
+    if event.currency != credited.currency and credited.commission_flat_minor:
         _flag(row, Flag.FLAT_COMMISSION_CURRENCY_MISMATCH)
     row["commission_minor"] = by_rule(
         event.amount_minor,
         event.currency,
-        link.currency,
-        link.commission_bps,
-        link.commission_flat_minor,
+        credited.currency,
+        credited.commission_bps,
+        credited.commission_flat_minor,
     )
 
 
@@ -84,9 +84,9 @@ def check_credited_click(row: Row, facts: ConversionFacts) -> None:
 
 def hold_for_review(row: Row, facts: ConversionFacts) -> None:
     """Last: any flag on an attributed conversion keeps it from automatic approval, as does a
-    sale in another currency on any."""
-    flags = row["flags"]
-    if flags and (facts.link is not None or Flag.FOREIGN_CURRENCY in flags.split(",")):
+    sale in another currency on any; notes (an unknown coupon) do not."""
+    flags = [flag for flag in row["flags"].split(",") if flag and flag not in NOTES]
+    if flags and (facts.credited is not None or Flag.FOREIGN_CURRENCY in flags):
         _flag(row, Flag.REVIEW)
 
 
@@ -103,7 +103,7 @@ CONVERSION_STEPS: tuple[ConversionStep, ...] = (
 
 def add_conversion(batch: Prepared, facts: ConversionFacts) -> None:
     """The conversion's row through ``CONVERSION_STEPS``, and its rollup delta."""
-    event, link = facts.event, facts.link
+    event, link, credited = facts.event, facts.link, facts.credited
     row: Row = {
         "event_id": event.event_id,
         "at_ms": event.at_ms,
@@ -111,8 +111,8 @@ def add_conversion(batch: Prepared, facts: ConversionFacts) -> None:
         "order_id": event.order_id,
         "click_id": event.click_id,
         "link_id": link.id if link else None,
-        "partner_id": link.partner_id if link else None,
-        "campaign_id": link.campaign_id if link else None,
+        "partner_id": credited.partner_id if credited else None,
+        "campaign_id": credited.campaign_id if credited else None,
         "amount_minor": event.amount_minor,
         "commission_minor": 0,
         "currency": event.currency,
@@ -122,6 +122,8 @@ def add_conversion(batch: Prepared, facts: ConversionFacts) -> None:
         "items_json": event.items_json,
         "flags": str(facts.attribution_flag),
         "verified": event.source == Source.POSTBACK,
+        "coupon": event.coupon or None,
+        "attribution": facts.attribution,
     }
     for step in CONVERSION_STEPS:
         step(row, facts)

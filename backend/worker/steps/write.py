@@ -179,6 +179,8 @@ REPLACED = (
     "commission_minor",
     "currency",
     "flags",
+    "coupon",
+    "attribution",
 )
 _STORED_ORDER = (
     select(
@@ -220,7 +222,8 @@ def _settle_by_postback(
             continue  # verified before (a duplicate order), or this very postback, redelivered
         values: dict[str, object] = {"verified": True}
         reason = "verified by postback"
-        if any(stored[name] != row[name] for name in ("click_id", "amount_minor", "currency")):
+        compared = ("click_id", "amount_minor", "currency", *(("coupon",) if row["coupon"] else ()))
+        if any(stored[name] != row[name] for name in compared):
             values |= {name: row[name] for name in REPLACED}
             reason = f"replaced by the merchant's signed postback; it was {_described(stored)}"
             if stored["status"] in COUNTED:
