@@ -234,6 +234,9 @@ class ConversionOut(msgspec.Struct):
     event_name: str
     flags: list[str]
     verified: bool
+    source_id: int | None  # the conversion source (network) that reported it
+    # True: the commission is the one the network reported, not the campaign's rule.
+    commission_reported: bool
 
 
 class ConversionChangeOut(msgspec.Struct):

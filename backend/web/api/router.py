@@ -16,6 +16,7 @@ from backend.web.api.openapi import API_KEY
 from backend.web.api.overrides import OverrideController
 from backend.web.api.postback import postback, rotate_postback_secret
 from backend.web.api.resources import RESOURCE_CONTROLLERS
+from backend.web.api.sources import SourceController, network_postback
 from backend.web.api.stats import stats
 
 
@@ -26,6 +27,7 @@ def api_router() -> Router:
             *RESOURCE_CONTROLLERS,
             ConversionController,
             OverrideController,
+            SourceController,
             create_click,
             rotate_postback_secret,
             stats,
@@ -44,3 +46,8 @@ def api_router() -> Router:
         dependencies=SESSIONS,
         exception_handlers={RecursionError: too_deep},
     )
+
+
+def network_router() -> Router:
+    """``/pb/{token}``: networks' postbacks, authenticated by their source's token."""
+    return Router(path="/", route_handlers=[network_postback], dependencies=SESSIONS)
