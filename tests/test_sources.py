@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,7 +29,14 @@ from backend.storage.db.models import (
 )
 from backend.web.app import create_app
 from backend.worker.consumer import StreamConsumer
-from tests.support import BROWSER_HEADERS, Programme, create_api_key, create_programme
+from tests.support import (
+    BROWSER_HEADERS,
+    Programme,
+    create_api_key,
+    create_programme,
+    sign_in,
+)
+from tests.test_admin import submit
 
 # An Awin-style programme: the network takes our click id in its own ``clickref`` and reports
 # sales back with ``clickref``, ``txid``, ``sale``, ``payout``, ``cur`` and a numeric status.
@@ -353,3 +361,65 @@ async def test_unknown_status_names_and_bad_mappings_are_refused_by_the_api(
     missing = {"merchant_id": 99999, "name": "N"}
     refused = await client.post("/api/v1/sources", json=missing, headers=programme.headers)
     assert refused.status_code == 400
+
+
+async def test_admin_pages_create_show_the_url_once_edit_rotate_and_delete(
+    client: AsyncTestClient[Any], programme: Programme, database: Database
+) -> None:
+    await sign_in(client, database)
+    form = {
+        "name": "Keitaro <b>",
+        "merchant_id": str(programme.merchant["id"]),
+        "preset": "keitaro",
+        "field_order_id": "",
+        "statuses": "",
+        "allow_ips": "203.0.113.0/24",
+    }
+    created = await submit(client, "/admin/sources/new", form)
+    assert created.status_code == 200, created.text
+    assert created.headers["cache-control"] == "no-store"
+    match = re.search(r'value="http://testserver.local/pb/(src_[^"]+)"', created.text)
+    assert match is not None, created.text
+    token = match.group(1)
+    async with database.session() as session:
+        source = await session.scalar(select(ConversionSource))
+    assert source is not None
+    assert source.fields["click_id"] == "subid"  # from the preset
+    assert source.fields["order_id"] == "txid"  # typed in the form (its default), kept
+    assert source.statuses["sale"] == "approved"
+    assert source.token_hash == hashlib.sha256(token.encode()).hexdigest()
+
+    page = await client.get(f"/admin/sources/{source.id}")
+    assert page.status_code == 200
+    assert token not in page.text
+    assert "Keitaro &lt;b&gt;" in page.text  # escaped
+    listing = await client.get("/admin/sources")
+    assert f'href="/admin/sources/{source.id}"' in listing.text
+
+    edit = {
+        "name": "Keitaro",
+        "field_order_id": "tid",
+        "field_click_id": "subid",
+        "field_status": "status",
+        "statuses": "lead=pending\nsale=approved\nrejected=rejected",
+        "allow_ips": "",
+    }
+    saved = await submit(client, f"/admin/sources/{source.id}", edit)
+    assert saved.status_code == 303, saved.text
+    bad = await submit(client, f"/admin/sources/{source.id}", {**edit, "statuses": "1=paid"})
+    assert bad.status_code == 400
+    async with database.session() as session:
+        source = await session.get(ConversionSource, source.id)
+    assert source is not None
+    assert (source.name, source.fields["order_id"], source.allow_ips) == ("Keitaro", "tid", [])
+
+    rotated = await submit(client, f"/admin/sources/{source.id}/rotate-token", {})
+    assert rotated.status_code == 200
+    assert token not in rotated.text
+    assert (await client.get(f"/pb/{token}", params={"tid": "A"})).status_code == 404
+    forged = await client.post(f"/admin/sources/{source.id}/delete", data={"_csrf_token": "x"})
+    assert forged.status_code == 403
+    deleted = await submit(client, f"/admin/sources/{source.id}/delete", {})
+    assert deleted.status_code == 303
+    async with database.session() as session:
+        assert await session.get(ConversionSource, source.id) is None

@@ -62,7 +62,7 @@ Network = Annotated[
 PresetName = Literal["generic", "binom", "keitaro"]
 
 
-class SourceFields(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class SourceFields(msgspec.Struct, forbid_unknown_fields=True):
     """Which request field (query, form or JSON) holds what; ``order_id`` (the network's
     transaction id) is required, the rest optional."""
 

@@ -18,9 +18,9 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, route
 from litestar.datastructures import State
 from litestar.exceptions import (
-    ClientException,
     NotFoundException,
     PermissionDeniedException,
+    ValidationException,
 )
 from litestar.params import JSONBody, PathParameter
 from sqlalchemy import select
@@ -160,7 +160,7 @@ async def _is_repeat(reader: Reader, event: NetworkEvent) -> bool:
     http_method=["GET", "POST"],
     tags=["sources"],
     raises=[
-        ClientException,
+        ValidationException,
         NotFoundException,
         PermissionDeniedException,
         BodyTooLarge,
@@ -209,7 +209,7 @@ async def network_postback(
         event = await parse_postback(ingest.catalog, source, fields, at_ms)
     except Rejection as rejection:
         await _reject(ingest, rejection, payload, at_ms)
-        raise ClientException(
+        raise ValidationException(
             detail=f"{rejection.field}: {rejection.detail}",
             extra=[{"key": rejection.field, "message": rejection.detail}],
         ) from None
