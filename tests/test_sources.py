@@ -6,10 +6,13 @@ management API (token shown once, stored hashed, rotated) and the per-source rep
 from __future__ import annotations
 
 import asyncio
+import csv
 import hashlib
+import io
 import re
 import socket
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -32,11 +35,13 @@ from backend.worker.consumer import StreamConsumer
 from tests.support import (
     BROWSER_HEADERS,
     Programme,
+    add_partner_with_link,
     create_api_key,
     create_programme,
+    follow_link,
     sign_in,
 )
-from tests.test_admin import submit
+from tests.test_admin import sign_in_partner, submit
 
 # An Awin-style programme: the network takes our click id in its own ``clickref`` and reports
 # sales back with ``clickref``, ``txid``, ``sale``, ``payout``, ``cur`` and a numeric status.
@@ -423,3 +428,69 @@ async def test_admin_pages_create_show_the_url_once_edit_rotate_and_delete(
     assert deleted.status_code == 303
     async with database.session() as session:
         assert await session.get(ConversionSource, source.id) is None
+
+
+async def test_the_per_source_report_in_the_stats_api_the_page_and_csv_within_scope(
+    client: AsyncTestClient[Any], programme: Programme, consumer: StreamConsumer, database: Database
+) -> None:
+    other, other_link = await add_partner_with_link(client, programme, "Other blog")
+    body = {"merchant_id": programme.merchant["id"], **NETWORK_SOURCE}
+    created = await client.post("/api/v1/sources", json=body, headers=programme.headers)
+    source, token = created.json(), created.json()["token"]
+    own_click = await follow_link(client, programme.link["code"])
+    await follow_link(client, programme.link["code"], {**BROWSER_HEADERS, "User-Agent": "Firefox"})
+    other_click = await follow_link(client, other_link["code"])
+    await consumer.drain()  # the clicks first: a conversion too close to its click is held
+    sales = [
+        {"clickref": own_click, "txid": "N-1", "sale": "49.90", "payout": "3.50"},
+        {"clickref": other_click, "txid": "N-2", "sale": "10.00", "payout": "1.00", "status": "1"},
+    ]
+    for sale in sales:
+        assert (await client.get(f"/pb/{token}", params=sale)).status_code == 200
+    pixel = {"m": programme.merchant["key"], "oid": "PIXEL-1", "amt": "5.00", "clk": own_click}
+    await client.get("/p.gif", params=pixel)
+    await consumer.drain()
+
+    report = (await client.get("/api/v1/stats?group_by=source", headers=programme.headers)).json()
+    (row,) = report["rows"]
+    assert row["key"] == source["id"]
+    figures = row["totals"]
+    assert (figures["conversions"], figures["revenue_minor"], figures["commission_minor"]) == (
+        2,
+        5990,
+        450,
+    )
+    assert figures["verified_conversions"] == 2
+    assert report["totals"]["conversions"] == 3  # the pixel's too: the plain totals
+    clicks = report["totals"]["clicks"]
+    assert figures["clicks"] == clicks >= 2  # the merchant's clicks
+    partner_key = await create_api_key(database, programme.partner["id"])
+    mine = await client.get(
+        "/api/v1/stats?group_by=source", headers={"Authorization": f"Bearer {partner_key}"}
+    )
+    (own,) = mine.json()["rows"]
+    assert (own["totals"]["conversions"], own["totals"]["revenue_minor"]) == (1, 4990)
+    assert own["totals"]["clicks"] < figures["clicks"]
+
+    await sign_in(client, database)
+    page = await client.get("/sources", params={"range": "7d"})
+    assert page.status_code == 200
+    assert "Network · Shop" in page.text
+    table = list(
+        csv.DictReader(io.StringIO((await client.get("/sources?range=7d&format=csv")).text))
+    )
+    assert [(r["day"], r["conversions"], r["revenue EUR"], r["aov EUR"]) for r in table] == [
+        ("total", "2", "59.90", "29.95"),
+        (datetime.now(UTC).strftime("%Y-%m-%d"), "2", "59.90", "29.95"),
+    ]
+    assert table[0]["commission EUR"] == "4.50"
+    await client.post("/logout", data={"_csrf_token": client.cookies.get("csrftoken")})
+    client.cookies.clear()
+    await sign_in_partner(client, database, other["id"])
+    theirs = list(
+        csv.DictReader(io.StringIO((await client.get("/sources?range=7d&format=csv")).text))
+    )
+    assert [(r["day"], r["conversions"], r["revenue EUR"]) for r in theirs] == [
+        ("total", "1", "10.00"),
+        (datetime.now(UTC).strftime("%Y-%m-%d"), "1", "10.00"),
+    ]

@@ -18,6 +18,7 @@ from backend.core.money import format_minor
 from backend.domain.reports.breakdown import BreakdownReport
 from backend.domain.reports.overview import OverviewReport
 from backend.domain.reports.quality import QualityReport
+from backend.domain.reports.sources import SourceReport, average_order_minor
 from backend.storage.rollups.measures import Metrics
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -124,3 +125,35 @@ def quality_csv(report: QualityReport) -> Stream:
         *(("rejected_event", reason, count) for reason, count in report.rejected),
     ]
     return csv_stream("quality.csv", ["kind", "name", "count"], rows)
+
+
+def sources_csv(report: SourceReport) -> Stream:
+    """One row per source for the whole range ("total"), then one per UTC day."""
+
+    def cells(metrics: Metrics) -> list[CsvCell]:
+        rate = metrics.conversion_rate
+        money: list[CsvCell] = []
+        for code in report.currencies:
+            aov = average_order_minor(metrics, code)
+            money += [
+                format_minor(metrics.revenue(code), code),
+                format_minor(metrics.commission(code), code),
+                None if aov is None else format_minor(aov, code),
+            ]
+        return [
+            metrics.clicks,
+            metrics.conversions,
+            None if rate is None else round(rate, 4),
+            *money,
+        ]
+
+    header = ["source_id", "source", "merchant", "day", "clicks", "conversions", "conversion_rate"]
+    header += [
+        f"{name} {code}" for code in report.currencies for name in ("revenue", "commission", "aov")
+    ]
+    rows = (
+        [row.source_id, row.name, row.merchant, day, *cells(metrics)]
+        for row in report.rows
+        for day, metrics in [("total", row.metrics), *row.days]
+    )
+    return csv_stream("by-source.csv", header, rows)
