@@ -13,15 +13,19 @@ import re
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import uvicorn
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
+from backend.core.clock import HOUR_MS, now_ms
 from backend.core.settings import Settings
+from backend.domain.events import NetworkEvent, Source, encode_event
 from backend.storage.db.engine import Database
 from backend.storage.db.models import (
     Conversion,
@@ -30,8 +34,11 @@ from backend.storage.db.models import (
     RejectedEventRow,
     StatsHourly,
 )
+from backend.storage.streams.entries import encode_entry
 from backend.web.app import create_app
 from backend.worker.consumer import StreamConsumer
+from backend.worker.main import weekly_sources_job, worker_options
+from backend.worker.scheduled_reports import last_week
 from tests.support import (
     BROWSER_HEADERS,
     Programme,
@@ -39,6 +46,7 @@ from tests.support import (
     create_api_key,
     create_programme,
     follow_link,
+    queued_conversion,
     sign_in,
 )
 from tests.test_admin import sign_in_partner, submit
@@ -473,6 +481,10 @@ async def test_the_per_source_report_in_the_stats_api_the_page_and_csv_within_sc
     assert own["totals"]["clicks"] < figures["clicks"]
 
     await sign_in(client, database)
+    async with database.session() as session:
+        reported = await session.scalar(select(Conversion.id).where(Conversion.order_id == "N-1"))
+    shown = await client.get(f"/conversions/{reported}")
+    assert "3.50 EUR (reported by the network)" in shown.text
     page = await client.get("/sources", params={"range": "7d"})
     assert page.status_code == 200
     assert "Network · Shop" in page.text
@@ -494,3 +506,39 @@ async def test_the_per_source_report_in_the_stats_api_the_page_and_csv_within_sc
         ("total", "1", "10.00"),
         (datetime.now(UTC).strftime("%Y-%m-%d"), "1", "10.00"),
     ]
+
+
+async def test_the_worker_writes_last_weeks_network_report_under_var_reports(
+    client: AsyncTestClient[Any],
+    programme: Programme,
+    consumer: StreamConsumer,
+    database: Database,
+    redis: Any,
+    settings: Settings,
+) -> None:
+    body = {"merchant_id": programme.merchant["id"], **NETWORK_SOURCE}
+    source = (await client.post("/api/v1/sources", json=body, headers=programme.headers)).json()
+    start_ms, end_ms, name = last_week(now_ms())
+    for order_id, at_ms in (("LW-1", start_ms + HOUR_MS), ("THIS-WEEK", end_ms + HOUR_MS)):
+        sale = msgspec.structs.replace(
+            queued_conversion(programme.merchant["id"], order_id, 2000),
+            at_ms=at_ms,
+            source=Source.NETWORK,
+        )
+        event = NetworkEvent(sale=sale, source_id=source["id"], commission_minor=150, status="")
+        await redis.xadd(settings.stream, {"e": encode_entry([encode_event(event)])})
+    await consumer.drain()
+
+    written = Path(await weekly_sources_job({"settings": settings, "database": database}))
+    assert written == settings.var_dir / "reports" / f"sources-{name}.csv"
+    mode = (await asyncio.to_thread(written.stat)).st_mode
+    assert mode & 0o777 == 0o600
+    table = list(csv.DictReader(io.StringIO(await asyncio.to_thread(written.read_text))))
+    day = datetime.fromtimestamp(start_ms / 1000, UTC).strftime("%Y-%m-%d")
+    assert [(r["source"], r["day"], r["conversions"], r["commission EUR"]) for r in table] == [
+        ("Network", "total", "1", "1.50"),
+        ("Network", day, "1", "1.50"),
+    ]
+    jobs = {job.name: job for job in worker_options(settings, settings.redis_url)["cron_jobs"]}
+    weekly = jobs["cron:weekly_sources_job"]
+    assert (weekly.unique, weekly.weekday, weekly.hour) == (True, {0}, {5})

@@ -4,6 +4,7 @@ day, from the report engine (``metrics.by_source``) within the viewer's scope.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -11,7 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import DAY_MS
+from backend.core.money import format_minor
 from backend.core.scope import Viewer
+from backend.domain.reports.csv_cells import CsvCell
 from backend.domain.reports.metrics import by_source
 from backend.storage.db.models import ConversionSource, Merchant
 from backend.storage.rollups.measures import Metrics
@@ -65,3 +68,35 @@ async def source_report(
     currencies = sorted({code for row in rows.values() for code in row.metrics.currencies})
     ordered = sorted(rows.values(), key=lambda row: (row.name.lower(), row.source_id))
     return SourceReport(ordered, currencies)
+
+
+def source_table(report: SourceReport) -> tuple[list[str], Iterator[list[CsvCell]]]:
+    """The report as a CSV table: a header, and per source a "total" row, then one per day."""
+
+    def cells(metrics: Metrics) -> list[CsvCell]:
+        rate = metrics.conversion_rate
+        money: list[CsvCell] = []
+        for code in report.currencies:
+            aov = average_order_minor(metrics, code)
+            money += [
+                format_minor(metrics.revenue(code), code),
+                format_minor(metrics.commission(code), code),
+                None if aov is None else format_minor(aov, code),
+            ]
+        return [
+            metrics.clicks,
+            metrics.conversions,
+            None if rate is None else round(rate, 4),
+            *money,
+        ]
+
+    header = ["source_id", "source", "merchant", "day", "clicks", "conversions", "conversion_rate"]
+    header += [
+        f"{name} {code}" for code in report.currencies for name in ("revenue", "commission", "aov")
+    ]
+    rows = (
+        [row.source_id, row.name, row.merchant, day, *cells(metrics)]
+        for row in report.rows
+        for day, metrics in [("total", row.metrics), *row.days]
+    )
+    return header, rows

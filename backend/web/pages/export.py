@@ -7,8 +7,6 @@ rows are written as they are produced, and a cell a spreadsheet would read as a 
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from typing import Any
 
@@ -16,29 +14,16 @@ from litestar.response import Stream
 
 from backend.core.money import format_minor
 from backend.domain.reports.breakdown import BreakdownReport
+from backend.domain.reports.csv_cells import FORMULA_STARTS as FORMULA_STARTS
+from backend.domain.reports.csv_cells import CsvCell as CsvCell
+from backend.domain.reports.csv_cells import csv_line
+from backend.domain.reports.csv_cells import neutralise as neutralise
 from backend.domain.reports.overview import OverviewReport
 from backend.domain.reports.quality import QualityReport
-from backend.domain.reports.sources import SourceReport, average_order_minor
+from backend.domain.reports.sources import SourceReport, source_table
 from backend.storage.rollups.measures import Metrics
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-CsvCell = str | int | float | None
-
-
-def neutralise(value: CsvCell) -> str:
-    """The cell as text; numbers stay numbers, text that could run as a formula does not."""
-    if value is None:
-        return ""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    text = str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
-def _line(cells: Iterable[CsvCell]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow([neutralise(cell) for cell in cells])
-    return buffer.getvalue()
+_line = csv_line  # the cells' one writer (``backend.domain.reports.csv_cells``)
 
 
 async def _lines(
@@ -129,31 +114,5 @@ def quality_csv(report: QualityReport) -> Stream:
 
 def sources_csv(report: SourceReport) -> Stream:
     """One row per source for the whole range ("total"), then one per UTC day."""
-
-    def cells(metrics: Metrics) -> list[CsvCell]:
-        rate = metrics.conversion_rate
-        money: list[CsvCell] = []
-        for code in report.currencies:
-            aov = average_order_minor(metrics, code)
-            money += [
-                format_minor(metrics.revenue(code), code),
-                format_minor(metrics.commission(code), code),
-                None if aov is None else format_minor(aov, code),
-            ]
-        return [
-            metrics.clicks,
-            metrics.conversions,
-            None if rate is None else round(rate, 4),
-            *money,
-        ]
-
-    header = ["source_id", "source", "merchant", "day", "clicks", "conversions", "conversion_rate"]
-    header += [
-        f"{name} {code}" for code in report.currencies for name in ("revenue", "commission", "aov")
-    ]
-    rows = (
-        [row.source_id, row.name, row.merchant, day, *cells(metrics)]
-        for row in report.rows
-        for day, metrics in [("total", row.metrics), *row.days]
-    )
+    header, rows = source_table(report)
     return csv_stream("by-source.csv", header, rows)
