@@ -9,6 +9,7 @@ import asyncio
 import csv
 import hashlib
 import io
+import logging
 import re
 import socket
 from collections.abc import AsyncIterator
@@ -542,3 +543,19 @@ async def test_the_worker_writes_last_weeks_network_report_under_var_reports(
     jobs = {job.name: job for job in worker_options(settings, settings.redis_url)["cron_jobs"]}
     weekly = jobs["cron:weekly_sources_job"]
     assert (weekly.unique, weekly.weekday, weekly.hour) == (True, {0}, {5})
+
+
+async def test_the_access_log_keeps_only_the_tokens_hint(
+    client: AsyncTestClient[Any], programme: Programme, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = {"merchant_id": programme.merchant["id"], **NETWORK_SOURCE}
+    token = (await client.post("/api/v1/sources", json=body, headers=programme.headers)).json()[
+        "token"
+    ]
+    with caplog.at_level(logging.INFO):
+        assert (await client.get(f"/pb/{token}", params={"txid": "L-1"})).status_code == 200
+    ours = [r for r in caplog.records if r.name == "clicktrail.access"]  # not the client's own
+    logged = [record.getMessage() for record in ours if "/pb/" in record.getMessage()]
+    assert logged, caplog.text
+    assert all(token not in record.getMessage() for record in ours)
+    assert f"/pb/{token[:10]}…" in logged[0]
