@@ -36,6 +36,10 @@ class RejectReason(StrEnum):
     BAD_SIGNATURE = "bad_signature"  # a postback not signed with its merchant's secret
     POISON = "poison"
     PARTNER_BANNED = "partner_banned"  # a banned partner's click: redirected, never tracked
+    UNKNOWN_SOURCE = "unknown_source"  # a network postback to a token no source has
+    IP_NOT_ALLOWED = "ip_not_allowed"  # a network postback from outside its source's allow-list
+    UNKNOWN_STATUS = "unknown_status"  # a network's status value its source does not map
+    STATUS_REFUSED = "status_refused"  # a network's status change the status rules refuse
 
 
 class Source(StrEnum):
@@ -44,6 +48,7 @@ class Source(StrEnum):
     POSTBACK = "postback"
     REDIRECT = "redirect"
     API = "api"  # the management API's click endpoint
+    NETWORK = "network"  # a conversion source's postback (/pb/{token})
     UNKNOWN = "unknown"  # a stream entry too broken to tell
 
 
@@ -140,6 +145,17 @@ def coupon_key(code: str) -> str:
     return code.strip().upper()
 
 
+class NetworkEvent(msgspec.Struct, tag="n1", array_like=True, frozen=True, gc=False):
+    """A conversion source's postback (``/pb/{token}``): the sale as the network reports it
+    (source ``network``; amount 0 when it sends none), which source, the commission it reports
+    (-1: none) and the status it reports, mapped to ours ("" when it sends none)."""
+
+    sale: ConversionEvent
+    source_id: int
+    commission_minor: int
+    status: str
+
+
 class RejectedEvent(msgspec.Struct, tag="r", array_like=True, frozen=True, gc=False):
     event_id: str
     at_ms: int
@@ -149,7 +165,7 @@ class RejectedEvent(msgspec.Struct, tag="r", array_like=True, frozen=True, gc=Fa
     payload: str
 
 
-QueuedEvent = ClickEvent | ImpressionEvent | ConversionEvent | RejectedEvent
+QueuedEvent = ClickEvent | ImpressionEvent | ConversionEvent | NetworkEvent | RejectedEvent
 
 MAX_REJECTED_PAYLOAD = 4096
 

@@ -31,7 +31,7 @@ from backend.storage.redis_client import connect
 from backend.storage.streams.spool import Spool
 from backend.storage.streams.writer import StreamWriter
 from backend.web.api.openapi import RequestBodySchemas, openapi_config
-from backend.web.api.router import api_router
+from backend.web.api.router import api_router, network_router
 from backend.web.health import healthz, metrics, readyz
 from backend.web.ingest.routes import Ingest, IngestFirst, load_not_found_page
 from backend.web.ingest.snippet import Snippet, serve_snippet, serve_versioned_snippet
@@ -105,6 +105,7 @@ def create_app(settings: Settings) -> RequestTelemetry:
             readyz,
             metrics,
             api_router(),
+            network_router(),
             web_router(settings),
             create_static_files_router(
                 path="/static", directories=[STATIC], include_in_schema=False

@@ -107,6 +107,7 @@ class RequestTelemetry:
             request_id.reset(token)
 
     def _log(self, scope: Scope, status: int, started: float) -> None:
+        path = _logged_path(scope["path"])
         forwarded = next((v for k, v in scope["headers"] if k == b"x-forwarded-for"), None)
         prefix = network_prefix(request_address(scope, forwarded, self._trusted)) or "-"
         method = scope.get("method", "-")
@@ -115,14 +116,26 @@ class RequestTelemetry:
             '%s "%s %s" %d %.1fms',
             prefix,
             method,
-            scope["path"],
+            path,
             status,
             duration_ms,
             extra={
                 "client_prefix": prefix,
                 "method": method,
-                "path": scope["path"],
+                "path": path,
                 "status": status,
                 "duration_ms": duration_ms,
             },
         )
+
+
+_POSTBACK_PATH = "/pb/"
+_TOKEN_SHOWN = len(_POSTBACK_PATH) + 10  # a network's token: its first characters, as its hint
+
+
+def _logged_path(path: str) -> str:
+    """The path as the access log keeps it: a conversion source's token (which authenticates
+    its postbacks) cut to the characters its admin page shows."""
+    if path.startswith(_POSTBACK_PATH) and len(path) > _TOKEN_SHOWN:
+        return path[:_TOKEN_SHOWN] + "…"
+    return path

@@ -33,3 +33,5 @@ class Prepared:
     conversions: list[Row] = field(default_factory=list)
     rejected: list[Row] = field(default_factory=list)
     deltas: dict[str, Delta] = field(default_factory=dict)
+    # The status a conversion source's postback reports, by its conversion's event id.
+    network_statuses: dict[str, str] = field(default_factory=dict)

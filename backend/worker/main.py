@@ -21,7 +21,7 @@ from arq.typing import WorkerCoroutine
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from backend.core.clock import DAY_S, HOUR_S
+from backend.core.clock import DAY_S, HOUR_S, now_ms
 from backend.core.ids import ClickIdSigner
 from backend.core.settings import Settings
 from backend.domain.affiliate.auto_approval import approve_due
@@ -36,6 +36,7 @@ from backend.worker.consumer import StreamConsumer
 from backend.worker.pipeline import Pipeline
 from backend.worker.retention import purge_expired
 from backend.worker.retry import jittered
+from backend.worker.scheduled_reports import write_weekly_sources
 
 YOUNG_COLLECTION_EVERY = 10_000
 POLL_BACKOFF_START_S = 0.5
@@ -161,6 +162,14 @@ async def fold_job(ctx: Context) -> int:
     return await fold_closed_hours(ctx["database"])
 
 
+async def weekly_sources_job(ctx: Context) -> str:
+    """Mondays: last week's per-network report as a CSV under ``var/reports/``."""
+    settings: Settings = ctx["settings"]
+    path = await write_weekly_sources(ctx["database"], settings.var_dir / "reports", now_ms())
+    log.info("wrote %s", path)
+    return str(path)
+
+
 def _once_per_tick(job: WorkerCoroutine, **when: Any) -> CronJob:
     """A cron job that runs once per tick across all workers.
 
@@ -183,6 +192,7 @@ def worker_options(settings: Settings, redis_url: str) -> dict[str, Any]:
             _once_per_tick(link_health_job, hour={4}, minute={41}, timeout=1800),
             _once_per_tick(partition_job, hour={2}, minute={41}, timeout=600),
             _once_per_tick(fold_job, minute=set(range(0, 60, 5)), timeout=HOUR_S),
+            _once_per_tick(weekly_sources_job, weekday={0}, hour={5}, minute={13}, timeout=1800),
         ],
         "on_startup": startup,
         "on_shutdown": shutdown,

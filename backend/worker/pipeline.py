@@ -130,6 +130,7 @@ class Pipeline:
             inquiry.attributed, stored, order_clicks, in_batch, unwritten
         )
         for facts in credited:
+            facts.network = valid.network.get(facts.event.event_id)
             add_conversion(batch, facts)
         return batch
 

@@ -272,6 +272,9 @@ class ConversionOut(msgspec.Struct):
     verified: bool
     coupon: str | None  # the coupon code the sale carried, upper-cased
     attribution: str  # why it is credited: "click", "cookie", "coupon"; "" when it is not
+    source_id: int | None  # the conversion source (network) that reported it
+    # True: the commission is the one the network reported, not the campaign's rule.
+    commission_reported: bool
 
 
 class ConversionChangeOut(msgspec.Struct):

@@ -14,8 +14,9 @@ the commission before and after when it changed. The caller commits.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, insert, update
+from sqlalchemy import ColumnElement, Connection, and_, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import HOUR_MS, now_ms
@@ -82,6 +83,57 @@ def change_row(
         "commission_from_minor": earlier,
         "commission_to_minor": decided,
     }
+
+
+def network_source(source_id: int) -> str:
+    """The actor a conversion source's postback is recorded as."""
+    return f"source:{source_id}"
+
+
+def network_target(current: ConversionStatus, wanted: ConversionStatus) -> ConversionStatus:
+    """What a network's status means for a conversion in ``current``: networks say
+    "rejected" (declined) of a sale they approved before, which our rules call reversed."""
+    if current == ConversionStatus.APPROVED and wanted == ConversionStatus.REJECTED:
+        return ConversionStatus.REVERSED
+    return wanted
+
+
+def change_by_network(
+    connection: Connection, stored: Any, wanted: ConversionStatus, source_id: int
+) -> bool:
+    """The worker's status change for a conversion source's postback, by the same rules as
+    ``change_status`` (allowed transitions, an audit row, the rollup uncounted in the same
+    transaction), on the batch's connection; ``stored``: the conversion's row (id, status,
+    at_ms, merchant_id, link_id, currency, amount_minor, commission_minor). False when there
+    is nothing to change; raise ``TransitionRefused`` when the rules refuse it."""
+    current = ConversionStatus(stored["status"])
+    wanted = network_target(current, wanted)
+    if current == wanted:
+        return False
+    if (current, wanted) not in ALLOWED:
+        raise TransitionRefused(current, wanted)
+    connection.execute(
+        update(Conversion).where(Conversion.id == stored["id"]).values(status=wanted, verified=True)
+    )
+    reason = f"status {wanted} reported by the network"
+    audit = change_row(stored["id"], current, wanted, True, network_source(source_id), reason)
+    connection.execute(insert(ConversionChange), [audit])
+    if current in COUNTED and wanted not in COUNTED:
+        connection.execute(
+            update(StatsHourly)
+            .where(
+                _STATS.hour_ms == stored["at_ms"] // HOUR_MS * HOUR_MS,
+                _STATS.merchant_id == stored["merchant_id"],
+                _STATS.link_id == (stored["link_id"] or 0),
+                _STATS.currency == stored["currency"],
+            )
+            .values(
+                conversions=_STATS.conversions - 1,
+                revenue_minor=_STATS.revenue_minor - stored["amount_minor"],
+                commission_minor=_STATS.commission_minor - stored["commission_minor"],
+            )
+        )
+    return True
 
 
 def held_for_review(conversion: Conversion) -> bool:

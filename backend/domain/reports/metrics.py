@@ -25,7 +25,14 @@ from backend.core.clock import HOUR_MS
 from backend.core.ids import click_id_floor
 from backend.core.scope import Viewer
 from backend.domain.reports.dimensions import Filters
-from backend.storage.db.models import Campaign, ConversionStatus, Link, Partner, StatsHourly
+from backend.storage.db.models import (
+    Campaign,
+    ConversionSource,
+    ConversionStatus,
+    Link,
+    Partner,
+    StatsHourly,
+)
 from backend.storage.rollups.by_dimension import CLICKS, CONVERSIONS, ROLLUP, read_watermark, spans
 from backend.storage.rollups.dimensions import DIMENSIONS, Dimension
 from backend.storage.rollups.measures import (
@@ -266,6 +273,69 @@ async def verification(
     return dict(result)
 
 
+SOURCE = Dimension("source", "Network", "source_id", is_id=True)
+"""The conversion source (network) that reported a conversion: a column of conversions only."""
+
+
+async def by_source(
+    session: AsyncSession,
+    viewer: Viewer,
+    start_ms: int,
+    end_ms: int,
+    *,
+    bucket_ms: int | None = None,
+) -> dict[Key, Metrics]:
+    """Figures per conversion source, keyed as ``collect``'s: the conversions each reported
+    (money and counts from the conversions themselves, by the measures' definitions), and as its
+    traffic the clicks of its merchant's links from ``stats_hourly`` (the clicks sent towards
+    the network; a merchant's clicks count under each of its sources)."""
+    v = CONVERSIONS.c
+    bucket = _bucket(v.at_ms, bucket_ms)
+    money = (
+        select(
+            _selected(bucket),
+            v.source_id,
+            v.currency,
+            *(literal(0) for _ in CLICK_COUNTERS),
+            literal(0),
+            *money_counters(v),
+        )
+        .where(
+            v.at_ms >= start_ms,
+            v.at_ms < end_ms,
+            v.source_id.is_not(None),
+            v.status.in_(_statuses(counted=True)),
+        )
+        .group_by(v.currency, v.source_id, *_given(bucket))
+    )
+    result: dict[Key, Metrics] = defaultdict(Metrics)
+    for row_bucket, key, currency, *values in (
+        await session.execute(viewer.restrict(money, v.partner_id))
+    ).all():
+        result[(row_bucket, key)].add(currency, tuple(int(value) for value in values))
+    sources: dict[int, list[int]] = defaultdict(list)
+    for source_id, merchant_id in await session.execute(
+        select(ConversionSource.id, ConversionSource.merchant_id)
+    ):
+        sources[merchant_id].append(source_id)
+    if not sources:
+        return dict(result)
+    t = STATS.c
+    hour_bucket = _bucket(t.hour_ms, bucket_ms, HOUR_MS)
+    clicks = (
+        select(_selected(hour_bucket), t.merchant_id, *(total(t[n]) for n in CLICK_COUNTERS))
+        .where(t.hour_ms >= start_ms, t.hour_ms < end_ms, t.merchant_id.in_(list(sources)))
+        .group_by(t.merchant_id, *_given(hour_bucket))
+    )
+    for row_bucket, merchant_id, *values in (
+        await session.execute(viewer.restrict(clicks, t.partner_id))
+    ).all():
+        counted = (*(int(value) for value in values), 0, 0, 0, 0)
+        for source_id in sources[merchant_id]:
+            result[(row_bucket, source_id)].add("", counted)
+    return dict(result)
+
+
 async def totals(
     session: AsyncSession, viewer: Viewer, start_ms: int, end_ms: int, filters: Filters
 ) -> Metrics:
@@ -274,6 +344,7 @@ async def totals(
 
 
 _NAMED: dict[str, tuple[Any, Any]] = {
+    "source": (ConversionSource.id, ConversionSource.name),
     "partner": (Partner.id, Partner.name),
     "campaign": (Campaign.id, Campaign.name),
     "link": (Link.id, Link.code),

@@ -1,4 +1,5 @@
-"""The stats API's answer: totals and breakdowns by day, partner, campaign or link, within a
+"""The stats API's answer: totals and breakdowns by day, partner, campaign, link or conversion
+source (network; its rows count the clicks of its merchant's links), within a
 viewer's scope, in the shape the API promises; the figures are the report engine's
 (``backend.domain.reports.metrics``).
 
@@ -19,11 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.core.clock import DAY_MS
 from backend.core.scope import Viewer
 from backend.domain.reports.dimensions import Filters
-from backend.domain.reports.metrics import Key, collect, verification
+from backend.domain.reports.metrics import SOURCE, Key, by_source, collect, verification
 from backend.storage.rollups.dimensions import DIMENSIONS
 from backend.storage.rollups.measures import Metrics, Verification
 
-GroupBy = Literal["day", "partner", "campaign", "link"]
+GroupBy = Literal["day", "partner", "campaign", "link", "source"]
 
 
 class CurrencyTotals(msgspec.Struct):
@@ -121,13 +122,21 @@ async def stats_report(
     group = DIMENSIONS[group_by] if group_by in ("partner", "campaign", "link") else None
     bucket_ms = DAY_MS if group_by == "day" else None
     span = (viewer, _ms(start), _ms(end))
-    figures = await collect(session, *span, Filters(), group, bucket_ms=bucket_ms)
-    splits = await verification(session, *span, group, bucket_ms=bucket_ms)
-    overall = Metrics()
-    for metrics in figures.values():
-        overall.merge(metrics)
+    if group_by == "source":
+        # A merchant's clicks count under each of its sources: the totals are the plain ones.
+        figures = await by_source(session, *span)
+        splits = await verification(session, *span, SOURCE)
+        overall = (await collect(session, *span, Filters())).get((None, None), Metrics())
+        overall_splits = await verification(session, *span)
+    else:
+        figures = await collect(session, *span, Filters(), group, bucket_ms=bucket_ms)
+        splits = await verification(session, *span, group, bucket_ms=bucket_ms)
+        overall = Metrics()
+        for metrics in figures.values():
+            overall.merge(metrics)
+        overall_splits = splits
     overall_split: dict[str, Verification] = {}
-    for split in splits.values():
+    for split in overall_splits.values():
         for currency, counts in split.items():
             overall_split.setdefault(currency, Verification()).merge(counts)
     rows = (
@@ -140,6 +149,11 @@ async def stats_report(
         ]
         if group_by
         else []
+    )
+    rows = (
+        [row for row in rows if row.key != 0]  # conversions no source reported
+        if group_by == "source"
+        else rows
     )
     return StatsReport(
         start=start, end=end, group_by=group_by, totals=_totals(overall, overall_split), rows=rows

@@ -286,6 +286,12 @@ class Conversion(Base):
     coupon: Mapped[str | None] = mapped_column(String(64))
     # Why it is credited to its partner: an ``Attribution``, "" when it is not.
     attribution: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    # The conversion source (network) that reported it, and whether its commission is the
+    # network's reported figure rather than the campaign's rule.
+    source_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    commission_reported: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
 
 class ConversionChange(Base):
@@ -307,6 +313,26 @@ class ConversionChange(Base):
     reason: Mapped[str] = mapped_column(String(500))
     commission_from_minor: Mapped[int | None] = mapped_column(BigInteger)
     commission_to_minor: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ConversionSource(Base):
+    """An affiliate network (or any server) that reports a merchant's sales to ``/pb/{token}``
+    in its own field names. The token is shown once; only its SHA-256 is kept."""
+
+    __tablename__ = "conversion_sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    preset: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hint: Mapped[str] = mapped_column(String(16))  # the token's first characters
+    # Which request field holds what: click_id, order_id, amount, commission, currency, status.
+    fields: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # The network's status values mapped to ours (pending, approved, rejected, reversed).
+    statuses: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    allow_ips: Mapped[list[str]] = mapped_column(JSON, default=list)  # addresses or CIDRs
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class StatsHourly(Base):

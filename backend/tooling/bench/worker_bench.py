@@ -32,7 +32,14 @@ from backend.core.clock import HOUR_MS, MINUTE_MS, now_ms
 from backend.core.ids import ClickIdSigner
 from backend.core.settings import Settings
 from backend.domain.edge import build_click, build_conversion
-from backend.domain.events import ClickEvent, QueuedEvent, Source, Visitor, encode_event
+from backend.domain.events import (
+    ClickEvent,
+    NetworkEvent,
+    QueuedEvent,
+    Source,
+    Visitor,
+    encode_event,
+)
 from backend.domain.visitor import describe_visitor
 from backend.storage.catalog import Catalog, LinkInfo
 from backend.storage.db.engine import Database
@@ -178,7 +185,9 @@ async def make_events(
             params["clk"] = click.click_id
         at_ms = min(click.at_ms + rng.randrange(MINUTE_MS, 30 * MINUTE_MS), end_ms)
         events.append(await build_conversion(catalog, params, Source.PIXEL, visitor, at_ms))
-    events.sort(key=lambda event: event.at_ms)
+    events.sort(
+        key=lambda event: event.sale.at_ms if isinstance(event, NetworkEvent) else event.at_ms
+    )
     return events, len(converting)
 
 

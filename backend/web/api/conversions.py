@@ -65,6 +65,8 @@ def conversion_out(conversion: Conversion) -> ConversionOut:
         verified=conversion.verified,
         coupon=conversion.coupon,
         attribution=conversion.attribution,
+        source_id=conversion.source_id,
+        commission_reported=conversion.commission_reported,
     )
 
 
@@ -72,7 +74,7 @@ def change_out(change: ConversionChange, viewer: Viewer) -> ConversionChangeOut:
     """A partner sees that an admin acted, not which one (actors name users and keys)."""
     actor = change.actor
     if not viewer.is_admin and actor not in (POSTBACK, AUTO_APPROVAL):
-        actor = "admin"
+        actor = "network" if actor.startswith("source:") else "admin"
     return ConversionChangeOut(
         at=_time(change.at_ms),
         from_status=change.from_status,

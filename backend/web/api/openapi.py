@@ -50,16 +50,21 @@ _SCHEMA_FIELDS = {
 }
 
 
-def _as_litestar(json_schema: dict[str, Any]) -> Schema:
-    """A JSON Schema as Litestar's ``Schema`` (request bodies are flat: no references)."""
+def _as_litestar(json_schema: dict[str, Any], components: dict[str, Any] | None = None) -> Schema:
+    """A JSON Schema as Litestar's ``Schema``; a struct nested in a request body (a reference
+    to ``components``) is written out in place, so each body's schema stands alone."""
+    if "$ref" in json_schema and components is not None:
+        return _as_litestar(components[json_schema["$ref"].rsplit("/", 1)[1]], components)
     values: dict[str, Any] = {}
     for key, value in json_schema.items():
         if key in ("anyOf", "allOf", "oneOf"):
-            value = [_as_litestar(item) for item in value]
+            value = [_as_litestar(item, components) for item in value]
         elif key == "items":
-            value = _as_litestar(value)
+            value = _as_litestar(value, components)
         elif key == "properties":
-            value = {name: _as_litestar(item) for name, item in value.items()}
+            value = {name: _as_litestar(item, components) for name, item in value.items()}
+        elif key == "additionalProperties" and isinstance(value, dict):
+            value = _as_litestar(value, components)
         elif key == "type":
             value = OpenAPIType(value)
         elif key == "format":
@@ -82,7 +87,7 @@ class RequestBodySchemas(OpenAPISchemaPlugin):
     def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Schema:
         struct = field_definition.annotation
         _, components = msgspec.json.schema_components([struct])
-        described = _as_litestar(components[struct.__name__])
+        described = _as_litestar(components[struct.__name__], components)
         schema: Schema = schema_creator.create_component_schema(
             field_definition, required=list(described.required or []), property_fields={}
         )
@@ -97,7 +102,7 @@ def raw_body_operation(struct: type[msgspec.Struct]) -> type[Operation]:
     reads its body itself (to keep what it refuses as a rejected event, which Litestar's own
     decoding would answer before the handler runs)."""
     _, components = msgspec.json.schema_components([struct])
-    schema = _as_litestar(components[struct.__name__])
+    schema = _as_litestar(components[struct.__name__], components)
     schema.additional_properties = False
     body = RequestBody(required=True, content={"application/json": OpenAPIMediaType(schema)})
 

@@ -17,6 +17,7 @@ from backend.web.api.openapi import API_KEY
 from backend.web.api.overrides import OverrideController
 from backend.web.api.postback import postback, rotate_postback_secret
 from backend.web.api.resources import RESOURCE_CONTROLLERS
+from backend.web.api.sources import SourceController, network_postback
 from backend.web.api.stats import stats
 
 
@@ -28,6 +29,7 @@ def api_router() -> Router:
             ConversionController,
             CouponController,
             OverrideController,
+            SourceController,
             create_click,
             rotate_postback_secret,
             stats,
@@ -46,3 +48,8 @@ def api_router() -> Router:
         dependencies=SESSIONS,
         exception_handlers={RecursionError: too_deep},
     )
+
+
+def network_router() -> Router:
+    """``/pb/{token}``: networks' postbacks, authenticated by their source's token."""
+    return Router(path="/", route_handlers=[network_postback], dependencies=SESSIONS)

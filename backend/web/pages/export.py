@@ -7,8 +7,6 @@ rows are written as they are produced, and a cell a spreadsheet would read as a 
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from typing import Any
 
@@ -16,28 +14,16 @@ from litestar.response import Stream
 
 from backend.core.money import format_minor
 from backend.domain.reports.breakdown import BreakdownReport
+from backend.domain.reports.csv_cells import FORMULA_STARTS as FORMULA_STARTS
+from backend.domain.reports.csv_cells import CsvCell as CsvCell
+from backend.domain.reports.csv_cells import csv_line
+from backend.domain.reports.csv_cells import neutralise as neutralise
 from backend.domain.reports.overview import OverviewReport
 from backend.domain.reports.quality import QualityReport
+from backend.domain.reports.sources import SourceReport, source_table
 from backend.storage.rollups.measures import Metrics
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-CsvCell = str | int | float | None
-
-
-def neutralise(value: CsvCell) -> str:
-    """The cell as text; numbers stay numbers, text that could run as a formula does not."""
-    if value is None:
-        return ""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    text = str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
-def _line(cells: Iterable[CsvCell]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow([neutralise(cell) for cell in cells])
-    return buffer.getvalue()
+_line = csv_line  # the cells' one writer (``backend.domain.reports.csv_cells``)
 
 
 async def _lines(
@@ -124,3 +110,9 @@ def quality_csv(report: QualityReport) -> Stream:
         *(("rejected_event", reason, count) for reason, count in report.rejected),
     ]
     return csv_stream("quality.csv", ["kind", "name", "count"], rows)
+
+
+def sources_csv(report: SourceReport) -> Stream:
+    """One row per source for the whole range ("total"), then one per UTC day."""
+    header, rows = source_table(report)
+    return csv_stream("by-source.csv", header, rows)

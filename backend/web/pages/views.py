@@ -28,10 +28,11 @@ from backend.domain.reports.metrics import visible
 from backend.domain.reports.overview import overview_report
 from backend.domain.reports.quality import quality_report
 from backend.domain.reports.ranges import PRESETS, DateRange, RangeError, resolve_range, zone
+from backend.domain.reports.sources import average_order_minor, source_report
 from backend.storage.rollups.dimensions import DIMENSIONS
 from backend.web.api.deps import CurrentViewer, Reader
 from backend.web.pages.chart import lay_out
-from backend.web.pages.export import breakdown_csv, overview_csv, quality_csv
+from backend.web.pages.export import breakdown_csv, overview_csv, quality_csv, sources_csv
 from backend.web.pages.install import install_tags
 
 
@@ -194,6 +195,22 @@ async def quality(
     return Template("quality.html", context={**context, "report": report})
 
 
+@get("/sources", name="sources")
+async def sources(
+    request: Request[Any, Any, Any], viewer: CurrentViewer, reader: Reader
+) -> Template | Stream:
+    """Per network (conversion source): clicks, conversions, conversion rate, revenue,
+    commission and average order value, with a daily breakdown (UTC days)."""
+    period, _ = _report_params(request)
+    report = await source_report(reader, viewer, period.start_ms, period.end_ms)
+    if _wants_csv(request):
+        return sources_csv(report)
+    context = _page_context(period, Filters(), viewer, request.url.path)
+    return Template(
+        "sources.html", context={**context, "report": report, "aov": average_order_minor}
+    )
+
+
 @get("/install", name="install")
 async def install(viewer: CurrentViewer, reader: Reader, state: State) -> Template:
     """The tags to paste on merchant and publisher pages."""
@@ -201,4 +218,4 @@ async def install(viewer: CurrentViewer, reader: Reader, state: State) -> Templa
     return Template("install.html", context={"installs": installs, "viewer": viewer})
 
 
-PAGE_HANDLERS = [overview, breakdown, live, quality, install]
+PAGE_HANDLERS = [overview, breakdown, live, quality, sources, install]

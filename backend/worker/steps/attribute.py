@@ -27,7 +27,7 @@ from sqlalchemy import Connection, bindparam, select, tuple_
 
 from backend.core.clock import DAY_MS, MINUTE_MS
 from backend.core.ids import ClickIdSigner
-from backend.domain.events import ConversionEvent, Source
+from backend.domain.events import ConversionEvent, NetworkEvent, Source
 from backend.domain.quality.flags import Flag
 from backend.storage.catalog import Catalog, CouponInfo, LinkInfo, MerchantInfo
 from backend.storage.db.engine import Database
@@ -65,6 +65,8 @@ class ConversionFacts:
     def credited(self) -> LinkInfo | CouponInfo | None:
         """Whose partner and rule the conversion earns by: the link's or the coupon's."""
         return self.link or self.coupon
+
+    network: NetworkEvent | None = None  # what a conversion source reported besides the sale
 
 
 # Built once: building the ``IN`` expression per batch cost more than running the query. Of the
@@ -207,8 +209,12 @@ def credited_click_ids(attributed: list[ConversionFacts]) -> set[str]:
 
 
 def names_no_click(event: ConversionEvent) -> bool:
-    """A signed postback for an order that says nothing of the click."""
-    return event.source == Source.POSTBACK and not event.click_id and bool(event.order_id)
+    """A signed postback (or a network's) for an order that says nothing of the click."""
+    return (
+        event.source in (Source.POSTBACK, Source.NETWORK)
+        and not event.click_id
+        and bool(event.order_id)
+    )
 
 
 def order_of(event: ConversionEvent) -> OrderKey:

@@ -82,6 +82,18 @@ def check_credited_click(row: Row, facts: ConversionFacts) -> None:
         _flag(row, Flag.FLAGGED_CLICK)
 
 
+def put_network_figures(row: Row, facts: ConversionFacts) -> None:
+    """A conversion source's postback: which source, and the commission the network reports,
+    stored as reported instead of the rule's (the network pays it)."""
+    network = facts.network
+    if network is None:
+        return
+    row["source_id"] = network.source_id
+    if network.commission_minor >= 0:
+        row["commission_minor"] = network.commission_minor
+        row["commission_reported"] = True
+
+
 def hold_for_review(row: Row, facts: ConversionFacts) -> None:
     """Last: any flag on an attributed conversion keeps it from automatic approval, as does a
     sale in another currency on any; notes (an unknown coupon) do not."""
@@ -97,6 +109,7 @@ CONVERSION_STEPS: tuple[ConversionStep, ...] = (
     flag_too_fast,
     flag_prefix_burst,
     check_credited_click,
+    put_network_figures,
     hold_for_review,
 )
 
@@ -121,11 +134,15 @@ def add_conversion(batch: Prepared, facts: ConversionFacts) -> None:
         "event_name": event.event_name,
         "items_json": event.items_json,
         "flags": str(facts.attribution_flag),
-        "verified": event.source == Source.POSTBACK,
+        "verified": event.source in (Source.POSTBACK, Source.NETWORK),  # vouched for
         "coupon": event.coupon or None,
         "attribution": facts.attribution,
+        "source_id": None,
+        "commission_reported": False,
     }
     for step in CONVERSION_STEPS:
         step(row, facts)
     batch.conversions.append(row)
+    if facts.network is not None and facts.network.status:
+        batch.network_statuses[event.event_id] = facts.network.status
     batch.deltas[event.event_id] = conversion_delta(event.at_ms, event.merchant_id, row)

@@ -14,6 +14,7 @@ from backend.domain.events import (
     ClickEvent,
     ConversionEvent,
     ImpressionEvent,
+    NetworkEvent,
     QueuedEvent,
     RejectedEvent,
     RejectReason,
@@ -30,6 +31,8 @@ class Validated:
     clicks: list[tuple[ClickEvent, LinkInfo]] = field(default_factory=list)
     impressions: list[tuple[ImpressionEvent, LinkInfo]] = field(default_factory=list)
     conversions: list[ConversionEvent] = field(default_factory=list)
+    # A conversion source's postbacks by their sale's event id (the sale is in ``conversions``).
+    network: dict[str, NetworkEvent] = field(default_factory=dict)
 
 
 async def validate(events: list[QueuedEvent], catalog: Catalog, rejected: list[Row]) -> Validated:
@@ -50,6 +53,9 @@ async def validate(events: list[QueuedEvent], catalog: Catalog, rejected: list[R
                 valid.impressions.append((event, link))
         elif isinstance(event, ConversionEvent):
             valid.conversions.append(event)
+        elif isinstance(event, NetworkEvent):
+            valid.conversions.append(event.sale)
+            valid.network[event.sale.event_id] = event
         else:
             rejected.append(rejected_row(event))
     return valid

@@ -24,13 +24,20 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from backend.core.clock import HOUR_MS
 from backend.core.money import format_minor
-from backend.domain.affiliate.status import POSTBACK, change_row
+from backend.domain.affiliate.status import (
+    POSTBACK,
+    TransitionRefused,
+    change_by_network,
+    change_row,
+    network_source,
+)
 from backend.domain.events import RejectReason, Source
 from backend.storage.db.engine import Database
 from backend.storage.db.models import (
     Click,
     Conversion,
     ConversionChange,
+    ConversionStatus,
     Impression,
     RejectedEventRow,
 )
@@ -182,6 +189,7 @@ REPLACED = (
     "coupon",
     "attribution",
 )
+_VOUCHING = (Source.POSTBACK, Source.NETWORK)  # sources whose word beats a pixel's
 _STORED_ORDER = (
     select(
         CONVERSIONS.c.id,
@@ -190,6 +198,7 @@ _STORED_ORDER = (
         CONVERSIONS.c.at_ms,
         CONVERSIONS.c.status,
         CONVERSIONS.c.verified,
+        CONVERSIONS.c.source_id,
         *(CONVERSIONS.c[name] for name in REPLACED),
     )
     .where(
@@ -214,25 +223,35 @@ def _settle_by_postback(
     changes: list[dict[str, object]] = []
     repairs: set[int] = set()
     for row in rows:
-        if row["source"] != Source.POSTBACK or row["event_id"] in inserted or not row["order_id"]:
+        if row["source"] not in _VOUCHING or row["event_id"] in inserted or not row["order_id"]:
             continue
         key = {"merchant_id": row["merchant_id"], "order_id": row["order_id"]}
         stored = connection.execute(_STORED_ORDER, key).mappings().first()
         if stored is None or stored["verified"] or stored["event_id"] == row["event_id"]:
             continue  # verified before (a duplicate order), or this very postback, redelivered
         values: dict[str, object] = {"verified": True}
-        reason = "verified by postback"
-        compared = ("click_id", "amount_minor", "currency", *(("coupon",) if row["coupon"] else ()))
+        network = row["source"] == Source.NETWORK
+        compared = ["click_id", "amount_minor", "currency"]
+        if row["coupon"]:  # a postback naming a coupon the stored order lacks differs from it
+            compared.append("coupon")
+        if network:  # the network vouches: the order is its source's from now on
+            values |= {"source_id": row["source_id"]}
+            if row["commission_reported"]:
+                compared.append("commission_minor")
+                values |= {"commission_reported": True}
+        actor = network_source(row["source_id"]) if network else POSTBACK
+        reason = f"verified by {'the network' if network else 'postback'}"
         if any(stored[name] != row[name] for name in compared):
             values |= {name: row[name] for name in REPLACED}
-            reason = f"replaced by the merchant's signed postback; it was {_described(stored)}"
+            whose = "the network's postback" if network else "the merchant's signed postback"
+            reason = f"replaced by {whose}; it was {_described(stored)}"
             if stored["status"] in COUNTED:
                 corrections += [_correction(stored, stored, -1), _correction(stored, row, 1)]
             repairs.add(stored["at_ms"] // HOUR_MS * HOUR_MS)
         connection.execute(update(CONVERSIONS).where(CONVERSIONS.c.id == stored["id"]), values)
         settled.add(row["event_id"])
         status = stored["status"]
-        changes.append(change_row(stored["id"], status, status, True, POSTBACK, reason))
+        changes.append(change_row(stored["id"], status, status, True, actor, reason))
     if changes:
         connection.execute(insert(CHANGES), changes)
     if repairs:
@@ -288,6 +307,74 @@ def _duplicate_orders(connection: Connection, rows: list[Row], inserted: set[str
     ]
 
 
+_NETWORK_ORDER = (
+    select(
+        CONVERSIONS.c.id,
+        CONVERSIONS.c.event_id,
+        CONVERSIONS.c.source_id,
+        CONVERSIONS.c.status,
+        CONVERSIONS.c.at_ms,
+        CONVERSIONS.c.merchant_id,
+        CONVERSIONS.c.link_id,
+        CONVERSIONS.c.currency,
+        CONVERSIONS.c.amount_minor,
+        CONVERSIONS.c.commission_minor,
+    )
+    .where(
+        CONVERSIONS.c.merchant_id == bindparam("merchant_id"),
+        CONVERSIONS.c.order_id == bindparam("order_id"),
+    )
+    .with_for_update()
+)
+
+
+def _network_repeats(connection: Connection, rows: list[Row], written: set[str]) -> set[str]:
+    """A conversion source's postbacks for orders stored from that same source (a repeat, or
+    a status report): not duplicates to refuse; their status is applied by
+    ``_network_statuses``. ``written``: the event ids whose rows were written or settled."""
+    repeats: set[str] = set()
+    for row in rows:
+        if row["source"] != Source.NETWORK or row["event_id"] in written:
+            continue
+        key = {"merchant_id": row["merchant_id"], "order_id": row["order_id"]}
+        stored = connection.execute(_NETWORK_ORDER, key).mappings().first()
+        if stored is not None and (
+            stored["event_id"] == row["event_id"] or stored["source_id"] == row["source_id"]
+        ):
+            repeats.add(row["event_id"])
+    return repeats
+
+
+def _network_statuses(connection: Connection, batch: Prepared, applied: set[str]) -> list[Row]:
+    """The statuses conversion sources reported for their orders (``applied``: the event ids
+    of the batch's postbacks that reached an order of their source), moved through the status
+    rules in batch order, each with its audit row; a status already held changes nothing. The
+    refused ones, as rejected rows."""
+    refused: list[Row] = []
+    for row in batch.conversions:
+        wanted = batch.network_statuses.get(row["event_id"])
+        if not wanted or row["event_id"] not in applied:
+            continue
+        key = {"merchant_id": row["merchant_id"], "order_id": row["order_id"]}
+        stored = connection.execute(_NETWORK_ORDER, key).mappings().first()
+        if stored is None:
+            continue
+        try:
+            change_by_network(connection, stored, ConversionStatus(wanted), row["source_id"])
+        except TransitionRefused as error:
+            refused.append(
+                {
+                    "event_id": row["event_id"],
+                    "at_ms": row["at_ms"],
+                    "source": Source.NETWORK.value,
+                    "reason": RejectReason.STATUS_REFUSED.value,
+                    "detail": f"order {row['order_id']!r}: {error}",
+                    "payload": repr({"order_id": row["order_id"], "status": wanted}),
+                }
+            )
+    return refused
+
+
 async def write_batch(database: Database, batch: Prepared) -> Written:
     """Write ``batch`` in one transaction. Nearly always each of its rows is new, which the
     inserts alone confirm; a batch delivered again is rolled back and written the exact way."""
@@ -306,11 +393,12 @@ def _write_batch(connection: Connection, batch: Prepared, *, optimistic: bool) -
     )
     conversions = insert_new(connection, CONVERSIONS, "event_id", batch.conversions)
     confirming, corrections = _settle_by_postback(connection, batch.conversions, conversions)
-    duplicates = _duplicate_orders(connection, batch.conversions, conversions | confirming)
+    repeats = _network_repeats(connection, batch.conversions, conversions | confirming)
+    applied = conversions | confirming | repeats
+    duplicates = _duplicate_orders(connection, batch.conversions, applied)
     rejected = insert_new(connection, REJECTED, "event_id", batch.rejected + duplicates)
-    written = Written(len(clicks), len(impressions), len(conversions), len(rejected))
     deltas: Iterable[Delta] = batch.deltas.values()  # every row was new, as a rule
-    if (written.clicks, written.impressions, written.conversions) != (
+    if (len(clicks), len(impressions), len(conversions)) != (
         len(batch.clicks),
         len(batch.impressions),
         len(batch.conversions),
@@ -318,4 +406,8 @@ def _write_batch(connection: Connection, batch: Prepared, *, optimistic: bool) -
         new_ids = clicks | impressions | conversions
         deltas = (delta for row_id, delta in batch.deltas.items() if row_id in new_ids)
     add_deltas(connection, chain(deltas, corrections))
-    return written
+    # After the rollup has its new rows: a status change may take them out of it again.
+    if batch.network_statuses:
+        refused = _network_statuses(connection, batch, applied)
+        rejected |= insert_new(connection, REJECTED, "event_id", refused)
+    return Written(len(clicks), len(impressions), len(conversions), len(rejected))
