@@ -213,7 +213,7 @@ async def test_the_schema_states_every_bound_and_every_error(
         for method, operation in item.items()
         if path.startswith("/api/v1/") and path not in SIGNED
     ]
-    assert len(operations) == 27
+    assert len(operations) == 42
     for path, method, operation in operations:
         where = f"{method.upper()} {path}"
         responses = operation["responses"]

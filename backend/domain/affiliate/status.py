@@ -7,8 +7,9 @@ the rollup bookkeeping are written once. A change that takes a conversion out of
 disagree with the rows. A person approving decides the money: a conversion held for review is
 paid by the rule that applies (its commission may have been zeroed, for a bot's click, or
 doubted), or what they set; a commission changed so is corrected in the rollups in the same
-transaction too. Every change leaves a ``conversion_changes`` row saying who, when and why, and
-the commission before and after when it changed. The caller commits.
+transaction too. Every change owes its partner's postbacks and the webhooks a message, added to
+the outbox in the same transaction. Every change leaves a ``conversion_changes`` row saying who,
+when and why, and the commission before and after when it changed. The caller commits.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.core.clock import HOUR_MS, now_ms
 from backend.core.money import format_minor
 from backend.domain.affiliate.commission import rule_commission
+from backend.domain.affiliate.outbox import FIELDS, STATUS_CHANGED, enqueue
 from backend.domain.quality.flags import Flag
 from backend.storage.db.models import Conversion, ConversionChange, ConversionStatus, StatsHourly
 from backend.storage.rollups.by_dimension import correct_commission
@@ -128,6 +130,11 @@ async def change_status(
         await _record(session, conversion, current, actor, why, (earlier, decided))
     if current in COUNTED and wanted not in COUNTED:
         await _uncount(session, conversion)
+    snapshot = {name: getattr(conversion, name) for name in FIELDS}
+    before = {conversion.id: current.value}
+    await session.run_sync(
+        lambda sync: enqueue(sync.connection(), [snapshot], STATUS_CHANGED, before)
+    )
 
 
 async def decided_commission(

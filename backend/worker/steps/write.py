@@ -2,8 +2,9 @@
 
 ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` tells which rows are new; the hourly rollup is
 incremented from those alone (``backend.storage.rollups.hourly``). A batch delivered twice
-therefore changes nothing the second time. Core statements only: the ORM costs ten times as
-much per row.
+therefore changes nothing the second time. The outbox messages new conversions owe are added in
+the same transaction (``backend.domain.affiliate.outbox``). Core statements only: the ORM costs
+ten times as much per row.
 On SQLite clicks and impressions skip ``RETURNING``: multi-row ``VALUES`` of tuples cost a
 third as much, and the row count says whether every row was new.
 
@@ -24,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from backend.core.clock import HOUR_MS
 from backend.core.money import format_minor
+from backend.domain.affiliate.outbox import CREATED, FIELDS, enqueue, targets_of
 from backend.domain.affiliate.status import POSTBACK, change_row
 from backend.domain.events import RejectReason, Source
 from backend.storage.db.engine import Database
@@ -257,6 +259,23 @@ def _correction(stored: Any, figures: Any, sign: int) -> Delta:
     return conversion_delta(stored["at_ms"], stored["merchant_id"], figures, sign)
 
 
+def _owe_messages(connection: Connection, rows: list[Row], inserted: set[str]) -> None:
+    """The outbox messages the new conversions owe (partners' postbacks, webhooks), in the
+    batch's transaction: written with the rows or not at all. Nothing is read back unless an
+    endpoint is listening."""
+    if not inserted:
+        return
+    found = targets_of(connection, (row for row in rows if row["event_id"] in inserted))
+    if not found:
+        return
+    stored = connection.execute(
+        select(*(CONVERSIONS.c[name] for name in FIELDS)).where(
+            CONVERSIONS.c.event_id.in_(sorted(inserted))
+        )
+    )
+    enqueue(connection, [dict(row) for row in stored.mappings()], CREATED, found=found)
+
+
 def _duplicate_orders(connection: Connection, rows: list[Row], inserted: set[str]) -> list[Row]:
     """Conversions refused as a repeat of an order already stored (not a redelivery)."""
     skipped = [row for row in rows if row["event_id"] not in inserted]
@@ -302,6 +321,7 @@ def _write_batch(connection: Connection, batch: Prepared, *, optimistic: bool) -
         connection, IMPRESSIONS, IMPRESSION_COLUMNS, batch.impressions, optimistic=optimistic
     )
     conversions = insert_new(connection, CONVERSIONS, "event_id", batch.conversions)
+    _owe_messages(connection, batch.conversions, conversions)
     confirming, corrections = _settle_by_postback(connection, batch.conversions, conversions)
     duplicates = _duplicate_orders(connection, batch.conversions, conversions | confirming)
     rejected = insert_new(connection, REJECTED, "event_id", batch.rejected + duplicates)
