@@ -4,6 +4,8 @@ migration goes down and up again cleanly, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from alembic import command
 from sqlalchemy import Connection, inspect, text
@@ -15,7 +17,7 @@ from backend.storage.db.migrate import alembic_config, upgrade
 TABLES = {"partner_postbacks", "webhook_endpoints", "outbox", "delivery_attempts"}
 
 
-def _downgrade(url: str, revision: str) -> object:
+def _downgrade(url: str, revision: str) -> Callable[[Connection], None]:
     def run(connection: Connection) -> None:
         config = alembic_config(url)
         config.attributes["connection"] = connection
