@@ -9,6 +9,7 @@ import asyncio
 import ipaddress
 import json
 import random
+import re
 import socket
 import threading
 import time
@@ -32,10 +33,17 @@ from backend.domain.affiliate.delivery import (
     retry_delay_ms,
 )
 from backend.storage.db.engine import Database
-from backend.storage.db.models import Conversion, DeliveryAttempt, OutboxMessage
+from backend.storage.db.models import (
+    Conversion,
+    DeliveryAttempt,
+    OutboxMessage,
+    PartnerPostback,
+    WebhookEndpoint,
+)
 from backend.worker.consumer import StreamConsumer
 from backend.worker.deliveries import Courier
-from tests.support import BROWSER_HEADERS, Programme, create_api_key
+from tests.support import BROWSER_HEADERS, Programme, create_api_key, sign_in
+from tests.test_admin import sign_in_partner, submit
 
 LOOPBACK_ALLOWED: tuple[IpNetwork, ...] = (ipaddress.ip_network("127.0.0.0/8"),)
 
@@ -161,7 +169,7 @@ async def test_a_conversion_fires_the_partners_postback_with_the_right_values(
     )
     assert made.status_code == 201, made.text
     postback = made.json()
-    assert (postback["method"], postback["active"]) == ("GET", True)
+    assert (postback["method"], postback["status"]) == ("GET", "active")
 
     click_id = await _sale(client, programme, "ORDER 1&x=y", sub1="blue widget")
     await consumer.drain()
@@ -440,8 +448,10 @@ async def test_postbacks_are_checked_when_saved_and_kept_to_their_partner(
     listed = (await client.get(path, headers=partner)).json()["items"]
     assert [p["id"] for p in listed] == [postback["id"]]
     assert (await client.get("/api/v1/webhooks", headers=partner)).status_code == 403
-    paused = await client.patch(f"{path}/{postback['id']}", json={"active": False}, headers=partner)
-    assert paused.json()["active"] is False
+    paused = await client.patch(
+        f"{path}/{postback['id']}", json={"status": "paused"}, headers=partner
+    )
+    assert paused.json()["status"] == "paused"
 
 
 async def test_a_post_postback_sends_the_values_as_a_form(
@@ -513,3 +523,85 @@ def test_the_outbound_allow_list_has_one_name_and_reads_the_old_one() -> None:
     assert new.outbound_allow == (ipaddress.ip_network("10.0.0.0/8"),)
     assert old.outbound_allow == old.link_check_allow == LOOPBACK_ALLOWED
     assert json.dumps(load_settings({}).outbound_allow) == "[]"
+
+
+async def test_the_outgoing_pages_keep_each_partner_to_its_own_and_need_csrf(
+    client: AsyncTestClient[Any],
+    programme: Programme,
+    database: Database,
+    receiver: Receiver,
+) -> None:
+    other = await client.post("/api/v1/partners", json={"name": "Other"}, headers=programme.headers)
+    other_id = other.json()["id"]
+    theirs = await client.post(
+        f"/api/v1/partners/{other_id}/postbacks",
+        json={"url": "https://other-tracker.example/pb?c={click_id}"},
+        headers=programme.headers,
+    )
+    hook = await client.post(
+        "/api/v1/webhooks",
+        json={"url": f"{receiver.url}/hooks", "events": ["conversion.created"]},
+        headers=programme.headers,
+    )
+    await sign_in_partner(client, database, programme.partner["id"])
+
+    hostile = "https://t.example/pb?c={click_id}&x=%22%3E<script>alert(1)</script>"
+    form = {"url": hostile, "method": "GET", "events": "conversion.created"}
+    assert (await client.post("/outgoing/postbacks", data=form)).status_code == 403  # no CSRF
+    made = await submit(client, "/outgoing/postbacks", {**form, "partner_id": str(other_id)})
+    assert made.status_code == 303
+    async with database.session() as session:
+        mine = (
+            await session.scalars(select(PartnerPostback).where(PartnerPostback.url == hostile))
+        ).one()
+    assert mine.partner_id == programme.partner["id"]  # never another partner's
+
+    page = await client.get("/outgoing")
+    assert page.status_code == 200
+    assert "other-tracker.example" not in page.text
+    assert "&lt;script&gt;" in page.text
+    assert "<script>alert(1)" not in page.text
+    assert "Webhook endpoints" not in page.text
+    assert (await client.get(f"/outgoing/postbacks/{theirs.json()['id']}")).status_code == 404
+    assert (await client.get(f"/outgoing/webhooks/{hook.json()['id']}")).status_code == 403
+    refused = [
+        f"/outgoing/postbacks/{theirs.json()['id']}/test",
+        f"/outgoing/webhooks/{hook.json()['id']}/test",
+        f"/outgoing/webhooks/{hook.json()['id']}/rotate",
+        "/outgoing/webhooks",
+    ]
+    for path in refused:
+        assert (await submit(client, path, {})).status_code in (403, 404), path
+    assert (await submit(client, f"/outgoing/postbacks/{mine.id}/test", {})).status_code == 303
+    assert await deliver_due(database) == 1  # t.example does not resolve: logged as such
+    log = await client.get(f"/outgoing/postbacks/{mine.id}")
+    assert log.status_code == 200
+    assert "webhook.test" in log.text
+    (message,) = [m for m in await _messages(database) if m.postback_id == mine.id]
+    resent = await submit(client, f"/outgoing/deliveries/{message.id}/resend", {})
+    assert resent.status_code == 303
+    assert (await client.get("/outgoing/webhooks/0")).status_code in (403, 404)
+
+
+async def test_an_admin_makes_a_webhook_on_the_page_and_sees_its_secret_once(
+    client: AsyncTestClient[Any], programme: Programme, database: Database, receiver: Receiver
+) -> None:
+    await sign_in(client, database)
+    form = {"url": f"{receiver.url}/hooks", "events": "conversion.created", "merchant_id": ""}
+    made = await submit(client, "/outgoing/webhooks", form)
+    assert made.status_code in (200, 201), made.text
+    secret = re.search(r'value="(whsec_[^"]+)"', made.text)
+    assert secret is not None
+    async with database.session() as session:
+        endpoint = (await session.scalars(select(WebhookEndpoint))).one()
+    assert endpoint.secret == secret.group(1)
+    page = await client.get(f"/outgoing/webhooks/{endpoint.id}")
+    assert secret.group(1) not in page.text
+    assert (await submit(client, f"/outgoing/webhooks/{endpoint.id}/test", {})).status_code == 303
+    assert await deliver_due(database, LOOPBACK_ALLOWED) == 1
+    Webhook(secret.group(1)).verify(receiver.received[0].body, receiver.received[0].headers)
+    page = await client.get(f"/outgoing/webhooks/{endpoint.id}")
+    assert "HTTP 200: ok" in page.text
+    bad = await submit(client, "/outgoing/webhooks", {**form, "url": "ftp://x.example/"})
+    assert bad.status_code == 400
+    assert "url" in bad.text

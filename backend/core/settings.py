@@ -132,10 +132,9 @@ def _networks(raw: str, errors: list[str], name: str) -> tuple[IpNetwork, ...]:
 
 def _outbound_allow(env: Mapping[str, str], errors: list[str]) -> tuple[IpNetwork, ...]:
     """``OUTBOUND_ALLOW``, or its older name ``LINK_CHECK_ALLOW`` when it is not set."""
-    for name in ("OUTBOUND_ALLOW", "LINK_CHECK_ALLOW"):
-        if PREFIX + name in env:
-            return _networks(env[PREFIX + name], errors, name)
-    return ()
+    if PREFIX + "OUTBOUND_ALLOW" in env:
+        return _networks(env[PREFIX + "OUTBOUND_ALLOW"], errors, "OUTBOUND_ALLOW")
+    return _networks(env.get(PREFIX + "LINK_CHECK_ALLOW", ""), errors, "LINK_CHECK_ALLOW")
 
 
 def _development_secret(var_dir: Path) -> str:

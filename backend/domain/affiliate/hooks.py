@@ -33,7 +33,7 @@ from backend.domain.affiliate.outbox import (
     message_row,
     webhook_body,
 )
-from backend.domain.affiliate.schemas import MAX_ID, ObjectId, whole
+from backend.domain.affiliate.schemas import MAX_ID, ActiveOrPaused, ObjectId, whole
 from backend.domain.destinations import SUB_KEYS, template_problem
 from backend.storage.db.models import (
     Base,
@@ -99,7 +99,7 @@ class PostbackUpdate(msgspec.Struct, forbid_unknown_fields=True):
     method: Method | UnsetType = UNSET
     events: Events | UnsetType = UNSET
     campaign_id: ObjectId | UnsetType | None = UNSET
-    active: bool | UnsetType = UNSET
+    status: ActiveOrPaused | UnsetType = UNSET
 
 
 class PostbackOut(msgspec.Struct):
@@ -109,7 +109,7 @@ class PostbackOut(msgspec.Struct):
     url: str
     method: str
     events: list[str]
-    active: bool
+    status: str  # active, or paused: nothing is sent
     created_at: datetime
 
 
@@ -122,7 +122,7 @@ class WebhookCreate(msgspec.Struct, forbid_unknown_fields=True):
 class WebhookUpdate(msgspec.Struct, forbid_unknown_fields=True):
     url: HookUrl | UnsetType = UNSET
     events: Events | UnsetType = UNSET
-    active: bool | UnsetType = UNSET
+    status: ActiveOrPaused | UnsetType = UNSET
 
 
 class WebhookOut(msgspec.Struct):
@@ -130,7 +130,7 @@ class WebhookOut(msgspec.Struct):
     merchant_id: int | None
     url: str
     events: list[str]
-    active: bool
+    status: str  # active, or paused: nothing is sent
     created_at: datetime
     secret: str | None = None  # only when made or rotated
 
@@ -163,6 +163,10 @@ def _at(at_ms: int) -> datetime:
     return datetime.fromtimestamp(at_ms / 1000, UTC)
 
 
+def _status(active: bool) -> str:
+    return "active" if active else "paused"
+
+
 def new_secret() -> str:
     """A Standard Webhooks secret: ``whsec_`` and 32 random bytes in base64."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -192,7 +196,7 @@ def postback_out(postback: PartnerPostback) -> PostbackOut:
         url=postback.url,
         method=postback.method,
         events=list(postback.events),
-        active=postback.active,
+        status=_status(postback.active),
         created_at=postback.created_at,
     )
 
@@ -203,7 +207,7 @@ def webhook_out(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> Webh
         merchant_id=endpoint.merchant_id,
         url=endpoint.url,
         events=list(endpoint.events),
-        active=endpoint.active,
+        status=_status(endpoint.active),
         created_at=endpoint.created_at,
         secret=endpoint.secret if with_secret else None,
     )
@@ -253,8 +257,8 @@ async def update_postback(
     if not isinstance(data.campaign_id, UnsetType):
         await _check_campaign(session, data.campaign_id)
         postback.campaign_id = data.campaign_id
-    if not isinstance(data.active, UnsetType):
-        postback.active = data.active
+    if not isinstance(data.status, UnsetType):
+        postback.active = data.status == "active"
     await session.commit()
     await session.refresh(postback)
 
@@ -291,8 +295,8 @@ async def update_webhook(
         endpoint.url = checked_url(data.url)
     if not isinstance(data.events, UnsetType):
         endpoint.events = sorted(set(data.events))
-    if not isinstance(data.active, UnsetType):
-        endpoint.active = data.active
+    if not isinstance(data.status, UnsetType):
+        endpoint.active = data.status == "active"
     await session.commit()
     await session.refresh(endpoint)
 
