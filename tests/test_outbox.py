@@ -42,7 +42,15 @@ from backend.storage.db.models import (
 )
 from backend.worker.consumer import StreamConsumer
 from backend.worker.deliveries import Courier
-from tests.support import BROWSER_HEADERS, Programme, create_api_key, sign_in
+from tests.postback_support import sale, send
+from tests.support import (
+    BROWSER_HEADERS,
+    Programme,
+    add_partner_with_link,
+    create_api_key,
+    follow_link,
+    sign_in,
+)
 from tests.test_admin import sign_in_partner, submit
 
 LOOPBACK_ALLOWED: tuple[IpNetwork, ...] = (ipaddress.ip_network("127.0.0.0/8"),)
@@ -605,3 +613,48 @@ async def test_an_admin_makes_a_webhook_on_the_page_and_sees_its_secret_once(
     bad = await submit(client, "/outgoing/webhooks", {**form, "url": "ftp://x.example/"})
     assert bad.status_code == 400
     assert "url" in bad.text
+
+
+async def test_a_sale_replaced_by_the_signed_postback_tells_the_partner_it_now_belongs_to(
+    client: AsyncTestClient[Any],
+    programme: Programme,
+    consumer: StreamConsumer,
+    database: Database,
+    tracker: Receiver,
+    receiver: Receiver,
+) -> None:
+    """A pixel credits a thief's click; the merchant's signed postback names the buyer's: the
+    rightful partner's tracker hears ``conversion.updated`` with the replaced figures."""
+    thief, thiefs_link = await add_partner_with_link(client, programme, "Thief")
+    events = ["conversion.created", "conversion.updated"]
+    for partner_id in (programme.partner["id"], thief["id"]):
+        made = await client.post(
+            f"/api/v1/partners/{partner_id}/postbacks",
+            json={
+                "url": f"{tracker.url}/pb/{partner_id}?ev={{event}}&c={{commission}}",
+                "events": events,
+            },
+            headers=programme.headers,
+        )
+        assert made.status_code == 201, made.text
+    buyers_click = await follow_link(client, programme.link["code"])
+    thiefs_click = await follow_link(client, thiefs_link["code"])
+    await client.get(
+        "/p.gif",
+        params={
+            "m": programme.merchant["key"],
+            "oid": "ORD-9",
+            "amt": "9999.00",
+            "clk": thiefs_click,
+        },
+    )
+    await consumer.drain()
+    response = await send(client, programme, sale("ORD-9", "49.90", click_id=buyers_click))
+    assert response.status_code == 202, response.text
+    await consumer.drain()
+    assert await deliver_due(database, LOOPBACK_ALLOWED) == 2
+    calls = sorted(call.path for call in tracker.received)
+    assert calls == [
+        f"/pb/{programme.partner['id']}?ev=conversion.updated&c=5.49",
+        f"/pb/{thief['id']}?ev=conversion.created&c=1000.40",
+    ]

@@ -69,6 +69,7 @@ Event = Literal[
     "conversion.approved",
     "conversion.rejected",
     "conversion.reversed",
+    "conversion.updated",
 ]
 assert set(Event.__args__) == set(EVENTS)  # type: ignore[attr-defined]
 Events = Annotated[list[Event], Meta(min_length=1, max_length=len(EVENTS))]

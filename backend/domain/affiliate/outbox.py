@@ -9,7 +9,9 @@ remote server and a dead endpoint never holds a batch. Each message keeps its id
 
 Events: ``conversion.created`` and ``conversion.status_changed``; an endpoint may ask instead
 for one status (``conversion.approved``, ``conversion.rejected``, ``conversion.reversed``), and
-then gets that name. An endpoint gets one message per change, never two.
+then gets that name. An endpoint gets one message per change, never two. ``conversion.updated``
+says a signed postback replaced the figures (click, partner, amount, currency) of a conversion
+the pixel or the snippet stored; it is sent to the partner the conversion belongs to now.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ from backend.storage.db.models import (
 
 CREATED = "conversion.created"
 STATUS_CHANGED = "conversion.status_changed"
+UPDATED = "conversion.updated"  # a signed postback replaced a pixel's click, amount or currency
 TEST = "webhook.test"
 PER_STATUS = ("conversion.approved", "conversion.rejected", "conversion.reversed")
-EVENTS = (CREATED, STATUS_CHANGED, *PER_STATUS)
+EVENTS = (CREATED, STATUS_CHANGED, *PER_STATUS, UPDATED)
 """What an endpoint may ask for."""
 
 OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from backend.core.clock import HOUR_MS
 from backend.core.money import format_minor
-from backend.domain.affiliate.outbox import CREATED, FIELDS, enqueue, targets_of
+from backend.domain.affiliate.outbox import CREATED, FIELDS, UPDATED, enqueue, targets_of
 from backend.domain.affiliate.status import POSTBACK, change_row
 from backend.domain.events import RejectReason, Source
 from backend.storage.db.engine import Database
@@ -213,6 +213,7 @@ def _settle_by_postback(
     corrections: list[Delta] = []
     changes: list[dict[str, object]] = []
     repairs: set[int] = set()
+    replaced: list[int] = []
     for row in rows:
         if row["source"] != Source.POSTBACK or row["event_id"] in inserted or not row["order_id"]:
             continue
@@ -228,6 +229,7 @@ def _settle_by_postback(
             if stored["status"] in COUNTED:
                 corrections += [_correction(stored, stored, -1), _correction(stored, row, 1)]
             repairs.add(stored["at_ms"] // HOUR_MS * HOUR_MS)
+            replaced.append(stored["id"])
         connection.execute(update(CONVERSIONS).where(CONVERSIONS.c.id == stored["id"]), values)
         settled.add(row["event_id"])
         status = stored["status"]
@@ -236,7 +238,19 @@ def _settle_by_postback(
         connection.execute(insert(CHANGES), changes)
     if repairs:
         mark_for_refold(connection, repairs)
+    if replaced:
+        _owe_updates(connection, replaced)
     return settled, corrections
+
+
+def _owe_updates(connection: Connection, conversion_ids: list[int]) -> None:
+    """Conversions whose figures a signed postback replaced owe ``conversion.updated``."""
+    stored = connection.execute(
+        select(*(CONVERSIONS.c[name] for name in FIELDS)).where(
+            CONVERSIONS.c.id.in_(conversion_ids)
+        )
+    )
+    enqueue(connection, [dict(row) for row in stored.mappings()], UPDATED)
 
 
 def _described(stored: Any) -> str:
