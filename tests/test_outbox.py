@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from litestar.testing import AsyncTestClient
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from standardwebhooks.webhooks import Webhook
 
 from backend.core.clock import now_ms
@@ -42,6 +42,7 @@ from backend.storage.db.models import (
 )
 from backend.worker.consumer import StreamConsumer
 from backend.worker.deliveries import Courier
+from backend.worker.retention import purge_expired
 from tests.postback_support import sale, send
 from tests.support import (
     BROWSER_HEADERS,
@@ -658,3 +659,47 @@ async def test_a_sale_replaced_by_the_signed_postback_tells_the_partner_it_now_b
         f"/pb/{programme.partner['id']}?ev=conversion.updated&c=5.49",
         f"/pb/{thief['id']}?ev=conversion.created&c=1000.40",
     ]
+
+
+async def test_retention_deletes_finished_messages_and_their_attempts_and_keeps_pending_ones(
+    database: Database, redis: Any
+) -> None:
+    old = now_ms() - 100 * 86_400_000
+    async with database.writing() as connection:
+        for number, (status, created) in enumerate(
+            [("delivered", old), ("failed", old), ("pending", old), ("delivered", now_ms())]
+        ):
+            await connection.execute(
+                insert(OutboxMessage),
+                [
+                    {
+                        "message_id": f"msg_{number}",
+                        "event": "webhook.test",
+                        "payload": "{}",
+                        "status": status,
+                        "attempts": 1,
+                        "next_at_ms": created,
+                        "created_ms": created,
+                    }
+                ],
+            )
+            await connection.execute(
+                insert(DeliveryAttempt),
+                [
+                    {
+                        "outbox_id": number + 1,
+                        "at_ms": created,
+                        "attempt": 1,
+                        "ok": status == "delivered",
+                        "latency_ms": 3,
+                        "detail": "HTTP 200",
+                    }
+                ],
+            )
+    deleted = await purge_expired(database, redis, retention_days=90)
+    assert deleted == 4
+    left = await _messages(database)
+    assert [m.message_id for m in left] == ["msg_2", "msg_3"]
+    async with database.session() as session:
+        attempts = (await session.scalars(select(DeliveryAttempt.outbox_id))).all()
+    assert sorted(attempts) == [3, 4]
