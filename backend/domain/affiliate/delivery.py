@@ -54,9 +54,11 @@ SCHEDULE_S = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800)
 MAX_ATTEMPTS = len(SCHEDULE_S) + 1
 JITTER = 0.2  # each wait is drawn from ±20 % of its step, so retries of many messages spread
 TIMEOUT_S = 10.0
-LEASE_MS = 60_000  # a claimed message is left to its claimer this long (well over TIMEOUT_S)
 BATCH = 50
 CONCURRENCY = 16
+# A claimed message is left to its claimer this long: longer than a whole claim takes when every
+# endpoint hangs until the timeout (after a crash, its messages wait this long to be retried).
+LEASE_MS = 2 * -(-BATCH // CONCURRENCY) * int(TIMEOUT_S * 1000)
 MAX_EXCERPT = 300
 MAX_DETAIL = 500
 USER_AGENT = "Clicktrail-Webhooks/1 (+outgoing postbacks and webhooks)"
