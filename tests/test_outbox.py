@@ -552,6 +552,8 @@ async def test_the_outgoing_pages_keep_each_partner_to_its_own_and_need_csrf(
         json={"url": f"{receiver.url}/hooks", "events": ["conversion.created"]},
         headers=programme.headers,
     )
+    anonymous = await client.get("/outgoing")
+    assert (anonymous.status_code, anonymous.headers["location"]) == (302, "/login")
     await sign_in_partner(client, database, programme.partner["id"])
 
     hostile = "https://t.example/pb?c={click_id}&x=%22%3E<script>alert(1)</script>"
