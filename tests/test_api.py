@@ -172,8 +172,8 @@ async def test_partner_keys_get_403_on_every_route_the_schema_says_and_only_ther
         if path.startswith("/api/v1/") and path != "/api/v1/postback"
         for method, operation in item.items()
     ]
-    assert len(operations) == 37  # 27, coupons' 4 and sources' 6
-    assert sum(not admins_only for _, _, admins_only in operations) == 11  # sources: admins only
+    assert len(operations) == 52  # 27, coupons' 4, sources' 6, postbacks' and webhooks' 15
+    assert sum(not admins_only for _, _, admins_only in operations) == 18
     for method, path, admins_only in operations:
         response = await client.request(method, path, headers=partner, json={"name": "Taken"})
         assert (response.status_code == 403) == admins_only, (method, path, response.text)

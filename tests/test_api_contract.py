@@ -214,9 +214,7 @@ async def test_the_schema_states_every_bound_and_every_error(
         for method, operation in item.items()
         if path.startswith("/api/v1/") and path not in SIGNED
     ]
-    assert (
-        len(operations) == 37
-    )  # 27, coupons' 4, sources' 6 (create, list, read, edit, delete, rotate)
+    assert len(operations) == 52  # 27, coupons' 4, sources' 6, postbacks' and webhooks' 15
     for path, method, operation in operations:
         where = f"{method.upper()} {path}"
         responses = operation["responses"]

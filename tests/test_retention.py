@@ -112,6 +112,8 @@ def test_purge_command_reports_what_it_deleted(
         "deleted 0 clicks",
         "deleted 0 impressions",
         "deleted 0 rejected_events",
+        "deleted 0 delivery_attempts",
+        "deleted 0 outbox",
         "hourly totals and conversions are kept",
     ]
     with pytest.raises(SystemExit, match="name --partner"):

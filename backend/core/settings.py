@@ -49,13 +49,20 @@ class Settings:
     honor_gpc: bool = True
     honor_dnt: bool = False
     access_log: bool = False
-    # Networks the link health check may fetch although they are not public (tests, intranets).
-    link_check_allow: tuple[IpNetwork, ...] = ()
+    # Networks that outgoing requests (link health checks, partners' postbacks, webhooks) may
+    # reach although they are not public (tests, intranets). CLICKTRAIL_OUTBOUND_ALLOW, or the
+    # older name CLICKTRAIL_LINK_CHECK_ALLOW.
+    outbound_allow: tuple[IpNetwork, ...] = ()
     log_format: LogFormat = "text"
     ready_max_lag_s: int = 60
     worker_cpu: int | None = None  # the CPU the worker keeps its threads on (None: any)
     stream: str = "ct:events"
     consumer_group: str = "writers"
+
+    @property
+    def link_check_allow(self) -> tuple[IpNetwork, ...]:
+        """The older name of ``outbound_allow``."""
+        return self.outbound_allow
 
     @property
     def embedded_redis(self) -> bool:
@@ -121,6 +128,13 @@ def _networks(raw: str, errors: list[str], name: str) -> tuple[IpNetwork, ...]:
         except ValueError:
             errors.append(f"{PREFIX}{name}: {part!r} is not an IP network (CIDR)")
     return tuple(networks)
+
+
+def _outbound_allow(env: Mapping[str, str], errors: list[str]) -> tuple[IpNetwork, ...]:
+    """``OUTBOUND_ALLOW``, or its older name ``LINK_CHECK_ALLOW`` when it is not set."""
+    if PREFIX + "OUTBOUND_ALLOW" in env:
+        return _networks(env[PREFIX + "OUTBOUND_ALLOW"], errors, "OUTBOUND_ALLOW")
+    return _networks(env.get(PREFIX + "LINK_CHECK_ALLOW", ""), errors, "LINK_CHECK_ALLOW")
 
 
 def _development_secret(var_dir: Path) -> str:
@@ -195,9 +209,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         honor_gpc=_bool(env, "HONOR_GPC", DEFAULTS.honor_gpc, errors),
         honor_dnt=_bool(env, "HONOR_DNT", DEFAULTS.honor_dnt, errors),
         access_log=_bool(env, "ACCESS_LOG", DEFAULTS.access_log, errors),
-        link_check_allow=_networks(
-            env.get(PREFIX + "LINK_CHECK_ALLOW", ""), errors, "LINK_CHECK_ALLOW"
-        ),
+        outbound_allow=_outbound_allow(env, errors),
         log_format=log_format,  # type: ignore[arg-type]
         ready_max_lag_s=_int(env, "READY_MAX_LAG_S", DEFAULTS.ready_max_lag_s, errors, minimum=1),
         worker_cpu=_cpu(env, "WORKER_CPU", errors),

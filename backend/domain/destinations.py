@@ -31,17 +31,20 @@ def is_template(url: str) -> bool:
     return "{" in url
 
 
-def template_problem(url: str) -> str | None:
-    """Why ``url`` cannot be a destination template, or None when it can.
+def template_problem(url: str, macros: tuple[str, ...] = MACROS) -> str | None:
+    """Why ``url`` cannot be a destination template (or a template of ``macros``, such as a
+    partner's postback), or None when it can.
 
     A brace is not allowed in a URL unencoded (RFC 3986), so every brace must belong to a
     known macro; and macros may stand only in the path, query and fragment, so a template
     always stays on the host it names.
     """
-    unknown = sorted({name for name in _BRACED.findall(url) if name not in _KNOWN})
+    known = _KNOWN if macros is MACROS else frozenset(macros)
+    unknown = sorted({name for name in _BRACED.findall(url) if name not in known})
     if unknown:
         named = ", ".join(f"{{{name}}}" for name in unknown)
-        return f"unknown macro {named}; the macros are {MACRO_LIST}"
+        listed = ", ".join(f"{{{name}}}" for name in macros)
+        return f"unknown macro {named}; the macros are {listed}"
     if "{" in _BRACED.sub("", url) or "}" in _BRACED.sub("", url):
         return "a brace that is not part of a macro (write it as %7B or %7D)"
     try:

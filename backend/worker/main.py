@@ -2,7 +2,8 @@
 
 Events never travel as arq jobs (a SIGKILLed job stays locked, a timed-out one is not retried:
 DESIGN §7); arq runs the consumer loop beside it and the cron jobs, each tick once across
-workers (``unique=True``).
+workers (``unique=True``). The outbox's courier (partners' postbacks, webhooks) is a task of its
+own beside the consumer, for the same reasons.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from backend.storage.db.partitions import create_ahead
 from backend.storage.redis_client import arq_settings, connect
 from backend.storage.rollups.by_dimension import fold_closed_hours
 from backend.worker.consumer import StreamConsumer
+from backend.worker.deliveries import Courier
 from backend.worker.pipeline import Pipeline
 from backend.worker.retention import purge_expired
 from backend.worker.retry import jittered
@@ -103,6 +105,8 @@ async def startup(ctx: Context) -> None:
     task.add_done_callback(_exit_if_crashed)
     ctx["consumer_task"] = task
     log.info("consumer %s reading %s", consumer.name, settings.stream)
+    ctx["courier"] = courier = Courier(database, settings.outbound_allow)
+    ctx["courier_task"] = asyncio.create_task(courier.run(), name="outbox-courier")
 
 
 def _exit_if_crashed(task: asyncio.Task[None]) -> None:
@@ -119,6 +123,11 @@ async def shutdown(ctx: Context) -> None:
         consumer.stop()
         await asyncio.wait({task}, timeout=60)
         await consumer.close()
+    courier: Courier | None = ctx.get("courier")
+    courier_task: asyncio.Task[None] | None = ctx.get("courier_task")
+    if courier is not None and courier_task is not None:
+        courier.stop()  # a delivery in flight ends within its timeout; its lease covers it
+        await asyncio.wait({courier_task}, timeout=15)
     if "database" in ctx:
         await ctx["database"].dispose()
 
@@ -144,7 +153,7 @@ async def auto_approve_job(ctx: Context) -> int:
 
 async def link_health_job(ctx: Context) -> dict[str, int]:
     settings: Settings = ctx["settings"]
-    counts = await check_links(ctx["database"], settings.link_check_allow)
+    counts = await check_links(ctx["database"], settings.outbound_allow)
     log.info("link health: %(ok)d ok, %(broken)d broken", counts)
     return counts
 

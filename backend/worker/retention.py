@@ -1,6 +1,7 @@
 """Deleting raw events: on schedule (``RETENTION_DAYS``) and on request (erasure).
 
-Raw clicks, impressions and rejected events go; the hourly rollups stay, so totals survive.
+Raw clicks, impressions and rejected events go, and the outbox's finished messages (delivered or
+failed) with their attempts; the hourly rollups stay, so totals survive.
 Conversions are financial records (commission owed or paid) and are kept: they hold no visitor
 hash and no network prefix. Deletes run in bounded batches so the writer lock is never held
 for long. On PostgreSQL a time bound first drops the whole monthly partitions before it
@@ -23,6 +24,7 @@ from sqlalchemy import ColumnElement, delete, select
 from backend.core import clock
 from backend.core.ids import click_id_floor, event_id_floor
 from backend.storage.db.engine import Database
+from backend.storage.db.models import DeliveryAttempt, DeliveryStatus, OutboxMessage
 from backend.storage.db.partitions import drop_partitions_before
 from backend.storage.erasure import rewrite_append_only_file
 from backend.worker.steps.write import CLICKS, IMPRESSIONS, REJECTED
@@ -71,6 +73,7 @@ async def purge(
         targets.append((name, key, conditions))
     if partner_id is None and before_ms is not None:
         targets.append(("rejected_events", REJECTED.c.id, [REJECTED.c.at_ms < before_ms]))
+        targets += _finished_messages(before_ms)
     deleted = {
         name: dropped.get(name, 0) + await _delete_batches(database, key, conditions)
         for name, key, conditions in targets
@@ -80,6 +83,29 @@ async def purge(
     if not await rewrite_append_only_file(redis):
         log.warning("Redis's append-only file was not rewritten after the purge")
     return deleted
+
+
+def _finished_messages(before_ms: int) -> list[tuple[str, Any, list[ColumnElement[bool]]]]:
+    """Outbox messages delivered or failed that were made before ``before_ms``, and their
+    attempts (first: they name the messages); pending ones stay until they are done."""
+    done = select(OutboxMessage.id).where(
+        OutboxMessage.status != DeliveryStatus.PENDING, OutboxMessage.created_ms < before_ms
+    )
+    return [
+        (
+            "delivery_attempts",
+            DeliveryAttempt.__table__.c.id,
+            [DeliveryAttempt.outbox_id.in_(done)],
+        ),
+        (
+            "outbox",
+            OutboxMessage.__table__.c.id,
+            [
+                OutboxMessage.__table__.c.status != DeliveryStatus.PENDING,
+                OutboxMessage.__table__.c.created_ms < before_ms,
+            ],
+        ),
+    ]
 
 
 async def _delete_batches(

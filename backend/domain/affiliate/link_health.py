@@ -67,7 +67,7 @@ def refusal(address: IpAddress, allowed: tuple[IpNetwork, ...] = ()) -> str | No
     return None
 
 
-async def _resolve(host: str, port: int, allowed: tuple[IpNetwork, ...]) -> str:
+async def resolve_public(host: str, port: int, allowed: tuple[IpNetwork, ...]) -> str:
     """The address to connect to; every address ``host`` resolves to must be acceptable."""
     try:
         addresses = [ipaddress.ip_address(host)]
@@ -93,7 +93,7 @@ async def _status(url: str, method: str, allowed: tuple[IpNetwork, ...]) -> tupl
     if "@" in parts.netloc:
         raise CheckFailed("URLs with user info are not fetched")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    address = await _resolve(parts.hostname, port, allowed)
+    address = await resolve_public(parts.hostname, port, allowed)
     context = ssl.create_default_context() if parts.scheme == "https" else None
     reader, writer = await asyncio.open_connection(
         address, port, ssl=context, server_hostname=parts.hostname if context else None

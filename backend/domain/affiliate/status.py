@@ -7,12 +7,14 @@ the rollup bookkeeping are written once. A change that takes a conversion out of
 disagree with the rows. A person approving decides the money: a conversion held for review is
 paid by the rule that applies (its commission may have been zeroed, for a bot's click, or
 doubted), or what they set; a commission changed so is corrected in the rollups in the same
-transaction too. Every change leaves a ``conversion_changes`` row saying who, when and why, and
-the commission before and after when it changed. The caller commits.
+transaction too. Every change owes its partner's postbacks and the webhooks a message, added to
+the outbox in the same transaction. Every change leaves a ``conversion_changes`` row saying who,
+when and why, and the commission before and after when it changed. The caller commits.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.core.clock import HOUR_MS, now_ms
 from backend.core.money import format_minor
 from backend.domain.affiliate.commission import rule_commission
+from backend.domain.affiliate.outbox import FIELDS, STATUS_CHANGED, enqueue
 from backend.domain.quality.flags import Flag
 from backend.storage.db.models import Conversion, ConversionChange, ConversionStatus, StatsHourly
 from backend.storage.rollups.by_dimension import correct_commission
@@ -103,9 +106,9 @@ def change_by_network(
 ) -> bool:
     """The worker's status change for a conversion source's postback, by the same rules as
     ``change_status`` (allowed transitions, an audit row, the rollup uncounted in the same
-    transaction), on the batch's connection; ``stored``: the conversion's row (id, status,
-    at_ms, merchant_id, link_id, currency, amount_minor, commission_minor). False when there
-    is nothing to change; raise ``TransitionRefused`` when the rules refuse it."""
+    transaction, the messages it owes in the outbox), on the batch's connection; ``stored``: the
+    conversion's row (the outbox's ``FIELDS`` and ``at_ms``). False when there is nothing to
+    change; raise ``TransitionRefused`` when the rules refuse it."""
     current = ConversionStatus(stored["status"])
     wanted = network_target(current, wanted)
     if current == wanted:
@@ -121,18 +124,15 @@ def change_by_network(
     if current in COUNTED and wanted not in COUNTED:
         connection.execute(
             update(StatsHourly)
-            .where(
-                _STATS.hour_ms == stored["at_ms"] // HOUR_MS * HOUR_MS,
-                _STATS.merchant_id == stored["merchant_id"],
-                _STATS.link_id == (stored["link_id"] or 0),
-                _STATS.currency == stored["currency"],
-            )
+            .where(_stats_row(stored))
             .values(
                 conversions=_STATS.conversions - 1,
                 revenue_minor=_STATS.revenue_minor - stored["amount_minor"],
                 commission_minor=_STATS.commission_minor - stored["commission_minor"],
             )
         )
+    changed = {**stored, "status": wanted.value, "verified": True}
+    enqueue(connection, [changed], STATUS_CHANGED, {stored["id"]: current.value})
     return True
 
 
@@ -180,6 +180,11 @@ async def change_status(
         await _record(session, conversion, current, actor, why, (earlier, decided))
     if current in COUNTED and wanted not in COUNTED:
         await _uncount(session, conversion)
+    snapshot = {name: getattr(conversion, name) for name in FIELDS}
+    before = {conversion.id: current.value}
+    await session.run_sync(
+        lambda sync: enqueue(sync.connection(), [snapshot], STATUS_CHANGED, before)
+    )
 
 
 async def decided_commission(
@@ -240,15 +245,23 @@ async def _record(
 _STATS = StatsHourly.__table__.c
 
 
-def _stats_row(conversion: Conversion) -> ColumnElement[bool]:
-    """The ``stats_hourly`` row that counts ``conversion``."""
+_ROLLUP_KEY = ("at_ms", "merchant_id", "link_id", "currency", "partner_id", "campaign_id")
+
+
+def _stats_row(conversion: Conversion | Mapping[str, Any]) -> ColumnElement[bool]:
+    """The ``stats_hourly`` row that counts ``conversion`` (a row, or a mapping of its columns)."""
+    row = (
+        conversion
+        if isinstance(conversion, Mapping)
+        else {name: getattr(conversion, name) for name in _ROLLUP_KEY}
+    )
     return and_(
-        _STATS.hour_ms == conversion.at_ms // HOUR_MS * HOUR_MS,
-        _STATS.merchant_id == conversion.merchant_id,
-        _STATS.link_id == (conversion.link_id or 0),
-        _STATS.currency == conversion.currency,
-        _STATS.partner_id == (conversion.partner_id or 0),
-        _STATS.campaign_id == (conversion.campaign_id or 0),
+        _STATS.hour_ms == row["at_ms"] // HOUR_MS * HOUR_MS,
+        _STATS.merchant_id == row["merchant_id"],
+        _STATS.link_id == (row["link_id"] or 0),
+        _STATS.currency == row["currency"],
+        _STATS.partner_id == (row["partner_id"] or 0),
+        _STATS.campaign_id == (row["campaign_id"] or 0),
     )
 
 

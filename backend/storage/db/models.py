@@ -465,3 +465,83 @@ class RollupRepair(Base):
     __tablename__ = "rollup_repairs"
 
     hour_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class PartnerPostback(Base):
+    """A partner's tracker to call when one of its conversions is created or changes status:
+    a URL template (``backend.domain.affiliate.hooks.POSTBACK_MACROS``), GET or POST, for all the
+    partner's campaigns or one."""
+
+    __tablename__ = "partner_postbacks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"))
+    url: Mapped[str] = mapped_column(String(2048))
+    method: Mapped[str] = mapped_column(String(8))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class WebhookEndpoint(Base):
+    """A merchant's or an admin's receiver of signed JSON events (Standard Webhooks). The
+    secret signs, so it is kept as it is (not hashed); ``merchant_id`` None: every merchant's."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    secret: Mapped[str] = mapped_column(String(80))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class OutboxMessage(Base):
+    """Something to send after a change, written in the change's own transaction and delivered
+    by the worker: to a partner's postback or to a webhook endpoint. ``message_id`` is the
+    idempotency key (the ``webhook-id``), the same on every attempt; ``payload`` is the webhook's
+    JSON body, or the postback's macro values as JSON."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index(None, "status", "next_at_ms"),
+        Index(None, "postback_id", "id"),
+        Index(None, "webhook_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(40), unique=True)
+    postback_id: Mapped[int | None] = mapped_column(ForeignKey("partner_postbacks.id"))
+    webhook_id: Mapped[int | None] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    event: Mapped[str] = mapped_column(String(40))
+    conversion_id: Mapped[int | None] = mapped_column(Integer)
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at_ms: Mapped[int] = mapped_column(BigInteger)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+
+
+class DeliveryAttempt(Base):
+    """One try at delivering an outbox message: what the other side answered, or why not."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), index=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    attempt: Mapped[int] = mapped_column(Integer)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(String(500))

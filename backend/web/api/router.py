@@ -12,6 +12,7 @@ from backend.web.api.clicks import create_click
 from backend.web.api.conversions import ConversionController
 from backend.web.api.coupons import CouponController
 from backend.web.api.deps import SESSIONS, provide_viewer, too_deep
+from backend.web.api.hooks import HOOK_CONTROLLERS
 from backend.web.api.keys import ApiKeyAuth, admin_keys_only, request_reader
 from backend.web.api.openapi import API_KEY
 from backend.web.api.overrides import OverrideController
@@ -30,6 +31,7 @@ def api_router() -> Router:
             CouponController,
             OverrideController,
             SourceController,
+            *HOOK_CONTROLLERS,
             create_click,
             rotate_postback_secret,
             stats,

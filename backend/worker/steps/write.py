@@ -2,8 +2,9 @@
 
 ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` tells which rows are new; the hourly rollup is
 incremented from those alone (``backend.storage.rollups.hourly``). A batch delivered twice
-therefore changes nothing the second time. Core statements only: the ORM costs ten times as
-much per row.
+therefore changes nothing the second time. The outbox messages new conversions owe are added in
+the same transaction (``backend.domain.affiliate.outbox``). Core statements only: the ORM costs
+ten times as much per row.
 On SQLite clicks and impressions skip ``RETURNING``: multi-row ``VALUES`` of tuples cost a
 third as much, and the row count says whether every row was new.
 
@@ -24,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from backend.core.clock import HOUR_MS
 from backend.core.money import format_minor
+from backend.domain.affiliate.outbox import CREATED, FIELDS, UPDATED, enqueue, targets_of
 from backend.domain.affiliate.status import (
     POSTBACK,
     TransitionRefused,
@@ -222,6 +224,7 @@ def _settle_by_postback(
     corrections: list[Delta] = []
     changes: list[dict[str, object]] = []
     repairs: set[int] = set()
+    replaced: list[int] = []
     for row in rows:
         if row["source"] not in _VOUCHING or row["event_id"] in inserted or not row["order_id"]:
             continue
@@ -248,6 +251,7 @@ def _settle_by_postback(
             if stored["status"] in COUNTED:
                 corrections += [_correction(stored, stored, -1), _correction(stored, row, 1)]
             repairs.add(stored["at_ms"] // HOUR_MS * HOUR_MS)
+            replaced.append(stored["id"])
         connection.execute(update(CONVERSIONS).where(CONVERSIONS.c.id == stored["id"]), values)
         settled.add(row["event_id"])
         status = stored["status"]
@@ -256,7 +260,19 @@ def _settle_by_postback(
         connection.execute(insert(CHANGES), changes)
     if repairs:
         mark_for_refold(connection, repairs)
+    if replaced:
+        _owe_updates(connection, replaced)
     return settled, corrections
+
+
+def _owe_updates(connection: Connection, conversion_ids: list[int]) -> None:
+    """Conversions whose figures a signed postback replaced owe ``conversion.updated``."""
+    stored = connection.execute(
+        select(*(CONVERSIONS.c[name] for name in FIELDS)).where(
+            CONVERSIONS.c.id.in_(conversion_ids)
+        )
+    )
+    enqueue(connection, [dict(row) for row in stored.mappings()], UPDATED)
 
 
 def _described(stored: Any) -> str:
@@ -277,6 +293,23 @@ def _correction(stored: Any, figures: Any, sign: int) -> Delta:
     """What a conversion with ``figures`` at the stored row's time adds (``sign`` 1) to, or
     takes (-1) from, ``stats_hourly``."""
     return conversion_delta(stored["at_ms"], stored["merchant_id"], figures, sign)
+
+
+def _owe_messages(connection: Connection, rows: list[Row], inserted: set[str]) -> None:
+    """The outbox messages the new conversions owe (partners' postbacks, webhooks), in the
+    batch's transaction: written with the rows or not at all. Nothing is read back unless an
+    endpoint is listening."""
+    if not inserted:
+        return
+    found = targets_of(connection, (row for row in rows if row["event_id"] in inserted))
+    if not found:
+        return
+    stored = connection.execute(
+        select(*(CONVERSIONS.c[name] for name in FIELDS)).where(
+            CONVERSIONS.c.event_id.in_(sorted(inserted))
+        )
+    )
+    enqueue(connection, [dict(row) for row in stored.mappings()], CREATED, found=found)
 
 
 def _duplicate_orders(connection: Connection, rows: list[Row], inserted: set[str]) -> list[Row]:
@@ -309,16 +342,9 @@ def _duplicate_orders(connection: Connection, rows: list[Row], inserted: set[str
 
 _NETWORK_ORDER = (
     select(
-        CONVERSIONS.c.id,
         CONVERSIONS.c.event_id,
         CONVERSIONS.c.source_id,
-        CONVERSIONS.c.status,
-        CONVERSIONS.c.at_ms,
-        CONVERSIONS.c.merchant_id,
-        CONVERSIONS.c.link_id,
-        CONVERSIONS.c.currency,
-        CONVERSIONS.c.amount_minor,
-        CONVERSIONS.c.commission_minor,
+        *(CONVERSIONS.c[name] for name in FIELDS),
     )
     .where(
         CONVERSIONS.c.merchant_id == bindparam("merchant_id"),
@@ -392,6 +418,7 @@ def _write_batch(connection: Connection, batch: Prepared, *, optimistic: bool) -
         connection, IMPRESSIONS, IMPRESSION_COLUMNS, batch.impressions, optimistic=optimistic
     )
     conversions = insert_new(connection, CONVERSIONS, "event_id", batch.conversions)
+    _owe_messages(connection, batch.conversions, conversions)
     confirming, corrections = _settle_by_postback(connection, batch.conversions, conversions)
     repeats = _network_repeats(connection, batch.conversions, conversions | confirming)
     applied = conversions | confirming | repeats
