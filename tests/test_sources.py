@@ -9,6 +9,7 @@ import asyncio
 import csv
 import hashlib
 import io
+import json
 import logging
 import re
 import socket
@@ -32,6 +33,7 @@ from backend.storage.db.models import (
     Conversion,
     ConversionChange,
     ConversionSource,
+    OutboxMessage,
     RejectedEventRow,
     StatsHourly,
 )
@@ -559,3 +561,36 @@ async def test_the_access_log_keeps_only_the_tokens_hint(
     assert logged, caplog.text
     assert all(token not in record.getMessage() for record in ours)
     assert f"/pb/{token[:10]}…" in logged[0]
+
+
+async def test_a_networks_status_change_owes_the_partners_postback_its_message(
+    web: httpx.AsyncClient, consumer: StreamConsumer, database: Database
+) -> None:
+    """The worker's status change for a network (not ``change_status``) writes the outbox
+    messages in the same transaction, with the status it left."""
+    programme = await network_programme(web, database)
+    source = await create_source(web, programme)
+    hook = await web.post(
+        f"/api/v1/partners/{programme.partner['id']}/postbacks",
+        json={
+            "url": "https://tracker.example/pb?cid={click_id}&s={status}",
+            "events": ["conversion.created", "conversion.status_changed"],
+        },
+        headers=programme.headers,
+    )
+    assert hook.status_code == 201, hook.text
+    click_id = await click_through_network(web, programme)
+    params = {"clickref": click_id, "txid": "AW-9", "sale": "10", "cur": "EUR", "status": "0"}
+    for status in ("0", "1"):
+        response = await web.get(f"/pb/{source['token']}", params={**params, "status": status})
+        assert response.json()["queued"] is True
+        await consumer.drain()
+    stored = await conversion(database, "AW-9")
+    async with database.session() as session:
+        messages = (await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))).all()
+    assert [(m.event, m.conversion_id) for m in messages] == [
+        ("conversion.created", stored.id),
+        ("conversion.status_changed", stored.id),
+    ]
+    changed = json.loads(messages[1].payload)
+    assert (changed["status"], changed["previous_status"]) == ("approved", "pending")
