@@ -230,6 +230,32 @@ async def test_a_conversion_fires_the_partners_postback_with_the_right_values(
     assert attempt["latency_ms"] >= 0
 
 
+async def test_a_failing_partner_tracker_is_retried_then_receives_the_same_values(
+    client: AsyncTestClient[Any],
+    programme: Programme,
+    consumer: StreamConsumer,
+    database: Database,
+    tracker: Receiver,
+) -> None:
+    made = await client.post(
+        f"/api/v1/partners/{programme.partner['id']}/postbacks",
+        json={"url": f"{tracker.url}/pb?cid={{click_id}}&payout={{commission}}"},
+        headers=await _partner_headers(database, programme),
+    )
+    assert made.status_code == 201, made.text
+    tracker.statuses = [502, 503]  # the partner's tracker is down for a while
+    click_id = await _sale(client, programme, "ORDER-3")
+    await consumer.drain()
+    for _ in range(3):
+        assert await deliver_due(database, LOOPBACK_ALLOWED) == 1
+        await _make_due(database)
+    (message,) = await _messages(database)
+    assert (message.status, message.attempts, message.last_status_code) == ("delivered", 3, 200)
+    assert [parse_qs(urlsplit(call.path).query) for call in tracker.received] == [
+        {"cid": [click_id], "payout": ["5.49"]}
+    ] * 3
+
+
 async def test_a_failing_webhook_is_retried_then_delivered_with_the_same_id_and_verifies(
     client: AsyncTestClient[Any],
     programme: Programme,
