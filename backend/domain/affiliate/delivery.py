@@ -23,13 +23,12 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,7 +36,7 @@ from standardwebhooks.webhooks import Webhook
 
 from backend.core.clock import now_ms
 from backend.core.settings import IpNetwork
-from backend.domain.affiliate.link_health import CheckFailed, resolve_public
+from backend.domain.affiliate.link_health import CheckFailed, connect_public, read_head
 from backend.domain.destinations import SUB_KEYS, expand
 from backend.storage.db.engine import Database
 from backend.storage.db.models import (
@@ -121,17 +120,7 @@ async def send(
 
 
 async def _exchange(outgoing: Outgoing, allowed: tuple[IpNetwork, ...]) -> tuple[int, str]:
-    parts = urlsplit(outgoing.url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CheckFailed(f"not an http(s) URL: {outgoing.url[:100]}")
-    if "@" in parts.netloc:
-        raise CheckFailed("URLs with user info are not fetched")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    address = await resolve_public(parts.hostname, port, allowed)
-    context = ssl.create_default_context() if parts.scheme == "https" else None
-    reader, writer = await asyncio.open_connection(
-        address, port, ssl=context, server_hostname=parts.hostname if context else None
-    )
+    parts, reader, writer = await connect_public(outgoing.url, allowed)
     try:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         headers = {
@@ -147,18 +136,14 @@ async def _exchange(outgoing: Outgoing, allowed: tuple[IpNetwork, ...]) -> tuple
         )
         writer.write((head + "\r\n").encode("latin-1") + outgoing.body)
         await writer.drain()
-        raw_head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-        status_line = raw_head.split("\r\n", 1)[0]
-        fields = status_line.split(" ", 2)
-        if len(fields) < 2 or not fields[0].startswith("HTTP/") or not fields[1].isdigit():
-            raise ValueError(f"not an HTTP answer: {status_line[:80]!r}")
+        status, _ = await read_head(reader)
         try:
             excerpt = await asyncio.wait_for(reader.read(MAX_EXCERPT), 1.0)
         except TimeoutError:
             excerpt = b""
     finally:
         writer.close()
-    return int(fields[1]), _printable(excerpt).strip()
+    return status, _printable(excerpt).strip()
 
 
 def postback_values(

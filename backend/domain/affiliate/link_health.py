@@ -18,7 +18,7 @@ import ssl
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 from sqlalchemy import func, select, update
 
@@ -85,8 +85,11 @@ async def resolve_public(host: str, port: int, allowed: tuple[IpNetwork, ...]) -
     return str(addresses[0])
 
 
-async def _status(url: str, method: str, allowed: tuple[IpNetwork, ...]) -> tuple[int, str]:
-    """One request to ``url`` at its checked address: the status and any Location header."""
+async def connect_public(
+    url: str, allowed: tuple[IpNetwork, ...]
+) -> tuple[SplitResult, asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to ``url`` at its checked public address (http or https, no user info):
+    the one way every outgoing request of Clicktrail leaves."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise CheckFailed(f"not an http(s) URL: {url[:100]}")
@@ -98,6 +101,23 @@ async def _status(url: str, method: str, allowed: tuple[IpNetwork, ...]) -> tupl
     reader, writer = await asyncio.open_connection(
         address, port, ssl=context, server_hostname=parts.hostname if context else None
     )
+    return parts, reader, writer
+
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, list[str]]:
+    """The status code and header lines of an HTTP answer."""
+    status_line, *header_lines = (
+        (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    )
+    fields = status_line.split(" ", 2)
+    if len(fields) < 2 or not fields[0].startswith("HTTP/") or not fields[1].isdigit():
+        raise CheckFailed(f"not an HTTP answer: {status_line[:80]!r}")
+    return int(fields[1]), header_lines
+
+
+async def _status(url: str, method: str, allowed: tuple[IpNetwork, ...]) -> tuple[int, str]:
+    """One request to ``url`` at its checked address: the status and any Location header."""
+    parts, reader, writer = await connect_public(url, allowed)
     try:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         writer.write(
@@ -105,19 +125,15 @@ async def _status(url: str, method: str, allowed: tuple[IpNetwork, ...]) -> tupl
             "Accept: */*\r\nConnection: close\r\n\r\n".encode("latin-1")
         )
         await writer.drain()
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        status, header_lines = await read_head(reader)
     finally:
         writer.close()
-    status_line, *header_lines = head.split("\r\n")
-    fields = status_line.split(" ", 2)
-    if len(fields) < 2 or not fields[0].startswith("HTTP/") or not fields[1].isdigit():
-        raise CheckFailed(f"not an HTTP answer: {status_line[:80]!r}")
     location = ""
     for line in header_lines:
         name, _, value = line.partition(":")
         if name.strip().lower() == "location":
             location = value.strip()
-    return int(fields[1]), location
+    return status, location
 
 
 async def check_url(
