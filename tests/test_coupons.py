@@ -11,7 +11,6 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
 from backend.domain.events import ConversionEvent, Source
-from backend.storage.catalog import LinkInfo
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Conversion, Coupon, RejectedEventRow, StatsHourly
 from backend.worker.consumer import StreamConsumer
@@ -27,6 +26,7 @@ from tests.support import (
     sign_in,
 )
 from tests.test_admin import error_of, one, sign_in_partner, submit
+from tests.test_affiliate_rules import LINK
 
 Row = tuple[str | None, int | None, int | None, int, str | None, str, int | None, str]
 
@@ -224,34 +224,13 @@ async def test_an_unknown_coupon_is_noted_and_changes_nothing_else(
 
 def test_an_unknown_coupon_alone_holds_no_attributed_sale_for_review() -> None:
     event = ConversionEvent("e", 0, 1, "o", 100, "EUR", None, Source.PIXEL, "sale", None, "")
-    link = owners_of_link()
+    link = LINK  # the rules' test link: its partner and campaign are all this needs
     row: dict[str, Any] = {"flags": "unknown_coupon"}
     hold_for_review(row, ConversionFacts(event, link, 0, ""))
     assert row["flags"] == "unknown_coupon"
     row = {"flags": "unknown_coupon,too_fast"}
     hold_for_review(row, ConversionFacts(event, link, 0, ""))
     assert row["flags"] == "unknown_coupon,too_fast,review"
-
-
-def owners_of_link() -> LinkInfo:
-    return LinkInfo(
-        id=1,
-        code="c",
-        partner_id=1,
-        partner_key="pk",
-        partner_status="active",
-        campaign_id=1,
-        merchant_id=1,
-        destination_url="",
-        merchant_domains=frozenset(),
-        currency="EUR",
-        window_days=30,
-        commission_bps=0,
-        commission_flat_minor=0,
-        status="active",
-        campaign_status="active",
-        campaign_destination_url="",
-    )
 
 
 async def test_admin_pages_create_list_and_delete_coupons_and_show_the_attribution(
