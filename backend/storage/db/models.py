@@ -97,6 +97,7 @@ class Attribution(StrEnum):
     CLICK = "click"  # the click id the conversion named
     COOKIE = "cookie"  # the click id of the ``ct_click`` cookie the browser sent
     COUPON = "coupon"  # the partner's coupon code the sale carried
+    CUSTOMER = "customer"  # the partner the customer is bound to (a renewal)
 
 
 class Role(StrEnum):

@@ -34,8 +34,8 @@ from backend.domain.edge import (
     build_conversion,
     build_impression,
     read_fields,
-    without_customer,
     rejected,
+    without_customer,
 )
 from backend.domain.events import QueuedEvent, RejectReason, Source, Visitor, encode_event
 from backend.domain.visitor import DailySalt, describe_visitor, request_address

@@ -8,6 +8,10 @@ default the click wins). The reason is kept on the row: ``click``, ``cookie`` (t
 came from the ``ct_click`` cookie) or ``coupon``. A code that is no coupon of the merchant's
 is flagged ``unknown_coupon`` and changes nothing else.
 
+A conversion that credits neither a click nor a coupon but names a customer (its reference's
+keyed hash) bound to a partner is a renewal: credited to that partner by the campaign's renewal
+rule while it pays (``backend.domain.stores.customers``), with the reason ``customer``.
+
 A signed postback is the merchant's word on a sale: its amount and currency always stand, and
 so does its click id when it names one. One that names none keeps the attribution its order
 already has (the pixel's, say, stored or in a batch not yet committed): the batch also asks
@@ -29,6 +33,7 @@ from backend.core.clock import DAY_MS, MINUTE_MS
 from backend.core.ids import ClickIdSigner
 from backend.domain.events import ConversionEvent, NetworkEvent, Source
 from backend.domain.quality.flags import Flag
+from backend.domain.stores.customers import RenewalCredit, renewal_credit
 from backend.storage.catalog import Catalog, CouponInfo, LinkInfo, MerchantInfo
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Attribution as Reason
@@ -60,11 +65,13 @@ class ConversionFacts:
     merchant_currency: str = ""  # "" when the merchant is not found
     coupon: CouponInfo | None = None  # the coupon credited, when no click is (``link`` None)
     attribution: str = ""  # a ``models.Attribution``; "" when nothing is credited
+    renewal: RenewalCredit | None = None  # the bound partner, when neither is credited
 
     @property
-    def credited(self) -> LinkInfo | CouponInfo | None:
-        """Whose partner and rule the conversion earns by: the link's or the coupon's."""
-        return self.link or self.coupon
+    def credited(self) -> LinkInfo | CouponInfo | RenewalCredit | None:
+        """Whose partner and rule the conversion earns by: the link's, the coupon's or the
+        customer's bound partner's."""
+        return self.link or self.coupon or self.renewal
 
     network: NetworkEvent | None = None  # what a conversion source reported besides the sale
 
@@ -97,6 +104,12 @@ class Attribution:
             facts.attribution = Reason.COOKIE if event.click_from_cookie else Reason.CLICK
         if event.coupon:
             await self._apply_coupon(facts, merchant)
+        if event.customer and facts.link is None and facts.coupon is None:
+            facts.renewal = await self._db.run_read(
+                renewal_credit, event.merchant_id, event.customer, event.at_ms
+            )
+            if facts.renewal is not None:
+                facts.attribution = Reason.CUSTOMER
         return facts
 
     async def _apply_coupon(self, facts: ConversionFacts, merchant: MerchantInfo | None) -> None:

@@ -61,9 +61,7 @@ def upgrade() -> None:
             name=op.f("uq_customer_bindings_merchant_id_customer_hash"),
         ),
     )
-    op.create_index(
-        op.f("ix_customer_bindings_partner_id"), "customer_bindings", ["partner_id"]
-    )
+    op.create_index(op.f("ix_customer_bindings_partner_id"), "customer_bindings", ["partner_id"])
     op.create_table(
         "store_events",
         sa.Column("id", sa.Integer(), nullable=False),
