@@ -39,7 +39,7 @@ def store_event_parts(store_event: str) -> tuple[str, str, str]:
 
 
 def _stored(connection: Connection, merchant_id: int, order_id: str) -> Mapping[str, Any] | None:
-    row: Mapping[str, Any] | None = (
+    row = (
         connection.execute(
             select(*(_CONVERSIONS.c[name] for name in FIELDS), _CONVERSIONS.c.event_id)
             .where(_CONVERSIONS.c.merchant_id == merchant_id, _CONVERSIONS.c.order_id == order_id)
@@ -48,7 +48,7 @@ def _stored(connection: Connection, merchant_id: int, order_id: str) -> Mapping[
         .mappings()
         .first()
     )
-    return row
+    return None if row is None else dict(row)
 
 
 def record(connection: Connection, event: NetworkEvent, conversion_id: int, detail: str) -> bool:
