@@ -292,7 +292,7 @@ class ConversionOut(msgspec.Struct):
     # True: the commission is the one the network reported, not the campaign's rule.
     commission_reported: bool
     # A renewal credited to the customer's bound partner: the rule that priced it; "" if none.
-    renewal_rule: str = ""
+    renewal_rule: str
 
 
 class ConversionChangeOut(msgspec.Struct):
@@ -306,10 +306,20 @@ class ConversionChangeOut(msgspec.Struct):
     commission_to_minor: int | None
 
 
+class StoreEventOut(msgspec.Struct):
+    at: datetime
+    source_id: int
+    event_type: str  # e.g. checkout.session.completed, charge.refunded
+    event_id: str  # the store's
+    detail: str
+
+
 class ConversionDetail(ConversionOut):
     """One conversion with its audit trail, oldest change first."""
 
     history: list[ConversionChangeOut]
+    # The store events (Stripe, Shopify) that created or changed it, oldest first.
+    store_events: list[StoreEventOut] = msgspec.field(default_factory=list)
 
 
 WantedStatus = Literal["approved", "rejected", "reversed"]

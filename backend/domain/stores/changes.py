@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import HOUR_MS
 from backend.core.money import format_minor
@@ -138,3 +139,11 @@ def lower_amount(
     # The ledger (money-out) records the commission's change here, in the same transaction:
     # record_commission_change(connection, stored["id"], commission - before, said)
     return commission - before
+
+
+async def events_of(session: AsyncSession, conversion_id: int) -> list[StoreEvent]:
+    """The store events that created or changed a conversion, oldest first."""
+    rows = await session.scalars(
+        select(StoreEvent).where(StoreEvent.conversion_id == conversion_id).order_by(StoreEvent.id)
+    )
+    return list(rows)
