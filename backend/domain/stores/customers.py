@@ -55,7 +55,14 @@ def renewal_credit(
             CustomerBinding.partner_id,
             CustomerBinding.at_ms,
             Partner.status,
-            Campaign,
+            Campaign.id,
+            Campaign.status,
+            Campaign.commission_bps,
+            Campaign.commission_flat_minor,
+            Campaign.renewal_mode,
+            Campaign.renewal_months,
+            Campaign.renewal_bps,
+            Campaign.renewal_flat_minor,
             Merchant.currency,
             CommissionOverride.commission_bps,
             CommissionOverride.commission_flat_minor,
@@ -75,28 +82,19 @@ def renewal_credit(
     ).first()
     if row is None:
         return None
-    partner_id, bound_ms, partner_status, campaign, currency, over_bps, over_flat = row
-    base = (
-        (over_bps, over_flat)
-        if over_bps is not None
-        else (campaign.commission_bps, campaign.commission_flat_minor)
-    )
+    (partner_id, bound_ms, partner_status, campaign_id, campaign_status, bps, flat, mode,
+     months, renewal_bps, renewal_flat, currency, over_bps, over_flat) = row  # fmt: skip
+    base = (over_bps, over_flat) if over_bps is not None else (bps, flat)
     rule: RenewalRule | None = renewal_rule(
-        campaign.renewal_mode,
-        campaign.renewal_months,
-        campaign.renewal_bps,
-        campaign.renewal_flat_minor,
-        base,
-        bound_ms,
-        at_ms,
+        mode, months, renewal_bps, renewal_flat, base, bound_ms, at_ms
     )
     if rule is None:
         return None
     return RenewalCredit(
         partner_id=partner_id,
         partner_status=partner_status,
-        campaign_id=campaign.id,
-        campaign_status=campaign.status,
+        campaign_id=campaign_id,
+        campaign_status=campaign_status,
         currency=currency,
         commission_bps=rule.bps,
         commission_flat_minor=rule.flat_minor,
@@ -114,13 +112,12 @@ def bind_customers(connection: Connection, rows: Iterable[Mapping[str, Any]]) ->
     }
     if not wanted:
         return
-    ids = dict(
-        connection.execute(
-            select(_CONVERSIONS.c.event_id, _CONVERSIONS.c.id).where(
-                _CONVERSIONS.c.event_id.in_(list(wanted))
-            )
-        ).tuples()
+    found = connection.execute(
+        select(_CONVERSIONS.c.event_id, _CONVERSIONS.c.id).where(
+            _CONVERSIONS.c.event_id.in_(list(wanted))
+        )
     )
+    ids = {event_id: conversion_id for event_id, conversion_id in found}
     bindings = [
         {
             "merchant_id": row["merchant_id"],

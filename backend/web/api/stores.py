@@ -147,4 +147,5 @@ async def store_webhook(
         answer = {"ok": True, "rejected": rejection.reason.value, "detail": rejection.detail}
         return Response(answer, status_code=200)
     await ingest.queue(parsed)
-    return Response({"ok": True, "queued": True, "event_id": parsed.sale.event_id})
+    answer = {"ok": True, "queued": True, "event_id": parsed.sale.event_id}
+    return Response(answer, status_code=200)
