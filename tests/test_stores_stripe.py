@@ -1,8 +1,9 @@
-"""Stripe as a conversion source, end to end: Stripe's sample events (``tests/fixtures/stores``,
-see PROVENANCE.md) signed with a test secret exactly as Stripe signs them, sent over real HTTP to
-the app on a loopback port, through Redis and the worker into the database: a sale, a duplicate
-delivery, a wrong signature, the customer's renewal paying the original partner, a partial
-refund, a dispute, an event type that is ignored and a sale that cannot be attributed."""
+"""Stripe as a conversion source, end to end: Stripe's sample events (where they come from:
+tests/fixtures/stores/PROVENANCE.md) signed with a test secret exactly as Stripe signs them,
+sent over real HTTP to the app on a loopback port, through Redis and the worker into the
+database: a sale, a duplicate delivery, a wrong signature, the customer's renewal paying the
+original partner, a partial refund, a dispute, an event type that is ignored and a sale that
+cannot be attributed."""
 
 from __future__ import annotations
 
