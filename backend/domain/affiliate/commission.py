@@ -36,9 +36,11 @@ def by_rule(
 async def rule_commission(session: AsyncSession, conversion: Conversion) -> int:
     """What the rule that applies now (the partner's override of the campaign's rule, else the
     campaign's) pays on ``conversion``'s stored amount: 0 when it is unattributed or its partner
-    is banned."""
+    is banned. A renewal keeps what its renewal rule paid (``renewal_rule`` says which)."""
     if conversion.campaign_id is None or conversion.partner_id is None:
         return 0
+    if conversion.renewal_rule:
+        return conversion.commission_minor
     row = (
         await session.execute(
             select(
