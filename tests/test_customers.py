@@ -27,8 +27,8 @@ from tests.support import BROWSER_HEADERS, add_partner_with_link, follow_link, m
 MS = 1000
 
 
-def _ms(*parts: int) -> int:
-    return int(datetime(*parts, tzinfo=UTC).timestamp() * MS)  # type: ignore[misc]
+def _ms(year: int, month: int, day: int) -> int:
+    return int(datetime(year, month, day, tzinfo=UTC).timestamp() * MS)
 
 
 async def _conversions(database: Database) -> dict[str, Conversion]:
