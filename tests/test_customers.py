@@ -162,3 +162,17 @@ def test_renewal_rules_months_lifetime_and_rates() -> None:
     assert own is not None
     assert (own.bps, own.flat_minor, own.label) == (500, 0, "renewal (lifetime) at its own rate")
     assert renewal_rule("none", None, 500, 10, base, bound, inside) is None
+
+
+async def test_a_refused_postback_keeps_no_customer_reference(
+    client: AsyncTestClient[Any], consumer: StreamConsumer, database: Database
+) -> None:
+    programme = await make_programme(client, database)
+    answer = await send(client, programme, sale("B-1", "lots", customer="jane@example.com"))
+    assert answer.status_code == 400
+    await consumer.drain()
+    async with database.session() as session:
+        kept = (await session.scalars(select(RejectedEventRow))).all()
+    assert [row.reason for row in kept] == ["invalid_amount"]
+    assert '"order_id":"B-1"' in kept[0].payload
+    assert "jane" not in kept[0].payload

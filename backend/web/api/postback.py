@@ -204,8 +204,20 @@ def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
 
 
 async def _reject(ingest: Ingest, rejection: Rejection, body: bytes, at_ms: int) -> None:
-    """Keep a refused postback in ``rejected_events`` (through the stream, like every event)."""
-    await ingest.queue(rejected(Source.POSTBACK, rejection, body.decode("utf-8", "replace"), at_ms))
+    """Keep a refused postback in ``rejected_events`` (through the stream, like every event),
+    without its customer reference, which is kept nowhere raw."""
+    payload = body.decode("utf-8", "replace")
+    if b'"customer"' in body:
+        try:
+            decoded = msgspec.json.decode(body)
+        except (msgspec.DecodeError, RecursionError):
+            decoded = None
+        payload = (
+            msgspec.json.encode({**decoded, "customer": "…"}).decode()
+            if isinstance(decoded, dict)
+            else "(not kept: it names a customer)"
+        )
+    await ingest.queue(rejected(Source.POSTBACK, rejection, payload, at_ms))
 
 
 async def _stored_order(
