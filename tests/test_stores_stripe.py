@@ -25,6 +25,7 @@ from backend.storage.db.models import (
     ConversionChange,
     CustomerBinding,
     OutboxMessage,
+    RejectedEventRow,
     StoreEvent,
 )
 from backend.worker.consumer import StreamConsumer
@@ -178,6 +179,14 @@ async def test_stripe_sale_duplicate_renewal_partial_refund_and_dispute(
         unattributed = await deliver(stripe, token, lost)
         assert unattributed.status_code == 200
         assert unattributed.json()["rejected"] == "no_attribution"
+        # A currency that is no ISO 4217 code, a refund of a payment never tracked: refused
+        # with their reasons, answered 200 (a retry would not help).
+        odd = stripe_event("checkout.session.completed", click_id, currency="zzz")
+        odd = odd.replace(b"evt_1Pgc76B7WZ01zgkWcheckout", b"evt_1Pgc76B7WZ01zgkWodd")
+        assert (await deliver(stripe, token, odd)).json()["rejected"] == "unknown_currency"
+        untracked = stripe_event("charge.refunded", payment_intent="pi_never_tracked")
+        untracked = untracked.replace(b"evt_1Pgc76B7WZ01zgkWrefund", b"evt_1Pgc76B7WZ01zgkWnone")
+        assert (await deliver(stripe, token, untracked)).json()["rejected"] == "unknown_order"
         await consumer.drain()
 
     disputed = await order(database, PAYMENT)
@@ -219,7 +228,18 @@ async def test_stripe_sale_duplicate_renewal_partial_refund_and_dispute(
     # Counted: the renewal only (the sale was refused after its partial refund).
     assert await stats_conversions(database) == (1, 1990, 100)
     reasons = [reason for _, reason, _ in await rejections(database)]
-    assert reasons == ["bad_signature", "bad_signature", "no_attribution"]
+    assert reasons == [
+        "bad_signature",
+        "bad_signature",
+        "no_attribution",
+        "unknown_currency",
+        "unknown_order",
+    ]
+
+    async with database.session() as session:
+        payloads = list(await session.scalars(select(RejectedEventRow.payload)))
+    assert payloads[0].startswith(f"source #{source['id']} (stripe) checkout.session.completed")
+    assert not [payload for payload in payloads if "@" in payload]  # no customer's e-mail kept
 
     # The conversion page of the API shows which store events made and changed it.
     detail = await web.get(f"/api/v1/conversions/{disputed.id}", headers=headers)
