@@ -250,3 +250,31 @@ async def test_stripe_sale_duplicate_renewal_partial_refund_and_dispute(
     ]
     renewal_detail = await web.get(f"/api/v1/conversions/{renewed.id}", headers=headers)
     assert renewal_detail.json()["renewal_rule"] == "renewal (12 months) at its own rate"
+
+
+async def test_a_subscriptions_first_invoice_waits_for_its_checkout_session(
+    web: httpx.AsyncClient, consumer: StreamConsumer, database: Database
+) -> None:
+    """Stripe may send the first invoice before the checkout session: the invoice is ignored
+    (unless it names a click), so the session, which carries the click id, makes the sale."""
+    programme = await make_programme(web, database)
+    body = {"merchant_id": programme.merchant["id"], "kind": "stripe", "signing_secret": SECRET}
+    created = await web.post("/api/v1/sources", json=body, headers=programme.headers)
+    token = created.json()["token"]
+    click_id = await follow_link(web, programme.link["code"])
+    async with httpx.AsyncClient(base_url=str(web.base_url)) as stripe:
+        first = stripe_event("invoice.paid", billing_reason="subscription_create")
+        answer = await deliver(stripe, token, first)
+        assert answer.json()["ignored"].startswith("a subscription's first invoice")
+        session = stripe_event(
+            "checkout.session.completed", click_id, mode="subscription", invoice=INVOICE,
+            payment_intent=None, subscription="sub_1",
+        )  # fmt: skip
+        assert (await deliver(stripe, token, session)).json()["queued"] is True
+        await consumer.drain()
+    sale = await order(database, INVOICE)
+    assert (sale.partner_id, sale.click_id, sale.event_name) == (
+        programme.partner["id"],
+        click_id,
+        "sale",
+    )

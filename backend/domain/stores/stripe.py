@@ -6,9 +6,11 @@ the endpoint's ``whsec_`` secret, five minutes' tolerance), turned into stream e
   ``metadata.ct_click``, a partner's coupon in ``metadata.ct_coupon``, the customer (their
   Stripe customer id, else their e-mail) bound to the partner. The order is the session's
   invoice (subscriptions), else its payment intent, else the session.
-- ``invoice.paid``: the order is the invoice, so a subscription's first invoice is the
-  checkout's order again (a repeat); a later one (``billing_reason`` ``subscription_cycle``)
-  is a renewal, credited to the customer's bound partner by the campaign's renewal rule.
+- ``invoice.paid``: the order is the invoice. A subscription's first invoice
+  (``billing_reason`` ``subscription_create``) is ignored unless it names a click itself
+  (``metadata.ct_click`` of the invoice or its subscription): its checkout session is the sale
+  and may arrive after it. A later one (``subscription_cycle``) is a renewal, credited to the
+  customer's bound partner by the campaign's renewal rule.
 - ``charge.refunded``: the charge's order (its invoice, else its payment intent) lowered to
   what is left (``amount - amount_refunded``), or reversed when nothing is.
 - ``charge.dispute.created``: the disputed charge's order reversed.
@@ -121,13 +123,18 @@ async def parse(
         paid = _int(obj.get("amount_paid")) or 0
         if paid <= 0:
             return Ignored("nothing paid")
+        click_id = _metadata(obj, "ct_click") or _subscription_click(obj)
+        reason = _text(obj.get("billing_reason"))
+        if reason == "subscription_create" and not click_id:
+            # Its checkout session is the sale (with the click id), and may arrive after it.
+            return Ignored("a subscription's first invoice: its checkout session is the sale")
         sale = notice(
             order_id=_id_of(obj),
             amount_minor=paid,
             currency=_text(obj.get("currency")),
-            click_id=_metadata(obj, "ct_click") or _subscription_click(obj),
+            click_id=click_id,
             customer=_customer(obj),
-            renewal=_text(obj.get("billing_reason")) == "subscription_cycle",
+            renewal=reason == "subscription_cycle",
         )
         return await sale_event(catalog, source, sale, customers, now_ms)
     if event.type == "charge.refunded":
