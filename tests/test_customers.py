@@ -50,19 +50,26 @@ async def test_the_pixel_keeps_the_customer_only_as_its_keyed_hash(
     assert (await client.get("/p.gif", params=query, headers=BROWSER_HEADERS)).status_code == 200
     bad = {"m": key, "oid": "P-2", "amt": "lots", "cust": "jane@example.com"}
     assert (await client.get("/p.gif", params=bad, headers=BROWSER_HEADERS)).status_code == 200
+    # The snippet's beacon carries it as ``cust`` too.
+    beacon = {"m": key, "events": [{"t": "conversion", "oid": "P-3", "amt": "5", "cust": "joe"}]}
+    headers = {**BROWSER_HEADERS, "Origin": "https://shop.example"}
+    assert (await client.post("/e", json=beacon, headers=headers)).status_code == 202
     await consumer.drain()
 
     stored = (await _conversions(database))["P-1"]
     hasher = CustomerHasher(settings.secret_key)
     assert stored.customer_hash == hasher.hash(stored.merchant_id, "jane@example.com")
     assert stored.customer_hash != hasher.hash(stored.merchant_id + 1, "jane@example.com")
+    joe = (await _conversions(database))["P-3"]  # credited by the ct_click cookie
+    assert joe.customer_hash == hasher.hash(stored.merchant_id, "joe")
     async with database.session() as session:
         kept = (await session.scalars(select(RejectedEventRow))).all()
         bindings = (await session.scalars(select(CustomerBinding))).all()
     assert [row.reason for row in kept] == ["invalid_amount"]
     assert "jane" not in kept[0].payload  # the raw reference is kept nowhere
     assert [(b.partner_id, b.conversion_id) for b in bindings] == [
-        (programme.partner["id"], stored.id)
+        (programme.partner["id"], stored.id),
+        (programme.partner["id"], joe.id),
     ]
 
 
