@@ -29,7 +29,7 @@ from backend.storage.db.models import (
     StoreEvent,
 )
 from backend.worker.consumer import StreamConsumer
-from tests.support import follow_link, make_programme
+from tests.support import create_api_key, follow_link, make_programme
 from tests.test_sources import rejections, served, stats_conversions, web
 
 __all__ = ["served", "web"]  # the fixtures this module uses from test_sources
@@ -248,6 +248,12 @@ async def test_stripe_sale_duplicate_renewal_partial_refund_and_dispute(
         "charge.refunded",
         "charge.dispute.created",
     ]
+    partner_key = await create_api_key(database, programme.partner["id"])
+    own = await web.get(
+        f"/api/v1/conversions/{disputed.id}", headers={"Authorization": f"Bearer {partner_key}"}
+    )
+    assert own.status_code == 200
+    assert own.json()["store_events"] == []  # the merchant's store, not the partner's business
     renewal_detail = await web.get(f"/api/v1/conversions/{renewed.id}", headers=headers)
     assert renewal_detail.json()["renewal_rule"] == "renewal (12 months) at its own rate"
 
