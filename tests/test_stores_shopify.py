@@ -155,3 +155,29 @@ async def test_shopify_sale_duplicate_repeat_order_partial_refund_and_cancellati
         ("orders/cancelled", "wh-6", renewed.id),
     ]
     assert [reason for _, reason, _ in await rejections(database)] == ["bad_signature"]
+
+
+async def test_a_large_order_gets_through_and_a_body_over_the_bound_does_not(
+    web: httpx.AsyncClient, consumer: StreamConsumer, database: Database
+) -> None:
+    """An order with many line items is over the 64 KiB a network's postback may send, not
+    over a store's bound (1 MiB); a body over that is 413 and kept as refused."""
+    headers = {"Authorization": f"Bearer {await create_api_key(database)}"}
+    programme = await create_programme(web, headers, currency="USD")
+    body = {"merchant_id": programme.merchant["id"], "kind": "shopify", "signing_secret": SECRET}
+    token = (
+        await web.post("/api/v1/sources", json=body | {"shop_domain": SHOP}, headers=headers)
+    ).json()["token"]
+    click_id = await follow_link(web, programme.link["code"])
+    order = json.loads(shopify_body("orders_create", click_id))
+    order["line_items"] = order["line_items"] * 200
+    large = json.dumps(order).encode()
+    assert 64 * 1024 < len(large) < 1024 * 1024
+    async with httpx.AsyncClient(base_url=str(web.base_url)) as shop:
+        answer = await deliver(shop, token, "orders/create", large, "wh-large")
+        assert answer.json()["queued"] is True, answer.text
+        huge = await deliver(shop, token, "orders/create", b" " * (1024 * 1024 + 1), "wh-huge")
+        assert huge.status_code == 413
+    await consumer.drain()
+    assert (await orders(database))[ORDER].amount_minor == 40994
+    assert [reason for _, reason, _ in await rejections(database)] == ["field_too_long"]

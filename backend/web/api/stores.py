@@ -26,6 +26,10 @@ from backend.storage.db.models import Conversion, ConversionSource, StoreEvent
 from backend.web.api.deps import Reader
 from backend.web.ingest.routes import Ingest
 
+# A store's event may list many line items (a Shopify order's run to kilobytes each): bounded,
+# but well above what a network's postback may send (``MAX_BODY``).
+STORE_MAX_BODY = 1024 * 1024
+
 
 class _Envelope(msgspec.Struct):
     id: str = ""
