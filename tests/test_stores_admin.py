@@ -12,7 +12,7 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
 from backend.storage.db.engine import Database
-from backend.storage.db.models import Conversion, ConversionSource
+from backend.storage.db.models import Campaign, Conversion, ConversionSource
 from backend.worker.consumer import StreamConsumer
 from tests.support import follow_link, make_programme, sign_in
 from tests.test_admin import sign_in_partner, submit
@@ -74,3 +74,39 @@ async def test_a_stripe_source_made_in_the_admin_and_the_conversion_page(
     own = await client.get(f"/conversions/{conversion.id}")
     assert own.status_code == 200
     assert "Store events" not in own.text
+
+
+async def test_a_campaigns_renewal_rule_set_in_the_admin(
+    client: AsyncTestClient[Any], database: Database
+) -> None:
+    programme = await make_programme(client, database)
+    await sign_in(client, database)
+    path = f"/admin/campaigns/{programme.campaign['id']}"
+    form = {
+        "name": "Winter sale",
+        "destination_url": "https://shop.example/winter",
+        "commission_percent": "10",
+        "commission_flat_minor": "50",
+        "cookie_window_days": "",
+        "status": "active",
+        "renewal_mode": "months",
+        "renewal_months": "",
+        "renewal_percent": "5",
+        "renewal_flat_minor": "",
+    }
+    missing = await submit(client, path, form)
+    assert missing.status_code == 400
+    assert "number of months" in missing.text
+    saved = await submit(client, path, {**form, "renewal_months": "12"})
+    assert saved.status_code in (200, 303), saved.text
+    async with database.session() as session:
+        campaign = await session.get(Campaign, programme.campaign["id"])
+    assert campaign is not None
+    assert (campaign.renewal_mode, campaign.renewal_months, campaign.renewal_bps) == (
+        "months",
+        12,
+        500,
+    )
+    page = await client.get(path)
+    assert '<option value="months" selected>' in page.text
+    assert 'name="renewal_percent" value="5.00"' in page.text
