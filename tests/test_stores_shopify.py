@@ -11,12 +11,14 @@ import base64
 import hashlib
 import hmac
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import select
 
+from backend.domain.stores.shopify import triggered_ms
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Conversion, StoreEvent
 from backend.worker.consumer import StreamConsumer
@@ -58,6 +60,7 @@ async def deliver(
         "X-Shopify-Shop-Domain": SHOP,
         "X-Shopify-Webhook-Id": webhook_id,
         "X-Shopify-API-Version": "2025-07",
+        "X-Shopify-Triggered-At": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }
     return await shop.post(f"/pb/{token}", content=body, headers=headers)
 
@@ -181,3 +184,12 @@ async def test_a_large_order_gets_through_and_a_body_over_the_bound_does_not(
     await consumer.drain()
     assert (await orders(database))[ORDER].amount_minor == 40994
     assert [reason for _, reason, _ in await rejections(database)] == ["field_too_long"]
+
+
+def test_the_event_time_is_shopifys_when_it_says_one() -> None:
+    now = 1_800_000_000_000
+    said = {"x-shopify-triggered-at": "2026-12-07T18:00:00.5Z"}
+    assert triggered_ms(said, now) == 1_796_666_400_500
+    assert triggered_ms({"x-shopify-triggered-at": "2026-12-07T18:00:00"}, now) == now  # no zone
+    assert triggered_ms({"x-shopify-triggered-at": "soon"}, now) == now
+    assert triggered_ms({}, now) == now

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+from datetime import datetime
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -35,6 +36,7 @@ SIGNATURE_HEADER = "x-shopify-hmac-sha256"
 TOPIC_HEADER = "x-shopify-topic"
 WEBHOOK_ID_HEADER = "x-shopify-webhook-id"
 SHOP_HEADER = "x-shopify-shop-domain"
+TRIGGERED_HEADER = "x-shopify-triggered-at"  # when Shopify raised the event (ISO 8601)
 CLICK_FIELD = "ct_click"
 
 
@@ -78,6 +80,18 @@ def _customer(order: dict[str, Any]) -> str:
     return _text(customer.get("id")) if isinstance(customer, dict) else ""
 
 
+def triggered_ms(headers: dict[str, str], now_ms: int) -> int:
+    """When Shopify raised the event (the same on every retry, so the event id derived from it
+    is too); the arrival time when the header is missing or not a time."""
+    try:
+        at = datetime.fromisoformat(headers.get(TRIGGERED_HEADER, "")[:40].replace("Z", "+00:00"))
+    except ValueError:
+        return now_ms
+    if at.tzinfo is None:
+        return now_ms
+    return int(at.timestamp() * 1000)
+
+
 def refunded_minor(refund: dict[str, Any]) -> int:
     """The sum of a refund's successful refund transactions, in minor units."""
     total = 0
@@ -115,7 +129,8 @@ async def parse(
         raise Rejection(RejectReason.INVALID_EVENT, "body", str(error)[:200]) from None
     if not isinstance(obj, dict):
         raise Rejection(RejectReason.INVALID_EVENT, "body", "not a JSON object")
-    notice = partial(StoreNotice, "shopify", topic, headers.get(WEBHOOK_ID_HEADER, ""), now_ms)
+    webhook_id = headers.get(WEBHOOK_ID_HEADER, "")
+    notice = partial(StoreNotice, "shopify", topic, webhook_id, triggered_ms(headers, now_ms))
     if topic in ("orders/create", "orders/paid"):
         sale = notice(
             order_id=_text(obj.get("id")),
