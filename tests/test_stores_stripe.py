@@ -284,3 +284,28 @@ async def test_a_subscriptions_first_invoice_waits_for_its_checkout_session(
         click_id,
         "sale",
     )
+
+
+async def test_a_delayed_payment_is_a_sale_once_stripe_says_it_is_paid(
+    web: httpx.AsyncClient, consumer: StreamConsumer, database: Database
+) -> None:
+    programme = await make_programme(web, database)
+    body = {"merchant_id": programme.merchant["id"], "kind": "stripe", "signing_secret": SECRET}
+    created = await web.post("/api/v1/sources", json=body, headers=programme.headers)
+    token = created.json()["token"]
+    click_id = await follow_link(web, programme.link["code"])
+    async with httpx.AsyncClient(base_url=str(web.base_url)) as stripe:
+        unpaid = stripe_event("checkout.session.completed", click_id, payment_status="unpaid")
+        assert (await deliver(stripe, token, unpaid)).json() == {
+            "ok": True,
+            "ignored": "not paid yet",
+        }
+        paid = stripe_event("checkout.session.completed", click_id)
+        paid = paid.replace(
+            b'"checkout.session.completed"', b'"checkout.session.async_payment_succeeded"'
+        )
+        paid = paid.replace(b"evt_1Pgc76B7WZ01zgkWcheckout", b"evt_1Pgc76B7WZ01zgkWasync")
+        assert (await deliver(stripe, token, paid)).json()["queued"] is True
+        await consumer.drain()
+    sale = await order(database, PAYMENT)
+    assert (sale.partner_id, sale.amount_minor) == (programme.partner["id"], 4990)

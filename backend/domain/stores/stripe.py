@@ -2,7 +2,8 @@
 package's helper (``Stripe-Signature``: a timestamp and HMAC-SHA256 of ``timestamp.body`` with
 the endpoint's ``whsec_`` secret, five minutes' tolerance), turned into stream events.
 
-- ``checkout.session.completed`` (paid): a sale; the click id in ``client_reference_id`` or
+- ``checkout.session.completed`` (paid), or ``checkout.session.async_payment_succeeded`` for
+  a delayed payment method: a sale; the click id in ``client_reference_id`` or
   ``metadata.ct_click``, a partner's coupon in ``metadata.ct_coupon``, the customer (their
   Stripe customer id, else their e-mail) bound to the partner. The order is the session's
   invoice (subscriptions), else its payment intent, else the session.
@@ -36,6 +37,9 @@ from backend.storage.db.models import ConversionSource
 SIGNATURE_HEADER = "stripe-signature"
 TOLERANCE_S = 300
 PAID = frozenset({"paid", "no_payment_required"})
+# A session paid by card completes paid; one paid by a delayed method (SEPA debit, say)
+# completes unpaid and is paid later: the sale is the first of the two that says paid.
+SESSION_PAID = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
 
 
 class _Object(msgspec.Struct):
@@ -106,7 +110,7 @@ async def parse(
         raise Rejection(RejectReason.INVALID_EVENT, "body", str(error)[:200]) from None
     obj = event.data.object
     notice = partial(StoreNotice, "stripe", event.type[:64], event.id, event.created * 1000)
-    if event.type == "checkout.session.completed":
+    if event.type in SESSION_PAID:
         if _text(obj.get("payment_status")) not in PAID:
             return Ignored("not paid yet")
         order = _id_of(obj.get("invoice")) or _id_of(obj.get("payment_intent")) or _id_of(obj)
