@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
 from backend.domain.affiliate.commission import RenewalRule, renewal_rule
@@ -45,57 +45,95 @@ class RenewalCredit:
     rule: str  # what the conversion shows: which renewal rule priced it
 
 
-def renewal_credit(
-    connection: Connection, merchant_id: int, customer_hash: str, at_ms: int
-) -> RenewalCredit | None:
-    """The bound partner's credit for a conversion of this customer at ``at_ms``; None when
-    the customer is bound to nobody or the campaign does not (or no longer) pay renewals."""
-    row = connection.execute(
-        select(
-            CustomerBinding.partner_id,
-            CustomerBinding.at_ms,
-            Partner.status,
-            Campaign.id,
-            Campaign.status,
-            Campaign.commission_bps,
-            Campaign.commission_flat_minor,
-            Campaign.renewal_mode,
-            Campaign.renewal_months,
-            Campaign.renewal_bps,
-            Campaign.renewal_flat_minor,
-            Merchant.currency,
-            CommissionOverride.commission_bps,
-            CommissionOverride.commission_flat_minor,
-        )
-        .join(Partner, Partner.id == CustomerBinding.partner_id)
-        .join(Campaign, Campaign.id == CustomerBinding.campaign_id)
-        .join(Merchant, Merchant.id == CustomerBinding.merchant_id)
-        .outerjoin(
-            CommissionOverride,
-            (CommissionOverride.partner_id == CustomerBinding.partner_id)
-            & (CommissionOverride.campaign_id == CustomerBinding.campaign_id),
-        )
-        .where(
-            CustomerBinding.merchant_id == merchant_id,
-            CustomerBinding.customer_hash == customer_hash,
-        )
-    ).first()
-    if row is None:
-        return None
-    (partner_id, bound_ms, partner_status, campaign_id, campaign_status, bps, flat, mode,
-     months, renewal_bps, renewal_flat, currency, over_bps, over_flat) = row  # fmt: skip
-    base = (over_bps, over_flat) if over_bps is not None else (bps, flat)
+CustomerKey = tuple[int, str]  # merchant id, customer hash
+
+
+@dataclass(frozen=True, slots=True)
+class BoundCustomer:
+    """A customer's binding with what pricing a renewal needs of its partner and campaign."""
+
+    partner_id: int
+    partner_status: str
+    campaign_id: int
+    campaign_status: str
+    currency: str  # the merchant's
+    base: tuple[int, int]  # the partner's override of the campaign's rule, else the campaign's
+    mode: str
+    months: int | None
+    renewal_bps: int | None
+    renewal_flat_minor: int | None
+    bound_ms: int
+
+
+_BOUND = (
+    select(
+        CustomerBinding.merchant_id,
+        CustomerBinding.customer_hash,
+        CustomerBinding.partner_id,
+        Partner.status,
+        CustomerBinding.campaign_id,
+        Campaign.status,
+        Merchant.currency,
+        Campaign.commission_bps,
+        Campaign.commission_flat_minor,
+        CommissionOverride.commission_bps,
+        CommissionOverride.commission_flat_minor,
+        Campaign.renewal_mode,
+        Campaign.renewal_months,
+        Campaign.renewal_bps,
+        Campaign.renewal_flat_minor,
+        CustomerBinding.at_ms,
+    )
+    .join(Partner, Partner.id == CustomerBinding.partner_id)
+    .join(Campaign, Campaign.id == CustomerBinding.campaign_id)
+    .join(Merchant, Merchant.id == CustomerBinding.merchant_id)
+    .outerjoin(
+        CommissionOverride,
+        (CommissionOverride.partner_id == CustomerBinding.partner_id)
+        & (CommissionOverride.campaign_id == CustomerBinding.campaign_id),
+    )
+)
+
+
+def bound_customers(
+    connection: Connection, keys: list[CustomerKey]
+) -> dict[CustomerKey, BoundCustomer]:
+    """The bindings of these customers (those bound), in one query for a whole batch."""
+    rows = connection.execute(
+        _BOUND.where(tuple_(CustomerBinding.merchant_id, CustomerBinding.customer_hash).in_(keys))
+    )
+    bound: dict[CustomerKey, BoundCustomer] = {}
+    for (merchant_id, customer_hash, partner_id, partner_status, campaign_id, campaign_status,
+         currency, bps, flat, over_bps, over_flat, mode, months, renewal_bps, renewal_flat,
+         bound_ms) in rows:  # fmt: skip
+        base = (over_bps, over_flat) if over_bps is not None else (bps, flat)
+        bound[merchant_id, customer_hash] = BoundCustomer(
+            partner_id, partner_status, campaign_id, campaign_status, currency, base, mode,
+            months, renewal_bps, renewal_flat, bound_ms,
+        )  # fmt: skip
+    return bound
+
+
+def renewal_credit(bound: BoundCustomer, at_ms: int) -> RenewalCredit | None:
+    """The bound partner's credit for a conversion of the customer at ``at_ms``; None when the
+    campaign does not (or no longer) pay renewals."""
     rule: RenewalRule | None = renewal_rule(
-        mode, months, renewal_bps, renewal_flat, base, bound_ms, at_ms
+        bound.mode,
+        bound.months,
+        bound.renewal_bps,
+        bound.renewal_flat_minor,
+        bound.base,
+        bound.bound_ms,
+        at_ms,
     )
     if rule is None:
         return None
     return RenewalCredit(
-        partner_id=partner_id,
-        partner_status=partner_status,
-        campaign_id=campaign_id,
-        campaign_status=campaign_status,
-        currency=currency,
+        partner_id=bound.partner_id,
+        partner_status=bound.partner_status,
+        campaign_id=bound.campaign_id,
+        campaign_status=bound.campaign_status,
+        currency=bound.currency,
         commission_bps=rule.bps,
         commission_flat_minor=rule.flat_minor,
         rule=rule.label,

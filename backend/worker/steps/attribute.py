@@ -33,7 +33,7 @@ from backend.core.clock import DAY_MS, MINUTE_MS
 from backend.core.ids import ClickIdSigner
 from backend.domain.events import ConversionEvent, NetworkEvent, Source
 from backend.domain.quality.flags import Flag
-from backend.domain.stores.customers import RenewalCredit, renewal_credit
+from backend.domain.stores.customers import RenewalCredit, bound_customers, renewal_credit
 from backend.storage.catalog import Catalog, CouponInfo, LinkInfo, MerchantInfo
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Attribution as Reason
@@ -104,13 +104,21 @@ class Attribution:
             facts.attribution = Reason.COOKIE if event.click_from_cookie else Reason.CLICK
         if event.coupon:
             await self._apply_coupon(facts, merchant)
-        if event.customer and facts.link is None and facts.coupon is None:
-            facts.renewal = await self._db.run_read(
-                renewal_credit, event.merchant_id, event.customer, event.at_ms
-            )
+        return facts
+
+    async def credit_renewals(self, attributed: list[ConversionFacts]) -> None:
+        """The conversions that credit no click or coupon but name a customer bound to a
+        partner: credited to that partner by the renewal rule, asked in one query per batch."""
+        wanted = [f for f in attributed if f.event.customer and f.credited is None]
+        if not wanted:
+            return
+        keys = list({(f.event.merchant_id, f.event.customer) for f in wanted})
+        bound = await self._db.run_read(bound_customers, keys)
+        for facts in wanted:
+            binding = bound.get((facts.event.merchant_id, facts.event.customer))
+            facts.renewal = renewal_credit(binding, facts.event.at_ms) if binding else None
             if facts.renewal is not None:
                 facts.attribution = Reason.CUSTOMER
-        return facts
 
     async def _apply_coupon(self, facts: ConversionFacts, merchant: MerchantInfo | None) -> None:
         """The coupon's partner is credited instead of the click's, or where no click is."""
