@@ -79,3 +79,25 @@ class ClickIdSigner:
             return None
         time_bytes, _, link_id = _CLICK_LAYOUT.unpack(body)
         return ClickRef(link_id=link_id, clicked_ms=int.from_bytes(time_bytes, "big"))
+
+
+def derived_event_id(at_ms: int, key: str) -> str:
+    """An event id like ``new_event_id``'s, its 80 random bits replaced by a hash of ``key``:
+    the same outside event (a store's webhook event id) always gets the same id, so a retried
+    delivery is a repeat to the worker's idempotent insert."""
+    return at_ms.to_bytes(6, "big").hex() + hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+class CustomerHasher:
+    """A merchant's customer reference (a Stripe customer id, an e-mail, a shop's customer
+    number) as a keyed hash: the same reference of the same merchant always hashes the same,
+    so renewals find the partner who referred the customer, and nothing stored leads back to
+    the raw value without the server's secret."""
+
+    def __init__(self, secret_key: str) -> None:
+        self._key = hashlib.sha256(b"clicktrail customer\x00" + secret_key.encode()).digest()
+
+    def hash(self, merchant_id: int, reference: str) -> str:
+        """64 hex characters."""
+        message = f"{merchant_id}\x00{reference}".encode()
+        return hmac.new(self._key, message, "sha256").hexdigest()

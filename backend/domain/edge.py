@@ -13,7 +13,7 @@ from urllib.parse import urlencode, urlsplit
 import msgspec
 
 from backend.core.clock import DAY_S
-from backend.core.ids import ClickIdSigner, new_event_id
+from backend.core.ids import ClickIdSigner, CustomerHasher, new_event_id
 from backend.core.money import MoneyError, check_amount, normalise_currency, parse_amount
 from backend.domain.destinations import MACROS, SUB_KEYS, UTM_KEYS, expand, is_template
 from backend.domain.events import (
@@ -39,14 +39,15 @@ MAX_KEY = 40
 MAX_AMOUNT = 32
 MAX_ITEMS_JSON = 8192
 MAX_COUPON = 64
+MAX_CUSTOMER = 128  # a customer reference (``cust``): kept only as its keyed hash
 MAX_EVENTS_PER_REQUEST = 100
 # The fields of a conversion or an impression the edge reads: all that a rejected one keeps of
 # what was sent (with the reason, enough to see what was wrong), never what else came along (a
-# shop's customer email, say).
+# shop's customer email, say). Nor the customer reference (``cust``), which is kept nowhere raw.
 READ_FIELDS = frozenset({"m", "p", "t", "l", "oid", "amt", "cur", "clk", "ev", "items", "coupon"})
 # The query fields the redirect and the pixel read; any other is ignored unread.
 CLICK_FIELDS = frozenset({"to", "ct_page", *SUB_KEYS, *UTM_KEYS})
-CONVERSION_FIELDS = frozenset({"m", "t", "oid", "amt", "cur", "clk", "ev", "coupon"})
+CONVERSION_FIELDS = frozenset({"m", "t", "oid", "amt", "cur", "clk", "ev", "coupon", "cust"})
 _ITEM_VALUES = (str, int, float, bool, type(None))
 Five = tuple[str, str, str, str, str]  # sub1..sub5, or utm_source..utm_content
 
@@ -78,6 +79,11 @@ def rejected(source: Source, rejection: Rejection, payload: str, now_ms: int) ->
         detail=f"{rejection.field}: {rejection.detail}"[:500],
         payload=payload[:MAX_REJECTED_PAYLOAD].replace("\x00", "\ufffd"),
     )
+
+
+def without_customer(fields: Mapping[str, str]) -> dict[str, str]:
+    """Query fields as a rejected pixel keeps them: without the raw customer reference."""
+    return {name: value for name, value in fields.items() if name != "cust"}
 
 
 def read_fields(fields: Mapping[str, object]) -> dict[str, object]:
@@ -229,11 +235,13 @@ async def build_conversion(
     now_ms: int,
     merchant: MerchantInfo | None = None,
     cookie_click_id: str = "",
+    customers: CustomerHasher | None = None,
 ) -> ConversionEvent:
     """A conversion from pixel or beacon fields; raise ``Rejection`` naming the bad field.
-    ``cookie_click_id``: the ``ct_click`` cookie's click id, used when the fields name none."""
+    ``cookie_click_id``: the ``ct_click`` cookie's click id, used when the fields name none;
+    ``customers``: hashes the customer reference (``cust``), which is ignored without it."""
     text = {k: v for k, v in params.items() if isinstance(v, str)}
-    for name in ("oid", "clk", "ev", "cur", "amt", "t", "coupon"):
+    for name in ("oid", "clk", "ev", "cur", "amt", "t", "coupon", "cust"):
         if name in params and not isinstance(params[name], str | int | float | None):
             raise Rejection(RejectReason.INVALID_EVENT, name, "must be a string")
     if merchant is None:
@@ -252,6 +260,7 @@ async def build_conversion(
     if from_cookie:
         click_id = cookie_click_id
     coupon = coupon_key(_limited(text, "coupon", MAX_COUPON))
+    customer = _limited(text, "cust", MAX_CUSTOMER).strip()
     event_name = _limited(text, "ev", MAX_EVENT_NAME) or "sale"
     amount_raw = params.get("amt", "")
     amount_text = amount_raw if isinstance(amount_raw, str) else str(amount_raw)
@@ -280,6 +289,7 @@ async def build_conversion(
         ip_prefix=visitor.ip_prefix if visitor else "",
         coupon=coupon,
         click_from_cookie=from_cookie,
+        customer=customers.hash(merchant.id, customer) if customers and customer else "",
     )
 
 

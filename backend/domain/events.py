@@ -40,6 +40,8 @@ class RejectReason(StrEnum):
     IP_NOT_ALLOWED = "ip_not_allowed"  # a network postback from outside its source's allow-list
     UNKNOWN_STATUS = "unknown_status"  # a network's status value its source does not map
     STATUS_REFUSED = "status_refused"  # a network's status change the status rules refuse
+    NO_ATTRIBUTION = "no_attribution"  # a store's sale with no click, coupon or customer
+    UNKNOWN_ORDER = "unknown_order"  # a store's refund or dispute of an order not stored
 
 
 class Source(StrEnum):
@@ -137,6 +139,8 @@ class ConversionEvent(msgspec.Struct, tag="v2", array_like=True, frozen=True, gc
     ip_prefix: str  # empty for a postback (no visitor)
     coupon: str = ""  # the coupon code the sale carried, upper-cased; "" for none
     click_from_cookie: bool = False  # ``click_id`` is the ``ct_click`` cookie's
+    # The customer reference's keyed hash (``CustomerHasher``), never the reference; "" for none.
+    customer: str = ""
 
 
 def coupon_key(code: str) -> str:
@@ -154,6 +158,11 @@ class NetworkEvent(msgspec.Struct, tag="n1", array_like=True, frozen=True, gc=Fa
     source_id: int
     commission_minor: int
     status: str
+    # A store's refund (``backend.domain.stores``): the order's amount is lowered by
+    # ``refund_minor`` or to ``remaining_minor`` (-1: not given); "" and 0 for a network.
+    refund_minor: int = 0
+    remaining_minor: int = -1
+    store_event: str = ""  # the store's event: "<kind> <type> <id>", "" for a network
 
 
 class RejectedEvent(msgspec.Struct, tag="r", array_like=True, frozen=True, gc=False):

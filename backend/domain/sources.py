@@ -60,6 +60,18 @@ Network = Annotated[
     ),
 ]
 PresetName = Literal["generic", "binom", "keitaro"]
+Kind = Literal["network", "stripe", "shopify"]
+# A store's webhook signing secret: Stripe's ``whsec_…``, Shopify's app shared secret.
+SigningSecret = Annotated[str, Meta(min_length=8, max_length=200, pattern=whole(r"[!-~]+"))]
+ShopDomain = Annotated[
+    str,
+    Meta(
+        min_length=4,
+        max_length=255,
+        pattern=whole(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+"),
+        description="The shop's domain, e.g. example.myshopify.com",
+    ),
+]
 
 
 class SourceFields(msgspec.Struct, forbid_unknown_fields=True):
@@ -102,10 +114,15 @@ PRESETS: dict[str, tuple[SourceFields, dict[str, str]]] = {
 
 
 class SourceCreate(msgspec.Struct, forbid_unknown_fields=True):
-    """A source: ``preset`` fills in ``fields`` and ``statuses``; what is given replaces it."""
+    """A source: ``preset`` fills in ``fields`` and ``statuses``; what is given replaces it.
+    A store (``kind`` ``stripe`` or ``shopify``) needs its ``signing_secret`` (and Shopify its
+    ``shop_domain``) instead; ``name`` defaults to the kind."""
 
     merchant_id: ObjectId
-    name: Name
+    name: Name | None = None
+    kind: Kind = "network"
+    signing_secret: SigningSecret | None = None
+    shop_domain: ShopDomain | None = None
     preset: PresetName | None = None
     fields: SourceFields | None = None
     statuses: Annotated[dict[StatusValue, OurStatus], Meta(max_length=MAX_STATUSES)] | None = None
@@ -116,6 +133,8 @@ class SourceCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 class SourceUpdate(msgspec.Struct, forbid_unknown_fields=True):
     name: Name | UnsetType = UNSET
+    signing_secret: SigningSecret | UnsetType = UNSET  # a store's: the new one
+    shop_domain: ShopDomain | UnsetType = UNSET
     fields: SourceFields | UnsetType = UNSET
     statuses: Annotated[dict[StatusValue, OurStatus], Meta(max_length=MAX_STATUSES)] | UnsetType = (
         UNSET
@@ -127,6 +146,7 @@ class SourceOut(msgspec.Struct):
     id: int
     merchant_id: int
     name: str
+    kind: str
     preset: str
     fields: SourceFields
     statuses: dict[str, str]
@@ -134,6 +154,9 @@ class SourceOut(msgspec.Struct):
     token_hint: str  # the token's first characters, to tell tokens apart
     postback_path: str  # where the network sends its postbacks: /pb/<token>
     created_at: datetime
+    shop_domain: str | None = None
+    # Whether a store's signing secret is set (the secret is never shown back).
+    has_signing_secret: bool = False
     # The token itself: only in the answer that created or rotated it, never again.
     token: str | None = None
 
@@ -151,6 +174,7 @@ def source_out(source: ConversionSource, token: str | None = None) -> SourceOut:
         id=source.id,
         merchant_id=source.merchant_id,
         name=source.name,
+        kind=source.kind,
         preset=source.preset,
         fields=msgspec.convert(source.fields, SourceFields),
         statuses=dict(source.statuses),
@@ -158,6 +182,8 @@ def source_out(source: ConversionSource, token: str | None = None) -> SourceOut:
         token_hint=source.token_hint,
         postback_path=f"/pb/{token}" if token else f"/pb/{source.token_hint}…",
         created_at=source.created_at,
+        shop_domain=source.shop_domain,
+        has_signing_secret=bool(source.signing_secret),
         token=token,
     )
 
@@ -172,6 +198,22 @@ def _networks(raw: list[str]) -> list[str]:
     return networks
 
 
+def _check_store(kind: str, secret: str | None, shop_domain: str | None) -> None:
+    """A store's source needs its signing secret (Stripe's starts ``whsec_``) and Shopify its
+    shop's domain; a network's takes neither."""
+    if kind == "network":
+        if secret is not None or shop_domain is not None:
+            field = "signing_secret" if secret is not None else "shop_domain"
+            raise FieldError(field, "only a store's source (stripe, shopify) takes this")
+        return
+    if not secret:
+        raise FieldError("signing_secret", f"a {kind} source needs the store's signing secret")
+    if kind == "stripe" and not secret.startswith("whsec_"):
+        raise FieldError("signing_secret", "Stripe's signing secrets start with whsec_")
+    if kind == "shopify" and not shop_domain:
+        raise FieldError("shop_domain", "a shopify source needs the shop's domain")
+
+
 def _new_token(source: ConversionSource) -> str:
     token = new_token()
     source.token_hash = token_hash(token)
@@ -183,10 +225,14 @@ async def create_source(session: AsyncSession, data: SourceCreate) -> tuple[Conv
     """The new source and its token (to be shown once)."""
     if await session.get(Merchant, data.merchant_id) is None:
         raise FieldError("merchant_id", f"no merchant with id {data.merchant_id}")
+    _check_store(data.kind, data.signing_secret, data.shop_domain)
     fields, statuses = PRESETS[data.preset or "generic"]
     source = ConversionSource(
         merchant_id=data.merchant_id,
-        name=data.name,
+        name=data.name or data.kind,
+        kind=data.kind,
+        signing_secret=data.signing_secret if data.kind != "network" else None,
+        shop_domain=data.shop_domain if data.kind == "shopify" else None,
         preset=data.preset or "",
         fields=msgspec.to_builtins(data.fields or fields),
         statuses=dict(data.statuses if data.statuses is not None else statuses),
@@ -204,6 +250,11 @@ async def update_source(
 ) -> None:
     if data.name is not UNSET:
         source.name = data.name
+    if data.signing_secret is not UNSET or data.shop_domain is not UNSET:
+        secret = source.signing_secret if data.signing_secret is UNSET else data.signing_secret
+        domain = source.shop_domain if data.shop_domain is UNSET else data.shop_domain
+        _check_store(source.kind, secret, domain)
+        source.signing_secret, source.shop_domain = secret, domain
     if data.fields is not UNSET:
         source.fields = msgspec.to_builtins(data.fields)
     if data.statuses is not UNSET:

@@ -20,7 +20,7 @@ from litestar.static_files import create_static_files_router
 from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
 
-from backend.core.ids import ClickIdSigner
+from backend.core.ids import ClickIdSigner, CustomerHasher
 from backend.core.money import format_minor
 from backend.core.settings import Settings
 from backend.domain.visitor import DailySalt
@@ -78,6 +78,7 @@ def create_app(settings: Settings) -> RequestTelemetry:
             writer=writer,
             salt=DailySalt(redis),
             signer=ClickIdSigner(settings.secret_key),
+            customers=CustomerHasher(settings.secret_key),
             not_found_page=load_not_found_page(TEMPLATES),
         )
         ingest: Ingest = state.ingest

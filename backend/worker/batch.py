@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from backend.domain.events import ClickEvent, ImpressionEvent
+from backend.domain.events import ClickEvent, ImpressionEvent, NetworkEvent
 from backend.storage.rollups.hourly import Delta
 
 Row = dict[str, Any]
@@ -35,3 +35,5 @@ class Prepared:
     deltas: dict[str, Delta] = field(default_factory=dict)
     # The status a conversion source's postback reports, by its conversion's event id.
     network_statuses: dict[str, str] = field(default_factory=dict)
+    # A store's webhook event (``NetworkEvent.store_event``), by its conversion's event id.
+    store_events: dict[str, NetworkEvent] = field(default_factory=dict)

@@ -2,7 +2,8 @@
 
 1. decode    (``steps.decode``)    entries -> events; what does not decode is a dead letter
 2. validate  (``steps.validate``)  events -> those whose link exists; the rest rejected
-3. attribute (``steps.attribute``) conversions -> the click each credits
+3. attribute (``steps.attribute``) conversions -> the click each credits (or the coupon, or
+                                   the partner a customer is bound to: a renewal)
 4. classify  (``steps.classify``)  clicks and impressions -> Redis's verdict: flags, uniqueness
 5. price     (``steps.price``)     conversions -> commission, flags, review
 6. write     (``steps.write``)     the batch in one transaction, idempotently, with its rollup
@@ -103,6 +104,8 @@ class Pipeline:
         batch = Prepared()
         valid = await validate(events, self._catalog, batch.rejected)
         attributed = [await self._attribution.attribute(event) for event in valid.conversions]
+        # One query, only for a batch with conversions that credit nobody but name a customer.
+        await self._attribution.credit_renewals(attributed)
         credited = credited_click_ids(attributed)
         orders = {order_of(f.event) for f in attributed if names_no_click(f.event)}
         answers = asyncio.gather(

@@ -3,7 +3,7 @@
 // `nav` is `navigator` (or a stand-in with `globalPrivacyControl` and `doNotTrack`).
 export function parseConfig(el, nav) {
   const attr = (n) => el.dataset[n] || ''
-  const days = +attr('window')
+  const days = attr('window') | 0 // whole days
   return {
     // the tracker: scheme, host and port of the script's src (http and https only)
     origin: (/^https?:\/\/[^/?#]+/.exec(el.src) || [''])[0],

@@ -13,7 +13,7 @@ export function linkCode(href, origin) {
 // Runs inside safe(): a browser without IntersectionObserver (or MutationObserver) throws
 // at that point, after the parts that do not need it are in place.
 export function publisher(cfg) {
-  const { origin } = cfg
+  const origin = cfg.origin
   const d = document
 
   // The page as a sub-id: its path only, never its query string.

@@ -17,7 +17,7 @@ export function readRecord(json, now) {
 }
 
 export const cookie = (id, days, secure) =>
-  KEY + '=' + id + '; path=/; max-age=' + ((days * 86400) | 0) + '; SameSite=Lax' + (secure ? '; Secure' : '')
+  KEY + '=' + id + '; path=/; max-age=' + days * 86400 + '; SameSite=Lax' + (secure ? '; Secure' : '')
 
 // The click id in a `document.cookie` string, or undefined.
 export const readCookie = (str) => (/(^|; )ct_click=([\w-]{16,128})(;|$)/.exec(str) || [])[2]

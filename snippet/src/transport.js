@@ -9,6 +9,7 @@ const text = (v) => (v || v === 0 ? '' + v : undefined)
 export const conversionEvent = (d, clk) => ({
   t: 'conversion',
   oid: text(d.orderId),
+  cust: text(d.cust), // the merchant's customer reference (kept only as a keyed hash)
   amt: text(d.amount),
   cur: text(d.currency),
   clk: text(clk),

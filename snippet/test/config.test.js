@@ -33,6 +33,7 @@ test('attribution window', () => {
   assert.equal(parseConfig(tag('https://t.example/s.js', { window: '0' }), {}).days, 30)
   assert.equal(parseConfig(tag('https://t.example/s.js', { window: '-3' }), {}).days, 30)
   assert.equal(parseConfig(tag('https://t.example/s.js', { window: 'soon' }), {}).days, 30)
+  assert.equal(parseConfig(tag('https://t.example/s.js', { window: '7.5' }), {}).days, 7) // whole days
 })
 
 test('cookieless mode and Global Privacy Control turn storage off', () => {

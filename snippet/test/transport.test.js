@@ -37,6 +37,17 @@ test('pixel URL is encoded, ordered and leaves out empty fields and items', () =
   assert.equal(pixelUrl('https://t.example', 'mk_1', bare), 'https://t.example/p.gif?m=mk_1&t=conversion&oid=o&amt=5&cur=EUR')
 })
 
+test('a customer reference travels in the beacon and in the pixel as cust', () => {
+  const e = conversionEvent({ orderId: 'o', amount: '5', currency: 'EUR', cust: 'cus_1 &2' })
+  assert.equal(JSON.stringify(e), '{"t":"conversion","oid":"o","cust":"cus_1 &2","amt":"5","cur":"EUR"}')
+  assert.equal(
+    pixelUrl('https://t.example', 'mk_1', e),
+    'https://t.example/p.gif?m=mk_1&t=conversion&oid=o&cust=cus_1%20%262&amt=5&cur=EUR'
+  )
+  const none = conversionEvent({ orderId: 'o', amount: '5', currency: 'EUR', cust: null })
+  assert.equal(JSON.stringify(none), '{"t":"conversion","oid":"o","amt":"5","cur":"EUR"}')
+})
+
 test('a coupon code travels in the beacon and in the pixel', () => {
   const e = conversionEvent({ orderId: 'o', amount: '5', currency: 'EUR', coupon: 'Summer 10' })
   assert.equal(JSON.stringify(e), '{"t":"conversion","oid":"o","amt":"5","cur":"EUR","coupon":"Summer 10"}')

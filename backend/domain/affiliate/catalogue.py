@@ -104,6 +104,22 @@ def _apply_commission_changes(
     _apply_changes(target, changes)
 
 
+def _apply_renewal_changes(campaign: Campaign, data: CampaignCreate | CampaignUpdate) -> None:
+    """The campaign's renewal rule: ``months`` needs its number of months; a percent is kept
+    as basis points (None: the campaign's rate)."""
+    if not isinstance(data.renewal_mode, msgspec.UnsetType):
+        campaign.renewal_mode = data.renewal_mode
+    if not isinstance(data.renewal_months, msgspec.UnsetType):
+        campaign.renewal_months = data.renewal_months
+    if not isinstance(data.renewal_percent, msgspec.UnsetType):
+        percent = data.renewal_percent
+        campaign.renewal_bps = None if percent is None else commission_bps(percent)
+    if not isinstance(data.renewal_flat_minor, msgspec.UnsetType):
+        campaign.renewal_flat_minor = data.renewal_flat_minor
+    if campaign.renewal_mode == "months" and not campaign.renewal_months:
+        raise FieldError("renewal_months", "give the number of months renewals are paid for")
+
+
 async def _referenced(session: AsyncSession, model: type[M], object_id: int, field: str) -> M:
     found = await session.get(model, object_id)
     if found is None:
@@ -199,6 +215,7 @@ async def create_campaign(
         cookie_window_days=data.cookie_window_days,
         status=data.status,
     )
+    _apply_renewal_changes(campaign, data)
     session.add(campaign)
     await commit_and_refresh(session, catalog, campaign)
     return campaign
@@ -209,7 +226,17 @@ async def update_campaign(
 ) -> None:
     if isinstance(data.destination_url, str):
         _destination(data.destination_url)
-    _apply_commission_changes(campaign, data)
+    _apply_renewal_changes(campaign, data)
+    _apply_commission_changes(
+        campaign,
+        msgspec.structs.replace(
+            data,
+            renewal_mode=msgspec.UNSET,
+            renewal_months=msgspec.UNSET,
+            renewal_percent=msgspec.UNSET,
+            renewal_flat_minor=msgspec.UNSET,
+        ),
+    )
     await commit_and_refresh(session, catalog, campaign)
 
 

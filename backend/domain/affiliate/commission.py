@@ -7,6 +7,10 @@ a sale in another currency earns the percent only.
 
 from __future__ import annotations
 
+import calendar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,9 +36,11 @@ def by_rule(
 async def rule_commission(session: AsyncSession, conversion: Conversion) -> int:
     """What the rule that applies now (the partner's override of the campaign's rule, else the
     campaign's) pays on ``conversion``'s stored amount: 0 when it is unattributed or its partner
-    is banned."""
+    is banned. A renewal keeps what its renewal rule paid (``renewal_rule`` says which)."""
     if conversion.campaign_id is None or conversion.partner_id is None:
         return 0
+    if conversion.renewal_rule:
+        return conversion.commission_minor
     row = (
         await session.execute(
             select(
@@ -63,3 +69,45 @@ async def rule_commission(session: AsyncSession, conversion: Conversion) -> int:
     if override_bps is not None:
         bps, flat = override_bps, override_flat
     return by_rule(conversion.amount_minor, conversion.currency, merchant_currency, bps, flat)
+
+
+@dataclass(frozen=True, slots=True)
+class RenewalRule:
+    bps: int
+    flat_minor: int
+    label: str  # which rule priced the renewal, as the conversion shows it
+
+
+def renewal_rule(
+    mode: str,
+    months: int | None,
+    renewal_bps: int | None,
+    renewal_flat_minor: int | None,
+    base: tuple[int, int],
+    bound_ms: int,
+    at_ms: int,
+) -> RenewalRule | None:
+    """The rule a campaign pays a renewal at ``at_ms`` of a customer bound at ``bound_ms``:
+    ``mode`` "lifetime", or "months" while within ``months`` calendar months of the binding;
+    the renewal rate when set, else ``base`` (the partner's or the campaign's bps and flat
+    fee). None: renewals are not paid (any more)."""
+    if mode == "months":
+        if not months or at_ms >= add_months_ms(bound_ms, months):
+            return None
+        period = f"{months} months"
+    elif mode == "lifetime":
+        period = "lifetime"
+    else:
+        return None
+    if renewal_bps is None:
+        return RenewalRule(base[0], base[1], f"renewal ({period}) at the usual rate")
+    return RenewalRule(renewal_bps, renewal_flat_minor or 0, f"renewal ({period}) at its own rate")
+
+
+def add_months_ms(at_ms: int, months: int) -> int:
+    """``at_ms`` plus ``months`` calendar months (the day clamped to the month's last)."""
+    start = datetime.fromtimestamp(at_ms / 1000, UTC)
+    index = start.month - 1 + months
+    year, month = start.year + index // 12, index % 12 + 1
+    day = min(start.day, calendar.monthrange(year, month)[1])
+    return int(start.replace(year=year, month=month, day=day).timestamp() * 1000)

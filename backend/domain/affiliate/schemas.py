@@ -66,6 +66,8 @@ Email = Annotated[
     str, Meta(max_length=320, pattern=whole(r"[^@\x00-\x20\x7f]+@[^@\x00-\x20\x7f]+"))
 ]
 ActiveOrPaused = Literal["active", "paused"]
+RenewalMode = Literal["none", "months", "lifetime"]
+RenewalMonths = Annotated[int, Meta(ge=1, le=600)]
 T = TypeVar("T")
 
 
@@ -151,6 +153,12 @@ class CampaignCreate(msgspec.Struct, forbid_unknown_fields=True):
     commission_flat_minor: Minor = 0
     cookie_window_days: WindowDays | None = None
     status: ActiveOrPaused = "active"
+    # Renewals of a bound customer: not paid, for ``renewal_months``, or for their lifetime; at
+    # the renewal rate when ``renewal_percent`` is given, else at the campaign's rate.
+    renewal_mode: RenewalMode = "none"
+    renewal_months: RenewalMonths | None = None
+    renewal_percent: Percent | None = None
+    renewal_flat_minor: Minor | None = None
 
 
 class CampaignUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -160,6 +168,10 @@ class CampaignUpdate(msgspec.Struct, forbid_unknown_fields=True):
     commission_flat_minor: Minor | UnsetType = UNSET
     cookie_window_days: WindowDays | UnsetType | None = UNSET
     status: ActiveOrPaused | UnsetType = UNSET
+    renewal_mode: RenewalMode | UnsetType = UNSET
+    renewal_months: RenewalMonths | UnsetType | None = UNSET
+    renewal_percent: Percent | UnsetType | None = UNSET
+    renewal_flat_minor: Minor | UnsetType | None = UNSET
 
 
 class CampaignOut(msgspec.Struct):
@@ -172,6 +184,10 @@ class CampaignOut(msgspec.Struct):
     cookie_window_days: int | None
     status: str
     created_at: datetime
+    renewal_mode: str = "none"
+    renewal_months: int | None = None
+    renewal_percent: str | None = None  # None: renewals at the campaign's rate
+    renewal_flat_minor: int | None = None
 
 
 class LinkCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -275,6 +291,8 @@ class ConversionOut(msgspec.Struct):
     source_id: int | None  # the conversion source (network) that reported it
     # True: the commission is the one the network reported, not the campaign's rule.
     commission_reported: bool
+    # A renewal credited to the customer's bound partner: the rule that priced it; "" if none.
+    renewal_rule: str
 
 
 class ConversionChangeOut(msgspec.Struct):
@@ -288,10 +306,20 @@ class ConversionChangeOut(msgspec.Struct):
     commission_to_minor: int | None
 
 
+class StoreEventOut(msgspec.Struct):
+    at: datetime
+    source_id: int
+    event_type: str  # e.g. checkout.session.completed, charge.refunded
+    event_id: str  # the store's
+    detail: str
+
+
 class ConversionDetail(ConversionOut):
     """One conversion with its audit trail, oldest change first."""
 
     history: list[ConversionChangeOut]
+    # The store events (Stripe, Shopify) that created or changed it, oldest first.
+    store_events: list[StoreEventOut] = msgspec.field(default_factory=list)
 
 
 WantedStatus = Literal["approved", "rejected", "reversed"]

@@ -97,6 +97,7 @@ class Attribution(StrEnum):
     CLICK = "click"  # the click id the conversion named
     COOKIE = "cookie"  # the click id of the ``ct_click`` cookie the browser sent
     COUPON = "coupon"  # the partner's coupon code the sale carried
+    CUSTOMER = "customer"  # the partner the customer is bound to (a renewal)
 
 
 class Role(StrEnum):
@@ -156,6 +157,13 @@ class Campaign(Base):
         String(16), default=RunStatus.ACTIVE, server_default=RunStatus.ACTIVE.value
     )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Renewals (a bound customer's later sales without a click): "none" (not paid), "months"
+    # (for ``renewal_months`` after the customer's first sale) or "lifetime"; at
+    # ``renewal_bps`` + ``renewal_flat_minor`` when set, else at the campaign's rule.
+    renewal_mode: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
+    renewal_months: Mapped[int | None] = mapped_column(Integer)
+    renewal_bps: Mapped[int | None] = mapped_column(Integer)
+    renewal_flat_minor: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Link(Base):
@@ -292,6 +300,10 @@ class Conversion(Base):
     commission_reported: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
+    # The customer reference's keyed hash (never the reference), and for a renewal the rule
+    # that priced it ("" for a sale that is no renewal).
+    customer_hash: Mapped[str | None] = mapped_column(String(64))
+    renewal_rule: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
 class ConversionChange(Base):
@@ -333,6 +345,11 @@ class ConversionSource(Base):
     statuses: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     allow_ips: Mapped[list[str]] = mapped_column(JSON, default=list)  # addresses or CIDRs
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # "network" (fields mapped from a postback), "stripe" or "shopify" (a store's webhooks,
+    # verified with ``signing_secret``: the secret the store shows; ``shop_domain``: Shopify's).
+    kind: Mapped[str] = mapped_column(String(16), default="network", server_default="network")
+    signing_secret: Mapped[str | None] = mapped_column(String(200))
+    shop_domain: Mapped[str | None] = mapped_column(String(255))
 
 
 class StatsHourly(Base):
@@ -545,3 +562,35 @@ class DeliveryAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[int] = mapped_column(Integer)
     detail: Mapped[str] = mapped_column(String(500))
+
+
+class CustomerBinding(Base):
+    """A merchant's customer (by the keyed hash of their reference) bound to the partner and
+    campaign of their first attributed conversion: the first one written wins, for good."""
+
+    __tablename__ = "customer_bindings"
+    __table_args__ = (UniqueConstraint("merchant_id", "customer_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(Integer)
+    customer_hash: Mapped[str] = mapped_column(String(64))
+    partner_id: Mapped[int] = mapped_column(Integer, index=True)
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    conversion_id: Mapped[int] = mapped_column(Integer)  # the first attributed conversion
+    at_ms: Mapped[int] = mapped_column(BigInteger)  # that conversion's time
+
+
+class StoreEvent(Base):
+    """A store's webhook event (Stripe, Shopify) that created or changed a conversion: once per
+    source and event id, which is what makes a retried delivery change nothing."""
+
+    __tablename__ = "store_events"
+    __table_args__ = (UniqueConstraint("source_id", "event_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(Integer)
+    event_key: Mapped[str] = mapped_column(String(128))  # the store's event id
+    event_type: Mapped[str] = mapped_column(String(64))  # e.g. charge.refunded
+    conversion_id: Mapped[int] = mapped_column(Integer, index=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    detail: Mapped[str] = mapped_column(String(255))

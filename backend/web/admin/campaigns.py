@@ -1,5 +1,6 @@
-"""Campaign pages: list, create, edit (destination, commission: percent and/or flat, and
-status: active or paused)."""
+"""Campaign pages: list, create, edit (destination, commission: percent and/or flat, status:
+active or paused, and whether renewals of a bound customer are paid, how long and at which
+rate)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,31 @@ EDIT_FIELDS = (
         kind="select",
         options=[(status.value, status.value) for status in RunStatus],
         required=True,
+    ),
+    Field(
+        "renewal_mode",
+        "Renewals",
+        "none (a customer's later sales without a click earn nothing), for a number of months"
+        " after the customer's first sale, or for the customer's lifetime",
+        kind="select",
+        options=[("none", "not paid"), ("months", "for some months"), ("lifetime", "lifetime")],
+    ),
+    Field(
+        "renewal_months",
+        "Renewals paid for (months)",
+        "a whole number of months from 1 to 600, when renewals are paid for some months",
+        kind="number",
+    ),
+    Field(
+        "renewal_percent",
+        "Renewal commission (percent)",
+        "a percentage such as 5, or empty for the campaign's commission",
+    ),
+    Field(
+        "renewal_flat_minor",
+        "Renewal flat commission (minor units)",
+        "a whole number of minor units, or empty",
+        kind="number",
     ),
 )
 

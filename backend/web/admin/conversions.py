@@ -33,6 +33,7 @@ from backend.domain.affiliate.status import (
     change_status,
     verify,
 )
+from backend.domain.stores.changes import events_of
 from backend.storage.db.engine import Database
 from backend.storage.db.models import (
     Campaign,
@@ -318,6 +319,8 @@ async def _detail(
         "campaign": campaign,
         "link": link,
         "history": await history(session, conversion.id, viewer),
+        # The store events (Stripe, Shopify) that created or changed it: admins only.
+        "store_events": await events_of(session, conversion.id) if viewer.is_admin else [],
         "actions": ACTIONS,
         "error": error,
         "commission_error": commission_error,

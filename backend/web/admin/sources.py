@@ -1,5 +1,7 @@
 """Conversion source pages: list, create (the token is shown once, only its hash is kept), edit
-the field mapping, the status map and the allow-list, rotate the token, delete.
+the field mapping, the status map and the allow-list, rotate the token, delete. A store's source
+(Stripe, Shopify) takes its signing secret (never shown back) and Shopify's shop domain instead
+of a mapping.
 
 The form is flat (one input per mapped field, the status map as ``value=status`` pairs); it is
 read into the API's ``SourceCreate`` / ``SourceUpdate``, so the rules are the API's.
@@ -28,8 +30,11 @@ from backend.domain.sources import (
     MAX_STATUSES,
     PRESETS,
     FieldName,
+    Kind,
     Network,
     PresetName,
+    ShopDomain,
+    SigningSecret,
     SourceCreate,
     SourceFields,
     SourceUpdate,
@@ -63,11 +68,14 @@ class SourceEdit(msgspec.Struct):
     allow_ips: Annotated[list[Network], Meta(max_length=MAX_ALLOW_IPS)] = msgspec.field(
         default_factory=list
     )
+    signing_secret: SigningSecret | None = None  # a store's; empty on an edit: kept
+    shop_domain: ShopDomain | None = None
 
 
 class SourceNew(SourceEdit):
     merchant_id: ObjectId = 0
     preset: PresetName | None = None
+    kind: Kind = "network"
 
 
 MAPPING_FIELDS = (
@@ -92,7 +100,17 @@ MAPPING_FIELDS = (
     ),
 )
 NAME = Field("name", "Name", "a name of 1 to 200 characters", required=True)
-EDIT_FIELDS = (NAME, *MAPPING_FIELDS)
+STORE_FIELDS = (
+    Field(
+        "signing_secret",
+        "Signing secret (stores)",
+        "Stripe: the endpoint's signing secret (whsec_…); Shopify: the app's shared secret;"
+        " on an edit, empty keeps the secret there is",
+        kind="password",
+    ),
+    Field("shop_domain", "Shop domain (Shopify)", "such as example.myshopify.com, or empty"),
+)
+EDIT_FIELDS = (NAME, *MAPPING_FIELDS, *STORE_FIELDS)
 
 
 def _mapping(form: SourceEdit) -> SourceFields:
@@ -129,6 +147,7 @@ def form_of(source: ConversionSource) -> SourceEdit:
         field_status=fields.status,
         statuses=[f"{value}={ours}" for value, ours in source.statuses.items()],
         allow_ips=list(source.allow_ips),
+        shop_domain=source.shop_domain,
     )
 
 
@@ -187,6 +206,14 @@ class SourcePages(ObjectPages[ConversionSource, SourceNew, SourceEdit]):
                 required=True,
             ),
             Field(
+                "kind",
+                "Kind",
+                "a network (fields mapped from its postbacks), Stripe or Shopify",
+                kind="select",
+                options=[("network", "network"), ("stripe", "Stripe"), ("shopify", "Shopify")],
+                required=True,
+            ),
+            Field(
                 "preset",
                 "Preset",
                 "empty, or one of the presets",
@@ -194,6 +221,7 @@ class SourcePages(ObjectPages[ConversionSource, SourceNew, SourceEdit]):
                 options=[(name, name) for name in PRESETS],
             ),
             *MAPPING_FIELDS,
+            *STORE_FIELDS,
         )
 
     async def create_object(
@@ -201,6 +229,17 @@ class SourcePages(ObjectPages[ConversionSource, SourceNew, SourceEdit]):
     ) -> ConversionSource:
         if data.merchant_id == 0:
             raise FieldError("merchant_id", "Expected one of the merchants")
+        if data.kind != "network":
+            store = SourceCreate(
+                merchant_id=data.merchant_id,
+                name=data.name,
+                kind=data.kind,
+                signing_secret=data.signing_secret,
+                shop_domain=data.shop_domain,
+            )
+            source, token = await create_source(writer, store)
+            _NEW_URLS[source] = f"{state.settings.public_url}/pb/{token}"
+            return source
         preset_fields, preset_statuses = PRESETS[data.preset or "generic"]
         fields = _mapping(data)
         if data.preset:  # what the form leaves empty comes from the preset
@@ -235,6 +274,8 @@ class SourcePages(ObjectPages[ConversionSource, SourceNew, SourceEdit]):
             fields=_mapping(data),
             statuses=_statuses(data.statuses),  # type: ignore[arg-type]  # checked
             allow_ips=data.allow_ips,
+            signing_secret=data.signing_secret or msgspec.UNSET,
+            shop_domain=data.shop_domain or msgspec.UNSET,
         )
         await update_source(writer, obj, update)
 
@@ -247,7 +288,10 @@ class SourcePages(ObjectPages[ConversionSource, SourceNew, SourceEdit]):
             heading=obj.name,
             facts=[
                 ("Merchant", merchant.name if merchant else f"#{obj.merchant_id}"),
+                ("Kind", obj.kind),
                 ("Preset", obj.preset or "none"),
+                ("Shop domain", obj.shop_domain or "none"),
+                ("Signing secret", "set" if obj.signing_secret else "none"),
                 ("Postback URL", f"{state.settings.public_url}/pb/{obj.token_hint}…"),
                 ("Created", f"{obj.created_at:%Y-%m-%d %H:%M}"),
             ],

@@ -24,6 +24,7 @@ from backend.domain.affiliate.schemas import (
     StatusBatch,
     StatusBatchOut,
     StatusOutcome,
+    StoreEventOut,
 )
 from backend.domain.affiliate.status import (
     AUTO_APPROVAL,
@@ -32,6 +33,7 @@ from backend.domain.affiliate.status import (
     TransitionRefused,
     change_status,
 )
+from backend.domain.stores.changes import events_of
 from backend.storage.db.models import Conversion, ConversionChange, ConversionStatus
 from backend.web.api.deps import ADMIN_KEY, ANY_KEY, CurrentViewer, Reader, Writer
 from backend.web.api.keys import PARTNER_KEYS
@@ -67,6 +69,7 @@ def conversion_out(conversion: Conversion) -> ConversionOut:
         attribution=conversion.attribution,
         source_id=conversion.source_id,
         commission_reported=conversion.commission_reported,
+        renewal_rule=conversion.renewal_rule,
     )
 
 
@@ -156,6 +159,18 @@ class ConversionController(Controller):
         return ConversionDetail(
             **{name: getattr(out, name) for name in out.__struct_fields__},
             history=await history(reader, conversion_id, viewer),
+            store_events=[
+                StoreEventOut(
+                    at=_time(event.at_ms),
+                    source_id=event.source_id,
+                    event_type=event.event_type,
+                    event_id=event.event_key,
+                    detail=event.detail,
+                )
+                for event in await events_of(reader, conversion_id)
+            ]
+            if viewer.is_admin
+            else [],
         )
 
     @patch("/{conversion_id:int}", raises=[*ADMIN_KEY, NotFoundException, TransitionConflict])

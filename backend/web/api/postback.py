@@ -79,6 +79,10 @@ class SaleBody(msgspec.Struct, tag="conversion", forbid_unknown_fields=True):
     # A partner's coupon code the order used: credits that partner when no click is named
     # (or when the merchant lets coupons win).
     coupon: Annotated[str, Meta(max_length=64)] | None = None
+    # The merchant's reference for the customer (its own customer id, say): kept only as a
+    # keyed hash; binds the customer to the partner of their first attributed sale, so later
+    # renewals (``"event": "renewal"``) without a click are credited to that partner.
+    customer: Annotated[str, Meta(max_length=128)] | None = None
 
 
 class StatusBody(msgspec.Struct, tag="status", forbid_unknown_fields=True):
@@ -200,8 +204,20 @@ def _decode(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
 
 
 async def _reject(ingest: Ingest, rejection: Rejection, body: bytes, at_ms: int) -> None:
-    """Keep a refused postback in ``rejected_events`` (through the stream, like every event)."""
-    await ingest.queue(rejected(Source.POSTBACK, rejection, body.decode("utf-8", "replace"), at_ms))
+    """Keep a refused postback in ``rejected_events`` (through the stream, like every event),
+    without its customer reference, which is kept nowhere raw."""
+    payload = body.decode("utf-8", "replace")
+    if b'"customer"' in body:
+        try:
+            decoded = msgspec.json.decode(body)
+        except (msgspec.DecodeError, RecursionError):
+            decoded = None
+        payload = (
+            msgspec.json.encode({**decoded, "customer": "…"}).decode()
+            if isinstance(decoded, dict)
+            else "(not kept: it names a customer)"
+        )
+    await ingest.queue(rejected(Source.POSTBACK, rejection, payload, at_ms))
 
 
 async def _stored_order(
@@ -227,8 +243,9 @@ async def _sale(
     info = catalog.merchant_info(merchant)
     try:
         event = await build_conversion(
-            catalog, _pixel_fields(sale, merchant), Source.POSTBACK, None, at_ms, info
-        )
+            catalog, _pixel_fields(sale, merchant), Source.POSTBACK, None, at_ms, info,
+            customers=ingest.customers,
+        )  # fmt: skip
     except Rejection as rejection:
         await _reject(ingest, rejection, body, at_ms)
         raise ClientException(
@@ -287,6 +304,7 @@ def _pixel_fields(sale: SaleBody, merchant: Merchant) -> dict[str, object]:
         "amt": amount,
         "cur": currency,
         "clk": sale.click_id or "",
+        "cust": sale.customer or "",
         "ev": sale.event,
         "coupon": sale.coupon or "",
     }

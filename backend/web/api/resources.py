@@ -119,6 +119,12 @@ def campaign_out(campaign: Campaign) -> CampaignOut:
         cookie_window_days=campaign.cookie_window_days,
         status=campaign.status,
         created_at=campaign.created_at,
+        renewal_mode=campaign.renewal_mode,
+        renewal_months=campaign.renewal_months,
+        renewal_percent=(
+            None if campaign.renewal_bps is None else percent_text(campaign.renewal_bps)
+        ),
+        renewal_flat_minor=campaign.renewal_flat_minor,
     )
 
 

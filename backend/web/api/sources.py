@@ -1,5 +1,6 @@
 """Conversion sources: ``/api/v1/sources`` (admin keys) to manage them, and ``GET|POST
-/pb/{token}``, where a network reports a sale or a status in its own field names.
+/pb/{token}``, where a network reports a sale or a status in its own field names, or a store
+(Stripe, Shopify) sends its webhooks (``backend.web.api.stores``).
 
 The postback handler reads (the source by its token's hash, the order it names), never writes:
 what it accepts travels through the Redis stream as a ``NetworkEvent`` and the worker stores it
@@ -46,6 +47,7 @@ from backend.storage.db.models import Conversion, ConversionSource, ConversionSt
 from backend.web.api.deps import ADMIN_KEY, Reader, Writer
 from backend.web.api.postback import BodyTooLarge
 from backend.web.api.resources import After, Limit, PathId, QueryId, get_or_404, page_of
+from backend.web.api.stores import STORE_MAX_BODY, store_webhook
 from backend.web.ingest.routes import MAX_BODY, Ingest
 
 MAX_FIELDS = 100  # of a postback's query, form or JSON object
@@ -178,11 +180,11 @@ async def network_postback(
     at_ms = now_ms()
     query = request.scope["query_string"]
     body = await request.body() if request.method == "POST" else b""
-    payload = (query + b" " + body).decode("utf-8", "replace")
-    if len(body) > MAX_BODY:
-        too_long = Rejection(RejectReason.FIELD_TOO_LONG, "body", f"over {MAX_BODY} bytes")
+    payload = (query + b" " + body[:MAX_BODY]).decode("utf-8", "replace")
+    if len(body) > STORE_MAX_BODY:
+        too_long = Rejection(RejectReason.FIELD_TOO_LONG, "body", f"over {STORE_MAX_BODY} bytes")
         await _reject(ingest, too_long, payload, at_ms)
-        raise BodyTooLarge(detail=f"body over {MAX_BODY} bytes")
+        raise BodyTooLarge(detail=f"body over {STORE_MAX_BODY} bytes")
     source = await source_by_token(reader, token)
     if source is None:
         unknown = Rejection(
@@ -204,6 +206,13 @@ async def network_postback(
         )
         await _reject(ingest, outside, payload, at_ms)
         raise PermissionDeniedException(detail=f"{address} may not report for this source")
+    if source.kind != "network":
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        return await store_webhook(ingest, reader, source, headers, body, at_ms)
+    if len(body) > MAX_BODY:  # a network's postback is a handful of fields
+        too_long = Rejection(RejectReason.FIELD_TOO_LONG, "body", f"over {MAX_BODY} bytes")
+        await _reject(ingest, too_long, payload, at_ms)
+        raise BodyTooLarge(detail=f"body over {MAX_BODY} bytes")
     try:
         fields = _fields(query, body, request.headers.get("content-type", ""))
         event = await parse_postback(ingest.catalog, source, fields, at_ms)

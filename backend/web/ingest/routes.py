@@ -20,7 +20,7 @@ from litestar.enums import ScopeType
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
 from backend.core.clock import DAY_S, now_ms
-from backend.core.ids import ClickIdSigner
+from backend.core.ids import ClickIdSigner, CustomerHasher
 from backend.core.settings import Settings
 from backend.domain.destinations import expand
 from backend.domain.edge import (
@@ -35,6 +35,7 @@ from backend.domain.edge import (
     build_impression,
     read_fields,
     rejected,
+    without_customer,
 )
 from backend.domain.events import QueuedEvent, RejectReason, Source, Visitor, encode_event
 from backend.domain.visitor import DailySalt, describe_visitor, request_address
@@ -76,6 +77,7 @@ class Ingest:
     writer: StreamWriter
     salt: DailySalt
     signer: ClickIdSigner
+    customers: CustomerHasher
     not_found_page: bytes
     queued: int = 0  # events handed to the writer, for /metrics
 
@@ -218,10 +220,11 @@ async def conversion_pixel(ingest: Ingest, scope: Scope, send: Send) -> None:
     event: QueuedEvent
     try:
         event = await build_conversion(
-            ingest.catalog, params, Source.PIXEL, visitor, at_ms, cookie_click_id=cookie
-        )
+            ingest.catalog, params, Source.PIXEL, visitor, at_ms, cookie_click_id=cookie,
+            customers=ingest.customers,
+        )  # fmt: skip
     except Rejection as rejection:
-        event = rejected(Source.PIXEL, rejection, urlencode(params), at_ms)
+        event = rejected(Source.PIXEL, rejection, urlencode(without_customer(params)), at_ms)
     await ingest.queue(event)
     await respond(send, 200, _GIF_HEADERS, GIF)
 
@@ -295,8 +298,9 @@ async def event_beacon(ingest: Ingest, scope: Scope, receive: Receive, send: Sen
 
             async def build(fields: dict[str, object]) -> QueuedEvent:
                 return await build_conversion(
-                    ingest.catalog, fields, Source.JS, visitor, at_ms, merchant, cookie
-                )
+                    ingest.catalog, fields, Source.JS, visitor, at_ms, merchant, cookie,
+                    ingest.customers,
+                )  # fmt: skip
         else:
             partner = await ingest.catalog.partner_by_key(key)
             if partner is None:

@@ -8,6 +8,10 @@ default the click wins). The reason is kept on the row: ``click``, ``cookie`` (t
 came from the ``ct_click`` cookie) or ``coupon``. A code that is no coupon of the merchant's
 is flagged ``unknown_coupon`` and changes nothing else.
 
+A conversion that credits neither a click nor a coupon but names a customer (its reference's
+keyed hash) bound to a partner is a renewal: credited to that partner by the campaign's renewal
+rule while it pays (``backend.domain.stores.customers``), with the reason ``customer``.
+
 A signed postback is the merchant's word on a sale: its amount and currency always stand, and
 so does its click id when it names one. One that names none keeps the attribution its order
 already has (the pixel's, say, stored or in a batch not yet committed): the batch also asks
@@ -29,6 +33,7 @@ from backend.core.clock import DAY_MS, MINUTE_MS
 from backend.core.ids import ClickIdSigner
 from backend.domain.events import ConversionEvent, NetworkEvent, Source
 from backend.domain.quality.flags import Flag
+from backend.domain.stores.customers import RenewalCredit, bound_customers, renewal_credit
 from backend.storage.catalog import Catalog, CouponInfo, LinkInfo, MerchantInfo
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Attribution as Reason
@@ -60,11 +65,13 @@ class ConversionFacts:
     merchant_currency: str = ""  # "" when the merchant is not found
     coupon: CouponInfo | None = None  # the coupon credited, when no click is (``link`` None)
     attribution: str = ""  # a ``models.Attribution``; "" when nothing is credited
+    renewal: RenewalCredit | None = None  # the bound partner, when neither is credited
 
     @property
-    def credited(self) -> LinkInfo | CouponInfo | None:
-        """Whose partner and rule the conversion earns by: the link's or the coupon's."""
-        return self.link or self.coupon
+    def credited(self) -> LinkInfo | CouponInfo | RenewalCredit | None:
+        """Whose partner and rule the conversion earns by: the link's, the coupon's or the
+        customer's bound partner's."""
+        return self.link or self.coupon or self.renewal
 
     network: NetworkEvent | None = None  # what a conversion source reported besides the sale
 
@@ -98,6 +105,20 @@ class Attribution:
         if event.coupon:
             await self._apply_coupon(facts, merchant)
         return facts
+
+    async def credit_renewals(self, attributed: list[ConversionFacts]) -> None:
+        """The conversions that credit no click or coupon but name a customer bound to a
+        partner: credited to that partner by the renewal rule, asked in one query per batch."""
+        wanted = [f for f in attributed if f.event.customer and f.credited is None]
+        if not wanted:
+            return
+        keys = list({(f.event.merchant_id, f.event.customer) for f in wanted})
+        bound = await self._db.run_read(bound_customers, keys)
+        for facts in wanted:
+            binding = bound.get((facts.event.merchant_id, facts.event.customer))
+            facts.renewal = renewal_credit(binding, facts.event.at_ms) if binding else None
+            if facts.renewal is not None:
+                facts.attribution = Reason.CUSTOMER
 
     async def _apply_coupon(self, facts: ConversionFacts, merchant: MerchantInfo | None) -> None:
         """The coupon's partner is credited instead of the click's, or where no click is."""

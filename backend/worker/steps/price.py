@@ -94,6 +94,12 @@ def put_network_figures(row: Row, facts: ConversionFacts) -> None:
         row["commission_reported"] = True
 
 
+def mark_renewal(row: Row, facts: ConversionFacts) -> None:
+    """A renewal shows the rule that priced it."""
+    if facts.renewal is not None:
+        row["renewal_rule"] = facts.renewal.rule
+
+
 def hold_for_review(row: Row, facts: ConversionFacts) -> None:
     """Last: any flag on an attributed conversion keeps it from automatic approval, as does a
     sale in another currency on any; notes (an unknown coupon) do not."""
@@ -110,6 +116,7 @@ CONVERSION_STEPS: tuple[ConversionStep, ...] = (
     flag_prefix_burst,
     check_credited_click,
     put_network_figures,
+    mark_renewal,
     hold_for_review,
 )
 
@@ -139,10 +146,14 @@ def add_conversion(batch: Prepared, facts: ConversionFacts) -> None:
         "attribution": facts.attribution,
         "source_id": None,
         "commission_reported": False,
+        "customer_hash": event.customer or None,
+        "renewal_rule": "",
     }
     for step in CONVERSION_STEPS:
         step(row, facts)
     batch.conversions.append(row)
     if facts.network is not None and facts.network.status:
         batch.network_statuses[event.event_id] = facts.network.status
+    if facts.network is not None and facts.network.store_event:
+        batch.store_events[event.event_id] = facts.network
     batch.deltas[event.event_id] = conversion_delta(event.at_ms, event.merchant_id, row)

@@ -34,6 +34,8 @@ from backend.domain.affiliate.status import (
     network_source,
 )
 from backend.domain.events import RejectReason, Source
+from backend.domain.stores.changes import apply_store_event
+from backend.domain.stores.customers import bind_customers
 from backend.storage.db.engine import Database
 from backend.storage.db.models import (
     Click,
@@ -419,6 +421,7 @@ def _write_batch(connection: Connection, batch: Prepared, *, optimistic: bool) -
     )
     conversions = insert_new(connection, CONVERSIONS, "event_id", batch.conversions)
     _owe_messages(connection, batch.conversions, conversions)
+    bind_customers(connection, (row for row in batch.conversions if row["event_id"] in conversions))
     confirming, corrections = _settle_by_postback(connection, batch.conversions, conversions)
     repeats = _network_repeats(connection, batch.conversions, conversions | confirming)
     applied = conversions | confirming | repeats
@@ -437,4 +440,7 @@ def _write_batch(connection: Connection, batch: Prepared, *, optimistic: bool) -
     if batch.network_statuses:
         refused = _network_statuses(connection, batch, applied)
         rejected |= insert_new(connection, REJECTED, "event_id", refused)
+    for event_id, store_event in batch.store_events.items():
+        if event_id in applied:
+            apply_store_event(connection, store_event)
     return Written(len(clicks), len(impressions), len(conversions), len(rejected))

@@ -1,0 +1,1 @@
+"""Stores (Stripe, Shopify) as conversion sources, customers bound to partners, renewals."""
