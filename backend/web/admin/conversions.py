@@ -162,7 +162,7 @@ CSV_HEADER = (
 CSV_CHUNK = 1000
 
 
-async def _csv_rows(
+async def csv_rows(
     database: Database, viewer: Viewer, filters: ConversionFilter
 ) -> AsyncIterator[tuple[CsvCell, ...]]:
     """Every matching conversion, newest first, read in keyset chunks while the download runs
@@ -212,7 +212,7 @@ async def conversions_page(
     order_id = (order_id or "").strip() or None
     filters = ConversionFilter(status, partner_id, campaign_id, order_id, verified)
     if format == "csv":
-        rows = _csv_rows(state.database, viewer, filters)
+        rows = csv_rows(state.database, viewer, filters)
         return csv_stream("conversions.csv", CSV_HEADER, rows)
     return await _table(reader, viewer, filters, before)
 
