@@ -101,16 +101,22 @@ async def test_overview_tiles_equal_raw_counts(
     span = {"start": start, "end": end}
     clicks = await scalar(database, CLICKS_IN_SPAN + " AND flags = ''", **span)
     unique = await scalar(database, CLICKS_IN_SPAN + " AND is_unique", **span)
-    conversions = await scalar(database, CONVERSIONS_IN_SPAN, **span)
-    revenue = await scalar(
-        database, CONVERSIONS_IN_SPAN.replace("count(*)", "sum(amount_minor)"), **span
+    from_partners = CONVERSIONS_IN_SPAN + " AND partner_id IS NOT NULL"
+    conversions = await scalar(database, from_partners, **span)
+    revenue = await scalar(database, from_partners.replace("count(*)", "sum(amount_minor)"), **span)
+    converted = await scalar(
+        database,
+        "SELECT count(DISTINCT v.click_id) FROM conversions v JOIN clicks c"
+        " ON c.click_id = v.click_id AND c.at_ms >= :start AND c.at_ms < :end AND c.flags = ''"
+        " WHERE v.status IN ('pending', 'approved')",
+        **span,
     )
     assert clicks > 3_000
     assert kpi(page.text, "clicks") == str(clicks)
     assert kpi(page.text, "unique") == str(unique)
     assert kpi(page.text, "conversions") == str(conversions)
     assert kpi(page.text, "revenue-EUR") == f"{revenue // 100}.{revenue % 100:02d}"
-    assert kpi(page.text, "conversion-rate") == f"{conversions / clicks * 100:.1f}%"
+    assert kpi(page.text, "conversion-rate") == f"{converted / clicks * 100:.1f}%"
     assert '<svg class="chart"' in page.text
     assert '<title id="chart-title">' in page.text
     assert " style=" not in page.text
@@ -527,3 +533,52 @@ def test_a_running_period_is_compared_with_as_much_of_the_one_before() -> None:
     assert comparable_end(finished, finished.previous(), int(now.timestamp() * 1000)) == (
         finished.previous().end_ms
     )
+
+
+async def test_the_headline_is_the_programmes_and_the_shops_own_sales_stand_apart(
+    client: AsyncTestClient[Any], database: Database, programme: Programme, consumer: Any
+) -> None:
+    """One click, one sale it brought, two sales nobody brought: a conversion rate of 100%
+    (not 300%), one conversion from partners, two sales without a partner beside it."""
+    click_id = await follow_link(client, programme.link["code"])
+    shop = programme.merchant["key"]
+    await client.get("/p.gif", params={"m": shop, "oid": "A-1", "amt": "10.00", "clk": click_id})
+    client.cookies.clear()  # other buyers: no click cookie of the tracker's
+    for order in ("S-1", "S-2"):
+        await client.get("/p.gif", params={"m": shop, "oid": order, "amt": "5.00"})
+    await consumer.drain()
+
+    await sign_in(client, database)
+    page = (await client.get("/", params={"range": "today"})).text
+    assert kpi(page, "clicks") == "1"
+    assert kpi(page, "conversions") == "1"
+    assert kpi(page, "conversion-rate") == "100.0%"
+    assert kpi(page, "revenue-EUR") == "10.00"
+    assert kpi(page, "unattributed") == "2"
+    assert kpi(page, "unattributed-revenue-EUR") == "10.00"
+    assert "Sales without a partner" in page
+    # A partner's view and any filter are about partners' results only: no shop sales there.
+    filtered = (
+        await client.get("/", params={"range": "today", "partner": programme.partner["id"]})
+    ).text
+    assert kpi(filtered, "conversions") == "1"
+    assert 'id="kpi-unattributed"' not in filtered
+
+
+async def test_an_empty_overview_leads_to_the_pages_that_start_a_programme(
+    client: AsyncTestClient[Any], database: Database
+) -> None:
+    await sign_in(client, database)
+    page = (await client.get("/")).text
+    empty = page[page.index('<section class="card empty">') :]
+    steps = re.findall(r'href="(/admin/[^"]+)"', empty[: empty.index("</section>")])
+    assert steps == [
+        "/admin/merchants/new",
+        "/admin/partners/new",
+        "/admin/campaigns/new",
+        "/admin/links/new",
+    ]
+    for step in steps:
+        form = await client.get(step)
+        assert form.status_code == 200, step
+        assert "<form" in form.text

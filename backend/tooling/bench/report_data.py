@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from backend.core.clock import HOUR_MS
 from backend.core.ids import ClickIdSigner, new_event_id
+from backend.domain.quality.flags import Flag
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Campaign, ConversionStatus, Link, Merchant
 from backend.storage.rollups.hourly import Delta, counts
@@ -101,6 +102,13 @@ def _click_delta(row: Row, link: TargetLink) -> Delta:
     )
 
 
+def _credited_click_flags(click: Row) -> str:
+    """What the worker notes on a sale crediting ``click``: a bot's or a flagged click."""
+    if click["is_bot"]:
+        return Flag.BOT_CLICK.value
+    return Flag.FLAGGED_CLICK.value if click["flags"] else ""
+
+
 def _conversion(
     rng: random.Random, click: Row | None, link: TargetLink, at_ms: int, number: int
 ) -> tuple[Row, Delta]:
@@ -123,7 +131,7 @@ def _conversion(
         "source": "pixel",
         "event_name": "purchase",
         "items_json": None,
-        "flags": "" if attributed else "unattributed",
+        "flags": _credited_click_flags(click) if click else "unattributed",
         "verified": False,
     }
     counted = status in COUNTED  # a status change after writing is an uncount: mirror it
