@@ -582,3 +582,26 @@ async def test_an_empty_overview_leads_to_the_pages_that_start_a_programme(
         form = await client.get(step)
         assert form.status_code == 200, step
         assert "<form" in form.text
+
+
+async def test_filter_chips_name_things_and_the_zone_is_picked_from_a_list(
+    client: AsyncTestClient[Any], database: Database, programme: Programme
+) -> None:
+    await sign_in(client, database)
+    campaign = programme.link["campaign_id"]
+    page = await client.get(
+        "/", params={"partner": programme.partner["id"], "campaign": campaign, "tz": "Asia/Tokyo"}
+    )
+    chips = re.findall(r"<li>([^:<]+): <strong>([^<]*)</strong>", page.text)
+    assert chips == [
+        ("Partner", html.escape(programme.partner["name"])),
+        ("Campaign", html.escape(programme.campaign["name"])),
+    ]
+    zones = re.search(r'<select name="tz">(.*?)</select>', page.text, re.DOTALL)
+    assert zones is not None
+    options = re.findall(r"<option( selected)?>([^<]+)</option>", zones[1])
+    assert [name for selected, name in options if selected] == ["Asia/Tokyo"]
+    names = [name for _, name in options]
+    assert names[0] == "UTC"
+    assert {"Europe/Berlin", "America/New_York", "Australia/Sydney"} <= set(names)
+    assert "US/Pacific" not in names

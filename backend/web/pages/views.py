@@ -7,6 +7,7 @@ style at all.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -24,10 +25,17 @@ from backend.core.settings import Settings
 from backend.domain.reports.breakdown import SHOWN_ROWS, SORTS, breakdown_report
 from backend.domain.reports.dimensions import FilterError, Filters, parse_filters
 from backend.domain.reports.live import UNREAD_CAP, live_minutes, queue_state
-from backend.domain.reports.metrics import visible
+from backend.domain.reports.metrics import names, visible
 from backend.domain.reports.overview import overview_report
 from backend.domain.reports.quality import quality_report
-from backend.domain.reports.ranges import PRESETS, DateRange, RangeError, resolve_range, zone
+from backend.domain.reports.ranges import (
+    PRESETS,
+    DateRange,
+    RangeError,
+    resolve_range,
+    zone,
+    zone_choices,
+)
 from backend.domain.reports.sources import average_order_minor, source_report
 from backend.storage.rollups.dimensions import DIMENSIONS
 from backend.web.api.deps import CurrentViewer, Reader
@@ -65,17 +73,36 @@ def _date(text: str | None, name: str) -> date | None:
         raise RangeError(f"'{name}' must be a date like 2026-11-24") from error
 
 
-async def _scoped(reader: Reader, viewer: Viewer, filters: Filters) -> None:
-    """Another partner's objects do not exist, as far as a partner can tell."""
+@dataclass(frozen=True, slots=True)
+class Chip:
+    """A filter as the page shows it: ``Partner: Anna's Cycling Blog``, not ``Partner: 1``."""
+
+    name: str
+    label: str
+    value: str
+
+
+async def _chips(reader: Reader, viewer: Viewer, filters: Filters) -> list[Chip]:
+    """The filters, named; another partner's objects do not exist, as far as a partner can
+    tell (404)."""
     if not await visible(reader, viewer, filters):
         raise NotFoundException()
+    chips = []
+    for name, label, value in filters.described():
+        if name in filters.ids:
+            shown = await names(reader, DIMENSIONS[name], [filters.ids[name]])
+            value = shown.get(filters.ids[name], value)
+        chips.append(Chip(name, label, value))
+    return chips
 
 
 def _wants_csv(request: Request[Any, Any, Any]) -> bool:
     return request.query_params.get("format") == "csv"
 
 
-def _page_context(period: DateRange, filters: Filters, viewer: Viewer, path: str) -> dict[str, Any]:
+def _page_context(
+    period: DateRange, filters: Filters, viewer: Viewer, path: str, chips: list[Chip] | None = None
+) -> dict[str, Any]:
     def href(target: str, **changes: str | int | None) -> str:
         """``target`` with this page's range and filters, changed as given (None drops one)."""
         params: dict[str, Any] = {**period.query(), **filters.query()}
@@ -90,6 +117,8 @@ def _page_context(period: DateRange, filters: Filters, viewer: Viewer, path: str
         "filters": filters,
         "viewer": viewer,
         "presets": PRESETS,
+        "zones": zone_choices(),
+        "chips": chips or [],
         "dimensions": DIMENSIONS,
         "href": href,
         "path": path,
@@ -101,12 +130,12 @@ async def overview(
     request: Request[Any, Any, Any], viewer: CurrentViewer, reader: Reader, state: State
 ) -> Template | Stream:
     period, filters = _report_params(request)
-    await _scoped(reader, viewer, filters)
+    chips = await _chips(reader, viewer, filters)
     report = await overview_report(reader, viewer, period, filters)
     if _wants_csv(request):
         return overview_csv(report)
     settings: Settings = state.settings
-    context = _page_context(period, filters, viewer, request.url.path)
+    context = _page_context(period, filters, viewer, request.url.path, chips)
     chart = lay_out(
         [(row.label, row.metrics.clicks, row.metrics.conversions) for row in report.rows]
     )
@@ -132,14 +161,14 @@ async def breakdown(
     if sort not in SORTS or order not in ("asc", "desc"):
         raise HTTPException(status_code=400, detail=f"sort by one of {', '.join(SORTS)}")
     period, filters = _report_params(request)
-    await _scoped(reader, viewer, filters)
+    chips = await _chips(reader, viewer, filters)
     csv = _wants_csv(request)
     report = await breakdown_report(
         reader, viewer, period, filters, chosen, sort, order == "desc", None if csv else SHOWN_ROWS
     )
     if csv:
         return breakdown_csv(report)
-    context = _page_context(period, filters, viewer, request.url.path)
+    context = _page_context(period, filters, viewer, request.url.path, chips)
     return Template("breakdown.html", context={**context, "report": report, "sorts": SORTS})
 
 
