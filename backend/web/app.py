@@ -14,6 +14,7 @@ from pathlib import Path
 
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.exceptions import MethodNotAllowedException, NotFoundException
 from litestar.logging.config import LoggingConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
@@ -35,6 +36,7 @@ from backend.web.api.router import api_router, network_router
 from backend.web.health import healthz, metrics, readyz
 from backend.web.ingest.routes import Ingest, IngestFirst, load_not_found_page
 from backend.web.ingest.snippet import Snippet, serve_snippet, serve_versioned_snippet
+from backend.web.pages.errors import error_answer
 from backend.web.request_telemetry import RequestTelemetry
 from backend.web.security_headers import add_security_headers
 from backend.web.site import SESSION_STORE, web_router
@@ -112,6 +114,11 @@ def create_app(settings: Settings) -> RequestTelemetry:
             ),
         ],
         lifespan=[resources],
+        # An address no route serves: a page for a browser, JSON for a program.
+        exception_handlers={
+            NotFoundException: error_answer,
+            MethodNotAllowedException: error_answer,
+        },
         stores={SESSION_STORE: RedisStore(redis, namespace="ct:session")},
         template_config=TemplateConfig(
             directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=_configure_jinja
