@@ -24,6 +24,7 @@ from litestar.template.config import TemplateConfig
 from backend.core.ids import ClickIdSigner
 from backend.core.money import format_minor
 from backend.core.settings import Settings
+from backend.domain.quality.flags import described as described_flags
 from backend.domain.visitor import DailySalt
 from backend.storage.catalog import Catalog
 from backend.storage.db.engine import Database
@@ -49,6 +50,7 @@ STATIC = Path(__file__).with_name("static").resolve()
 
 def _configure_jinja(engine: JinjaTemplateEngine) -> None:
     engine.engine.filters["money"] = format_minor
+    engine.engine.filters["flag_words"] = described_flags
 
 
 def create_app(settings: Settings) -> RequestTelemetry:

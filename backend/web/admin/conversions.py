@@ -27,10 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.money import MoneyError, format_minor, parse_amount
 from backend.core.scope import Viewer
+from backend.domain.affiliate.commission import rule_commission
 from backend.domain.affiliate.status import (
     CommissionRefused,
     TransitionRefused,
     change_status,
+    held_for_review,
     verify,
 )
 from backend.storage.db.engine import Database
@@ -310,7 +312,10 @@ async def _detail(
         await session.get(Campaign, conversion.campaign_id) if conversion.campaign_id else None
     )
     link = await session.get(Link, conversion.link_id) if conversion.link_id else None
+    held = held_for_review(conversion)
     context = {
+        "held": held,
+        "rule_minor": await rule_commission(session, conversion) if held else 0,
         "viewer": viewer,
         "c": conversion,
         "merchant": merchant,
