@@ -510,9 +510,21 @@ async def test_breakdown_rows_link_to_the_overview_filtered_to_them(
 ) -> None:
     await sign_in(client, database)
     page = await client.get("/breakdown/referrer", params={"range": "30d", "sort": "name"})
-    links = re.findall(r'<th scope="row"><a href="([^"]+)">([^<]+)</a></th>', page.text)
+    rows = re.findall(
+        r'<th scope="row" class="shared"><a href="([^"]+)">([^<]+)</a>'
+        r'<svg class="share"[^>]*><rect width="([\d.]+)"',
+        page.text,
+    )
+    links = [(href, label) for href, label, _ in rows]
     assert len(links) > 10
     href = next(h for h, text in links if text == "t.co")
+    # Each row's bar is its share of the clicks.
+    all_clicks = await scalar(database, "SELECT count(*) FROM clicks WHERE flags = ''")
+    t_co = await scalar(
+        database, "SELECT count(*) FROM clicks WHERE flags = '' AND referrer_host = 't.co'"
+    )
+    bar = next(float(width) for _, label, width in rows if label == "t.co")
+    assert bar == round(t_co / all_clicks * 100, 1)
     filtered = await client.get(html.unescape(href))
     expected = await scalar(
         database, "SELECT count(*) FROM clicks WHERE flags = '' AND referrer_host = 't.co'"
@@ -605,3 +617,32 @@ async def test_filter_chips_name_things_and_the_zone_is_picked_from_a_list(
     assert names[0] == "UTC"
     assert {"Europe/Berlin", "America/New_York", "Australia/Sydney"} <= set(names)
     assert "US/Pacific" not in names
+
+
+async def test_the_overview_has_top_panels_each_leading_to_its_breakdown(
+    client: AsyncTestClient[Any], database: Database, programme: Programme, traffic: int
+) -> None:
+    await sign_in(client, database)
+    page = (await client.get("/", params={"range": "7d"})).text
+    panels = re.findall(r'<h2 id="panel-(\w+)">', page)
+    assert panels == ["partner", "campaign", "referrer", "device"]
+    devices = page[page.index('id="panel-device"') :]
+    devices = devices[: devices.index("</section>")]
+    shown = re.findall(r'<a href="[^"]*device=(\w+)[^"]*">(\w+)</a>', devices)
+    counts = await grouped(
+        database,
+        "SELECT device_class, count(*) FROM clicks WHERE flags = '' GROUP BY device_class",
+    )
+    top = sorted(counts.items(), key=lambda item: (-item[1], item[0].lower()))[:5]
+    assert [label for _, label in shown] == [device for device, _ in top]
+    assert 'href="/breakdown/device?' in devices
+
+    # A filter's own dimension has no panel (it would be one row).
+    filtered = (await client.get("/", params={"range": "7d", "partner": traffic})).text
+    assert re.findall(r'<h2 id="panel-(\w+)">', filtered) == ["campaign", "referrer", "device"]
+
+    await client.post("/logout", data={"_csrf_token": client.cookies.get("csrftoken", "")})
+    await add_user(database, "p@example.com", "partner", traffic)
+    await sign_in(client, database, "p@example.com")
+    mine = (await client.get("/", params={"range": "7d"})).text
+    assert re.findall(r'<h2 id="panel-(\w+)">', mine) == ["link", "campaign", "referrer", "device"]

@@ -22,7 +22,7 @@ from litestar.response import Stream, Template
 from backend.core.clock import now_ms
 from backend.core.scope import Viewer
 from backend.core.settings import Settings
-from backend.domain.reports.breakdown import SHOWN_ROWS, SORTS, breakdown_report
+from backend.domain.reports.breakdown import SHOWN_ROWS, SORTS, BreakdownRow, breakdown_report
 from backend.domain.reports.dimensions import FilterError, Filters, parse_filters
 from backend.domain.reports.live import UNREAD_CAP, live_minutes, queue_state
 from backend.domain.reports.metrics import names, visible
@@ -37,7 +37,7 @@ from backend.domain.reports.ranges import (
     zone_choices,
 )
 from backend.domain.reports.sources import average_order_minor, source_report
-from backend.storage.rollups.dimensions import DIMENSIONS
+from backend.storage.rollups.dimensions import DIMENSIONS, Dimension
 from backend.web.api.deps import CurrentViewer, Reader
 from backend.web.pages.chart import lay_out
 from backend.web.pages.export import breakdown_csv, overview_csv, quality_csv, sources_csv
@@ -139,10 +139,45 @@ async def overview(
     chart = lay_out(
         [(row.label, row.metrics.clicks, row.metrics.conversions) for row in report.rows]
     )
+    panels = [
+        await _panel(reader, viewer, period, filters, DIMENSIONS[name])
+        for name in (ADMIN_PANELS if viewer.is_admin else PARTNER_PANELS)
+        if name not in filters.ids and name not in filters.texts
+    ]
     return Template(
         "overview.html",
-        context={**context, "report": report, "chart": chart, "public_url": settings.public_url},
+        context={
+            **context,
+            "report": report,
+            "chart": chart,
+            "panels": panels,
+            "public_url": settings.public_url,
+        },
     )
+
+
+ADMIN_PANELS = ("partner", "campaign", "referrer", "device")
+PARTNER_PANELS = ("link", "campaign", "referrer", "device")
+PANEL_ROWS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Panel:
+    """The overview's top few values of one dimension, each with its share of the clicks."""
+
+    dimension: Dimension
+    rows: list[BreakdownRow]
+    clicks: int  # of every value, the shares' whole
+    more: bool  # values beyond those shown
+
+
+async def _panel(
+    reader: Reader, viewer: Viewer, period: DateRange, filters: Filters, dimension: Dimension
+) -> Panel:
+    report = await breakdown_report(reader, viewer, period, filters, dimension, limit=None)
+    # The shop's own sales are no partner's, campaign's or link's: not a row of these panels.
+    rows = [row for row in report.rows if not (dimension.is_id and row.key == 0)]
+    return Panel(dimension, rows[:PANEL_ROWS], report.totals.clicks, len(rows) > PANEL_ROWS)
 
 
 @get("/breakdown/{dimension:str}", name="breakdown")
