@@ -33,6 +33,9 @@ SUB1 = (*(f"post-{n}" for n in range(30)), "")
 SUB2 = ("header", "sidebar", "footer", "")
 UTM_SOURCES = ("newsletter", "twitter", "facebook", "google", "")
 UTM_MEDIUMS = ("email", "social", "cpc", "")
+UTM_CAMPAIGNS = ("spring-sale", "black-friday", "")
+SYSTEMS = ("Windows", "Mac OS X", "iOS", "Android", "Linux")
+COUNTRIES = ("DE", "FR", "GB", "US", "NL", "")
 STATUSES = (
     (ConversionStatus.PENDING, 0.8),
     (ConversionStatus.APPROVED, 0.15),
@@ -74,6 +77,8 @@ def _click(rng: random.Random, signer: ClickIdSigner, link: TargetLink, at_ms: i
         "visitor_hash": f"{rng.getrandbits(64):016x}",
         "device_class": rng.choice(DEVICES),
         "browser": rng.choice(BROWSERS),
+        "os": rng.choice(SYSTEMS),
+        "country": rng.choice(COUNTRIES),
         "referrer_host": (host := rng.choice(REFERRERS)),
         "referrer_url": f"https://{host}/" if host else "",
         "landing_url": rng.choice(LANDINGS),
@@ -84,7 +89,7 @@ def _click(rng: random.Random, signer: ClickIdSigner, link: TargetLink, at_ms: i
         "sub5": "",
         "utm_source": rng.choice(UTM_SOURCES),
         "utm_medium": rng.choice(UTM_MEDIUMS),
-        "utm_campaign": "",
+        "utm_campaign": rng.choice(UTM_CAMPAIGNS),
         "utm_term": "",
         "utm_content": "",
         "is_bot": is_bot,
