@@ -296,15 +296,21 @@ async def verification(
     start_ms: int,
     end_ms: int,
     group: Dimension | None = None,
+    filters: Filters | None = None,
     *,
     bucket_ms: int | None = None,
 ) -> dict[Key, dict[str, Verification]]:
-    """Counted conversions by verification, keyed as ``collect``'s figures (``group``: an id
-    dimension), then by currency. The rollups have no such dimension: this is counted from the
-    conversions themselves (which are never purged)."""
-    v = CONVERSIONS.c
+    """Counted conversions by verification, keyed as ``collect``'s figures, then by currency.
+    The rollups have no such dimension: this is counted from the conversions themselves (which
+    are never purged), under the click's values for a text dimension or filter (the clicks'
+    retention bounds those, as it bounds the raw-row reports)."""
+    v, c = CONVERSIONS.c, CLICKS.c
+    filters = filters or Filters()
     bucket = _bucket(v.at_ms, bucket_ms)
-    key = or_zero(v[group.column]) if group else None
+    if group is None:
+        key: Any = None
+    else:
+        key = or_zero(v[group.column]) if group.is_id else or_empty(c[group.column])
     statement = (
         select(
             _selected(bucket),
@@ -316,6 +322,12 @@ async def verification(
         .where(v.at_ms >= start_ms, v.at_ms < end_ms, v.status.in_(_statuses(counted=True)))
         .group_by(*_given(bucket, key), v.currency, v.verified)
     )
+    if filters.texts or (group is not None and not group.is_id):
+        statement = statement.select_from(CONVERSIONS.outerjoin(CLICKS, c.click_id == v.click_id))
+    for name, value in filters.ids.items():
+        statement = statement.where(v[DIMENSIONS[name].column] == value)
+    for name, text in filters.texts.items():
+        statement = statement.where(c[DIMENSIONS[name].column] == text)
     result: dict[Key, dict[str, Verification]] = defaultdict(dict)
     for row_bucket, row_key, currency, verified, conversions, revenue in (
         await session.execute(viewer.restrict(statement, v.partner_id))
