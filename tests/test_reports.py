@@ -118,9 +118,18 @@ async def test_overview_tiles_equal_raw_counts(
     assert kpi(page.text, "conversions") == str(conversions)
     assert kpi(page.text, "revenue-EUR") == f"{revenue // 100}.{revenue % 100:02d}"
     assert kpi(page.text, "conversion-rate") == f"{converted / clicks * 100:.1f}%"
-    assert '<svg class="chart"' in page.text
-    assert '<title id="chart-title">' in page.text
+    assert '<svg class="chart wide"' in page.text
+    assert '<svg class="chart narrow"' in page.text
+    assert '<title id="chart-title-wide">' in page.text
     assert " style=" not in page.text
+    # The period before is drawn too: one point per bucket it has.
+    previous = re.search(
+        r'<svg class="chart wide".*?<polyline class="previous" points="([^"]+)"',
+        page.text,
+        re.DOTALL,
+    )
+    assert previous is not None
+    assert len(previous[1].split()) == 7
 
     daily = csv_rows((await client.get("/", params={"range": "7d", "format": "csv"})).text)
     assert len(daily) == 7

@@ -38,6 +38,7 @@ class OverviewReport:
     previous: Metrics
     tiles: list[Tile]
     rows: list[BucketRow]
+    previous_rows: list[BucketRow]  # the period before, bucket by bucket (for the chart)
     currencies: list[str]
     unattributed: Metrics
     previous_unattributed: Metrics
@@ -157,36 +158,56 @@ def comparable_end(period: DateRange, before: DateRange, at_ms: int) -> int:
     return min(before.end_ms, before.start_ms + max(elapsed_hours, 1) * HOUR_MS)
 
 
-async def overview_report(
+async def _programme_hours(
     session: AsyncSession, viewer: Viewer, period: DateRange, filters: Filters
-) -> OverviewReport:
+) -> tuple[dict[int | None, Metrics], Metrics]:
+    """The programme's figures of ``period`` by UTC hour, and apart the shop's own sales,
+    which they leave out."""
     hourly = await collect(
         session, viewer, period.start_ms, period.end_ms, filters, bucket_ms=HOUR_MS
     )
     shop_only = await unattributed(
         session, viewer, period.start_ms, period.end_ms, filters, bucket_ms=HOUR_MS
     )
+    by_hour: dict[int | None, Metrics] = {}
     for (hour, _), figures in hourly.items():
         if hour in shop_only:
             figures.merge(shop_only[hour], sign=-1)
+        by_hour[hour] = figures
+    shop = Metrics()
+    for figures in shop_only.values():
+        shop.merge(figures)
+    return by_hour, shop
+
+
+def _bucketed(period: DateRange, by_hour: dict[int | None, Metrics]) -> list[BucketRow]:
+    rows: list[BucketRow] = []
+    for bucket in period.buckets():
+        metrics = Metrics()
+        for hour, figures in by_hour.items():
+            if hour is not None and bucket.start_ms <= hour < bucket.end_ms:
+                metrics.merge(figures)
+        rows.append(BucketRow(bucket.label, metrics))
+    return rows
+
+
+async def overview_report(
+    session: AsyncSession, viewer: Viewer, period: DateRange, filters: Filters
+) -> OverviewReport:
+    hourly, shop = await _programme_hours(session, viewer, period, filters)
     before = period.previous()
+    previous_hours, _ = await _programme_hours(session, viewer, before, filters)
+    previous_rows = _bucketed(before, previous_hours)
     before_end = comparable_end(period, before, now_ms())
     previous = await totals(session, viewer, before.start_ms, before_end, filters)
     previous_shop = (await unattributed(session, viewer, before.start_ms, before_end, filters)).get(
         None, Metrics()
     )
     previous.merge(previous_shop, sign=-1)
-    overall, shop = Metrics(), Metrics()
-    for figures in shop_only.values():
-        shop.merge(figures)
-    rows: list[BucketRow] = []
-    for bucket in period.buckets():
-        metrics = Metrics()
-        for (hour, _), figures in hourly.items():
-            if hour is not None and bucket.start_ms <= hour < bucket.end_ms:
-                metrics.merge(figures)
-        overall.merge(metrics)
-        rows.append(BucketRow(bucket.label, metrics))
+    overall = Metrics()
+    rows = _bucketed(period, hourly)
+    for row in rows:
+        overall.merge(row.metrics)
     now_period = Period(
         overall,
         await converted_clicks(session, viewer, period.start_ms, period.end_ms, filters),
@@ -203,6 +224,7 @@ async def overview_report(
         previous=previous,
         tiles=tiles(now_period, before_period, currencies, impressions=not filters.texts),
         rows=rows,
+        previous_rows=previous_rows,
         currencies=currencies,
         unattributed=shop,
         previous_unattributed=previous_shop,

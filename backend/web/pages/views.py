@@ -39,7 +39,7 @@ from backend.domain.reports.ranges import (
 from backend.domain.reports.sources import average_order_minor, source_report
 from backend.storage.rollups.dimensions import DIMENSIONS, Dimension
 from backend.web.api.deps import CurrentViewer, Reader
-from backend.web.pages.chart import lay_out
+from backend.web.pages.chart import NARROW, WIDE, lay_out
 from backend.web.pages.export import breakdown_csv, overview_csv, quality_csv, sources_csv
 from backend.web.pages.install import install_tags
 
@@ -136,9 +136,12 @@ async def overview(
         return overview_csv(report)
     settings: Settings = state.settings
     context = _page_context(period, filters, viewer, request.url.path, chips)
-    chart = lay_out(
-        [(row.label, row.metrics.clicks, row.metrics.conversions) for row in report.rows]
-    )
+    series = [(row.label, row.metrics.clicks, row.metrics.conversions) for row in report.rows]
+    before = [row.metrics.clicks for row in report.previous_rows]
+    charts = {
+        "wide": lay_out(series, before, WIDE),
+        "narrow": lay_out(series, before, NARROW),
+    }
     panels = [
         await _panel(reader, viewer, period, filters, DIMENSIONS[name])
         for name in (ADMIN_PANELS if viewer.is_admin else PARTNER_PANELS)
@@ -149,7 +152,7 @@ async def overview(
         context={
             **context,
             "report": report,
-            "chart": chart,
+            "charts": charts,
             "panels": panels,
             "public_url": settings.public_url,
         },
@@ -225,13 +228,14 @@ async def live(
         if viewer.is_admin
         else None
     )
-    chart = lay_out([(_minute_label(m.start_ms, tz), m.clicks, m.conversions) for m in minutes])
+    series = [(_minute_label(m.start_ms, tz), m.clicks, m.conversions) for m in minutes]
+    charts = {"wide": lay_out(series, frame=WIDE), "narrow": lay_out(series, frame=NARROW)}
     return Template(
         "live.html",
         context={
             "minutes": minutes,
             "queue": queue,
-            "chart": chart,
+            "charts": charts,
             "viewer": viewer,
             "unread_cap": UNREAD_CAP,
             "tz": tz.key,
