@@ -142,3 +142,10 @@ async def test_demo_traffic_arrives_through_http_and_the_worker(
         )
     assert attributed == summary.conversions
     assert summary.totals["conversions"] == summary.conversions
+    # Every click sent is accounted for, and the sales came late enough to look like people's.
+    assert sum(summary.stored.values()) == summary.clicks
+    assert summary.stored.get("bots", 0) == summary.bot_clicks
+    assert summary.too_fast == 0
+    async with database.session() as session:
+        flags = (await session.scalars(select(Conversion.flags))).all()
+    assert not any("too_fast" in flag for flag in flags)

@@ -116,34 +116,48 @@ def test_a_browser_without_accept_language_is_a_bot() -> None:
 
 
 @pytest.mark.parametrize(
-    ("agent", "device", "browser"),
+    ("agent", "device", "browser", "system"),
     [
-        (BROWSER_HEADERS["User-Agent"], "desktop", "chrome"),
+        (BROWSER_HEADERS["User-Agent"], "desktop", "Chrome", "Linux"),
         (
             "Mozilla/5.0 (iPhone; CPU iPhone OS 18_3_2 like Mac OS X) AppleWebKit/605.1.15 "
             "(KHTML, like Gecko) Version/18.3.1 Mobile/15E148 Safari/604.1",
             "mobile",
-            "safari",
+            "Mobile Safari",
+            "iOS",
         ),
         (
             "Mozilla/5.0 (Linux; Android 13; SM-X710) AppleWebKit/537.36 (KHTML, like Gecko) "
             "Chrome/131.0.0.0 Safari/537.36",
             "tablet",
-            "chrome",
+            "Chrome",
+            "Android",
         ),
         (
             "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0",
             "desktop",
-            "firefox",
+            "Firefox",
+            "Windows",
+        ),
+        (
+            "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "SamsungBrowser/25.0 Chrome/121.0.0.0 Mobile Safari/537.36",
+            "mobile",
+            "Samsung Internet",
+            "Android",
         ),
     ],
 )
-def test_browsers_get_their_device_class_and_family(agent: str, device: str, browser: str) -> None:
+def test_browsers_get_their_device_class_and_families(
+    agent: str, device: str, browser: str, system: str
+) -> None:
+    """Browser and operating system by ua-parser's maintained rules (uap-core)."""
     verdict = classify(agent, True)
-    assert (verdict.is_bot, verdict.device_class, verdict.browser, verdict.flags) == (
+    assert (verdict.is_bot, verdict.device_class, verdict.browser, verdict.os, verdict.flags) == (
         False,
         device,
         browser,
+        system,
         "",
     )
 
@@ -155,15 +169,15 @@ CHROME_WINDOWS = (
 
 
 @pytest.mark.parametrize(
-    "agent",
+    ("agent", "family"),
     [
-        CHROME_WINDOWS.format("CocCocBrowser/123.0.168"),
-        CHROME_WINDOWS.format("coc_coc_browser/123.0.168"),
+        (CHROME_WINDOWS.format("CocCocBrowser/123.0.168"), "Chrome"),
+        (CHROME_WINDOWS.format("coc_coc_browser/123.0.168"), "Coc Coc"),
     ],
 )
-def test_the_coc_coc_browser_is_not_the_coc_coc_crawler(agent: str) -> None:
+def test_the_coc_coc_browser_is_not_the_coc_coc_crawler(agent: str, family: str) -> None:
     verdict = classify(agent, True)
-    assert (verdict.is_bot, verdict.device_class, verdict.browser) == (False, "desktop", "chrome")
+    assert (verdict.is_bot, verdict.device_class, verdict.browser) == (False, "desktop", family)
     crawler = "Mozilla/5.0 (compatible; coccocbot-web/1.0; +http://help.coccoc.com/searchengine)"
     assert classify(crawler, True).flags == "bot:crawler"
 

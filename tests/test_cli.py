@@ -136,6 +136,26 @@ def test_clicktrail_run_end_to_end(tmp_path: Path) -> None:
             1000,
         )
         assert worker_threads_cpus(process.pid) == expected_worker_cpus()
+
+        # The commands beside it find it (var/instance.json) and read what it wrote.
+        status = clicktrail("status", cwd=tmp_path, env=env).stdout
+        assert f"Clicktrail at {base}: ready" in status
+        assert "workers: 1 alive" in status
+        assert "last event queued: never" not in status
+        conversions = clicktrail("export", "conversions", cwd=tmp_path, env=env).stdout
+        header, row = conversions.splitlines()
+        assert header.startswith("id,time_utc,order_id,status")
+        assert ",E2E-1," in row
+        assert ",8000,1000,EUR," in row
+        by_partner = clicktrail("export", "stats", "--by", "partner", cwd=tmp_path, env=env)
+        assert by_partner.stdout.splitlines()[1].startswith("Blog,1,")
+        busy = subprocess.run(
+            [sys.executable, "-m", "backend.cli", "run", "--port", str(port)],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert busy.returncode == 1
+        assert busy.stderr.startswith(f"cannot listen on 127.0.0.1:{port}: ")
+        assert "Traceback" not in busy.stderr
         # The database, its log, Redis's files, the secret: nobody else's to read.
         var = tmp_path / "var"
         assert stat.S_IMODE(var.stat().st_mode) == 0o700
@@ -151,6 +171,13 @@ def test_clicktrail_run_end_to_end(tmp_path: Path) -> None:
             raise
     assert process.returncode == 0
     assert not (tmp_path / "var" / "redis.sock").exists()
+    assert not (tmp_path / "var" / "instance.json").exists()
+    stopped = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "status", "--url", base],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert stopped.returncode == 3
+    assert stopped.stdout.startswith(f"Clicktrail is not running at {base} (")
 
 
 def test_web_stops_its_embedded_redis_on_sigterm(tmp_path: Path) -> None:

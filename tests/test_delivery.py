@@ -27,10 +27,10 @@ from backend.domain.events import (
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Click, Conversion, RejectedEventRow, StatsHourly
 from backend.storage.streams.entries import encode_entry, split_entry
+from backend.storage.streams.liveness import heartbeat_key
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import build_consumer
 from backend.worker.steps.write import write_batch
-from backend.worker.stream import heartbeat_key
 from tests.faults.storage import writes_blocked
 from tests.support import (
     BROWSER,

@@ -11,6 +11,7 @@ import pytest
 
 from backend.core import settings as settings_module
 from backend.core.settings import load_settings
+from backend.domain.quality.agents import classify
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -109,3 +110,12 @@ def test_the_documented_package_dependencies_are_the_code_s() -> None:
         if layer(importer) != layer(imported)
     }
     assert documented == imported
+
+
+def test_the_quickstarts_curl_click_counts_as_a_persons() -> None:
+    """docs/api.md says a bare curl is a bot and shows the headers that make it a person."""
+    text = (ROOT / "docs/api.md").read_text()
+    command = re.search(r"curl -si -A '([^']+)' \\\n\s+-H 'Accept-Language: ([^']+)'", text)
+    assert command is not None
+    assert not classify(command[1], accept_language=True).is_bot
+    assert classify("curl/8.5.0", accept_language=False).is_bot

@@ -109,16 +109,18 @@ async def test_readyz_is_503_with_reasons_when_the_stream_lags(
         assert ready.status_code == 200, ready.text
         assert ready.json() == {
             "ready": True, "redis": "ok", "backlog": 0, "pending": 0, "lag_s": 0,
-            "database": "ok",
+            "database": "ok", "last_event_ms": None, "workers": 0,
         }  # fmt: skip
         # An event queued a minute ago and still not written: the workers are behind.
-        await redis.xadd(settings.stream, {"e": b"x"}, id=f"{_minute_ago_ms()}-0")
+        late_id = f"{_minute_ago_ms()}-0"
+        await redis.xadd(settings.stream, {"e": b"x"}, id=late_id)
         late = await client.get("/readyz")
     assert late.status_code == 503
     body = late.json()
     assert body["ready"] is False
     assert body["backlog"] == 1
     assert body["lag_s"] >= 60
+    assert body["last_event_ms"] == int(late_id.split("-")[0])
     assert body["reasons"] == ["stream lag 60s is over 30s: the workers are behind or stopped"]
 
 

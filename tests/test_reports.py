@@ -21,6 +21,7 @@ from backend.domain.reports.overview import comparable_end
 from backend.domain.reports.ranges import RangeError, resolve_range
 from backend.storage.db.engine import Database
 from backend.storage.rollups.by_dimension import CLICKS, fold_closed_hours
+from backend.storage.rollups.dimensions import DIMENSIONS
 from backend.storage.rollups.measures import CLICK_COUNTERS, click_counters
 from backend.tooling.bench.report_data import generate
 from backend.web.pages.export import neutralise
@@ -101,19 +102,34 @@ async def test_overview_tiles_equal_raw_counts(
     span = {"start": start, "end": end}
     clicks = await scalar(database, CLICKS_IN_SPAN + " AND flags = ''", **span)
     unique = await scalar(database, CLICKS_IN_SPAN + " AND is_unique", **span)
-    conversions = await scalar(database, CONVERSIONS_IN_SPAN, **span)
-    revenue = await scalar(
-        database, CONVERSIONS_IN_SPAN.replace("count(*)", "sum(amount_minor)"), **span
+    from_partners = CONVERSIONS_IN_SPAN + " AND partner_id IS NOT NULL"
+    conversions = await scalar(database, from_partners, **span)
+    revenue = await scalar(database, from_partners.replace("count(*)", "sum(amount_minor)"), **span)
+    converted = await scalar(
+        database,
+        "SELECT count(DISTINCT v.click_id) FROM conversions v JOIN clicks c"
+        " ON c.click_id = v.click_id AND c.at_ms >= :start AND c.at_ms < :end AND c.flags = ''"
+        " WHERE v.status IN ('pending', 'approved')",
+        **span,
     )
     assert clicks > 3_000
     assert kpi(page.text, "clicks") == str(clicks)
     assert kpi(page.text, "unique") == str(unique)
     assert kpi(page.text, "conversions") == str(conversions)
     assert kpi(page.text, "revenue-EUR") == f"{revenue // 100}.{revenue % 100:02d}"
-    assert kpi(page.text, "conversion-rate") == f"{conversions / clicks * 100:.1f}%"
-    assert '<svg class="chart"' in page.text
-    assert '<title id="chart-title">' in page.text
+    assert kpi(page.text, "conversion-rate") == f"{converted / clicks * 100:.1f}%"
+    assert '<svg class="chart wide"' in page.text
+    assert '<svg class="chart narrow"' in page.text
+    assert '<title id="chart-title-wide">' in page.text
     assert " style=" not in page.text
+    # The period before is drawn too: one point per bucket it has.
+    previous = re.search(
+        r'<svg class="chart wide".*?<polyline class="previous" points="([^"]+)"',
+        page.text,
+        re.DOTALL,
+    )
+    assert previous is not None
+    assert len(previous[1].split()) == 7
 
     daily = csv_rows((await client.get("/", params={"range": "7d", "format": "csv"})).text)
     assert len(daily) == 7
@@ -504,9 +520,21 @@ async def test_breakdown_rows_link_to_the_overview_filtered_to_them(
 ) -> None:
     await sign_in(client, database)
     page = await client.get("/breakdown/referrer", params={"range": "30d", "sort": "name"})
-    links = re.findall(r'<th scope="row"><a href="([^"]+)">([^<]+)</a></th>', page.text)
+    rows = re.findall(
+        r'<th scope="row" class="shared"><a href="([^"]+)">([^<]+)</a>'
+        r'<svg class="share"[^>]*><rect width="([\d.]+)"',
+        page.text,
+    )
+    links = [(href, label) for href, label, _ in rows]
     assert len(links) > 10
     href = next(h for h, text in links if text == "t.co")
+    # Each row's bar is its share of the clicks.
+    all_clicks = await scalar(database, "SELECT count(*) FROM clicks WHERE flags = ''")
+    t_co = await scalar(
+        database, "SELECT count(*) FROM clicks WHERE flags = '' AND referrer_host = 't.co'"
+    )
+    bar = next(float(width) for _, label, width in rows if label == "t.co")
+    assert bar == round(t_co / all_clicks * 100, 1)
     filtered = await client.get(html.unescape(href))
     expected = await scalar(
         database, "SELECT count(*) FROM clicks WHERE flags = '' AND referrer_host = 't.co'"
@@ -527,3 +555,140 @@ def test_a_running_period_is_compared_with_as_much_of_the_one_before() -> None:
     assert comparable_end(finished, finished.previous(), int(now.timestamp() * 1000)) == (
         finished.previous().end_ms
     )
+
+
+async def test_the_headline_is_the_programmes_and_the_shops_own_sales_stand_apart(
+    client: AsyncTestClient[Any], database: Database, programme: Programme, consumer: Any
+) -> None:
+    """One click, one sale it brought, two sales nobody brought: a conversion rate of 100%
+    (not 300%), one conversion from partners, two sales without a partner beside it."""
+    click_id = await follow_link(client, programme.link["code"])
+    shop = programme.merchant["key"]
+    await client.get("/p.gif", params={"m": shop, "oid": "A-1", "amt": "10.00", "clk": click_id})
+    client.cookies.clear()  # other buyers: no click cookie of the tracker's
+    for order in ("S-1", "S-2"):
+        await client.get("/p.gif", params={"m": shop, "oid": order, "amt": "5.00"})
+    await consumer.drain()
+
+    await sign_in(client, database)
+    page = (await client.get("/", params={"range": "today"})).text
+    assert kpi(page, "clicks") == "1"
+    assert kpi(page, "conversions") == "1"
+    assert kpi(page, "conversion-rate") == "100.0%"
+    assert kpi(page, "revenue-EUR") == "10.00"
+    assert kpi(page, "unattributed") == "2"
+    assert kpi(page, "unattributed-revenue-EUR") == "10.00"
+    assert "Sales without a partner" in page
+    # A partner's view and any filter are about partners' results only: no shop sales there.
+    filtered = (
+        await client.get("/", params={"range": "today", "partner": programme.partner["id"]})
+    ).text
+    assert kpi(filtered, "conversions") == "1"
+    assert 'id="kpi-unattributed"' not in filtered
+
+
+async def test_an_empty_overview_leads_to_the_pages_that_start_a_programme(
+    client: AsyncTestClient[Any], database: Database
+) -> None:
+    await sign_in(client, database)
+    page = (await client.get("/")).text
+    empty = page[page.index('<section class="card empty">') :]
+    steps = re.findall(r'href="(/admin/[^"]+)"', empty[: empty.index("</section>")])
+    assert steps == [
+        "/admin/merchants/new",
+        "/admin/partners/new",
+        "/admin/campaigns/new",
+        "/admin/links/new",
+    ]
+    for step in steps:
+        form = await client.get(step)
+        assert form.status_code == 200, step
+        assert "<form" in form.text
+
+
+async def test_filter_chips_name_things_and_the_zone_is_picked_from_a_list(
+    client: AsyncTestClient[Any], database: Database, programme: Programme
+) -> None:
+    await sign_in(client, database)
+    campaign = programme.link["campaign_id"]
+    page = await client.get(
+        "/", params={"partner": programme.partner["id"], "campaign": campaign, "tz": "Asia/Tokyo"}
+    )
+    chips = re.findall(r"<li>([^:<]+): <strong>([^<]*)</strong>", page.text)
+    assert chips == [
+        ("Partner", html.escape(programme.partner["name"])),
+        ("Campaign", html.escape(programme.campaign["name"])),
+    ]
+    zones = re.search(r'<select name="tz">(.*?)</select>', page.text, re.DOTALL)
+    assert zones is not None
+    options = re.findall(r"<option( selected)?>([^<]+)</option>", zones[1])
+    assert [name for selected, name in options if selected] == ["Asia/Tokyo"]
+    names = [name for _, name in options]
+    assert names[0] == "UTC"
+    assert {"Europe/Berlin", "America/New_York", "Australia/Sydney"} <= set(names)
+    assert "US/Pacific" not in names
+
+
+async def test_the_overview_has_top_panels_each_leading_to_its_breakdown(
+    client: AsyncTestClient[Any], database: Database, programme: Programme, traffic: int
+) -> None:
+    await sign_in(client, database)
+    page = (await client.get("/", params={"range": "7d"})).text
+    panels = re.findall(r'<h2 id="panel-(\w+)">', page)
+    assert panels == ["partner", "campaign", "referrer", "device"]
+    devices = page[page.index('id="panel-device"') :]
+    devices = devices[: devices.index("</section>")]
+    shown = re.findall(r'<a href="[^"]*device=(\w+)[^"]*">(\w+)</a>', devices)
+    counts = await grouped(
+        database,
+        "SELECT device_class, count(*) FROM clicks WHERE flags = '' GROUP BY device_class",
+    )
+    top = sorted(counts.items(), key=lambda item: (-item[1], item[0].lower()))[:5]
+    assert [label for _, label in shown] == [device for device, _ in top]
+    assert 'href="/breakdown/device?' in devices
+
+    # A filter's own dimension has no panel (it would be one row).
+    filtered = (await client.get("/", params={"range": "7d", "partner": traffic})).text
+    assert re.findall(r'<h2 id="panel-(\w+)">', filtered) == ["campaign", "referrer", "device"]
+
+    await client.post("/logout", data={"_csrf_token": client.cookies.get("csrftoken", "")})
+    await add_user(database, "p@example.com", "partner", traffic)
+    await sign_in(client, database, "p@example.com")
+    mine = (await client.get("/", params={"range": "7d"})).text
+    assert re.findall(r'<h2 id="panel-(\w+)">', mine) == ["link", "campaign", "referrer", "device"]
+
+
+@pytest.mark.parametrize("name", sorted(DIMENSIONS))
+async def test_the_page_its_csv_and_the_stats_api_agree_for_every_dimension(
+    client: AsyncTestClient[Any], database: Database, programme: Programme, traffic: int, name: str
+) -> None:
+    """Same names, same numbers: a breakdown's CSV, the API grouped by the dimension, and both
+    filtered to one of its values."""
+    await sign_in(client, database)
+    week = {"range": "7d", "tz": "UTC"}
+    page = await client.get(f"/breakdown/{name}", params={**week, "format": "csv"})
+    assert page.status_code == 200
+    from_page = csv_rows(page.text)
+    api = await client.get("/api/v1/stats", params={"group_by": name}, headers=programme.headers)
+    assert api.status_code == 200, api.text
+    from_api = api.json()["rows"]
+
+    def figures(clicks: Any, unique: Any, bots: Any, conversions: Any) -> tuple[int, ...]:
+        return (int(clicks), int(unique), int(bots), int(conversions))
+
+    assert sorted(
+        figures(r["clicks"], r["unique_clicks"], r["bot_clicks"], r["conversions"])
+        for r in from_page
+    ) == sorted(
+        figures(t["clicks"], t["unique_clicks"], t["bot_clicks"], t["conversions"])
+        for t in (row["totals"] for row in from_api)
+    )
+    # Filtered to the busiest value, the overview and the API count the same.
+    busiest = max(from_api, key=lambda row: (row["totals"]["clicks"], str(row["key"])))
+    value = str(busiest["key"])
+    if value in ("", "0"):
+        return  # "none" is no filter value
+    overview = await client.get("/", params={**week, name: value})
+    filtered = await client.get("/api/v1/stats", params={name: value}, headers=programme.headers)
+    totals = filtered.json()["totals"]
+    assert kpi(overview.text, "clicks") == str(totals["clicks"]) == str(busiest["totals"]["clicks"])

@@ -14,7 +14,7 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 from sqlalchemy import select
 
-from backend.cli import cmd_user_password
+from backend.cli.accounts import cmd_user_password
 from backend.core.settings import Settings
 from backend.domain import accounts
 from backend.storage.db.engine import Database

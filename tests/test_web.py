@@ -9,8 +9,10 @@ import re
 from typing import Any
 
 from litestar.testing import AsyncTestClient
+from sqlalchemy import select
 
 from backend.storage.db.engine import Database
+from backend.storage.db.models import Conversion
 from tests.support import PASSWORD, Programme, add_admin, csrf_token, follow_link, sign_in
 
 
@@ -133,6 +135,31 @@ async def test_install_page_gives_tags_pinned_with_a_matching_sri_hash(
     assert "&lt;img src=x onerror=alert(1)&gt;" in page.text
 
 
+async def test_install_page_samples_an_amount_the_merchants_currency_accepts(
+    client: AsyncTestClient[Any], database: Database, programme: Programme, consumer: Any
+) -> None:
+    yen = await client.post(
+        "/api/v1/merchants",
+        json={"name": "Tea", "currency": "JPY", "domains": ["tea.example"]},
+        headers=programme.headers,
+    )
+    await sign_in(client, database)
+    text = html.unescape((await client.get("/install")).text)
+    assert "amount: '49.90', currency: 'EUR'" in text
+    assert "amount: '4990', currency: 'JPY'" in text
+    tag = html.unescape(text)  # the tag's own &amp; as a browser would read it
+    sample = re.search(rf"/p\.gif\?m={yen.json()['key']}&oid=ORDER_ID&amt=(\w+)&cur=JPY", tag)
+    assert sample is not None
+    # The sample as it stands is a conversion the pixel takes.
+    await client.get("/p.gif", params={"m": yen.json()["key"], "oid": "S-1", "amt": sample[1]})
+    await consumer.drain()
+    async with database.session() as session:
+        stored = await session.scalar(
+            select(Conversion.amount_minor).where(Conversion.order_id == "S-1")
+        )
+    assert stored == 4990
+
+
 async def test_quality_page_shows_what_was_not_billed_and_why(
     client: AsyncTestClient[Any], database: Database, programme: Programme, consumer: Any
 ) -> None:
@@ -146,7 +173,9 @@ async def test_quality_page_shows_what_was_not_billed_and_why(
     page = await client.get("/quality")
     assert page.status_code == 200
     assert '<strong id="quality-clicks">3</strong>' in page.text
-    rows = dict(re.findall(r"<th scope=\"row\"><code>([^<]+)</code></th><td>(\d+)</td>", page.text))
+    rows = dict(
+        re.findall(r'<th scope="row">[^<]*<code>([^<]+)</code></th><td>(\d+)</td>', page.text)
+    )
     assert rows["duplicate"] == "1"
     assert rows["negative_amount"] == "1"
     assert sum(int(count) for flag, count in rows.items() if flag.startswith("bot:")) >= 1

@@ -1,4 +1,6 @@
-"""The ``clicktrail`` command."""
+"""clicktrail: run Clicktrail, manage its accounts and API keys, export its reports.
+
+Every command says what it does, and every option its default, with --help."""
 
 from __future__ import annotations
 
@@ -12,11 +14,27 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import date
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
+from backend.cli.accounts import (
+    add_first_admin,
+    cmd_apikey_create,
+    cmd_apikey_list,
+    cmd_apikey_revoke,
+    cmd_user_add,
+    cmd_user_delete,
+    cmd_user_list,
+    cmd_user_password,
+)
+from backend.cli.database import require_database
+from backend.cli.export import cmd_export
+from backend.cli.instance import announce, running_url, withdraw
+from backend.cli.status import cmd_status
 from backend.cli.supervisor import Child, Process, Supervisor
 from backend.core.logs import configure_logging
 from backend.core.private_files import PRIVATE_UMASK
@@ -27,14 +45,14 @@ from backend.core.settings import (
     SettingsError,
     load_settings,
 )
-from backend.core.validation import FieldError
-from backend.domain.accounts import change_password, create_api_key, create_user
 from backend.domain.auth import generate_password
+from backend.domain.reports.ranges import PRESETS
 from backend.storage.db.engine import Database
 from backend.storage.db.migrate import upgrade
-from backend.storage.db.models import Role, User
+from backend.storage.db.models import ConversionStatus, Role, User
 from backend.storage.redis_client import connect
 from backend.storage.redis_server import EmbeddedRedis
+from backend.storage.rollups.dimensions import DIMENSIONS
 
 log = logging.getLogger("clicktrail")
 WEB_BACKLOG = 2048  # uvicorn's own
@@ -84,31 +102,21 @@ def _migrate(settings: Settings) -> None:
     asyncio.run(run())
 
 
-async def _create_user(
-    settings: Settings, email: str, role: Role, partner_id: int | None, password: str
-) -> None:
-    database = Database.connect(settings.database_url)
-    try:
-        async with database.session(write=True) as session:
-            await create_user(session, email, role, partner_id, password)
-    except FieldError as error:
-        raise SystemExit(error.message) from None
-    finally:
-        await database.dispose()
-
-
-async def _first_admin(settings: Settings) -> str | None:
+def _first_admin(settings: Settings) -> str | None:
     """Create ``admin@localhost`` with a fresh password when there is no user yet."""
-    database = Database.connect(settings.database_url)
-    try:
-        async with database.session() as session:
-            users = await session.scalar(select(func.count()).select_from(User))
-    finally:
-        await database.dispose()
-    if users:
+
+    async def count_users() -> int:
+        database = Database.connect(settings.database_url)
+        try:
+            async with database.session() as session:
+                return await session.scalar(select(func.count()).select_from(User)) or 0
+        finally:
+            await database.dispose()
+
+    if asyncio.run(count_users()):
         return None
     password = generate_password()
-    await _create_user(settings, "admin@localhost", Role.ADMIN, None, password)
+    add_first_admin(settings, "admin@localhost", password)
     return password
 
 
@@ -121,13 +129,19 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
     """
     from backend.worker.main import spare_cpu
 
-    listener = socket.create_server((args.host, args.port), backlog=WEB_BACKLOG)
+    try:
+        listener = socket.create_server((args.host, args.port), backlog=WEB_BACKLOG)
+    except OSError as error:
+        raise SystemExit(
+            f"cannot listen on {args.host}:{args.port}: {error.strerror} (is Clicktrail already "
+            "running? 'clicktrail status' says; --port chooses another port)"
+        ) from None
     redis_server = EmbeddedRedis(settings.var_dir).start() if settings.embedded_redis else None
     if redis_server is not None:
         settings = settings.with_overrides(redis_url=redis_server.url)
     try:
         _migrate(settings)
-        password = asyncio.run(_first_admin(settings))
+        password = _first_admin(settings)
     except BaseException:
         if redis_server is not None:
             redis_server.stop()
@@ -163,13 +177,17 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
         signal.signal(stopping, supervisor.stop)
     supervisor.start()
     url = f"http://{args.host}:{args.port}"
+    announce(settings.var_dir, url)
     print(f"Clicktrail is running at {url}  (Ctrl-C stops it)", flush=True)
     if password:
         print(f"First admin: admin@localhost  password: {password}", flush=True)
-    # Web first (no new events; it writes what it holds), then the worker (its batches in
-    # hand commit), then Redis.
-    supervisor.run()
-    listener.close()
+    try:
+        # Web first (no new events; it writes what it holds), then the worker (its batches in
+        # hand commit), then Redis.
+        supervisor.run()
+    finally:
+        withdraw(settings.var_dir)
+        listener.close()
 
 
 def cmd_web(settings: Settings, args: argparse.Namespace) -> None:
@@ -213,59 +231,6 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> None:
     print("database is up to date")
 
 
-def cmd_user_add(settings: Settings, args: argparse.Namespace) -> None:
-    role = Role(args.role)
-    if role is Role.PARTNER and args.partner is None:
-        raise SystemExit("--role partner needs --partner ID")
-    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else generate_password()
-    asyncio.run(_create_user(settings, args.email, role, args.partner, password))
-    print(f"created {role.value} {args.email}")
-    if not args.password_stdin:
-        print(f"password: {password}")
-
-
-def cmd_user_password(settings: Settings, args: argparse.Namespace) -> None:
-    """A new password (typed on stdin or generated); the user's sessions end."""
-    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else generate_password()
-    email = args.email.strip().lower()
-
-    async def store() -> None:
-        database = Database.connect(settings.database_url)
-        try:
-            async with database.session(write=True) as session:
-                user = await session.scalar(select(User).where(User.email == email))
-                if user is None:
-                    raise SystemExit(f"no user with the email {args.email}")
-                await change_password(session, user, password)
-        except FieldError as error:
-            raise SystemExit(error.message) from None
-        finally:
-            await database.dispose()
-
-    asyncio.run(store())
-    print(f"changed the password of {args.email}; its sessions have ended")
-    if not args.password_stdin:
-        print(f"password: {password}")
-
-
-def cmd_apikey_create(settings: Settings, args: argparse.Namespace) -> None:
-    async def store() -> str:
-        database = Database.connect(settings.database_url)
-        try:
-            async with database.session(write=True) as session:
-                _, key = await create_api_key(session, args.name, args.partner)
-        except FieldError as error:
-            raise SystemExit(error.message) from None
-        finally:
-            await database.dispose()
-        return key
-
-    key = asyncio.run(store())
-    scope = f"partner {args.partner}" if args.partner is not None else "admin"
-    print(f"API key {args.name!r} ({scope}); it is shown only now:")
-    print(key)
-
-
 def cmd_purge(settings: Settings, args: argparse.Namespace) -> None:
     """Erasure on request: raw events of a partner and/or before a day; prints what went."""
     from datetime import UTC, datetime
@@ -274,9 +239,10 @@ def cmd_purge(settings: Settings, args: argparse.Namespace) -> None:
 
     if args.partner is None and args.before is None:
         raise SystemExit("name --partner ID, --before YYYY-MM-DD, or both")
+    require_database(settings)
     before_ms = None
     if args.before is not None:
-        day = datetime.strptime(args.before, "%Y-%m-%d").replace(tzinfo=UTC)
+        day = datetime.combine(args.before, datetime.min.time(), tzinfo=UTC)
         before_ms = int(day.timestamp() * 1000)
 
     async def run(redis_url: str) -> dict[str, int]:
@@ -310,10 +276,13 @@ def tooling(command: str) -> Iterator[None]:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
+    require_database(settings)
     with tooling("demo"):
         from backend.tooling.demo import run_demo
 
-    run_demo(settings, args.url or settings.public_url, args.clicks)
+    run_demo(
+        settings, args.url or running_url(settings.var_dir) or settings.public_url, args.clicks
+    )
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -329,52 +298,173 @@ def cmd_bench(args: argparse.Namespace) -> None:
         run_bench(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clicktrail", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def _version() -> str:
+    try:
+        return version("clicktrail")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
 
-    def add(name: str, handler: Callable[..., None], help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text)
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that states each option's default (argparse's own, less its "(default: None)")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, argparse.SUPPRESS):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clicktrail", description=__doc__, formatter_class=_Help)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, handler: Callable[..., None], help_text: str, under: Any = commands
+    ) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = under.add_parser(
+            name, help=help_text, description=help_text, formatter_class=_Help
+        )
         sub.set_defaults(handler=handler)
         return sub
 
-    run = add("run", cmd_run, "everything on one machine: embedded Redis, web and worker")
-    run.add_argument("--host", default=DEFAULT_HOST)
-    run.add_argument("--port", type=int, default=DEFAULT_PORT)
+    def group(name: str, help_text: str) -> Any:
+        sub = commands.add_parser(
+            name, help=help_text, description=help_text, formatter_class=_Help
+        )
+        return sub.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def where(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
+        sub.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on")
+
+    where(add("run", cmd_run, "everything on one machine: embedded Redis, web and worker"))
     web = add("web", cmd_web, "one web server (uvicorn)")
-    web.add_argument("--host", default=DEFAULT_HOST)
-    web.add_argument("--port", type=int, default=DEFAULT_PORT)
-    web.add_argument("--workers", type=int, default=1)
+    where(web)
+    web.add_argument("--workers", type=int, default=1, help="web processes (uvicorn's workers)")
     web.add_argument(
         "--fd", type=int, help="serve on this inherited listening socket (clicktrail run)"
     )
     add("worker", cmd_worker, "one worker (stream consumer and cron jobs)")
     db = add("db", cmd_db, "database migrations")
-    db.add_argument("action", choices=["upgrade"])
-    user = commands.add_parser("user", help="accounts").add_subparsers(dest="action", required=True)
-    user_add = user.add_parser("add", help="add a user")
-    user_add.set_defaults(handler=cmd_user_add)
-    user_add.add_argument("email")
-    user_add.add_argument("--role", choices=[r.value for r in Role], required=True)
-    user_add.add_argument("--partner", type=int)
-    user_add.add_argument("--password-stdin", action="store_true")
-    user_password = user.add_parser("password", help="set a new password, ending its sessions")
-    user_password.set_defaults(handler=cmd_user_password)
-    user_password.add_argument("email")
-    user_password.add_argument("--password-stdin", action="store_true")
-    apikey = commands.add_parser("apikey", help="API keys").add_subparsers(
-        dest="action", required=True
+    db.add_argument("action", choices=["upgrade"], help="upgrade: apply every migration")
+    status = add("status", cmd_status, "is Clicktrail up: Redis, database, stream, workers")
+    status.add_argument(
+        "--url", help="where it runs (default: the 'clicktrail run' here, else PUBLIC_URL)"
     )
-    apikey_create = apikey.add_parser("create", help="create an API key (printed once)")
-    apikey_create.set_defaults(handler=cmd_apikey_create)
-    apikey_create.add_argument("--name", required=True)
+    status.add_argument("--json", action="store_true", help="print /readyz's answer as JSON")
+
+    user = group("user", "accounts that sign in to the pages")
+    user_add = add("add", cmd_user_add, "add a user (the password is generated)", user)
+    user_add.add_argument("email", help="the user's email, which signs in")
+    user_add.add_argument(
+        "--role",
+        choices=[r.value for r in Role],
+        required=True,
+        help="admin sees everything, partner one partner's data",
+    )
+    user_add.add_argument("--partner", type=int, help="the partner's id (with --role partner)")
+    user_add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from stdin instead of generating one",
+    )
+    add("list", cmd_user_list, "list users", user)
+    passwd = user.add_parser(
+        "password",
+        aliases=["passwd"],
+        help="set a new password, ending the user's sessions",
+        description="set a new password, ending the user's sessions",
+        formatter_class=_Help,
+    )
+    passwd.set_defaults(handler=cmd_user_password)
+    passwd.add_argument("email", help="the user's email")
+    passwd.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from stdin instead of generating one",
+    )
+    user_delete = add("delete", cmd_user_delete, "delete a user, ending its sessions", user)
+    user_delete.add_argument("email", help="the user's email")
+
+    apikey = group("apikey", "keys of the management API")
+    apikey_create = add("create", cmd_apikey_create, "create an API key (printed once)", apikey)
+    apikey_create.add_argument("--name", required=True, help="who or what uses the key")
     apikey_create.add_argument("--partner", type=int, help="limit the key to one partner's data")
+    add("list", cmd_apikey_list, "list API keys (never the keys themselves)", apikey)
+    revoke = add("revoke", cmd_apikey_revoke, "revoke an API key at once", apikey)
+    revoke.add_argument("id", type=int, help="the key's id ('clicktrail apikey list')")
+
+    export = add("export", cmd_export, "the reports' CSV: stats or conversions, to stdout")
+    export.add_argument(
+        "what",
+        choices=["stats", "conversions"],
+        help="stats: the overview (or a breakdown with --by); conversions: the conversions list",
+    )
+    export.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
+    export.add_argument(
+        "--range",
+        default="30d",
+        choices=[p for p, _ in PRESETS if p != "custom"],
+        help="stats: the period",
+    )
+    export.add_argument(
+        "--from",
+        dest="since",
+        type=_day,
+        metavar="YYYY-MM-DD",
+        help="stats: first day (instead of --range)",
+    )
+    export.add_argument(
+        "--to",
+        dest="until",
+        type=_day,
+        metavar="YYYY-MM-DD",
+        help="stats: last day (default: today)",
+    )
+    export.add_argument("--tz", default="UTC", help="stats: the time zone days begin in")
+    export.add_argument(
+        "--bucket",
+        choices=["hour", "day"],
+        help="stats: rows per hour or per day (default: by the period's length)",
+    )
+    export.add_argument(
+        "--by",
+        choices=list(DIMENSIONS),
+        help="stats: one row per value of this dimension instead of per period",
+    )
+    export.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="stats: only what matches, as the pages' filters (repeatable)",
+    )
+    export.add_argument(
+        "--status",
+        choices=[s.value for s in ConversionStatus],
+        help="conversions: only this status",
+    )
+    export.add_argument("--partner", type=int, help="conversions: only this partner's")
+    export.add_argument("--campaign", type=int, help="conversions: only this campaign's")
+
     erase = add("purge", cmd_purge, "delete raw events of a partner and/or before a day")
-    erase.add_argument("--partner", type=int)
-    erase.add_argument("--before", metavar="YYYY-MM-DD")
+    erase.add_argument("--partner", type=int, help="the partner whose raw events go")
+    erase.add_argument(
+        "--before", type=_day, metavar="YYYY-MM-DD", help="raw events before this UTC day go"
+    )
     demo = add("demo", cmd_demo, "send realistic demo traffic through the HTTP ingestion path")
-    demo.add_argument("--url", help="where Clicktrail runs (default: PUBLIC_URL)")
-    demo.add_argument("--clicks", type=int, default=300)
+    demo.add_argument(
+        "--url", help="where Clicktrail runs (default: the 'clicktrail run' here, else PUBLIC_URL)"
+    )
+    demo.add_argument("--clicks", type=int, default=300, help="clicks to send")
     bench = add("bench", cmd_bench, "benchmarks, reported as ratios against same-run baselines")
     bench.add_argument("--seconds", type=float, default=8.0, help="load duration per server")
     bench.add_argument("--rows", type=int, default=100_000, help="events for the worker bench")
@@ -420,7 +510,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command in ("run", "web") and "CLICKTRAIL_PUBLIC_URL" not in os.environ:
         os.environ["CLICKTRAIL_PUBLIC_URL"] = f"http://{args.host}:{args.port}"
     try:
-        settings = load_settings()
+        # Only the commands that start or set up a deployment may create its var/ files.
+        settings = load_settings(create_secret=args.command in ("run", "web", "worker", "db"))
     except SettingsError as error:
         raise SystemExit(str(error)) from None
     configure_logging(settings.log_format)

@@ -149,8 +149,10 @@ def _development_secret(var_dir: Path) -> str:
     return secret
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Build settings from ``env`` (default: the process environment); raise ``SettingsError``."""
+def load_settings(env: Mapping[str, str] | None = None, *, create_secret: bool = True) -> Settings:
+    """Build settings from ``env`` (default: the process environment); raise ``SettingsError``.
+    Without ``create_secret`` a missing development secret stays missing (commands that only
+    read or change accounts must not leave a var/ behind where they were typed)."""
     env = os.environ if env is None else env
     errors: list[str] = []
     environment = env.get(PREFIX + "ENV", DEFAULTS.environment)
@@ -216,6 +218,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
     if errors:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(errors))
-    if not settings.secret_key:
+    if not settings.secret_key and (create_secret or (var_dir / "secret_key").exists()):
         settings = settings.with_overrides(secret_key=_development_secret(var_dir))
     return settings

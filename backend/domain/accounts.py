@@ -7,6 +7,7 @@ password or role) live in one place.
 
 from __future__ import annotations
 
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -64,6 +65,19 @@ async def change_password(session: AsyncSession, user: User, password: str) -> N
     _check_password(password)
     user.password_hash = hash_password(password)
     end_sessions(user)
+    await session.commit()
+
+
+async def delete_user(session: AsyncSession, user: User) -> None:
+    """Delete ``user`` (its sessions end with it), but never the last admin: nobody could
+    manage the programme or sign in to make another."""
+    if user.role == Role.ADMIN.value:
+        admins = await session.scalar(
+            select(func.count()).select_from(User).where(User.role == Role.ADMIN.value)
+        )
+        if (admins or 0) <= 1:
+            raise FieldError("email", f"{user.email} is the only admin: add another one first")
+    await session.delete(user)
     await session.commit()
 
 

@@ -199,6 +199,8 @@ def click_event(
         *_owners_and_visitor(link, visitor),
         agent.device_class,
         agent.browser,
+        agent.os,
+        visitor.country,
         _referrer_host(referrer_url),
         referrer_url,
         landing_url,

@@ -68,14 +68,49 @@ class Visitor(msgspec.Struct, array_like=True, frozen=True, gc=False):
     visitor_hash: str
     user_agent: str
     accept_language: bool
+    country: str = ""  # looked up from the address before it is dropped; "" when unknown
 
 
-class ClickEvent(msgspec.Struct, tag="c3", array_like=True, frozen=True, gc=False):
+class ClickEvent(msgspec.Struct, tag="c4", array_like=True, frozen=True, gc=False):
     """A ``clicks`` row as the edge stamps it, its fields the table's columns in order, then
     the network prefix (for the quality script, never stored): the link's owners and the user
     agent's verdict are known where the click happens, so the worker only adds Redis's verdict
     (``is_unique`` and the flags it raises after the agent's, which ``flags`` holds here) to a
     tuple it does not have to build."""
+
+    click_id: str
+    at_ms: int
+    link_id: int
+    partner_id: int
+    campaign_id: int
+    merchant_id: int
+    visitor_hash: str
+    device_class: str
+    browser: str
+    os: str
+    country: str  # ISO 3166-1 alpha-2 from the address at the edge, "" when unknown
+    referrer_host: str
+    referrer_url: str
+    landing_url: str
+    sub1: str
+    sub2: str
+    sub3: str
+    sub4: str
+    sub5: str
+    utm_source: str
+    utm_medium: str
+    utm_campaign: str
+    utm_term: str
+    utm_content: str
+    is_bot: bool
+    is_unique: bool
+    flags: str
+    ip_prefix: str  # empty without an address
+
+
+class ClickEventC3(msgspec.Struct, tag="c3", array_like=True, frozen=True, gc=False):
+    """A click queued by a release before browsers' operating system and the visitor's country
+    were stamped (a spool or stream entry from before an upgrade); ``upgraded`` is the click."""
 
     click_id: str
     at_ms: int
@@ -102,7 +137,10 @@ class ClickEvent(msgspec.Struct, tag="c3", array_like=True, frozen=True, gc=Fals
     is_bot: bool
     is_unique: bool
     flags: str
-    ip_prefix: str  # empty without an address
+    ip_prefix: str
+
+    def upgraded(self) -> ClickEvent:
+        return ClickEvent(**msgspec.structs.asdict(self), os="", country="")
 
 
 class ImpressionEvent(msgspec.Struct, tag="i3", array_like=True, frozen=True, gc=False):
@@ -174,7 +212,9 @@ class RejectedEvent(msgspec.Struct, tag="r", array_like=True, frozen=True, gc=Fa
     payload: str
 
 
-QueuedEvent = ClickEvent | ImpressionEvent | ConversionEvent | NetworkEvent | RejectedEvent
+QueuedEvent = (
+    ClickEvent | ClickEventC3 | ImpressionEvent | ConversionEvent | NetworkEvent | RejectedEvent
+)
 
 MAX_REJECTED_PAYLOAD = 4096
 
@@ -199,7 +239,7 @@ def storable(data: bytes) -> bytes:
         event = decode_event(data)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return data
-    if isinstance(event, ClickEvent | ConversionEvent) and event.ip_prefix:
+    if isinstance(event, ClickEvent | ClickEventC3 | ConversionEvent) and event.ip_prefix:
         return encode_event(msgspec.structs.replace(event, ip_prefix=""))
     return data
 

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from backend.core.clock import DAY_S
 from backend.core.settings import IpNetwork
 from backend.domain.events import Visitor
+from backend.domain.geo import country_of
 from backend.storage.erasure import rewrite_append_only_file
 from backend.storage.redis_client import REQUEST_TIMEOUT_S
 
@@ -145,7 +146,11 @@ def describe_visitor(
     user_agent: str,
     accept_language: bool,
     salt: bytes,
+    *,
+    locate: bool = False,
 ) -> Visitor:
+    """What the events keep of the visitor; with ``locate`` its country too (looked up here,
+    the last place the address is known)."""
     digest = hashlib.blake2b(
         f"{address}\x00{user_agent}".encode(), key=salt, digest_size=16
     ).hexdigest()
@@ -154,4 +159,5 @@ def describe_visitor(
         visitor_hash=digest,
         user_agent=user_agent[:MAX_USER_AGENT],
         accept_language=accept_language,
+        country=country_of(address) if locate else "",
     )

@@ -120,6 +120,7 @@ class StreamFigures:
     length: int
     pending: int
     lag_s: float  # age of the oldest entry not yet written (entries are deleted once acked)
+    last_event_ms: int | None = None  # when the newest entry was queued; None: never
 
 
 class Exposition:

@@ -21,12 +21,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from sqlalchemy import func, select
 
 from backend.core.money import format_minor
 from backend.core.settings import Settings
 from backend.domain.auth import generate_api_key, hash_api_key
+from backend.domain.quality.flags import Flag
 from backend.storage.db.engine import Database
-from backend.storage.db.models import ApiKey
+from backend.storage.db.models import ApiKey, Click, Conversion, Link
 from backend.storage.rollups.measures import STORED_CLICKS
 from backend.tooling.bench.traffic import (
     BROWSERS,
@@ -38,6 +40,8 @@ from backend.tooling.bench.traffic import (
 )
 
 CONVERSION_SHARE = 0.06
+CLICK_KINDS = ("billable", "bots", "duplicates", "rate-limited")
+BUY_AFTER_S = (6.0, 12.0)  # after the click; the worker flags a sale within 5 s as too fast
 DEEP_LINK_SHARE = 0.2
 STATS_WAIT_S = 15.0
 MERCHANTS = (
@@ -87,6 +91,9 @@ class DemoSummary:
     conversions: int = 0
     rejected: int = 0  # requests sent to be refused: bad pixels, an unknown link
     totals: dict[str, Any] | None = None  # /api/v1/stats totals once the worker caught up
+    run: str = field(default_factory=lambda: secrets.token_hex(3).upper())  # in order ids
+    stored: dict[str, int] = field(default_factory=dict)  # this run's clicks by ``click_kind``
+    too_fast: int = 0  # this run's conversions flagged too fast
 
 
 async def create_admin_key(database_url: str) -> str:
@@ -189,25 +196,34 @@ def _amount(rng: random.Random, currency: str) -> str:
 async def send_traffic(
     client: httpx.AsyncClient, summary: DemoSummary, clicks: int, rng: random.Random
 ) -> None:
-    """Clicks from a pool of repeat visitors; about 6% of the human ones buy something."""
+    """Clicks from a pool of repeat visitors; about 6% of the human ones buy something, each
+    ``BUY_AFTER_S`` after its click (as people take time to choose and pay, and as a sale
+    within seconds of its click is flagged ``too_fast``) while the other clicks go on."""
     pool = browsers(rng, max(4, clicks // 3))
     plan = [(rng.choice(summary.links), rng.choice(pool)) for _ in range(clicks)]
     humans = [index for index, (_, browser) in enumerate(plan) if not browser.is_bot]
     buyers = set(rng.sample(humans, min(len(humans), max(1, round(clicks * CONVERSION_SHARE)))))
-    run = secrets.token_hex(3).upper()
+    purchases: list[asyncio.Task[None]] = []
+
+    async def buy(link: DemoLink, browser: Browser, order: dict[str, str], delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        await pixel(client, link, browser, order)
+
     for index, (link, browser) in enumerate(plan):
         click_id = await click(client, link, browser, rng)
         summary.clicks += 1
         summary.bot_clicks += int(browser.is_bot)
         if index in buyers:
             order = {
-                "oid": f"DEMO-{run}-{index:05d}",
+                "oid": f"DEMO-{summary.run}-{index:05d}",
                 "amt": _amount(rng, link.currency),
                 "cur": link.currency,
                 "clk": click_id,
             }
-            await pixel(client, link, browser, order)
+            delay_s = rng.uniform(*BUY_AFTER_S)
+            purchases.append(asyncio.create_task(buy(link, browser, order, delay_s)))
             summary.conversions += 1
+    await asyncio.gather(*purchases)
 
 
 async def send_rejected(client: httpx.AsyncClient, summary: DemoSummary) -> None:
@@ -252,6 +268,44 @@ async def wait_for_worker(
         await asyncio.sleep(0.25)
 
 
+def click_kind(is_bot: bool, flags: str) -> str:
+    """Where a stored click went: billable, a bot's, a duplicate or rate-limited (the
+    quality flags' families; a bot's click carries its ``bot:`` reasons too)."""
+    if is_bot:
+        return "bots"
+    if not flags:
+        return "billable"
+    return "duplicates" if flags.startswith(Flag.DUPLICATE.value) else "rate-limited"
+
+
+async def account_for(database_url: str, summary: DemoSummary) -> None:
+    """Every click this run sent, found in the database by kind, and its too-fast sales."""
+    codes = [link.code for link in summary.links]
+    database = Database.connect(database_url)
+    try:
+        async with database.session() as session:
+            kinds = await session.execute(
+                select(Click.is_bot, Click.flags, func.count())
+                .join(Link, Link.id == Click.link_id)
+                .where(Link.code.in_(codes))
+                .group_by(Click.is_bot, Click.flags)
+            )
+            for is_bot, flags, count in kinds:
+                kind = click_kind(is_bot, flags)
+                summary.stored[kind] = summary.stored.get(kind, 0) + count
+            summary.too_fast = (
+                await session.scalar(
+                    select(func.count())
+                    .select_from(Conversion)
+                    .where(Conversion.order_id.startswith(f"DEMO-{summary.run}-"))
+                    .where(Conversion.flags.contains(Flag.TOO_FAST.value))
+                )
+                or 0
+            )
+    finally:
+        await database.dispose()
+
+
 async def demo(settings: Settings, url: str, clicks: int, seed: int | None = None) -> DemoSummary:
     """Build a programme and send traffic to the Clicktrail at ``url``; what was done."""
     rng = random.Random(seed)
@@ -266,6 +320,7 @@ async def demo(settings: Settings, url: str, clicks: int, seed: int | None = Non
             await wait_for_worker(client, before, summary)
         except httpx.TransportError as error:
             raise DemoError(f"cannot reach Clicktrail at {url} ({error!r})") from error
+    await account_for(settings.database_url, summary)
     return summary
 
 
@@ -294,17 +349,18 @@ def format_summary(summary: DemoSummary, url: str) -> str:
         f"{summary.conversions} conversions by pixel, {summary.rejected} bad requests "
         "(kept as rejected events)",
     ]
-    if summary.totals is None:
+    stored = sum(summary.stored.values())
+    kinds = ", ".join(f"{summary.stored.get(kind, 0)} {kind}" for kind in CLICK_KINDS)
+    lines.append(f"  stored:    {stored} of the {summary.clicks} clicks: {kinds}")
+    if stored < summary.clicks:
         lines.append(
-            f"  the worker has not written them within {STATS_WAIT_S:.0f}s: is it running?"
+            f"  the worker has not written {summary.clicks - stored} clicks within "
+            f"{STATS_WAIT_S:.0f}s: is it running?"
         )
-    else:
-        totals = summary.totals
-        lines.append(
-            f"  written:   the last 7 days now show {totals['clicks']} clicks "
-            f"({totals['unique_clicks']} unique), {totals['bot_clicks']} bot clicks, "
-            f"{totals['conversions']} conversions"
-        )
+    lines.append(
+        f"  sales:     {summary.conversions} conversions {BUY_AFTER_S[0]:.0f} to "
+        f"{BUY_AFTER_S[1]:.0f} s after their click, {summary.too_fast} flagged too fast"
+    )
     lines += [
         f"  API key (admin, shown only now): {summary.api_key}",
         f"  look at:   {url}/  (the overview; sign in as the admin 'clicktrail run' printed)",

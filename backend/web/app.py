@@ -14,6 +14,7 @@ from pathlib import Path
 
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.exceptions import MethodNotAllowedException, NotFoundException
 from litestar.logging.config import LoggingConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
@@ -23,6 +24,7 @@ from litestar.template.config import TemplateConfig
 from backend.core.ids import ClickIdSigner, CustomerHasher
 from backend.core.money import format_minor
 from backend.core.settings import Settings
+from backend.domain.quality.flags import described as described_flags
 from backend.domain.visitor import DailySalt
 from backend.storage.catalog import Catalog
 from backend.storage.db.engine import Database
@@ -35,6 +37,7 @@ from backend.web.api.router import api_router, network_router
 from backend.web.health import healthz, metrics, readyz
 from backend.web.ingest.routes import Ingest, IngestFirst, load_not_found_page
 from backend.web.ingest.snippet import Snippet, serve_snippet, serve_versioned_snippet
+from backend.web.pages.errors import error_answer
 from backend.web.request_telemetry import RequestTelemetry
 from backend.web.security_headers import add_security_headers
 from backend.web.site import SESSION_STORE, web_router
@@ -47,6 +50,7 @@ STATIC = Path(__file__).with_name("static").resolve()
 
 def _configure_jinja(engine: JinjaTemplateEngine) -> None:
     engine.engine.filters["money"] = format_minor
+    engine.engine.filters["flag_words"] = described_flags
 
 
 def create_app(settings: Settings) -> RequestTelemetry:
@@ -113,6 +117,11 @@ def create_app(settings: Settings) -> RequestTelemetry:
             ),
         ],
         lifespan=[resources],
+        # An address no route serves: a page for a browser, JSON for a program.
+        exception_handlers={
+            NotFoundException: error_answer,
+            MethodNotAllowedException: error_answer,
+        },
         stores={SESSION_STORE: RedisStore(redis, namespace="ct:session")},
         template_config=TemplateConfig(
             directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=_configure_jinja

@@ -17,6 +17,7 @@ from backend.storage.db.engine import Database
 from backend.storage.db.models import RejectedEventRow
 from backend.storage.metrics import WEB_KEY, WORKER_KEY, StreamFigures, render
 from backend.storage.redis_client import REQUEST_TIMEOUT_S
+from backend.storage.streams.liveness import live_consumers
 from backend.storage.streams.spool import Spool
 from backend.storage.streams.writer import StreamWriter
 
@@ -32,11 +33,12 @@ async def stream_figures(redis: Redis, settings: Settings) -> StreamFigures:
     if first:
         oldest_ms = int(first[0].split(b"-")[0])
         lag_s = max(0, now_ms() - oldest_ms) / 1000
+    newest_ms = int(info["last-generated-id"].split(b"-")[0]) or None  # "0-0": none yet
     try:
         pending = int((await redis.xpending(settings.stream, settings.consumer_group))["pending"])
     except ResponseError:
         pending = 0  # no consumer group yet: no worker has started
-    return StreamFigures(int(info["length"]), pending, lag_s)
+    return StreamFigures(int(info["length"]), pending, lag_s, newest_ms)
 
 
 @get("/healthz", include_in_schema=False, cache=False)
@@ -47,7 +49,8 @@ async def healthz() -> dict[str, str]:
 @get("/readyz", include_in_schema=False, cache=False)
 async def readyz(state: State) -> Response[dict[str, object]]:
     """200 when Redis (within ``REQUEST_TIMEOUT_S``) and the database answer and the stream
-    lag is under ``READY_MAX_LAG_S``; else 503 with the reasons."""
+    lag is under ``READY_MAX_LAG_S``; else 503 with the reasons. It also says when the last
+    event was queued and how many workers are alive (``clicktrail status`` prints them)."""
     settings: Settings = state.settings
     checks: dict[str, object] = {}
     reasons: list[str] = []
@@ -56,8 +59,10 @@ async def readyz(state: State) -> Response[dict[str, object]]:
     try:
         async with asyncio.timeout(REQUEST_TIMEOUT_S):
             stream = await stream_figures(state.redis, settings)
+            workers = await live_consumers(state.redis, settings.stream, settings.consumer_group)
         checks.update(redis="ok", backlog=stream.length, pending=stream.pending)
         checks["lag_s"] = round(stream.lag_s, 3)
+        checks.update(last_event_ms=stream.last_event_ms, workers=workers)
         if stream.lag_s > settings.ready_max_lag_s:
             reasons.append(
                 f"stream lag {stream.lag_s:.0f}s is over {settings.ready_max_lag_s}s: "

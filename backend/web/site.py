@@ -7,6 +7,7 @@ from __future__ import annotations
 from litestar import Router
 from litestar.config.csrf import CSRFConfig
 from litestar.di import Provide
+from litestar.exceptions import HTTPException
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
 
@@ -15,6 +16,7 @@ from backend.core.settings import Settings
 from backend.web.admin import ADMIN_HANDLERS, conversion_page, conversions_page
 from backend.web.admin.outgoing import OUTGOING_HANDLERS
 from backend.web.api.deps import SESSIONS
+from backend.web.pages.errors import error_page
 from backend.web.pages.views import PAGE_HANDLERS
 from backend.web.sessions import SessionConfig
 from backend.web.signin import (
@@ -60,6 +62,6 @@ def web_router(settings: Settings) -> Router:
         ],
         middleware=[sessions.middleware, DefineMiddleware(CSRFMiddleware, config=csrf)],
         dependencies={**SESSIONS, "viewer": Provide(provide_viewer)},
-        exception_handlers={LoginRequired: to_login},
+        exception_handlers={HTTPException: error_page, LoginRequired: to_login},
         include_in_schema=False,
     )

@@ -7,8 +7,8 @@ batch is whole entries holding up to ``batch_size`` events (entries read beyond 
 next batch). Entries left pending by a consumer that died are taken over with XCLAIM once idle
 (never those this consumer still works on, however long its write takes), and dead consumers
 holding nothing leave the group. A consumer is dead when its process is, not when it is idle:
-each live one keeps a key of its own alive in Redis (``heartbeat_key``, refreshed by a task of
-its own a few times per expiry), which the others look for before dropping it; on several
+each live one keeps a key of its own alive in Redis (``liveness.heartbeat_key``, refreshed by a
+task of its own a few times per expiry), which the others look for before dropping it; on several
 machines as on one. The stream's delivery counter catches an entry that kills the process every
 time: past ``MAX_DELIVERIES`` it is handed to ``dead_letter`` and acknowledged unread.
 Acknowledged entries are deleted, so the stream's length is the backlog (in entries).
@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from backend.storage.streams.entries import entry_size
+from backend.storage.streams.liveness import heartbeat_key
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,6 @@ class Entry:
 
 
 DeadLetter = Callable[[Entry, str], Awaitable[None]]  # keeps an entry's events, with why
-
-
-def heartbeat_key(stream: str, group: str, consumer: str) -> str:
-    """The key that says consumer ``consumer`` of ``group`` on ``stream`` is alive."""
-    return f"{stream}:{group}:alive:{consumer}"
 
 
 class ConsumerGroup:

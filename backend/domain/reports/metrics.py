@@ -18,12 +18,13 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Literal
 
-from sqlalchemy import Select, Table, literal, null, select
+from sqlalchemy import Select, Table, distinct, func, literal, null, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import HOUR_MS
 from backend.core.ids import click_id_floor
 from backend.core.scope import Viewer
+from backend.domain.quality.flags import Flag
 from backend.domain.reports.dimensions import Filters
 from backend.storage.db.models import (
     Campaign,
@@ -238,21 +239,78 @@ async def collect(
     return dict(result)
 
 
+async def unattributed(
+    session: AsyncSession,
+    viewer: Viewer,
+    start_ms: int,
+    end_ms: int,
+    filters: Filters,
+    *,
+    bucket_ms: int | None = None,
+) -> dict[int | None, Metrics]:
+    """The shop's own sales that no partner brought, by bucket start (or None): counted apart
+    from the programme's results. Any filter or a partner's view leaves none: they have no
+    partner, campaign, link or click to match."""
+    if filters.ids or filters.texts or not viewer.is_admin:
+        return {}
+    t = STATS.c
+    bucket = _bucket(t.hour_ms, bucket_ms, HOUR_MS)
+    statement = (
+        select(_selected(bucket), t.currency, *(total(t[name]) for name in COUNTERS))
+        .where(t.hour_ms >= start_ms, t.hour_ms < end_ms, t.partner_id == 0)  # 0: no partner
+        .group_by(t.currency, *_given(bucket))
+    )
+    result: dict[int | None, Metrics] = defaultdict(Metrics)
+    for start, currency, *values in (await session.execute(statement)).all():
+        result[start].add(currency, tuple(int(value) for value in values))
+    return dict(result)
+
+
+async def converted_clicks(
+    session: AsyncSession, viewer: Viewer, start_ms: int, end_ms: int, filters: Filters
+) -> int:
+    """How many billable clicks made in ``[start_ms, end_ms)`` led to a counted conversion
+    (whenever it came): the conversion rate's numerator, never more than the clicks. A sale
+    crediting a bot's or a flagged click does not count (such clicks are not billable)."""
+    v, c = CONVERSIONS.c, CLICKS.c
+    statement = select(func.count(distinct(v.click_id))).where(
+        v.click_id >= click_id_floor(start_ms),
+        v.click_id < click_id_floor(end_ms),
+        v.at_ms >= start_ms,  # a sale comes after its click: the index on at_ms narrows
+        v.status.in_(_statuses(counted=True)),
+        ~v.flags.contains(Flag.BOT_CLICK.value),
+        ~v.flags.contains(Flag.FLAGGED_CLICK.value),
+    )
+    for name, value in filters.ids.items():
+        statement = statement.where(v[DIMENSIONS[name].column] == value)
+    if filters.texts:
+        statement = statement.join_from(CONVERSIONS, CLICKS, c.click_id == v.click_id)
+        for name, text in filters.texts.items():
+            statement = statement.where(c[DIMENSIONS[name].column] == text)
+    return int(await session.scalar(viewer.restrict(statement, v.partner_id)) or 0)
+
+
 async def verification(
     session: AsyncSession,
     viewer: Viewer,
     start_ms: int,
     end_ms: int,
     group: Dimension | None = None,
+    filters: Filters | None = None,
     *,
     bucket_ms: int | None = None,
 ) -> dict[Key, dict[str, Verification]]:
-    """Counted conversions by verification, keyed as ``collect``'s figures (``group``: an id
-    dimension), then by currency. The rollups have no such dimension: this is counted from the
-    conversions themselves (which are never purged)."""
-    v = CONVERSIONS.c
+    """Counted conversions by verification, keyed as ``collect``'s figures, then by currency.
+    The rollups have no such dimension: this is counted from the conversions themselves (which
+    are never purged), under the click's values for a text dimension or filter (the clicks'
+    retention bounds those, as it bounds the raw-row reports)."""
+    v, c = CONVERSIONS.c, CLICKS.c
+    filters = filters or Filters()
     bucket = _bucket(v.at_ms, bucket_ms)
-    key = or_zero(v[group.column]) if group else None
+    if group is None:
+        key: Any = None
+    else:
+        key = or_zero(v[group.column]) if group.is_id else or_empty(c[group.column])
     statement = (
         select(
             _selected(bucket),
@@ -264,6 +322,12 @@ async def verification(
         .where(v.at_ms >= start_ms, v.at_ms < end_ms, v.status.in_(_statuses(counted=True)))
         .group_by(*_given(bucket, key), v.currency, v.verified)
     )
+    if filters.texts or (group is not None and not group.is_id):
+        statement = statement.select_from(CONVERSIONS.outerjoin(CLICKS, c.click_id == v.click_id))
+    for name, value in filters.ids.items():
+        statement = statement.where(v[DIMENSIONS[name].column] == value)
+    for name, text in filters.texts.items():
+        statement = statement.where(c[DIMENSIONS[name].column] == text)
     result: dict[Key, dict[str, Verification]] = defaultdict(dict)
     for row_bucket, row_key, currency, verified, conversions, revenue in (
         await session.execute(viewer.restrict(statement, v.partner_id))

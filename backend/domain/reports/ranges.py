@@ -29,6 +29,9 @@ PRESETS: tuple[tuple[Preset, str], ...] = (
 MAX_DAYS = 400
 
 
+LEGACY = ("Etc/", "SystemV/", "US/", "Canada/", "Brazil/", "Chile/", "Mexico/", "posix/", "right/")
+
+
 class RangeError(ValueError):
     """A range the viewer asked for that cannot be shown (the page answers 400 with it)."""
 
@@ -36,6 +39,14 @@ class RangeError(ValueError):
 @cache
 def _zone_names() -> frozenset[str]:
     return frozenset(available_timezones())
+
+
+@cache
+def zone_choices() -> tuple[str, ...]:
+    """The zones a viewer picks from: UTC, then every IANA area/city name, sorted (no legacy
+    aliases such as ``EST5EDT`` or ``US/Pacific``, which the pages still accept)."""
+    cities = sorted(name for name in _zone_names() if "/" in name and not name.startswith(LEGACY))
+    return ("UTC", *cities)
 
 
 def zone(name: str | None) -> ZoneInfo:

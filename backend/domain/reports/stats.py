@@ -24,7 +24,32 @@ from backend.domain.reports.metrics import SOURCE, Key, by_source, collect, veri
 from backend.storage.rollups.dimensions import DIMENSIONS
 from backend.storage.rollups.measures import Metrics, Verification
 
-GroupBy = Literal["day", "partner", "campaign", "link", "source"]
+GroupBy = Literal[
+    "day",
+    "source",
+    "partner",
+    "campaign",
+    "link",
+    "referrer",
+    "landing",
+    "device",
+    "browser",
+    "os",
+    "country",
+    "sub1",
+    "sub2",
+    "sub3",
+    "sub4",
+    "sub5",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "flags",
+]
+"""``day``, ``source`` (the network that reported a conversion) or any of the pages'
+dimensions (``backend.storage.rollups.dimensions``), by the same names."""
 
 
 class CurrencyTotals(msgspec.Struct):
@@ -100,10 +125,11 @@ def _totals(metrics: Metrics, split: dict[str, Verification]) -> Totals:
 
 
 def _label(key: Key) -> str | int:
-    """A day row's key is its date; a partner's, campaign's or link's, its id."""
+    """A day row's key is its date; a partner's, campaign's or link's, its id; a text
+    dimension's, its value ("" for none)."""
     bucket, group_key = key
     if bucket is None:
-        return int(group_key)
+        return group_key if isinstance(group_key, str) else int(group_key)
     return datetime.fromtimestamp(bucket / 1000, UTC).strftime("%Y-%m-%d")
 
 
@@ -117,9 +143,13 @@ async def stats_report(
     start: datetime,
     end: datetime,
     group_by: GroupBy | None = None,
+    filters: Filters | None = None,
 ) -> StatsReport:
-    """Totals for ``[start, end)`` (hour resolution) and, with ``group_by``, one row per key."""
-    group = DIMENSIONS[group_by] if group_by in ("partner", "campaign", "link") else None
+    """Totals for ``[start, end)`` (hour resolution) and, with ``group_by``, one row per key;
+    ``filters`` as the pages' (a source grouping takes none: a network's rows count its
+    merchant's clicks, which no click filter divides)."""
+    filters = filters or Filters()
+    group = DIMENSIONS.get(group_by) if group_by else None
     bucket_ms = DAY_MS if group_by == "day" else None
     span = (viewer, _ms(start), _ms(end))
     if group_by == "source":
@@ -129,8 +159,8 @@ async def stats_report(
         overall = (await collect(session, *span, Filters())).get((None, None), Metrics())
         overall_splits = await verification(session, *span)
     else:
-        figures = await collect(session, *span, Filters(), group, bucket_ms=bucket_ms)
-        splits = await verification(session, *span, group, bucket_ms=bucket_ms)
+        figures = await collect(session, *span, filters, group, bucket_ms=bucket_ms)
+        splits = await verification(session, *span, group, filters, bucket_ms=bucket_ms)
         overall = Metrics()
         for metrics in figures.values():
             overall.merge(metrics)

@@ -228,6 +228,8 @@ class Click(Base):
     visitor_hash: Mapped[str] = mapped_column(String(32))
     device_class: Mapped[str] = mapped_column(String(16))
     browser: Mapped[str] = mapped_column(String(32))
+    os: Mapped[str] = mapped_column(String(32), server_default="")
+    country: Mapped[str] = mapped_column(String(2), server_default="")
     referrer_host: Mapped[str] = mapped_column(String(255))
     referrer_url: Mapped[str] = mapped_column(String(2048))
     landing_url: Mapped[str] = mapped_column(String(2048))

@@ -27,9 +27,14 @@ DIMENSIONS: dict[str, Dimension] = {
         Dimension("landing", "Landing page", "landing_url"),
         Dimension("device", "Device class", "device_class"),
         Dimension("browser", "Browser", "browser"),
+        Dimension("os", "Operating system", "os"),
+        Dimension("country", "Country", "country"),
         *(Dimension(f"sub{n}", f"Sub-id {n}", f"sub{n}") for n in range(1, 6)),
         Dimension("utm_source", "UTM source", "utm_source"),
         Dimension("utm_medium", "UTM medium", "utm_medium"),
+        Dimension("utm_campaign", "UTM campaign", "utm_campaign"),
+        Dimension("utm_term", "UTM term", "utm_term"),
+        Dimension("utm_content", "UTM content", "utm_content"),
         Dimension("flags", "Quality flags", "flags"),
     )
 }

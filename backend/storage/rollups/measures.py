@@ -107,14 +107,15 @@ class Metrics:
             bucket.revenue_minor += sign * revenue
             bucket.commission_minor += sign * commission
 
-    def merge(self, other: Metrics) -> None:
+    def merge(self, other: Metrics, sign: int = 1) -> None:
+        """Add (``sign`` 1) or take away (-1) ``other``'s figures."""
         for name in (*CLICK_COUNTERS, "impressions", "conversions"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+            setattr(self, name, getattr(self, name) + sign * getattr(other, name))
         for currency, money in other.money.items():
             bucket = self.money.setdefault(currency, Money())
-            bucket.conversions += money.conversions
-            bucket.revenue_minor += money.revenue_minor
-            bucket.commission_minor += money.commission_minor
+            bucket.conversions += sign * money.conversions
+            bucket.revenue_minor += sign * money.revenue_minor
+            bucket.commission_minor += sign * money.commission_minor
 
     @property
     def stored_clicks(self) -> int:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from backend.core.clock import HOUR_MS
 from backend.core.ids import ClickIdSigner, new_event_id
+from backend.domain.quality.flags import Flag
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Campaign, ConversionStatus, Link, Merchant
 from backend.storage.rollups.hourly import Delta, counts
@@ -32,6 +33,9 @@ SUB1 = (*(f"post-{n}" for n in range(30)), "")
 SUB2 = ("header", "sidebar", "footer", "")
 UTM_SOURCES = ("newsletter", "twitter", "facebook", "google", "")
 UTM_MEDIUMS = ("email", "social", "cpc", "")
+UTM_CAMPAIGNS = ("spring-sale", "black-friday", "")
+SYSTEMS = ("Windows", "Mac OS X", "iOS", "Android", "Linux")
+COUNTRIES = ("DE", "FR", "GB", "US", "NL", "")
 STATUSES = (
     (ConversionStatus.PENDING, 0.8),
     (ConversionStatus.APPROVED, 0.15),
@@ -73,6 +77,8 @@ def _click(rng: random.Random, signer: ClickIdSigner, link: TargetLink, at_ms: i
         "visitor_hash": f"{rng.getrandbits(64):016x}",
         "device_class": rng.choice(DEVICES),
         "browser": rng.choice(BROWSERS),
+        "os": rng.choice(SYSTEMS),
+        "country": rng.choice(COUNTRIES),
         "referrer_host": (host := rng.choice(REFERRERS)),
         "referrer_url": f"https://{host}/" if host else "",
         "landing_url": rng.choice(LANDINGS),
@@ -83,7 +89,7 @@ def _click(rng: random.Random, signer: ClickIdSigner, link: TargetLink, at_ms: i
         "sub5": "",
         "utm_source": rng.choice(UTM_SOURCES),
         "utm_medium": rng.choice(UTM_MEDIUMS),
-        "utm_campaign": "",
+        "utm_campaign": rng.choice(UTM_CAMPAIGNS),
         "utm_term": "",
         "utm_content": "",
         "is_bot": is_bot,
@@ -99,6 +105,13 @@ def _click_delta(row: Row, link: TargetLink) -> Delta:
         key,
         counts(**click_counts(row["is_bot"], row["is_unique"], row["flags"])),
     )
+
+
+def _credited_click_flags(click: Row) -> str:
+    """What the worker notes on a sale crediting ``click``: a bot's or a flagged click."""
+    if click["is_bot"]:
+        return Flag.BOT_CLICK.value
+    return Flag.FLAGGED_CLICK.value if click["flags"] else ""
 
 
 def _conversion(
@@ -123,8 +136,10 @@ def _conversion(
         "source": "pixel",
         "event_name": "purchase",
         "items_json": None,
-        "flags": "" if attributed else "unattributed",
+        "flags": _credited_click_flags(click) if click else "unattributed",
         "verified": False,
+        "customer_hash": None,
+        "renewal_rule": "",
     }
     counted = status in COUNTED  # a status change after writing is an uncount: mirror it
     key = (

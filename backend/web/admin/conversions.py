@@ -27,10 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.money import MoneyError, format_minor, parse_amount
 from backend.core.scope import Viewer
+from backend.domain.affiliate.commission import rule_commission
 from backend.domain.affiliate.status import (
     CommissionRefused,
     TransitionRefused,
     change_status,
+    held_for_review,
     verify,
 )
 from backend.domain.stores.changes import events_of
@@ -163,7 +165,7 @@ CSV_HEADER = (
 CSV_CHUNK = 1000
 
 
-async def _csv_rows(
+async def csv_rows(
     database: Database, viewer: Viewer, filters: ConversionFilter
 ) -> AsyncIterator[tuple[CsvCell, ...]]:
     """Every matching conversion, newest first, read in keyset chunks while the download runs
@@ -213,7 +215,7 @@ async def conversions_page(
     order_id = (order_id or "").strip() or None
     filters = ConversionFilter(status, partner_id, campaign_id, order_id, verified)
     if format == "csv":
-        rows = _csv_rows(state.database, viewer, filters)
+        rows = csv_rows(state.database, viewer, filters)
         return csv_stream("conversions.csv", CSV_HEADER, rows)
     return await _table(reader, viewer, filters, before)
 
@@ -311,7 +313,10 @@ async def _detail(
         await session.get(Campaign, conversion.campaign_id) if conversion.campaign_id else None
     )
     link = await session.get(Link, conversion.link_id) if conversion.link_id else None
+    held = held_for_review(conversion)
     context = {
+        "held": held,
+        "rule_minor": await rule_commission(session, conversion) if held else 0,
         "viewer": viewer,
         "c": conversion,
         "merchant": merchant,

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.scope import Viewer
+from backend.core.validation import FieldError
 from backend.domain import accounts
 from backend.domain.affiliate.schemas import Email
 from backend.domain.auth import generate_password
@@ -113,6 +114,8 @@ class UserPages(NewObjectPages[UserForm, tuple[User, str]]):
         user = await get_or_404(writer, User, object_id)
         if viewer.actor == f"user:{user.email}":
             raise ClientException("you cannot delete your own account while signed in with it")
-        await writer.delete(user)
-        await writer.commit()
+        try:
+            await accounts.delete_user(writer, user)
+        except FieldError as error:
+            raise ClientException(error.message) from None
         return Redirect(self.page_url(), status_code=303)

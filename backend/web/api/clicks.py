@@ -106,7 +106,11 @@ async def create_click(
         await _refuse(ingest, banned, body, at_ms)
         return ClickOut(click_id=None, url=expand(link.campaign_destination_url, {}))
     visitor = describe_visitor(
-        address, click.user_agent, bool(click.accept_language), await ingest.salt.current()
+        address,
+        click.user_agent,
+        bool(click.accept_language),
+        await ingest.salt.current(),
+        locate=True,
     )
     params = {name: getattr(click, name) for name in _FIELDS}
     redirect, event = build_click(link, params, click.referrer, visitor, ingest.signer, at_ms)

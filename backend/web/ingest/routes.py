@@ -81,7 +81,10 @@ class Ingest:
     not_found_page: bytes
     queued: int = 0  # events handed to the writer, for /metrics
 
-    async def visitor(self, scope: Scope, headers: Mapping[bytes, bytes]) -> Visitor:
+    async def visitor(
+        self, scope: Scope, headers: Mapping[bytes, bytes], *, locate: bool = False
+    ) -> Visitor:
+        """``locate``: look the country up too (a click's: the only event that keeps it)."""
         forwarded = headers.get(b"x-forwarded-for")
         address = request_address(scope, forwarded, self.settings.trusted_proxies)
         return describe_visitor(
@@ -89,6 +92,7 @@ class Ingest:
             headers.get(b"user-agent", b"").decode("utf-8", "replace"),
             b"accept-language" in headers,
             await self.salt.current(),
+            locate=locate,
         )
 
     async def queue(self, *events: QueuedEvent) -> None:
@@ -177,7 +181,7 @@ async def click_redirect(ingest: Ingest, code: str, scope: Scope, send: Send) ->
         await respond(send, 302, [(b"location", location.encode()), *_UNCOUNTED_REDIRECT])
         return
     headers = _headers(scope)
-    visitor = await ingest.visitor(scope, headers)
+    visitor = await ingest.visitor(scope, headers, locate=True)
     redirect, event = build_click(
         link,
         query_fields(scope, CLICK_FIELDS),

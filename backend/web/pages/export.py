@@ -26,9 +26,10 @@ from backend.storage.rollups.measures import Metrics
 _line = csv_line  # the cells' one writer (``backend.domain.reports.csv_cells``)
 
 
-async def _lines(
+async def csv_lines(
     header: Sequence[str], rows: AsyncIterable[Sequence[CsvCell]] | Iterable[Sequence[CsvCell]]
 ) -> AsyncIterator[str]:
+    """The CSV text of ``header`` and ``rows``, a line at a time (rows read as they come)."""
     yield _line(header)
     if isinstance(rows, AsyncIterable):
         async for row in rows:
@@ -48,7 +49,7 @@ def csv_stream(
         "Content-Disposition": f'attachment; filename="{filename}"',
         "Cache-Control": "no-store",
     }
-    return Stream(_lines(header, rows), media_type="text/csv; charset=utf-8", headers=headers)
+    return Stream(csv_lines(header, rows), media_type="text/csv; charset=utf-8", headers=headers)
 
 
 def money_cells(metrics: Metrics, currencies: list[str]) -> list[CsvCell]:
@@ -66,7 +67,10 @@ def money_header(currencies: list[str]) -> list[str]:
     return [f"{name} {code}" for code in currencies for name in ("revenue", "commission")]
 
 
-def overview_csv(report: OverviewReport) -> Stream:
+Table = tuple[list[str], Iterable[Sequence[CsvCell]]]  # a header and its rows
+
+
+def overview_table(report: OverviewReport) -> Table:
     header = ["bucket", "clicks", "unique_clicks", "bot_clicks", "impressions", "conversions"]
     rows = (
         [
@@ -80,11 +84,11 @@ def overview_csv(report: OverviewReport) -> Stream:
         ]
         for row in report.rows
     )
-    return csv_stream("overview.csv", header + money_header(report.currencies), rows)
+    return header + money_header(report.currencies), rows
 
 
-def breakdown_csv(report: BreakdownReport) -> Stream:
-    """Every row (the page shows the first ``SHOWN_ROWS``)."""
+def breakdown_table(report: BreakdownReport) -> Table:
+    """Every row of ``report`` (the page shows the first ``SHOWN_ROWS``)."""
     name = report.dimension.name
     header = [name, "clicks", "unique_clicks", "bot_clicks", "flagged_clicks", "conversions"]
     rows = (
@@ -99,7 +103,15 @@ def breakdown_csv(report: BreakdownReport) -> Stream:
         ]
         for row in report.rows
     )
-    return csv_stream(f"by-{name}.csv", header + money_header(report.currencies), rows)
+    return header + money_header(report.currencies), rows
+
+
+def overview_csv(report: OverviewReport) -> Stream:
+    return csv_stream("overview.csv", *overview_table(report))
+
+
+def breakdown_csv(report: BreakdownReport) -> Stream:
+    return csv_stream(f"by-{report.dimension.name}.csv", *breakdown_table(report))
 
 
 def quality_csv(report: QualityReport) -> Stream:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.core.money import MINOR_DIGITS, format_minor
 from backend.core.scope import Viewer
 from backend.core.settings import Settings
 from backend.storage.db.models import Coupon, Merchant, Partner
@@ -37,6 +38,12 @@ def _script(settings: Settings, snippet: Snippet, attributes: str) -> str:
     )
 
 
+def sample_amount(currency: str) -> str:
+    """An order amount as the merchant's currency writes it: 49.90 EUR, 4990 JPY, 49.900 BHD
+    (a tag copied with two decimals into a yen shop would be refused)."""
+    return format_minor(4990 * 10 ** max(MINOR_DIGITS.get(currency, 2) - 2, 0), currency)
+
+
 def merchant_install(merchant: Merchant, settings: Settings, snippet: Snippet) -> Install:
     """The shop's tag for every page and its conversion call (with the pixel as fallback)."""
     window = merchant.attribution_window_days or settings.attribution_window_days
@@ -49,12 +56,13 @@ def merchant_install(merchant: Merchant, settings: Settings, snippet: Snippet) -
         + "\n"
         + _script(settings, snippet, f'data-merchant="{merchant.key}" data-window="{window}"')
     )
+    amount = sample_amount(merchant.currency)
     conversion = (
         "<script>clicktrail('conversion', "
-        "{orderId: 'ORDER_ID', amount: '49.90', currency: "
+        f"{{orderId: 'ORDER_ID', amount: '{amount}', currency: "
         f"'{merchant.currency}'}});</script>\n"
         f'<noscript><img src="{settings.public_url}/p.gif?m={merchant.key}'
-        f'&amp;oid=ORDER_ID&amp;amt=49.90&amp;cur={merchant.currency}" '
+        f'&amp;oid=ORDER_ID&amp;amt={amount}&amp;cur={merchant.currency}" '
         'width="1" height="1" alt=""></noscript>'
     )
     return Install(merchant.name, "merchant", tag, conversion)

@@ -7,6 +7,7 @@ style at all.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -21,17 +22,24 @@ from litestar.response import Stream, Template
 from backend.core.clock import now_ms
 from backend.core.scope import Viewer
 from backend.core.settings import Settings
-from backend.domain.reports.breakdown import SHOWN_ROWS, SORTS, breakdown_report
+from backend.domain.reports.breakdown import SHOWN_ROWS, SORTS, BreakdownRow, breakdown_report
 from backend.domain.reports.dimensions import FilterError, Filters, parse_filters
 from backend.domain.reports.live import UNREAD_CAP, live_minutes, queue_state
-from backend.domain.reports.metrics import visible
+from backend.domain.reports.metrics import names, visible
 from backend.domain.reports.overview import overview_report
 from backend.domain.reports.quality import quality_report
-from backend.domain.reports.ranges import PRESETS, DateRange, RangeError, resolve_range, zone
+from backend.domain.reports.ranges import (
+    PRESETS,
+    DateRange,
+    RangeError,
+    resolve_range,
+    zone,
+    zone_choices,
+)
 from backend.domain.reports.sources import average_order_minor, source_report
-from backend.storage.rollups.dimensions import DIMENSIONS
+from backend.storage.rollups.dimensions import DIMENSIONS, Dimension
 from backend.web.api.deps import CurrentViewer, Reader
-from backend.web.pages.chart import lay_out
+from backend.web.pages.chart import NARROW, WIDE, lay_out
 from backend.web.pages.export import breakdown_csv, overview_csv, quality_csv, sources_csv
 from backend.web.pages.install import install_tags
 
@@ -65,17 +73,36 @@ def _date(text: str | None, name: str) -> date | None:
         raise RangeError(f"'{name}' must be a date like 2026-11-24") from error
 
 
-async def _scoped(reader: Reader, viewer: Viewer, filters: Filters) -> None:
-    """Another partner's objects do not exist, as far as a partner can tell."""
+@dataclass(frozen=True, slots=True)
+class Chip:
+    """A filter as the page shows it: ``Partner: Anna's Cycling Blog``, not ``Partner: 1``."""
+
+    name: str
+    label: str
+    value: str
+
+
+async def _chips(reader: Reader, viewer: Viewer, filters: Filters) -> list[Chip]:
+    """The filters, named; another partner's objects do not exist, as far as a partner can
+    tell (404)."""
     if not await visible(reader, viewer, filters):
         raise NotFoundException()
+    chips = []
+    for name, label, value in filters.described():
+        if name in filters.ids:
+            shown = await names(reader, DIMENSIONS[name], [filters.ids[name]])
+            value = shown.get(filters.ids[name], value)
+        chips.append(Chip(name, label, value))
+    return chips
 
 
 def _wants_csv(request: Request[Any, Any, Any]) -> bool:
     return request.query_params.get("format") == "csv"
 
 
-def _page_context(period: DateRange, filters: Filters, viewer: Viewer, path: str) -> dict[str, Any]:
+def _page_context(
+    period: DateRange, filters: Filters, viewer: Viewer, path: str, chips: list[Chip] | None = None
+) -> dict[str, Any]:
     def href(target: str, **changes: str | int | None) -> str:
         """``target`` with this page's range and filters, changed as given (None drops one)."""
         params: dict[str, Any] = {**period.query(), **filters.query()}
@@ -90,6 +117,8 @@ def _page_context(period: DateRange, filters: Filters, viewer: Viewer, path: str
         "filters": filters,
         "viewer": viewer,
         "presets": PRESETS,
+        "zones": zone_choices(),
+        "chips": chips or [],
         "dimensions": DIMENSIONS,
         "href": href,
         "path": path,
@@ -101,19 +130,57 @@ async def overview(
     request: Request[Any, Any, Any], viewer: CurrentViewer, reader: Reader, state: State
 ) -> Template | Stream:
     period, filters = _report_params(request)
-    await _scoped(reader, viewer, filters)
+    chips = await _chips(reader, viewer, filters)
     report = await overview_report(reader, viewer, period, filters)
     if _wants_csv(request):
         return overview_csv(report)
     settings: Settings = state.settings
-    context = _page_context(period, filters, viewer, request.url.path)
-    chart = lay_out(
-        [(row.label, row.metrics.clicks, row.metrics.conversions) for row in report.rows]
-    )
+    context = _page_context(period, filters, viewer, request.url.path, chips)
+    series = [(row.label, row.metrics.clicks, row.metrics.conversions) for row in report.rows]
+    before = [row.metrics.clicks for row in report.previous_rows]
+    charts = {
+        "wide": lay_out(series, before, WIDE),
+        "narrow": lay_out(series, before, NARROW),
+    }
+    panels = [
+        await _panel(reader, viewer, period, filters, DIMENSIONS[name])
+        for name in (ADMIN_PANELS if viewer.is_admin else PARTNER_PANELS)
+        if name not in filters.ids and name not in filters.texts
+    ]
     return Template(
         "overview.html",
-        context={**context, "report": report, "chart": chart, "public_url": settings.public_url},
+        context={
+            **context,
+            "report": report,
+            "charts": charts,
+            "panels": panels,
+            "public_url": settings.public_url,
+        },
     )
+
+
+ADMIN_PANELS = ("partner", "campaign", "referrer", "device")
+PARTNER_PANELS = ("link", "campaign", "referrer", "device")
+PANEL_ROWS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Panel:
+    """The overview's top few values of one dimension, each with its share of the clicks."""
+
+    dimension: Dimension
+    rows: list[BreakdownRow]
+    clicks: int  # of every value, the shares' whole
+    more: bool  # values beyond those shown
+
+
+async def _panel(
+    reader: Reader, viewer: Viewer, period: DateRange, filters: Filters, dimension: Dimension
+) -> Panel:
+    report = await breakdown_report(reader, viewer, period, filters, dimension, limit=None)
+    # The shop's own sales are no partner's, campaign's or link's: not a row of these panels.
+    rows = [row for row in report.rows if not (dimension.is_id and row.key == 0)]
+    return Panel(dimension, rows[:PANEL_ROWS], report.totals.clicks, len(rows) > PANEL_ROWS)
 
 
 @get("/breakdown/{dimension:str}", name="breakdown")
@@ -132,14 +199,14 @@ async def breakdown(
     if sort not in SORTS or order not in ("asc", "desc"):
         raise HTTPException(status_code=400, detail=f"sort by one of {', '.join(SORTS)}")
     period, filters = _report_params(request)
-    await _scoped(reader, viewer, filters)
+    chips = await _chips(reader, viewer, filters)
     csv = _wants_csv(request)
     report = await breakdown_report(
         reader, viewer, period, filters, chosen, sort, order == "desc", None if csv else SHOWN_ROWS
     )
     if csv:
         return breakdown_csv(report)
-    context = _page_context(period, filters, viewer, request.url.path)
+    context = _page_context(period, filters, viewer, request.url.path, chips)
     return Template("breakdown.html", context={**context, "report": report, "sorts": SORTS})
 
 
@@ -161,13 +228,14 @@ async def live(
         if viewer.is_admin
         else None
     )
-    chart = lay_out([(_minute_label(m.start_ms, tz), m.clicks, m.conversions) for m in minutes])
+    series = [(_minute_label(m.start_ms, tz), m.clicks, m.conversions) for m in minutes]
+    charts = {"wide": lay_out(series, frame=WIDE), "narrow": lay_out(series, frame=NARROW)}
     return Template(
         "live.html",
         context={
             "minutes": minutes,
             "queue": queue,
-            "chart": chart,
+            "charts": charts,
             "viewer": viewer,
             "unread_cap": UNREAD_CAP,
             "tz": tz.key,

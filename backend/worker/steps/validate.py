@@ -12,6 +12,7 @@ from msgspec.structs import astuple
 from backend.domain.events import (
     MAX_REJECTED_PAYLOAD,
     ClickEvent,
+    ClickEventC3,
     ConversionEvent,
     ImpressionEvent,
     NetworkEvent,
@@ -40,7 +41,8 @@ async def validate(events: list[QueuedEvent], catalog: Catalog, rejected: list[R
     the others, and the events refused at the edge, go to ``rejected``."""
     valid = Validated()
     links: dict[int, LinkInfo | None] = {}  # the catalog's cache costs more than a dict
-    for event in events:
+    for queued in events:
+        event = queued.upgraded() if isinstance(queued, ClickEventC3) else queued
         if isinstance(event, ClickEvent | ImpressionEvent):
             if event.link_id not in links:
                 links[event.link_id] = await catalog.link_by_id(event.link_id)
