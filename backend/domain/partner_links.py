@@ -36,7 +36,7 @@ async def open_campaigns(session: AsyncSession, partner_id: int) -> list[tuple[C
         )
         .order_by(Merchant.name, Campaign.name, Campaign.id)
     )
-    return [(campaign, merchant) for campaign, merchant in rows.tuples()]
+    return [(campaign, merchant) for campaign, merchant in rows]
 
 
 def check_deep_link(url: str, merchant: Merchant, field: str = "destination_url") -> str:
