@@ -2,8 +2,9 @@
 row in the caller's session, so the mail exists exactly when the change that causes it is
 committed and is never sent from inside a request.
 
-A template ``NAME`` is two files: ``NAME.txt`` (its first line ``Subject: ...``, then a blank
-line, then the text) and ``NAME.html`` (autoescaped). Other code (payouts, notifications) calls
+A template is two files of one name: the text one, ending ``.txt`` (its first line
+``Subject: ...``, then a blank line, then the text), and the HTML one, ending ``.html``
+(autoescaped). Other code (payouts, notifications) calls
 ``enqueue(session, to=..., template=..., context=...)``.
 """
 
