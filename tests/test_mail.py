@@ -37,6 +37,17 @@ CONTEXT = {
     "name": "<script>x</script>",
     "email": "a@b.example",
     "website": "https://blog.example",
+    "order_id": "<A1>",
+    "conversion_id": 7,
+    "amount": "20.00 EUR",
+    "commission": "2.00 EUR",
+    "status": "approved",
+    "previous": "pending",
+    "reference": "PO-1",
+    "url": "https://hooks.example/<x>",
+    "event": "conversion.created",
+    "attempts": 11,
+    "detail": "HTTP 500",
 }
 
 
@@ -87,7 +98,7 @@ async def mail_row(database: Database, mail_id: int) -> MailMessage:
 
 def test_every_template_has_a_subject_text_and_escaped_html() -> None:
     names = sorted(path.stem for path in MAIL_TEMPLATES.glob("*.txt"))
-    assert len(names) >= 7
+    assert len(names) >= 11
     for name in names:
         assert (MAIL_TEMPLATES / f"{name}.html").is_file(), name
         subject, text, html = render(name, CONTEXT)

@@ -23,6 +23,7 @@ NEW_TABLES = {
     "partner_applications",
     "programme_members",
     "account_tokens",
+    "notification_settings",
 }
 
 

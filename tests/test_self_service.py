@@ -20,6 +20,7 @@ from backend.domain.login_throttle import ACCOUNT_FAILURES, ACCOUNT_LOCKOUT
 from backend.storage.db.engine import Database
 from backend.storage.db.models import (
     AccountToken,
+    ApiKey,
     ApplicationStatus,
     Conversion,
     Link,
@@ -36,6 +37,7 @@ from tests.support import (
     Programme,
     add_partner_with_link,
     add_user,
+    create_api_key,
     csrf_token,
     follow_link,
     sign_in,
@@ -387,11 +389,16 @@ async def test_partner_isolation_on_the_portal_by_direct_url(
 ) -> None:
     other, other_link = await add_partner_with_link(client, programme, "Other")
     routes = portal_routes(settings)
-    assert len(routes) == 4
+    assert len(routes) == 9
+    other_key = await create_api_key(database, other["id"])
+    async with database.session() as session:
+        key_row = await session.scalar(select(ApiKey).where(ApiKey.partner_id == other["id"]))
+    assert key_row is not None
 
     await sign_in(client, database)  # the portal is a partner's: to an admin it does not exist
     for method, path in routes:
         path = path.replace("{link_id:int}", str(other_link["id"]))
+        path = path.replace("{key_id:int}", str(key_row.id))
         response = await (client.get(path) if method == "GET" else submit(client, path, {}))
         assert response.status_code == 404, (method, path)
 
@@ -399,12 +406,21 @@ async def test_partner_isolation_on_the_portal_by_direct_url(
     await add_user(database, "partner@example.com", "partner", programme.partner["id"])
     await sign_in(client, database, "partner@example.com")
     for method, path in routes:
-        if "{link_id:int}" not in path:
-            continue
-        for link_id in (other_link["id"], 2**31 - 1, 2**40):
-            url = path.replace("{link_id:int}", str(link_id))
-            response = await client.get(url)
-            assert response.status_code == 404, (method, url)
+        if "{link_id:int}" in path:
+            for link_id in (other_link["id"], 2**31 - 1, 2**40):
+                url = path.replace("{link_id:int}", str(link_id))
+                response = await client.get(url)
+                assert response.status_code == 404, (method, url)
+        if "{key_id:int}" in path:
+            for key_id in (key_row.id, 2**31 - 1, 2**40):
+                url = path.replace("{key_id:int}", str(key_id))
+                response = await submit(client, url, {})
+                assert response.status_code == 404, (method, url)
+    still = await client.get("/api/v1/links", headers={"Authorization": f"Bearer {other_key}"})
+    assert still.status_code == 200  # the other partner's key survived every attempt
+    profile = await client.get("/portal/profile")
+    assert profile.status_code == 200
+    assert key_row.name not in profile.text.replace("Name", "")
     listed = await client.get("/portal/links")
     assert other_link["code"] not in listed.text
     assert programme.link["code"] in listed.text
@@ -436,3 +452,62 @@ async def test_the_new_admin_pages_need_an_admin(
     await add_user(database, "partner@example.com", "partner", programme.partner["id"])
     await sign_in(client, database, "partner@example.com")
     assert (await client.get(path)).status_code == 404
+
+
+async def test_a_partner_s_profile_keys_and_the_mails_it_asks_for(
+    client: AsyncTestClient[Any],
+    database: Database,
+    programme: Programme,
+    consumer: StreamConsumer,
+) -> None:
+    await add_user(database, "partner@example.com", "partner", programme.partner["id"])
+    await sign_in(client, database, "partner@example.com")
+    page = await client.get("/portal/profile")
+    assert page.status_code == 200
+    assert "Blog" in page.text
+
+    saved = await submit(client, "/portal/profile/notifications", {"new_conversion": "true"})
+    assert saved.status_code == 200
+    assert 'name="new_conversion" value="true" checked' in saved.text
+    assert 'name="status_change" value="true" checked' not in saved.text
+
+    click_id = await follow_link(client, programme.link["code"])
+    await client.get(
+        "/p.gif", params={"m": programme.merchant["key"], "oid": "N1", "amt": "20", "clk": click_id}
+    )
+    await consumer.drain()
+    (mail,) = await mails_to(database, "partner@example.com")
+    assert (mail.template, mail.subject) == (
+        "conversion_new",
+        "New conversion: 20.00 EUR, order N1",
+    )
+
+    made = await submit(client, "/portal/keys", {"name": "my dashboard"})
+    assert made.status_code == 201
+    key = re.search(r'value="(ctk_[^"]+)"', made.text)
+    assert key is not None
+    bearer = {"Authorization": f"Bearer {key.group(1)}"}
+    mine = await client.get("/api/v1/links", headers=bearer)
+    assert mine.status_code == 200
+    assert [link["code"] for link in mine.json()["items"]] == [programme.link["code"]]
+    merchant = await client.post(
+        "/api/v1/merchants", json={"name": "X", "currency": "EUR", "domains": []}, headers=bearer
+    )
+    assert merchant.status_code == 403  # scoped to the partner: no admin's call
+    async with database.session() as session:
+        row = await session.scalar(select(ApiKey).where(ApiKey.name == "my dashboard"))
+    assert row is not None
+    assert key.group(1) not in (await client.get("/portal/profile")).text  # shown once
+    revoked = await submit(client, f"/portal/keys/{row.id}/revoke", {})
+    assert revoked.status_code == 302
+    assert (await client.get("/api/v1/links", headers=bearer)).status_code == 401
+
+    wrong = await submit(
+        client, "/portal/profile/password", {"current": "nope", "password": NEW_PASSWORD}
+    )
+    assert wrong.status_code == 400
+    changed = await submit(
+        client, "/portal/profile/password", {"current": PASSWORD, "password": NEW_PASSWORD}
+    )
+    assert changed.status_code == 200
+    assert (await client.get("/portal/profile")).status_code == 200  # still signed in

@@ -62,25 +62,32 @@ def _address(to: str) -> str:
     return address
 
 
+def mail_values(to: str, template: str, context: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``mail_outbox`` row's values, for callers that write with a connection (the worker's
+    batch transaction) rather than a session."""
+    subject, text, html = render(template, context)
+    now = now_ms()
+    return {
+        "message_id": f"{secrets.token_hex(16)}@clicktrail",
+        "to_address": _address(to),
+        "template": template,
+        "subject": subject,
+        "text_body": text,
+        "html_body": html,
+        "status": DeliveryStatus.PENDING.value,
+        "attempts": 0,
+        "next_at_ms": now,
+        "created_ms": now,
+        "sent_ms": None,
+        "detail": "",
+    }
+
+
 def enqueue(
     session: AsyncSession, *, to: str, template: str, context: Mapping[str, Any]
 ) -> MailMessage:
     """Add the mail to ``session``; it is sent once the caller commits."""
-    subject, text, html = render(template, context)
-    now = now_ms()
-    row = MailMessage(
-        message_id=f"{secrets.token_hex(16)}@clicktrail",
-        to_address=_address(to),
-        template=template,
-        subject=subject,
-        text_body=text,
-        html_body=html,
-        status=DeliveryStatus.PENDING,
-        attempts=0,
-        next_at_ms=now,
-        created_ms=now,
-        detail="",
-    )
+    row = MailMessage(**mail_values(to, template, context))
     session.add(row)
     return row
 

@@ -648,3 +648,17 @@ class AccountToken(Base):
     expires_ms: Mapped[int] = mapped_column(BigInteger)
     used_ms: Mapped[int | None] = mapped_column(BigInteger)
     created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class NotificationSetting(Base):
+    """Which mails a partner user asked for; none without a row. (Admins get new applications
+    and failed webhook deliveries whatever this says.)"""
+
+    __tablename__ = "notification_settings"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    new_conversion: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    status_change: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    payout_sent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

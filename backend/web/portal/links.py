@@ -154,4 +154,4 @@ async def link_qr(
     )
 
 
-PORTAL_HANDLERS = [links_page, create_link, link_page, link_qr]
+LINK_HANDLERS = [links_page, create_link, link_page, link_qr]

@@ -6,6 +6,7 @@ worker. ``programmes``: one per merchant that has set one up, closed by default.
 ``partner_applications``: an applicant's details and argon2 password hash until approval.
 ``programme_members``: which merchants' campaigns a partner may make its own links to.
 ``account_tokens``: the SHA-256 of tokens sent by e-mail, with their expiry and use.
+``notification_settings``: the mails a partner user asked for.
 
 Revision ID: 0015
 Revises: 0012
@@ -128,9 +129,24 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_account_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_account_tokens_token_hash")),
     )
+    op.create_table(
+        "notification_settings",
+        sa.Column("user_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("new_conversion", sa.Boolean(), server_default=sa.false(), nullable=False),
+        sa.Column("status_change", sa.Boolean(), server_default=sa.false(), nullable=False),
+        sa.Column("payout_sent", sa.Boolean(), server_default=sa.false(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_notification_settings_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("user_id", name=op.f("pk_notification_settings")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("notification_settings")
     op.drop_table("account_tokens")
     op.drop_table("programme_members")
     op.drop_index(op.f("ix_partner_applications_status_id"), table_name="partner_applications")
