@@ -10,20 +10,24 @@ import socket
 import stat
 from collections.abc import Iterator
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from litestar.testing import AsyncTestClient
 from sqlalchemy import select, update
 
 from backend.core.clock import now_ms
 from backend.core.settings import Settings
+from backend.domain.affiliate.delivery import deliver_due as deliver_outbox
 from backend.domain.mail import enqueue
 from backend.domain.mail.delivery import deliver_due, mail_directory
 from backend.domain.mail.outbox import MAIL_TEMPLATES, render
 from backend.storage.db.engine import Database
 from backend.storage.db.models import DeliveryStatus, MailMessage
 from tests.browser.servers import closed_port
+from tests.support import Programme, add_user
 
 CONTEXT = {
     "link": "https://tracker.example/reset/abc",
@@ -191,3 +195,30 @@ async def test_an_address_that_is_not_one_address_is_refused(database: Database,
     async with database.session(write=True) as session:
         with pytest.raises(ValueError, match="not one e-mail address"):
             enqueue(session, to=to, template="password_reset", context=CONTEXT)
+
+
+async def test_a_webhook_message_that_fails_for_good_is_mailed_to_every_admin(
+    client: AsyncTestClient[Any], programme: Programme, database: Database
+) -> None:
+    await add_user(database, "admin@example.com")
+    await add_user(database, "second@example.com")
+    made = await client.post(
+        "/api/v1/webhooks",
+        json={"url": "http://10.255.255.1/hooks", "events": ["conversion.created"]},
+        headers=programme.headers,
+    )
+    assert made.status_code == 201, made.text
+    sent = await client.post(
+        f"/api/v1/webhooks/{made.json()['id']}/test", headers=programme.headers
+    )
+    assert sent.status_code == 202
+    assert await deliver_outbox(database) == 1  # a private address: refused, final at once
+
+    async with database.session() as session:
+        mails = (await session.scalars(select(MailMessage).order_by(MailMessage.to_address))).all()
+    assert [(m.to_address, m.template) for m in mails] == [
+        ("admin@example.com", "delivery_failed"),
+        ("second@example.com", "delivery_failed"),
+    ]
+    assert "http://10.255.255.1/hooks" in mails[0].text_body
+    assert "webhook.test" in mails[0].subject
