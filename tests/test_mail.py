@@ -52,6 +52,7 @@ CONTEXT = {
     "event": "conversion.created",
     "attempts": 11,
     "detail": "HTTP 500",
+    "code": "<C>",
 }
 
 

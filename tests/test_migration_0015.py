@@ -24,6 +24,7 @@ NEW_TABLES = {
     "programme_members",
     "account_tokens",
     "notification_settings",
+    "coupon_requests",
 }
 
 

@@ -23,6 +23,7 @@ from backend.storage.db.models import (
     ApiKey,
     ApplicationStatus,
     Conversion,
+    CouponRequest,
     Link,
     MailMessage,
     PartnerApplication,
@@ -389,7 +390,7 @@ async def test_partner_isolation_on_the_portal_by_direct_url(
 ) -> None:
     other, other_link = await add_partner_with_link(client, programme, "Other")
     routes = portal_routes(settings)
-    assert len(routes) == 9
+    assert len(routes) == 11
     other_key = await create_api_key(database, other["id"])
     async with database.session() as session:
         key_row = await session.scalar(select(ApiKey).where(ApiKey.partner_id == other["id"]))
@@ -511,3 +512,51 @@ async def test_a_partner_s_profile_keys_and_the_mails_it_asks_for(
     )
     assert changed.status_code == 200
     assert (await client.get("/portal/profile")).status_code == 200  # still signed in
+
+
+async def test_a_partner_asks_for_a_coupon_an_admin_approves_and_the_partner_sees_its_use(
+    client: AsyncTestClient[Any],
+    database: Database,
+    programme: Programme,
+    consumer: StreamConsumer,
+) -> None:
+    await add_user(database, "boss@example.com")
+    await add_user(database, "partner@example.com", "partner", programme.partner["id"])
+    await sign_in(client, database, "partner@example.com")
+    campaign = str(programme.campaign["id"])
+    bad = await submit(client, "/portal/coupons", {"campaign_id": campaign, "code": "no spaces"})
+    assert bad.status_code == 400
+    assert 'id="error-code"' in bad.text
+    asked = await submit(client, "/portal/coupons", {"campaign_id": campaign, "code": "Blog10"})
+    assert asked.status_code == 302
+    (notice,) = await mails_to(database, "boss@example.com")
+    assert notice.template == "coupon_request"
+    page = await client.get("/portal/coupons")
+    assert "Blog10" in page.text
+    assert "pending" in page.text
+    assert (await client.get("/admin/coupon-requests")).status_code == 404
+
+    client.cookies.clear()
+    await sign_in(client, database, "boss@example.com")
+    listed = await client.get("/admin/coupon-requests")
+    assert "Blog10" in listed.text
+    async with database.session() as session:
+        row = await session.scalar(select(CouponRequest))
+    assert row is not None
+    assert (await submit(client, f"/admin/coupon-requests/{row.id}/approve", {})).status_code == 302
+    assert (await submit(client, f"/admin/coupon-requests/{row.id}/reject", {})).status_code == 400
+
+    await client.get(
+        "/p.gif",
+        params={"m": programme.merchant["key"], "oid": "C1", "amt": "40", "coupon": "blog10"},
+    )
+    await consumer.drain()
+    client.cookies.clear()
+    await sign_in(client, database, "partner@example.com")
+    used = await client.get("/portal/coupons")
+    row_html = re.search(r"<code>Blog10</code>.*?</tr>", used.text, re.DOTALL)
+    assert row_html is not None
+    assert "40.00 EUR" in row_html.group(0)
+    assert "<td>1</td>" in row_html.group(0)
+    taken = await submit(client, "/portal/coupons", {"campaign_id": campaign, "code": "BLOG10"})
+    assert taken.status_code == 400

@@ -662,3 +662,20 @@ class NotificationSetting(Base):
     new_conversion: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     status_change: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     payout_sent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class CouponRequest(Base):
+    """A partner's request for a coupon code on a campaign it is approved for; an admin's
+    approval makes the ``Coupon``."""
+
+    __tablename__ = "coupon_requests"
+    __table_args__ = (Index(None, "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    code: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=ApplicationStatus.PENDING)
+    coupon_id: Mapped[int | None] = mapped_column(ForeignKey("coupons.id", ondelete="SET NULL"))
+    decided_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

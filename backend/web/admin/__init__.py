@@ -20,6 +20,7 @@ from backend.web.admin.conversions import (
     conversion_page,
     conversions_page,
 )
+from backend.web.admin.coupon_requests import COUPON_REQUEST_HANDLERS
 from backend.web.admin.coupons import CouponPages
 from backend.web.admin.links import LinkPages
 from backend.web.admin.mail import MAIL_HANDLERS
@@ -50,6 +51,7 @@ ADMIN_HANDLERS: list[ControllerRouterHandler] = [
     change_one_status,
     *APPLICATION_HANDLERS,
     *MAIL_HANDLERS,
+    *COUPON_REQUEST_HANDLERS,
 ]
 
 __all__ = ["ADMIN_HANDLERS", "conversion_page", "conversions_page"]

@@ -28,7 +28,7 @@ from backend.web.api.deps import CurrentViewer, Reader, Writer
 SHOWN = 500
 
 
-def _partner(viewer: Viewer) -> int:
+def partner_of(viewer: Viewer) -> int:
     """The signed-in partner; the portal is not an admin's."""
     if viewer.partner_id is None:
         raise NotFoundException("the portal is a partner's")
@@ -62,14 +62,14 @@ async def _list(
 
 @get("/portal/links")
 async def links_page(viewer: CurrentViewer, reader: Reader) -> Template:
-    return await _list(reader, _partner(viewer), {}, {})
+    return await _list(reader, partner_of(viewer), {}, {})
 
 
 @post("/portal/links")
 async def create_link(
     request: Request[Any, Any, Any], viewer: CurrentViewer, writer: Writer, state: State
 ) -> Template | Redirect:
-    partner_id = _partner(viewer)
+    partner_id = partner_of(viewer)
     form = await typed_form(request)
     values = {name: form.get(name, "")[:4000] for name in ("campaign_id", "destination_url")}
     campaign = values["campaign_id"]
@@ -92,7 +92,7 @@ async def create_link(
 
 async def _own_link(session: AsyncSession, viewer: Viewer, link_id: int) -> tuple[Link, Merchant]:
     """The partner's link and its merchant; another partner's does not exist."""
-    partner_id = _partner(viewer)
+    partner_id = partner_of(viewer)
     if not 1 <= link_id <= MAX_ID:
         raise NotFoundException(f"no link with id {link_id}")
     row = (

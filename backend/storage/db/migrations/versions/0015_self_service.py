@@ -6,7 +6,8 @@ worker. ``programmes``: one per merchant that has set one up, closed by default.
 ``partner_applications``: an applicant's details and argon2 password hash until approval.
 ``programme_members``: which merchants' campaigns a partner may make its own links to.
 ``account_tokens``: the SHA-256 of tokens sent by e-mail, with their expiry and use.
-``notification_settings``: the mails a partner user asked for.
+``notification_settings``: the mails a partner user asked for. ``coupon_requests``: partners'
+requests for coupon codes, until an admin decides.
 
 Revision ID: 0015
 Revises: 0012
@@ -143,9 +144,40 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("user_id", name=op.f("pk_notification_settings")),
     )
+    op.create_table(
+        "coupon_requests",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("partner_id", sa.Integer(), nullable=False),
+        sa.Column("campaign_id", sa.Integer(), nullable=False),
+        sa.Column("code", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("coupon_id", sa.Integer(), nullable=True),
+        sa.Column("decided_by", sa.String(length=200), server_default="", nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["partner_id"], ["partners.id"], name=op.f("fk_coupon_requests_partner_id_partners")
+        ),
+        sa.ForeignKeyConstraint(
+            ["campaign_id"],
+            ["campaigns.id"],
+            name=op.f("fk_coupon_requests_campaign_id_campaigns"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["coupon_id"],
+            ["coupons.id"],
+            name=op.f("fk_coupon_requests_coupon_id_coupons"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_coupon_requests")),
+    )
+    op.create_index(op.f("ix_coupon_requests_partner_id"), "coupon_requests", ["partner_id"])
+    op.create_index(op.f("ix_coupon_requests_status_id"), "coupon_requests", ["status", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_coupon_requests_status_id"), table_name="coupon_requests")
+    op.drop_index(op.f("ix_coupon_requests_partner_id"), table_name="coupon_requests")
+    op.drop_table("coupon_requests")
     op.drop_table("notification_settings")
     op.drop_table("account_tokens")
     op.drop_table("programme_members")
