@@ -4,6 +4,7 @@ refuses for good, and written owner-only to ``var/mail/`` when no SMTP server is
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -16,16 +17,20 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
 from sqlalchemy import select, update
 
-from backend.core.clock import now_ms
+from backend.core.clock import DAY_MS, now_ms
 from backend.core.settings import Settings
+from backend.domain import account_tokens
 from backend.domain.affiliate.delivery import deliver_due as deliver_outbox
 from backend.domain.mail import enqueue
-from backend.domain.mail.delivery import deliver_due, mail_directory
+from backend.domain.mail.delivery import deliver_due, forget_files, mail_directory
 from backend.domain.mail.outbox import MAIL_TEMPLATES, render
 from backend.storage.db.engine import Database
-from backend.storage.db.models import DeliveryStatus, MailMessage
+from backend.storage.db.models import AccountToken, DeliveryStatus, MailMessage, TokenPurpose
+from backend.worker.mail import MailCourier
+from backend.worker.retention import purge_expired
 from tests.browser.servers import closed_port
 from tests.support import Programme, add_user
 
@@ -223,3 +228,39 @@ async def test_a_webhook_message_that_fails_for_good_is_mailed_to_every_admin(
     ]
     assert "http://10.255.255.1/hooks" in mails[0].text_body
     assert "webhook.test" in mails[0].subject
+
+
+async def test_retention_deletes_finished_mail_its_files_and_old_tokens_and_keeps_the_rest(
+    database: Database, settings: Settings, redis: Redis
+) -> None:
+    sent_id = await write_mail(database, "old@example.com")
+    assert await deliver_due(database, settings) == 1
+    pending_id = await write_mail(database, "later@example.com")
+    async with database.session(write=True) as session:
+        account_tokens.issue(session, TokenPurpose.RESET)
+        await session.commit()
+    later = now_ms() + 400 * DAY_MS  # far past the retention and every token's life
+    await purge_expired(database, redis, retention_days=90, now_ms=later)
+    assert forget_files(settings, later) == 1
+    async with database.session() as session:
+        left = (await session.scalars(select(MailMessage.id))).all()
+        tokens = (await session.scalars(select(AccountToken))).all()
+    assert left == [pending_id]  # unsent mail waits, whatever its age
+    assert sent_id not in left
+    assert tokens == []
+    assert list(mail_directory(settings).iterdir()) == []
+
+
+async def test_the_worker_s_mail_courier_sends_what_is_due_and_stops(
+    database: Database, settings: Settings
+) -> None:
+    mail_id = await write_mail(database)
+    courier = MailCourier(database, settings, poll_s=0.01)
+    task = asyncio.create_task(courier.run())
+    for _ in range(200):
+        if (await mail_row(database, mail_id)).status == DeliveryStatus.DELIVERED:
+            break
+        await asyncio.sleep(0.01)
+    courier.stop()
+    await asyncio.wait_for(task, 5)
+    assert (await mail_row(database, mail_id)).status == DeliveryStatus.DELIVERED

@@ -230,6 +230,8 @@ async def test_auto_approval_and_the_spam_checks(
     await sign_in(client, database)
     await open_programme(client, programme, auto_approve=True)
 
+    no_token = await client.post("/join/shop", data=application(settings))
+    assert no_token.status_code == 403  # CSRF, as on every form
     robot = await submit(client, "/join/shop", application(settings, company_url="http://x.y"))
     assert robot.status_code == 200
     assert "Check your mail" in robot.text  # it learns nothing

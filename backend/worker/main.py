@@ -22,11 +22,12 @@ from arq.typing import WorkerCoroutine
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from backend.core.clock import DAY_S, HOUR_S, now_ms
+from backend.core.clock import DAY_MS, DAY_S, HOUR_S, now_ms
 from backend.core.ids import ClickIdSigner
 from backend.core.settings import Settings
 from backend.domain.affiliate.auto_approval import approve_due
 from backend.domain.affiliate.link_health import check_links
+from backend.domain.mail.delivery import forget_files
 from backend.domain.visitor import forget_past_salts
 from backend.storage.catalog import Catalog
 from backend.storage.db.engine import Database
@@ -143,7 +144,9 @@ async def shutdown(ctx: Context) -> None:
 async def purge_job(ctx: Context) -> int:
     settings: Settings = ctx["settings"]
     deleted = await purge_expired(ctx["database"], ctx["redis"], settings.retention_days)
-    log.info("retention purge deleted %d rows", deleted)
+    cutoff_ms = now_ms() - settings.retention_days * DAY_MS
+    files = await asyncio.to_thread(forget_files, settings, cutoff_ms)
+    log.info("retention purge deleted %d rows and %d mail files", deleted, files)
     return deleted
 
 

@@ -88,6 +88,17 @@ async def _send_smtp(settings: Settings, message: EmailMessage, timeout_s: float
     return Sent(True, "smtp")
 
 
+def forget_files(settings: Settings, before_ms: int) -> int:
+    """Delete the mail files written before ``before_ms`` (retention); how many."""
+    directory = mail_directory(settings)
+    if not directory.is_dir():
+        return 0
+    doomed = [p for p in directory.glob("*.eml") if p.stat().st_mtime * 1000 < before_ms]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return len(doomed)
+
+
 async def send_one(settings: Settings, mail: MailMessage, timeout_s: float = TIMEOUT_S) -> Sent:
     message = message_of(settings, mail)
     if settings.smtp_host is None:
