@@ -562,3 +562,28 @@ async def test_a_partner_asks_for_a_coupon_an_admin_approves_and_the_partner_see
     assert "<td>1</td>" in row_html.group(0)
     taken = await submit(client, "/portal/coupons", {"campaign_id": campaign, "code": "BLOG10"})
     assert taken.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("to", "stored"),
+    [
+        ("http://[broken/x", False),
+        ("javascript:alert(1)", False),
+        ("https://shop.example:8443/", True),  # a link's own destination may name a port
+    ],
+)
+async def test_a_deep_link_the_redirect_would_not_follow_is_refused_with_a_message(
+    client: AsyncTestClient[Any], database: Database, programme: Programme, to: str, stored: bool
+) -> None:
+    await add_user(database, "partner@example.com", "partner", programme.partner["id"])
+    await sign_in(client, database, "partner@example.com")
+    page = await client.get(f"/portal/links/{programme.link['id']}", params={"to": to})
+    assert page.status_code == 400
+    assert 'id="error-to"' in page.text
+    made = await submit(
+        client,
+        "/portal/links",
+        {"campaign_id": str(programme.campaign["id"]), "destination_url": to},
+    )
+    assert made.status_code == (302 if stored else 400)
+    assert ('id="error-destination_url"' in made.text) is not stored

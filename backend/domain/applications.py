@@ -11,6 +11,7 @@ which addresses exist), and the address's owner gets a mail saying so.
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import msgspec
@@ -150,8 +151,11 @@ async def confirm(session: AsyncSession, token: str, url: str) -> PartnerApplica
     merchant = await session.get(Merchant, application.merchant_id)
     assert merchant is not None  # a foreign key
     if programme is not None and programme.auto_approve:
-        await approve(session, application, "auto-approval", url)
-        return application
+        # approve refuses before writing anything when the address got an account meanwhile:
+        # then a person decides
+        with contextlib.suppress(FieldError):
+            await approve(session, application, "auto-approval", url)
+            return application
     await notify_admins(
         session,
         "application_new",

@@ -44,7 +44,10 @@ def check_deep_link(url: str, merchant: Merchant, field: str = "destination_url"
     merchant's domains), else ``FieldError`` saying why."""
     if not merchant.domains:
         raise FieldError(field, f"{merchant.name} lists no domain for deep links")
-    host = urlsplit(url).hostname if len(url) <= MAX_URL else None
+    try:
+        host = urlsplit(url).hostname if len(url) <= MAX_URL else None
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        host = None
     if host not in merchant.domains:
         domains = ", ".join(merchant.domains)
         raise FieldError(field, f"deep links must go to {merchant.name}'s domains: {domains}")
