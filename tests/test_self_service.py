@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from backend.core.clock import now_ms
 from backend.core.settings import Settings
 from backend.domain.login_throttle import ACCOUNT_FAILURES, ACCOUNT_LOCKOUT
+from backend.domain.notifications import notify_payout_sent
 from backend.storage.db.engine import Database
 from backend.storage.db.models import (
     AccountToken,
@@ -26,6 +27,7 @@ from backend.storage.db.models import (
     CouponRequest,
     Link,
     MailMessage,
+    NotificationSetting,
     PartnerApplication,
     ProgrammeMember,
     User,
@@ -587,3 +589,26 @@ async def test_a_deep_link_the_redirect_would_not_follow_is_refused_with_a_messa
     )
     assert made.status_code == (302 if stored else 400)
     assert ('id="error-destination_url"' in made.text) is not stored
+
+
+async def test_a_payout_mail_goes_only_to_the_partner_s_users_who_asked(
+    client: AsyncTestClient[Any], database: Database, programme: Programme
+) -> None:
+    other, _ = await add_partner_with_link(client, programme, "Other")
+    await add_user(database, "asked@example.com", "partner", programme.partner["id"])
+    await add_user(database, "quiet@example.com", "partner", programme.partner["id"])
+    await add_user(database, "elsewhere@example.com", "partner", other["id"])
+    async with database.session(write=True) as session:
+        for email in ("asked@example.com", "elsewhere@example.com"):
+            user = await session.scalar(select(User).where(User.email == email))
+            assert user is not None
+            session.add(NotificationSetting(user_id=user.id, payout_sent=True))
+        await session.commit()
+    async with database.session(write=True) as session:
+        context = {"amount": "120.00 EUR", "reference": "PO-7"}
+        assert await notify_payout_sent(session, programme.partner["id"], context) == 1
+        await session.commit()
+    (mail,) = await mails_to(database, "asked@example.com")
+    assert mail.subject == "Payout sent: 120.00 EUR"
+    assert await mails_to(database, "quiet@example.com") == []
+    assert await mails_to(database, "elsewhere@example.com") == []
