@@ -612,3 +612,25 @@ async def test_a_payout_mail_goes_only_to_the_partner_s_users_who_asked(
     assert mail.subject == "Payout sent: 120.00 EUR"
     assert await mails_to(database, "quiet@example.com") == []
     assert await mails_to(database, "elsewhere@example.com") == []
+
+
+async def test_the_new_pages_carry_the_navigation_of_who_is_signed_in(
+    client: AsyncTestClient[Any], database: Database, programme: Programme
+) -> None:
+    await add_user(database, "partner@example.com", "partner", programme.partner["id"])
+    await sign_in(client, database, "partner@example.com")
+    for path in (
+        "/portal/links",
+        f"/portal/links/{programme.link['id']}",
+        "/portal/coupons",
+        "/portal/profile",
+    ):
+        page = await client.get(path)
+        assert 'href="/portal/profile"' in page.text, path
+        assert 'href="/admin/merchants"' not in page.text, path
+    client.cookies.clear()
+    await sign_in(client, database)
+    for path in ("/admin/applications", "/admin/mail", "/admin/coupon-requests"):
+        page = await client.get(path)
+        assert 'href="/admin/merchants"' in page.text, path
+        assert 'href="/portal/links"' not in page.text, path

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.core.scope import ADMIN
 from backend.core.validation import FieldError
 from backend.domain import applications
 from backend.domain.password_reset import invite
@@ -49,6 +50,7 @@ async def _page(
     ).all()
     programmes = {p.merchant_id: p for p in await session.scalars(select(Programme))}
     context = {
+        "viewer": ADMIN,  # the admin pages' guard let only admins in
         "pending": pending,
         "decided": decided,
         "merchants": await merchants_by_id(session),

@@ -10,6 +10,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.core.scope import ADMIN
 from backend.core.validation import FieldError
 from backend.domain import coupon_requests
 from backend.storage.db.models import ApplicationStatus, Campaign, CouponRequest
@@ -31,7 +32,12 @@ async def _page(session: AsyncSession, errors: dict[int, str] | None = None) -> 
             .limit(SHOWN)
         )
     ).all()
-    context = {"rows": rows, "partners": await partner_names(session), "errors": errors or {}}
+    context = {
+        "viewer": ADMIN,
+        "rows": rows,
+        "partners": await partner_names(session),
+        "errors": errors or {},
+    }
     return Template(
         "admin/coupon_requests.html", context=context, status_code=400 if errors else 200
     )

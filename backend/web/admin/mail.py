@@ -9,6 +9,7 @@ from litestar.params import FromPath
 from litestar.response import Template
 from sqlalchemy import select
 
+from backend.core.scope import ADMIN
 from backend.storage.db.models import MailMessage
 from backend.web.admin.forms import PAGE_SIZE
 from backend.web.api.deps import Reader
@@ -19,13 +20,13 @@ from backend.web.api.resources import After, get_or_404, page_of
 async def mail_page(reader: Reader, after: After = 0) -> Template:
     statement = select(MailMessage)
     page = await page_of(reader, statement, MailMessage.id, after, PAGE_SIZE, lambda row: row)
-    return Template("admin/mail.html", context={"page": page})
+    return Template("admin/mail.html", context={"viewer": ADMIN, "page": page})
 
 
 @get("/mail/{mail_id:int}")
 async def one_mail(mail_id: FromPath[int], reader: Reader) -> Template:
     mail = await get_or_404(reader, MailMessage, mail_id)
-    return Template("admin/mail_one.html", context={"mail": mail})
+    return Template("admin/mail_one.html", context={"viewer": ADMIN, "mail": mail})
 
 
 MAIL_HANDLERS = [mail_page, one_mail]

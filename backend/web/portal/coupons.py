@@ -11,6 +11,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.core.scope import Viewer
 from backend.core.validation import FieldError
 from backend.domain.affiliate.schemas import MAX_ID
 from backend.domain.coupon_requests import coupon_use, request_coupon
@@ -37,6 +38,7 @@ async def _page(
         )
     ).all()
     context = {
+        "viewer": Viewer(partner_id=partner_id),
         "uses": await coupon_use(session, partner_id),
         "requests": requests,
         "campaigns": await open_campaigns(session, partner_id),

@@ -52,6 +52,7 @@ async def _list(
         )
     ).all()
     context = {
+        "viewer": Viewer(partner_id=partner_id),
         "links": links,
         "campaigns": await open_campaigns(session, partner_id),
         "values": values,
@@ -125,6 +126,7 @@ async def link_page(
     url, errors = tracking_url(state.settings.public_url, link, merchant, params)
     campaign = await reader.get(Campaign, link.campaign_id)
     context = {
+        "viewer": viewer,
         "link": link,
         "campaign": campaign,
         "merchant": merchant,

@@ -13,6 +13,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.core.scope import Viewer
 from backend.core.validation import FieldError
 from backend.domain.accounts import change_password, create_api_key
 from backend.domain.affiliate.schemas import MAX_ID
@@ -53,6 +54,7 @@ async def _page(
         )
     ).all()
     context = {
+        "viewer": Viewer(partner_id=user.partner_id),
         "user": user,
         "partner": await session.get(Partner, user.partner_id),
         "notifications": [
@@ -112,7 +114,8 @@ async def create_key(request: Request[Any, Any, Any], writer: Writer) -> Templat
         error = f"Give the key a name, up to {MAX_KEY_NAME} characters."
         return await _page(writer, user, {"key": error}, status_code=400)
     _, key = await create_api_key(writer, name, user.partner_id)
-    return Template("portal/key.html", context={"key": key, "name": name}, status_code=201)
+    context = {"viewer": Viewer(partner_id=user.partner_id), "key": key, "name": name}
+    return Template("portal/key.html", context=context, status_code=201)
 
 
 @post("/portal/keys/{key_id:int}/revoke")
