@@ -634,3 +634,21 @@ async def test_the_new_pages_carry_the_navigation_of_who_is_signed_in(
         page = await client.get(path)
         assert 'href="/admin/merchants"' in page.text, path
         assert 'href="/portal/links"' not in page.text, path
+
+
+async def test_an_applicant_s_hostile_details_stay_text_on_the_admin_page_and_in_the_mail(
+    client: AsyncTestClient[Any], database: Database, programme: Programme, settings: Settings
+) -> None:
+    await sign_in(client, database)
+    await open_programme(client, programme)
+    hostile = "<script>alert(1)</script>"
+    details = application(settings, name=hostile, promotion=hostile)
+    assert (await submit(client, "/join/shop", details)).status_code == 200
+    (mail,) = await mails_to(database, "ann@blog.example")
+    await submit(client, link_in(mail, "/join/confirm/"), {})
+    page = await client.get("/admin/applications")
+    assert hostile not in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    (notice,) = await mails_to(database, "admin@example.com")
+    assert hostile not in notice.html_body
+    assert "\n" not in notice.subject
