@@ -114,6 +114,8 @@ def test_purge_command_reports_what_it_deleted(
         "deleted 0 rejected_events",
         "deleted 0 delivery_attempts",
         "deleted 0 outbox",
+        "deleted 0 mail_outbox",
+        "deleted 0 account_tokens",
         "hourly totals and conversions are kept",
     ]
     with pytest.raises(SystemExit, match="name --partner"):

@@ -58,6 +58,13 @@ class Settings:
     worker_cpu: int | None = None  # the CPU the worker keeps its threads on (None: any)
     stream: str = "ct:events"
     consumer_group: str = "writers"
+    # Outgoing mail. No SMTP_HOST (the default): mails are written to var/mail/ instead.
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_tls: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    mail_from: str = "clicktrail@localhost"
 
     @property
     def link_check_allow(self) -> tuple[IpNetwork, ...]:
@@ -191,6 +198,13 @@ def load_settings(env: Mapping[str, str] | None = None, *, create_secret: bool =
         if trusted_raw is None
         else _networks(trusted_raw, errors, "TRUSTED_PROXIES")
     )
+    smtp_tls = env.get(PREFIX + "SMTP_TLS", DEFAULTS.smtp_tls).strip().lower()
+    if smtp_tls not in ("starttls", "tls", "none"):
+        errors.append(f"{PREFIX}SMTP_TLS: expected starttls, tls or none, got {smtp_tls!r}")
+        smtp_tls = DEFAULTS.smtp_tls
+    mail_from = env.get(PREFIX + "MAIL_FROM", DEFAULTS.mail_from)
+    if "@" not in mail_from or any(char in mail_from for char in "\r\n"):
+        errors.append(f"{PREFIX}MAIL_FROM: expected an address like Name <a@b.example>")
     settings = Settings(
         environment=environment,  # type: ignore[arg-type]
         var_dir=var_dir,
@@ -215,6 +229,12 @@ def load_settings(env: Mapping[str, str] | None = None, *, create_secret: bool =
         log_format=log_format,  # type: ignore[arg-type]
         ready_max_lag_s=_int(env, "READY_MAX_LAG_S", DEFAULTS.ready_max_lag_s, errors, minimum=1),
         worker_cpu=_cpu(env, "WORKER_CPU", errors),
+        smtp_host=env.get(PREFIX + "SMTP_HOST", "").strip() or None,
+        smtp_port=_int(env, "SMTP_PORT", DEFAULTS.smtp_port, errors, minimum=1),
+        smtp_tls=smtp_tls,  # type: ignore[arg-type]
+        smtp_user=env.get(PREFIX + "SMTP_USER") or None,
+        smtp_password=env.get(PREFIX + "SMTP_PASSWORD") or None,
+        mail_from=mail_from,
     )
     if errors:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(errors))

@@ -23,7 +23,7 @@ async def _check_partner(session: AsyncSession, partner_id: int | None) -> None:
         raise FieldError("partner_id", f"no partner with id {partner_id}")
 
 
-def _check_password(password: str) -> None:
+def check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise FieldError(
             "password", f"the password must have at least {MIN_PASSWORD_LENGTH} characters"
@@ -34,7 +34,7 @@ async def create_user(
     session: AsyncSession, email: str, role: Role, partner_id: int | None, password: str
 ) -> User:
     """A new user; a partner user sees only ``partner_id``'s data, an admin everything."""
-    _check_password(password)
+    check_password(password)
     if role is Role.PARTNER and partner_id is None:
         raise FieldError("partner_id", "a partner user needs a partner")
     await _check_partner(session, partner_id)
@@ -62,7 +62,7 @@ def end_sessions(user: User) -> None:
 
 async def change_password(session: AsyncSession, user: User, password: str) -> None:
     """A new password for ``user``; whoever was signed in with the old one is signed out."""
-    _check_password(password)
+    check_password(password)
     user.password_hash = hash_password(password)
     end_sessions(user)
     await session.commit()

@@ -7,6 +7,7 @@ sign-in page. ``admins_only`` guards the admin pages: to a partner user they do 
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import msgspec
@@ -56,6 +57,17 @@ async def login_page() -> Template:
     return Template("login.html", context={"error": None, "email": ""})
 
 
+def client_of(
+    request: Request[Any, Any, Any], settings: Settings
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The client's address as the app believes it (through trusted proxies); for throttles."""
+    return client_address(
+        request.client.host if request.client else None,
+        request.headers.get("x-forwarded-for"),
+        settings.trusted_proxies,
+    )
+
+
 @post("/login", status_code=200)
 async def login(
     request: Request[Any, Any, Any],
@@ -65,11 +77,7 @@ async def login(
 ) -> Template | Redirect:
     email = data.email.strip().lower()[:320]
     settings: Settings = state.settings
-    address = client_address(
-        request.client.host if request.client else None,
-        request.headers.get("x-forwarded-for"),
-        settings.trusted_proxies,
-    )
+    address = client_of(request, settings)
     throttle = LoginThrottle(state.redis, settings.secret_key, address, email)
     if not await throttle.admit():
         error = f"Too many attempts. Wait {WINDOW_S // 60} minutes and try again."

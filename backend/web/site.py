@@ -13,11 +13,13 @@ from litestar.middleware.csrf import CSRFMiddleware
 
 from backend.core.clock import HOUR_S
 from backend.core.settings import Settings
+from backend.web.account import ACCOUNT_HANDLERS
 from backend.web.admin import ADMIN_HANDLERS, conversion_page, conversions_page
 from backend.web.admin.outgoing import OUTGOING_HANDLERS
 from backend.web.api.deps import SESSIONS
 from backend.web.pages.errors import error_page
 from backend.web.pages.views import PAGE_HANDLERS
+from backend.web.portal import PORTAL_HANDLERS
 from backend.web.sessions import SessionConfig
 from backend.web.signin import (
     LoginRequired,
@@ -58,6 +60,8 @@ def web_router(settings: Settings) -> Router:
             conversions_page,
             conversion_page,
             *OUTGOING_HANDLERS,
+            *ACCOUNT_HANDLERS,
+            *PORTAL_HANDLERS,
             Router(path="/admin", route_handlers=ADMIN_HANDLERS, guards=[admins_only]),
         ],
         middleware=[sessions.middleware, DefineMiddleware(CSRFMiddleware, config=csrf)],

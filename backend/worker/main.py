@@ -3,7 +3,7 @@
 Events never travel as arq jobs (a SIGKILLed job stays locked, a timed-out one is not retried:
 DESIGN §7); arq runs the consumer loop beside it and the cron jobs, each tick once across
 workers (``unique=True``). The outbox's courier (partners' postbacks, webhooks) is a task of its
-own beside the consumer, for the same reasons.
+own beside the consumer, for the same reasons, and so is the mail courier (the mail outbox).
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from arq.typing import WorkerCoroutine
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from backend.core.clock import DAY_S, HOUR_S, now_ms
+from backend.core.clock import DAY_MS, DAY_S, HOUR_S, now_ms
 from backend.core.ids import ClickIdSigner
 from backend.core.settings import Settings
 from backend.domain.affiliate.auto_approval import approve_due
 from backend.domain.affiliate.link_health import check_links
+from backend.domain.mail.delivery import forget_files
 from backend.domain.visitor import forget_past_salts
 from backend.storage.catalog import Catalog
 from backend.storage.db.engine import Database
@@ -35,6 +36,7 @@ from backend.storage.redis_client import arq_settings, connect
 from backend.storage.rollups.by_dimension import fold_closed_hours
 from backend.worker.consumer import StreamConsumer
 from backend.worker.deliveries import Courier
+from backend.worker.mail import MailCourier
 from backend.worker.pipeline import Pipeline
 from backend.worker.retention import purge_expired
 from backend.worker.retry import jittered
@@ -107,6 +109,8 @@ async def startup(ctx: Context) -> None:
     log.info("consumer %s reading %s", consumer.name, settings.stream)
     ctx["courier"] = courier = Courier(database, settings.outbound_allow)
     ctx["courier_task"] = asyncio.create_task(courier.run(), name="outbox-courier")
+    ctx["mail_courier"] = mail_courier = MailCourier(database, settings)
+    ctx["mail_courier_task"] = asyncio.create_task(mail_courier.run(), name="mail-courier")
 
 
 def _exit_if_crashed(task: asyncio.Task[None]) -> None:
@@ -128,6 +132,11 @@ async def shutdown(ctx: Context) -> None:
     if courier is not None and courier_task is not None:
         courier.stop()  # a delivery in flight ends within its timeout; its lease covers it
         await asyncio.wait({courier_task}, timeout=15)
+    mail_courier: MailCourier | None = ctx.get("mail_courier")
+    mail_task: asyncio.Task[None] | None = ctx.get("mail_courier_task")
+    if mail_courier is not None and mail_task is not None:
+        mail_courier.stop()  # a mail in flight ends within its timeout; its lease covers it
+        await asyncio.wait({mail_task}, timeout=35)
     if "database" in ctx:
         await ctx["database"].dispose()
 
@@ -135,7 +144,9 @@ async def shutdown(ctx: Context) -> None:
 async def purge_job(ctx: Context) -> int:
     settings: Settings = ctx["settings"]
     deleted = await purge_expired(ctx["database"], ctx["redis"], settings.retention_days)
-    log.info("retention purge deleted %d rows", deleted)
+    cutoff_ms = now_ms() - settings.retention_days * DAY_MS
+    files = await asyncio.to_thread(forget_files, settings, cutoff_ms)
+    log.info("retention purge deleted %d rows and %d mail files", deleted, files)
     return deleted
 
 

@@ -1,7 +1,8 @@
 """Deleting raw events: on schedule (``RETENTION_DAYS``) and on request (erasure).
 
 Raw clicks, impressions and rejected events go, and the outbox's finished messages (delivered or
-failed) with their attempts; the hourly rollups stay, so totals survive.
+failed) with their attempts, finished mails (they hold addresses) and e-mailed tokens long
+expired; the hourly rollups stay, so totals survive.
 Conversions are financial records (commission owed or paid) and are kept: they hold no visitor
 hash and no network prefix. Deletes run in bounded batches so the writer lock is never held
 for long. On PostgreSQL a time bound first drops the whole monthly partitions before it
@@ -24,7 +25,13 @@ from sqlalchemy import ColumnElement, delete, select
 from backend.core import clock
 from backend.core.ids import click_id_floor, event_id_floor
 from backend.storage.db.engine import Database
-from backend.storage.db.models import DeliveryAttempt, DeliveryStatus, OutboxMessage
+from backend.storage.db.models import (
+    AccountToken,
+    DeliveryAttempt,
+    DeliveryStatus,
+    MailMessage,
+    OutboxMessage,
+)
 from backend.storage.db.partitions import drop_partitions_before
 from backend.storage.erasure import rewrite_append_only_file
 from backend.worker.steps.write import CLICKS, IMPRESSIONS, REJECTED
@@ -74,6 +81,7 @@ async def purge(
     if partner_id is None and before_ms is not None:
         targets.append(("rejected_events", REJECTED.c.id, [REJECTED.c.at_ms < before_ms]))
         targets += _finished_messages(before_ms)
+        targets += _finished_mail(before_ms)
     deleted = {
         name: dropped.get(name, 0) + await _delete_batches(database, key, conditions)
         for name, key, conditions in targets
@@ -105,6 +113,19 @@ def _finished_messages(before_ms: int) -> list[tuple[str, Any, list[ColumnElemen
                 OutboxMessage.__table__.c.created_ms < before_ms,
             ],
         ),
+    ]
+
+
+def _finished_mail(before_ms: int) -> list[tuple[str, Any, list[ColumnElement[bool]]]]:
+    """Mails sent or failed before ``before_ms``, and tokens that expired before it."""
+    mail, tokens = MailMessage.__table__.c, AccountToken.__table__.c
+    return [
+        (
+            "mail_outbox",
+            mail.id,
+            [mail.status != DeliveryStatus.PENDING, mail.created_ms < before_ms],
+        ),
+        ("account_tokens", tokens.id, [tokens.expires_ms < before_ms]),
     ]
 
 

@@ -31,18 +31,20 @@ from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from standardwebhooks.webhooks import Webhook
 
 from backend.core.clock import now_ms
 from backend.core.settings import IpNetwork
 from backend.domain.affiliate.link_health import CheckFailed, connect_public, read_head
 from backend.domain.destinations import SUB_KEYS, expand
+from backend.domain.notifications import ADMIN_EMAILS, failed_delivery_mails
 from backend.storage.db.engine import Database
 from backend.storage.db.models import (
     Click,
     DeliveryAttempt,
     DeliveryStatus,
+    MailMessage,
     OutboxMessage,
     PartnerPostback,
     WebhookEndpoint,
@@ -298,6 +300,7 @@ async def _record(database: Database, tried: list[tuple[OutboxMessage, Answer]])
     now = now_ms()
     async with database.writing() as connection:
         attempts = []
+        failed: list[tuple[OutboxMessage, Answer]] = []
         for message, answer in tried:
             number = message.attempts + 1
             attempts.append(
@@ -316,6 +319,7 @@ async def _record(database: Database, tried: list[tuple[OutboxMessage, Answer]])
                 status = DeliveryStatus.DELIVERED
             elif wait is None:
                 status = DeliveryStatus.FAILED
+                failed.append((message, answer))
             else:
                 status = DeliveryStatus.PENDING
             await connection.execute(
@@ -329,6 +333,36 @@ async def _record(database: Database, tried: list[tuple[OutboxMessage, Answer]])
                 )
             )
         await connection.execute(insert(DeliveryAttempt), attempts)
+        await _tell_admins(connection, failed)
+
+
+async def _tell_admins(
+    connection: AsyncConnection, failed: list[tuple[OutboxMessage, Answer]]
+) -> None:
+    """A mail to every admin per webhook message that failed for good, in the transaction
+    that records it."""
+    webhook_ids = {m.webhook_id for m, _ in failed if m.webhook_id is not None}
+    if not webhook_ids:
+        return
+    endpoints = await connection.execute(
+        select(WebhookEndpoint.id, WebhookEndpoint.url).where(WebhookEndpoint.id.in_(webhook_ids))
+    )
+    urls = {endpoint_id: url for endpoint_id, url in endpoints}
+    admins = (await connection.execute(ADMIN_EMAILS)).scalars().all()
+    mails = [
+        mail
+        for message, answer in failed
+        if message.webhook_id is not None
+        for mail in failed_delivery_mails(
+            admins,
+            urls.get(message.webhook_id, "a deleted endpoint"),
+            message.event,
+            message.attempts + 1,
+            answer.detail,
+        )
+    ]
+    if mails:
+        await connection.execute(insert(MailMessage), mails)
 
 
 async def resend(session: AsyncSession, message: OutboxMessage) -> None:

@@ -2,7 +2,8 @@
 transaction (Svix, Stripe webhooks: DESIGN's "Examples worth following").
 
 A new conversion (the worker's write step) and a status change (``status.change_status``) each
-add one message per active partner postback and webhook endpoint that asked for the event; the
+add one message per active partner postback and webhook endpoint that asked for the event (and
+a mail per partner user who asked for one, ``backend.domain.notifications``); the
 worker delivers them later (``backend.domain.affiliate.delivery``), so nothing here calls a
 remote server and a dead endpoint never holds a batch. Each message keeps its id (the
 ``webhook-id``, the receiver's idempotency key) on every attempt.
@@ -27,8 +28,10 @@ from sqlalchemy import Connection, Table, insert, or_, select
 
 from backend.core.clock import now_ms
 from backend.core.money import format_minor
+from backend.domain.notifications import conversion_mails, subscribers
 from backend.storage.db.models import (
     DeliveryStatus,
+    MailMessage,
     OutboxMessage,
     PartnerPostback,
     WebhookEndpoint,
@@ -41,10 +44,13 @@ TEST = "webhook.test"
 PER_STATUS = ("conversion.approved", "conversion.rejected", "conversion.reversed")
 EVENTS = (CREATED, STATUS_CHANGED, *PER_STATUS, UPDATED)
 """What an endpoint may ask for."""
+MAILED = {CREATED: "new_conversion", STATUS_CHANGED: "status_change"}
+"""The events a partner user may ask a mail for, by the name of the setting."""
 
 OUTBOX: Table = OutboxMessage.__table__  # type: ignore[assignment]
 _POSTBACKS: Table = PartnerPostback.__table__  # type: ignore[assignment]
 _WEBHOOKS: Table = WebhookEndpoint.__table__  # type: ignore[assignment]
+_MAIL: Table = MailMessage.__table__  # type: ignore[assignment]
 
 # The conversion's columns a message carries.
 FIELDS = (
@@ -143,13 +149,15 @@ def message_row(
 
 @dataclass(frozen=True, slots=True)
 class Targets:
-    """The active postbacks and webhook endpoints some conversions may owe messages to."""
+    """The active postbacks and webhook endpoints some conversions may owe messages to, and
+    the partner users who asked for a mail (``backend.domain.notifications``)."""
 
     postbacks: Sequence[Any]
     webhooks: Sequence[Any]
+    notified: Sequence[Any] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.postbacks or self.webhooks)
+        return bool(self.postbacks or self.webhooks or self.notified)
 
 
 def targets(connection: Connection, partners: set[int], merchants: set[int]) -> Targets:
@@ -172,7 +180,7 @@ def targets(connection: Connection, partners: set[int], merchants: set[int]) -> 
             or_(_WEBHOOKS.c.merchant_id.is_(None), _WEBHOOKS.c.merchant_id.in_(sorted(merchants))),
         )
     ).all()
-    return Targets(postbacks, webhooks)
+    return Targets(postbacks, webhooks, subscribers(connection, partners))
 
 
 def targets_of(connection: Connection, conversions: Iterable[Mapping[str, Any]]) -> Targets:
@@ -199,8 +207,11 @@ def enqueue(
         return 0
     at_ms = now_ms()
     rows: list[dict[str, Any]] = []
+    mails: list[dict[str, Any]] = []
     for conversion in conversions:
         earlier = (previous or {}).get(conversion["id"])
+        if event in MAILED:
+            mails += conversion_mails(conversion, MAILED[event], earlier, found.notified)
         data = conversion_data(conversion, earlier)
         payload = json.dumps(data, separators=(",", ":"))
         for postback in found.postbacks:
@@ -236,4 +247,6 @@ def enqueue(
                 )
     if rows:
         connection.execute(insert(OUTBOX), rows)
+    if mails:
+        connection.execute(insert(_MAIL), mails)
     return len(rows)

@@ -596,3 +596,137 @@ class StoreEvent(Base):
     conversion_id: Mapped[int] = mapped_column(Integer, index=True)
     at_ms: Mapped[int] = mapped_column(BigInteger)
     detail: Mapped[str] = mapped_column(String(255))
+
+
+class MailMessage(Base):
+    """An e-mail to send after a change, written in the change's own transaction and sent by
+    the worker's mail courier (SMTP, or a file under ``var/mail/`` when no SMTP server is
+    configured). Rendered when written, so what was sent is what the row says."""
+
+    __tablename__ = "mail_outbox"
+    __table_args__ = (Index(None, "status", "next_at_ms"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(100), unique=True)  # the Message-ID header
+    to_address: Mapped[str] = mapped_column(String(320))
+    template: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(300))
+    text_body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at_ms: Mapped[int] = mapped_column(BigInteger)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    sent_ms: Mapped[int | None] = mapped_column(BigInteger)
+    # Where it went: "smtp", or the file's name under var/mail/; or why the last try failed.
+    detail: Mapped[str] = mapped_column(String(500), default="", server_default="")
+
+
+class Programme(Base):
+    """A merchant's programme as the public sees it: whether ``/join/{slug}`` takes
+    applications (off by default), whether confirmed applications are approved at once, and
+    the terms an applicant accepts."""
+
+    __tablename__ = "programmes"
+
+    merchant_id: Mapped[int] = mapped_column(
+        ForeignKey("merchants.id"), primary_key=True, autoincrement=False
+    )
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    open: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    auto_approve: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    terms: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class ApplicationStatus(StrEnum):
+    UNCONFIRMED = "unconfirmed"  # the applicant has not followed the e-mail's link yet
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class PartnerApplication(Base):
+    """Someone's application to a merchant's programme. The password is kept as its argon2
+    hash until approval makes the partner and its user."""
+
+    __tablename__ = "partner_applications"
+    __table_args__ = (Index(None, "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    website: Mapped[str] = mapped_column(String(2048))
+    promotion: Mapped[str] = mapped_column(String(2000))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default=ApplicationStatus.UNCONFIRMED)
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"))
+    decided_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ProgrammeMember(Base):
+    """A partner approved for a merchant's programme: it may make links to its campaigns."""
+
+    __tablename__ = "programme_members"
+
+    partner_id: Mapped[int] = mapped_column(
+        ForeignKey("partners.id"), primary_key=True, autoincrement=False
+    )
+    merchant_id: Mapped[int] = mapped_column(
+        ForeignKey("merchants.id"), primary_key=True, autoincrement=False
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class TokenPurpose(StrEnum):
+    RESET = "reset"  # a forgotten password
+    INVITE = "invite"  # an invited partner sets a first password
+    CONFIRM = "confirm"  # an applicant confirms the e-mail address
+
+
+class AccountToken(Base):
+    """A link sent by e-mail: single-use (``used_ms``) and short-lived (``expires_ms``). Only
+    the token's SHA-256 is kept, so a copy of the database opens no account."""
+
+    __tablename__ = "account_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    application_id: Mapped[int | None] = mapped_column(ForeignKey("partner_applications.id"))
+    expires_ms: Mapped[int] = mapped_column(BigInteger)
+    used_ms: Mapped[int | None] = mapped_column(BigInteger)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class NotificationSetting(Base):
+    """Which mails a partner user asked for; none without a row. (Admins get new applications
+    and failed webhook deliveries whatever this says.)"""
+
+    __tablename__ = "notification_settings"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    new_conversion: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    status_change: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    payout_sent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class CouponRequest(Base):
+    """A partner's request for a coupon code on a campaign it is approved for; an admin's
+    approval makes the ``Coupon``."""
+
+    __tablename__ = "coupon_requests"
+    __table_args__ = (Index(None, "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    code: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=ApplicationStatus.PENDING)
+    coupon_id: Mapped[int | None] = mapped_column(ForeignKey("coupons.id", ondelete="SET NULL"))
+    decided_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

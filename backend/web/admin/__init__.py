@@ -12,6 +12,7 @@ from litestar.response import Redirect
 from litestar.types import ControllerRouterHandler
 
 from backend.web.admin.api_keys import ApiKeyPages
+from backend.web.admin.applications import APPLICATION_HANDLERS
 from backend.web.admin.campaigns import CampaignPages
 from backend.web.admin.conversions import (
     change_one_status,
@@ -19,8 +20,10 @@ from backend.web.admin.conversions import (
     conversion_page,
     conversions_page,
 )
+from backend.web.admin.coupon_requests import COUPON_REQUEST_HANDLERS
 from backend.web.admin.coupons import CouponPages
 from backend.web.admin.links import LinkPages
+from backend.web.admin.mail import MAIL_HANDLERS
 from backend.web.admin.merchants import MerchantPages
 from backend.web.admin.overrides import OverridePages
 from backend.web.admin.partners import PartnerPages
@@ -46,6 +49,9 @@ ADMIN_HANDLERS: list[ControllerRouterHandler] = [
     ApiKeyPages,
     change_statuses,
     change_one_status,
+    *APPLICATION_HANDLERS,
+    *MAIL_HANDLERS,
+    *COUPON_REQUEST_HANDLERS,
 ]
 
 __all__ = ["ADMIN_HANDLERS", "conversion_page", "conversions_page"]
