@@ -7,7 +7,8 @@ the rollup bookkeeping are written once. A change that takes a conversion out of
 disagree with the rows. A person approving decides the money: a conversion held for review is
 paid by the rule that applies (its commission may have been zeroed, for a bot's click, or
 doubted), or what they set; a commission changed so is corrected in the rollups in the same
-transaction too. Every change owes its partner's postbacks and the webhooks a message, added to
+transaction too, and the partner's ledger books what the change did to the earned commission.
+Every change owes its partner's postbacks and the webhooks a message, added to
 the outbox in the same transaction. Every change leaves a ``conversion_changes`` row saying who,
 when and why, and the commission before and after when it changed. The caller commits.
 """
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.core.clock import HOUR_MS, now_ms
 from backend.core.money import format_minor
 from backend.domain.affiliate.commission import rule_commission
+from backend.domain.affiliate.ledger import record_commission_change, record_commission_change_in
 from backend.domain.affiliate.outbox import FIELDS, STATUS_CHANGED, enqueue
 from backend.domain.quality.flags import Flag
 from backend.storage.db.models import Conversion, ConversionChange, ConversionStatus, StatsHourly
@@ -131,6 +133,8 @@ def change_by_network(
                 commission_minor=_STATS.commission_minor - stored["commission_minor"],
             )
         )
+    actor = network_source(source_id)
+    record_commission_change(connection, [stored["id"]], actor=actor, reason=reason)
     changed = {**stored, "status": wanted.value, "verified": True}
     enqueue(connection, [changed], STATUS_CHANGED, {stored["id"]: current.value})
     return True
@@ -180,6 +184,8 @@ async def change_status(
         await _record(session, conversion, current, actor, why, (earlier, decided))
     if current in COUNTED and wanted not in COUNTED:
         await _uncount(session, conversion)
+    if ConversionStatus.APPROVED in (current, wanted):
+        await record_commission_change_in(session, [conversion.id], actor=actor, reason=reason)
     snapshot = {name: getattr(conversion, name) for name in FIELDS}
     before = {conversion.id: current.value}
     await session.run_sync(

@@ -1,0 +1,167 @@
+"""payouts: the partners' ledger, payout runs, their lines and the entries each line locks; a
+merchant's hold period, minimum, schedule and payer details; a partner's payout details
+
+``ledger_entries`` is append-only (docs/payouts.md); on SQLite its ``amount_minor`` and the
+lines' carry the ``typeof(...) = 'integer'`` CHECK of migration 0009. ``payout_items`` is keyed
+by the ledger entry, so an entry is locked by one payout line at most.
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-07
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0013"
+down_revision: str | None = "0012"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+MERCHANT_COLUMNS = (
+    "payout_minimum_minor",
+    "hold_days",
+    "payout_schedule",
+    "legal_name",
+    "iban",
+    "bic",
+)
+PARTNER_COLUMNS = ("payout_method", "iban", "bic", "account_holder", "paypal_email", "payout_note")
+
+
+def _integer_money(table: str) -> list[sa.CheckConstraint]:
+    if op.get_bind().dialect.name != "sqlite":
+        return []
+    check = sa.CheckConstraint(
+        "typeof(amount_minor) = 'integer'", name=op.f(f"ck_{table}_amount_minor_integer")
+    )
+    return [check]
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("merchants") as batch:
+        batch.add_column(
+            sa.Column("payout_minimum_minor", sa.BigInteger(), server_default="0", nullable=False)
+        )
+        batch.add_column(sa.Column("hold_days", sa.Integer(), server_default="0", nullable=False))
+        batch.add_column(
+            sa.Column("payout_schedule", sa.String(length=16), server_default="", nullable=False)
+        )
+        batch.add_column(sa.Column("legal_name", sa.String(length=70), nullable=True))
+        batch.add_column(sa.Column("iban", sa.String(length=34), nullable=True))
+        batch.add_column(sa.Column("bic", sa.String(length=11), nullable=True))
+    with op.batch_alter_table("partners") as batch:
+        batch.add_column(sa.Column("payout_method", sa.String(length=16), nullable=True))
+        batch.add_column(sa.Column("iban", sa.String(length=34), nullable=True))
+        batch.add_column(sa.Column("bic", sa.String(length=11), nullable=True))
+        batch.add_column(sa.Column("account_holder", sa.String(length=70), nullable=True))
+        batch.add_column(sa.Column("paypal_email", sa.String(length=320), nullable=True))
+        batch.add_column(sa.Column("payout_note", sa.String(length=500), nullable=True))
+    op.create_table(
+        "ledger_entries",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("partner_id", sa.Integer(), nullable=False),
+        sa.Column("merchant_id", sa.Integer(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("amount_minor", sa.BigInteger(), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("conversion_id", sa.Integer(), nullable=True),
+        sa.Column("payout_line_id", sa.Integer(), nullable=True),
+        sa.Column("actor", sa.String(length=200), server_default="", nullable=False),
+        sa.Column("reason", sa.String(length=500), server_default="", nullable=False),
+        sa.Column("at_ms", sa.BigInteger(), nullable=False),
+        *_integer_money("ledger_entries"),
+        sa.ForeignKeyConstraint(
+            ["partner_id"], ["partners.id"], name=op.f("fk_ledger_entries_partner_id_partners")
+        ),
+        sa.ForeignKeyConstraint(
+            ["merchant_id"], ["merchants.id"], name=op.f("fk_ledger_entries_merchant_id_merchants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_entries")),
+    )
+    op.create_index(
+        op.f("ix_ledger_entries_partner_id_currency_at_ms"),
+        "ledger_entries",
+        ["partner_id", "currency", "at_ms"],
+    )
+    op.create_index(op.f("ix_ledger_entries_conversion_id"), "ledger_entries", ["conversion_id"])
+    op.create_table(
+        "payout_runs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("merchant_id", sa.Integer(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("period", sa.String(length=16), nullable=True),
+        sa.Column("actor", sa.String(length=200), nullable=False),
+        sa.Column("created_ms", sa.BigInteger(), nullable=False),
+        sa.Column("confirmed_ms", sa.BigInteger(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["merchant_id"], ["merchants.id"], name=op.f("fk_payout_runs_merchant_id_merchants")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_payout_runs")),
+        sa.UniqueConstraint(
+            "merchant_id", "period", name=op.f("uq_payout_runs_merchant_id_period")
+        ),
+    )
+    op.create_table(
+        "payout_lines",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("run_id", sa.Integer(), nullable=False),
+        sa.Column("partner_id", sa.Integer(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("amount_minor", sa.BigInteger(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("reference", sa.String(length=140), nullable=True),
+        sa.Column("paid_on", sa.String(length=10), nullable=True),
+        sa.Column("reason", sa.String(length=500), server_default="", nullable=False),
+        sa.Column("changed_ms", sa.BigInteger(), nullable=False),
+        *_integer_money("payout_lines"),
+        sa.ForeignKeyConstraint(
+            ["run_id"], ["payout_runs.id"], name=op.f("fk_payout_lines_run_id_payout_runs")
+        ),
+        sa.ForeignKeyConstraint(
+            ["partner_id"], ["partners.id"], name=op.f("fk_payout_lines_partner_id_partners")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_payout_lines")),
+        sa.UniqueConstraint(
+            "run_id",
+            "partner_id",
+            "currency",
+            name=op.f("uq_payout_lines_run_id_partner_id_currency"),
+        ),
+    )
+    op.create_index(op.f("ix_payout_lines_partner_id"), "payout_lines", ["partner_id"])
+    op.create_table(
+        "payout_items",
+        sa.Column("entry_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("line_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["entry_id"],
+            ["ledger_entries.id"],
+            name=op.f("fk_payout_items_entry_id_ledger_entries"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["line_id"], ["payout_lines.id"], name=op.f("fk_payout_items_line_id_payout_lines")
+        ),
+        sa.PrimaryKeyConstraint("entry_id", name=op.f("pk_payout_items")),
+    )
+    op.create_index(op.f("ix_payout_items_line_id"), "payout_items", ["line_id"])
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_payout_items_line_id"), table_name="payout_items")
+    op.drop_table("payout_items")
+    op.drop_index(op.f("ix_payout_lines_partner_id"), table_name="payout_lines")
+    op.drop_table("payout_lines")
+    op.drop_table("payout_runs")
+    op.drop_index(op.f("ix_ledger_entries_conversion_id"), table_name="ledger_entries")
+    op.drop_index(op.f("ix_ledger_entries_partner_id_currency_at_ms"), table_name="ledger_entries")
+    op.drop_table("ledger_entries")
+    with op.batch_alter_table("partners") as batch:
+        for column in PARTNER_COLUMNS:
+            batch.drop_column(column)
+    with op.batch_alter_table("merchants") as batch:
+        for column in MERCHANT_COLUMNS:
+            batch.drop_column(column)
