@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TypeVarTuple, Unpack
+from typing import TypeVarTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -169,7 +169,7 @@ def unlocked_entries() -> ColumnElement[bool]:
     return ~select(PayoutItem.entry_id).where(PayoutItem.entry_id == LedgerEntry.id).exists()
 
 
-def with_dates(statement: Select[Unpack[Ts]]) -> Select[Unpack[Ts]]:
+def with_dates(statement: Select[*Ts]) -> Select[*Ts]:
     """``statement`` over ``ledger_entries`` joined to what ``is_due`` reads."""
     joined = statement.join(Merchant, Merchant.id == LedgerEntry.merchant_id)
     return joined.outerjoin(Conversion, Conversion.id == LedgerEntry.conversion_id)

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import DAY_MS, now_ms
+from backend.core.validation import FieldError
 from backend.domain.affiliate.ledger import entry_row, is_due, unlocked_entries, with_dates
 from backend.storage.db.engine import Database
 from backend.storage.db.models import (
@@ -312,3 +313,32 @@ async def draft_scheduled(database: Database, now: int | None = None) -> list[in
                 continue
             drafted.append(view.run.id)
     return drafted
+
+
+async def next_payout_for(session: AsyncSession, partner_id: int, now: int) -> date | None:
+    """The earliest next scheduled run of the merchants whose money ``partner_id`` holds."""
+    schedules = await session.scalars(
+        select(Merchant.payout_schedule)
+        .where(
+            Merchant.payout_schedule != "",
+            select(LedgerEntry.id)
+            .where(LedgerEntry.merchant_id == Merchant.id, LedgerEntry.partner_id == partner_id)
+            .exists(),
+        )
+        .distinct()
+    )
+    days = [day for schedule in schedules if (day := next_payout(schedule, now)) is not None]
+    return min(days, default=None)
+
+
+async def paying_merchant(session: AsyncSession, merchant_id: int | None) -> Merchant:
+    """``merchant_id``'s merchant, or the only one there is; a ``FieldError`` otherwise."""
+    if merchant_id is not None:
+        merchant = await session.get(Merchant, merchant_id)
+        if merchant is None:
+            raise FieldError("merchant_id", f"no merchant with id {merchant_id}")
+        return merchant
+    found = (await session.scalars(select(Merchant).order_by(Merchant.id).limit(2))).all()
+    if len(found) != 1:
+        raise FieldError("merchant_id", "name the merchant (there is not exactly one)")
+    return found[0]

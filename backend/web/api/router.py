@@ -16,6 +16,7 @@ from backend.web.api.hooks import HOOK_CONTROLLERS
 from backend.web.api.keys import ApiKeyAuth, admin_keys_only, request_reader
 from backend.web.api.openapi import API_KEY
 from backend.web.api.overrides import OverrideController
+from backend.web.api.payouts import PAYOUT_CONTROLLERS
 from backend.web.api.postback import postback, rotate_postback_secret
 from backend.web.api.resources import RESOURCE_CONTROLLERS
 from backend.web.api.sources import SourceController, network_postback
@@ -32,6 +33,7 @@ def api_router() -> Router:
             OverrideController,
             SourceController,
             *HOOK_CONTROLLERS,
+            *PAYOUT_CONTROLLERS,
             create_click,
             rotate_postback_secret,
             stats,
