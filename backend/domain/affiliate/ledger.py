@@ -190,17 +190,17 @@ class Balance:
 async def balances(session: AsyncSession, partner_id: int, now: int | None = None) -> list[Balance]:
     """``partner_id``'s balance per currency, from the ledger."""
     moment = now_ms() if now is None else now
-    due = is_due(moment)
+    due, unlocked = is_due(moment), unlocked_entries()
     sums = (
         await session.execute(
             with_dates(
                 select(
                     LedgerEntry.currency,
-                    func.coalesce(func.sum(LedgerEntry.amount_minor).filter(~due), 0),
-                    func.coalesce(func.sum(LedgerEntry.amount_minor).filter(due), 0),
+                    func.coalesce(func.sum(LedgerEntry.amount_minor).filter(unlocked, ~due), 0),
+                    func.coalesce(func.sum(LedgerEntry.amount_minor).filter(unlocked, due), 0),
                 )
             )
-            .where(LedgerEntry.partner_id == partner_id, unlocked_entries())
+            .where(LedgerEntry.partner_id == partner_id)
             .group_by(LedgerEntry.currency)
         )
     ).all()
@@ -214,9 +214,7 @@ async def balances(session: AsyncSession, partner_id: int, now: int | None = Non
                 )
                 .group_by(PayoutLine.currency)
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     figures = {currency: (int(pending), int(payable)) for currency, pending, payable in sums}
     return [

@@ -67,7 +67,7 @@ async def payable_by_partner(
             LedgerEntry.partner_id, LedgerEntry.currency
         )
     )
-    return [(partner, code, int(total)) for partner, code, total in rows.tuples()]
+    return [(partner, code, int(total)) for partner, code, total in rows]
 
 
 async def create_run(

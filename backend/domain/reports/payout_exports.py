@@ -39,7 +39,7 @@ async def export_lines(session: AsyncSession, run: PayoutRun) -> list[ExportLine
         .where(PayoutLine.run_id == run.id)
         .order_by(PayoutLine.id)
     )
-    return [ExportLine(line, partner) for line, partner in rows.tuples()]
+    return [ExportLine(line, partner) for line, partner in rows]
 
 
 def _to_pay(lines: Sequence[ExportLine], method: PayoutMethod) -> list[ExportLine]:

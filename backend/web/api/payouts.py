@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from litestar import Controller, Response, get, post
 from litestar.exceptions import ClientException, NotFoundException
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
