@@ -264,7 +264,7 @@ class PartnerMoneyController(Controller):
         viewer: CurrentViewer,
         reader: Reader,
         currency: QueryCurrency = None,
-        format: Literal["json", "csv"] = "json",
+        format: FromQuery[Literal["json", "csv"]] = "json",
     ) -> StatementOut | Response[str]:
         """The month's statement in one currency (``currencies`` lists the others)."""
         own_partner(viewer, partner_id)
@@ -327,7 +327,7 @@ class PayoutRunController(Controller):
 
     @get("/{run_id:int}/export", raises=[*ADMIN_KEY, NotFoundException, PayoutConflict])
     async def export(
-        self, run_id: PathId, reader: Reader, format: Literal["sepa", "paypal", "csv"]
+        self, run_id: PathId, reader: Reader, format: FromQuery[Literal["sepa", "paypal", "csv"]]
     ) -> Response[bytes | str]:
         """The confirmed run as a SEPA pain.001 file, a PayPal Payouts CSV or a generic CSV."""
         run = await get_or_404(reader, PayoutRun, run_id)
