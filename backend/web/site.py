@@ -13,6 +13,7 @@ from litestar.middleware.csrf import CSRFMiddleware
 from backend.core.clock import HOUR_S
 from backend.core.settings import Settings
 from backend.web.admin import ADMIN_HANDLERS, conversion_page, conversions_page
+from backend.web.admin.money import MONEY_HANDLERS
 from backend.web.admin.outgoing import OUTGOING_HANDLERS
 from backend.web.api.deps import SESSIONS
 from backend.web.pages.views import PAGE_HANDLERS
@@ -56,6 +57,7 @@ def web_router(settings: Settings) -> Router:
             conversions_page,
             conversion_page,
             *OUTGOING_HANDLERS,
+            *MONEY_HANDLERS,
             Router(path="/admin", route_handlers=ADMIN_HANDLERS, guards=[admins_only]),
         ],
         middleware=[sessions.middleware, DefineMiddleware(CSRFMiddleware, config=csrf)],

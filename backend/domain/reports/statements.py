@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.validation import FieldError
+from backend.domain.affiliate.ledger import Balance, balances
+from backend.domain.affiliate.payouts import next_payout_for
 from backend.storage.db.models import Conversion, LedgerEntry, LedgerKind
 
 MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 PAID_KINDS = (LedgerKind.PAYOUT.value, LedgerKind.RETURNED.value)
+MAX_MONTHS = 120  # the statement list's length
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,3 +199,40 @@ def statement_rows(found: Statement) -> list[list[str | int | None]]:
         ]
         for line in found.lines
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class MoneySummary:
+    """What a partner's overview shows: the balances, the next payout day and the last month
+    with a statement."""
+
+    balances: list[Balance]
+    next_payout: date | None
+    last_month: str | None
+
+
+async def money_summary(session: AsyncSession, partner_id: int, now: int) -> MoneySummary:
+    last = await session.scalar(
+        select(func.max(LedgerEntry.at_ms)).where(LedgerEntry.partner_id == partner_id)
+    )
+    return MoneySummary(
+        balances=await balances(session, partner_id, now),
+        next_payout=await next_payout_for(session, partner_id, now),
+        last_month=None if last is None else _at(last).strftime("%Y-%m"),
+    )
+
+
+async def statement_months(session: AsyncSession, partner_id: int) -> list[str]:
+    """The months of ``partner_id``'s ledger, newest first."""
+    first = await session.scalar(
+        select(func.min(LedgerEntry.at_ms)).where(LedgerEntry.partner_id == partner_id)
+    )
+    if first is None:
+        return []
+    months: list[str] = []
+    day = _at(first).date().replace(day=1)
+    today = datetime.now(UTC).date()
+    while day <= today and len(months) < MAX_MONTHS:
+        months.append(day.strftime("%Y-%m"))
+        day = (day + timedelta(days=32)).replace(day=1)
+    return months[::-1]

@@ -24,6 +24,7 @@ from backend.web.admin.links import LinkPages
 from backend.web.admin.merchants import MerchantPages
 from backend.web.admin.overrides import OverridePages
 from backend.web.admin.partners import PartnerPages
+from backend.web.admin.payouts import PayoutPages
 from backend.web.admin.sources import SourcePages
 from backend.web.admin.users import UserPages
 
@@ -44,6 +45,7 @@ ADMIN_HANDLERS: list[ControllerRouterHandler] = [
     SourcePages,
     UserPages,
     ApiKeyPages,
+    PayoutPages,
     change_statuses,
     change_one_status,
 ]

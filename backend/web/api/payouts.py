@@ -63,6 +63,7 @@ from backend.storage.db.models import (
     PayoutLine,
     PayoutLineStatus,
     PayoutRun,
+    PayoutRunStatus,
 )
 from backend.web.api.deps import ADMIN_KEY, ANY_KEY, CurrentViewer, Reader, Writer
 from backend.web.api.keys import PARTNER_KEYS
@@ -228,6 +229,36 @@ async def new_adjustment(
     )
 
 
+async def export_response(
+    session: AsyncSession, run: PayoutRun, format: str
+) -> Response[bytes | str]:
+    """The download of ``run`` in ``format`` (sepa, paypal, csv); ``ExportRefused`` when the
+    run is not confirmed or lacks what the format needs."""
+    if run.status != PayoutRunStatus.CONFIRMED:
+        raise ExportRefused("confirm the run first")
+    merchant = await get_or_404(session, Merchant, run.merchant_id)
+    lines = await export_lines(session, run)
+    body: bytes | str
+    if format == "sepa":
+        body = sepa_xml(run, merchant, lines, datetime.now(UTC).date())
+        media, suffix = "application/xml", "xml"
+    elif format == "paypal":
+        body, media, suffix = paypal_csv(run, lines), "text/csv; charset=utf-8", "csv"
+    elif format == "csv":
+        body, media, suffix = generic_csv(run, lines), "text/csv; charset=utf-8", "csv"
+    else:
+        raise ExportRefused("the format is one of sepa, paypal, csv")
+    name = f"payout-run-{run.id}-{format}.{suffix}"
+    return Response(
+        body,
+        media_type=media,
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
 async def run_line(session: AsyncSession, run_id: int, line_id: int) -> PayoutLine:
     line = await get_or_404(session, PayoutLine, line_id)
     if line.run_id != run_id:
@@ -331,29 +362,10 @@ class PayoutRunController(Controller):
     ) -> Response[bytes | str]:
         """The confirmed run as a SEPA pain.001 file, a PayPal Payouts CSV or a generic CSV."""
         run = await get_or_404(reader, PayoutRun, run_id)
-        if run.status != "confirmed":
-            raise conflict(ExportRefused("confirm the run first"))
-        merchant = await get_or_404(reader, Merchant, run.merchant_id)
-        lines = await export_lines(reader, run)
         try:
-            if format == "sepa":
-                body: bytes | str = sepa_xml(run, merchant, lines, datetime.now(UTC).date())
-                media, suffix = "application/xml", "xml"
-            elif format == "paypal":
-                body, media, suffix = paypal_csv(run, lines), "text/csv; charset=utf-8", "csv"
-            else:
-                body, media, suffix = generic_csv(run, lines), "text/csv; charset=utf-8", "csv"
+            return await export_response(reader, run, format)
         except ExportRefused as refused:
             raise conflict(refused, "format") from refused
-        name = f"payout-run-{run.id}-{format}.{suffix}"
-        return Response(
-            body,
-            media_type=media,
-            headers={
-                "Content-Disposition": f'attachment; filename="{name}"',
-                "Cache-Control": "no-store",
-            },
-        )
 
     @post(
         "/{run_id:int}/lines/{line_id:int}/paid",

@@ -29,6 +29,7 @@ from backend.domain.reports.overview import overview_report
 from backend.domain.reports.quality import quality_report
 from backend.domain.reports.ranges import PRESETS, DateRange, RangeError, resolve_range, zone
 from backend.domain.reports.sources import average_order_minor, source_report
+from backend.domain.reports.statements import money_summary
 from backend.storage.rollups.dimensions import DIMENSIONS
 from backend.web.api.deps import CurrentViewer, Reader
 from backend.web.pages.chart import lay_out
@@ -110,9 +111,20 @@ async def overview(
     chart = lay_out(
         [(row.label, row.metrics.clicks, row.metrics.conversions) for row in report.rows]
     )
+    money = (
+        None
+        if viewer.partner_id is None
+        else await money_summary(reader, viewer.partner_id, now_ms())
+    )
     return Template(
         "overview.html",
-        context={**context, "report": report, "chart": chart, "public_url": settings.public_url},
+        context={
+            **context,
+            "report": report,
+            "chart": chart,
+            "public_url": settings.public_url,
+            "money": money,
+        },
     )
 
 
