@@ -28,7 +28,13 @@ from backend.domain.affiliate.commission import rule_commission
 from backend.domain.affiliate.ledger import record_commission_change, record_commission_change_in
 from backend.domain.affiliate.outbox import FIELDS, STATUS_CHANGED, enqueue
 from backend.domain.quality.flags import Flag
-from backend.storage.db.models import Conversion, ConversionChange, ConversionStatus, StatsHourly
+from backend.storage.db.models import (
+    CommissionRule,
+    Conversion,
+    ConversionChange,
+    ConversionStatus,
+    StatsHourly,
+)
 from backend.storage.rollups.by_dimension import correct_commission
 from backend.storage.rollups.measures import COUNTED
 
@@ -175,13 +181,15 @@ async def change_status(
     conversion.status = wanted
     conversion.verified = conversion.verified or confirms
     earlier = conversion.commission_minor
-    if decided is None or decided == earlier:
+    if decided is not None:
+        conversion.commission_rule = decided[1]
+    if decided is None or decided[0] == earlier:
         await _record(session, conversion, current, actor, reason)
     else:
-        conversion.commission_minor = decided
-        await _add_commission(session, conversion, decided - earlier)
+        conversion.commission_minor = decided[0]
+        await _add_commission(session, conversion, decided[0] - earlier)
         why = reason or (SET_BY_REVIEWER if commission is not None else BY_THE_RULE)
-        await _record(session, conversion, current, actor, why, (earlier, decided))
+        await _record(session, conversion, current, actor, why, (earlier, decided[0]))
     if current in COUNTED and wanted not in COUNTED:
         await _uncount(session, conversion)
     if ConversionStatus.APPROVED in (current, wanted):
@@ -199,8 +207,9 @@ async def decided_commission(
     wanted: ConversionStatus,
     commission: int | None,
     reviewed: bool,
-) -> int | None:
-    """The commission ``change_status`` pays, or None to leave it as it is.
+) -> tuple[int, str] | None:
+    """The commission ``change_status`` pays and the ``CommissionRule`` that set it, or None
+    to leave both as they are.
 
     A set commission is for an approval of an attributed conversion only, from 0 up to the
     sale's amount, or the rule's commission when that is more (a flat fee on a free sign-up).
@@ -210,9 +219,9 @@ async def decided_commission(
         raise CommissionRefused(f"a commission is set only when approving, not when {wanted}")
     if not approving or (commission is None and not (reviewed and held_for_review(conversion))):
         return None
-    by_rule = await rule_commission(session, conversion)
+    by_rule, rule = await rule_commission(session, conversion)
     if commission is None:
-        return by_rule
+        return by_rule, rule or ""
     if conversion.partner_id is None:
         raise CommissionRefused("an unattributed conversion has no partner to pay")
     ceiling = max(conversion.amount_minor, by_rule)
@@ -222,7 +231,7 @@ async def decided_commission(
             f" {format_minor(ceiling, conversion.currency)} {conversion.currency}"
             " (the sale's amount, or the rule's commission when that is more)"
         )
-    return commission
+    return commission, CommissionRule.REVIEWER
 
 
 async def verify(session: AsyncSession, conversion: Conversion, *, actor: str, reason: str) -> bool:

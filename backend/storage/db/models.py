@@ -99,6 +99,17 @@ class Attribution(StrEnum):
     COUPON = "coupon"  # the partner's coupon code the sale carried
 
 
+class CommissionRule(StrEnum):
+    """Which rule set a conversion's commission (``conversions.commission_rule``); "" when
+    nothing did (no partner is credited, or it was stored before rules were recorded)."""
+
+    CAMPAIGN = "campaign"  # the campaign's own rule
+    GROUP = "group"  # the rate of the partner's group for the campaign
+    PARTNER = "partner"  # the partner's own override for the campaign
+    NETWORK = "network"  # the figure a conversion source reported
+    REVIEWER = "reviewer"  # set by the person who approved it
+
+
 class Role(StrEnum):
     ADMIN = "admin"
     PARTNER = "partner"
@@ -156,6 +167,8 @@ class Partner(Base):
     account_holder: Mapped[str | None] = mapped_column(String(70))
     paypal_email: Mapped[str | None] = mapped_column(String(320))
     payout_note: Mapped[str | None] = mapped_column(String(500))
+    # The partner's group (tier), whose rates per campaign replace the campaigns' own.
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("partner_groups.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -309,6 +322,8 @@ class Conversion(Base):
     commission_reported: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
+    # Which rule set the commission: a ``CommissionRule``.
+    commission_rule: Mapped[str] = mapped_column(String(16), default="", server_default="")
 
 
 class ConversionChange(Base):
@@ -663,3 +678,28 @@ class PayoutItem(Base):
 
     entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), primary_key=True)
     line_id: Mapped[int] = mapped_column(ForeignKey("payout_lines.id"), index=True)
+
+
+class PartnerGroup(Base):
+    """A group (tier) of partners; its rates per campaign replace the campaigns' rules for its
+    members, and a partner's own override still wins over them."""
+
+    __tablename__ = "partner_groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class GroupRate(Base):
+    """A group's commission rule for one campaign."""
+
+    __tablename__ = "group_rates"
+    __table_args__ = (UniqueConstraint("group_id", "campaign_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("partner_groups.id"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    commission_bps: Mapped[int] = mapped_column(Integer, default=0)
+    commission_flat_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

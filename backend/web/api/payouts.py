@@ -6,11 +6,13 @@ A partner's key reads its own balance and statements; everything else is an admi
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 from litestar import Controller, Response, get, post
 from litestar.exceptions import ClientException, NotFoundException
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import FromQuery, JSONBody, PathParameter, QueryParameter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -73,6 +75,28 @@ Month = Annotated[
     str, PathParameter(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="YYYY-MM, UTC")
 ]
 QueryCurrency = Annotated[str | None, QueryParameter(pattern=r"^[A-Za-z]{3}$")]
+
+
+def download_operation(*media_types: str, json: bool = False) -> type[Operation]:
+    """An ``operation_class`` whose 200 answer is a file of ``media_types`` (text), beside its
+    JSON body when ``json`` (the first of the handler's own answer types)."""
+
+    @dataclasses.dataclass
+    class DownloadOperation(Operation):
+        def __post_init__(self) -> None:
+            ok = (self.responses or {}).get("200")
+            if not isinstance(ok, OpenAPIResponse):
+                return
+            content: dict[str, OpenAPIMediaType] = {}
+            found = (ok.content or {}).get("application/json")
+            if json and found is not None and isinstance(found.schema, Schema):
+                first = (found.schema.one_of or [found.schema])[0]
+                content["application/json"] = OpenAPIMediaType(first)
+            for media in media_types:
+                content[media] = OpenAPIMediaType(Schema(type=OpenAPIType.STRING))
+            ok.content = content
+
+    return DownloadOperation
 
 
 class PayoutConflict(ClientException):
@@ -287,6 +311,7 @@ class PartnerMoneyController(Controller):
         "/{partner_id:int}/statements/{month:str}",
         raises=[*ANY_KEY, NotFoundException],
         opt=PARTNER_KEYS,
+        operation_class=download_operation("text/csv", json=True),
     )
     async def read_statement(
         self,
@@ -356,7 +381,11 @@ class PayoutRunController(Controller):
         await writer.commit()
         return run_out(run, await run_lines(writer, run.id))
 
-    @get("/{run_id:int}/export", raises=[*ADMIN_KEY, NotFoundException, PayoutConflict])
+    @get(
+        "/{run_id:int}/export",
+        raises=[*ADMIN_KEY, NotFoundException, PayoutConflict],
+        operation_class=download_operation("application/xml", "text/csv"),
+    )
     async def export(
         self, run_id: PathId, reader: Reader, format: FromQuery[Literal["sepa", "paypal", "csv"]]
     ) -> Response[bytes | str]:

@@ -191,6 +191,7 @@ REPLACED = (
     "flags",
     "coupon",
     "attribution",
+    "commission_rule",
 )
 _VOUCHING = (Source.POSTBACK, Source.NETWORK)  # sources whose word beats a pixel's
 _STORED_ORDER = (

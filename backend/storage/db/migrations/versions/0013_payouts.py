@@ -1,5 +1,6 @@
 """payouts: the partners' ledger, payout runs, their lines and the entries each line locks; a
-merchant's hold period, minimum, schedule and payer details; a partner's payout details
+merchant's hold period, minimum, schedule and payer details; a partner's payout details and
+group; partner groups and their rates per campaign; the rule that set a conversion's commission
 
 ``ledger_entries`` is append-only (docs/payouts.md); on SQLite its ``amount_minor`` and the
 lines' carry the ``typeof(...) = 'integer'`` CHECK of migration 0009. ``payout_items`` is keyed
@@ -28,7 +29,14 @@ MERCHANT_COLUMNS = (
     "iban",
     "bic",
 )
-PARTNER_COLUMNS = ("payout_method", "iban", "bic", "account_holder", "paypal_email", "payout_note")
+PARTNER_COLUMNS = (
+    "payout_method",
+    "iban",
+    "bic",
+    "account_holder",
+    "paypal_email",
+    "payout_note",
+)
 
 
 def _integer_money(table: str) -> list[sa.CheckConstraint]:
@@ -41,6 +49,38 @@ def _integer_money(table: str) -> list[sa.CheckConstraint]:
 
 
 def upgrade() -> None:
+    op.create_table(
+        "partner_groups",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_partner_groups")),
+        sa.UniqueConstraint("name", name=op.f("uq_partner_groups_name")),
+    )
+    op.create_table(
+        "group_rates",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("group_id", sa.Integer(), nullable=False),
+        sa.Column("campaign_id", sa.Integer(), nullable=False),
+        sa.Column("commission_bps", sa.Integer(), nullable=False),
+        sa.Column("commission_flat_minor", sa.BigInteger(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["group_id"], ["partner_groups.id"], name=op.f("fk_group_rates_group_id_partner_groups")
+        ),
+        sa.ForeignKeyConstraint(
+            ["campaign_id"], ["campaigns.id"], name=op.f("fk_group_rates_campaign_id_campaigns")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_group_rates")),
+        sa.UniqueConstraint(
+            "group_id", "campaign_id", name=op.f("uq_group_rates_group_id_campaign_id")
+        ),
+    )
+    op.create_index(op.f("ix_group_rates_campaign_id"), "group_rates", ["campaign_id"])
+    with op.batch_alter_table("conversions") as batch:
+        batch.add_column(
+            sa.Column("commission_rule", sa.String(length=16), server_default="", nullable=False)
+        )
     with op.batch_alter_table("merchants") as batch:
         batch.add_column(
             sa.Column("payout_minimum_minor", sa.BigInteger(), server_default="0", nullable=False)
@@ -59,6 +99,11 @@ def upgrade() -> None:
         batch.add_column(sa.Column("account_holder", sa.String(length=70), nullable=True))
         batch.add_column(sa.Column("paypal_email", sa.String(length=320), nullable=True))
         batch.add_column(sa.Column("payout_note", sa.String(length=500), nullable=True))
+        batch.add_column(sa.Column("group_id", sa.Integer(), nullable=True))
+        batch.create_foreign_key(
+            op.f("fk_partners_group_id_partner_groups"), "partner_groups", ["group_id"], ["id"]
+        )
+        batch.create_index(op.f("ix_partners_group_id"), ["group_id"])
     op.create_table(
         "ledger_entries",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -160,8 +205,16 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_ledger_entries_partner_id_currency_at_ms"), table_name="ledger_entries")
     op.drop_table("ledger_entries")
     with op.batch_alter_table("partners") as batch:
+        batch.drop_index(op.f("ix_partners_group_id"))
+        batch.drop_constraint(op.f("fk_partners_group_id_partner_groups"), type_="foreignkey")
+        batch.drop_column("group_id")
         for column in PARTNER_COLUMNS:
             batch.drop_column(column)
     with op.batch_alter_table("merchants") as batch:
         for column in MERCHANT_COLUMNS:
             batch.drop_column(column)
+    with op.batch_alter_table("conversions") as batch:
+        batch.drop_column("commission_rule")
+    op.drop_index(op.f("ix_group_rates_campaign_id"), table_name="group_rates")
+    op.drop_table("group_rates")
+    op.drop_table("partner_groups")
