@@ -179,8 +179,8 @@ async def test_partner_keys_get_403_on_every_route_the_schema_says_and_only_ther
         if path.startswith("/api/v1/") and path != "/api/v1/postback"
         for method, operation in item.items()
     ]
-    # 27, coupons' 4, sources' 6, postbacks' and webhooks' 15, payouts' 11
-    assert len(operations) == 63
+    # 27, coupons' 4, sources' 6, postbacks' and webhooks' 15, payouts' 11, groups' 4
+    assert len(operations) == 67
     assert sum(not admins_only for _, _, admins_only in operations) == 20
     for method, path, admins_only in operations:
         response = await client.request(method, path, headers=partner, json={"name": "Taken"})

@@ -53,6 +53,7 @@ from backend.storage.db.models import (
     Link,
     Merchant,
     Partner,
+    PartnerGroup,
     RunStatus,
 )
 
@@ -192,6 +193,8 @@ async def create_partner(session: AsyncSession, catalog: Catalog, data: PartnerC
 async def update_partner(
     session: AsyncSession, catalog: Catalog, partner: Partner, data: PartnerUpdate
 ) -> None:
+    if isinstance(data.group_id, int):
+        await _referenced(session, PartnerGroup, data.group_id, "group_id")
     _apply_changes(partner, checked_details(data))
     require_details(partner)
     await commit_and_refresh(session, catalog, partner)

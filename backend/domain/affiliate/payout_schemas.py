@@ -1,5 +1,6 @@
 """Request and response bodies of the money routes (balances, adjustments, payout runs,
-statements); money in integer minor units, every value bounded as ``schemas`` bounds it."""
+statements, partner groups); money in integer minor units, every value bounded as ``schemas``
+bounds it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import msgspec
 from msgspec import Meta
 
 from backend.core.money import MAX_AMOUNT_MINOR
-from backend.domain.affiliate.schemas import ONE_LINE, Currency, ObjectId
+from backend.domain.affiliate.schemas import ONE_LINE, Currency, Minor, Name, ObjectId, Percent
 
 SignedMinor = Annotated[int, Meta(ge=-MAX_AMOUNT_MINOR, le=MAX_AMOUNT_MINOR)]
 Why = Annotated[str, Meta(min_length=1, max_length=500, pattern=ONE_LINE)]
@@ -123,3 +124,30 @@ class StatementOut(msgspec.Struct):
     closing_minor: int
     lines: list[StatementLineOut]
     currencies: list[str]  # every currency of the partner's ledger
+
+
+class GroupCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+
+
+class GroupRateSet(msgspec.Struct, forbid_unknown_fields=True):
+    """The group's rule for one campaign, replacing the campaign's for the group's partners
+    (a partner's own override still wins)."""
+
+    campaign_id: ObjectId
+    commission_percent: Percent = 0
+    commission_flat_minor: Minor = 0
+
+
+class GroupRateOut(msgspec.Struct):
+    campaign_id: int
+    commission_percent: str
+    commission_flat_minor: int
+
+
+class GroupOut(msgspec.Struct):
+    id: int
+    name: str
+    created_at: datetime
+    partner_ids: list[int]
+    rates: list[GroupRateOut]

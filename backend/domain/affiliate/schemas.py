@@ -173,6 +173,9 @@ class PayoutDetails(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class PartnerUpdate(PayoutDetails, forbid_unknown_fields=True):
+    """``group_id``: the partner's group (tier), or null for none."""
+
+    group_id: ObjectId | UnsetType | None = UNSET
     name: Name | UnsetType = UNSET
     contact_email: Email | UnsetType | None = UNSET
     status: Literal["active", "paused", "banned"] | UnsetType = UNSET
@@ -193,6 +196,7 @@ class PartnerOut(msgspec.Struct):
     account_holder: str | None = None
     paypal_email: str | None = None
     payout_note: str | None = None
+    group_id: int | None = None
 
 
 class CampaignCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -327,6 +331,8 @@ class ConversionOut(msgspec.Struct):
     source_id: int | None  # the conversion source (network) that reported it
     # True: the commission is the one the network reported, not the campaign's rule.
     commission_reported: bool
+    # Which rule set the commission: campaign, group, partner, network, reviewer ("": none).
+    commission_rule: str
 
 
 class ConversionChangeOut(msgspec.Struct):

@@ -67,6 +67,7 @@ def conversion_out(conversion: Conversion) -> ConversionOut:
         attribution=conversion.attribution,
         source_id=conversion.source_id,
         commission_reported=conversion.commission_reported,
+        commission_rule=conversion.commission_rule,
     )
 
 

@@ -112,6 +112,7 @@ def partner_out(partner: Partner) -> PartnerOut:
         account_holder=partner.account_holder,
         paypal_email=mask_email(partner.paypal_email),
         payout_note=partner.payout_note,
+        group_id=partner.group_id,
     )
 
 

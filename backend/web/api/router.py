@@ -12,6 +12,7 @@ from backend.web.api.clicks import create_click
 from backend.web.api.conversions import ConversionController
 from backend.web.api.coupons import CouponController
 from backend.web.api.deps import SESSIONS, provide_viewer, too_deep
+from backend.web.api.groups import GroupController
 from backend.web.api.hooks import HOOK_CONTROLLERS
 from backend.web.api.keys import ApiKeyAuth, admin_keys_only, request_reader
 from backend.web.api.openapi import API_KEY
@@ -34,6 +35,7 @@ def api_router() -> Router:
             SourceController,
             *HOOK_CONTROLLERS,
             *PAYOUT_CONTROLLERS,
+            GroupController,
             create_click,
             rotate_postback_secret,
             stats,
