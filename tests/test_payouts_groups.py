@@ -9,8 +9,10 @@ from typing import Any
 from litestar.testing import AsyncTestClient
 
 from backend.storage.db.engine import Database
+from backend.storage.db.models import Partner, PartnerGroup
 from backend.worker.consumer import StreamConsumer
-from tests.support import BROWSER_HEADERS, Programme, add_partner_with_link, click_id_in
+from tests.support import BROWSER_HEADERS, Programme, add_partner_with_link, click_id_in, sign_in
+from tests.test_admin import one, submit
 
 
 async def buy(
@@ -90,3 +92,49 @@ async def test_group_rates_sit_between_the_campaign_and_the_partner(
         headers=admin,
     )
     assert decided.json()["commission_rule"] == "reviewer"
+
+
+async def test_groups_from_the_admin_pages(
+    client: AsyncTestClient[Any], programme: Programme, database: Database
+) -> None:
+    await sign_in(client, database)
+    assert (await submit(client, "/admin/groups", {"name": "Silver"})).status_code == 303
+    group = await one(database, PartnerGroup, name="Silver")
+    bad = await submit(
+        client,
+        "/admin/groups/rates",
+        {
+            "group_id": str(group.id),
+            "campaign_id": str(programme.campaign["id"]),
+            "commission_percent": "101",
+        },
+    )
+    assert bad.status_code == 400
+    rate = await submit(
+        client,
+        "/admin/groups/rates",
+        {
+            "group_id": str(group.id),
+            "campaign_id": str(programme.campaign["id"]),
+            "commission_percent": "12.5",
+            "commission_flat_minor": "",
+        },
+    )
+    assert rate.status_code == 303, rate.text
+    moved = await submit(
+        client,
+        "/admin/groups/members",
+        {"partner_id": str(programme.partner["id"]), "group_id": str(group.id)},
+    )
+    assert moved.status_code == 303, moved.text
+    assert (await one(database, Partner, id=programme.partner["id"])).group_id == group.id
+    page = await client.get("/admin/groups")
+    assert "Silver" in page.text
+    assert "12.50 %" in page.text
+    left = await submit(
+        client,
+        "/admin/groups/members",
+        {"partner_id": str(programme.partner["id"]), "group_id": ""},
+    )
+    assert left.status_code == 303
+    assert (await one(database, Partner, id=programme.partner["id"])).group_id is None

@@ -20,6 +20,7 @@ from backend.web.admin.conversions import (
     conversions_page,
 )
 from backend.web.admin.coupons import CouponPages
+from backend.web.admin.groups import GroupPages
 from backend.web.admin.links import LinkPages
 from backend.web.admin.merchants import MerchantPages
 from backend.web.admin.overrides import OverridePages
@@ -46,6 +47,7 @@ ADMIN_HANDLERS: list[ControllerRouterHandler] = [
     UserPages,
     ApiKeyPages,
     PayoutPages,
+    GroupPages,
     change_statuses,
     change_one_status,
 ]
