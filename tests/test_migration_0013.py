@@ -1,7 +1,8 @@
-"""Migration 0013 on a database that already holds merchants and partners: the payout settings
-start at their defaults (no hold, no minimum, no schedule, no details), the ledger takes
-entries, SQLite refuses a money amount that is not an integer, and the downgrade takes it all
-away. On SQLite, and on PostgreSQL (a database of its own) when it is configured."""
+"""Migration 0013 on a database that already holds merchants, partners and conversions: the
+payout settings start at their defaults (no hold, no minimum, no schedule, no details), the
+ledger starts with what approved conversions earned and takes entries, SQLite refuses a money
+amount that is not an integer, and the downgrade takes it all away. On SQLite, and on
+PostgreSQL (a database of its own) when it is configured."""
 
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ PARTNER = text(
     "INSERT INTO partners (name, key, status, created_at) VALUES ('Blog', 'pk_1', 'active',"
     " CURRENT_TIMESTAMP)"
 )
+CONVERSION = text(
+    "INSERT INTO conversions (event_id, at_ms, merchant_id, order_id, partner_id, campaign_id,"
+    " amount_minor, commission_minor, currency, status, source, event_name, flags)"
+    " VALUES (:event, 5, 1, :event, :partner, 1, 1000, 100, 'EUR', :status, 'pixel', 'sale', '')"
+)
 ENTRY = text(
     "INSERT INTO ledger_entries (partner_id, merchant_id, currency, amount_minor, kind, at_ms)"
     " VALUES (1, 1, 'EUR', :amount, 'adjustment', 0)"
@@ -40,6 +46,14 @@ async def test_payout_tables_and_settings_both_ways(backend: str, tmp_path: Path
     async with database.writing() as connection:
         await connection.execute(MERCHANT)
         await connection.execute(PARTNER)
+        for event, partner, status in (
+            ("paid-before", 1, "approved"),
+            ("open", 1, "pending"),
+            ("nobody", None, "approved"),
+        ):
+            await connection.execute(
+                CONVERSION, {"event": event, "partner": partner, "status": status}
+            )
 
     await upgrade(database, url, "0013")
     async with database.writing() as connection:
@@ -49,9 +63,15 @@ async def test_payout_tables_and_settings_both_ways(backend: str, tmp_path: Path
         assert [tuple(row) for row in merchant] == [(0, 0, "", None)]
         partner = await connection.execute(text("SELECT payout_method, iban FROM partners"))
         assert [tuple(row) for row in partner] == [(None, None)]
+        booked = await connection.execute(
+            text("SELECT partner_id, amount_minor, kind, at_ms FROM ledger_entries")
+        )
+        assert [tuple(row) for row in booked] == [(1, 100, "earned", 5)]
+        rules = await connection.execute(text("SELECT DISTINCT commission_rule FROM conversions"))
+        assert [tuple(row) for row in rules] == [("",)]
         await connection.execute(ENTRY, {"amount": -250})
         total = await connection.scalar(text("SELECT SUM(amount_minor) FROM ledger_entries"))
-        assert total == -250
+        assert total == -150
     if backend == "sqlite":
         with pytest.raises(IntegrityError):
             async with database.writing() as connection:

@@ -2,7 +2,8 @@
 merchant's hold period, minimum, schedule and payer details; a partner's payout details and
 group; partner groups and their rates per campaign; the rule that set a conversion's commission
 
-``ledger_entries`` is append-only (docs/payouts.md); on SQLite its ``amount_minor`` and the
+``ledger_entries`` is append-only (docs/payouts.md) and starts with what approved conversions
+earned before it; on SQLite its ``amount_minor`` and the
 lines' carry the ``typeof(...) = 'integer'`` CHECK of migration 0009. ``payout_items`` is keyed
 by the ledger entry, so an entry is locked by one payout line at most.
 
@@ -132,6 +133,15 @@ def upgrade() -> None:
         ["partner_id", "currency", "at_ms"],
     )
     op.create_index(op.f("ix_ledger_entries_conversion_id"), "ledger_entries", ["conversion_id"])
+    # What approved conversions earned before the ledger: booked as of the sale, so balances
+    # and the ledger's sum agree from the start (record earlier payments as adjustments).
+    op.execute(
+        "INSERT INTO ledger_entries (partner_id, merchant_id, currency, amount_minor, kind,"
+        " conversion_id, actor, reason, at_ms) SELECT partner_id, merchant_id, currency,"
+        " commission_minor, 'earned', id, 'migration', 'approved before the ledger', at_ms"
+        " FROM conversions WHERE status = 'approved' AND partner_id IS NOT NULL"
+        " AND commission_minor <> 0 ORDER BY id"
+    )
     op.create_table(
         "payout_runs",
         sa.Column("id", sa.Integer(), nullable=False),
