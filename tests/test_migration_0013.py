@@ -46,13 +46,13 @@ async def test_payout_tables_and_settings_both_ways(backend: str, tmp_path: Path
     async with database.writing() as connection:
         await connection.execute(MERCHANT)
         await connection.execute(PARTNER)
-        for event, partner, status in (
+        for event, owner, status in (
             ("paid-before", 1, "approved"),
             ("open", 1, "pending"),
             ("nobody", None, "approved"),
         ):
             await connection.execute(
-                CONVERSION, {"event": event, "partner": partner, "status": status}
+                CONVERSION, {"event": event, "partner": owner, "status": status}
             )
 
     await upgrade(database, url, "0013")

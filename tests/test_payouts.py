@@ -6,6 +6,7 @@ less what was paid. Time passes by moving the clock the money modules read."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import xml.etree.ElementTree as ET
@@ -22,6 +23,7 @@ from sqlalchemy import func, select
 
 from backend.core import clock
 from backend.core.clock import DAY_MS
+from backend.domain.affiliate.payouts import draft_scheduled, next_payout, period_of
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Conversion, ConversionStatus, LedgerEntry, LedgerKind
 from backend.worker.consumer import StreamConsumer
@@ -276,3 +278,45 @@ async def test_money_end_to_end(
     assert next_run.json()["lines"] == []
     assert (await balance(client, admin, other["id"]))["payable_minor"] == 549
     await assert_ledger_adds_up(database)
+
+
+async def test_the_schedule_drafts_one_run_per_merchant_and_period(
+    client: AsyncTestClient[Any],
+    programme: Programme,
+    consumer: StreamConsumer,
+    database: Database,
+) -> None:
+    admin = programme.headers
+    await client.patch(
+        f"/api/v1/merchants/{programme.merchant['id']}",
+        json={"payout_schedule": "monthly"},
+        headers=admin,
+    )
+    await sell(client, programme, "S-1", programme.link)
+    await consumer.drain()
+    await set_status(client, programme, (await conversion_ids(database))["S-1"], "approved")
+    eur = (
+        await client.get(f"/api/v1/partners/{programme.partner['id']}/balance", headers=admin)
+    ).json()
+    today = datetime.now(UTC).date()
+    expected = next_payout("monthly", clock.now_ms())
+    assert expected is not None
+    assert eur["next_payout"] == expected.isoformat()
+    assert eur["next_payout"] > today.isoformat()
+    assert eur["next_payout"].endswith("-01")
+
+    now = clock.now_ms()
+    first, second = await asyncio.gather(
+        draft_scheduled(database, now), draft_scheduled(database, now)
+    )
+    assert sorted(first + second) == [1]  # two workers at once: one run
+    assert await draft_scheduled(database, now) == []  # the period has its run
+    runs = (await client.get("/api/v1/payout-runs", headers=admin)).json()
+    assert [(run["period"], run["status"], len(run["lines"])) for run in runs] == [
+        (month_of(now), "draft", 1)
+    ]
+    assert await draft_scheduled(database, now + 32 * DAY_MS) == [2]  # next month's
+    fortnight = period_of("biweekly", now)
+    assert fortnight is not None
+    assert fortnight.startswith("f")
+    assert period_of("", now) is None
