@@ -166,6 +166,7 @@ def is_due(now: int) -> ColumnElement[bool]:
 
 
 def unlocked_entries() -> ColumnElement[bool]:
+    """An entry no payout line has locked (``payout_items``): still the partner's balance."""
     return ~select(PayoutItem.entry_id).where(PayoutItem.entry_id == LedgerEntry.id).exists()
 
 
