@@ -1,6 +1,7 @@
 """Migration 0013 on a database that already holds merchants, partners and conversions: the
 payout settings start at their defaults (no hold, no minimum, no schedule, no details), the
-ledger starts with what approved conversions earned and takes entries, SQLite refuses a money
+ledger starts with what approved conversions earned and takes entries but refuses to change
+or lose one, SQLite refuses a money
 amount that is not an integer, and the downgrade takes it all away. On SQLite, and on
 PostgreSQL (a database of its own) when it is configured."""
 
@@ -72,6 +73,10 @@ async def test_payout_tables_and_settings_both_ways(backend: str, tmp_path: Path
         await connection.execute(ENTRY, {"amount": -250})
         total = await connection.scalar(text("SELECT SUM(amount_minor) FROM ledger_entries"))
         assert total == -150
+    for change in ("UPDATE ledger_entries SET amount_minor = 0", "DELETE FROM ledger_entries"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with database.writing() as connection:
+                await connection.execute(text(change))
     if backend == "sqlite":
         with pytest.raises(IntegrityError):
             async with database.writing() as connection:

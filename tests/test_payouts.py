@@ -309,13 +309,14 @@ async def test_the_schedule_drafts_one_run_per_merchant_and_period(
     first, second = await asyncio.gather(
         draft_scheduled(database, now), draft_scheduled(database, now)
     )
-    assert sorted(first + second) == [1]  # two workers at once: one run
+    assert len(first + second) == 1  # two workers at once: one run
     assert await draft_scheduled(database, now) == []  # the period has its run
     runs = (await client.get("/api/v1/payout-runs", headers=admin)).json()
     assert [(run["period"], run["status"], len(run["lines"])) for run in runs] == [
         (month_of(now), "draft", 1)
     ]
-    assert await draft_scheduled(database, now + 32 * DAY_MS) == [2]  # next month's
+    (later,) = await draft_scheduled(database, now + 32 * DAY_MS)  # next month's
+    assert later not in first + second
     fortnight = period_of("biweekly", now)
     assert fortnight is not None
     assert fortnight.startswith("f")

@@ -304,12 +304,13 @@ async def draft_scheduled(database: Database, now: int | None = None) -> list[in
             merchant = await session.get(Merchant, merchant_id)
             if taken is not None or merchant is None:
                 continue
-            view = await create_run(
-                session, merchant, currency=None, actor="schedule", period=period, now=moment
-            )
-            try:
+            try:  # the run's insert, or the commit, finds another worker's run of the period
+                view = await create_run(
+                    session, merchant, currency=None, actor="schedule", period=period, now=moment
+                )
                 await session.commit()
-            except IntegrityError:  # another worker drafted it first
+            except IntegrityError:
+                await session.rollback()
                 continue
             drafted.append(view.run.id)
     return drafted

@@ -2,10 +2,11 @@
 merchant's hold period, minimum, schedule and payer details; a partner's payout details and
 group; partner groups and their rates per campaign; the rule that set a conversion's commission
 
-``ledger_entries`` is append-only (docs/payouts.md) and starts with what approved conversions
-earned before it; on SQLite its ``amount_minor`` and the
-lines' carry the ``typeof(...) = 'integer'`` CHECK of migration 0009. ``payout_items`` is keyed
-by the ledger entry, so an entry is locked by one payout line at most.
+``ledger_entries`` and ``payout_items`` are append-only (docs/payouts.md): triggers refuse an
+UPDATE or a DELETE of their rows. The ledger starts with what approved conversions earned
+before it. On SQLite its ``amount_minor`` and the lines' carry the ``typeof(...) = 'integer'``
+CHECK of migration 0009. ``payout_items`` is keyed by the ledger entry, so an entry is locked by
+one payout line at most.
 
 Revision ID: 0013
 Revises: 0012
@@ -133,6 +134,7 @@ def upgrade() -> None:
         ["partner_id", "currency", "at_ms"],
     )
     op.create_index(op.f("ix_ledger_entries_conversion_id"), "ledger_entries", ["conversion_id"])
+    _append_only("ledger_entries")
     # What approved conversions earned before the ledger: booked as of the sale, so balances
     # and the ledger's sum agree from the start (record earlier payments as adjustments).
     op.execute(
@@ -203,9 +205,38 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("entry_id", name=op.f("pk_payout_items")),
     )
     op.create_index(op.f("ix_payout_items_line_id"), "payout_items", ["line_id"])
+    _append_only("payout_items")
+
+
+def _append_only(table: str) -> None:
+    """The database itself refuses to change or delete a row of ``table`` (dropping the table
+    drops its triggers)."""
+    if op.get_bind().dialect.name == "sqlite":
+        for action in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table}"
+                f" BEGIN SELECT RAISE(ABORT, '{table} rows are append-only'); END"
+            )
+        return
+    op.execute(
+        f"CREATE FUNCTION {table}_append_only() RETURNS trigger LANGUAGE plpgsql AS"
+        f" $$ BEGIN RAISE EXCEPTION '{table} rows are append-only'; END $$"
+    )
+    op.execute(
+        f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}"
+        f" FOR EACH ROW EXECUTE FUNCTION {table}_append_only()"
+    )
+
+
+def _drop_append_only(table: str) -> None:
+    if op.get_bind().dialect.name != "sqlite":
+        op.execute(f"DROP TRIGGER {table}_append_only ON {table}")
+        op.execute(f"DROP FUNCTION {table}_append_only()")
 
 
 def downgrade() -> None:
+    _drop_append_only("payout_items")
+    _drop_append_only("ledger_entries")
     op.drop_index(op.f("ix_payout_items_line_id"), table_name="payout_items")
     op.drop_table("payout_items")
     op.drop_index(op.f("ix_payout_lines_partner_id"), table_name="payout_lines")
