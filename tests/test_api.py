@@ -144,6 +144,13 @@ async def test_partner_key_sees_only_its_own_data(
         await client.get(f"/api/v1/links/{other_link['id']}", headers=partner)
     ).status_code == 404
     assert (await client.get(f"/api/v1/partners/{other['id']}", headers=partner)).status_code == 404
+    for money in ("balance", "statements/2026-12", "statements/2026-12?format=csv"):
+        own = await client.get(
+            f"/api/v1/partners/{programme.partner['id']}/{money}", headers=partner
+        )
+        assert own.status_code == 200, (money, own.text)
+        theirs = await client.get(f"/api/v1/partners/{other['id']}/{money}", headers=partner)
+        assert theirs.status_code == 404, money
     conversions = (await client.get("/api/v1/conversions", headers=partner)).json()["items"]
     assert {c["partner_id"] for c in conversions} == {programme.partner["id"]}
     assert len(conversions) == 1
@@ -172,8 +179,9 @@ async def test_partner_keys_get_403_on_every_route_the_schema_says_and_only_ther
         if path.startswith("/api/v1/") and path != "/api/v1/postback"
         for method, operation in item.items()
     ]
-    assert len(operations) == 52  # 27, coupons' 4, sources' 6, postbacks' and webhooks' 15
-    assert sum(not admins_only for _, _, admins_only in operations) == 18
+    # 27, coupons' 4, sources' 6, postbacks' and webhooks' 15, payouts' 11, groups' 4
+    assert len(operations) == 67
+    assert sum(not admins_only for _, _, admins_only in operations) == 20
     for method, path, admins_only in operations:
         response = await client.request(method, path, headers=partner, json={"name": "Taken"})
         assert (response.status_code == 403) == admins_only, (method, path, response.text)

@@ -15,8 +15,10 @@ from backend.storage.db.engine import Database
 from backend.storage.db.models import (
     Conversion,
     ConversionChange,
+    LedgerEntry,
     Merchant,
     OutboxMessage,
+    Partner,
     StatsHourly,
     StoreEvent,
     WebhookEndpoint,
@@ -32,6 +34,7 @@ async def _stored_sale(database: Database) -> None:
             {"id": 1, "name": "Shop", "key": "mk_1", "postback_secret": "s", "domains": [],
              "currency": "EUR"},
         )  # fmt: skip
+        await connection.execute(insert(Partner), {"id": 7, "name": "Blog", "key": "pk_7"})
         await connection.execute(
             insert(WebhookEndpoint),
             {"merchant_id": 1, "url": "https://hooks.example/", "events": ["conversion.updated"],
@@ -82,6 +85,7 @@ async def test_a_partial_refund_lowers_once_even_when_two_workers_apply_it(
         events = (await session.scalars(select(StoreEvent))).all()
         stats = await session.scalar(select(StatsHourly))
         messages = (await session.scalars(select(OutboxMessage))).all()
+        ledger = (await session.execute(select(LedgerEntry.amount_minor))).scalars().all()
     assert conversion is not None
     assert stats is not None
     assert (conversion.amount_minor, conversion.commission_minor) == (3990, 438)  # 549*3990//4990
@@ -94,3 +98,5 @@ async def test_a_partial_refund_lowers_once_even_when_two_workers_apply_it(
     ]
     assert (stats.conversions, stats.revenue_minor, stats.commission_minor) == (1, 3990, 438)
     assert [m.event for m in messages] == ["conversion.updated"]
+    # The ledger holds what the conversion earns now, booked once (it had no entry before).
+    assert ledger == [438]

@@ -13,22 +13,50 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, TypeVarTuple
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from backend.storage.db.engine import Database
 from backend.storage.db.models import (
     Campaign,
     CommissionOverride,
+    CommissionRule,
     Coupon,
+    GroupRate,
     Link,
     Merchant,
     Partner,
 )
 
+Ts = TypeVarTuple("Ts")
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+
+
+def with_rules(statement: Select[*Ts]) -> Select[*Ts]:
+    """``statement`` (over ``Partner`` and ``Campaign``) with the rules that may replace the
+    campaign's for that partner: its own override, its group's rate."""
+    return statement.outerjoin(
+        CommissionOverride,
+        (CommissionOverride.partner_id == Partner.id)
+        & (CommissionOverride.campaign_id == Campaign.id),
+    ).outerjoin(
+        GroupRate,
+        (GroupRate.group_id == Partner.group_id) & (GroupRate.campaign_id == Campaign.id),
+    )
+
+
+def choose_rule(
+    campaign: Campaign, group_rate: GroupRate | None, override: CommissionOverride | None
+) -> tuple[int, int, CommissionRule]:
+    """The rule that pays: the partner's own override, else its group's rate for the campaign,
+    else the campaign's; as (basis points, flat minor units, which)."""
+    if override is not None:
+        return override.commission_bps, override.commission_flat_minor, CommissionRule.PARTNER
+    if group_rate is not None:
+        return group_rate.commission_bps, group_rate.commission_flat_minor, CommissionRule.GROUP
+    return campaign.commission_bps, campaign.commission_flat_minor, CommissionRule.CAMPAIGN
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +90,12 @@ class LinkInfo:
     merchant_domains: frozenset[str]
     currency: str
     window_days: int
-    commission_bps: int  # the campaign's rule, or the partner's override of it
+    commission_bps: int  # the rule ``choose_rule`` picks: override, group rate, campaign
     commission_flat_minor: int
     status: str  # the link's: active or paused
     campaign_status: str
     campaign_destination_url: str  # where a banned partner's link sends visitors
+    commission_rule: str = CommissionRule.CAMPAIGN  # which rule that is
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +113,7 @@ class CouponInfo:
     currency: str  # the merchant's
     commission_bps: int
     commission_flat_minor: int
+    commission_rule: str = CommissionRule.CAMPAIGN
 
 
 class TtlCache(Generic[K, V]):
@@ -177,23 +207,19 @@ class Catalog:
     async def _load_coupon(self, key: tuple[int, str]) -> CouponInfo | None:
         merchant_id, code_key = key
         query = (
-            select(Coupon, Campaign, Merchant, Partner, CommissionOverride)
-            .join(Campaign, Coupon.campaign_id == Campaign.id)
-            .join(Merchant, Coupon.merchant_id == Merchant.id)
-            .join(Partner, Coupon.partner_id == Partner.id)
-            .outerjoin(
-                CommissionOverride,
-                (CommissionOverride.partner_id == Coupon.partner_id)
-                & (CommissionOverride.campaign_id == Coupon.campaign_id),
+            with_rules(
+                select(Coupon, Campaign, Merchant, Partner, CommissionOverride, GroupRate)
+                .join(Campaign, Coupon.campaign_id == Campaign.id)
+                .join(Merchant, Coupon.merchant_id == Merchant.id)
+                .join(Partner, Coupon.partner_id == Partner.id)
             )
-            .where(Coupon.merchant_id == merchant_id, Coupon.code_key == code_key)
-        )
+        ).where(Coupon.merchant_id == merchant_id, Coupon.code_key == code_key)
         async with self._db.session() as session:
             row = (await session.execute(query)).first()
         if row is None:
             return None
-        coupon, campaign, merchant, partner, override = row
-        rule = override or campaign
+        coupon, campaign, merchant, partner, override, group_rate = row
+        bps, flat, chosen = choose_rule(campaign, group_rate, override)
         return CouponInfo(
             id=coupon.id,
             code=coupon.code,
@@ -203,8 +229,9 @@ class Catalog:
             campaign_id=campaign.id,
             campaign_status=campaign.status,
             currency=merchant.currency,
-            commission_bps=rule.commission_bps,
-            commission_flat_minor=rule.commission_flat_minor,
+            commission_bps=bps,
+            commission_flat_minor=flat,
+            commission_rule=chosen,
         )
 
     async def _load_link_by_code(self, code: str) -> LinkInfo | None:
@@ -215,23 +242,19 @@ class Catalog:
 
     async def _load_link(self, condition: object) -> LinkInfo | None:
         query = (
-            select(Link, Campaign, Merchant, Partner, CommissionOverride)
-            .join(Campaign, Link.campaign_id == Campaign.id)
-            .join(Merchant, Campaign.merchant_id == Merchant.id)
-            .join(Partner, Link.partner_id == Partner.id)
-            .outerjoin(
-                CommissionOverride,
-                (CommissionOverride.partner_id == Link.partner_id)
-                & (CommissionOverride.campaign_id == Link.campaign_id),
+            with_rules(
+                select(Link, Campaign, Merchant, Partner, CommissionOverride, GroupRate)
+                .join(Campaign, Link.campaign_id == Campaign.id)
+                .join(Merchant, Campaign.merchant_id == Merchant.id)
+                .join(Partner, Link.partner_id == Partner.id)
             )
-            .where(condition)  # type: ignore[arg-type]
-        )
+        ).where(condition)  # type: ignore[arg-type]
         async with self._db.session() as session:
             row = (await session.execute(query)).first()
         if row is None:
             return None
-        link, campaign, merchant, partner, override = row
-        rule = override or campaign  # the partner's own rule for this campaign wins
+        link, campaign, merchant, partner, override, group_rate = row
+        bps, flat, chosen = choose_rule(campaign, group_rate, override)
         return LinkInfo(
             id=link.id,
             code=link.code,
@@ -246,11 +269,12 @@ class Catalog:
             window_days=campaign.cookie_window_days
             or merchant.attribution_window_days
             or self._default_window_days,
-            commission_bps=rule.commission_bps,
-            commission_flat_minor=rule.commission_flat_minor,
+            commission_bps=bps,
+            commission_flat_minor=flat,
             status=link.status,
             campaign_status=campaign.status,
             campaign_destination_url=campaign.destination_url,
+            commission_rule=chosen,
         )
 
     async def _load_merchant(self, key: str) -> MerchantInfo | None:

@@ -15,6 +15,7 @@ from backend.core.clock import HOUR_S
 from backend.core.settings import Settings
 from backend.web.account import ACCOUNT_HANDLERS
 from backend.web.admin import ADMIN_HANDLERS, conversion_page, conversions_page
+from backend.web.admin.money import MONEY_HANDLERS
 from backend.web.admin.outgoing import OUTGOING_HANDLERS
 from backend.web.api.deps import SESSIONS
 from backend.web.pages.errors import error_page
@@ -62,6 +63,7 @@ def web_router(settings: Settings) -> Router:
             *OUTGOING_HANDLERS,
             *ACCOUNT_HANDLERS,
             *PORTAL_HANDLERS,
+            *MONEY_HANDLERS,
             Router(path="/admin", route_handlers=ADMIN_HANDLERS, guards=[admins_only]),
         ],
         middleware=[sessions.middleware, DefineMiddleware(CSRFMiddleware, config=csrf)],

@@ -27,6 +27,7 @@ from backend.core.ids import ClickIdSigner
 from backend.core.settings import Settings
 from backend.domain.affiliate.auto_approval import approve_due
 from backend.domain.affiliate.link_health import check_links
+from backend.domain.affiliate.payouts import draft_scheduled
 from backend.domain.mail.delivery import forget_files
 from backend.domain.visitor import forget_past_salts
 from backend.storage.catalog import Catalog
@@ -162,6 +163,14 @@ async def auto_approve_job(ctx: Context) -> int:
     return approved
 
 
+async def payout_schedule_job(ctx: Context) -> list[int]:
+    """Draft the payout runs merchants' schedules (monthly, bi-weekly) owe this period."""
+    drafted = await draft_scheduled(ctx["database"])
+    if drafted:
+        log.info("drafted payout runs %s", drafted)
+    return drafted
+
+
 async def link_health_job(ctx: Context) -> dict[str, int]:
     settings: Settings = ctx["settings"]
     counts = await check_links(ctx["database"], settings.outbound_allow)
@@ -209,6 +218,7 @@ def worker_options(settings: Settings, redis_url: str) -> dict[str, Any]:
             # after the day's salt (5 min) and prefix windows (15 min) have expired
             _once_per_tick(forget_job, hour={0}, minute={20}, timeout=1800),
             _once_per_tick(auto_approve_job, minute={7, 37}, timeout=1800),
+            _once_per_tick(payout_schedule_job, hour={6}, minute={23}, timeout=1800),
             _once_per_tick(link_health_job, hour={4}, minute={41}, timeout=1800),
             _once_per_tick(partition_job, hour={2}, minute={41}, timeout=600),
             _once_per_tick(fold_job, minute=set(range(0, 60, 5)), timeout=HOUR_S),

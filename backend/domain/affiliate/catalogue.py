@@ -21,6 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.money import MoneyError, normalise_currency, percent_to_bps
 from backend.core.validation import FieldError
+from backend.domain.affiliate.payout_details import (
+    checked_bic,
+    checked_details,
+    checked_iban,
+    require_details,
+)
 from backend.domain.affiliate.postback import new_postback_secret
 from backend.domain.affiliate.schemas import (
     CampaignCreate,
@@ -47,6 +53,7 @@ from backend.storage.db.models import (
     Link,
     Merchant,
     Partner,
+    PartnerGroup,
     RunStatus,
 )
 
@@ -184,6 +191,10 @@ async def update_merchant(
         changes.currency = _currency(changes.currency)
     if not isinstance(changes.domains, msgspec.UnsetType):
         changes.domains = _domains(changes.domains)
+    if isinstance(changes.iban, str):
+        changes.iban = checked_iban(changes.iban)
+    if isinstance(changes.bic, str):
+        changes.bic = checked_bic(changes.bic)
     _apply_changes(merchant, changes)
     await commit_and_refresh(session, catalog, merchant)
 
@@ -198,7 +209,10 @@ async def create_partner(session: AsyncSession, catalog: Catalog, data: PartnerC
 async def update_partner(
     session: AsyncSession, catalog: Catalog, partner: Partner, data: PartnerUpdate
 ) -> None:
-    _apply_changes(partner, data)
+    if isinstance(data.group_id, int):
+        await _referenced(session, PartnerGroup, data.group_id, "group_id")
+    _apply_changes(partner, checked_details(data))
+    require_details(partner)
     await commit_and_refresh(session, catalog, partner)
 
 

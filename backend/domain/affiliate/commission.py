@@ -1,8 +1,9 @@
 """The commission a rule pays, written once for the worker (as it stores a conversion) and for a
 person approving a conversion held for review (who pays by the rule that applies then).
 
-A rule is a percent of the amount plus a flat fee; the flat fee is in the merchant's currency, so
-a sale in another currency earns the percent only.
+A rule is a percent of the amount plus a flat fee: the partner's own override's, else its
+group's for the campaign, else the campaign's (``backend.storage.catalog.choose_rule``). The
+flat fee is in the merchant's currency, so a sale in another currency earns the percent only.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.money import commission_minor
+from backend.storage.catalog import choose_rule, with_rules
 from backend.storage.db.models import (
     Campaign,
     CommissionOverride,
+    CommissionRule,
     Conversion,
+    GroupRate,
     Merchant,
     Partner,
     PartnerStatus,
@@ -33,42 +37,36 @@ def by_rule(
     return commission_minor(amount_minor, percent_bps, flat)
 
 
-async def rule_commission(session: AsyncSession, conversion: Conversion) -> int:
-    """What the rule that applies now (the partner's override of the campaign's rule, else the
-    campaign's) pays on ``conversion``'s stored amount: 0 when it is unattributed or its partner
-    is banned. A renewal keeps what its renewal rule paid (``renewal_rule`` says which)."""
+async def rule_commission(
+    session: AsyncSession, conversion: Conversion
+) -> tuple[int, CommissionRule | None]:
+    """What the rule that applies now (``choose_rule``: the partner's override of the
+    campaign's rule, else the partner's group's rate, else the campaign's) pays on
+    ``conversion``'s stored amount, and which rule that is: 0 and None when it is unattributed
+    or its partner is banned. A renewal keeps what its renewal rule paid (``renewal_rule``
+    says which)."""
     if conversion.campaign_id is None or conversion.partner_id is None:
-        return 0
+        return 0, None
     if conversion.renewal_rule:
-        return conversion.commission_minor
+        return conversion.commission_minor, CommissionRule.RENEWAL
     row = (
         await session.execute(
-            select(
-                Campaign.commission_bps,
-                Campaign.commission_flat_minor,
-                CommissionOverride.commission_bps,
-                CommissionOverride.commission_flat_minor,
-                Merchant.currency,
-                Partner.status,
-            )
-            .join(Merchant, Merchant.id == Campaign.merchant_id)
-            .join(Partner, Partner.id == conversion.partner_id)
-            .outerjoin(
-                CommissionOverride,
-                (CommissionOverride.campaign_id == Campaign.id)
-                & (CommissionOverride.partner_id == Partner.id),
-            )
-            .where(Campaign.id == conversion.campaign_id)
+            with_rules(
+                select(Campaign, CommissionOverride, GroupRate, Merchant.currency, Partner.status)
+                .join(Merchant, Merchant.id == Campaign.merchant_id)
+                .join(Partner, Partner.id == conversion.partner_id)
+            ).where(Campaign.id == conversion.campaign_id)
         )
     ).one_or_none()
     if row is None:
-        return 0
-    bps, flat, override_bps, override_flat, merchant_currency, partner_status = row
+        return 0, None
+    campaign, override, group_rate, merchant_currency, partner_status = row
     if partner_status == PartnerStatus.BANNED:
-        return 0
-    if override_bps is not None:
-        bps, flat = override_bps, override_flat
-    return by_rule(conversion.amount_minor, conversion.currency, merchant_currency, bps, flat)
+        return 0, None
+    bps, flat, chosen = choose_rule(campaign, group_rate, override)
+    return by_rule(
+        conversion.amount_minor, conversion.currency, merchant_currency, bps, flat
+    ), chosen
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,7 +89,27 @@ class MerchantCreate(msgspec.Struct, forbid_unknown_fields=True):
     coupon_over_click: bool = False
 
 
+AccountName = Annotated[str, Meta(min_length=1, max_length=70, pattern=ONE_LINE)]
+Iban = Annotated[
+    str,
+    Meta(
+        min_length=5,
+        max_length=42,
+        pattern=whole("[A-Za-z0-9 ]+"),
+        description="An IBAN, spaces allowed; its checksum is checked",
+    ),
+]
+Bic = Annotated[str, Meta(min_length=8, max_length=11, pattern=whole("[A-Za-z0-9]+"))]
+PayoutSchedule = Literal["", "monthly", "biweekly"]
+PayoutMethodName = Literal["sepa", "paypal", "other"]
+HoldDays = Annotated[int, Meta(ge=0, le=365)]
+Note = Annotated[str, Meta(min_length=1, max_length=500, pattern=r"^[^\x00]*$")]
+
+
 class MerchantUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """``payout_minimum_minor``, ``hold_days``, ``payout_schedule`` and the payer of SEPA
+    transfers (``legal_name``, ``iban``, ``bic``): docs/payouts.md."""
+
     name: Name | UnsetType = UNSET
     currency: Currency | UnsetType = UNSET
     domains: list[Domain] | UnsetType = UNSET
@@ -98,6 +118,12 @@ class MerchantUpdate(msgspec.Struct, forbid_unknown_fields=True):
     max_order_minor: Minor | UnsetType | None = UNSET
     auto_approve_unverified_max_minor: Minor | UnsetType | None = UNSET
     coupon_over_click: bool | UnsetType = UNSET
+    payout_minimum_minor: Minor | UnsetType = UNSET
+    hold_days: HoldDays | UnsetType = UNSET
+    payout_schedule: PayoutSchedule | UnsetType = UNSET
+    legal_name: AccountName | UnsetType | None = UNSET
+    iban: Iban | UnsetType | None = UNSET
+    bic: Bic | UnsetType | None = UNSET
 
 
 class MerchantOut(msgspec.Struct):
@@ -115,6 +141,12 @@ class MerchantOut(msgspec.Struct):
     auto_approval: str  # what auto-approval does and puts at risk, in plain words
     # A sale naming both a click and another partner's coupon goes to the coupon's partner.
     coupon_over_click: bool
+    payout_minimum_minor: int
+    hold_days: int
+    payout_schedule: str
+    legal_name: str | None
+    iban: str | None  # the payer's own account, in full
+    bic: str | None
     created_at: datetime
 
 
@@ -130,19 +162,43 @@ class PartnerCreate(msgspec.Struct, forbid_unknown_fields=True):
     contact_email: Email | None = None
 
 
-class PartnerUpdate(msgspec.Struct, forbid_unknown_fields=True):
+class PayoutDetails(msgspec.Struct, forbid_unknown_fields=True):
+    """How the partner is paid: ``sepa`` needs ``iban`` and ``account_holder`` (``bic``
+    optional), ``paypal`` a ``paypal_email``, ``other`` a ``payout_note``."""
+
+    payout_method: PayoutMethodName | UnsetType | None = UNSET
+    iban: Iban | UnsetType | None = UNSET
+    bic: Bic | UnsetType | None = UNSET
+    account_holder: AccountName | UnsetType | None = UNSET
+    paypal_email: Email | UnsetType | None = UNSET
+    payout_note: Note | UnsetType | None = UNSET
+
+
+class PartnerUpdate(PayoutDetails, forbid_unknown_fields=True):
+    """``group_id``: the partner's group (tier), or null for none."""
+
+    group_id: ObjectId | UnsetType | None = UNSET
     name: Name | UnsetType = UNSET
     contact_email: Email | UnsetType | None = UNSET
     status: Literal["active", "paused", "banned"] | UnsetType = UNSET
 
 
 class PartnerOut(msgspec.Struct):
+    """The payout details are masked (the last characters of the IBAN, the e-mail's domain)."""
+
     id: int
     name: str
     key: str
     status: str
     contact_email: str | None
     created_at: datetime
+    payout_method: str | None = None
+    iban: str | None = None
+    bic: str | None = None
+    account_holder: str | None = None
+    paypal_email: str | None = None
+    payout_note: str | None = None
+    group_id: int | None = None
 
 
 class CampaignCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -293,6 +349,8 @@ class ConversionOut(msgspec.Struct):
     commission_reported: bool
     # A renewal credited to the customer's bound partner: the rule that priced it; "" if none.
     renewal_rule: str
+    # Which rule set the commission: campaign, group, partner, network, reviewer ("": none).
+    commission_rule: str
 
 
 class ConversionChangeOut(msgspec.Struct):

@@ -7,7 +7,8 @@ the rollup bookkeeping are written once. A change that takes a conversion out of
 disagree with the rows. A person approving decides the money: a conversion held for review is
 paid by the rule that applies (its commission may have been zeroed, for a bot's click, or
 doubted), or what they set; a commission changed so is corrected in the rollups in the same
-transaction too. Every change owes its partner's postbacks and the webhooks a message, added to
+transaction too, and the partner's ledger books what the change did to the earned commission.
+Every change owes its partner's postbacks and the webhooks a message, added to
 the outbox in the same transaction. Every change leaves a ``conversion_changes`` row saying who,
 when and why, and the commission before and after when it changed. The caller commits.
 """
@@ -24,9 +25,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.core.clock import HOUR_MS, now_ms
 from backend.core.money import format_minor
 from backend.domain.affiliate.commission import rule_commission
+from backend.domain.affiliate.ledger import record_commission_change, record_commission_change_in
 from backend.domain.affiliate.outbox import FIELDS, STATUS_CHANGED, enqueue
 from backend.domain.quality.flags import Flag
-from backend.storage.db.models import Conversion, ConversionChange, ConversionStatus, StatsHourly
+from backend.storage.db.models import (
+    CommissionRule,
+    Conversion,
+    ConversionChange,
+    ConversionStatus,
+    StatsHourly,
+)
 from backend.storage.rollups.by_dimension import correct_commission
 from backend.storage.rollups.measures import COUNTED
 
@@ -131,6 +139,8 @@ def change_by_network(
                 commission_minor=_STATS.commission_minor - stored["commission_minor"],
             )
         )
+    actor = network_source(source_id)
+    record_commission_change(connection, [stored["id"]], actor=actor, reason=reason)
     changed = {**stored, "status": wanted.value, "verified": True}
     enqueue(connection, [changed], STATUS_CHANGED, {stored["id"]: current.value})
     return True
@@ -171,15 +181,19 @@ async def change_status(
     conversion.status = wanted
     conversion.verified = conversion.verified or confirms
     earlier = conversion.commission_minor
-    if decided is None or decided == earlier:
+    if decided is not None:
+        conversion.commission_rule = decided[1]
+    if decided is None or decided[0] == earlier:
         await _record(session, conversion, current, actor, reason)
     else:
-        conversion.commission_minor = decided
-        await _add_commission(session, conversion, decided - earlier)
+        conversion.commission_minor = decided[0]
+        await _add_commission(session, conversion, decided[0] - earlier)
         why = reason or (SET_BY_REVIEWER if commission is not None else BY_THE_RULE)
-        await _record(session, conversion, current, actor, why, (earlier, decided))
+        await _record(session, conversion, current, actor, why, (earlier, decided[0]))
     if current in COUNTED and wanted not in COUNTED:
         await _uncount(session, conversion)
+    if ConversionStatus.APPROVED in (current, wanted):
+        await record_commission_change_in(session, [conversion.id], actor=actor, reason=reason)
     snapshot = {name: getattr(conversion, name) for name in FIELDS}
     before = {conversion.id: current.value}
     await session.run_sync(
@@ -193,8 +207,9 @@ async def decided_commission(
     wanted: ConversionStatus,
     commission: int | None,
     reviewed: bool,
-) -> int | None:
-    """The commission ``change_status`` pays, or None to leave it as it is.
+) -> tuple[int, str] | None:
+    """The commission ``change_status`` pays and the ``CommissionRule`` that set it, or None
+    to leave both as they are.
 
     A set commission is for an approval of an attributed conversion only, from 0 up to the
     sale's amount, or the rule's commission when that is more (a flat fee on a free sign-up).
@@ -204,9 +219,9 @@ async def decided_commission(
         raise CommissionRefused(f"a commission is set only when approving, not when {wanted}")
     if not approving or (commission is None and not (reviewed and held_for_review(conversion))):
         return None
-    by_rule = await rule_commission(session, conversion)
+    by_rule, rule = await rule_commission(session, conversion)
     if commission is None:
-        return by_rule
+        return by_rule, rule or ""
     if conversion.partner_id is None:
         raise CommissionRefused("an unattributed conversion has no partner to pay")
     ceiling = max(conversion.amount_minor, by_rule)
@@ -216,7 +231,7 @@ async def decided_commission(
             f" {format_minor(ceiling, conversion.currency)} {conversion.currency}"
             " (the sale's amount, or the rule's commission when that is more)"
         )
-    return commission
+    return commission, CommissionRule.REVIEWER
 
 
 async def verify(session: AsyncSession, conversion: Conversion, *, actor: str, reason: str) -> bool:

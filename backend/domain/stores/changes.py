@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import HOUR_MS
 from backend.core.money import format_minor
+from backend.domain.affiliate.ledger import record_commission_change
 from backend.domain.affiliate.outbox import FIELDS, UPDATED, enqueue
 from backend.domain.affiliate.status import change_row, network_source
 from backend.domain.events import NetworkEvent
@@ -102,7 +103,8 @@ def lower_amount(
 ) -> int:
     """Lower a conversion's amount to ``amount_minor`` and its commission in proportion
     (rounded down, never below 0), with its audit row, the rollups moved with it and the
-    outbox messages the change owes (``conversion.updated``), in the caller's transaction.
+    outbox messages the change owes (``conversion.updated``) and the ledger's entry for the
+    commission taken back, in the caller's transaction.
     ``stored``: the conversion's row (the outbox's ``FIELDS``). Return the commission's change
     (<= 0)."""
     before_amount: int = stored["amount_minor"]
@@ -136,8 +138,7 @@ def lower_amount(
         )
         mark_for_refold(connection, [stored["at_ms"] // HOUR_MS * HOUR_MS])
     enqueue(connection, [changed], UPDATED)
-    # The ledger (money-out) records the commission's change here, in the same transaction:
-    # record_commission_change(connection, stored["id"], commission - before, said)
+    record_commission_change(connection, [stored["id"]], actor=actor, reason=said)
     return commission - before
 
 

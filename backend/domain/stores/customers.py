@@ -21,6 +21,7 @@ from backend.domain.affiliate.commission import RenewalRule, renewal_rule
 from backend.storage.db.models import (
     Campaign,
     CommissionOverride,
+    CommissionRule,
     Conversion,
     CustomerBinding,
     Merchant,
@@ -43,6 +44,7 @@ class RenewalCredit:
     commission_bps: int
     commission_flat_minor: int
     rule: str  # what the conversion shows: which renewal rule priced it
+    commission_rule: str = CommissionRule.RENEWAL
 
 
 CustomerKey = tuple[int, str]  # merchant id, customer hash

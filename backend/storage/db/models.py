@@ -100,6 +100,18 @@ class Attribution(StrEnum):
     CUSTOMER = "customer"  # the partner the customer is bound to (a renewal)
 
 
+class CommissionRule(StrEnum):
+    """Which rule set a conversion's commission (``conversions.commission_rule``); "" when
+    nothing did (no partner is credited, or it was stored before rules were recorded)."""
+
+    CAMPAIGN = "campaign"  # the campaign's own rule
+    GROUP = "group"  # the rate of the partner's group for the campaign
+    PARTNER = "partner"  # the partner's own override for the campaign
+    NETWORK = "network"  # the figure a conversion source reported
+    REVIEWER = "reviewer"  # set by the person who approved it
+    RENEWAL = "renewal"  # a bound customer's renewal, by the campaign's renewal rule
+
+
 class Role(StrEnum):
     ADMIN = "admin"
     PARTNER = "partner"
@@ -129,6 +141,15 @@ class Merchant(Base):
     # A sale that names both a click and another partner's coupon goes to the coupon's partner
     # when this is set; by default the click wins.
     coupon_over_click: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Payouts (docs/payouts.md): commission is payable ``hold_days`` after the sale; a partner
+    # is paid when the payable balance reaches ``payout_minimum_minor``; ``payout_schedule``
+    # ("", "monthly", "biweekly") lets the worker draft runs; the payer of SEPA transfers.
+    payout_minimum_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    hold_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    payout_schedule: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    legal_name: Mapped[str | None] = mapped_column(String(70))
+    iban: Mapped[str | None] = mapped_column(String(34))
+    bic: Mapped[str | None] = mapped_column(String(11))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -140,6 +161,16 @@ class Partner(Base):
     contact_email: Mapped[str | None] = mapped_column(String(320))
     key: Mapped[str] = mapped_column(String(40), unique=True)
     status: Mapped[str] = mapped_column(String(16), default=PartnerStatus.ACTIVE)
+    # How the partner is paid: "sepa" (IBAN, BIC, holder), "paypal" (e-mail), "other" (free
+    # text); None: not given yet.
+    payout_method: Mapped[str | None] = mapped_column(String(16))
+    iban: Mapped[str | None] = mapped_column(String(34))
+    bic: Mapped[str | None] = mapped_column(String(11))
+    account_holder: Mapped[str | None] = mapped_column(String(70))
+    paypal_email: Mapped[str | None] = mapped_column(String(320))
+    payout_note: Mapped[str | None] = mapped_column(String(500))
+    # The partner's group (tier), whose rates per campaign replace the campaigns' own.
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("partner_groups.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -306,6 +337,8 @@ class Conversion(Base):
     # that priced it ("" for a sale that is no renewal).
     customer_hash: Mapped[str | None] = mapped_column(String(64))
     renewal_rule: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # Which rule set the commission: a ``CommissionRule``.
+    commission_rule: Mapped[str] = mapped_column(String(16), default="", server_default="")
 
 
 class ConversionChange(Base):
@@ -729,4 +762,129 @@ class CouponRequest(Base):
     status: Mapped[str] = mapped_column(String(16), default=ApplicationStatus.PENDING)
     coupon_id: Mapped[int | None] = mapped_column(ForeignKey("coupons.id", ondelete="SET NULL"))
     decided_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
+
+
+class LedgerKind(StrEnum):
+    EARNED = "earned"  # a conversion's earned commission went up (approved, raised)
+    REVERSED = "reversed"  # it went down (reversed, lowered, moved to another partner)
+    ADJUSTMENT = "adjustment"  # a person's correction, with a reason
+    PAYOUT = "payout"  # a confirmed payout line took the amount out of the balance
+    RETURNED = "returned"  # a failed or voided payout gave it back
+
+
+def _integer_money() -> CheckConstraint:
+    """SQLite keeps an overflowing integer sum as a float; this makes it an error."""
+    check = CheckConstraint("typeof(amount_minor) = 'integer'", name="amount_minor_integer")
+    return check.ddl_if(dialect="sqlite")
+
+
+class LedgerEntry(Base):
+    """One movement of a partner's money in one currency: append-only, never updated or
+    deleted; a balance is a sum of entries (docs/payouts.md)."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        _integer_money(),
+        Index(None, "partner_id", "currency", "at_ms"),
+        Index(None, "conversion_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    conversion_id: Mapped[int | None] = mapped_column(Integer)
+    payout_line_id: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    reason: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class PayoutRunStatus(StrEnum):
+    DRAFT = "draft"
+    CONFIRMED = "confirmed"
+
+
+class PayoutLineStatus(StrEnum):
+    DRAFT = "draft"  # proposed; nothing is locked yet
+    ROLLED_OVER = "rolled_over"  # below the minimum when the run was confirmed
+    CONFIRMED = "confirmed"  # its entries are locked and taken out of the balance
+    PAID = "paid"
+    FAILED = "failed"  # the amount went back to the balance
+    VOIDED = "voided"  # withdrawn by a person, with a reason; the amount went back
+
+
+class PayoutRun(Base):
+    """A merchant's payout run: a draft until confirmed. ``period`` names the schedule's
+    period a scheduled run was drafted for (one per merchant and period); None: by hand."""
+
+    __tablename__ = "payout_runs"
+    __table_args__ = (UniqueConstraint("merchant_id", "period"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), default=PayoutRunStatus.DRAFT)
+    period: Mapped[str | None] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(200))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    confirmed_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class PayoutLine(Base):
+    """What one partner is paid in one currency by a run."""
+
+    __tablename__ = "payout_lines"
+    __table_args__ = (
+        _integer_money(),
+        UniqueConstraint("run_id", "partner_id", "currency"),
+        Index(None, "partner_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("payout_runs.id"))
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default=PayoutLineStatus.DRAFT)
+    reference: Mapped[str | None] = mapped_column(String(140))
+    paid_on: Mapped[str | None] = mapped_column(String(10))  # YYYY-MM-DD
+    reason: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    changed_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class PayoutItem(Base):
+    """A ledger entry locked by the payout line that pays it: an entry is locked once (its
+    id is the key), so nothing is paid twice, whoever confirms what at the same time."""
+
+    __tablename__ = "payout_items"
+
+    entry_id: Mapped[int] = mapped_column(ForeignKey("ledger_entries.id"), primary_key=True)
+    line_id: Mapped[int] = mapped_column(ForeignKey("payout_lines.id"), index=True)
+
+
+class PartnerGroup(Base):
+    """A group (tier) of partners; its rates per campaign replace the campaigns' rules for its
+    members, and a partner's own override still wins over them."""
+
+    __tablename__ = "partner_groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class GroupRate(Base):
+    """A group's commission rule for one campaign."""
+
+    __tablename__ = "group_rates"
+    __table_args__ = (UniqueConstraint("group_id", "campaign_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("partner_groups.id"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    commission_bps: Mapped[int] = mapped_column(Integer, default=0)
+    commission_flat_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

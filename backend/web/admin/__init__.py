@@ -22,11 +22,13 @@ from backend.web.admin.conversions import (
 )
 from backend.web.admin.coupon_requests import COUPON_REQUEST_HANDLERS
 from backend.web.admin.coupons import CouponPages
+from backend.web.admin.groups import GroupPages
 from backend.web.admin.links import LinkPages
 from backend.web.admin.mail import MAIL_HANDLERS
 from backend.web.admin.merchants import MerchantPages
 from backend.web.admin.overrides import OverridePages
 from backend.web.admin.partners import PartnerPages
+from backend.web.admin.payouts import PayoutPages
 from backend.web.admin.sources import SourcePages
 from backend.web.admin.users import UserPages
 
@@ -47,6 +49,8 @@ ADMIN_HANDLERS: list[ControllerRouterHandler] = [
     SourcePages,
     UserPages,
     ApiKeyPages,
+    PayoutPages,
+    GroupPages,
     change_statuses,
     change_one_status,
     *APPLICATION_HANDLERS,

@@ -316,7 +316,7 @@ async def _detail(
     held = held_for_review(conversion)
     context = {
         "held": held,
-        "rule_minor": await rule_commission(session, conversion) if held else 0,
+        "rule_minor": (await rule_commission(session, conversion))[0] if held else 0,
         "viewer": viewer,
         "c": conversion,
         "merchant": merchant,

@@ -4,6 +4,7 @@ auto-approval does and puts at risk."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import MappingProxyType
 
 from litestar import get, post
@@ -22,6 +23,7 @@ from backend.storage.db.models import Merchant
 from backend.web.admin.conversions import utc_time
 from backend.web.admin.forms import PAGE_SIZE, Field
 from backend.web.admin.object_pages import ObjectPage, ObjectPages
+from backend.web.admin.payouts import PAYOUT_FIELDS
 from backend.web.api.deps import CurrentViewer, Reader, Writer
 from backend.web.api.resources import After, merchant_out, page_of
 from backend.web.pages.install import merchant_install
@@ -71,6 +73,7 @@ FIELDS = (
         required=True,
     ),
 )
+EDIT_FIELDS = (*FIELDS, *PAYOUT_FIELDS)  # a new merchant starts without payouts set up
 
 
 class MerchantPages(ObjectPages[Merchant, MerchantCreate, MerchantUpdate]):
@@ -80,8 +83,11 @@ class MerchantPages(ObjectPages[Merchant, MerchantCreate, MerchantUpdate]):
     template = "admin/merchant.html"
     new_schema = MerchantCreate
     edit_schema = MerchantUpdate
-    edit_fields = FIELDS
+    edit_fields = EDIT_FIELDS
     new_values = MappingProxyType({"currency": "EUR", "coupon_over_click": "false"})
+
+    async def new_fields(self, session: AsyncSession) -> Sequence[Field]:
+        return FIELDS
 
     @get("/")
     async def index(self, viewer: CurrentViewer, reader: Reader, after: After = 0) -> Template:

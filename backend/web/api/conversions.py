@@ -70,6 +70,7 @@ def conversion_out(conversion: Conversion) -> ConversionOut:
         source_id=conversion.source_id,
         commission_reported=conversion.commission_reported,
         renewal_rule=conversion.renewal_rule,
+        commission_rule=conversion.commission_rule,
     )
 
 

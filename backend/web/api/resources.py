@@ -16,6 +16,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.domain.affiliate import auto_approval, catalogue
+from backend.domain.affiliate.payout_details import mask, mask_email
 from backend.domain.affiliate.schemas import (
     MAX_ID,
     CampaignCreate,
@@ -87,6 +88,12 @@ def merchant_out(merchant: Merchant) -> MerchantOut:
         auto_approve_unverified_max_minor=merchant.auto_approve_unverified_max_minor,
         auto_approval=auto_approval.describe(merchant),
         coupon_over_click=merchant.coupon_over_click,
+        payout_minimum_minor=merchant.payout_minimum_minor,
+        hold_days=merchant.hold_days,
+        payout_schedule=merchant.payout_schedule,
+        legal_name=merchant.legal_name,
+        iban=merchant.iban,
+        bic=merchant.bic,
         created_at=merchant.created_at,
     )
 
@@ -99,6 +106,13 @@ def partner_out(partner: Partner) -> PartnerOut:
         status=partner.status,
         contact_email=partner.contact_email,
         created_at=partner.created_at,
+        payout_method=partner.payout_method,
+        iban=mask(partner.iban),
+        bic=partner.bic,
+        account_holder=partner.account_holder,
+        paypal_email=mask_email(partner.paypal_email),
+        payout_note=partner.payout_note,
+        group_id=partner.group_id,
     )
 
 

@@ -12,10 +12,12 @@ from backend.web.api.clicks import create_click
 from backend.web.api.conversions import ConversionController
 from backend.web.api.coupons import CouponController
 from backend.web.api.deps import SESSIONS, provide_viewer, too_deep
+from backend.web.api.groups import GroupController
 from backend.web.api.hooks import HOOK_CONTROLLERS
 from backend.web.api.keys import ApiKeyAuth, admin_keys_only, request_reader
 from backend.web.api.openapi import API_KEY
 from backend.web.api.overrides import OverrideController
+from backend.web.api.payouts import PAYOUT_CONTROLLERS
 from backend.web.api.postback import postback, rotate_postback_secret
 from backend.web.api.resources import RESOURCE_CONTROLLERS
 from backend.web.api.sources import SourceController, network_postback
@@ -32,6 +34,8 @@ def api_router() -> Router:
             OverrideController,
             SourceController,
             *HOOK_CONTROLLERS,
+            *PAYOUT_CONTROLLERS,
+            GroupController,
             create_click,
             rotate_postback_secret,
             stats,

@@ -37,6 +37,7 @@ from backend.domain.reports.ranges import (
     zone_choices,
 )
 from backend.domain.reports.sources import average_order_minor, source_report
+from backend.domain.reports.statements import money_summary
 from backend.storage.rollups.dimensions import DIMENSIONS, Dimension
 from backend.web.api.deps import CurrentViewer, Reader
 from backend.web.pages.chart import NARROW, WIDE, lay_out
@@ -147,6 +148,11 @@ async def overview(
         for name in (ADMIN_PANELS if viewer.is_admin else PARTNER_PANELS)
         if name not in filters.ids and name not in filters.texts
     ]
+    money = (
+        None
+        if viewer.partner_id is None
+        else await money_summary(reader, viewer.partner_id, now_ms())
+    )
     return Template(
         "overview.html",
         context={
@@ -155,6 +161,7 @@ async def overview(
             "charts": charts,
             "panels": panels,
             "public_url": settings.public_url,
+            "money": money,
         },
     )
 

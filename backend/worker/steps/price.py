@@ -15,7 +15,7 @@ from backend.domain.affiliate.commission import by_rule
 from backend.domain.events import Source
 from backend.domain.quality.flags import NOTES, Flag
 from backend.domain.quality.windows import PREFIX_BURST
-from backend.storage.db.models import ConversionStatus, PartnerStatus, RunStatus
+from backend.storage.db.models import CommissionRule, ConversionStatus, PartnerStatus, RunStatus
 from backend.storage.rollups.hourly import conversion_delta
 from backend.worker.batch import Prepared, Row
 from backend.worker.steps.attribute import ConversionFacts
@@ -52,6 +52,7 @@ def put_commission(row: Row, facts: ConversionFacts) -> None:
         credited.commission_bps,
         credited.commission_flat_minor,
     )
+    row["commission_rule"] = credited.commission_rule
 
 
 def flag_foreign_currency(row: Row, facts: ConversionFacts) -> None:
@@ -92,6 +93,7 @@ def put_network_figures(row: Row, facts: ConversionFacts) -> None:
     if network.commission_minor >= 0:
         row["commission_minor"] = network.commission_minor
         row["commission_reported"] = True
+        row["commission_rule"] = CommissionRule.NETWORK.value
 
 
 def mark_renewal(row: Row, facts: ConversionFacts) -> None:
@@ -148,6 +150,7 @@ def add_conversion(batch: Prepared, facts: ConversionFacts) -> None:
         "commission_reported": False,
         "customer_hash": event.customer or None,
         "renewal_rule": "",
+        "commission_rule": "",
     }
     for step in CONVERSION_STEPS:
         step(row, facts)

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from backend.core.clock import HOUR_MS
 from backend.core.money import format_minor
+from backend.domain.affiliate.ledger import record_commission_change
 from backend.domain.affiliate.outbox import CREATED, FIELDS, UPDATED, enqueue, targets_of
 from backend.domain.affiliate.status import (
     POSTBACK,
@@ -192,6 +193,7 @@ REPLACED = (
     "flags",
     "coupon",
     "attribution",
+    "commission_rule",
 )
 _VOUCHING = (Source.POSTBACK, Source.NETWORK)  # sources whose word beats a pixel's
 _STORED_ORDER = (
@@ -219,9 +221,9 @@ def _settle_by_postback(
     """A signed postback for an order the pixel or the snippet stored unverified (queued
     before the postback was written) verifies it, and where they disagree on the click, the
     amount or the currency, the postback's figures replace the stored ones: the merchant's
-    signed word beats a pixel anyone can fire. The audit trail keeps what was replaced and the
-    hourly rollup moves with it. Returns the event ids of such postbacks and the rollup's
-    corrections."""
+    signed word beats a pixel anyone can fire. The audit trail keeps what was replaced, and the
+    hourly rollup and an approved conversion's ledger move with it. Returns the event ids of
+    such postbacks and the rollup's corrections."""
     settled: set[str] = set()
     corrections: list[Delta] = []
     changes: list[dict[str, object]] = []
@@ -264,6 +266,8 @@ def _settle_by_postback(
         mark_for_refold(connection, repairs)
     if replaced:
         _owe_updates(connection, replaced)
+        reason = "figures replaced by a signed postback"
+        record_commission_change(connection, replaced, actor=POSTBACK, reason=reason)
     return settled, corrections
 
 

@@ -11,7 +11,7 @@ secret, never the reference; ``renewal_rule``: for a renewal, the rule that pric
 months, at which rate (NULL: the campaign's). ``store_events``: unique per source and event id.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-07
 """
 
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014"
-down_revision: str | None = "0012"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
