@@ -10,9 +10,12 @@ import io
 from typing import Any
 
 from litestar.testing import AsyncTestClient
+from sqlalchemy import select
 
+from backend.storage.db.engine import Database
+from backend.storage.db.models import MailMessage, NotificationSetting, User
 from backend.worker.consumer import StreamConsumer
-from tests.support import Programme
+from tests.support import Programme, add_user
 from tests.test_payouts import conversion_ids, sell, set_status
 
 HOSTILE = '=HYPERLINK("http://evil.example","x")'
@@ -163,3 +166,33 @@ async def test_adjustments_runs_and_lines_refuse_what_they_cannot_do(
         await client.get(f"/api/v1/partners/{partner_id}/statements/{month}", headers=admin)
     ).json()
     assert (figures["earned_minor"], figures["closing_minor"]) == (549, 2049)
+
+
+async def test_a_payout_marked_paid_mails_the_partners_users_who_asked_once(
+    client: AsyncTestClient[Any], programme: Programme, database: Database
+) -> None:
+    admin, partner_id = programme.headers, programme.partner["id"]
+    await add_user(database, "payee@blog.example", "partner", partner_id)
+    await add_user(database, "quiet@blog.example", "partner", partner_id)
+    async with database.session(write=True) as session:
+        payee = await session.scalar(select(User).where(User.email == "payee@blog.example"))
+        assert payee is not None
+        session.add(NotificationSetting(user_id=payee.id, payout_sent=True))
+        await session.commit()
+    await client.post(
+        f"/api/v1/partners/{partner_id}/adjustments",
+        json={"amount_minor": 2500, "currency": "EUR", "reason": "bonus"},
+        headers=admin,
+    )
+    run = (await client.post("/api/v1/payout-runs", json={"currency": "EUR"}, headers=admin)).json()
+    (line,) = run["lines"]
+    await client.post(f"/api/v1/payout-runs/{run['id']}/confirm", headers=admin)
+    paid = f"/api/v1/payout-runs/{run['id']}/lines/{line['id']}/paid"
+    for _ in range(2):  # the second is a retry: it changes nothing, and mails nobody again
+        answer = await client.post(paid, json={"reference": "SEPA-42"}, headers=admin)
+        assert answer.status_code == 200, answer.text
+    async with database.session() as session:
+        mails = (await session.execute(select(MailMessage.to_address, MailMessage.text_body))).all()
+    assert [to for to, _ in mails] == ["payee@blog.example"]
+    assert "25.00 EUR" in mails[0][1]
+    assert "SEPA-42" in mails[0][1]

@@ -20,8 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import DAY_MS, now_ms
+from backend.core.money import format_minor
 from backend.core.validation import FieldError
 from backend.domain.affiliate.ledger import entry_row, is_due, unlocked_entries, with_dates
+from backend.domain.notifications import notify_payout_sent
 from backend.storage.db.engine import Database
 from backend.storage.db.models import (
     LedgerEntry,
@@ -190,7 +192,8 @@ async def confirm_run(
 async def mark_paid(
     session: AsyncSession, line: PayoutLine, *, reference: str, paid_on: date
 ) -> bool:
-    """Record ``line`` as paid with the payment's reference and date; False when it already
+    """Record ``line`` as paid with the payment's reference and date, and mail the partner's
+    users who asked for it (in the same transaction: the mail outbox); False when it already
     was, with that reference (a retry). Paid with another reference, or not confirmed:
     ``PayoutRefused``."""
     moved = await session.execute(
@@ -206,6 +209,10 @@ async def mark_paid(
     )
     await session.refresh(line)
     if moved.rowcount == 1:  # type: ignore[attr-defined]
+        amount = f"{format_minor(line.amount_minor, line.currency)} {line.currency}"
+        await notify_payout_sent(
+            session, line.partner_id, {"amount": amount, "reference": reference}
+        )
         return True
     if line.status == PayoutLineStatus.PAID and line.reference == reference:
         return False
