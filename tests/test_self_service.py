@@ -376,7 +376,7 @@ async def test_an_invited_partner_sets_a_password_and_lands_in_the_portal(
 
     client.cookies.clear()
     accepted = await submit(client, link_in(mail, "/invite/"), {"password": NEW_PASSWORD})
-    assert (accepted.status_code, accepted.headers["location"]) == (302, "/")
+    assert (accepted.status_code, accepted.headers["location"]) == (302, "/portal/links")
     links = await client.get("/portal/links")
     assert links.status_code == 200
     assert programme.link["code"] in links.text

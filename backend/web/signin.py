@@ -26,7 +26,7 @@ from backend.domain.auth import verify_password
 from backend.domain.login_throttle import WINDOW_S, LoginThrottle
 from backend.domain.visitor import client_address
 from backend.storage.db.engine import Database
-from backend.storage.db.models import User
+from backend.storage.db.models import Role, User
 from backend.web.api.deps import Reader
 from backend.web.sessions import sign_in, signed_in_user
 
@@ -88,7 +88,13 @@ async def login(
         return Template("login.html", context={"error": error, "email": email}, status_code=400)
     await throttle.succeeded()
     sign_in(request, user)
-    return Redirect("/")
+    return Redirect(home_of(user))
+
+
+def home_of(user: User) -> str:
+    """Where a person lands once signed in: a partner on its links (the addresses it
+    shares), an admin on the overview."""
+    return "/portal/links" if user.role == Role.PARTNER.value else "/"
 
 
 @post("/logout")

@@ -73,12 +73,14 @@ def smtp(tracker_settings: Settings) -> Iterator[tuple[Inbox, Settings]]:
         controller.stop()
 
 
-async def sign_in(page: Page, origin: str, address: str, password: str) -> None:
+async def sign_in(
+    page: Page, origin: str, address: str, password: str, lands_on: str = "/"
+) -> None:
     await page.goto(origin + "/login")
     await page.fill("input[name=email]", address)
     await page.fill("input[name=password]", password)
     await page.click("button[type=submit]")
-    await page.wait_for_url(origin + "/")
+    await page.wait_for_url(origin + lands_on)
 
 
 async def test_a_new_partner_applies_is_approved_and_sees_the_sale_of_its_deep_link(
@@ -140,7 +142,7 @@ async def test_a_new_partner_applies_is_approved_and_sees_the_sale_of_its_deep_l
     assert await page.locator("tr", has_text=applicant).locator("td", has_text="approved").count()
 
     # The partner signs in and makes a deep link, refused off the merchant's domains.
-    await sign_in(visitor, tracker.origin, applicant, CHOSEN)
+    await sign_in(visitor, tracker.origin, applicant, CHOSEN, lands_on="/portal/links")
     await visitor.click("a[href='/portal/links']")
     await visitor.select_option("#field-campaign_id", str(programme.campaign_id))
     await visitor.fill("#field-destination_url", "https://elsewhere.example/")
@@ -202,8 +204,8 @@ async def test_a_partner_resets_a_forgotten_password(
     await page.goto(inbox.link(address, "/reset/"))
     await page.fill("input[name=password]", CHOSEN)
     await page.click("button[type=submit]")
-    await page.wait_for_url(tracker.origin + "/")
+    await page.wait_for_url(tracker.origin + "/portal/links")  # a partner lands on its links
     await page.click("text=Sign out")
-    await sign_in(page, tracker.origin, address, CHOSEN)
+    await sign_in(page, tracker.origin, address, CHOSEN, lands_on="/portal/links")
     await page.goto(inbox.link(address, "/reset/"))
     assert "no longer works" in await page.content()  # single-use

@@ -68,12 +68,21 @@ async def test_report_pages_render_cleanly_and_are_photographed(
             await page.screenshot(path=str(shot), full_page=True)
             shots.append(shot)
     assert all(shot.stat().st_size > 5_000 for shot in shots)
+    await page.set_viewport_size({"width": 1280, "height": 900})
     await page.goto(tracker.origin + "/?range=7d")
-    assert await page.locator("svg.chart rect.bar").count() == 7
+    assert await page.locator("svg.chart.wide rect.bar").count() == 7
+    assert await page.locator("svg.chart.wide").is_visible()
+    assert not await page.locator("svg.chart.narrow").is_visible()
     assert int(await page.locator("#kpi-clicks").inner_text()) > 0
-    # no horizontal scrolling of the page itself on a phone (wide tables scroll in their box)
+    assert await page.locator(".panel").count() == 4  # partners, campaigns, referrers, devices
+    # no horizontal scrolling of the page itself on a phone (wide tables scroll in their box),
+    # and the chart drawn for a phone's width, its labels as large as the page's small print
     await page.set_viewport_size({"width": 390, "height": 900})
     overflow = await page.evaluate("document.documentElement.scrollWidth")
     assert overflow <= 390
+    assert await page.locator("svg.chart.narrow").is_visible()
+    assert not await page.locator("svg.chart.wide").is_visible()
+    tick = page.locator("svg.chart.narrow text.tick").first
+    assert (await tick.bounding_box() or {"height": 0})["height"] >= 9
     assert wire.console_errors == []
     assert wire.page_errors == []

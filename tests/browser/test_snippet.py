@@ -182,7 +182,12 @@ async def test_journey_from_publisher_page_to_attributed_conversion(
     assert click.referrer_url == f"{publisher.origin}/article.html"
     assert click.referrer_host == urlsplit(publisher.origin).netloc
     assert click.landing_url == programme.destination
-    assert (click.is_bot, click.browser, click.device_class) == (False, "chrome", "desktop")
+    assert (click.is_bot, click.browser, click.os, click.device_class) == (
+        False,
+        "Chrome",
+        "Linux",
+        "desktop",
+    )
     (seen,) = await store.wait_for(Impression, Impression.link_id == programme.link_id)
     assert (seen.partner_id, seen.is_bot) == (programme.partner_id, False)
     assert seen.page_url == f"{publisher.origin}/"  # the beacon's Referer: the origin only

@@ -762,6 +762,7 @@ class CouponRequest(Base):
     status: Mapped[str] = mapped_column(String(16), default=ApplicationStatus.PENDING)
     coupon_id: Mapped[int | None] = mapped_column(ForeignKey("coupons.id", ondelete="SET NULL"))
     decided_by: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class LedgerKind(StrEnum):

@@ -22,7 +22,7 @@ from backend.domain.password_reset import request_reset, set_password
 from backend.storage.db.models import TokenPurpose
 from backend.web.api.deps import Reader, Writer
 from backend.web.sessions import sign_in
-from backend.web.signin import client_of
+from backend.web.signin import client_of, home_of
 
 
 class ResetRequest(msgspec.Struct):
@@ -93,7 +93,7 @@ async def _choose(
     settings: Settings = request.app.state.settings
     await unlock(request.app.state.redis, settings.secret_key, user.email)
     sign_in(request, user)
-    return Redirect("/")
+    return Redirect(home_of(user))
 
 
 @get("/reset/{token:str}")

@@ -4,6 +4,7 @@ tracking URL, with its QR code."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -15,15 +16,26 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import HOUR_S
+from backend.core.money import format_minor
 from backend.core.scope import Viewer
+from backend.core.settings import Settings
 from backend.core.validation import FieldError
 from backend.domain.affiliate.schemas import MAX_ID
 from backend.domain.destinations import SUB_KEYS
 from backend.domain.partner_links import create_own_link, open_campaigns, tracking_url
-from backend.storage.db.models import Campaign, Link, Merchant
+from backend.storage.catalog import choose_rule, with_rules
+from backend.storage.db.models import (
+    Campaign,
+    CommissionOverride,
+    GroupRate,
+    Link,
+    Merchant,
+    Partner,
+)
 from backend.web.admin.forms import typed_form
 from backend.web.admin.links import qr_svg
 from backend.web.api.deps import CurrentViewer, Reader, Writer
+from backend.web.api.resources import percent_text
 
 SHOWN = 500
 
@@ -35,22 +47,51 @@ def partner_of(viewer: Viewer) -> int:
     return viewer.partner_id
 
 
+@dataclass(frozen=True, slots=True)
+class OwnLink:
+    """A partner's link as its list shows it: the URL to share and the terms it earns by."""
+
+    link: Link
+    campaign: str
+    url: str
+    rate: str  # what a sale pays this partner: "8.00% + 0.50 EUR"
+    window_days: int  # how long after a click a sale is still credited
+
+
+def _rate(bps: int, flat_minor: int, currency: str) -> str:
+    parts = [f"{percent_text(bps)}%"] if bps else []
+    if flat_minor:
+        parts.append(f"{format_minor(flat_minor, currency)} {currency}")
+    return " + ".join(parts) or "nothing"
+
+
 async def _list(
     session: AsyncSession,
+    settings: Settings,
     partner_id: int,
     values: dict[str, str],
     errors: dict[str, str],
     status_code: int = 200,
 ) -> Template:
-    links = (
+    rows = (
         await session.execute(
-            select(Link, Campaign.name)
-            .join(Campaign, Campaign.id == Link.campaign_id)
+            with_rules(
+                select(Link, Campaign, Merchant, GroupRate, CommissionOverride)
+                .join(Campaign, Campaign.id == Link.campaign_id)
+                .join(Merchant, Merchant.id == Campaign.merchant_id)
+                .join(Partner, Partner.id == Link.partner_id)
+            )
             .where(Link.partner_id == partner_id)
             .order_by(Link.id.desc())
             .limit(SHOWN)
         )
     ).all()
+    links = []
+    for link, campaign, merchant, group_rate, override in rows:
+        bps, flat, _ = choose_rule(campaign, group_rate, override)
+        url, _ = tracking_url(settings.public_url, link, merchant, {})
+        window = merchant.attribution_window_days or settings.attribution_window_days
+        links.append(OwnLink(link, campaign.name, url, _rate(bps, flat, merchant.currency), window))
     context = {
         "viewer": Viewer(partner_id=partner_id),
         "links": links,
@@ -62,8 +103,9 @@ async def _list(
 
 
 @get("/portal/links")
-async def links_page(viewer: CurrentViewer, reader: Reader) -> Template:
-    return await _list(reader, partner_of(viewer), {}, {})
+async def links_page(viewer: CurrentViewer, reader: Reader, state: State) -> Template:
+    """Where a partner lands: every link with the URL to share and what it earns."""
+    return await _list(reader, state.settings, partner_of(viewer), {}, {})
 
 
 @post("/portal/links")
@@ -75,7 +117,9 @@ async def create_link(
     values = {name: form.get(name, "")[:4000] for name in ("campaign_id", "destination_url")}
     campaign = values["campaign_id"]
     if not campaign.isdigit() or not 1 <= int(campaign) <= MAX_ID:
-        return await _list(writer, partner_id, values, {"campaign_id": "Choose a campaign."}, 400)
+        return await _list(
+            writer, state.settings, partner_id, values, {"campaign_id": "Choose a campaign."}, 400
+        )
     try:
         link = await create_own_link(
             writer,
@@ -87,7 +131,7 @@ async def create_link(
     except FieldError as error:
         await writer.rollback()
         message = error.message[0].upper() + error.message[1:] + "."
-        return await _list(writer, partner_id, values, {error.field: message}, 400)
+        return await _list(writer, state.settings, partner_id, values, {error.field: message}, 400)
     return Redirect(f"/portal/links/{link.id}")
 
 
