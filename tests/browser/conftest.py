@@ -14,6 +14,7 @@ session's event loop, which the browser and the database engines belong to.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -67,6 +68,17 @@ DESKTOP_UA = (
     "Chrome/120.0.0.0 Safari/537.36"
 )
 SECRET = "browser-tests-secret-key-long-enough-0123456789"
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    """Where the browser tests keep their pictures of the pages (desktop and phone width):
+    ``$CLICKTRAIL_TEST_OUTPUT/screenshots``, by default ``test-output/screenshots`` in the
+    checkout, kept after the run for a person to look at."""
+    root = Path(os.environ.get("CLICKTRAIL_TEST_OUTPUT", Path(__file__).parents[2] / "test-output"))
+    folder = root / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="session")

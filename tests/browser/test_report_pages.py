@@ -29,6 +29,8 @@ PAGES = (
     ("live", "/live"),
     ("quality", "/quality?range=7d"),
     ("install", "/install"),
+    ("conversions", "/conversions"),
+    ("by-country", "/breakdown/country?range=30d"),
 )
 
 
@@ -38,7 +40,7 @@ async def test_report_pages_render_cleanly_and_are_photographed(
     tracker: TrackerProcess,
     tracker_database: TrackerDatabase,
     make_programme: ProgrammeFactory,
-    tmp_path: Path,
+    screenshots: Path,
 ) -> None:
     programme = await make_programme("http://localhost/shop")
     link = TargetLink(
@@ -64,7 +66,7 @@ async def test_report_pages_render_cleanly_and_are_photographed(
             response = await page.goto(tracker.origin + path)
             assert response is not None
             assert response.status == 200, path
-            shot = tmp_path / f"{name}{suffix}.png"
+            shot = screenshots / f"{name}{suffix}.png"
             await page.screenshot(path=str(shot), full_page=True)
             shots.append(shot)
     assert all(shot.stat().st_size > 5_000 for shot in shots)
@@ -85,4 +87,13 @@ async def test_report_pages_render_cleanly_and_are_photographed(
     tick = page.locator("svg.chart.narrow text.tick").first
     assert (await tick.bounding_box() or {"height": 0})["height"] >= 9
     assert wire.console_errors == []
+    assert wire.page_errors == []
+    # A bad date answers a page in the layout (the browser logs the 400 itself, nothing else).
+    for width, suffix in ((1280, ""), (390, "-phone")):
+        await page.set_viewport_size({"width": width, "height": 900})
+        error = await page.goto(tracker.origin + "/?range=custom&from=2026-02-30&to=2026-03-01")
+        assert error is not None
+        assert error.status == 400
+        assert await page.locator("h1").inner_text() == "This cannot be shown"
+        await page.screenshot(path=str(screenshots / f"error{suffix}.png"), full_page=True)
     assert wire.page_errors == []
