@@ -75,7 +75,9 @@ async def test_conversions_filter_by_verified_and_an_admin_verifies_them(
     ids = await conversion_ids(database)
     await sign_in(client, database)
     everything = await client.get("/conversions")
-    assert everything.text.count('<td class="text">no</td>') == 3  # the Verified column: pixels are unproven
+    assert (
+        everything.text.count('<td class="text">no</td>') == 3
+    )  # the Verified column: pixels are unproven
     approved = await submit(
         client, "/admin/conversions/status", {"ids": [ids["V1"]], "action": "approved"}
     )

@@ -57,7 +57,7 @@ async def test_stores_and_renewals_columns_and_tables_both_ways(
 ) -> None:
     url = await _fresh_url(backend, tmp_path)
     database = Database.connect(url)
-    await upgrade(database, url, "0012")
+    await upgrade(database, url, "0013")
     async with database.writing() as connection:
         for statement in SETUP:
             await connection.execute(text(statement))
@@ -87,7 +87,7 @@ async def test_stores_and_renewals_columns_and_tables_both_ways(
     def downgrade(connection: Connection) -> None:
         config = alembic_config(url)
         config.attributes["connection"] = connection
-        command.downgrade(config, "0012")
+        command.downgrade(config, "0013")
 
     async with database.write_engine.begin() as connection:
         await connection.run_sync(downgrade)

@@ -30,7 +30,7 @@ CONVERSION = text(
     "INSERT INTO conversions (event_id, at_ms, merchant_id, order_id, click_id, link_id,"
     " partner_id, campaign_id, amount_minor, commission_minor, currency, status, source,"
     " event_name, flags) VALUES ('e1', :at, 1, 'o1', :click, 1, 1, 1, 500, 50, 'EUR',"
-    " 'approved', 'pixel', 'sale', '')"
+    " 'pending', 'pixel', 'sale', '')"
 )
 
 

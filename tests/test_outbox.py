@@ -482,7 +482,7 @@ async def test_postbacks_are_checked_when_saved_and_kept_to_their_partner(
     assert (await client.get(wrong_parent, headers=programme.headers)).status_code == 404
     listed = (await client.get(path, headers=partner)).json()["items"]
     assert [p["id"] for p in listed] == [postback["id"]]
-    assert (await client.get("/api/v1/webhooks", headers=partner)).status_code == 403
+    assert (await client.get("/api/v1/webhooks", headers=partner)).json()["items"] == []
     paused = await client.patch(
         f"{path}/{postback['id']}", json={"status": "paused"}, headers=partner
     )
@@ -598,14 +598,13 @@ async def test_the_outgoing_pages_keep_each_partner_to_its_own_and_need_csrf(
     assert "other-tracker.example" not in page.text
     assert "&lt;script&gt;" in page.text
     assert "<script>alert(1)" not in page.text
-    assert "Webhook endpoints" not in page.text
+    assert f"{receiver.url}/hooks" not in page.text  # the admin's endpoint is not the partner's
     assert (await client.get(f"/outgoing/postbacks/{theirs.json()['id']}")).status_code == 404
-    assert (await client.get(f"/outgoing/webhooks/{hook.json()['id']}")).status_code == 403
+    assert (await client.get(f"/outgoing/webhooks/{hook.json()['id']}")).status_code == 404
     refused = [
         f"/outgoing/postbacks/{theirs.json()['id']}/test",
         f"/outgoing/webhooks/{hook.json()['id']}/test",
         f"/outgoing/webhooks/{hook.json()['id']}/rotate",
-        "/outgoing/webhooks",
     ]
     for path in refused:
         assert (await submit(client, path, {})).status_code in (403, 404), path
@@ -731,3 +730,66 @@ async def test_retention_deletes_finished_messages_and_their_attempts_and_keeps_
     async with database.session() as session:
         attempts = (await session.scalars(select(DeliveryAttempt.outbox_id))).all()
     assert sorted(attempts) == [3, 4]
+
+
+async def test_a_partners_own_webhook_hears_its_conversions_only(
+    client: AsyncTestClient[Any],
+    programme: Programme,
+    consumer: StreamConsumer,
+    database: Database,
+    receiver: Receiver,
+) -> None:
+    partner = await _partner_headers(database, programme)
+    made = await client.post(
+        "/api/v1/webhooks",
+        json={"url": f"{receiver.url}/mine", "events": ["conversion.created"]},
+        headers=partner,
+    )
+    assert made.status_code == 201, made.text
+    endpoint = made.json()
+    assert endpoint["partner_id"] == programme.partner["id"]
+    assert endpoint["secret"].startswith("whsec_")
+    for_a_shop = await client.post(
+        "/api/v1/webhooks",
+        json={"url": f"{receiver.url}/x", "events": ["conversion.created"], "merchant_id": 1},
+        headers=partner,
+    )
+    assert for_a_shop.status_code == 400
+    admins = await client.post(
+        "/api/v1/webhooks",
+        json={"url": f"{receiver.url}/all", "events": ["conversion.created"]},
+        headers=programme.headers,
+    )
+    listed = (await client.get("/api/v1/webhooks", headers=partner)).json()["items"]
+    assert [hook["id"] for hook in listed] == [endpoint["id"]]
+    admin_hook = f"/api/v1/webhooks/{admins.json()['id']}"
+    for path in (admin_hook, f"{admin_hook}/deliveries", f"/api/v1/webhooks/{2**31 - 1}"):
+        assert (await client.get(path, headers=partner)).status_code == 404, path
+    assert (await client.post(f"{admin_hook}/rotate-secret", headers=partner)).status_code == 404
+
+    other = await client.post("/api/v1/partners", json={"name": "Other"}, headers=programme.headers)
+    other_link = await client.post(
+        "/api/v1/links",
+        json={"partner_id": other.json()["id"], "campaign_id": programme.campaign["id"]},
+        headers=programme.headers,
+    )
+    other_key = {"Authorization": f"Bearer {await create_api_key(database, other.json()['id'])}"}
+    assert (
+        await client.get(f"/api/v1/webhooks/{endpoint['id']}", headers=other_key)
+    ).status_code == 404
+
+    await _sale(client, programme, "MINE-1")
+    click_id = await follow_link(client, other_link.json()["code"])
+    await client.get(
+        "/p.gif",
+        params={"m": programme.merchant["key"], "oid": "THEIRS-1", "amt": "20.00", "clk": click_id},
+    )
+    await consumer.drain()
+    messages = await _messages(database)
+    mine = [m for m in messages if m.webhook_id == endpoint["id"]]
+    everyone = [m for m in messages if m.webhook_id == admins.json()["id"]]
+    assert [json.loads(m.payload)["data"]["order_id"] for m in mine] == ["MINE-1"]
+    assert sorted(json.loads(m.payload)["data"]["order_id"] for m in everyone) == [
+        "MINE-1",
+        "THEIRS-1",
+    ]

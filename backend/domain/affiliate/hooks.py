@@ -118,6 +118,9 @@ class WebhookCreate(msgspec.Struct, forbid_unknown_fields=True):
     url: HookUrl
     events: Events
     merchant_id: ObjectId | None = None
+    # A partner's endpoint hears that partner's conversions only (a partner's key makes its
+    # own; an admin may make one for a partner).
+    partner_id: ObjectId | None = None
 
 
 class WebhookUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -129,6 +132,7 @@ class WebhookUpdate(msgspec.Struct, forbid_unknown_fields=True):
 class WebhookOut(msgspec.Struct):
     id: int
     merchant_id: int | None
+    partner_id: int | None
     url: str
     events: list[str]
     status: str  # active, or paused: nothing is sent
@@ -206,6 +210,7 @@ def webhook_out(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> Webh
     return WebhookOut(
         id=endpoint.id,
         merchant_id=endpoint.merchant_id,
+        partner_id=endpoint.partner_id,
         url=endpoint.url,
         events=list(endpoint.events),
         status=_status(endpoint.active),
@@ -267,17 +272,19 @@ async def update_postback(
 async def create_webhook(session: AsyncSession, data: WebhookCreate) -> WebhookEndpoint:
     if data.merchant_id is not None and await session.get(Merchant, data.merchant_id) is None:
         raise FieldError("merchant_id", f"no merchant with id {data.merchant_id}")
-    existing = await _count(
-        session,
-        WebhookEndpoint,
-        WebhookEndpoint.merchant_id.is_(None)
-        if data.merchant_id is None
-        else WebhookEndpoint.merchant_id == data.merchant_id,
-    )
-    if existing >= MAX_ENDPOINTS:
-        raise FieldError("url", f"at most {MAX_ENDPOINTS} endpoints per merchant")
+    if data.partner_id is not None and await session.get(Partner, data.partner_id) is None:
+        raise FieldError("partner_id", f"no partner with id {data.partner_id}")
+    if data.partner_id is not None:
+        owner, whose = WebhookEndpoint.partner_id == data.partner_id, "partner"
+    elif data.merchant_id is None:
+        owner, whose = WebhookEndpoint.merchant_id.is_(None), "merchant"
+    else:
+        owner, whose = WebhookEndpoint.merchant_id == data.merchant_id, "merchant"
+    if await _count(session, WebhookEndpoint, owner) >= MAX_ENDPOINTS:
+        raise FieldError("url", f"at most {MAX_ENDPOINTS} endpoints per {whose}")
     endpoint = WebhookEndpoint(
         merchant_id=data.merchant_id,
+        partner_id=data.partner_id,
         url=checked_url(data.url),
         events=sorted(set(data.events)),
         secret=new_secret(),

@@ -161,7 +161,8 @@ class Targets:
 
 
 def targets(connection: Connection, partners: set[int], merchants: set[int]) -> Targets:
-    """The active postbacks of ``partners`` and the webhooks of ``merchants`` (or of all)."""
+    """The active postbacks of ``partners``, and the webhooks of ``merchants`` (or of all)
+    that are no partner's or one of ``partners``'."""
     postbacks = (
         connection.execute(
             select(
@@ -175,9 +176,12 @@ def targets(connection: Connection, partners: set[int], merchants: set[int]) -> 
         else []
     )
     webhooks = connection.execute(
-        select(_WEBHOOKS.c.id, _WEBHOOKS.c.merchant_id, _WEBHOOKS.c.events).where(
+        select(
+            _WEBHOOKS.c.id, _WEBHOOKS.c.merchant_id, _WEBHOOKS.c.partner_id, _WEBHOOKS.c.events
+        ).where(
             _WEBHOOKS.c.active,
             or_(_WEBHOOKS.c.merchant_id.is_(None), _WEBHOOKS.c.merchant_id.in_(sorted(merchants))),
+            or_(_WEBHOOKS.c.partner_id.is_(None), _WEBHOOKS.c.partner_id.in_(sorted(partners))),
         )
     ).all()
     return Targets(postbacks, webhooks, subscribers(connection, partners))
@@ -234,6 +238,8 @@ def enqueue(
         for webhook in found.webhooks:
             if webhook.merchant_id not in (None, conversion["merchant_id"]):
                 continue
+            if webhook.partner_id not in (None, conversion["partner_id"]):
+                continue  # a partner's endpoint hears its own conversions only
             sent = event_for(webhook.events, event, conversion["status"])
             if sent is not None:
                 rows.append(

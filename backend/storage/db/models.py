@@ -543,13 +543,16 @@ class PartnerPostback(Base):
 
 
 class WebhookEndpoint(Base):
-    """A merchant's or an admin's receiver of signed JSON events (Standard Webhooks). The
-    secret signs, so it is kept as it is (not hashed); ``merchant_id`` None: every merchant's."""
+    """A merchant's, an admin's or a partner's receiver of signed JSON events (Standard
+    Webhooks). The secret signs, so it is kept as it is (not hashed); ``merchant_id`` None:
+    every merchant's; ``partner_id`` set: that partner's, which hears its own conversions
+    only."""
 
     __tablename__ = "webhook_endpoints"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"), index=True)
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"), index=True)
     url: Mapped[str] = mapped_column(String(2048))
     events: Mapped[list[str]] = mapped_column(JSON, default=list)
     secret: Mapped[str] = mapped_column(String(80))

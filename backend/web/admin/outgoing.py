@@ -1,8 +1,8 @@
 """Outgoing pages: partners' postbacks and webhook endpoints with their delivery logs, a "send
 test" button and a resend per message.
 
-Open to admins (every postback and the webhooks) and to partner users (their own postbacks
-only: another partner's answer 404, the webhooks 403). Every form carries the CSRF token of the
+Open to admins (every postback and webhook endpoint) and to partner users (their own postbacks
+and webhook endpoints only: another partner's, a merchant's or an admin's answer 404). Every form carries the CSRF token of the
 signed-in site; every change goes through ``backend.domain.affiliate.hooks`` as the API's.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, get, post
-from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 from sqlalchemy import select
@@ -30,11 +30,6 @@ from backend.web.api.deps import CurrentViewer, Reader, Writer
 PAGE = "/outgoing"
 
 
-def _admin(viewer: Viewer) -> None:
-    if not viewer.is_admin:
-        raise PermissionDeniedException("webhook endpoints are an admin's")
-
-
 async def _postback(session: AsyncSession, viewer: Viewer, postback_id: int) -> PartnerPostback:
     postback = await session.get(PartnerPostback, postback_id) if postback_id > 0 else None
     if postback is None or viewer.partner_id not in (None, postback.partner_id):
@@ -43,9 +38,8 @@ async def _postback(session: AsyncSession, viewer: Viewer, postback_id: int) -> 
 
 
 async def _webhook(session: AsyncSession, viewer: Viewer, webhook_id: int) -> WebhookEndpoint:
-    _admin(viewer)
     endpoint = await session.get(WebhookEndpoint, webhook_id) if webhook_id > 0 else None
-    if endpoint is None:
+    if endpoint is None or viewer.partner_id not in (None, endpoint.partner_id):
         raise NotFoundException(f"no webhook endpoint with id {webhook_id}")
     return endpoint
 
@@ -61,10 +55,12 @@ async def _index(
         )
     ).all()
     webhooks = (
-        (await reader.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id))).all()
-        if viewer.is_admin
-        else []
-    )
+        await reader.scalars(
+            viewer.restrict(select(WebhookEndpoint), WebhookEndpoint.partner_id).order_by(
+                WebhookEndpoint.id
+            )
+        )
+    ).all()
     context = {
         "viewer": viewer,
         "postbacks": postbacks,
@@ -125,15 +121,15 @@ async def create_postback(
 async def create_webhook(
     request: Request[Any, Any, Any], viewer: CurrentViewer, writer: Writer
 ) -> Template | Redirect:
-    _admin(viewer)
     fields, events = await _form(request)
     try:
-        merchant = fields.get("merchant_id") or None
+        merchant = (fields.get("merchant_id") or None) if viewer.is_admin else None
         data = msgspec.convert(
             {
                 "url": fields.get("url", ""),
                 "events": events,
                 "merchant_id": int(merchant) if merchant else None,
+                "partner_id": viewer.partner_id,  # a partner's endpoint is its own
             },
             hooks.WebhookCreate,
         )

@@ -1,14 +1,17 @@
-"""Outgoing postbacks and webhooks: a partner's postbacks (its own key manages them too), the
-admins' webhook endpoints, each with its delivery log, a test message and a resend."""
+"""Outgoing postbacks and webhooks: a partner's postbacks and webhook endpoints (its own key
+manages them too), the admins' webhook endpoints, each with its delivery log, a test message
+and a resend."""
 
 from __future__ import annotations
 
+import msgspec
 from litestar import Controller, get, patch, post
 from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody
 from sqlalchemy import select
 
 from backend.core.scope import Viewer
+from backend.core.validation import FieldError
 from backend.domain.affiliate import hooks
 from backend.domain.affiliate.delivery import resend
 from backend.domain.affiliate.hooks import (
@@ -22,12 +25,11 @@ from backend.domain.affiliate.hooks import (
 )
 from backend.domain.affiliate.schemas import Page
 from backend.storage.db.models import OutboxMessage, Partner, PartnerPostback, WebhookEndpoint
-from backend.web.api.deps import ADMIN_KEY, ANY_KEY, CurrentViewer, Reader, Writer
+from backend.web.api.deps import ANY_KEY, CurrentViewer, Reader, Writer
 from backend.web.api.keys import PARTNER_KEYS
 from backend.web.api.resources import After, Limit, PathId, get_or_404, page_of
 
 PARTNER_404 = [*ANY_KEY, NotFoundException]
-ADMIN_404 = [*ADMIN_KEY, NotFoundException]
 
 
 def _own(viewer: Viewer, partner_id: int) -> None:
@@ -148,66 +150,101 @@ class PostbackController(Controller):
         return hooks.delivery_out(message, [])
 
 
+async def _webhook(session: Reader, viewer: Viewer, webhook_id: int) -> WebhookEndpoint:
+    """The endpoint, if the key may see it: an admin's any, a partner's its own."""
+    endpoint = await get_or_404(session, WebhookEndpoint, webhook_id)
+    if viewer.partner_id is not None and endpoint.partner_id != viewer.partner_id:
+        raise NotFoundException(f"no webhook endpoint with id {webhook_id}")
+    return endpoint
+
+
 class WebhookController(Controller):
     path = "/webhooks"
     tags = ["webhooks"]
+    opt = PARTNER_KEYS
 
-    @post("/", raises=ADMIN_KEY)
-    async def create(self, data: JSONBody[WebhookCreate], writer: Writer) -> WebhookOut:
+    @post("/", raises=PARTNER_404)
+    async def create(
+        self, data: JSONBody[WebhookCreate], writer: Writer, viewer: CurrentViewer
+    ) -> WebhookOut:
         """An endpoint for signed JSON events (Standard Webhooks); its ``secret`` is shown now
-        and at each rotation only."""
+        and at each rotation only. A partner's key makes the partner's own endpoint, which
+        hears its conversions only."""
+        if viewer.partner_id is not None:
+            if data.partner_id not in (None, viewer.partner_id):
+                raise NotFoundException(f"no partner with id {data.partner_id}")
+            if data.merchant_id is not None:
+                raise FieldError("merchant_id", "a partner's endpoint hears every merchant")
+            data = msgspec.structs.replace(data, partner_id=viewer.partner_id)
         endpoint = await hooks.create_webhook(writer, data)
         return hooks.webhook_out(endpoint, with_secret=True)
 
-    @get("/", raises=ADMIN_KEY)
+    @get("/", raises=ANY_KEY)
     async def list_webhooks(
-        self, reader: Reader, after: After = 0, limit: Limit = 50
+        self, reader: Reader, viewer: CurrentViewer, after: After = 0, limit: Limit = 50
     ) -> Page[WebhookOut]:
-        statement = select(WebhookEndpoint)
+        """Every endpoint for an admin's key; a partner's own for a partner's."""
+        statement = viewer.restrict(select(WebhookEndpoint), WebhookEndpoint.partner_id)
         return await page_of(reader, statement, WebhookEndpoint.id, after, limit, hooks.webhook_out)
 
-    @get("/{webhook_id:int}", raises=ADMIN_404)
-    async def read(self, webhook_id: PathId, reader: Reader) -> WebhookOut:
-        return hooks.webhook_out(await get_or_404(reader, WebhookEndpoint, webhook_id))
+    @get("/{webhook_id:int}", raises=PARTNER_404)
+    async def read(self, webhook_id: PathId, reader: Reader, viewer: CurrentViewer) -> WebhookOut:
+        return hooks.webhook_out(await _webhook(reader, viewer, webhook_id))
 
-    @patch("/{webhook_id:int}", raises=ADMIN_404)
+    @patch("/{webhook_id:int}", raises=PARTNER_404)
     async def update(
-        self, webhook_id: PathId, data: JSONBody[WebhookUpdate], writer: Writer
+        self,
+        webhook_id: PathId,
+        data: JSONBody[WebhookUpdate],
+        writer: Writer,
+        viewer: CurrentViewer,
     ) -> WebhookOut:
-        endpoint = await get_or_404(writer, WebhookEndpoint, webhook_id)
+        endpoint = await _webhook(writer, viewer, webhook_id)
         await hooks.update_webhook(writer, endpoint, data)
         return hooks.webhook_out(endpoint)
 
-    @post("/{webhook_id:int}/rotate-secret", raises=ADMIN_404)
-    async def rotate(self, webhook_id: PathId, writer: Writer) -> WebhookOut:
+    @post("/{webhook_id:int}/rotate-secret", raises=PARTNER_404)
+    async def rotate(self, webhook_id: PathId, writer: Writer, viewer: CurrentViewer) -> WebhookOut:
         """A new secret; it signs every attempt from now on."""
-        endpoint = await get_or_404(writer, WebhookEndpoint, webhook_id)
+        endpoint = await _webhook(writer, viewer, webhook_id)
         await hooks.rotate_secret(writer, endpoint)
         return hooks.webhook_out(endpoint, with_secret=True)
 
-    @get("/{webhook_id:int}/deliveries", raises=ADMIN_404)
+    @get("/{webhook_id:int}/deliveries", raises=PARTNER_404)
     async def deliveries(
-        self, webhook_id: PathId, reader: Reader, after: After = 0, limit: Limit = 50
+        self,
+        webhook_id: PathId,
+        reader: Reader,
+        viewer: CurrentViewer,
+        after: After = 0,
+        limit: Limit = 50,
     ) -> Page[DeliveryOut]:
         """The messages to this endpoint, newest first, each with its latest attempts."""
-        await get_or_404(reader, WebhookEndpoint, webhook_id)
+        await _webhook(reader, viewer, webhook_id)
         items, next_after = await hooks.deliveries(
             reader, webhook_id=webhook_id, after=after, limit=limit
         )
         return Page(items=items, next_after=next_after)
 
-    @post("/{webhook_id:int}/test", raises=ADMIN_404, status_code=202)
-    async def send_test(self, webhook_id: PathId, writer: Writer) -> DeliveryOut:
+    @post("/{webhook_id:int}/test", raises=PARTNER_404, status_code=202)
+    async def send_test(
+        self, webhook_id: PathId, writer: Writer, viewer: CurrentViewer
+    ) -> DeliveryOut:
         """Queue a signed ``webhook.test`` event with sample data."""
-        endpoint = await get_or_404(writer, WebhookEndpoint, webhook_id)
+        endpoint = await _webhook(writer, viewer, webhook_id)
         message = await hooks.send_test(writer, endpoint=endpoint)
         return hooks.delivery_out(message, [])
 
     @post(
-        "/{webhook_id:int}/deliveries/{delivery_id:int}/resend", raises=ADMIN_404, status_code=202
+        "/{webhook_id:int}/deliveries/{delivery_id:int}/resend",
+        raises=PARTNER_404,
+        status_code=202,
     )
-    async def resend(self, webhook_id: PathId, delivery_id: PathId, writer: Writer) -> DeliveryOut:
+    async def resend(
+        self, webhook_id: PathId, delivery_id: PathId, writer: Writer, viewer: CurrentViewer
+    ) -> DeliveryOut:
         """Send a message again now, with the same ``webhook-id`` and a fresh round of retries."""
+        await _webhook(writer, viewer, webhook_id)
         message = await get_or_404(writer, OutboxMessage, delivery_id)
         if message.webhook_id != webhook_id:
             raise NotFoundException(f"no delivery with id {delivery_id}")
