@@ -2,8 +2,9 @@
 test" button and a resend per message.
 
 Open to admins (every postback and webhook endpoint) and to partner users (their own postbacks
-and webhook endpoints only: another partner's, a merchant's or an admin's answer 404). Every form carries the CSRF token of the
-signed-in site; every change goes through ``backend.domain.affiliate.hooks`` as the API's.
+and webhook endpoints only: another partner's, a merchant's or an admin's answer 404). Every
+form carries the CSRF token of the signed-in site; every change goes through
+``backend.domain.affiliate.hooks`` as the API's.
 """
 
 from __future__ import annotations
