@@ -403,6 +403,10 @@ async def test_live_page_counts_the_last_minutes_and_shows_the_queue(
     assert '<meta http-equiv="refresh" content="15">' in page.text
     counts = [int(n) for n in re.findall(r"</th><td>(\d+)</td><td>\d+</td></tr>", page.text)]
     assert sum(counts) == 3
+    # It leads with what happened; the queue's figures come after, under Health.
+    assert '<strong id="live-clicks">3</strong>' in page.text
+    assert '<strong id="live-recent-clicks">3</strong>' in page.text
+    assert page.text.index('id="live-clicks"') < page.text.index("<h2>Health</h2>")
     assert '<strong id="queue-unread">1</strong>' in page.text
 
 
@@ -635,7 +639,7 @@ async def test_the_overview_has_top_panels_each_leading_to_its_breakdown(
     await sign_in(client, database)
     page = (await client.get("/", params={"range": "7d"})).text
     panels = re.findall(r'<h2 id="panel-(\w+)">', page)
-    assert panels == ["partner", "campaign", "referrer", "device"]
+    assert panels == ["partner", "campaign", "referrer", "country", "device"]
     devices = page[page.index('id="panel-device"') :]
     devices = devices[: devices.index("</section>")]
     shown = re.findall(r'<a href="[^"]*device=(\w+)[^"]*">(\w+)</a>', devices)
@@ -649,13 +653,24 @@ async def test_the_overview_has_top_panels_each_leading_to_its_breakdown(
 
     # A filter's own dimension has no panel (it would be one row).
     filtered = (await client.get("/", params={"range": "7d", "partner": traffic})).text
-    assert re.findall(r'<h2 id="panel-(\w+)">', filtered) == ["campaign", "referrer", "device"]
+    assert re.findall(r'<h2 id="panel-(\w+)">', filtered) == [
+        "campaign",
+        "referrer",
+        "country",
+        "device",
+    ]
 
     await client.post("/logout", data={"_csrf_token": client.cookies.get("csrftoken", "")})
     await add_user(database, "p@example.com", "partner", traffic)
     await sign_in(client, database, "p@example.com")
     mine = (await client.get("/", params={"range": "7d"})).text
-    assert re.findall(r'<h2 id="panel-(\w+)">', mine) == ["link", "campaign", "referrer", "device"]
+    assert re.findall(r'<h2 id="panel-(\w+)">', mine) == [
+        "link",
+        "campaign",
+        "referrer",
+        "country",
+        "device",
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(DIMENSIONS))

@@ -76,7 +76,8 @@ async def test_report_pages_render_cleanly_and_are_photographed(
     assert await page.locator("svg.chart.wide").is_visible()
     assert not await page.locator("svg.chart.narrow").is_visible()
     assert int(await page.locator("#kpi-clicks").inner_text()) > 0
-    assert await page.locator(".panel").count() == 4  # partners, campaigns, referrers, devices
+    assert await page.locator(".panel").count() == 5  # partners, campaigns, referrers, countries,
+    # devices
     # no horizontal scrolling of the page itself on a phone (wide tables scroll in their box),
     # and the chart drawn for a phone's width, its labels as large as the page's small print
     await page.set_viewport_size({"width": 390, "height": 900})

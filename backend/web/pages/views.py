@@ -166,8 +166,8 @@ async def overview(
     )
 
 
-ADMIN_PANELS = ("partner", "campaign", "referrer", "device")
-PARTNER_PANELS = ("link", "campaign", "referrer", "device")
+ADMIN_PANELS = ("partner", "campaign", "referrer", "country", "device")
+PARTNER_PANELS = ("link", "campaign", "referrer", "country", "device")
 PANEL_ROWS = 5
 
 
