@@ -276,9 +276,10 @@ def tooling(command: str) -> Iterator[None]:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
-    require_database(settings)
     with tooling("demo"):
         from backend.tooling.demo import run_demo
+
+    require_database(settings)
 
     run_demo(
         settings, args.url or running_url(settings.var_dir) or settings.public_url, args.clicks
