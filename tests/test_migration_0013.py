@@ -10,15 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from alembic import command
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from backend.storage.db.engine import Database
-from backend.storage.db.migrate import alembic_config, upgrade
+from backend.storage.db.migrate import upgrade
 from tests.conftest import BACKENDS
-from tests.test_migration_0012 import _fresh_url
+from tests.migration_support import downgrade_to, fresh_url
 
 MERCHANT = text(
     "INSERT INTO merchants (name, key, postback_secret, domains, currency, created_at,"
@@ -41,7 +39,7 @@ ENTRY = text(
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_payout_tables_and_settings_both_ways(backend: str, tmp_path: Path) -> None:
-    url = await _fresh_url(backend, tmp_path)
+    url = await fresh_url(backend, tmp_path, "m0013")
     database = Database.connect(url)
     await upgrade(database, url, "0012")
     async with database.writing() as connection:
@@ -82,13 +80,7 @@ async def test_payout_tables_and_settings_both_ways(backend: str, tmp_path: Path
             async with database.writing() as connection:
                 await connection.execute(ENTRY, {"amount": 2.5})
 
-    def downgrade(connection: Connection) -> None:
-        config = alembic_config(url)
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0012")
-
-    async with database.write_engine.begin() as connection:
-        await connection.run_sync(downgrade)
+    await downgrade_to(database, url, "0012")
     async with database.writing() as connection:
         names = await connection.execute(text("SELECT name FROM merchants"))
         assert [tuple(row) for row in names] == [("Shop",)]

@@ -9,15 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from alembic import command
-from sqlalchemy import make_url, text
-from sqlalchemy.engine import Connection
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from backend.storage.db.engine import Database
-from backend.storage.db.migrate import alembic_config, upgrade
-from tests.conftest import BACKENDS, POSTGRES_URL
+from backend.storage.db.migrate import upgrade
+from tests.conftest import BACKENDS
+from tests.migration_support import downgrade_to, fresh_url
 
 SETUP = (
     "INSERT INTO merchants (id, name, key, postback_secret, domains, currency, created_at,"
@@ -38,24 +36,11 @@ BIND = text(
 )
 
 
-async def _fresh_url(backend: str, tmp_path: Path) -> str:
-    if backend == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    url = make_url(POSTGRES_URL)
-    name = f"{url.database}_m0014"
-    server = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    async with server.connect() as connection:
-        await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    await server.dispose()
-    return url.set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_stores_and_renewals_columns_and_tables_both_ways(
     backend: str, tmp_path: Path
 ) -> None:
-    url = await _fresh_url(backend, tmp_path)
+    url = await fresh_url(backend, tmp_path, "m0014")
     database = Database.connect(url)
     await upgrade(database, url, "0013")
     async with database.writing() as connection:
@@ -84,13 +69,7 @@ async def test_stores_and_renewals_columns_and_tables_both_ways(
         bound = await connection.execute(text("SELECT partner_id FROM customer_bindings"))
         assert [tuple(row) for row in bound] == [(7,)]
 
-    def downgrade(connection: Connection) -> None:
-        config = alembic_config(url)
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0013")
-
-    async with database.write_engine.begin() as connection:
-        await connection.run_sync(downgrade)
+    await downgrade_to(database, url, "0013")
     async with database.writing() as connection:
         tables = await connection.execute(text("SELECT count(*) FROM conversions"))
         assert tables.scalar() == 1

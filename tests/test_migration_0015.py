@@ -8,14 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from alembic import command
-from sqlalchemy import inspect, make_url, text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from backend.storage.db.engine import Database
-from backend.storage.db.migrate import alembic_config, upgrade
-from tests.conftest import BACKENDS, POSTGRES_URL
+from backend.storage.db.migrate import upgrade
+from tests.conftest import BACKENDS
+from tests.migration_support import downgrade_to, fresh_url
 
 NEW_TABLES = {
     "mail_outbox",
@@ -28,19 +27,6 @@ NEW_TABLES = {
 }
 
 
-async def _fresh_url(backend: str, tmp_path: Path) -> str:
-    if backend == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    url = make_url(POSTGRES_URL)
-    name = f"{url.database}_m0015"
-    server = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    async with server.connect() as connection:
-        await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    await server.dispose()
-    return url.set(database=name).render_as_string(hide_password=False)
-
-
 def _tables(connection: Connection) -> set[str]:
     return set(inspect(connection).get_table_names())
 
@@ -49,7 +35,7 @@ def _tables(connection: Connection) -> set[str]:
 async def test_the_self_service_tables_come_and_go_and_keep_what_was_there(
     backend: str, tmp_path: Path
 ) -> None:
-    url = await _fresh_url(backend, tmp_path)
+    url = await fresh_url(backend, tmp_path, "m0015")
     database = Database.connect(url)
     await upgrade(database, url, "0012")
     async with database.writing() as connection:
@@ -87,13 +73,7 @@ async def test_the_self_service_tables_come_and_go_and_keep_what_was_there(
         await connection.execute(text("DELETE FROM users"))
         assert (await connection.execute(text("SELECT COUNT(*) FROM account_tokens"))).scalar() == 0
 
-    def downgrade(connection: Connection) -> None:
-        config = alembic_config(url)
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0012")
-
-    async with database.write_engine.begin() as connection:
-        await connection.run_sync(downgrade)
+    await downgrade_to(database, url, "0012")
     async with database.writing() as connection:
         assert not NEW_TABLES & await connection.run_sync(_tables)
         names = (await connection.execute(text("SELECT name FROM merchants"))).scalars().all()

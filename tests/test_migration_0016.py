@@ -8,16 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from alembic import command
-from sqlalchemy import make_url, text
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import text
 
 from backend.core.clock import DAY_MS, HOUR_MS, now_ms
 from backend.core.ids import ClickIdSigner
 from backend.storage.db.engine import Database
-from backend.storage.db.migrate import alembic_config, upgrade
-from tests.conftest import BACKENDS, POSTGRES_URL
+from backend.storage.db.migrate import upgrade
+from tests.conftest import BACKENDS
+from tests.migration_support import downgrade_to, fresh_url
 
 CLICK = text(
     "INSERT INTO clicks (click_id, at_ms, link_id, partner_id, campaign_id, merchant_id,"
@@ -34,24 +32,11 @@ CONVERSION = text(
 )
 
 
-async def _fresh_url(backend: str, tmp_path: Path) -> str:
-    if backend == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    url = make_url(POSTGRES_URL)
-    name = f"{url.database}_m0016"
-    server = create_async_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    async with server.connect() as connection:
-        await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    await server.dispose()
-    return url.set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_folded_hours_get_the_new_dimensions_and_lose_them_on_downgrade(
     backend: str, tmp_path: Path
 ) -> None:
-    url = await _fresh_url(backend, tmp_path)
+    url = await fresh_url(backend, tmp_path, "m0016")
     database = Database.connect(url)
     await upgrade(database, url, "0012")
     today = now_ms() // DAY_MS * DAY_MS
@@ -103,13 +88,7 @@ async def test_folded_hours_get_the_new_dimensions_and_lose_them_on_downgrade(
         stored = await connection.execute(text("SELECT DISTINCT os, country FROM clicks"))
         assert [tuple(row) for row in stored] == [("", "")]
 
-    def downgrade(connection: Connection) -> None:
-        config = alembic_config(url)
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0012")
-
-    async with database.write_engine.begin() as connection:
-        await connection.run_sync(downgrade)
+    await downgrade_to(database, url, "0012")
     async with database.writing() as connection:
         left = await connection.scalar(
             text("SELECT count(*) FROM dimension_hourly WHERE dimension IN ('os', 'utm_term')")
