@@ -20,6 +20,7 @@ from backend.core.settings import Settings
 from backend.domain.reports.overview import comparable_end
 from backend.domain.reports.ranges import RangeError, resolve_range
 from backend.storage.db.engine import Database
+from backend.storage.db.models import Conversion
 from backend.storage.rollups.by_dimension import CLICKS, fold_closed_hours
 from backend.storage.rollups.dimensions import DIMENSIONS
 from backend.storage.rollups.measures import CLICK_COUNTERS, click_counters
@@ -707,3 +708,22 @@ async def test_the_page_its_csv_and_the_stats_api_agree_for_every_dimension(
     filtered = await client.get("/api/v1/stats", params={name: value}, headers=programme.headers)
     totals = filtered.json()["totals"]
     assert kpi(overview.text, "clicks") == str(totals["clicks"]) == str(busiest["totals"]["clicks"])
+
+
+async def test_sales_of_buyers_who_opted_out_are_counted_apart_without_an_identifier(
+    client: AsyncTestClient[Any], database: Database, programme: Programme, consumer: Any
+) -> None:
+    shop = programme.merchant["key"]
+    gpc = {**BROWSER_HEADERS, "Sec-GPC": "1"}
+    await client.get("/p.gif", params={"m": shop, "oid": "G-1", "amt": "5.00"}, headers=gpc)
+    await client.get("/p.gif", params={"m": shop, "oid": "N-1", "amt": "5.00"})
+    await consumer.drain()
+    async with database.session() as session:
+        flags = dict((await session.execute(select(Conversion.order_id, Conversion.flags))).all())
+    assert flags == {"G-1": "opted_out", "N-1": ""}  # a note: nothing held for review
+
+    await sign_in(client, database)
+    page = (await client.get("/", params={"range": "today"})).text
+    assert kpi(page, "unattributed") == "2"
+    assert kpi(page, "opted-out") == "1"
+    assert "buyers who opted out of tracking" in page

@@ -238,10 +238,12 @@ async def build_conversion(
     merchant: MerchantInfo | None = None,
     cookie_click_id: str = "",
     customers: CustomerHasher | None = None,
+    opted_out: bool = False,
 ) -> ConversionEvent:
     """A conversion from pixel or beacon fields; raise ``Rejection`` naming the bad field.
     ``cookie_click_id``: the ``ct_click`` cookie's click id, used when the fields name none;
-    ``customers``: hashes the customer reference (``cust``), which is ignored without it."""
+    ``customers``: hashes the customer reference (``cust``), which is ignored without it;
+    ``opted_out``: the buyer's browser asked not to be tracked."""
     text = {k: v for k, v in params.items() if isinstance(v, str)}
     for name in ("oid", "clk", "ev", "cur", "amt", "t", "coupon", "cust"):
         if name in params and not isinstance(params[name], str | int | float | None):
@@ -292,6 +294,7 @@ async def build_conversion(
         coupon=coupon,
         click_from_cookie=from_cookie,
         customer=customers.hash(merchant.id, customer) if customers and customer else "",
+        opted_out=opted_out,
     )
 
 

@@ -179,6 +179,9 @@ class ConversionEvent(msgspec.Struct, tag="v2", array_like=True, frozen=True, gc
     click_from_cookie: bool = False  # ``click_id`` is the ``ct_click`` cookie's
     # The customer reference's keyed hash (``CustomerHasher``), never the reference; "" for none.
     customer: str = ""
+    # The buyer's browser asked not to be tracked (Global Privacy Control, or Do Not Track when
+    # honoured): no click was kept for it, so an unattributed sale is noted as such.
+    opted_out: bool = False
 
 
 def coupon_key(code: str) -> str:

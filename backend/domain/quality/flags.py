@@ -32,6 +32,9 @@ class Flag(StrEnum):
     # A coupon code that is none of the merchant's partners' (the shop's own promotion, a typo,
     # a deleted coupon): noted, and it holds nothing for review (``NOTES``).
     UNKNOWN_COUPON = "unknown_coupon"
+    # An unattributed sale whose buyer asked not to be tracked (GPC, or DNT when honoured):
+    # counted apart, so a manager knows how many sales no click could be kept for.
+    OPTED_OUT = "opted_out"
     # Conversions: commission.
     PARTNER_BANNED = "partner_banned"  # a banned partner's conversions earn nothing
     PARTNER_PAUSED = "partner_paused"  # a paused partner's conversions wait for a person
@@ -51,7 +54,7 @@ class Flag(StrEnum):
     REVIEW = "review"
 
 
-NOTES = frozenset({Flag.UNKNOWN_COUPON})
+NOTES = frozenset({Flag.UNKNOWN_COUPON, Flag.OPTED_OUT})
 """Flags that say something about a conversion without doubting whom it credits."""
 
 
@@ -92,6 +95,10 @@ DESCRIBED: dict[str, tuple[str, str]] = {
         "the click came before the attribution window (cookie days)",
     ),
     Flag.UNKNOWN_COUPON: ("unknown coupon", "a code no partner of the shop holds"),
+    Flag.OPTED_OUT: (
+        "asked not to be tracked",
+        "the buyer's browser sent Global Privacy Control: no click was kept for the sale",
+    ),
     Flag.PARTNER_BANNED: ("partner banned", "a banned partner's sales earn nothing"),
     Flag.PARTNER_PAUSED: ("partner paused", "a paused partner's sales wait for a person"),
     Flag.LINK_PAUSED: ("link paused", "a paused link's sales wait for a person"),

@@ -266,6 +266,25 @@ async def unattributed(
     return dict(result)
 
 
+async def opted_out_sales(
+    session: AsyncSession, viewer: Viewer, start_ms: int, end_ms: int, filters: Filters
+) -> int:
+    """How many of the shop's own counted sales came from buyers who asked not to be tracked
+    (``Flag.OPTED_OUT``): known only by that note, with no identifier. None under a filter or
+    for a partner, as ``unattributed``."""
+    if filters.ids or filters.texts or not viewer.is_admin:
+        return 0
+    v = CONVERSIONS.c
+    statement = select(func.count()).where(
+        v.at_ms >= start_ms,
+        v.at_ms < end_ms,
+        v.partner_id.is_(None),
+        v.status.in_(_statuses(counted=True)),
+        v.flags.contains(Flag.OPTED_OUT.value),
+    )
+    return int(await session.scalar(statement) or 0)
+
+
 async def converted_clicks(
     session: AsyncSession, viewer: Viewer, start_ms: int, end_ms: int, filters: Filters
 ) -> int:

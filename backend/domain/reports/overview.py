@@ -10,7 +10,13 @@ from backend.core.clock import HOUR_MS, now_ms
 from backend.core.money import format_minor
 from backend.core.scope import Viewer
 from backend.domain.reports.dimensions import Filters
-from backend.domain.reports.metrics import collect, converted_clicks, totals, unattributed
+from backend.domain.reports.metrics import (
+    collect,
+    converted_clicks,
+    opted_out_sales,
+    totals,
+    unattributed,
+)
 from backend.domain.reports.ranges import DateRange
 from backend.storage.rollups.measures import Metrics
 
@@ -64,6 +70,7 @@ class Period:
     metrics: Metrics  # the programme's: clicks, and the conversions partners brought
     converted: int  # billable clicks that led to a sale
     unattributed: Metrics  # the sales no partner brought
+    opted_out: int = 0  # of those, the sales of buyers who asked not to be tracked
 
     @property
     def conversion_rate(self) -> float | None:
@@ -139,6 +146,14 @@ def tiles(now: Period, before: Period, currencies: list[str], impressions: bool)
                 _change(u.conversions, ub.conversions),
             )
         )
+        shown.append(
+            Tile(
+                "opted-out",
+                "Of them, buyers who opted out of tracking",
+                str(now.opted_out),
+                _change(now.opted_out, before.opted_out),
+            )
+        )
         shown += [
             Tile(
                 f"unattributed-revenue-{code}",
@@ -212,11 +227,13 @@ async def overview_report(
         overall,
         await converted_clicks(session, viewer, period.start_ms, period.end_ms, filters),
         shop,
+        await opted_out_sales(session, viewer, period.start_ms, period.end_ms, filters),
     )
     before_period = Period(
         previous,
         await converted_clicks(session, viewer, before.start_ms, before_end, filters),
         previous_shop,
+        await opted_out_sales(session, viewer, before.start_ms, before_end, filters),
     )
     currencies = sorted(set(overall.currencies) | set(previous.currencies))
     return OverviewReport(

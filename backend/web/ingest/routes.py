@@ -225,7 +225,7 @@ async def conversion_pixel(ingest: Ingest, scope: Scope, send: Send) -> None:
     try:
         event = await build_conversion(
             ingest.catalog, params, Source.PIXEL, visitor, at_ms, cookie_click_id=cookie,
-            customers=ingest.customers,
+            customers=ingest.customers, opted_out=_opted_out(ingest.settings, headers),
         )  # fmt: skip
     except Rejection as rejection:
         event = rejected(Source.PIXEL, rejection, urlencode(without_customer(params)), at_ms)
@@ -299,11 +299,12 @@ async def event_beacon(ingest: Ingest, scope: Scope, receive: Receive, send: Sen
                 raise Rejection(RejectReason.UNKNOWN_MERCHANT, "m", "no merchant has this key")
             allowed = _allowed_origin(origin, merchant.domains)
             cookie = cookie_click_id(headers)
+            opted_out = _opted_out(ingest.settings, headers)
 
             async def build(fields: dict[str, object]) -> QueuedEvent:
                 return await build_conversion(
                     ingest.catalog, fields, Source.JS, visitor, at_ms, merchant, cookie,
-                    ingest.customers,
+                    ingest.customers, opted_out,
                 )  # fmt: skip
         else:
             partner = await ingest.catalog.partner_by_key(key)

@@ -102,6 +102,13 @@ def mark_renewal(row: Row, facts: ConversionFacts) -> None:
         row["renewal_rule"] = facts.renewal.rule
 
 
+def note_opt_out(row: Row, facts: ConversionFacts) -> None:
+    """A sale no one is credited with whose buyer asked not to be tracked: noted, so the shop's
+    own sales show how many came from such visitors (no identifier is kept for it)."""
+    if facts.event.opted_out and facts.credited is None:
+        _flag(row, Flag.OPTED_OUT)
+
+
 def hold_for_review(row: Row, facts: ConversionFacts) -> None:
     """Last: any flag on an attributed conversion keeps it from automatic approval, as does a
     sale in another currency on any; notes (an unknown coupon) do not."""
@@ -119,6 +126,7 @@ CONVERSION_STEPS: tuple[ConversionStep, ...] = (
     check_credited_click,
     put_network_figures,
     mark_renewal,
+    note_opt_out,
     hold_for_review,
 )
 
