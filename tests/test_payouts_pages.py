@@ -59,7 +59,14 @@ async def test_a_partner_gives_details_and_reads_money_pages(
     month = re.search(rf'href="/money/statements/{partner_id}/(\d{{4}}-\d{{2}})"', overview.text)
     assert month is not None, "the overview links the last statement"
     assert "Next payout" in overview.text
-    assert "5.49" in overview.text
+    # The partner's overview leads with its earnings: pending, payable, paid.
+    assert overview.text.index('id="money-title"') < overview.text.index('id="kpi-clicks"')
+    held = re.search(r'id="money-pending-EUR">([^<]+)<', overview.text)
+    payable = re.search(r'id="money-payable-EUR">([^<]+)<', overview.text)
+    assert held is not None
+    assert payable is not None
+    assert "5.49" in (held[1], payable[1])
+    assert re.search(r'id="money-paid-EUR">0.00<', overview.text)
     statement = await client.get(f"/money/statements/{partner_id}/{month[1]}")
     assert statement.status_code == 200
     assert 'href="/static/print.css" media="print"' in statement.text
