@@ -17,10 +17,12 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 from sqlalchemy import text
 
+from backend.core.clock import now_ms
 from backend.core.settings import Settings
 from backend.storage.db.engine import Database
 from backend.storage.db.migrate import upgrade
 from backend.storage.db.models import Base
+from backend.storage.db.partitions import ensure_partitions
 from backend.storage.redis_client import connect
 from backend.storage.redis_server import EmbeddedRedis
 from backend.web.app import create_app
@@ -81,10 +83,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     yield url
 
     async def truncate() -> None:
+        """Back to the migrated state for the next test: no rows, and this month's partitions
+        and the next ones (a retention test far in the future drops them)."""
         database = Database.connect(url)
         tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
         async with database.writing() as connection:
             await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            await connection.run_sync(ensure_partitions, now_ms())
         await database.dispose()
 
     asyncio.run(truncate())
