@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from datetime import UTC, datetime
 
 import httpx
@@ -21,6 +22,7 @@ TIMEOUT_S = 5.0
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its request line is not the answer
     url = (args.url or running_url(settings.var_dir) or settings.public_url).rstrip("/")
     try:
         answer = httpx.get(f"{url}/readyz", timeout=TIMEOUT_S)
