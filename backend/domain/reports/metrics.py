@@ -253,15 +253,12 @@ async def unattributed(
     partner, campaign, link or click to match."""
     if filters.ids or filters.texts or not viewer.is_admin:
         return {}
-    t = STATS.c
-    bucket = _bucket(t.hour_ms, bucket_ms, HOUR_MS)
-    statement = (
-        select(_selected(bucket), t.currency, *(total(t[name]) for name in COUNTERS))
-        .where(t.hour_ms >= start_ms, t.hour_ms < end_ms, t.partner_id == 0)  # 0: no partner
-        .group_by(t.currency, *_given(bucket))
-    )
+    # The hourly stats' own query, kept to the rows of no partner (0).
+    statement = _stats(viewer, start_ms, end_ms, filters, None, bucket_ms)
     result: dict[int | None, Metrics] = defaultdict(Metrics)
-    for start, currency, *values in (await session.execute(statement)).all():
+    for start, _, currency, *values in (
+        await session.execute(statement.where(STATS.c.partner_id == 0))
+    ).all():
         result[start].add(currency, tuple(int(value) for value in values))
     return dict(result)
 
@@ -417,13 +414,6 @@ async def by_source(
         for source_id in sources[merchant_id]:
             result[(row_bucket, source_id)].add("", counted)
     return dict(result)
-
-
-async def totals(
-    session: AsyncSession, viewer: Viewer, start_ms: int, end_ms: int, filters: Filters
-) -> Metrics:
-    figures = await collect(session, viewer, start_ms, end_ms, filters)
-    return figures.get((None, None), Metrics())
 
 
 _NAMED: dict[str, tuple[Any, Any]] = {

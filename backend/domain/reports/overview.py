@@ -14,7 +14,6 @@ from backend.domain.reports.metrics import (
     collect,
     converted_clicks,
     opted_out_sales,
-    totals,
     unattributed,
 )
 from backend.domain.reports.ranges import DateRange
@@ -173,34 +172,51 @@ def comparable_end(period: DateRange, before: DateRange, at_ms: int) -> int:
     return min(before.end_ms, before.start_ms + max(elapsed_hours, 1) * HOUR_MS)
 
 
+Hours = dict[int, Metrics]  # figures by the start of their UTC hour
+
+
 async def _programme_hours(
     session: AsyncSession, viewer: Viewer, period: DateRange, filters: Filters
-) -> tuple[dict[int | None, Metrics], Metrics]:
-    """The programme's figures of ``period`` by UTC hour, and apart the shop's own sales,
-    which they leave out."""
+) -> tuple[Hours, Hours]:
+    """The programme's figures of ``period`` by UTC hour, and apart the shop's own sales by
+    hour, which the programme's leave out."""
     hourly = await collect(
         session, viewer, period.start_ms, period.end_ms, filters, bucket_ms=HOUR_MS
     )
-    shop_only = await unattributed(
-        session, viewer, period.start_ms, period.end_ms, filters, bucket_ms=HOUR_MS
-    )
-    by_hour: dict[int | None, Metrics] = {}
+    shop: Hours = {
+        hour: figures
+        for hour, figures in (
+            await unattributed(
+                session, viewer, period.start_ms, period.end_ms, filters, bucket_ms=HOUR_MS
+            )
+        ).items()
+        if hour is not None
+    }
+    programme: Hours = {}
     for (hour, _), figures in hourly.items():
-        if hour in shop_only:
-            figures.merge(shop_only[hour], sign=-1)
-        by_hour[hour] = figures
-    shop = Metrics()
-    for figures in shop_only.values():
-        shop.merge(figures)
-    return by_hour, shop
+        if hour is None:
+            continue
+        if hour in shop:
+            figures.merge(shop[hour], sign=-1)
+        programme[hour] = figures
+    return programme, shop
 
 
-def _bucketed(period: DateRange, by_hour: dict[int | None, Metrics]) -> list[BucketRow]:
+def _summed(by_hour: Hours, end_ms: int | None = None) -> Metrics:
+    """The hours' figures added up, those before ``end_ms`` only when it is given."""
+    summed = Metrics()
+    for hour, figures in by_hour.items():
+        if end_ms is None or hour < end_ms:
+            summed.merge(figures)
+    return summed
+
+
+def _bucketed(period: DateRange, by_hour: Hours) -> list[BucketRow]:
     rows: list[BucketRow] = []
     for bucket in period.buckets():
         metrics = Metrics()
         for hour, figures in by_hour.items():
-            if hour is not None and bucket.start_ms <= hour < bucket.end_ms:
+            if bucket.start_ms <= hour < bucket.end_ms:
                 metrics.merge(figures)
         rows.append(BucketRow(bucket.label, metrics))
     return rows
@@ -209,20 +225,16 @@ def _bucketed(period: DateRange, by_hour: dict[int | None, Metrics]) -> list[Buc
 async def overview_report(
     session: AsyncSession, viewer: Viewer, period: DateRange, filters: Filters
 ) -> OverviewReport:
-    hourly, shop = await _programme_hours(session, viewer, period, filters)
+    hourly, shop_hours = await _programme_hours(session, viewer, period, filters)
     before = period.previous()
-    previous_hours, _ = await _programme_hours(session, viewer, before, filters)
-    previous_rows = _bucketed(before, previous_hours)
+    previous_hours, previous_shop_hours = await _programme_hours(session, viewer, before, filters)
+    # The tiles compare with as much of the period before as this one has run (whole hours).
     before_end = comparable_end(period, before, now_ms())
-    previous = await totals(session, viewer, before.start_ms, before_end, filters)
-    previous_shop = (await unattributed(session, viewer, before.start_ms, before_end, filters)).get(
-        None, Metrics()
-    )
-    previous.merge(previous_shop, sign=-1)
-    overall = Metrics()
+    previous = _summed(previous_hours, before_end)
+    previous_shop = _summed(previous_shop_hours, before_end)
     rows = _bucketed(period, hourly)
-    for row in rows:
-        overall.merge(row.metrics)
+    overall = _summed(hourly)
+    shop = _summed(shop_hours)
     now_period = Period(
         overall,
         await converted_clicks(session, viewer, period.start_ms, period.end_ms, filters),
@@ -241,7 +253,7 @@ async def overview_report(
         previous=previous,
         tiles=tiles(now_period, before_period, currencies, impressions=not filters.texts),
         rows=rows,
-        previous_rows=previous_rows,
+        previous_rows=_bucketed(before, previous_hours),
         currencies=currencies,
         unattributed=shop,
         previous_unattributed=previous_shop,
