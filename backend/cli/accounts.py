@@ -18,7 +18,8 @@ from backend.core.settings import Settings
 from backend.core.validation import FieldError
 from backend.domain.accounts import change_password, create_api_key, create_user, delete_user
 from backend.domain.auth import generate_password
-from backend.storage.db.models import ApiKey, Partner, Role, User
+from backend.storage.db.models import ApiKey, Role, User
+from backend.web.admin.lookups import partner_names
 
 T = TypeVar("T")
 
@@ -47,10 +48,6 @@ async def _user(session: AsyncSession, email: str) -> User:
     return user
 
 
-async def _partner_names(session: AsyncSession) -> dict[int, str]:
-    return dict((await session.execute(select(Partner.id, Partner.name))).tuples().all())
-
-
 def add_first_admin(settings: Settings, email: str, password: str) -> None:
     """The account ``clicktrail run`` makes on a new database."""
     _in_session(settings, lambda session: create_user(session, email, Role.ADMIN, None, password))
@@ -71,7 +68,7 @@ def cmd_user_add(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_user_list(settings: Settings, args: argparse.Namespace) -> None:
     async def rows(session: AsyncSession) -> list[tuple[object, ...]]:
-        partners = await _partner_names(session)
+        partners = await partner_names(session)
         users = (await session.scalars(select(User).order_by(User.email))).all()
         return [
             (
@@ -120,7 +117,7 @@ def cmd_apikey_create(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_apikey_list(settings: Settings, args: argparse.Namespace) -> None:
     async def rows(session: AsyncSession) -> list[tuple[object, ...]]:
-        partners = await _partner_names(session)
+        partners = await partner_names(session)
         keys = (await session.scalars(select(ApiKey).order_by(ApiKey.id))).all()
         return [
             (
