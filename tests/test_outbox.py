@@ -617,6 +617,8 @@ async def test_the_outgoing_pages_keep_each_partner_to_its_own_and_need_csrf(
     resent = await submit(client, f"/outgoing/deliveries/{message.id}/resend", {})
     assert resent.status_code == 303
     assert (await client.get("/outgoing/webhooks/0")).status_code in (403, 404)
+    for path in (f"/outgoing/webhooks/{2**40}", f"/outgoing/postbacks/{2**40}"):
+        assert (await client.get(path)).status_code == 404, path  # never sent to the database
 
 
 async def test_an_admin_makes_a_webhook_on_the_page_and_sees_its_secret_once(

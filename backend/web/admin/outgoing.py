@@ -27,22 +27,9 @@ from backend.domain.affiliate.outbox import EVENTS
 from backend.storage.db.models import OutboxMessage, PartnerPostback, WebhookEndpoint
 from backend.web.admin.lookups import partner_names
 from backend.web.api.deps import CurrentViewer, Reader, Writer
+from backend.web.api.hooks import visible_postback, visible_webhook
 
 PAGE = "/outgoing"
-
-
-async def _postback(session: AsyncSession, viewer: Viewer, postback_id: int) -> PartnerPostback:
-    postback = await session.get(PartnerPostback, postback_id) if postback_id > 0 else None
-    if postback is None or viewer.partner_id not in (None, postback.partner_id):
-        raise NotFoundException(f"no postback with id {postback_id}")
-    return postback
-
-
-async def _webhook(session: AsyncSession, viewer: Viewer, webhook_id: int) -> WebhookEndpoint:
-    endpoint = await session.get(WebhookEndpoint, webhook_id) if webhook_id > 0 else None
-    if endpoint is None or viewer.partner_id not in (None, endpoint.partner_id):
-        raise NotFoundException(f"no webhook endpoint with id {webhook_id}")
-    return endpoint
 
 
 async def _index(
@@ -186,19 +173,19 @@ async def _log(
 async def postback_log(
     postback_id: FromPath[int], viewer: CurrentViewer, reader: Reader
 ) -> Template:
-    return await _log(viewer, reader, postback=await _postback(reader, viewer, postback_id))
+    return await _log(viewer, reader, postback=await visible_postback(reader, viewer, postback_id))
 
 
 @get(f"{PAGE}/webhooks/{{webhook_id:int}}")
 async def webhook_log(webhook_id: FromPath[int], viewer: CurrentViewer, reader: Reader) -> Template:
-    return await _log(viewer, reader, endpoint=await _webhook(reader, viewer, webhook_id))
+    return await _log(viewer, reader, endpoint=await visible_webhook(reader, viewer, webhook_id))
 
 
 @post(f"{PAGE}/postbacks/{{postback_id:int}}/test")
 async def test_postback(
     postback_id: FromPath[int], viewer: CurrentViewer, writer: Writer
 ) -> Redirect:
-    postback = await _postback(writer, viewer, postback_id)
+    postback = await visible_postback(writer, viewer, postback_id)
     await hooks.send_test(writer, postback=postback)
     return Redirect(f"{PAGE}/postbacks/{postback_id}", status_code=303)
 
@@ -207,7 +194,7 @@ async def test_postback(
 async def test_webhook(
     webhook_id: FromPath[int], viewer: CurrentViewer, writer: Writer
 ) -> Redirect:
-    endpoint = await _webhook(writer, viewer, webhook_id)
+    endpoint = await visible_webhook(writer, viewer, webhook_id)
     await hooks.send_test(writer, endpoint=endpoint)
     return Redirect(f"{PAGE}/webhooks/{webhook_id}", status_code=303)
 
@@ -216,7 +203,7 @@ async def test_webhook(
 async def rotate_webhook(
     webhook_id: FromPath[int], viewer: CurrentViewer, writer: Writer
 ) -> Template:
-    endpoint = await _webhook(writer, viewer, webhook_id)
+    endpoint = await visible_webhook(writer, viewer, webhook_id)
     await hooks.rotate_secret(writer, endpoint)
     return _secret(viewer, endpoint, "has a new secret")
 
@@ -229,10 +216,10 @@ async def resend_delivery(
     if message is None:
         raise NotFoundException(f"no delivery with id {delivery_id}")
     if message.postback_id is not None:
-        await _postback(writer, viewer, message.postback_id)
+        await visible_postback(writer, viewer, message.postback_id)
         back = f"{PAGE}/postbacks/{message.postback_id}"
     else:
-        await _webhook(writer, viewer, message.webhook_id or 0)
+        await visible_webhook(writer, viewer, message.webhook_id or 0)
         back = f"{PAGE}/webhooks/{message.webhook_id}"
     await resend(writer, message)
     await writer.commit()

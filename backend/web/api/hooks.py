@@ -9,6 +9,7 @@ from litestar import Controller, get, patch, post
 from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.scope import Viewer
 from backend.core.validation import FieldError
@@ -150,11 +151,24 @@ class PostbackController(Controller):
         return hooks.delivery_out(message, [])
 
 
-async def _webhook(session: Reader, viewer: Viewer, webhook_id: int) -> WebhookEndpoint:
-    """The endpoint, if the key may see it: an admin's any, a partner's its own."""
+async def visible_postback(
+    session: AsyncSession, viewer: Viewer, postback_id: int
+) -> PartnerPostback:
+    """The postback, if the viewer may see it (an admin any, a partner its own; the API and
+    the Outgoing pages alike); else 404."""
+    postback = await get_or_404(session, PartnerPostback, postback_id)
+    if viewer.partner_id not in (None, postback.partner_id):
+        raise NotFoundException(f"no partner_postback with id {postback_id}")
+    return postback
+
+
+async def visible_webhook(
+    session: AsyncSession, viewer: Viewer, webhook_id: int
+) -> WebhookEndpoint:
+    """The endpoint, if the viewer may see it (an admin any, a partner its own); else 404."""
     endpoint = await get_or_404(session, WebhookEndpoint, webhook_id)
-    if viewer.partner_id is not None and endpoint.partner_id != viewer.partner_id:
-        raise NotFoundException(f"no webhook endpoint with id {webhook_id}")
+    if viewer.partner_id not in (None, endpoint.partner_id):
+        raise NotFoundException(f"no webhook_endpoint with id {webhook_id}")
     return endpoint
 
 
@@ -189,7 +203,7 @@ class WebhookController(Controller):
 
     @get("/{webhook_id:int}", raises=PARTNER_404)
     async def read(self, webhook_id: PathId, reader: Reader, viewer: CurrentViewer) -> WebhookOut:
-        return hooks.webhook_out(await _webhook(reader, viewer, webhook_id))
+        return hooks.webhook_out(await visible_webhook(reader, viewer, webhook_id))
 
     @patch("/{webhook_id:int}", raises=PARTNER_404)
     async def update(
@@ -199,14 +213,14 @@ class WebhookController(Controller):
         writer: Writer,
         viewer: CurrentViewer,
     ) -> WebhookOut:
-        endpoint = await _webhook(writer, viewer, webhook_id)
+        endpoint = await visible_webhook(writer, viewer, webhook_id)
         await hooks.update_webhook(writer, endpoint, data)
         return hooks.webhook_out(endpoint)
 
     @post("/{webhook_id:int}/rotate-secret", raises=PARTNER_404)
     async def rotate(self, webhook_id: PathId, writer: Writer, viewer: CurrentViewer) -> WebhookOut:
         """A new secret; it signs every attempt from now on."""
-        endpoint = await _webhook(writer, viewer, webhook_id)
+        endpoint = await visible_webhook(writer, viewer, webhook_id)
         await hooks.rotate_secret(writer, endpoint)
         return hooks.webhook_out(endpoint, with_secret=True)
 
@@ -220,7 +234,7 @@ class WebhookController(Controller):
         limit: Limit = 50,
     ) -> Page[DeliveryOut]:
         """The messages to this endpoint, newest first, each with its latest attempts."""
-        await _webhook(reader, viewer, webhook_id)
+        await visible_webhook(reader, viewer, webhook_id)
         items, next_after = await hooks.deliveries(
             reader, webhook_id=webhook_id, after=after, limit=limit
         )
@@ -231,7 +245,7 @@ class WebhookController(Controller):
         self, webhook_id: PathId, writer: Writer, viewer: CurrentViewer
     ) -> DeliveryOut:
         """Queue a signed ``webhook.test`` event with sample data."""
-        endpoint = await _webhook(writer, viewer, webhook_id)
+        endpoint = await visible_webhook(writer, viewer, webhook_id)
         message = await hooks.send_test(writer, endpoint=endpoint)
         return hooks.delivery_out(message, [])
 
@@ -244,7 +258,7 @@ class WebhookController(Controller):
         self, webhook_id: PathId, delivery_id: PathId, writer: Writer, viewer: CurrentViewer
     ) -> DeliveryOut:
         """Send a message again now, with the same ``webhook-id`` and a fresh round of retries."""
-        await _webhook(writer, viewer, webhook_id)
+        await visible_webhook(writer, viewer, webhook_id)
         message = await get_or_404(writer, OutboxMessage, delivery_id)
         if message.webhook_id != webhook_id:
             raise NotFoundException(f"no delivery with id {delivery_id}")
