@@ -220,6 +220,8 @@ async def deliver_due(
             return 0
         claimed = await _claim(database, [(m.id, m.next_at_ms) for m in due], now)
         messages = [message for message in due if message.id in claimed]
+        if not messages:
+            return 0  # another courier leased them all: nothing tried, nothing to record
         requests = await _requests(session, messages)
     gate = asyncio.Semaphore(CONCURRENCY)
 
