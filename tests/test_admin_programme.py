@@ -131,8 +131,8 @@ async def test_conversion_page_shows_its_fields_history_and_takes_a_decision(
     assert page.status_code == 200
     assert page.headers["cache-control"] == "no-store"
     assert "<dt>Order</dt><dd>D1</dd>" in page.text
-    assert "<dt>Amount</dt><dd>10.00 EUR</dd>" in page.text
-    assert "<dt>Commission</dt><dd>1.50 EUR</dd>" in page.text  # 10 % + 0.50
+    assert "<dt>Amount</dt><dd>€10.00</dd>" in page.text
+    assert "<dt>Commission</dt><dd>€1.50</dd>" in page.text  # 10 % + 0.50
     assert f"<code>{programme.link['code']}</code>" in page.text
     assert "No change yet" in page.text
     listing = await client.get("/conversions")

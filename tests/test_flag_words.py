@@ -46,8 +46,8 @@ async def test_a_held_conversion_says_why_and_what_approving_does(
     assert "Held for review" in page
     why = "Why: <strong>bought too fast</strong> (the sale came within seconds of its click)."
     assert why in page
-    # The campaign pays 10% plus 0.50: approving pays 8.50 EUR to the partner.
-    assert f"counts the sale for {programme.partner['name']} and pays 8.50 EUR" in page
+    # The campaign pays 10% plus 0.50: approving pays €8.50 to the partner.
+    assert f"counts the sale for {programme.partner['name']} and pays €8.50" in page
     assert "<strong>bought too fast</strong>: the sale came within seconds" in page
     listing = html.unescape((await client.get("/conversions")).text)
     title = 'title="the sale came within seconds of its click"'

@@ -189,8 +189,8 @@ async def test_a_reviewer_sets_the_commission_on_the_conversion_page_as_people_w
     assert after["DEFAULT"].commission_minor == 1050
     assert after["TABLE"].commission_minor == 1050
     shown = await client.get(f"/conversions/{ids['PAGE']}")
-    assert "<dt>Commission</dt><dd>3.50 EUR</dd>" in shown.text
-    assert "commission 0.00 → 3.50 EUR" in shown.text
+    assert "<dt>Commission</dt><dd>€3.50</dd>" in shown.text
+    assert "commission €0.00 → €3.50" in shown.text
     assert await rollup_commission(database) == 2450
 
 
@@ -252,9 +252,9 @@ async def test_merchant_page_says_what_auto_approving_pixels_puts_at_risk(
     page = (await client.get(f"/admin/merchants/{merchant_id}")).text
     assert "up to 200.00 EUR" in page
     # The campaign pays 10 % + 0.50: a forged sale of 200.00 EUR earns a partner 20.50.
-    assert "20.50 EUR" in re.sub(r"\s+", " ", page)
+    assert "<strong>€20.50</strong>" in re.sub(r"\s+", " ", page)
     listing = await client.get("/admin/merchants")
-    assert "<td>14 days, unverified up to 200.00 EUR</td>" in listing.text
+    assert "<td>14 days, unverified up to €200.00</td>" in listing.text
 
 
 async def test_paused_link_or_campaign_redirects_but_its_conversions_wait_for_a_person(

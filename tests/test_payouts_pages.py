@@ -65,8 +65,8 @@ async def test_a_partner_gives_details_and_reads_money_pages(
     payable = re.search(r'id="money-payable-EUR">([^<]+)<', overview.text)
     assert held is not None
     assert payable is not None
-    assert "5.49" in (held[1], payable[1])
-    assert re.search(r'id="money-paid-EUR">0.00<', overview.text)
+    assert "€5.49" in (held[1], payable[1])
+    assert re.search(r'id="money-paid-EUR">€0.00<', overview.text)
     statement = await client.get(f"/money/statements/{partner_id}/{month[1]}")
     assert statement.status_code == 200
     assert 'href="/static/print.css" media="print"' in statement.text

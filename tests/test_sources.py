@@ -487,7 +487,7 @@ async def test_the_per_source_report_in_the_stats_api_the_page_and_csv_within_sc
     async with database.session() as session:
         reported = await session.scalar(select(Conversion.id).where(Conversion.order_id == "N-1"))
     shown = await client.get(f"/conversions/{reported}")
-    assert "3.50 EUR (reported by the network)" in shown.text
+    assert "€3.50 (reported by the network)" in shown.text
     page = await client.get("/sources", params={"range": "7d"})
     assert page.status_code == 200
     assert "Network · Shop" in page.text

@@ -22,7 +22,6 @@ from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
 
 from backend.core.ids import ClickIdSigner, CustomerHasher
-from backend.core.money import format_minor
 from backend.core.settings import Settings
 from backend.domain.quality.flags import described as described_flags
 from backend.domain.visitor import DailySalt
@@ -37,6 +36,7 @@ from backend.web.api.router import api_router, network_router
 from backend.web.health import healthz, metrics, readyz
 from backend.web.ingest.routes import Ingest, IngestFirst, load_not_found_page
 from backend.web.ingest.snippet import Snippet, serve_snippet, serve_versioned_snippet
+from backend.web.money_style import money
 from backend.web.pages.errors import error_answer
 from backend.web.request_telemetry import RequestTelemetry
 from backend.web.security_headers import add_security_headers
@@ -49,7 +49,7 @@ STATIC = Path(__file__).with_name("static").resolve()
 
 
 def _configure_jinja(engine: JinjaTemplateEngine) -> None:
-    engine.engine.filters["money"] = format_minor
+    engine.engine.filters["money"] = money
     engine.engine.filters["flag_words"] = described_flags
 
 

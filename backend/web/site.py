@@ -18,6 +18,7 @@ from backend.web.admin import ADMIN_HANDLERS, conversion_page, conversions_page
 from backend.web.admin.money import MONEY_HANDLERS
 from backend.web.admin.outgoing import OUTGOING_HANDLERS
 from backend.web.api.deps import SESSIONS
+from backend.web.money_style import read_money_locales
 from backend.web.pages.errors import error_page
 from backend.web.pages.views import PAGE_HANDLERS
 from backend.web.portal import PORTAL_HANDLERS
@@ -67,6 +68,7 @@ def web_router(settings: Settings) -> Router:
             Router(path="/admin", route_handlers=ADMIN_HANDLERS, guards=[admins_only]),
         ],
         middleware=[sessions.middleware, DefineMiddleware(CSRFMiddleware, config=csrf)],
+        before_request=read_money_locales,
         dependencies={**SESSIONS, "viewer": Provide(provide_viewer)},
         exception_handlers={HTTPException: error_page, LoginRequired: to_login},
         include_in_schema=False,

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.money import MoneyError, normalise_currency, percent_to_bps
+from backend.core.money_display import LocaleError, known_locale
 from backend.core.validation import FieldError
 from backend.domain.affiliate.payout_details import (
     checked_bic,
@@ -91,6 +92,13 @@ def _currency(code: str) -> str:
         return normalise_currency(code)
     except MoneyError as error:
         raise FieldError("currency", str(error)) from None
+
+
+def _locale(name: str) -> str:
+    try:
+        return known_locale(name)
+    except LocaleError as error:
+        raise FieldError("locale", str(error)) from None
 
 
 def commission_bps(percent: str | int) -> int:
@@ -171,6 +179,7 @@ async def create_merchant(
         key=public_key("mk_"),
         postback_secret=new_postback_secret(),
         currency=_currency(data.currency),
+        locale=_locale(data.locale),
         domains=_domains(data.domains),
         attribution_window_days=data.attribution_window_days,
         auto_approve_days=data.auto_approve_days,
@@ -189,6 +198,8 @@ async def update_merchant(
     changes = msgspec.structs.replace(data)
     if not isinstance(changes.currency, msgspec.UnsetType):
         changes.currency = _currency(changes.currency)
+    if not isinstance(changes.locale, msgspec.UnsetType):
+        changes.locale = _locale(changes.locale)
     if not isinstance(changes.domains, msgspec.UnsetType):
         changes.domains = _domains(changes.domains)
     if isinstance(changes.iban, str):

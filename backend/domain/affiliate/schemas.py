@@ -57,6 +57,15 @@ Domain = Annotated[str, Meta(min_length=1, max_length=253, pattern=whole(f"{VISI
 WindowDays = Annotated[int, Meta(ge=1, le=365)]
 ApproveDays = Annotated[int, Meta(ge=0, le=365)]
 Minor = Annotated[int, Meta(ge=0, le=MAX_AMOUNT_MINOR)]
+LocaleName = Annotated[
+    str,
+    Meta(
+        min_length=2,
+        max_length=35,
+        pattern=whole("[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*"),
+        description="How the pages write this merchant's money: a CLDR locale such as en or de_DE",
+    ),
+]
 Percent = (
     Annotated[str, Meta(pattern=whole(r"(100(\.0{1,2})?|[0-9]{1,2}(\.[0-9]{1,2})?)"))]
     | Annotated[int, Meta(ge=0, le=100)]
@@ -81,6 +90,7 @@ class Page(msgspec.Struct, Generic[T]):
 class MerchantCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
     currency: Currency
+    locale: LocaleName = "en"
     domains: list[Domain] = msgspec.field(default_factory=list)
     attribution_window_days: WindowDays | None = None
     auto_approve_days: ApproveDays | None = None
@@ -112,6 +122,7 @@ class MerchantUpdate(msgspec.Struct, forbid_unknown_fields=True):
 
     name: Name | UnsetType = UNSET
     currency: Currency | UnsetType = UNSET
+    locale: LocaleName | UnsetType = UNSET
     domains: list[Domain] | UnsetType = UNSET
     attribution_window_days: WindowDays | UnsetType | None = UNSET
     auto_approve_days: ApproveDays | UnsetType | None = UNSET
@@ -132,6 +143,7 @@ class MerchantOut(msgspec.Struct):
     key: str
     postback_secret: str
     currency: str
+    locale: str
     domains: list[str]
     attribution_window_days: int | None
     auto_approve_days: int | None

@@ -126,6 +126,8 @@ class Merchant(Base):
     postback_secret: Mapped[str] = mapped_column(String(80))
     domains: Mapped[list[str]] = mapped_column(JSON, default=list)
     currency: Mapped[str] = mapped_column(String(3))
+    # How the pages write this merchant's money ("en": €1,234.50; "de_DE": 1.234,50 €).
+    locale: Mapped[str] = mapped_column(String(35), default="en", server_default="en")
     attribution_window_days: Mapped[int | None] = mapped_column(Integer)
     # Pending conversions older than this many days are approved by a cron job; None: never.
     auto_approve_days: Mapped[int | None] = mapped_column(Integer)

@@ -32,6 +32,11 @@ FIELDS = (
     Field("name", "Name", "a name of 1 to 200 characters", required=True),
     Field("currency", "Currency", "a three-letter ISO 4217 code such as EUR", required=True),
     Field(
+        "locale",
+        "Money written as in",
+        "a locale such as en (€1,234.50), en_GB, de_DE (1.234,50 €) or fr_FR",
+    ),
+    Field(
         "domains",
         "Allowed domains",
         "bare host names such as shop.example, one per line",
@@ -84,7 +89,7 @@ class MerchantPages(ObjectPages[Merchant, MerchantCreate, MerchantUpdate]):
     new_schema = MerchantCreate
     edit_schema = MerchantUpdate
     edit_fields = EDIT_FIELDS
-    new_values = MappingProxyType({"currency": "EUR", "coupon_over_click": "false"})
+    new_values = MappingProxyType({"currency": "EUR", "locale": "en", "coupon_over_click": "false"})
 
     async def new_fields(self, session: AsyncSession) -> Sequence[Field]:
         return FIELDS

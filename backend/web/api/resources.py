@@ -81,6 +81,7 @@ def merchant_out(merchant: Merchant) -> MerchantOut:
         key=merchant.key,
         postback_secret=merchant.postback_secret,
         currency=merchant.currency,
+        locale=merchant.locale,
         domains=list(merchant.domains),
         attribution_window_days=merchant.attribution_window_days,
         auto_approve_days=merchant.auto_approve_days,
