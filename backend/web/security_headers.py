@@ -1,7 +1,8 @@
 """The security headers of every answer of the Litestar app (pages, API, docs, static files,
 errors) and of the unknown-link page, defined once.
 
-A strict Content-Security-Policy (no script, no inline style, nothing from another origin), no
+A strict Content-Security-Policy (no script, no inline style, nothing from another origin; a
+page with copy buttons runs this origin's own script file, ``OWN_SCRIPTS_CSP``), no
 framing, no referrer to other sites and no MIME sniffing. ``add_security_headers`` adds each
 header a response has not set itself, so the API docs keep their own, wider CSP. The pixel, the
 redirect and the beacon are answered before Litestar and carry none of this: the headers mean
@@ -16,6 +17,9 @@ CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
+OWN_SCRIPTS_CSP = CSP.replace("default-src 'none';", "default-src 'none'; script-src 'self';")
+"""For the few pages that run a script of this origin's own (the partner's copy buttons): still
+no inline script and nothing from elsewhere."""
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"content-security-policy", CSP.encode()),
     (b"x-frame-options", b"DENY"),

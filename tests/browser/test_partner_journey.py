@@ -11,6 +11,7 @@ import re
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from email.message import EmailMessage
 from urllib.parse import parse_qs, urlsplit
 
@@ -92,6 +93,7 @@ async def test_a_new_partner_applies_is_approved_and_sees_the_sale_of_its_deep_l
     make_programme: ProgrammeFactory,
     store: Store,
     smtp: tuple[Inbox, Settings],
+    screenshots: Path,
 ) -> None:
     inbox, mail_settings = smtp
     database = tracker_database.database
@@ -156,6 +158,27 @@ async def test_a_new_partner_applies_is_approved_and_sees_the_sale_of_its_deep_l
     tracking = await visitor.locator("#tracking-url").inner_text()
     assert tracking.startswith(tracker.origin + "/c/")
     assert "sub1=newsletter" in tracking
+    # The copy button puts the address on the clipboard (a script of the tracker's own origin).
+    await partner.grant_permissions(["clipboard-read", "clipboard-write"], origin=tracker.origin)
+    await visitor.click("button[data-copy=tracking-url]")
+    await visitor.get_by_role("button", name="Copied").wait_for()
+    assert await visitor.evaluate("navigator.clipboard.readText()") == tracking
+
+    # The links page: every link's address with its copy button, at desktop and phone width.
+    await visitor.goto(tracker.origin + "/portal/links")
+    first = visitor.locator("button.copy").first
+    address = await visitor.locator(
+        "input#" + (await first.get_attribute("data-copy") or "")
+    ).input_value()
+    await first.click()
+    assert await visitor.evaluate("navigator.clipboard.readText()") == address
+    assert address.startswith(tracker.origin + "/c/")
+    for width, suffix in ((1280, ""), (390, "-phone")):
+        await visitor.set_viewport_size({"width": width, "height": 900})
+        shot = screenshots / f"portal-links{suffix}.png"
+        await visitor.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 5_000
+    assert await visitor.evaluate("document.documentElement.scrollWidth") <= 390
 
     # Someone clicks it and lands on the deep link; the shop reports the sale.
     shopper = await context.new_page()

@@ -36,11 +36,9 @@ from litestar.openapi.spec import (
 from litestar.plugins import OpenAPISchemaPlugin
 from litestar.typing import FieldDefinition
 
-from backend.web.security_headers import CSP
+from backend.web.security_headers import OWN_SCRIPTS_CSP
 
-DOCS_CSP = CSP.replace(
-    "default-src 'none';", "default-src 'none'; script-src 'self'; connect-src 'self';"
-)
+DOCS_CSP = OWN_SCRIPTS_CSP.replace("script-src 'self';", "script-src 'self'; connect-src 'self';")
 API_KEY_SCHEME = "apiKey"
 API_KEY: list[SecurityRequirement] = [{API_KEY_SCHEME: []}]
 """The security requirement of the operations that take an API key (``Authorization: Bearer``)."""

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import HOUR_S
-from backend.core.money import format_minor
+from backend.core.money_display import format_money
 from backend.core.scope import Viewer
 from backend.core.settings import Settings
 from backend.core.validation import FieldError
@@ -34,6 +34,7 @@ from backend.storage.db.models import (
 )
 from backend.web.admin.forms import typed_form
 from backend.web.admin.links import qr_svg
+from backend.web.security_headers import OWN_SCRIPTS_CSP
 from backend.web.api.deps import CurrentViewer, Reader, Writer
 from backend.web.api.resources import percent_text
 
@@ -47,6 +48,10 @@ def partner_of(viewer: Viewer) -> int:
     return viewer.partner_id
 
 
+COPY_BUTTONS = {"Content-Security-Policy": OWN_SCRIPTS_CSP}
+"""The link pages run static/copy.js, their copy buttons."""
+
+
 @dataclass(frozen=True, slots=True)
 class OwnLink:
     """A partner's link as its list shows it: the URL to share and the terms it earns by."""
@@ -54,14 +59,14 @@ class OwnLink:
     link: Link
     campaign: str
     url: str
-    rate: str  # what a sale pays this partner: "8.00% + 0.50 EUR"
+    rate: str  # what a sale pays this partner: "8.00% + €0.50"
     window_days: int  # how long after a click a sale is still credited
 
 
-def _rate(bps: int, flat_minor: int, currency: str) -> str:
+def _rate(bps: int, flat_minor: int, merchant: Merchant) -> str:
     parts = [f"{percent_text(bps)}%"] if bps else []
     if flat_minor:
-        parts.append(f"{format_minor(flat_minor, currency)} {currency}")
+        parts.append(format_money(flat_minor, merchant.currency, merchant.locale))
     return " + ".join(parts) or "nothing"
 
 
@@ -91,7 +96,7 @@ async def _list(
         bps, flat, _ = choose_rule(campaign, group_rate, override)
         url, _ = tracking_url(settings.public_url, link, merchant, {})
         window = merchant.attribution_window_days or settings.attribution_window_days
-        links.append(OwnLink(link, campaign.name, url, _rate(bps, flat, merchant.currency), window))
+        links.append(OwnLink(link, campaign.name, url, _rate(bps, flat, merchant), window))
     context = {
         "viewer": Viewer(partner_id=partner_id),
         "links": links,
@@ -99,7 +104,9 @@ async def _list(
         "values": values,
         "errors": errors,
     }
-    return Template("portal/links.html", context=context, status_code=status_code)
+    return Template(
+        "portal/links.html", context=context, status_code=status_code, headers=COPY_BUTTONS
+    )
 
 
 @get("/portal/links")
@@ -180,7 +187,8 @@ async def link_page(
         "sub_keys": SUB_KEYS,
         "query": request.url.query or "",
     }
-    return Template("portal/link.html", context=context, status_code=400 if errors else 200)
+    status = 400 if errors else 200
+    return Template("portal/link.html", context=context, status_code=status, headers=COPY_BUTTONS)
 
 
 @get("/portal/links/{link_id:int}/qr.svg")
