@@ -11,8 +11,8 @@ import re
 import socket
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from email.message import EmailMessage
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx

@@ -34,9 +34,9 @@ from backend.storage.db.models import (
 )
 from backend.web.admin.forms import typed_form
 from backend.web.admin.links import qr_svg
-from backend.web.security_headers import OWN_SCRIPTS_CSP
 from backend.web.api.deps import CurrentViewer, Reader, Writer
 from backend.web.api.resources import percent_text
+from backend.web.security_headers import OWN_SCRIPTS_CSP
 
 SHOWN = 500
 
