@@ -34,6 +34,14 @@ PAGES = (
 )
 
 
+async def aligned(page: Page, headers: str, column: int) -> tuple[str, str]:
+    """How the ``column``-th header of a table and the first row's cell under it align."""
+    header = page.locator(headers).nth(column)
+    cell = header.locator("xpath=ancestor::table").locator("tbody tr").first.locator("th, td")
+    align = "el => getComputedStyle(el).textAlign"
+    return await header.evaluate(align), await cell.nth(column).evaluate(align)
+
+
 async def test_report_pages_render_cleanly_and_are_photographed(
     page: Page,
     wire: Wire,
@@ -89,6 +97,13 @@ async def test_report_pages_render_cleanly_and_are_photographed(
     assert (await tick.bounding_box() or {"height": 0})["height"] >= 9
     assert wire.console_errors == []
     assert wire.page_errors == []
+    await page.set_viewport_size({"width": 1280, "height": 900})
+    # Text left, numbers right, each header over its cells: a breakdown and an admin list.
+    await page.goto(tracker.origin + "/breakdown/referrer?range=30d")
+    assert await aligned(page, "table.numbers thead th", 0) == ("left", "left")
+    assert await aligned(page, "table.numbers thead th", 1) == ("right", "right")
+    await page.goto(tracker.origin + "/admin/partners")
+    assert await aligned(page, "table thead th", 2) == ("left", "left")  # contact e-mail
     # A bad date answers a page in the layout (the browser logs the 400 itself, nothing else).
     for width, suffix in ((1280, ""), (390, "-phone")):
         await page.set_viewport_size({"width": width, "height": 900})
