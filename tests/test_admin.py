@@ -191,7 +191,7 @@ async def test_partner_and_campaign_forms_write_rows(
         "name": "Spring",
         "destination_url": "https://shop.example/spring",
         "commission_percent": "7.5",
-        "commission_flat_minor": "25",
+        "commission_flat_minor": "0.25",  # as people write it
         "cookie_window_days": "",
         "status": "active",
     }

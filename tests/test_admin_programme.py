@@ -308,7 +308,7 @@ async def test_commission_overrides_are_created_edited_listed_and_deleted(
     edited = await submit(
         client,
         f"/admin/commission-overrides/{override.id}",
-        {"commission_percent": "2.5", "commission_flat_minor": "30"},
+        {"commission_percent": "2.5", "commission_flat_minor": "0.30"},
     )
     assert edited.status_code == 303
     override = await one(database, CommissionOverride, id=override.id)
@@ -316,10 +316,10 @@ async def test_commission_overrides_are_created_edited_listed_and_deleted(
     negative = await submit(
         client,
         f"/admin/commission-overrides/{override.id}",
-        {"commission_percent": "2.5", "commission_flat_minor": "-5"},
+        {"commission_percent": "2.5", "commission_flat_minor": "-0.05"},
     )
     assert negative.status_code == 400
-    assert error_of(negative.text, "commission_flat_minor").startswith("Expected a whole number")
+    assert error_of(negative.text, "commission_flat_minor").startswith("Expected an amount")
 
     partner_page = await client.get(f"/admin/partners/{partner_id}")
     assert (

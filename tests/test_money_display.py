@@ -8,10 +8,13 @@ from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
+from sqlalchemy import select
 
 from backend.core.money_display import LocaleError, format_money, known_locale
 from backend.storage.db.engine import Database
+from backend.storage.db.models import Campaign
 from tests.support import Programme, follow_link, sign_in
+from tests.test_admin import error_of, submit, value_of
 
 
 @pytest.mark.parametrize(
@@ -61,3 +64,49 @@ async def test_a_merchant_reads_its_money_in_its_own_locale(
     assert "<td>123,95\xa0€</td>" in listing
     exported = await client.get("/conversions", params={"format": "csv"})
     assert ",123450,12395,EUR," in exported.text  # files for programs keep plain minor units
+
+
+async def test_forms_take_and_show_money_as_people_write_it(
+    client: AsyncTestClient[Any], database: Database, programme: Programme
+) -> None:
+    """A campaign's flat commission is typed "0.75" (EUR) and kept as 75 cents; a yen
+    merchant's campaign takes whole yen and refuses a fraction of one."""
+    await sign_in(client, database)
+    path = f"/admin/campaigns/{programme.campaign['id']}"
+    form = {
+        "name": "Winter sale",
+        "destination_url": "https://shop.example/winter",
+        "commission_percent": "10",
+        "commission_flat_minor": "0.75",
+        "status": "active",
+    }
+    assert (await submit(client, path, form)).status_code == 303
+    async with database.session() as session:
+        campaign = await session.get(Campaign, programme.campaign["id"])
+        assert campaign is not None
+        assert campaign.commission_flat_minor == 75
+    page = (await client.get(path)).text
+    assert "Flat commission per conversion (EUR)" in page
+    assert value_of(page, "commission_flat_minor") == "0.75"
+
+    yen = await client.post(
+        "/api/v1/merchants", json={"name": "Tokyo", "currency": "JPY"}, headers=programme.headers
+    )
+    made = await submit(
+        client,
+        "/admin/campaigns/new",
+        {**form, "merchant_id": str(yen.json()["id"]), "commission_flat_minor": "0.5"},
+    )
+    assert made.status_code == 400
+    assert error_of(made.text, "commission_flat_minor").startswith("Expected an amount")
+    made = await submit(
+        client,
+        "/admin/campaigns/new",
+        {**form, "merchant_id": str(yen.json()["id"]), "commission_flat_minor": "50"},
+    )
+    assert made.status_code == 303
+    async with database.session() as session:
+        flats = await session.scalars(
+            select(Campaign.commission_flat_minor).where(Campaign.merchant_id == yen.json()["id"])
+        )
+        assert list(flats) == [50]

@@ -246,7 +246,7 @@ async def test_merchant_page_says_what_auto_approving_pixels_puts_at_risk(
     edited = await submit(
         client,
         f"/admin/merchants/{merchant_id}",
-        {**form, "auto_approve_unverified_max_minor": "20000"},
+        {**form, "auto_approve_unverified_max_minor": "200.00"},
     )
     assert edited.status_code == 303
     page = (await client.get(f"/admin/merchants/{merchant_id}")).text
@@ -314,7 +314,7 @@ async def test_campaign_status_is_set_on_its_admin_page(
         "name": "Winter sale",
         "destination_url": "https://shop.example/winter",
         "commission_percent": "10",
-        "commission_flat_minor": "50",
+        "commission_flat_minor": "0.50",
         "status": "paused",
     }
     assert (await submit(client, f"/admin/campaigns/{campaign_id}", form)).status_code == 303

@@ -102,7 +102,7 @@ async def test_an_admin_runs_a_payout_from_the_pages(
             "domains": "shop.example",
             "coupon_over_click": "false",
             "hold_days": "0",
-            "payout_minimum_minor": "100",
+            "payout_minimum_minor": "1.00",
             "payout_schedule": "monthly",
             "legal_name": "Shop GmbH",
             "iban": "DE02 1203 0000 0000 2020 51",
@@ -118,7 +118,7 @@ async def test_an_admin_runs_a_payout_from_the_pages(
         "/admin/payouts/adjustments",
         {
             "partner_id": str(programme.partner["id"]),
-            "amount_minor": "-49",
+            "amount_minor": "-0.49",
             "currency": "EUR",
             "reason": "bank fee",
             "merchant_id": "",

@@ -86,7 +86,7 @@ async def test_a_campaigns_renewal_rule_set_in_the_admin(
         "name": "Winter sale",
         "destination_url": "https://shop.example/winter",
         "commission_percent": "10",
-        "commission_flat_minor": "50",
+        "commission_flat_minor": "0.50",
         "cookie_window_days": "",
         "status": "active",
         "renewal_mode": "months",

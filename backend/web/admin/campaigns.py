@@ -4,7 +4,7 @@ rate)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from litestar import get
@@ -17,7 +17,7 @@ from backend.domain.affiliate import catalogue
 from backend.domain.affiliate.schemas import CampaignCreate, CampaignUpdate
 from backend.storage.db.models import Campaign, Merchant, RunStatus
 from backend.web.admin.forms import PAGE_SIZE, Field
-from backend.web.admin.lookups import merchants_by_id
+from backend.web.admin.lookups import merchant_currency, merchants_by_id
 from backend.web.admin.object_pages import ObjectPage, ObjectPages
 from backend.web.api.deps import CurrentViewer, Reader
 from backend.web.api.resources import After, campaign_out, get_or_404, page_of
@@ -30,9 +30,9 @@ COMMISSION_FIELDS = (
     ),
     Field(
         "commission_flat_minor",
-        "Flat commission per conversion (minor units, e.g. cents)",
-        "a whole number of minor units such as 50 for 0.50, or 0 for none",
-        kind="number",
+        "Flat commission per conversion",
+        "an amount such as 0.50 in the merchant's currency, or 0 for none",
+        kind="money",
     ),
 )
 """A commission rule: a campaign's, or a partner's own on one campaign (an override)."""
@@ -82,9 +82,9 @@ EDIT_FIELDS = (
     ),
     Field(
         "renewal_flat_minor",
-        "Renewal flat commission (minor units)",
-        "a whole number of minor units, or empty",
-        kind="number",
+        "Renewal flat commission",
+        "an amount such as 0.50 in the merchant's currency, or empty",
+        kind="money",
     ),
 )
 
@@ -108,6 +108,13 @@ class CampaignPages(ObjectPages[Campaign, CampaignCreate, CampaignUpdate]):
         merchants = await merchants_by_id(reader)
         context = {"viewer": viewer, "page": page, "merchants": merchants}
         return Template("admin/campaigns.html", context=context)
+
+    async def form_currency(
+        self, session: AsyncSession, form: Mapping[str, str], obj: object | None
+    ) -> str | None:
+        if isinstance(obj, Campaign):
+            return await merchant_currency(session, obj.merchant_id)
+        return await merchant_currency(session, form.get("merchant_id"))
 
     async def new_fields(self, session: AsyncSession) -> Sequence[Field]:
         merchants = await merchants_by_id(session)

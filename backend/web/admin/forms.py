@@ -18,6 +18,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 import msgspec
 from litestar import Request
 
+from backend.core.money import format_minor, parse_amount
 from backend.core.validation import FieldError
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -33,7 +34,7 @@ class Field:
     name: str
     label: str
     hint: str
-    kind: str = "text"  # an <input> type, or "select", or "list" (several values, a textarea)
+    kind: str = "text"  # an <input> type, "select", "list" (values of a textarea) or "money"
     options: Sequence[tuple[str, str]] = ()  # (value, label) pairs of a select
     required: bool = False
 
@@ -56,8 +57,23 @@ def _has_default(info: msgspec.structs.FieldInfo) -> bool:
     )
 
 
-def read_form(form: Mapping[str, str], fields: Sequence[Field], schema: type[S]) -> S:
-    """``schema`` built from the form's ``fields``, or ``FormInvalid`` with every field's error."""
+def _minor_units(raw: str, currency: str | None) -> int:
+    """A typed amount ("0.50", "-3") in minor units of ``currency``; ValueError if it is none."""
+    if currency is None:
+        raise ValueError("no currency to read the amount in")
+    negative = raw.startswith("-")
+    minor = parse_amount(raw.removeprefix("-"), currency)
+    return -minor if negative else minor
+
+
+def read_form(
+    form: Mapping[str, str],
+    fields: Sequence[Field],
+    schema: type[S],
+    currency: str | None = None,
+) -> S:
+    """``schema`` built from the form's ``fields``, or ``FormInvalid`` with every field's error;
+    money fields are read in ``currency``."""
     infos = {info.name: info for info in msgspec.structs.fields(schema)}
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
@@ -72,21 +88,28 @@ def read_form(form: Mapping[str, str], fields: Sequence[Field], schema: type[S])
         elif raw == "" and _has_default(info):
             continue
         try:
+            if field.kind == "money" and isinstance(value, str):
+                value = _minor_units(value, currency)
             values[field.name] = msgspec.convert(value, info.type, strict=False)
-        except msgspec.ValidationError:
+        except (msgspec.ValidationError, ValueError):
             errors[field.name] = f"Expected {field.hint}"
     if errors:
         raise FormInvalid(errors)
     return schema(**values)
 
 
-def form_values(source: object, fields: Sequence[Field]) -> dict[str, str]:
-    """The text an edit form starts with: each field's current value on ``source``."""
+def form_values(
+    source: object, fields: Sequence[Field], currency: str | None = None
+) -> dict[str, str]:
+    """The text an edit form starts with: each field's current value on ``source`` (money in
+    ``currency``)."""
     values: dict[str, str] = {}
     for field in fields:
         value = getattr(source, field.name)
         if value is None:
             values[field.name] = ""
+        elif field.kind == "money" and isinstance(value, int) and currency is not None:
+            values[field.name] = format_minor(value, currency)
         elif isinstance(value, bool):
             values[field.name] = "true" if value else "false"  # what msgspec reads back
         elif isinstance(value, list):
@@ -106,9 +129,10 @@ async def submit(
     fields: Sequence[Field],
     schema: type[S],
     save: Callable[[S], Awaitable[T]],
+    currency: str | None = None,
 ) -> T:
     """Read the form and ``save`` it; the rules' ``FieldError`` becomes a form error too."""
-    data = read_form(form, fields, schema)
+    data = read_form(form, fields, schema, currency)
     try:
         return await save(data)
     except FieldError as error:

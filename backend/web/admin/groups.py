@@ -13,6 +13,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.core.money import MoneyError, parse_amount
 from backend.core.scope import Viewer
 from backend.core.validation import FieldError
 from backend.domain.affiliate import catalogue
@@ -20,8 +21,8 @@ from backend.domain.affiliate.groups import create_group, set_rate
 from backend.domain.affiliate.payout_schemas import GroupCreate, GroupRateSet
 from backend.domain.affiliate.schemas import PartnerUpdate
 from backend.storage.db.models import Partner, PartnerGroup
-from backend.web.admin.forms import typed_form
-from backend.web.admin.lookups import campaign_names, partner_names
+from backend.web.admin.forms import FormInvalid, typed_form
+from backend.web.admin.lookups import campaign_currency, campaign_names, partner_names
 from backend.web.api.deps import CurrentViewer, Reader, Writer
 from backend.web.api.groups import group_out
 from backend.web.api.resources import get_or_404
@@ -59,11 +60,12 @@ class GroupPages(Controller):
         form = await typed_form(request)
         try:
             group = await get_or_404(writer, PartnerGroup, _int(form, "group_id"))
+            campaign_id = _int(form, "campaign_id")
             data = msgspec.convert(
                 {
-                    "campaign_id": _int(form, "campaign_id"),
+                    "campaign_id": campaign_id,
                     "commission_percent": form.get("commission_percent", "0") or "0",
-                    "commission_flat_minor": _int(form, "commission_flat_minor", 0),
+                    "commission_flat_minor": await _flat(writer, form, campaign_id),
                 },
                 GroupRateSet,
             )
@@ -100,6 +102,18 @@ def _int(form: dict[str, str], name: str, default: int | None = None) -> int:
     if not raw.isdigit() or len(raw) > 10:
         raise FieldError(name, "a whole number")
     return int(raw)
+
+
+async def _flat(session: AsyncSession, form: dict[str, str], campaign_id: int) -> int:
+    """The flat commission typed ("0.50") in minor units of the campaign's currency."""
+    raw = form.get("commission_flat_minor", "").strip() or "0"
+    try:
+        currency = await campaign_currency(session, campaign_id) or ""
+        return parse_amount(raw, currency)
+    except FormInvalid as invalid:
+        raise FieldError("campaign_id", invalid.errors["campaign_id"]) from None
+    except MoneyError as error:
+        raise FieldError("commission_flat_minor", f"an amount such as 0.50: {error}") from None
 
 
 def _said(error: Exception) -> str:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.scope import ADMIN, Viewer
 from backend.storage.db.models import Campaign, CommissionOverride, Link, Merchant, Partner
-from backend.web.admin.forms import Field
+from backend.web.admin.forms import Field, FormInvalid
 
 Narrowed = TypeVar("Narrowed", Link, CommissionOverride)
 
@@ -102,3 +102,35 @@ async def narrowed_list(
         "filters": filters,
         "base": listed + (f"?{query}" if query else ""),
     }
+
+
+def _id_in(raw: str | int | None) -> int | None:
+    text = str(raw or "").strip()
+    return int(text) if text.isdigit() and len(text) <= 10 else None
+
+
+async def merchant_currency(session: AsyncSession, merchant_id: str | int | None) -> str | None:
+    """The currency of the merchant a form names (None: none chosen); ``FormInvalid`` when there
+    is no such merchant, the form's real mistake."""
+    chosen_id = _id_in(merchant_id)
+    if chosen_id is None:
+        return None
+    currency = await session.scalar(select(Merchant.currency).where(Merchant.id == chosen_id))
+    if currency is None:
+        raise FormInvalid({"merchant_id": f"no merchant with id {chosen_id}"})
+    return currency
+
+
+async def campaign_currency(session: AsyncSession, campaign_id: str | int | None) -> str | None:
+    """The currency a campaign's commission is paid in: its merchant's."""
+    chosen_id = _id_in(campaign_id)
+    if chosen_id is None:
+        return None
+    currency = await session.scalar(
+        select(Merchant.currency)
+        .join(Campaign, Campaign.merchant_id == Merchant.id)
+        .where(Campaign.id == chosen_id)
+    )
+    if currency is None:
+        raise FormInvalid({"campaign_id": f"no campaign with id {chosen_id}"})
+    return currency

@@ -4,7 +4,7 @@ auto-approval does and puts at risk."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from litestar import get, post
@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import HOUR_MS, now_ms
+from backend.core.money import MINOR_DIGITS
 from backend.domain.affiliate import catalogue
 from backend.domain.affiliate.auto_approval import commission_at_risk
 from backend.domain.affiliate.postback import GRACE_MS, rotate_secret
@@ -57,17 +58,16 @@ FIELDS = (
     ),
     Field(
         "auto_approve_unverified_max_minor",
-        "Also auto-approve unverified (pixel, snippet) conversions up to (minor units, e.g. cents)",
-        "a whole number of minor units such as 5000 for 50.00, or empty to approve only verified"
+        "Also auto-approve unverified (pixel, snippet) conversions up to",
+        "an amount such as 50.00 in the merchant's currency, or empty to approve only verified"
         " conversions automatically (anyone can fire a pixel, with any amount)",
-        kind="number",
+        kind="money",
     ),
     Field(
         "max_order_minor",
-        "Maximum order value (minor units)",
-        "a whole number of minor units of the merchant's currency (4990 for 49.90 EUR), or"
-        " empty: sales over it are refused",
-        kind="number",
+        "Maximum order value",
+        "an amount such as 5000.00 in the merchant's currency, or empty: sales over it are refused",
+        kind="money",
     ),
     Field(
         "coupon_over_click",
@@ -93,6 +93,16 @@ class MerchantPages(ObjectPages[Merchant, MerchantCreate, MerchantUpdate]):
 
     async def new_fields(self, session: AsyncSession) -> Sequence[Field]:
         return FIELDS
+
+    async def form_currency(
+        self, session: AsyncSession, form: Mapping[str, str], obj: object | None
+    ) -> str | None:
+        """The currency typed in the form (a merchant's amounts are in its own, new, currency),
+        else the merchant's."""
+        typed = form.get("currency", "").strip().upper()
+        if typed in MINOR_DIGITS:
+            return typed
+        return obj.currency if isinstance(obj, Merchant) else None
 
     @get("/")
     async def index(self, viewer: CurrentViewer, reader: Reader, after: After = 0) -> Template:

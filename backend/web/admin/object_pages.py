@@ -70,6 +70,23 @@ class NewObjectPages(Controller, ABC, Generic[New, Made]):
     def created(self, viewer: Viewer, made: Made) -> Template | Redirect:
         """The answer once saved."""
 
+    async def form_currency(
+        self, session: AsyncSession, form: Mapping[str, str], obj: object | None
+    ) -> str | None:
+        """The currency the form's money fields are in (the merchant's: chosen in ``form``, or
+        ``obj``'s); None where a form has no money or the merchant is not chosen yet."""
+        return None
+
+    async def shown_currency(
+        self, session: AsyncSession, values: Mapping[str, str], obj: object | None
+    ) -> str | None:
+        """``form_currency`` for a form being shown: a merchant that does not exist is that
+        form's error already, so it shows no currency."""
+        try:
+            return await self.form_currency(session, values, obj)
+        except FormInvalid:
+            return None
+
     def page_url(self, object_id: int | None = None) -> str:
         return f"{PREFIX}{self.path}" + ("" if object_id is None else f"/{object_id}")
 
@@ -92,6 +109,7 @@ class NewObjectPages(Controller, ABC, Generic[New, Made]):
             "errors": errors,
             "intro": self.intro,
             "submit": "Create",
+            "currency": await self.shown_currency(session, values, None),
         }
         return Template("admin/new.html", context=context, status_code=status)
 
@@ -111,6 +129,7 @@ class NewObjectPages(Controller, ABC, Generic[New, Made]):
                 fields,
                 self.new_schema,
                 lambda data: self.create_object(writer, state, data),
+                await self.form_currency(writer, form, None),
             )
         except FormInvalid as invalid:
             await writer.rollback()  # a refused insert leaves the session to be reset
@@ -154,6 +173,7 @@ class ObjectPages(NewObjectPages[New, M], Generic[M, New, Edit]):
         status: int = 200,
     ) -> Template:
         page = await self.object_page(session, state, obj)
+        currency = await self.shown_currency(session, values or {}, obj)
         context = {
             "viewer": viewer,
             "heading": page.heading,
@@ -161,7 +181,10 @@ class ObjectPages(NewObjectPages[New, M], Generic[M, New, Edit]):
             "object_id": _id(obj),
             "action": self.page_url(_id(obj)),
             "fields": self.edit_fields,
-            "values": values if values is not None else form_values(page.current, self.edit_fields),
+            "values": values
+            if values is not None
+            else form_values(page.current, self.edit_fields, currency),
+            "currency": currency,
             "errors": errors or {},
             "facts": page.facts,
             **page.extra,
@@ -196,6 +219,7 @@ class ObjectPages(NewObjectPages[New, M], Generic[M, New, Edit]):
                 self.edit_fields,
                 self.edit_schema,
                 lambda data: self.update_object(writer, state, obj, data),
+                await self.form_currency(writer, form, obj),
             )
         except FormInvalid as invalid:
             return await self.object_form(viewer, writer, state, obj, form, invalid.errors, 400)

@@ -6,7 +6,7 @@ List (by partner or campaign), create, edit and delete, through the same rules a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from litestar import get, post
 from litestar.datastructures import State
@@ -19,7 +19,13 @@ from backend.domain.affiliate.schemas import OverrideCreate, OverrideUpdate
 from backend.storage.db.models import Campaign, CommissionOverride, Partner
 from backend.web.admin.campaigns import COMMISSION_FIELDS
 from backend.web.admin.forms import PAGE_SIZE, Field
-from backend.web.admin.lookups import chosen, narrowed, narrowed_list, partner_and_campaign
+from backend.web.admin.lookups import (
+    campaign_currency,
+    chosen,
+    narrowed,
+    narrowed_list,
+    partner_and_campaign,
+)
 from backend.web.admin.object_pages import ObjectPage, ObjectPages
 from backend.web.api.deps import CurrentViewer, Reader, Writer
 from backend.web.api.overrides import override_out
@@ -69,6 +75,13 @@ class OverridePages(ObjectPages[CommissionOverride, OverrideCreate, OverrideUpda
             "commission_flat_minor": "0",
         }
         return await self.new_form(viewer, reader, values, {})
+
+    async def form_currency(
+        self, session: AsyncSession, form: Mapping[str, str], obj: object | None
+    ) -> str | None:
+        if isinstance(obj, CommissionOverride):
+            return await campaign_currency(session, obj.campaign_id)
+        return await campaign_currency(session, form.get("campaign_id"))
 
     async def new_fields(self, session: AsyncSession) -> Sequence[Field]:
         return (*await partner_and_campaign(session), *COMMISSION_FIELDS)

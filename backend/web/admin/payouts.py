@@ -15,6 +15,7 @@ from litestar.response import Redirect, Response, Template
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from backend.core.money import MINOR_DIGITS
 from backend.core.scope import Viewer
 from backend.core.validation import FieldError
 from backend.domain.affiliate.payout_details import mask, mask_email
@@ -56,9 +57,9 @@ PAYOUT_FIELDS = (
     ),
     Field(
         "payout_minimum_minor",
-        "Minimum payout (minor units)",
-        "a whole number of minor units such as 5000 for 50.00; smaller balances roll over",
-        kind="number",
+        "Minimum payout",
+        "an amount such as 50.00 in the merchant's currency; smaller balances roll over",
+        kind="money",
     ),
     Field(
         "payout_schedule",
@@ -72,7 +73,7 @@ PAYOUT_FIELDS = (
     Field("bic", "Payer's BIC (SEPA)", "a BIC of 8 or 11 characters, or empty"),
 )
 ADJUSTMENT_FIELDS = (
-    Field("amount_minor", "Amount (minor units)", "a whole number, negative to deduct", "number"),
+    Field("amount_minor", "Amount", "an amount such as 25.00, negative to deduct", "money"),
     Field("currency", "Currency", "a three-letter ISO 4217 code such as EUR"),
     Field("reason", "Reason", "why, in 1 to 500 characters"),
     Field("merchant_id", "Paid by merchant", "one of the merchants", kind="number"),
@@ -116,7 +117,9 @@ class PayoutPages(Controller):
         form = await typed_form(request)
         try:
             partner_id = _number(form, "partner_id") or 0
-            data = read_form(form, ADJUSTMENT_FIELDS, AdjustmentCreate)
+            typed = form.get("currency", "").strip().upper()
+            currency = typed if typed in MINOR_DIGITS else None
+            data = read_form(form, ADJUSTMENT_FIELDS, AdjustmentCreate, currency)
             await new_adjustment(writer, partner_id, data, viewer.actor)
         except (FieldError, FormInvalid, NotFoundException) as error:
             await writer.rollback()
