@@ -12,7 +12,6 @@ import random
 import re
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -427,11 +426,13 @@ async def test_a_dead_endpoint_does_not_slow_the_event_pipeline(
             for number in range(50):
                 await client.get(f"/c/{programme.link['code']}?sub1=n{number}")
             await _sale(client, programme, "ORDER-5")
-            started = time.perf_counter()
             written = await consumer.drain()
-            elapsed = time.perf_counter() - started
             assert written >= 52
-            assert elapsed < 3.0, elapsed
+            # The events went in while the courier still waits for its first answer (30 s):
+            # no attempt is recorded and the courier's task runs on.
+            assert not task.done()
+            async with database.session() as session:
+                assert (await session.scalars(select(DeliveryAttempt))).all() == []
             async with database.session() as session:
                 orders = set((await session.scalars(select(Conversion.order_id))).all())
             assert orders == {"ORDER-4", "ORDER-5"}
