@@ -17,6 +17,7 @@ from sqlalchemy import select, text
 
 from backend.core.clock import HOUR_MS, now_ms
 from backend.core.settings import Settings
+from backend.domain.events import Visitor
 from backend.domain.reports.overview import comparable_end
 from backend.domain.reports.ranges import RangeError, resolve_range
 from backend.storage.db.engine import Database
@@ -28,12 +29,16 @@ from backend.tooling.bench.report_data import generate
 from backend.web.pages.export import neutralise
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import worker_options
+from backend.worker.steps.write import write_batch
 from tests.support import (
+    BROWSER,
     BROWSER_HEADERS,
     Programme,
     add_partner_with_link,
     add_user,
+    click_at,
     follow_link,
+    impression_at,
     post_json,
     sign_in,
 )
@@ -117,7 +122,7 @@ async def test_overview_tiles_equal_raw_counts(
     assert kpi(page.text, "clicks") == str(clicks)
     assert kpi(page.text, "unique") == str(unique)
     assert kpi(page.text, "conversions") == str(conversions)
-    assert kpi(page.text, "revenue-EUR") == f"{revenue // 100}.{revenue % 100:02d}"
+    assert kpi(page.text, "revenue-EUR") == f"€{revenue // 100:,}.{revenue % 100:02d}"
     assert kpi(page.text, "conversion-rate") == f"{converted / clicks * 100:.1f}%"
     assert '<svg class="chart wide"' in page.text
     assert '<svg class="chart narrow"' in page.text
@@ -135,6 +140,32 @@ async def test_overview_tiles_equal_raw_counts(
     daily = csv_rows((await client.get("/", params={"range": "7d", "format": "csv"})).text)
     assert len(daily) == 7
     assert sum(int(row["clicks"]) for row in daily) == clicks
+
+
+async def test_ctr_compares_clicks_and_impressions_of_the_same_links(
+    client: AsyncTestClient[Any],
+    database: Database,
+    programme: Programme,
+    consumer: StreamConsumer,
+) -> None:
+    """Four impressions and one click of a link on a page with the snippet, three clicks of a
+    link shared where nothing counts impressions (a newsletter): CTR 25%, not 100%."""
+    _, newsletter = await add_partner_with_link(client, programme, "Newsletter")
+    at_ms = now_ms() - 60_000
+
+    def visitor(n: int) -> Visitor:
+        return Visitor("198.51.100.0/24", f"{n:032d}", BROWSER, True)
+
+    events = [impression_at(programme, at_ms, visitor(n)) for n in range(4)]
+    events.append(click_at(programme, at_ms, visitor(10)))
+    events += [click_at(programme, at_ms, visitor(20 + n), newsletter) for n in range(3)]
+    await write_batch(database, await consumer.pipeline.prepare(events))
+
+    await sign_in(client, database)
+    page = (await client.get("/", params={"range": "today"})).text
+    assert kpi(page, "clicks") == "4"
+    assert kpi(page, "impressions") == "4"
+    assert kpi(page, "ctr") == "25.0%"
 
 
 async def test_hourly_stats_count_clicks_as_the_raw_rows_do(
@@ -580,9 +611,9 @@ async def test_the_headline_is_the_programmes_and_the_shops_own_sales_stand_apar
     assert kpi(page, "clicks") == "1"
     assert kpi(page, "conversions") == "1"
     assert kpi(page, "conversion-rate") == "100.0%"
-    assert kpi(page, "revenue-EUR") == "10.00"
+    assert kpi(page, "revenue-EUR") == "€10.00"
     assert kpi(page, "unattributed") == "2"
-    assert kpi(page, "unattributed-revenue-EUR") == "10.00"
+    assert kpi(page, "unattributed-revenue-EUR") == "€10.00"
     assert "Sales without a partner" in page
     # A partner's view and any filter are about partners' results only: no shop sales there.
     filtered = (

@@ -17,6 +17,7 @@ from backend.domain.reports.metrics import (
     unattributed,
 )
 from backend.domain.reports.ranges import DateRange
+from backend.storage.rollups.dimensions import DIMENSIONS
 from backend.storage.rollups.measures import Metrics
 
 
@@ -24,8 +25,10 @@ from backend.storage.rollups.measures import Metrics
 class Tile:
     key: str
     label: str
-    value: str
+    value: str  # plain ("49.90" for money), as a program reads it
     change: float | None  # against the previous period; None when it had nothing
+    amount_minor: int | None = None  # money: the page writes it in its currency's style
+    currency: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,15 @@ class Period:
     converted: int  # billable clicks that led to a sale
     unattributed: Metrics  # the sales no partner brought
     opted_out: int = 0  # of those, the sales of buyers who asked not to be tracked
+    shown_clicks: int = 0  # clicks on the links whose impressions were counted
+
+    @property
+    def ctr(self) -> float | None:
+        """Clicks over impressions of the same links: a link shared where no snippet counts
+        its impressions (a newsletter, a video) adds clicks without impressions, and would
+        push the rate over 100%."""
+        impressions = self.metrics.impressions
+        return self.shown_clicks / impressions if impressions else None
 
     @property
     def conversion_rate(self) -> float | None:
@@ -97,7 +109,7 @@ def tiles(now: Period, before: Period, currencies: list[str], impressions: bool)
                 str(m.impressions),
                 _change(m.impressions, b.impressions),
             ),
-            Tile("ctr", "CTR", _percent(m.ctr), _change(m.ctr, b.ctr)),
+            Tile("ctr", "CTR", _percent(now.ctr), _change(now.ctr, before.ctr)),
         ]
     shown += [
         Tile(
@@ -121,18 +133,24 @@ def tiles(now: Period, before: Period, currencies: list[str], impressions: bool)
                 f"Revenue from partners {code}",
                 format_minor(m.revenue(code), code),
                 _change(m.revenue(code), b.revenue(code)),
+                m.revenue(code),
+                code,
             ),
             Tile(
                 f"commission-{code}",
                 f"Commission {code}",
                 format_minor(m.commission(code), code),
                 _change(m.commission(code), b.commission(code)),
+                m.commission(code),
+                code,
             ),
             Tile(
                 f"epc-{code}",
                 f"EPC {code}",
                 NOTHING if epc is None else format_minor(round(epc), code),
                 _change(epc, b.epc(code)),
+                None if epc is None else round(epc),
+                code,
             ),
         ]
     u, ub = now.unattributed, before.unattributed
@@ -159,10 +177,23 @@ def tiles(now: Period, before: Period, currencies: list[str], impressions: bool)
                 f"Their revenue {code}",
                 format_minor(u.revenue(code), code),
                 _change(u.revenue(code), ub.revenue(code)),
+                u.revenue(code),
+                code,
             )
             for code in sorted(set(u.currencies) | set(ub.currencies))
         ]
     return shown
+
+
+async def clicks_on_shown_links(
+    session: AsyncSession, viewer: Viewer, start_ms: int, end_ms: int, filters: Filters
+) -> int:
+    """The billable clicks of ``[start_ms, end_ms)`` on links with impressions counted in it:
+    the CTR's numerator, in the same scope as its denominator."""
+    if filters.texts:
+        return 0  # impressions have no text dimensions: no CTR is shown
+    by_link = await collect(session, viewer, start_ms, end_ms, filters, DIMENSIONS["link"])
+    return sum(figures.clicks for figures in by_link.values() if figures.impressions)
 
 
 def comparable_end(period: DateRange, before: DateRange, at_ms: int) -> int:
@@ -240,12 +271,14 @@ async def overview_report(
         await converted_clicks(session, viewer, period.start_ms, period.end_ms, filters),
         shop,
         await opted_out_sales(session, viewer, period.start_ms, period.end_ms, filters),
+        await clicks_on_shown_links(session, viewer, period.start_ms, period.end_ms, filters),
     )
     before_period = Period(
         previous,
         await converted_clicks(session, viewer, before.start_ms, before_end, filters),
         previous_shop,
         await opted_out_sales(session, viewer, before.start_ms, before_end, filters),
+        await clicks_on_shown_links(session, viewer, before.start_ms, before_end, filters),
     )
     currencies = sorted(set(overall.currencies) | set(previous.currencies))
     return OverviewReport(

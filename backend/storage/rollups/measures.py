@@ -137,10 +137,6 @@ class Metrics:
         return self.money.get(currency, Money()).commission_minor
 
     @property
-    def ctr(self) -> float | None:
-        return self.clicks / self.impressions if self.impressions else None
-
-    @property
     def conversion_rate(self) -> float | None:
         return self.conversions / self.clicks if self.clicks else None
 
