@@ -472,15 +472,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--workers",
         type=int,
-        help="worker processes sharing the stream (worker bench; default: 1, then one per CPU)",
+        help="worker processes sharing the stream (worker bench: default 1, then one per CPU; "
+        "--load: default 1)",
     )
     bench.add_argument("--only", choices=["http", "worker"], help="run one part only")
     bench.add_argument(
         "--load",
         action="store_true",
-        help="the whole stack (nginx, 2 web processes, a worker) under wrk, then an audit",
+        help="the whole stack (nginx, web processes, workers) under wrk, then an audit",
     )
     bench.add_argument("--connections", type=int, default=64, help="wrk connections (--load)")
+    bench.add_argument(
+        "--web-processes", type=int, default=2, help="web processes behind nginx (--load)"
+    )
     bench.add_argument(
         "--database-url",
         help="--load on this database (PostgreSQL: it is migrated and given a programme); "

@@ -1,8 +1,9 @@
 """``clicktrail bench --load``: the whole stack on loopback under wrk, then an audit.
 
-nginx (the repository's nginx.conf, ``backend.tooling.bench.nginx``) in front of two
-``clicktrail web`` processes, one ``clicktrail worker`` and an embedded Redis, on SQLite or a
-PostgreSQL database given by URL. wrk sends a fixed mix for a bounded time: of every ten requests
+nginx (the repository's nginx.conf, ``backend.tooling.bench.nginx``) in front of
+``clicktrail web`` processes (two by default) and ``clicktrail worker`` processes (one by default,
+sharing the stream through its consumer group) and an embedded Redis, on SQLite or a PostgreSQL
+database given by URL. wrk sends a fixed mix for a bounded time: of every ten requests
 six tracking links (``/c/``), three conversion pixels and one beacon (``/e``) with one conversion.
 nginx's per-address rate limits are taken out for the run (every request comes from 127.0.0.1, the
 single address they exist to stop); nothing else in the file changes.
@@ -44,7 +45,8 @@ from backend.tooling.bench.processes import (
 )
 from backend.tooling.bench.programme import create_programme, sqlite_url
 
-WEB_PROCESSES = 2
+WEB_PROCESSES = 2  # the defaults: what one 2-core machine runs
+WORKER_PROCESSES = 1
 DRAIN_TIMEOUT_S = 120.0
 WORKER_STOP_TIMEOUT_S = 70.0
 SAMPLE_EVERY_S = 0.2
@@ -99,6 +101,8 @@ end
 class LoadReport:
     database: str  # "sqlite" or "postgresql"
     connections: int
+    web_processes: int
+    workers: int
     wrk: WrkRun
     sent: int
     peak_backlog: int  # stream entries
@@ -132,7 +136,9 @@ def format_load(report: LoadReport) -> str:
     lines = [
         "",
         f"Load: wrk -t1 -c{report.connections} -d{wrk.seconds:.0f}s -> nginx (rate limits "
-        f"off) -> {WEB_PROCESSES} web processes -> Redis -> 1 worker -> {report.database}",
+        f"off) -> {report.web_processes} web process{'es' if report.web_processes > 1 else ''} "
+        f"-> Redis -> {report.workers} worker{'s' if report.workers > 1 else ''} -> "
+        f"{report.database}",
         f"  mix of ten: {CLICKS_PER_TEN} /c/, {PIXELS_PER_TEN} /p.gif, "
         f"{10 - CLICKS_PER_TEN - PIXELS_PER_TEN} /e (one conversion each)",
         f"  {report.rate:,.0f} req/s answered   p50 {wrk.p50_ms:.2f} ms   "
@@ -219,7 +225,12 @@ async def _audit(database_url: str, run: str) -> tuple[int, int, int, int]:
 
 
 def run_load_bench(
-    workdir: Path, seconds: int, connections: int = 64, database_url: str | None = None
+    workdir: Path,
+    seconds: int,
+    connections: int = 64,
+    database_url: str | None = None,
+    web_processes: int = WEB_PROCESSES,
+    workers: int = WORKER_PROCESSES,
 ) -> LoadReport:
     """Start the stack, load it, drain, stop it, audit. ``database_url``: default a new
     SQLite file; a PostgreSQL URL is migrated and given a new programme."""
@@ -238,15 +249,16 @@ def run_load_bench(
             "clicks_and_pixels": CLICKS_PER_TEN + PIXELS_PER_TEN,
         }
     )
-    nginx_port, *web_ports = free_ports(1 + WEB_PROCESSES)
+    nginx_port, *web_ports = free_ports(1 + web_processes)
     redis_server = EmbeddedRedis(workdir / "redis").start()
     try:
         settings = run_settings(workdir, url, redis_server.url)
         public = settings.with_overrides(public_url=f"http://127.0.0.1:{nginx_port}")
         env = settings_env(public)
         with Redis.from_url(redis_server.url) as redis, ExitStack() as stack:
-            worker = WorkerProcess(env, workdir / "worker.log").start()
-            stack.callback(worker.stop, WORKER_STOP_TIMEOUT_S)  # the batch in hand commits first
+            for number in range(workers):
+                worker = WorkerProcess(env, workdir / f"worker-{number}.log").start()
+                stack.callback(worker.stop, WORKER_STOP_TIMEOUT_S)  # its batch in hand commits
             webs = ExitStack()
             stack.enter_context(webs)
             for port in web_ports:
@@ -270,6 +282,8 @@ def run_load_bench(
     return LoadReport(
         database="postgresql" if url.startswith("postgresql") else "sqlite",
         connections=connections,
+        web_processes=web_processes,
+        workers=workers,
         wrk=WrkRun.from_figures(figures),
         sent=figures["sent"],
         peak_backlog=peak,
