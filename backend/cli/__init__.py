@@ -50,6 +50,7 @@ from backend.domain.reports.ranges import PRESETS
 from backend.storage.db.engine import Database
 from backend.storage.db.migrate import upgrade
 from backend.storage.db.models import ConversionStatus, Role, User
+from backend.storage.metrics import process_target
 from backend.storage.redis_client import connect
 from backend.storage.redis_server import EmbeddedRedis
 from backend.storage.rollups.dimensions import DIMENSIONS
@@ -208,6 +209,8 @@ def cmd_web(settings: Settings, args: argparse.Namespace) -> None:
             "log_config": None,  # uvicorn's records go to the root logger (backend.core.logs)
         }
         if args.fd is None:
+            if args.workers > 1:  # one port, one scrape target: all N count for this process
+                os.environ.setdefault("CLICKTRAIL_METRICS_TARGET", process_target())
             uvicorn.run("backend.cli:app_from_env", workers=args.workers, **options)
             return
         # The listening socket of ``clicktrail run``, which outlives this process.
