@@ -13,7 +13,9 @@ order id), numbered by wrk's Lua ``request()``, so the audit counts exactly this
 wrk's answered requests (2xx/3xx) <= events stored <= requests sent, each tag stored once, and
 no rejected event. Requests still in flight when wrk stops are sent, maybe stored, not
 answered. Reported: requests per second and latency through nginx, the peak backlog in the
-stream, and the time for the queue to drain once the load stops.
+stream, the time for the queue to drain once the load stops, and the events each worker wrote
+(its own metrics: with several, the audit also wants every worker to have written some, which
+shows the consumer group spreading the stream).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from sqlalchemy import text
 
 from backend.core.settings import Settings
 from backend.storage.db.engine import Database
+from backend.storage.metrics import worker_key
 from backend.storage.redis_server import EmbeddedRedis
 from backend.tooling.bench.http_bench import BenchError, WrkRun, wrk_figures
 from backend.tooling.bench.nginx import NginxProcess, make_prefix
@@ -103,6 +106,7 @@ class LoadReport:
     connections: int
     web_processes: int
     workers: int
+    events_per_worker: list[int]  # events each worker wrote, from its own metrics
     wrk: WrkRun
     sent: int
     peak_backlog: int  # stream entries
@@ -128,6 +132,7 @@ class LoadReport:
             and self.duplicates == 0
             and self.rejected == 0
             and self.wrk.status_errors == 0
+            and all(self.events_per_worker)
         )
 
 
@@ -149,6 +154,8 @@ def format_load(report: LoadReport) -> str:
         f"  audit: sent {report.sent:,}, answered {wrk.answered:,}, stored "
         f"{report.stored:,} (clicks {report.clicks:,}, conversions {report.conversions:,}), "
         f"stored twice {report.duplicates}, rejected {report.rejected}",
+        "  events written by each worker: "
+        + ", ".join(f"{events:,}" for events in report.events_per_worker),
     ]
     if report.ok:
         lines.append(
@@ -224,6 +231,12 @@ async def _audit(database_url: str, run: str) -> tuple[int, int, int, int]:
     return int(clicks), int(conversions or 0), int(clicks - distinct_clicks), int(rejected or 0)
 
 
+def events_written(redis: Redis, worker: WorkerProcess) -> int:
+    """The events ``worker`` wrote, as its metrics count them."""
+    total = redis.hget(worker_key(worker.consumer_name), "size_sum")
+    return int(cast(bytes, total or b"0"))
+
+
 def run_load_bench(
     workdir: Path,
     seconds: int,
@@ -256,9 +269,11 @@ def run_load_bench(
         public = settings.with_overrides(public_url=f"http://127.0.0.1:{nginx_port}")
         env = settings_env(public)
         with Redis.from_url(redis_server.url) as redis, ExitStack() as stack:
+            worker_processes = []
             for number in range(workers):
                 worker = WorkerProcess(env, workdir / f"worker-{number}.log").start()
                 stack.callback(worker.stop, WORKER_STOP_TIMEOUT_S)  # its batch in hand commits
+                worker_processes.append(worker)
             webs = ExitStack()
             stack.enter_context(webs)
             for port in web_ports:
@@ -276,6 +291,8 @@ def run_load_bench(
             drain_s = wait_for_drain(redis)
             webs.close()  # the web processes flush what they still hold, then exit
             wait_for_drain(redis)
+            stack.close()  # the workers stop, their last figures recorded
+            per_worker = [events_written(redis, worker) for worker in worker_processes]
     finally:
         redis_server.stop()
     clicks, conversions, duplicates, rejected = asyncio.run(_audit(url, run))
@@ -284,6 +301,7 @@ def run_load_bench(
         connections=connections,
         web_processes=web_processes,
         workers=workers,
+        events_per_worker=per_worker,
         wrk=WrkRun.from_figures(figures),
         sent=figures["sent"],
         peak_backlog=peak,
