@@ -42,6 +42,7 @@ def test_two_workers_share_the_stream_and_store_each_event_once(
     assert report.duplicates == report.rejected == report.wrk.status_errors == 0
     assert len(report.events_per_worker) == 2
     assert all(events > 0 for events in report.events_per_worker), format_load(report)
-    # Every stored event went through one of the two workers, none twice over.
-    assert report.stored <= sum(report.events_per_worker) <= report.sent
+    # Every stored event went through one of the two workers (at least once: a batch retried
+    # after a transient error counts again, and its rows are not stored twice).
+    assert sum(report.events_per_worker) >= report.stored
     assert "2 workers" in format_load(report)
