@@ -69,7 +69,7 @@ class WebCounters:
     ``sources`` are read at each flush: counters kept elsewhere (the stream writer's), by name.
     """
 
-    def __init__(self, redis: Redis, target: str = "") -> None:
+    def __init__(self, redis: Redis, target: str | None = None) -> None:
         self._redis = redis
         self.target = target or process_target()
         self._requests: dict[tuple[str, int], int] = {}
