@@ -25,3 +25,24 @@ def test_two_seconds_of_load_are_all_stored_once(tmp_path: Path, database_url: s
     assert 0.5 < report.clicks / report.stored < 0.7
     assert report.drain_s < 30
     assert "audit OK" in format_load(report)
+
+
+def test_two_workers_share_the_stream_and_store_each_event_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The layout of several machines on one: nginx, two web processes and two workers on one
+    stream; each worker writes a share and every answered event is stored once."""
+    require_binary(NGINX, "nginx")
+    require_binary(Path(shutil.which("wrk") or "/usr/bin/wrk"), "wrk")
+
+    report = run_load_bench(tmp_path, 2, 8, database_url, web_processes=2, workers=2)
+
+    assert report.ok, format_load(report)
+    assert report.wrk.answered > 100
+    assert report.duplicates == report.rejected == report.wrk.status_errors == 0
+    assert len(report.events_per_worker) == 2
+    assert all(events > 0 for events in report.events_per_worker), format_load(report)
+    # Every stored event went through one of the two workers (at least once: a batch retried
+    # after a transient error counts again, and its rows are not stored twice).
+    assert sum(report.events_per_worker) >= report.stored
+    assert "2 workers" in format_load(report)

@@ -88,7 +88,9 @@ async def test_metrics_count_requests_events_batches_and_rejections(
 async def test_metrics_of_two_web_processes_add_up(
     settings: Settings, programme: Programme, redis: Redis
 ) -> None:
-    """Two apps stand for two web processes: each scrape shows both processes' requests."""
+    """Two apps in one process (as the N processes of ``--workers N`` behind one port) are one
+    scrape target: each scrape shows both apps' requests. Separate processes each show only
+    their own: tests/test_metrics_targets.py."""
     async with (
         AsyncTestClient(create_app(settings)) as first,
         AsyncTestClient(create_app(settings)) as second,

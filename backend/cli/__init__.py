@@ -50,6 +50,7 @@ from backend.domain.reports.ranges import PRESETS
 from backend.storage.db.engine import Database
 from backend.storage.db.migrate import upgrade
 from backend.storage.db.models import ConversionStatus, Role, User
+from backend.storage.metrics import process_target
 from backend.storage.redis_client import connect
 from backend.storage.redis_server import EmbeddedRedis
 from backend.storage.rollups.dimensions import DIMENSIONS
@@ -208,6 +209,8 @@ def cmd_web(settings: Settings, args: argparse.Namespace) -> None:
             "log_config": None,  # uvicorn's records go to the root logger (backend.core.logs)
         }
         if args.fd is None:
+            if args.workers > 1:  # one port, one scrape target: all N count for this process
+                os.environ.setdefault("CLICKTRAIL_METRICS_TARGET", process_target())
             uvicorn.run("backend.cli:app_from_env", workers=args.workers, **options)
             return
         # The listening socket of ``clicktrail run``, which outlives this process.
@@ -472,15 +475,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--workers",
         type=int,
-        help="worker processes sharing the stream (worker bench; default: 1, then one per CPU)",
+        help="worker processes sharing the stream (worker bench: default 1, then one per CPU; "
+        "--load: default 1)",
     )
     bench.add_argument("--only", choices=["http", "worker"], help="run one part only")
     bench.add_argument(
         "--load",
         action="store_true",
-        help="the whole stack (nginx, 2 web processes, a worker) under wrk, then an audit",
+        help="the whole stack (nginx, web processes, workers) under wrk, then an audit",
     )
     bench.add_argument("--connections", type=int, default=64, help="wrk connections (--load)")
+    bench.add_argument(
+        "--web-processes", type=int, default=2, help="web processes behind nginx (--load)"
+    )
     bench.add_argument(
         "--database-url",
         help="--load on this database (PostgreSQL: it is migrated and given a programme); "

@@ -56,6 +56,11 @@ class Settings:
     log_format: LogFormat = "text"
     ready_max_lag_s: int = 60
     worker_cpu: int | None = None  # the CPU the worker keeps its threads on (None: any)
+    # Prometheus: the worker's metrics listener (None: none), and the scrape target a web
+    # process counts for (None: itself; ``clicktrail web --workers N`` names its own for all N).
+    worker_metrics_port: int | None = None
+    worker_metrics_host: str = "127.0.0.1"
+    metrics_target: str | None = None
     stream: str = "ct:events"
     consumer_group: str = "writers"
     # Outgoing mail. No SMTP_HOST (the default): mails are written to var/mail/ instead.
@@ -229,6 +234,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, create_secret: bool =
         log_format=log_format,  # type: ignore[arg-type]
         ready_max_lag_s=_int(env, "READY_MAX_LAG_S", DEFAULTS.ready_max_lag_s, errors, minimum=1),
         worker_cpu=_cpu(env, "WORKER_CPU", errors),
+        worker_metrics_port=_int(env, "WORKER_METRICS_PORT", 0, errors, minimum=0) or None,
+        worker_metrics_host=env.get(PREFIX + "WORKER_METRICS_HOST") or DEFAULTS.worker_metrics_host,
+        metrics_target=env.get(PREFIX + "METRICS_TARGET") or None,
         smtp_host=env.get(PREFIX + "SMTP_HOST", "").strip() or None,
         smtp_port=_int(env, "SMTP_PORT", DEFAULTS.smtp_port, errors, minimum=1),
         smtp_tls=smtp_tls,  # type: ignore[arg-type]

@@ -1,12 +1,19 @@
-"""Prometheus metrics of the whole deployment, summed in Redis.
+"""Prometheus metrics, counted per scrape target so that scraping every process adds up.
 
-Web processes count requests in memory (a dictionary increment each) and add what they counted
-to a Redis hash once a second; the worker adds its batch figures once per committed batch. So
-``/metrics`` of any web process shows the deployment's totals however many web and worker
-processes there are: with ``uvicorn --workers N`` the processes share one port, and a scrape
-could not choose which one it reads. Gauges (stream length and lag, pending entries, spool
-size, rejected events by reason) are read at scrape time. Text exposition format 0.0.4 by hand:
-a few dozen lines do not need ``prometheus_client``'s registry or its multiprocess mode.
+Every process counts into a Redis hash of its own target: a web process adds its request counts
+once a second (and when scraped), a worker its figures after each committed batch. A target is
+a process (``<host>-<pid>``), except that the processes of ``clicktrail web --workers N`` share
+one port, so one scrape reaches any of them: they share the target their parent names
+(``METRICS_TARGET``). A web process's ``/metrics`` and a worker's metrics listener show their
+own target's counters only, so Prometheus scrapes every web and worker process and sums
+(``sum(rate(...))``); each event is counted once. Per target rather than one aggregated endpoint:
+an aggregate would have to be scraped through exactly one address and would vanish with it,
+while per-target series are what Prometheus expects (``up`` per process, counter resets on a
+restart handled by ``rate``) and keep working when processes move to other machines. Gauges of
+the deployment (stream length, lag, pending entries, rejected events by reason) are read at
+scrape time and are the same on every web process: aggregate them with ``max``, not ``sum``.
+Hashes of processes that are gone expire after ``KEEP_S``. Text exposition format 0.0.4 by
+hand: a few dozen lines do not need ``prometheus_client``'s registry or its multiprocess mode.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ import asyncio
 import bisect
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -25,12 +34,26 @@ from backend.storage.redis_client import REQUEST_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
-WEB_KEY = "ct:metrics:web"
-WORKER_KEY = "ct:metrics:worker"
+KEEP_S = 7 * 86_400  # a target's counters outlive its last count by a week, then expire
 FLUSH_INTERVAL_S = 1.0
 BATCH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
 BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _REQUEST = "requests"  # hash fields: requests|<route>|<status>
+
+
+def process_target() -> str:
+    """This process as a scrape target: its host and process id (a consumer's default name)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def web_key(target: str) -> str:
+    """The Redis hash of a target's web counters."""
+    return f"ct:metrics:web:{target}"
+
+
+def worker_key(target: str) -> str:
+    """The Redis hash of a target's worker counters."""
+    return f"ct:metrics:worker:{target}"
 
 
 def _bucket(bounds: tuple[float, ...], value: float) -> str:
@@ -40,13 +63,15 @@ def _bucket(bounds: tuple[float, ...], value: float) -> str:
 
 
 class WebCounters:
-    """One web process's counts, added to ``WEB_KEY`` every second (and at shutdown).
+    """One web process's counts, added to its target's ``web_key`` every second (and at
+    shutdown); ``target`` defaults to the process itself.
 
     ``sources`` are read at each flush: counters kept elsewhere (the stream writer's), by name.
     """
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, target: str | None = None) -> None:
         self._redis = redis
+        self.target = target or process_target()
         self._requests: dict[tuple[str, int], int] = {}
         self._flushed: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
@@ -83,9 +108,11 @@ class WebCounters:
             deltas = {k: v for k, v in deltas.items() if v}
             if not deltas:
                 return
+            key = web_key(self.target)
             async with self._redis.pipeline(transaction=True) as pipe:
                 for field, delta in deltas.items():
-                    pipe.hincrby(WEB_KEY, field, delta)
+                    pipe.hincrby(key, field, delta)
+                pipe.expire(key, KEEP_S)
                 await pipe.execute()
             self._flushed = current
 
@@ -99,20 +126,44 @@ class WebCounters:
 
 
 async def record_batch(redis: Redis, size: int, seconds: float) -> None:
-    """The worker's figures of one written and acknowledged batch of ``size`` events.
+    """The worker's figures of one written and acknowledged batch of ``size`` events, counted
+    for this process (a worker is its own scrape target).
 
     Never raises: the batch is committed already, and a lost figure is no reason to stop.
     """
+    key = worker_key(process_target())
     try:
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.hincrby(WORKER_KEY, "batches", 1)
-            pipe.hincrby(WORKER_KEY, "size_sum", size)
-            pipe.hincrby(WORKER_KEY, f"size|{_bucket(BATCH_SIZE_BUCKETS, size)}", 1)
-            pipe.hincrbyfloat(WORKER_KEY, "seconds_sum", seconds)
-            pipe.hincrby(WORKER_KEY, f"seconds|{_bucket(BATCH_SECONDS_BUCKETS, seconds)}", 1)
+            pipe.hincrby(key, "batches", 1)
+            pipe.hincrby(key, "size_sum", size)
+            pipe.hincrby(key, f"size|{_bucket(BATCH_SIZE_BUCKETS, size)}", 1)
+            pipe.hincrbyfloat(key, "seconds_sum", seconds)
+            pipe.hincrby(key, f"seconds|{_bucket(BATCH_SECONDS_BUCKETS, seconds)}", 1)
+            pipe.expire(key, KEEP_S)
             await pipe.execute()
     except (RedisError, OSError) as error:
         log.debug("batch metrics not recorded: %s", error)
+
+
+async def target_counters(
+    redis: Redis, target: str
+) -> tuple[dict[bytes | str, bytes | str], dict[bytes | str, bytes | str]]:
+    """The web and worker counters of ``target`` (one round trip)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(web_key(target))
+        pipe.hgetall(worker_key(target))
+        web, worker = await pipe.execute()
+    return web, worker
+
+
+async def worker_exposition(redis: Redis) -> str:
+    """What a worker's metrics listener shows: this process's batch figures; the deployment's
+    gauges are the web processes' to show."""
+    try:
+        web, worker = await target_counters(redis, process_target())
+    except (RedisError, OSError):
+        web, worker = {}, {}
+    return render(web, worker, None, None, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,10 +226,11 @@ def render(
     web: Mapping[bytes | str, bytes | str],
     worker: Mapping[bytes | str, bytes | str],
     stream: StreamFigures | None,
-    spool_bytes: int,
+    spool_bytes: int | None,
     rejected: Mapping[str, int] | None,
 ) -> str:
-    """The exposition of the figures gathered by ``/metrics`` (None: that source was down)."""
+    """The exposition of one target's counters and the gauges gathered with them (None: that
+    source was down, or is not this process's to show)."""
     web_fields, worker_fields = _fields(web), _fields(worker)
     out = Exposition()
     requests = []
@@ -210,12 +262,13 @@ def render(
         "Group-commit writes to the stream by the web processes (one entry each).",
         [("", web_fields.get("batches", 0))],
     )
-    out.metric(
-        "clicktrail_spool_bytes",
-        "gauge",
-        "Bytes of events in this host's spool files, waiting to be replayed to Redis.",
-        [("", spool_bytes)],
-    )
+    if spool_bytes is not None:
+        out.metric(
+            "clicktrail_spool_bytes",
+            "gauge",
+            "Bytes of events in this host's spool files, waiting to be replayed to Redis.",
+            [("", spool_bytes)],
+        )
     if stream is not None:
         out.metric(
             "clicktrail_stream_length",

@@ -58,7 +58,7 @@ def create_app(settings: Settings) -> RequestTelemetry:
         raise ValueError("create_app needs settings.redis_url (the CLI starts embedded Redis)")
 
     redis = connect(settings.redis_url)
-    counters = WebCounters(redis)
+    counters = WebCounters(redis, settings.metrics_target)
 
     @asynccontextmanager
     async def resources(app: Litestar) -> AsyncIterator[None]:

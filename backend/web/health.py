@@ -15,7 +15,7 @@ from backend.core.clock import now_ms
 from backend.core.settings import Settings
 from backend.storage.db.engine import Database
 from backend.storage.db.models import RejectedEventRow
-from backend.storage.metrics import WEB_KEY, WORKER_KEY, StreamFigures, render
+from backend.storage.metrics import StreamFigures, WebCounters, render, target_counters
 from backend.storage.redis_client import REQUEST_TIMEOUT_S
 from backend.storage.streams.liveness import live_consumers
 from backend.storage.streams.spool import Spool
@@ -104,14 +104,14 @@ async def _rejected_by_reason(database: Database) -> dict[str, int] | None:
 
 @get("/metrics", include_in_schema=False, cache=False, media_type=MediaType.TEXT)
 async def metrics(state: State) -> str:
+    """This process's (or, under ``--workers N``, this port's) counters and the deployment's
+    gauges: Prometheus scrapes every web process and sums the counters."""
     redis: Redis = state.redis
     spool: Spool = state.spool
+    counters: WebCounters = state.counters
     try:
-        await state.counters.flush()  # this process's latest counts, so a scrape sees its own
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(WEB_KEY)
-            pipe.hgetall(WORKER_KEY)
-            web, worker = await pipe.execute()
+        await counters.flush()  # this process's latest counts, so a scrape sees its own
+        web, worker = await target_counters(redis, counters.target)
         stream: StreamFigures | None = await stream_figures(redis, state.settings)
     except (RedisError, OSError):
         web, worker, stream = {}, {}, None

@@ -38,6 +38,7 @@ from backend.storage.rollups.by_dimension import fold_closed_hours
 from backend.worker.consumer import StreamConsumer
 from backend.worker.deliveries import Courier
 from backend.worker.mail import MailCourier
+from backend.worker.metrics_listener import serve_metrics
 from backend.worker.pipeline import Pipeline
 from backend.worker.retention import purge_expired
 from backend.worker.retry import jittered
@@ -112,6 +113,16 @@ async def startup(ctx: Context) -> None:
     ctx["courier_task"] = asyncio.create_task(courier.run(), name="outbox-courier")
     ctx["mail_courier"] = mail_courier = MailCourier(database, settings)
     ctx["mail_courier_task"] = asyncio.create_task(mail_courier.run(), name="mail-courier")
+    if settings.worker_metrics_port is not None:
+        ctx["metrics_redis"] = metrics_redis = connect(ctx["redis_url"])
+        ctx["metrics_server"] = await serve_metrics(
+            metrics_redis, settings.worker_metrics_host, settings.worker_metrics_port
+        )
+        log.info(
+            "metrics on http://%s:%d/metrics",
+            settings.worker_metrics_host,
+            settings.worker_metrics_port,
+        )
 
 
 def _exit_if_crashed(task: asyncio.Task[None]) -> None:
@@ -122,6 +133,10 @@ def _exit_if_crashed(task: asyncio.Task[None]) -> None:
 
 async def shutdown(ctx: Context) -> None:
     """Let the batch in hand commit and be acknowledged before the process exits."""
+    metrics_server: asyncio.Server | None = ctx.get("metrics_server")
+    if metrics_server is not None:
+        metrics_server.close()
+        await ctx["metrics_redis"].aclose()
     consumer: StreamConsumer | None = ctx.get("consumer")
     task: asyncio.Task[None] | None = ctx.get("consumer_task")
     if consumer is not None and task is not None:

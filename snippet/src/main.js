@@ -19,5 +19,5 @@ safe(() => {
   // Installed before the replay so that a bad queue cannot leave the stub in place; nothing
   // else runs in between, so the queued commands still come first and in order.
   w.clicktrail = api
-  for (const args of (stub && stub.q) || []) api.apply(null, args)
+  for (const args of (stub && stub.q) || []) api(...args)
 })()

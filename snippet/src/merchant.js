@@ -2,11 +2,12 @@
 import { getParam, stripParam } from './url.js'
 import { KEY as PARAM, isId, save, load } from './storage.js'
 import { conversionEvent, body, pixelUrl, beacon } from './transport.js'
+import { safe } from './safe.js'
 
 // Returns the handler of clicktrail('conversion', data).
 export function merchant(cfg) {
   let clk // the landing page's click id, in memory for this page view
-  try {
+  safe(() => {
     const href = location.href
     const id = getParam(href, PARAM)
     if (id) {
@@ -16,7 +17,7 @@ export function merchant(cfg) {
       }
       history.replaceState(history.state, '', stripParam(href, PARAM))
     }
-  } catch (e) {}
+  })()
 
   return (data) => {
     const e = conversionEvent(data, clk || (cfg.store && load()))

@@ -7,7 +7,7 @@ import { safe } from './safe.js'
 export function linkCode(href, origin) {
   const prefix = origin + '/c/'
   // (An SVG <a> has an object as its href: it stringifies to something else.)
-  return ('' + href).indexOf(prefix) == 0 ? href.slice(prefix.length).split(/[/?#]/)[0] : ''
+  return ('' + href).indexOf(prefix) ? '' : href.slice(prefix.length).split(/[/?#]/)[0]
 }
 
 // Runs inside safe(): a browser without IntersectionObserver (or MutationObserver) throws
@@ -29,25 +29,16 @@ export function publisher(cfg) {
   const seen = new WeakSet()
   const io = new IntersectionObserver(
     safe((entries) => {
-      const events = []
-      for (const en of entries) {
-        if (en.intersectionRatio >= 0.49) {
-          io.unobserve(en.target)
-          events.push({ t: 'impression', l: linkCode(en.target.href, origin) })
-        }
-      }
-      if (events.length) beacon(origin, body('p', cfg.partner, events))
+      const events = entries
+        .filter((en) => en.intersectionRatio >= 0.49)
+        .map((en) => (io.unobserve(en.target), { t: 'impression', l: linkCode(en.target.href, origin) }))
+      if (events[0]) beacon(origin, body('p', cfg.partner, events))
     }),
     { threshold: 0.5 }
   )
   // every link is looked at once; the tracking links among them are observed
   const scan = safe(() => {
-    for (const a of d.links) {
-      if (!seen.has(a)) {
-        seen.add(a)
-        if (linkCode(a.href, origin)) io.observe(a)
-      }
-    }
+    for (const a of d.links) if (!seen.has(a) && seen.add(a) && linkCode(a.href, origin)) io.observe(a)
   })
   scan()
   new MutationObserver(scan).observe(d.documentElement, { childList: true, subtree: true })

@@ -1,7 +1,8 @@
 // Wraps a function so that nothing it throws can reach the host page.
-export const safe = (f) =>
-  function () {
+export const safe =
+  (f) =>
+  (...args) => {
     try {
-      return f.apply(this, arguments)
+      return f(...args)
     } catch (e) {}
   }

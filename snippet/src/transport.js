@@ -1,5 +1,6 @@
 // Payloads and how they travel: sendBeacon with a string body (text/plain, so no CORS
 // preflight), or an image pixel for conversions when the beacon cannot be queued.
+import { safe } from './safe.js'
 
 // a string, or undefined for nothing (undefined, null, false, '')
 const text = (v) => (v || v === 0 ? '' + v : undefined)
@@ -29,8 +30,4 @@ export function pixelUrl(origin, merchant, e) {
 }
 
 // POST origin/e by sendBeacon; true when the browser queued it.
-export function beacon(origin, data) {
-  try {
-    return navigator.sendBeacon(origin + '/e', data)
-  } catch (e) {}
-}
+export const beacon = safe((origin, data) => navigator.sendBeacon(origin + '/e', data))

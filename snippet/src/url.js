@@ -9,10 +9,9 @@ export const getParam = (href, name) => (RegExp('[?&]' + name + '=([^&#]*)').exe
 export const stripParam = (href, name) =>
   href.replace(RegExp('([?&])' + name + '=[^&#]*&?'), '$1').replace(/[?&](#|$)/, '$1')
 
-// `href` with `name=value` added before the hash, unless a `name` parameter is already there.
-export function addParam(href, name, value) {
-  if (getParam(href, name) != null) return href
-  const i = (href + '#').indexOf('#')
-  const u = href.slice(0, i)
-  return u + (u.indexOf('?') < 0 ? '?' : '&') + name + '=' + encodeURIComponent(value) + href.slice(i)
-}
+// `href` with `name=value` added before the hash, unless a `name` parameter is already there:
+// the query (if any) and the hash (if any) are found together, the first `?` before any `#`.
+export const addParam = (href, name, value) =>
+  getParam(href, name) != null
+    ? href
+    : href.replace(/(\?[^#]*)?(#|$)/, (_, query = '?', hash) => query + (query[1] ? '&' : '') + name + '=' + encodeURIComponent(value) + hash)

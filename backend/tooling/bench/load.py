@@ -1,8 +1,9 @@
 """``clicktrail bench --load``: the whole stack on loopback under wrk, then an audit.
 
-nginx (the repository's nginx.conf, ``backend.tooling.bench.nginx``) in front of two
-``clicktrail web`` processes, one ``clicktrail worker`` and an embedded Redis, on SQLite or a
-PostgreSQL database given by URL. wrk sends a fixed mix for a bounded time: of every ten requests
+nginx (the repository's nginx.conf, ``backend.tooling.bench.nginx``) in front of
+``clicktrail web`` processes (two by default) and ``clicktrail worker`` processes (one by default,
+sharing the stream through its consumer group) and an embedded Redis, on SQLite or a PostgreSQL
+database given by URL. wrk sends a fixed mix for a bounded time: of every ten requests
 six tracking links (``/c/``), three conversion pixels and one beacon (``/e``) with one conversion.
 nginx's per-address rate limits are taken out for the run (every request comes from 127.0.0.1, the
 single address they exist to stop); nothing else in the file changes.
@@ -12,7 +13,9 @@ order id), numbered by wrk's Lua ``request()``, so the audit counts exactly this
 wrk's answered requests (2xx/3xx) <= events stored <= requests sent, each tag stored once, and
 no rejected event. Requests still in flight when wrk stops are sent, maybe stored, not
 answered. Reported: requests per second and latency through nginx, the peak backlog in the
-stream, and the time for the queue to drain once the load stops.
+stream, the time for the queue to drain once the load stops, and the events each worker wrote
+(its own metrics: with several, the audit also wants every worker to have written some, which
+shows the consumer group spreading the stream).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from sqlalchemy import text
 
 from backend.core.settings import Settings
 from backend.storage.db.engine import Database
+from backend.storage.metrics import worker_key
 from backend.storage.redis_server import EmbeddedRedis
 from backend.tooling.bench.http_bench import BenchError, WrkRun, wrk_figures
 from backend.tooling.bench.nginx import NginxProcess, make_prefix
@@ -44,7 +48,8 @@ from backend.tooling.bench.processes import (
 )
 from backend.tooling.bench.programme import create_programme, sqlite_url
 
-WEB_PROCESSES = 2
+WEB_PROCESSES = 2  # the defaults: what one 2-core machine runs
+WORKER_PROCESSES = 1
 DRAIN_TIMEOUT_S = 120.0
 WORKER_STOP_TIMEOUT_S = 70.0
 SAMPLE_EVERY_S = 0.2
@@ -99,6 +104,9 @@ end
 class LoadReport:
     database: str  # "sqlite" or "postgresql"
     connections: int
+    web_processes: int
+    workers: int
+    events_per_worker: list[int]  # events each worker wrote, from its own metrics
     wrk: WrkRun
     sent: int
     peak_backlog: int  # stream entries
@@ -124,6 +132,7 @@ class LoadReport:
             and self.duplicates == 0
             and self.rejected == 0
             and self.wrk.status_errors == 0
+            and all(self.events_per_worker)
         )
 
 
@@ -132,7 +141,9 @@ def format_load(report: LoadReport) -> str:
     lines = [
         "",
         f"Load: wrk -t1 -c{report.connections} -d{wrk.seconds:.0f}s -> nginx (rate limits "
-        f"off) -> {WEB_PROCESSES} web processes -> Redis -> 1 worker -> {report.database}",
+        f"off) -> {report.web_processes} web process{'es' if report.web_processes > 1 else ''} "
+        f"-> Redis -> {report.workers} worker{'s' if report.workers > 1 else ''} -> "
+        f"{report.database}",
         f"  mix of ten: {CLICKS_PER_TEN} /c/, {PIXELS_PER_TEN} /p.gif, "
         f"{10 - CLICKS_PER_TEN - PIXELS_PER_TEN} /e (one conversion each)",
         f"  {report.rate:,.0f} req/s answered   p50 {wrk.p50_ms:.2f} ms   "
@@ -143,6 +154,8 @@ def format_load(report: LoadReport) -> str:
         f"  audit: sent {report.sent:,}, answered {wrk.answered:,}, stored "
         f"{report.stored:,} (clicks {report.clicks:,}, conversions {report.conversions:,}), "
         f"stored twice {report.duplicates}, rejected {report.rejected}",
+        "  events written by each worker: "
+        + ", ".join(f"{events:,}" for events in report.events_per_worker),
     ]
     if report.ok:
         lines.append(
@@ -218,8 +231,19 @@ async def _audit(database_url: str, run: str) -> tuple[int, int, int, int]:
     return int(clicks), int(conversions or 0), int(clicks - distinct_clicks), int(rejected or 0)
 
 
+def events_written(redis: Redis, worker: WorkerProcess) -> int:
+    """The events ``worker`` wrote, as its metrics count them."""
+    total = redis.hget(worker_key(worker.consumer_name), "size_sum")
+    return int(cast(bytes, total or b"0"))
+
+
 def run_load_bench(
-    workdir: Path, seconds: int, connections: int = 64, database_url: str | None = None
+    workdir: Path,
+    seconds: int,
+    connections: int = 64,
+    database_url: str | None = None,
+    web_processes: int = WEB_PROCESSES,
+    workers: int = WORKER_PROCESSES,
 ) -> LoadReport:
     """Start the stack, load it, drain, stop it, audit. ``database_url``: default a new
     SQLite file; a PostgreSQL URL is migrated and given a new programme."""
@@ -238,15 +262,18 @@ def run_load_bench(
             "clicks_and_pixels": CLICKS_PER_TEN + PIXELS_PER_TEN,
         }
     )
-    nginx_port, *web_ports = free_ports(1 + WEB_PROCESSES)
+    nginx_port, *web_ports = free_ports(1 + web_processes)
     redis_server = EmbeddedRedis(workdir / "redis").start()
     try:
         settings = run_settings(workdir, url, redis_server.url)
         public = settings.with_overrides(public_url=f"http://127.0.0.1:{nginx_port}")
         env = settings_env(public)
         with Redis.from_url(redis_server.url) as redis, ExitStack() as stack:
-            worker = WorkerProcess(env, workdir / "worker.log").start()
-            stack.callback(worker.stop, WORKER_STOP_TIMEOUT_S)  # the batch in hand commits first
+            worker_processes = []
+            for number in range(workers):
+                worker = WorkerProcess(env, workdir / f"worker-{number}.log").start()
+                stack.callback(worker.stop, WORKER_STOP_TIMEOUT_S)  # its batch in hand commits
+                worker_processes.append(worker)
             webs = ExitStack()
             stack.enter_context(webs)
             for port in web_ports:
@@ -264,12 +291,17 @@ def run_load_bench(
             drain_s = wait_for_drain(redis)
             webs.close()  # the web processes flush what they still hold, then exit
             wait_for_drain(redis)
+            stack.close()  # the workers stop, their last figures recorded
+            per_worker = [events_written(redis, worker) for worker in worker_processes]
     finally:
         redis_server.stop()
     clicks, conversions, duplicates, rejected = asyncio.run(_audit(url, run))
     return LoadReport(
         database="postgresql" if url.startswith("postgresql") else "sqlite",
         connections=connections,
+        web_processes=web_processes,
+        workers=workers,
+        events_per_worker=per_worker,
         wrk=WrkRun.from_figures(figures),
         sent=figures["sent"],
         peak_backlog=peak,

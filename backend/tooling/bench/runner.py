@@ -21,7 +21,11 @@ from backend.tooling.bench.http_bench import (
     cpu_pair,
     run_http_bench,
 )
-from backend.tooling.bench.load import format_load, run_load_bench
+from backend.tooling.bench.load import (
+    WORKER_PROCESSES,
+    format_load,
+    run_load_bench,
+)
 from backend.tooling.bench.nginx import NGINX, NginxError
 from backend.tooling.bench.processes import StartError
 from backend.tooling.bench.reports_bench import format_reports, run_reports_bench
@@ -156,12 +160,21 @@ def run_load(args: argparse.Namespace) -> None:
             raise SystemExit(f"the load benchmark needs {binary}: apt-get install {package}")
     if args.connections < 1:
         raise SystemExit("--connections must be at least 1")
+    if args.web_processes < 1 or (args.workers is not None and args.workers < 1):
+        raise SystemExit("--web-processes and --workers must be at least 1")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # waiting for nginx to answer
     print(f"Load benchmark: {seconds}s of wrk through nginx ...", flush=True)
     with tempfile.TemporaryDirectory(prefix="clicktrail-load-") as tmp:
         try:
-            report = run_load_bench(Path(tmp), seconds, args.connections, args.database_url)
+            report = run_load_bench(
+                Path(tmp),
+                seconds,
+                args.connections,
+                args.database_url,
+                args.web_processes,
+                args.workers or WORKER_PROCESSES,
+            )
         except (BenchError, NginxError, StartError) as error:
             raise SystemExit(f"the load benchmark could not run: {error}") from None
     print(format_load(report), flush=True)
