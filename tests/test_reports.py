@@ -17,7 +17,7 @@ from sqlalchemy import select, text
 
 from backend.core.clock import HOUR_MS, now_ms
 from backend.core.settings import Settings
-from backend.domain.events import Visitor
+from backend.domain.events import QueuedEvent, Visitor
 from backend.domain.reports.overview import comparable_end
 from backend.domain.reports.ranges import RangeError, resolve_range
 from backend.storage.db.engine import Database
@@ -156,7 +156,7 @@ async def test_ctr_compares_clicks_and_impressions_of_the_same_links(
     def visitor(n: int) -> Visitor:
         return Visitor("198.51.100.0/24", f"{n:032d}", BROWSER, True)
 
-    events = [impression_at(programme, at_ms, visitor(n)) for n in range(4)]
+    events: list[QueuedEvent] = [impression_at(programme, at_ms, visitor(n)) for n in range(4)]
     events.append(click_at(programme, at_ms, visitor(10)))
     events += [click_at(programme, at_ms, visitor(20 + n), newsletter) for n in range(3)]
     await write_batch(database, await consumer.pipeline.prepare(events))
