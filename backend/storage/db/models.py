@@ -249,8 +249,12 @@ class Coupon(Base):
 
 class Click(Base):
     __tablename__ = "clicks"
-    # Monthly partitions on PostgreSQL: migration 0005 and backend/db/partitions.py.
-    __table_args__ = ({"sqlite_with_rowid": False, "postgresql_partition_by": "RANGE (click_id)"},)
+    # Monthly partitions on PostgreSQL: migration 0005 and backend/db/partitions.py. Reports
+    # with several text filters read a sub-id's clicks through (sub1, click_id): migration 0019.
+    __table_args__ = (
+        Index(None, "sub1", "click_id"),
+        {"sqlite_with_rowid": False, "postgresql_partition_by": "RANGE (click_id)"},
+    )
 
     click_id: Mapped[str] = mapped_column(IdString, primary_key=True)
     at_ms: Mapped[int] = mapped_column(BigInteger)
@@ -304,6 +308,8 @@ class Conversion(Base):
         Index(None, "partner_id", "at_ms"),
         Index(None, "at_ms"),
         Index(None, "status", "at_ms"),
+        # The clicks that converted, counted from the index alone: migration 0019.
+        Index(None, "status", "click_id", "at_ms", "flags"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
