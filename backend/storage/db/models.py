@@ -249,12 +249,8 @@ class Coupon(Base):
 
 class Click(Base):
     __tablename__ = "clicks"
-    # Monthly partitions on PostgreSQL: migration 0005 and backend/db/partitions.py. Reports
-    # with several text filters read a sub-id's clicks through (sub1, click_id): migration 0019.
-    __table_args__ = (
-        Index(None, "sub1", "click_id"),
-        {"sqlite_with_rowid": False, "postgresql_partition_by": "RANGE (click_id)"},
-    )
+    # Monthly partitions on PostgreSQL: migration 0005 and backend/db/partitions.py.
+    __table_args__ = ({"sqlite_with_rowid": False, "postgresql_partition_by": "RANGE (click_id)"},)
 
     click_id: Mapped[str] = mapped_column(IdString, primary_key=True)
     at_ms: Mapped[int] = mapped_column(BigInteger)
