@@ -490,8 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--database-url",
-        help="--load on this database (PostgreSQL: it is migrated and given a programme); "
-        "default a new SQLite file",
+        help="--load or --reports on this database (PostgreSQL: it is migrated and given a "
+        "programme; --reports reuses one that holds clicks); default a new SQLite file",
     )
     bench.add_argument(
         "--reports", action="store_true", help="time the report pages over a large database"

@@ -304,6 +304,8 @@ class Conversion(Base):
         Index(None, "partner_id", "at_ms"),
         Index(None, "at_ms"),
         Index(None, "status", "at_ms"),
+        # The clicks that converted, counted from the index alone: migration 0019.
+        Index(None, "status", "click_id", "at_ms", "flags"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

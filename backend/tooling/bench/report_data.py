@@ -1,9 +1,12 @@
 """Report data at scale: clicks and conversions spread over a time span, written through the
-worker's own bulk write (``steps.write.write_batch``, rollups included) in batches.
+worker's own bulk write (``steps.write.write_batch``, rollups included) in batches, or on
+PostgreSQL by COPY with the hourly rollup's deltas added through its own upsert.
 
 Rows are built here rather than through the stream and the pipeline: the goal is ten million
-rows in minutes with realistic spreads of partners, referrers, devices and sub-ids, not a
-second measure of the worker. Rows and deltas have the shapes the pipeline produces.
+rows in minutes (a hundred million by COPY) with realistic spreads of partners, referrers,
+devices and sub-ids, not a second measure of the worker. Rows and deltas have the shapes the
+pipeline produces. Each UTC day is generated on its own (its own seed), so memory stays that
+of one day's clicks whatever the total.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from backend.core.clock import HOUR_MS
+from backend.core.clock import DAY_MS, HOUR_MS, now_ms
 from backend.core.ids import ClickIdSigner, new_event_id
 from backend.domain.quality.flags import Flag
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Campaign, ConversionStatus, Link, Merchant
-from backend.storage.rollups.hourly import Delta, counts
+from backend.storage.db.partitions import ensure_partitions
+from backend.storage.rollups.hourly import Delta, add_deltas, counts
 from backend.storage.rollups.measures import COUNTED, click_counts
 from backend.worker.batch import CLICK_COLUMNS, Prepared, Row
 from backend.worker.steps.write import write_batch
@@ -162,8 +166,15 @@ def _conversion(
 
 
 def _batches(
-    links: list[TargetLink], clicks: int, conversions: int, start_ms: int, end_ms: int, seed: int
+    links: list[TargetLink],
+    clicks: int,
+    conversions: int,
+    start_ms: int,
+    end_ms: int,
+    seed: int,
+    first_number: int = 0,
 ) -> Iterator[Prepared]:
+    """``first_number``: the number of the range's first click (order ids stay unique)."""
     rng = random.Random(seed)
     signer = ClickIdSigner("report-bench")
     weights = [1 / (rank + 1) for rank in range(len(links))]  # a few links get most traffic
@@ -179,7 +190,7 @@ def _batches(
         if number in converting:
             credited = row if rng.random() < 0.9 else None
             converted_at = min(at_ms + rng.randrange(HOUR_MS), end_ms - 1)
-            pending.append(_conversion(rng, credited, link, converted_at, number))
+            pending.append(_conversion(rng, credited, link, converted_at, first_number + number))
         if len(batch.clicks) >= BATCH:
             yield batch
             batch = Prepared()
@@ -190,6 +201,30 @@ def _batches(
             yield batch
             batch = Prepared()
     yield batch
+
+
+def _days(
+    links: list[TargetLink], clicks: int, conversions: int, start_ms: int, end_ms: int, seed: int
+) -> Iterator[Prepared]:
+    """``_batches`` one UTC day (or the part of it in range) at a time, each day's share of
+    the clicks and conversions in proportion to its length."""
+    span = end_ms - start_ms
+    done_clicks = done_conversions = 0
+    day_start = start_ms
+    while day_start < end_ms:
+        day_end = min(end_ms, (day_start // DAY_MS + 1) * DAY_MS)
+        upto_clicks = clicks * (day_end - start_ms) // span
+        upto_conversions = conversions * (day_end - start_ms) // span
+        yield from _batches(
+            links,
+            upto_clicks - done_clicks,
+            upto_conversions - done_conversions,
+            day_start,
+            day_end,
+            seed * 100_003 + day_start // DAY_MS,
+            done_clicks,
+        )
+        done_clicks, done_conversions, day_start = upto_clicks, upto_conversions, day_end
 
 
 async def generate(
@@ -204,5 +239,33 @@ async def generate(
     """Write ``clicks`` clicks and ``conversions`` conversions at times in ``[start, end)``,
     on ``links`` (default: every link in the database)."""
     links = links or await target_links(database)
-    for batch in _batches(links, clicks, conversions, start_ms, end_ms, seed):
+    for batch in _days(links, clicks, conversions, start_ms, end_ms, seed):
         await write_batch(database, batch)
+
+
+async def copy_generate(
+    database: Database, clicks: int, conversions: int, start_ms: int, end_ms: int, seed: int = 1
+) -> None:
+    """PostgreSQL: ``generate``'s rows by COPY, each batch's rollup deltas added in its
+    transaction; the months of the range get their partitions first (as the daily job would
+    have made them), so no row lands in the DEFAULT partition."""
+    links = await target_links(database)
+    async with database.writing() as connection:
+        await connection.run_sync(ensure_partitions, now_ms(), start_ms)
+    for batch in _days(links, clicks, conversions, start_ms, end_ms, seed):
+        async with database.writing() as connection:
+            await connection.run_sync(add_deltas, batch.deltas.values())  # opens the transaction
+            driver = (await connection.get_raw_connection()).driver_connection
+            if driver is None:
+                raise RuntimeError("the connection was closed under the COPY")
+            if batch.clicks:
+                await driver.copy_records_to_table(
+                    "clicks", records=batch.clicks, columns=CLICK_COLUMNS
+                )
+            if batch.conversions:
+                columns = list(batch.conversions[0])
+                await driver.copy_records_to_table(
+                    "conversions",
+                    records=[tuple(row[column] for column in columns) for row in batch.conversions],
+                    columns=columns,
+                )

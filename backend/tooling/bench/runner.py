@@ -195,7 +195,7 @@ def run_reports(args: argparse.Namespace) -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="clicktrail-bench-") as tmp:
             report = run_reports_bench(
-                Path(tmp), args.clicks, args.conversions, args.renders, args.data
+                Path(tmp), args.clicks, args.conversions, args.renders, args.data, args.database_url
             )
     finally:
         httpx_log.setLevel(level)
