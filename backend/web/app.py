@@ -25,7 +25,7 @@ from backend.core.ids import ClickIdSigner, CustomerHasher
 from backend.core.money import format_minor
 from backend.core.settings import Settings
 from backend.domain.quality.flags import described as described_flags
-from backend.domain.visitor import DailySalt
+from backend.domain.visitor import Clients, DailySalt
 from backend.storage.catalog import Catalog
 from backend.storage.db.engine import Database
 from backend.storage.metrics import WebCounters
@@ -83,6 +83,7 @@ def create_app(settings: Settings) -> RequestTelemetry:
             salt=DailySalt(redis),
             signer=ClickIdSigner(settings.secret_key),
             customers=CustomerHasher(settings.secret_key),
+            clients=Clients(settings.trusted_proxies),
             not_found_page=load_not_found_page(TEMPLATES),
         )
         ingest: Ingest = state.ingest
