@@ -8,7 +8,7 @@ import ipaddress
 import pytest
 
 from backend.core.settings import LOOPBACK
-from backend.domain.geo import country_of, network_country
+from backend.domain.geo import GEOIP2FAST, country_of
 from backend.domain.visitor import (
     MAX_REMEMBERED_FORWARDED,
     Client,
@@ -57,6 +57,6 @@ def test_the_country_of_a_prefix_is_that_of_its_addresses(text: str) -> None:
     address = ipaddress.ip_address(text)
     network = Client.of(address).network
     assert network is not None
-    assert network_country(network) == country_of(address)
+    assert GEOIP2FAST.of_network(network) == country_of(address)
     visitor = describe_visitor(address, "agent", True, b"s" * 32, locate=True)
     assert visitor.country == country_of(address)

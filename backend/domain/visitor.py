@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 from backend.core.clock import DAY_S
 from backend.core.settings import IpNetwork
 from backend.domain.events import Visitor
-from backend.domain.geo import network_country
+from backend.domain.geo import GEOIP2FAST, Countries
 from backend.storage.erasure import rewrite_append_only_file
 from backend.storage.redis_client import REQUEST_TIMEOUT_S
 
@@ -205,16 +205,23 @@ def describe_visitor(
     salt: bytes,
     *,
     locate: bool = False,
+    countries: Countries = GEOIP2FAST,
 ) -> Visitor:
     """What the events keep of the visitor; with ``locate`` its country too (looked up here,
-    the last place the address is known)."""
-    return describe_client(Client.of(address), user_agent, accept_language, salt, locate=locate)
+    the last place the address is known, in ``countries``)."""
+    located = countries if locate else None
+    return describe_client(Client.of(address), user_agent, accept_language, salt, located)
 
 
 def describe_client(
-    client: Client, user_agent: str, accept_language: bool, salt: bytes, *, locate: bool = False
+    client: Client,
+    user_agent: str,
+    accept_language: bool,
+    salt: bytes,
+    countries: Countries | None = None,
 ) -> Visitor:
-    """``describe_visitor`` of an address already worked out (``Clients``)."""
+    """``describe_visitor`` of an address already worked out (``Clients``); its country from
+    ``countries``, none without."""
     digest = hashlib.blake2b(
         f"{client.text}\x00{user_agent}".encode(), key=salt, digest_size=16
     ).hexdigest()
@@ -223,5 +230,5 @@ def describe_client(
         visitor_hash=digest,
         user_agent=user_agent[:MAX_USER_AGENT],
         accept_language=accept_language,
-        country=network_country(client.network) if locate and client.network else "",
+        country=countries.of_network(client.network) if countries and client.network else "",
     )

@@ -24,6 +24,7 @@ from litestar.template.config import TemplateConfig
 from backend.core.ids import ClickIdSigner, CustomerHasher
 from backend.core.money import format_minor
 from backend.core.settings import Settings
+from backend.domain.geo import Countries
 from backend.domain.quality.flags import described as described_flags
 from backend.domain.visitor import Clients, DailySalt
 from backend.storage.catalog import Catalog
@@ -84,6 +85,7 @@ def create_app(settings: Settings) -> RequestTelemetry:
             signer=ClickIdSigner(settings.secret_key),
             customers=CustomerHasher(settings.secret_key),
             clients=Clients(settings.trusted_proxies),
+            countries=Countries(settings.geoip_database),
             not_found_page=load_not_found_page(TEMPLATES),
         )
         ingest: Ingest = state.ingest

@@ -38,6 +38,7 @@ from backend.domain.edge import (
     without_customer,
 )
 from backend.domain.events import QueuedEvent, RejectReason, Source, Visitor, encode_event
+from backend.domain.geo import Countries
 from backend.domain.visitor import Clients, DailySalt, describe_client
 from backend.storage.catalog import Catalog
 from backend.storage.db.models import PartnerStatus
@@ -79,6 +80,7 @@ class Ingest:
     signer: ClickIdSigner
     customers: CustomerHasher
     clients: Clients
+    countries: Countries
     not_found_page: bytes
     queued: int = 0  # events handed to the writer, for /metrics
 
@@ -91,7 +93,7 @@ class Ingest:
             headers.get(b"user-agent", b"").decode("utf-8", "replace"),
             b"accept-language" in headers,
             await self.salt.current(),
-            locate=locate,
+            self.countries if locate else None,
         )
 
     async def queue(self, *events: QueuedEvent) -> None:
