@@ -19,6 +19,7 @@ from pathlib import Path
 import maxminddb
 from geoip2fast import GeoIP2Fast
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 UNKNOWN = "--"  # geoip2fast's code for an address it has no country for
 NETWORKS_REMEMBERED = 16_384  # prefixes whose country is kept: a few MB at most
 
@@ -29,15 +30,12 @@ def _database() -> GeoIP2Fast:
     return GeoIP2Fast(geoip2fast_data_file="geoip2fast-ipv6.dat.gz", verbose=False)
 
 
-def country_of(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> str:
+def country_of(address: Address | None) -> str:
     """ISO 3166-1 alpha-2 code of ``address``'s country, or "" (none, private, unknown)."""
     if address is None or not address.is_global:
         return ""
     code = str(_database().lookup(str(address)).country_code)
     return "" if code == UNKNOWN or len(code) != 2 else code
-
-
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class Countries:

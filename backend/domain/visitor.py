@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 from backend.core.clock import DAY_S
 from backend.core.settings import IpNetwork
 from backend.domain.events import Visitor
-from backend.domain.geo import GEOIP2FAST, Countries
+from backend.domain.geo import GEOIP2FAST, Address, Countries
 from backend.storage.erasure import rewrite_append_only_file
 from backend.storage.redis_client import REQUEST_TIMEOUT_S
 
@@ -47,12 +47,11 @@ MAX_USER_AGENT = 512
 CLIENTS_REMEMBERED = 4096
 # A longer X-Forwarded-For is worked out afresh each time rather than kept as a cache key.
 MAX_REMEMBERED_FORWARDED = 256
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def client_address(
     peer: str | None, forwarded_for: str | None, trusted: Sequence[IpNetwork]
-) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+) -> Address | None:
     """The first address, from the right, that is not a trusted proxy.
 
     A peer that is not an IP address is a unix socket, so a local proxy, and trusted as such.
@@ -76,7 +75,7 @@ def client_address(
 
 def request_address(
     scope: Scope, forwarded_for: bytes | None, trusted: Sequence[IpNetwork]
-) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+) -> Address | None:
     """``client_address`` of an ASGI request, given its X-Forwarded-For header (if any)."""
     client = scope.get("client")
     return client_address(
