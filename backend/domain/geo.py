@@ -45,6 +45,11 @@ class Countries:
         self._reader = maxminddb.open_database(database) if database else None
         self.of_network = lru_cache(maxsize=NETWORKS_REMEMBERED)(self.of)
 
+    def close(self) -> None:
+        """Let go of the MaxMind database file (nothing to do for geoip2fast's)."""
+        if self._reader is not None:
+            self._reader.close()
+
     def of(self, address: Address) -> str:
         """``address``'s ISO 3166-1 alpha-2 code, or "" (private, unknown)."""
         if self._reader is None:

@@ -104,6 +104,7 @@ def create_app(settings: Settings) -> RequestTelemetry:
             await counters.close()
             await redis.aclose()
             await database.dispose()
+            ingest.countries.close()
 
     app = Litestar(
         route_handlers=[
