@@ -292,12 +292,14 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_bench(args: argparse.Namespace) -> None:
     """Works in throwaway directories; needs no settings (and so writes nothing to ./var)."""
     with tooling("bench"):
-        from backend.tooling.bench.runner import run_bench, run_load, run_reports
+        from backend.tooling.bench.runner import run_bench, run_load, run_reports, run_soak_bench
 
     if args.load:
         run_load(args)
     elif args.reports:
         run_reports(args)
+    elif args.soak:
+        run_soak_bench(args)
     else:
         run_bench(args)
 
@@ -484,7 +486,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the whole stack (nginx, web processes, workers) under wrk, then an audit",
     )
-    bench.add_argument("--connections", type=int, default=64, help="wrk connections (--load)")
+    bench.add_argument(
+        "--soak",
+        action="store_true",
+        help="one web process under wrk for --seconds (say 300), its memory sampled",
+    )
+    bench.add_argument(
+        "--connections", type=int, default=64, help="wrk connections (--load, --soak)"
+    )
     bench.add_argument(
         "--web-processes", type=int, default=2, help="web processes behind nginx (--load)"
     )

@@ -70,6 +70,9 @@ class Settings:
     smtp_user: str | None = None
     smtp_password: str | None = None
     mail_from: str = "clicktrail@localhost"
+    # A MaxMind database (.mmdb, e.g. GeoLite2-Country) to look countries up in instead of the
+    # geoip2fast data the package ships.
+    geoip_database: Path | None = None
 
     @property
     def link_check_allow(self) -> tuple[IpNetwork, ...]:
@@ -161,6 +164,16 @@ def _development_secret(var_dir: Path) -> str:
     return secret
 
 
+def _readable_file(env: Mapping[str, str], name: str, errors: list[str]) -> Path | None:
+    raw = env.get(PREFIX + name, "").strip()
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        errors.append(f"{PREFIX}{name}: no file at {raw!r}")
+    return path
+
+
 def load_settings(env: Mapping[str, str] | None = None, *, create_secret: bool = True) -> Settings:
     """Build settings from ``env`` (default: the process environment); raise ``SettingsError``.
     Without ``create_secret`` a missing development secret stays missing (commands that only
@@ -243,6 +256,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, create_secret: bool =
         smtp_user=env.get(PREFIX + "SMTP_USER") or None,
         smtp_password=env.get(PREFIX + "SMTP_PASSWORD") or None,
         mail_from=mail_from,
+        geoip_database=_readable_file(env, "GEOIP_DATABASE", errors),
     )
     if errors:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(errors))

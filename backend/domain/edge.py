@@ -6,9 +6,10 @@ this module does I/O except through the catalog it is given.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 import msgspec
 
@@ -52,12 +53,13 @@ _ITEM_VALUES = (str, int, float, bool, type(None))
 Five = tuple[str, str, str, str, str]  # sub1..sub5, or utm_source..utm_content
 
 
-_CONTROL = dict.fromkeys([*range(0x20), 0x7F])
+_CONTROLS = re.compile("[\x00-\x1f\x7f]")
+_SCALARS = (str, int, float, type(None))  # what a conversion's named fields may be
 
 
 def without_controls(value: str) -> str:
     """Control characters (NUL above all, which PostgreSQL text refuses) removed."""
-    return value.translate(_CONTROL)
+    return _CONTROLS.sub("", value) if _CONTROLS.search(value) else value
 
 
 class Rejection(Exception):
@@ -103,9 +105,11 @@ def origin_and_path(url: str) -> str:
 
 def _limited(params: Mapping[str, str], name: str, limit: int) -> str:
     value = params.get(name, "")
+    if not value:
+        return value
     if len(value) > limit:
         raise Rejection(RejectReason.FIELD_TOO_LONG, name, f"longer than {limit} characters")
-    if without_controls(value) != value:
+    if _CONTROLS.search(value):
         raise Rejection(RejectReason.INVALID_EVENT, name, "contains control characters")
     return value
 
@@ -135,7 +139,7 @@ def with_query_param(url: str, name: str, value: str) -> str:
     """``url`` with ``name=value`` added to its query, before any fragment."""
     base, hash_mark, fragment = url.partition("#")
     separator = "" if base.endswith(("?", "&")) else "&" if "?" in base else "?"
-    return f"{base}{separator}{urlencode({name: value})}{hash_mark}{fragment}"
+    return f"{base}{separator}{quote_plus(name)}={quote_plus(value)}{hash_mark}{fragment}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +250,7 @@ async def build_conversion(
     ``opted_out``: the buyer's browser asked not to be tracked."""
     text = {k: v for k, v in params.items() if isinstance(v, str)}
     for name in ("oid", "clk", "ev", "cur", "amt", "t", "coupon", "cust"):
-        if name in params and not isinstance(params[name], str | int | float | None):
+        if name in params and not isinstance(params[name], _SCALARS):
             raise Rejection(RejectReason.INVALID_EVENT, name, "must be a string")
     if merchant is None:
         key = _limited(text, "m", MAX_KEY)

@@ -6,6 +6,11 @@ visitor hash salted with a random value that rotates daily and lives only in Red
 day is over, so yesterday's hashes cannot be recomputed once the salt is gone. Gone from disk
 too: a daily job deletes past salts and has Redis rewrite its append-only file, which would
 keep them otherwise.
+
+Working out the address (parsing it, checking it against the trusted proxies, its prefix and
+country) costs more than the rest of a request's tracking, and the same visitors come back, so
+``Clients`` remembers the answers for the most recent addresses: in this process's memory
+only, a bounded number, never written anywhere.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import ipaddress
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from litestar.types import Scope
 from redis.asyncio import Redis
@@ -25,7 +32,7 @@ from redis.exceptions import RedisError
 from backend.core.clock import DAY_S
 from backend.core.settings import IpNetwork
 from backend.domain.events import Visitor
-from backend.domain.geo import country_of
+from backend.domain.geo import GEOIP2FAST, Address, Countries
 from backend.storage.erasure import rewrite_append_only_file
 from backend.storage.redis_client import REQUEST_TIMEOUT_S
 
@@ -37,11 +44,14 @@ PAST_SALT_DAYS = 2  # the days before today whose salts the daily job deletes (a
 _V4_PREFIX_MASK = (2**32 - 1) ^ (2**8 - 1)
 _V6_PREFIX_MASK = (2**128 - 1) ^ (2**80 - 1)
 MAX_USER_AGENT = 512
+CLIENTS_REMEMBERED = 4096
+# A longer X-Forwarded-For is worked out afresh each time rather than kept as a cache key.
+MAX_REMEMBERED_FORWARDED = 256
 
 
 def client_address(
     peer: str | None, forwarded_for: str | None, trusted: Sequence[IpNetwork]
-) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+) -> Address | None:
     """The first address, from the right, that is not a trusted proxy.
 
     A peer that is not an IP address is a unix socket, so a local proxy, and trusted as such.
@@ -65,7 +75,7 @@ def client_address(
 
 def request_address(
     scope: Scope, forwarded_for: bytes | None, trusted: Sequence[IpNetwork]
-) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+) -> Address | None:
     """``client_address`` of an ASGI request, given its X-Forwarded-For header (if any)."""
     client = scope.get("client")
     return client_address(
@@ -75,14 +85,60 @@ def request_address(
     )
 
 
-def network_prefix(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> str:
+def _network(address: Address | None) -> Address | None:
+    """The first address of ``address``'s prefix (/24 for IPv4, /48 for IPv6)."""
     if address is None:
-        return ""
+        return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     if isinstance(address, ipaddress.IPv4Address):
-        return f"{ipaddress.IPv4Address(int(address) & _V4_PREFIX_MASK)}/24"
-    return f"{ipaddress.IPv6Address(int(address) & _V6_PREFIX_MASK)}/48"
+        return ipaddress.IPv4Address(int(address) & _V4_PREFIX_MASK)
+    return ipaddress.IPv6Address(int(address) & _V6_PREFIX_MASK)
+
+
+def network_prefix(address: Address | None) -> str:
+    return _prefix_text(_network(address))
+
+
+def _prefix_text(network: Address | None) -> str:
+    if network is None:
+        return ""
+    return f"{network}/{24 if isinstance(network, ipaddress.IPv4Address) else 48}"
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """What the events need of a client address, worked out once: ``text`` goes into the
+    visitor hash, ``prefix`` into the events, ``network`` (the prefix's first address) to the
+    country lookup."""
+
+    text: str
+    prefix: str
+    network: Address | None
+
+    @classmethod
+    def of(cls, address: Address | None) -> Client:
+        network = _network(address)
+        return cls(text=str(address), prefix=_prefix_text(network), network=network)
+
+
+class Clients:
+    """``Client.of(request_address(...))`` for the last ``size`` (peer, X-Forwarded-For) pairs."""
+
+    def __init__(self, trusted: Sequence[IpNetwork], size: int = CLIENTS_REMEMBERED) -> None:
+        self._trusted = tuple(trusted)
+        self._remembered = lru_cache(maxsize=size)(self._work_out)
+
+    def _work_out(self, peer: str | None, forwarded_for: bytes | None) -> Client:
+        forwarded = forwarded_for.decode("latin-1") if forwarded_for else None
+        return Client.of(client_address(peer, forwarded, self._trusted))
+
+    def of_request(self, scope: Scope, forwarded_for: bytes | None) -> Client:
+        client = scope.get("client")
+        peer = client[0] if client else None
+        if forwarded_for is not None and len(forwarded_for) > MAX_REMEMBERED_FORWARDED:
+            return self._work_out(peer, forwarded_for)
+        return self._remembered(peer, forwarded_for)
 
 
 def _salt_key(day: int) -> str:
@@ -142,22 +198,36 @@ async def forget_past_salts(redis: Redis, now_s: float | None = None) -> bool:
 
 
 def describe_visitor(
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+    address: Address | None,
     user_agent: str,
     accept_language: bool,
     salt: bytes,
     *,
     locate: bool = False,
+    countries: Countries = GEOIP2FAST,
 ) -> Visitor:
     """What the events keep of the visitor; with ``locate`` its country too (looked up here,
-    the last place the address is known)."""
+    the last place the address is known, in ``countries``)."""
+    located = countries if locate else None
+    return describe_client(Client.of(address), user_agent, accept_language, salt, located)
+
+
+def describe_client(
+    client: Client,
+    user_agent: str,
+    accept_language: bool,
+    salt: bytes,
+    countries: Countries | None = None,
+) -> Visitor:
+    """``describe_visitor`` of an address already worked out (``Clients``); its country from
+    ``countries``, none without."""
     digest = hashlib.blake2b(
-        f"{address}\x00{user_agent}".encode(), key=salt, digest_size=16
+        f"{client.text}\x00{user_agent}".encode(), key=salt, digest_size=16
     ).hexdigest()
     return Visitor(
-        ip_prefix=network_prefix(address),
+        ip_prefix=client.prefix,
         visitor_hash=digest,
         user_agent=user_agent[:MAX_USER_AGENT],
         accept_language=accept_language,
-        country=country_of(address) if locate else "",
+        country=countries.of_network(client.network) if countries and client.network else "",
     )

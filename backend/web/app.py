@@ -23,8 +23,9 @@ from litestar.template.config import TemplateConfig
 
 from backend.core.ids import ClickIdSigner, CustomerHasher
 from backend.core.settings import Settings
+from backend.domain.geo import Countries
 from backend.domain.quality.flags import described as described_flags
-from backend.domain.visitor import DailySalt
+from backend.domain.visitor import Clients, DailySalt
 from backend.storage.catalog import Catalog
 from backend.storage.db.engine import Database
 from backend.storage.metrics import WebCounters
@@ -83,6 +84,8 @@ def create_app(settings: Settings) -> RequestTelemetry:
             salt=DailySalt(redis),
             signer=ClickIdSigner(settings.secret_key),
             customers=CustomerHasher(settings.secret_key),
+            clients=Clients(settings.trusted_proxies),
+            countries=Countries(settings.geoip_database),
             not_found_page=load_not_found_page(TEMPLATES),
         )
         ingest: Ingest = state.ingest
@@ -101,6 +104,7 @@ def create_app(settings: Settings) -> RequestTelemetry:
             await counters.close()
             await redis.aclose()
             await database.dispose()
+            ingest.countries.close()
 
     app = Litestar(
         route_handlers=[

@@ -29,6 +29,7 @@ from backend.tooling.bench.load import (
 from backend.tooling.bench.nginx import NGINX, NginxError
 from backend.tooling.bench.processes import StartError
 from backend.tooling.bench.reports_bench import format_reports, run_reports_bench
+from backend.tooling.bench.soak import SoakReport, run_soak
 from backend.tooling.bench.worker_bench import WorkerReport, run_worker_bench
 
 HTTP_ROUNDS = 3
@@ -269,3 +270,33 @@ def run_bench(args: argparse.Namespace) -> None:
     print("\nRatios: " + "   ".join(ratios), flush=True)
     if failed:
         raise SystemExit(f"bench failed: {' and '.join(failed)}")
+
+
+def format_soak(report: SoakReport) -> str:
+    mib = 1024 * 1024
+    run = report.run
+    lines = [
+        "",
+        f"Memory soak: wrk -t1 -c{report.connections} -d{run.seconds:.0f}s, "
+        f"{run.requests:,} requests ({run.rate:,.0f}/s, {run.socket_errors} socket errors); "
+        "web process RSS:",
+        *(f"  {at:>6.0f} s  {rss / mib:>7.1f} MiB" for at, rss in report.samples),
+        f"  start {report.start / mib:.1f} MiB, peak {report.peak / mib:.1f} MiB, "
+        f"end {report.end / mib:.1f} MiB",
+    ]
+    return "\n".join(lines)
+
+
+def run_soak_bench(args: argparse.Namespace) -> None:
+    """``--soak``: one web process for ``--seconds`` under wrk, its RSS sampled."""
+    seconds = max(1, round(args.seconds))
+    if shutil.which("wrk") is None:
+        raise SystemExit("the memory soak needs wrk (apt-get install wrk)")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    print(f"Memory soak: one web process under wrk for {seconds}s ...", flush=True)
+    with tempfile.TemporaryDirectory(prefix="clicktrail-soak-") as tmp:
+        try:
+            report = run_soak(Path(tmp), seconds, connections=args.connections)
+        except (BenchError, StartError) as error:
+            raise SystemExit(f"the memory soak could not run: {error}") from None
+    print(format_soak(report), flush=True)

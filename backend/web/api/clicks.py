@@ -111,6 +111,7 @@ async def create_click(
         bool(click.accept_language),
         await ingest.salt.current(),
         locate=True,
+        countries=ingest.countries,
     )
     params = {name: getattr(click, name) for name in _FIELDS}
     redirect, event = build_click(link, params, click.referrer, visitor, ingest.signer, at_ms)

@@ -38,7 +38,8 @@ from backend.domain.edge import (
     without_customer,
 )
 from backend.domain.events import QueuedEvent, RejectReason, Source, Visitor, encode_event
-from backend.domain.visitor import DailySalt, describe_visitor, request_address
+from backend.domain.geo import Countries
+from backend.domain.visitor import Clients, DailySalt, describe_client
 from backend.storage.catalog import Catalog
 from backend.storage.db.models import PartnerStatus
 from backend.storage.streams.writer import StreamWriter
@@ -78,6 +79,8 @@ class Ingest:
     salt: DailySalt
     signer: ClickIdSigner
     customers: CustomerHasher
+    clients: Clients
+    countries: Countries
     not_found_page: bytes
     queued: int = 0  # events handed to the writer, for /metrics
 
@@ -85,14 +88,12 @@ class Ingest:
         self, scope: Scope, headers: Mapping[bytes, bytes], *, locate: bool = False
     ) -> Visitor:
         """``locate``: look the country up too (a click's: the only event that keeps it)."""
-        forwarded = headers.get(b"x-forwarded-for")
-        address = request_address(scope, forwarded, self.settings.trusted_proxies)
-        return describe_visitor(
-            address,
+        return describe_client(
+            self.clients.of_request(scope, headers.get(b"x-forwarded-for")),
             headers.get(b"user-agent", b"").decode("utf-8", "replace"),
             b"accept-language" in headers,
             await self.salt.current(),
-            locate=locate,
+            self.countries if locate else None,
         )
 
     async def queue(self, *events: QueuedEvent) -> None:
