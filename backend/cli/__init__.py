@@ -483,8 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--connections", type=int, default=64, help="wrk connections (--load)")
     bench.add_argument(
         "--database-url",
-        help="--load on this database (PostgreSQL: it is migrated and given a programme); "
-        "default a new SQLite file",
+        help="--load and the worker bench on this database (PostgreSQL: it is migrated and "
+        "given a programme; the worker bench empties it first); default new SQLite files",
     )
     bench.add_argument(
         "--reports", action="store_true", help="time the report pages over a large database"
