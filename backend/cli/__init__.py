@@ -289,10 +289,12 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_bench(args: argparse.Namespace) -> None:
     """Works in throwaway directories; needs no settings (and so writes nothing to ./var)."""
     with tooling("bench"):
-        from backend.tooling.bench.runner import run_bench, run_load, run_reports
+        from backend.tooling.bench.runner import run_backlog, run_bench, run_load, run_reports
 
     if args.load:
         run_load(args)
+    elif args.backlog is not None:
+        run_backlog(args)
     elif args.reports:
         run_reports(args)
     else:
@@ -481,6 +483,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the whole stack (nginx, 2 web processes, a worker) under wrk, then an audit",
     )
     bench.add_argument("--connections", type=int, default=64, help="wrk connections (--load)")
+    bench.add_argument(
+        "--backlog",
+        type=int,
+        metavar="CLICKS",
+        help="queue this many clicks (and their conversions), then time one worker catching "
+        "up and report its peak memory",
+    )
     bench.add_argument(
         "--database-url",
         help="--load and the worker bench on this database (PostgreSQL: it is migrated and "

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from backend.tooling.bench.backlog_bench import BacklogReport, run_backlog_bench
 from backend.tooling.bench.http_bench import (
     BenchError,
     HttpReport,
@@ -176,6 +177,41 @@ def run_load(args: argparse.Namespace) -> None:
     print(format_load(report), flush=True)
     if not report.ok:
         raise SystemExit("bench failed: the load audit")
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:,.0f} MiB"
+
+
+def format_backlog(report: BacklogReport) -> str:
+    drained, small = report.drain, report.small_drain
+    return "\n".join(
+        [
+            "",
+            f"Backlog: {report.events:,} events waiting in the stream "
+            f"({_mib(report.stream_bytes)} in Redis, XADDed in {report.enqueue_s:.0f} s), "
+            f"drained by one worker into {_DATABASES[report.database]}",
+            f"  drained in {drained.seconds:.1f} s: {report.rate:,.0f} events/s",
+            f"  worker peak RSS {_mib(drained.peak_rss_bytes)}; draining "
+            f"{report.small_events:,} events: {_mib(small.peak_rss_bytes)}, "
+            f"{report.small_events / small.seconds:,.0f} events/s",
+            f"  rows: {report.rows_in_db:,} of {report.events:,}, left in the stream "
+            f"{report.backlog}; row check {'OK' if report.ok else 'FAILED'}",
+        ]
+    )
+
+
+def run_backlog(args: argparse.Namespace) -> None:
+    """``--backlog N``: one worker catching up with N clicks (and their conversions) queued."""
+    if args.backlog < 1:
+        raise SystemExit("--backlog must be at least 1")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    print(f"Backlog benchmark: {args.backlog:,} clicks queued, then one worker ...", flush=True)
+    with tempfile.TemporaryDirectory(prefix="clicktrail-backlog-") as tmp:
+        report = run_backlog_bench(Path(tmp), args.backlog, args.database_url)
+    print(format_backlog(report), flush=True)
+    if not report.ok:
+        raise SystemExit("bench failed: the backlog's row check")
 
 
 def run_reports(args: argparse.Namespace) -> None:

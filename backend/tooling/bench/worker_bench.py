@@ -19,6 +19,7 @@ import asyncio
 import ipaddress
 import multiprocessing
 import random
+import resource
 import secrets
 import sqlite3
 import time
@@ -71,6 +72,7 @@ RAW_TABLES = ("clicks", "conversions")
 # connections held 32 on average (65,783 events in 2,061 writes at 21,900 requests/s).
 EVENTS_PER_ENTRY = 32
 ENTRIES_PER_PIPELINE = 100
+DRAIN_TIMEOUT_S = 3600  # a backlog of millions takes minutes
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +147,10 @@ async def make_events(
     clicks: int,
     rng: random.Random,
     end_ms: int,
+    first_order: int = 0,
 ) -> tuple[list[QueuedEvent], int]:
-    """``clicks`` clicks and their conversions in time order; also the number of conversions."""
+    """``clicks`` clicks and their conversions in time order; also the number of conversions.
+    Orders are numbered from ``first_order`` (calls that fill one stream differ in it)."""
     salt = rng.randbytes(32)
     visitors = [
         (
@@ -187,7 +191,7 @@ async def make_events(
     for number, (click, visitor, merchant_key, currency) in enumerate(converting):
         params = {
             "m": merchant_key,
-            "oid": f"ORD-{number:07d}",
+            "oid": f"ORD-{first_order + number:07d}",
             "amt": _amount(rng, currency),
             "cur": currency,
         }
@@ -220,6 +224,23 @@ class _Drained:
     written: Written
     event_loop_s: float
     process_s: float
+    peak_rss_bytes: int  # the worker process's, over its whole life
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """What the workers wrote, the seconds from their start to the last one's end, the CPU,
+    and the largest peak resident memory among them."""
+
+    written: Written
+    seconds: float
+    cpu: DrainCpu
+    peak_rss_bytes: int
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory (Linux counts ``ru_maxrss`` in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _worker_process(settings: Settings, start: BarrierType, drained: Queue[_Drained]) -> None:
@@ -237,7 +258,10 @@ def _worker_process(settings: Settings, start: BarrierType, drained: Queue[_Drai
             process, loop = time.process_time(), time.thread_time()
             await consumer.drain()
             return _Drained(
-                consumer.written, time.thread_time() - loop, time.process_time() - process
+                consumer.written,
+                time.thread_time() - loop,
+                time.process_time() - process,
+                peak_rss_bytes(),
             )
         finally:
             await consumer.close()
@@ -246,10 +270,9 @@ def _worker_process(settings: Settings, start: BarrierType, drained: Queue[_Drai
     drained.put(asyncio.run(work()))
 
 
-async def drain(settings: Settings, cpus: Sequence[int | None]) -> tuple[Written, float, DrainCpu]:
+async def drain(settings: Settings, cpus: Sequence[int | None]) -> Drain:
     """The measured path: a worker process per entry of ``cpus`` (each kept on that CPU) from
-    the stream to committed rows; what they wrote, the seconds from their start to the last
-    one's end, and the CPU."""
+    the stream to committed rows."""
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(len(cpus) + 1)
     results: Queue[_Drained] = context.Queue()
@@ -266,7 +289,7 @@ async def drain(settings: Settings, cpus: Sequence[int | None]) -> tuple[Written
     try:
         await asyncio.to_thread(start.wait, timeout=60)
         started, server = time.perf_counter(), await redis_cpu_s(redis)
-        drained = [await asyncio.to_thread(results.get, timeout=600) for _ in processes]
+        drained = [await asyncio.to_thread(results.get, timeout=DRAIN_TIMEOUT_S) for _ in processes]
         seconds = time.perf_counter() - started
         server = await redis_cpu_s(redis) - server
     finally:
@@ -276,7 +299,12 @@ async def drain(settings: Settings, cpus: Sequence[int | None]) -> tuple[Written
     written = sum((each.written for each in drained), Written(0, 0, 0, 0))
     event_loop = sum(each.event_loop_s for each in drained)
     others = sum(each.process_s - each.event_loop_s for each in drained)
-    return written, seconds, DrainCpu(event_loop, others, server)
+    return Drain(
+        written,
+        seconds,
+        DrainCpu(event_loop, others, server),
+        max(each.peak_rss_bytes for each in drained),
+    )
 
 
 async def redis_cpu_s(redis: Redis) -> float:
@@ -428,19 +456,28 @@ async def _measure(
         started = time.perf_counter()
         await enqueue(redis, settings.stream, events)
         enqueue_s = time.perf_counter() - started
-        written, worker_s, cpu = await drain(settings, cpus)
+        drained = await drain(settings, cpus)
         return _Measured(
             conversions=conversions,
             enqueue_s=enqueue_s,
-            worker_s=worker_s,
-            written=written,
+            worker_s=drained.seconds,
+            written=drained.written,
             backlog=int(await redis.xlen(settings.stream)),
             batches=await worker_rows(settings, database, events),
-            cpu=cpu,
+            cpu=drained.cpu,
         )
     finally:
         await redis.aclose()
         await database.dispose()
+
+
+def new_database(path: Path, database_url: str | None) -> tuple[str, BenchProgramme]:
+    """A migrated database with a programme: a new SQLite file at ``path``, or the PostgreSQL
+    database at ``database_url`` emptied; its URL and the programme."""
+    if database_url is None:
+        return sqlite_url(path), asyncio.run(create_programme_database(path))
+    asyncio.run(reset_postgres(database_url))
+    return database_url, asyncio.run(create_programme(database_url))
 
 
 def run_worker_bench(
@@ -456,14 +493,9 @@ def run_worker_bench(
     baseline COPYs into its emptied tables after the workers' rows are counted."""
     cpus = [spare_cpu(index) for index in range(workers)]
     worker_db, raw_db = workdir / "worker.db", workdir / "raw.db"
+    url, programme = new_database(worker_db, database_url)
     if database_url is None:
-        url = sqlite_url(worker_db)
-        programme = asyncio.run(create_programme_database(worker_db))
         copy_database(worker_db, raw_db)
-    else:
-        url = database_url
-        asyncio.run(reset_postgres(url))
-        programme = asyncio.run(create_programme(url))
     redis_server = EmbeddedRedis(workdir / "redis").start()
     try:
         settings = Settings(
