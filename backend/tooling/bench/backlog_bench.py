@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from backend.storage.catalog import Catalog
 from backend.storage.db.engine import Database
 from backend.storage.redis_client import connect
 from backend.storage.redis_server import EmbeddedRedis
+from backend.tooling.bench.processes import run_settings
 from backend.tooling.bench.programme import BenchProgramme
 from backend.tooling.bench.worker_bench import (
     Drain,
@@ -107,12 +107,7 @@ def _backlog_drained(
     url, programme = new_database(workdir / "worker.db", database_url)
     redis_server = EmbeddedRedis(workdir / "redis").start()
     try:
-        settings = Settings(
-            var_dir=workdir / "var",
-            database_url=url,
-            redis_url=redis_server.url,
-            secret_key=secrets.token_urlsafe(48),
-        )
+        settings = run_settings(workdir, url, redis_server.url)
         started = time.perf_counter()
         events = asyncio.run(_fill(settings, programme, clicks, seed))
         enqueue_s = time.perf_counter() - started

@@ -20,7 +20,6 @@ import ipaddress
 import multiprocessing
 import random
 import resource
-import secrets
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -51,6 +50,7 @@ from backend.storage.db.engine import Database
 from backend.storage.redis_client import connect
 from backend.storage.redis_server import EmbeddedRedis
 from backend.storage.streams.entries import encode_entry
+from backend.tooling.bench.processes import run_settings
 from backend.tooling.bench.programme import (
     BenchProgramme,
     create_programme,
@@ -498,12 +498,7 @@ def run_worker_bench(
         copy_database(worker_db, raw_db)
     redis_server = EmbeddedRedis(workdir / "redis").start()
     try:
-        settings = Settings(
-            var_dir=workdir / "var",
-            database_url=url,
-            redis_url=redis_server.url,
-            secret_key=secrets.token_urlsafe(48),
-        )
+        settings = run_settings(workdir, url, redis_server.url)
         measured = asyncio.run(_measure(settings, programme, clicks, seed, cpus))
     finally:
         redis_server.stop()
