@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from asyncpg.exceptions import UniqueViolationError
+from asyncpg.exceptions import InterfaceError as DriverInterfaceError
+from asyncpg.exceptions import PostgresError, UniqueViolationError
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.util import await_only
 
 
@@ -37,3 +39,9 @@ def copy_rows(
         await_only(driver.copy_records_to_table(table, records=rows, columns=list(columns)))
     except UniqueViolationError as error:
         raise RowExists(str(error)) from error
+    except (PostgresError, DriverInterfaceError) as error:
+        # As SQLAlchemy raises the driver's errors of its own statements: the worker then tells
+        # an outage (retried) from data the database refuses (dead-lettered) for COPY alike.
+        raise DBAPIError(
+            f"COPY {table}", None, error, connection_invalidated=driver.is_closed()
+        ) from error
