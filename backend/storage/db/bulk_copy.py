@@ -3,8 +3,8 @@ connection (the worker's ``Database.run_write`` on asyncpg).
 
 asyncpg's ``copy_records_to_table`` streams tuples in the binary format: the worker's bulk
 path, where a multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` has SQLAlchemy bind
-every parameter of every row. COPY knows no ``ON CONFLICT``: a row stored
-already fails the whole statement with ``RowExists``, and its transaction must be rolled back.
+every parameter of every row. COPY knows no ``ON CONFLICT``: a row stored already fails the
+whole statement with ``RowExists``, and its transaction must be rolled back.
 """
 
 from __future__ import annotations
