@@ -20,11 +20,14 @@ from backend.cli import build_parser
 from backend.core.settings import Settings
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Click, Conversion, RejectedEventRow
+from backend.tooling.bench.backlog_bench import run_backlog_bench
 from backend.tooling.bench.http_bench import run_http_bench
 from backend.tooling.bench.processes import TrackerProcess, WorkerProcess, free_port, settings_env
 from backend.tooling.bench.runner import run_bench, run_reports
 from backend.tooling.bench.worker_bench import run_worker_bench
 from backend.tooling.demo import demo
+from tests.conftest import POSTGRES_URL
+from tests.migration_support import fresh_url
 
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 
@@ -45,6 +48,34 @@ def test_worker_bench_writes_every_event_once(tmp_path: Path, workers: int) -> N
     assert report.backlog == 0
     assert report.ratio > 0
     assert min(report.cpu.per_event_us(report.events)) > 0
+
+
+def test_worker_bench_on_postgresql_writes_every_event_once_against_copy(tmp_path: Path) -> None:
+    if not POSTGRES_URL:
+        pytest.skip("needs CLICKTRAIL_TEST_POSTGRES_URL")
+    url = asyncio.run(fresh_url("postgresql", tmp_path, "worker_bench"))
+    report = run_worker_bench(tmp_path, clicks=2000, database_url=url)
+
+    assert report.ok
+    assert report.database == "postgresql"
+    assert report.written.clicks == report.clicks_in_db == 2000
+    assert report.raw_rows_in_db == report.events == 2040
+    assert report.ratio > 0
+
+
+def test_backlog_bench_drains_every_event_once_and_reports_the_workers_memory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = run_backlog_bench(tmp_path, clicks=3000, small_clicks=500)
+
+    assert report.ok
+    assert report.events == report.rows_in_db == 3060
+    assert report.small_events == 510
+    assert report.backlog == 0
+    assert report.stream_bytes > 0
+    assert report.drain.peak_rss_bytes > 2**20
+    assert report.small_drain.peak_rss_bytes > 2**20
+    assert report.rate > 0
 
 
 def test_bench_command_prints_the_worker_table(capsys: pytest.CaptureFixture[str]) -> None:

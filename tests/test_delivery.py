@@ -14,6 +14,7 @@ from litestar.testing import AsyncTestClient
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from backend.core.settings import Settings
 from backend.domain.events import (
@@ -146,6 +147,24 @@ async def test_batch_partly_written_before_adds_only_its_new_rows(
     assert written.clicks == 100
     assert (await counts(database))["clicks"] == 150
     assert (await counts(database))["rollup"][0] == 150
+
+
+async def test_batch_failing_after_its_clicks_went_in_leaves_none_of_them(
+    programme: Programme, consumer: StreamConsumer, database: Database
+) -> None:
+    """The clicks (COPYed on PostgreSQL, past SQLAlchemy to the driver) are in the batch's
+    transaction: a conversion the database refuses afterwards takes them back out."""
+    events = [*clicks_on(programme, 50), queued_conversion(programme.merchant["id"], "O-1", 1000)]
+    prepared = await consumer.pipeline.prepare(events)
+    prepared.conversions[0]["currency"] = None  # NOT NULL: refused after the clicks' insert
+
+    with pytest.raises(IntegrityError):
+        await write_batch(database, prepared)
+
+    assert (await counts(database))["clicks"] == 0
+    prepared.conversions[0]["currency"] = "EUR"
+    assert (await write_batch(database, prepared)).clicks == 50
+    assert (await counts(database))["clicks"] == 50
 
 
 async def test_write_waiting_for_another_writer_leaves_the_event_loop_free(

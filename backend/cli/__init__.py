@@ -292,10 +292,18 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_bench(args: argparse.Namespace) -> None:
     """Works in throwaway directories; needs no settings (and so writes nothing to ./var)."""
     with tooling("bench"):
-        from backend.tooling.bench.runner import run_bench, run_load, run_reports, run_soak_bench
+        from backend.tooling.bench.runner import (
+            run_backlog,
+            run_bench,
+            run_load,
+            run_reports,
+            run_soak_bench,
+        )
 
     if args.load:
         run_load(args)
+    elif args.backlog is not None:
+        run_backlog(args)
     elif args.reports:
         run_reports(args)
     elif args.soak:
@@ -498,9 +506,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--web-processes", type=int, default=2, help="web processes behind nginx (--load)"
     )
     bench.add_argument(
+        "--backlog",
+        type=int,
+        metavar="CLICKS",
+        help="queue this many clicks (and their conversions), then time one worker catching "
+        "up and report its peak memory",
+    )
+    bench.add_argument(
         "--database-url",
-        help="--load or --reports on this database (PostgreSQL: it is migrated and given a "
-        "programme; --reports reuses one that holds clicks); default a new SQLite file",
+        help="--load, --reports, --backlog and the worker bench on this database (PostgreSQL:"
+        " it is migrated and given a programme; the worker bench empties it first, --reports"
+        " reuses one that holds clicks); default new SQLite files",
     )
     bench.add_argument(
         "--reports", action="store_true", help="time the report pages over a large database"

@@ -1,12 +1,14 @@
-"""The worker benchmark: stream to committed rows, against raw ``sqlite3.executemany``.
+"""The worker benchmark: stream to committed rows, against raw ``sqlite3.executemany`` on
+SQLite and raw ``COPY`` (asyncpg's ``copy_records_to_table``) on PostgreSQL.
 
 Clicks and about 2% conversions are built by the same edge functions the HTTP handlers use
 (``build_click``, ``build_conversion``) from realistic visitors, XADDed to a fresh Redis stream
 in entries of ``EVENTS_PER_ENTRY`` events as the web's group commit writes them, and drained by
-the real consumer (``build_consumer``) into a migrated SQLite file, in worker processes of its
+the real consumer (``build_consumer``) into a migrated database, in worker processes of its
 own as ``clicktrail worker`` runs it (one by default; several share the consumer group). The
-baseline writes the very rows the worker wrote (from ``Pipeline.prepare``) into a fresh copy of
-the same schema, with the same pragmas and one transaction per consumer batch, so the ratio is
+baseline writes the very rows the worker wrote (from ``Pipeline.prepare``) into the same
+schema, empty (a fresh copy on SQLite, with the same pragmas; the truncated tables on
+PostgreSQL), one transaction per consumer batch, so the ratio is
 the worker's own overhead: stream reads and acknowledgements, decoding, enrichment, SQLAlchemy
 and the rollups.
 """
@@ -17,7 +19,7 @@ import asyncio
 import ipaddress
 import multiprocessing
 import random
-import secrets
+import resource
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -26,7 +28,9 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier as BarrierType
 from pathlib import Path
 
+import asyncpg
 from redis.asyncio import Redis
+from sqlalchemy import make_url, text
 
 from backend.core.clock import HOUR_MS, MINUTE_MS, now_ms
 from backend.core.ids import ClickIdSigner
@@ -46,7 +50,13 @@ from backend.storage.db.engine import Database
 from backend.storage.redis_client import connect
 from backend.storage.redis_server import EmbeddedRedis
 from backend.storage.streams.entries import encode_entry
-from backend.tooling.bench.programme import BenchProgramme, create_programme_database, sqlite_url
+from backend.tooling.bench.processes import run_settings
+from backend.tooling.bench.programme import (
+    BenchProgramme,
+    create_programme,
+    create_programme_database,
+    sqlite_url,
+)
 from backend.tooling.bench.traffic import browsers, referrer, tracking_params
 from backend.worker.batch import CLICK_COLUMNS, Prepared
 from backend.worker.main import build_consumer, keep_on_cpu, settle_memory, spare_cpu
@@ -62,10 +72,12 @@ RAW_TABLES = ("clicks", "conversions")
 # connections held 32 on average (65,783 events in 2,061 writes at 21,900 requests/s).
 EVENTS_PER_ENTRY = 32
 ENTRIES_PER_PIPELINE = 100
+DRAIN_TIMEOUT_S = 3600  # a backlog of millions takes minutes
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerReport:
+    database: str  # "sqlite" or "postgresql"
     clicks_sent: int
     conversions_sent: int
     enqueue_s: float
@@ -135,8 +147,10 @@ async def make_events(
     clicks: int,
     rng: random.Random,
     end_ms: int,
+    first_order: int = 0,
 ) -> tuple[list[QueuedEvent], int]:
-    """``clicks`` clicks and their conversions in time order; also the number of conversions."""
+    """``clicks`` clicks and their conversions in time order; also the number of conversions.
+    Orders are numbered from ``first_order`` (calls that fill one stream differ in it)."""
     salt = rng.randbytes(32)
     visitors = [
         (
@@ -177,7 +191,7 @@ async def make_events(
     for number, (click, visitor, merchant_key, currency) in enumerate(converting):
         params = {
             "m": merchant_key,
-            "oid": f"ORD-{number:07d}",
+            "oid": f"ORD-{first_order + number:07d}",
             "amt": _amount(rng, currency),
             "cur": currency,
         }
@@ -210,6 +224,23 @@ class _Drained:
     written: Written
     event_loop_s: float
     process_s: float
+    peak_rss_bytes: int  # the worker process's, over its whole life
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """What the workers wrote, the seconds from their start to the last one's end, the CPU,
+    and the largest peak resident memory among them."""
+
+    written: Written
+    seconds: float
+    cpu: DrainCpu
+    peak_rss_bytes: int
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory (Linux counts ``ru_maxrss`` in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _worker_process(settings: Settings, start: BarrierType, drained: Queue[_Drained]) -> None:
@@ -227,7 +258,10 @@ def _worker_process(settings: Settings, start: BarrierType, drained: Queue[_Drai
             process, loop = time.process_time(), time.thread_time()
             await consumer.drain()
             return _Drained(
-                consumer.written, time.thread_time() - loop, time.process_time() - process
+                consumer.written,
+                time.thread_time() - loop,
+                time.process_time() - process,
+                peak_rss_bytes(),
             )
         finally:
             await consumer.close()
@@ -236,10 +270,9 @@ def _worker_process(settings: Settings, start: BarrierType, drained: Queue[_Drai
     drained.put(asyncio.run(work()))
 
 
-async def drain(settings: Settings, cpus: Sequence[int | None]) -> tuple[Written, float, DrainCpu]:
+async def drain(settings: Settings, cpus: Sequence[int | None]) -> Drain:
     """The measured path: a worker process per entry of ``cpus`` (each kept on that CPU) from
-    the stream to committed rows; what they wrote, the seconds from their start to the last
-    one's end, and the CPU."""
+    the stream to committed rows."""
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(len(cpus) + 1)
     results: Queue[_Drained] = context.Queue()
@@ -256,7 +289,7 @@ async def drain(settings: Settings, cpus: Sequence[int | None]) -> tuple[Written
     try:
         await asyncio.to_thread(start.wait, timeout=60)
         started, server = time.perf_counter(), await redis_cpu_s(redis)
-        drained = [await asyncio.to_thread(results.get, timeout=600) for _ in processes]
+        drained = [await asyncio.to_thread(results.get, timeout=DRAIN_TIMEOUT_S) for _ in processes]
         seconds = time.perf_counter() - started
         server = await redis_cpu_s(redis) - server
     finally:
@@ -266,7 +299,12 @@ async def drain(settings: Settings, cpus: Sequence[int | None]) -> tuple[Written
     written = sum((each.written for each in drained), Written(0, 0, 0, 0))
     event_loop = sum(each.event_loop_s for each in drained)
     others = sum(each.process_s - each.event_loop_s for each in drained)
-    return written, seconds, DrainCpu(event_loop, others, server)
+    return Drain(
+        written,
+        seconds,
+        DrainCpu(event_loop, others, server),
+        max(each.peak_rss_bytes for each in drained),
+    )
 
 
 async def redis_cpu_s(redis: Redis) -> float:
@@ -301,7 +339,8 @@ def _insert_sql(table: str, columns: Sequence[str], placeholders: Sequence[str])
 
 
 def insert_raw(path: Path, batches: Sequence[Prepared]) -> int:
-    """The baseline: plain ``executemany`` of the same rows, one transaction per batch."""
+    """The baseline on SQLite: plain ``executemany`` of the same rows, one transaction per
+    batch."""
     connection = sqlite3.connect(path, isolation_level=None)
     clicks_sql = _insert_sql("clicks", CLICK_COLUMNS, ["?"] * len(CLICK_COLUMNS))
     try:
@@ -323,15 +362,56 @@ def insert_raw(path: Path, batches: Sequence[Prepared]) -> int:
         connection.close()
 
 
-def count_rows(path: Path, *tables: str) -> int:
-    connection = sqlite3.connect(path)
+def driver_url(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL as asyncpg takes it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def copy_raw(url: str, batches: Sequence[Prepared]) -> int:
+    """The baseline on PostgreSQL: asyncpg's ``copy_records_to_table`` of the same rows into
+    the emptied tables, one transaction per batch."""
+    connection = await asyncpg.connect(driver_url(url))
     try:
-        return sum(
-            connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
-            for table in tables
-        )
+        await connection.execute("TRUNCATE clicks, conversions CASCADE")
+        written = 0
+        for batch in batches:
+            async with connection.transaction():
+                await connection.copy_records_to_table(
+                    "clicks", records=batch.clicks, columns=list(CLICK_COLUMNS)
+                )
+                if batch.conversions:
+                    columns = list(batch.conversions[0])
+                    await connection.copy_records_to_table(
+                        "conversions",
+                        records=[tuple(row.values()) for row in batch.conversions],
+                        columns=columns,
+                    )
+            written += len(batch.clicks) + len(batch.conversions)
+        return written
     finally:
-        connection.close()
+        await connection.close()
+
+
+async def reset_postgres(url: str) -> None:
+    """Empty the database at ``url`` (every table of its public schema) for a new round."""
+    connection = await asyncpg.connect(driver_url(url))
+    try:
+        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    finally:
+        await connection.close()
+
+
+async def count_rows(url: str, *tables: str) -> int:
+    database = Database.connect(url)
+    try:
+        async with database.session() as session:
+            counts = [
+                await session.scalar(text(f"SELECT count(*) FROM {table}"))  # noqa: S608
+                for table in tables
+            ]
+        return sum(int(count or 0) for count in counts)
+    finally:
+        await database.dispose()
 
 
 def copy_database(source: Path, target: Path) -> None:
@@ -376,55 +456,74 @@ async def _measure(
         started = time.perf_counter()
         await enqueue(redis, settings.stream, events)
         enqueue_s = time.perf_counter() - started
-        written, worker_s, cpu = await drain(settings, cpus)
+        drained = await drain(settings, cpus)
         return _Measured(
             conversions=conversions,
             enqueue_s=enqueue_s,
-            worker_s=worker_s,
-            written=written,
+            worker_s=drained.seconds,
+            written=drained.written,
             backlog=int(await redis.xlen(settings.stream)),
             batches=await worker_rows(settings, database, events),
-            cpu=cpu,
+            cpu=drained.cpu,
         )
     finally:
         await redis.aclose()
         await database.dispose()
 
 
+def new_database(path: Path, database_url: str | None) -> tuple[str, BenchProgramme]:
+    """A migrated database with a programme: a new SQLite file at ``path``, or the PostgreSQL
+    database at ``database_url`` emptied; its URL and the programme."""
+    if database_url is None:
+        return sqlite_url(path), asyncio.run(create_programme_database(path))
+    asyncio.run(reset_postgres(database_url))
+    return database_url, asyncio.run(create_programme(database_url))
+
+
 def run_worker_bench(
-    workdir: Path, clicks: int, workers: int = 1, seed: int = 2024
+    workdir: Path,
+    clicks: int,
+    workers: int = 1,
+    seed: int = 2024,
+    database_url: str | None = None,
 ) -> WorkerReport:
     """Everything in ``workdir``: its own Redis, the worker's database and the baseline's. The
-    workers keep to CPUs as ``clicktrail run`` keeps its worker."""
+    workers keep to CPUs as ``clicktrail run`` keeps its worker. ``database_url``: default new
+    SQLite files; a PostgreSQL database is emptied, migrated and given a programme, and the
+    baseline COPYs into its emptied tables after the workers' rows are counted."""
     cpus = [spare_cpu(index) for index in range(workers)]
     worker_db, raw_db = workdir / "worker.db", workdir / "raw.db"
-    programme = asyncio.run(create_programme_database(worker_db))
-    copy_database(worker_db, raw_db)
+    url, programme = new_database(worker_db, database_url)
+    if database_url is None:
+        copy_database(worker_db, raw_db)
     redis_server = EmbeddedRedis(workdir / "redis").start()
     try:
-        settings = Settings(
-            var_dir=workdir / "var",
-            database_url=sqlite_url(worker_db),
-            redis_url=redis_server.url,
-            secret_key=secrets.token_urlsafe(48),
-        )
+        settings = run_settings(workdir, url, redis_server.url)
         measured = asyncio.run(_measure(settings, programme, clicks, seed, cpus))
     finally:
         redis_server.stop()
+    clicks_in_db = asyncio.run(count_rows(url, "clicks"))
+    conversions_in_db = asyncio.run(count_rows(url, "conversions"))
     started = time.perf_counter()
-    raw_rows = insert_raw(raw_db, measured.batches)
+    if database_url is None:
+        raw_rows = insert_raw(raw_db, measured.batches)
+    else:
+        raw_rows = asyncio.run(copy_raw(url, measured.batches))
     raw_s = time.perf_counter() - started
     return WorkerReport(
+        database="sqlite" if database_url is None else "postgresql",
         clicks_sent=clicks,
         conversions_sent=measured.conversions,
         enqueue_s=measured.enqueue_s,
         worker_s=measured.worker_s,
         raw_s=raw_s,
         written=measured.written,
-        clicks_in_db=count_rows(worker_db, "clicks"),
-        conversions_in_db=count_rows(worker_db, "conversions"),
+        clicks_in_db=clicks_in_db,
+        conversions_in_db=conversions_in_db,
         raw_rows=raw_rows,
-        raw_rows_in_db=count_rows(raw_db, *RAW_TABLES),
+        raw_rows_in_db=asyncio.run(
+            count_rows(sqlite_url(raw_db) if database_url is None else url, *RAW_TABLES)
+        ),
         backlog=measured.backlog,
         batch_size=settings.batch_size,
         events_per_entry=EVENTS_PER_ENTRY,

@@ -1,0 +1,148 @@
+"""The catch-up benchmark: a backlog of events waiting in the stream, then one worker drains it.
+
+A worker that fell behind (stopped for a deployment, the database away) must catch up at its
+usual rate with its memory bounded: it reads a batch ahead at most (``backend.worker.stream``),
+whatever the stream holds. The events are built and XADDed in chunks of ``CHUNK_CLICKS``
+clicks, so the benchmark's own process stays small too, then one worker process drains the
+stream as in the worker benchmark; its peak resident memory and its rate are the figures, with
+the peak of a worker that drained ``SMALL_CLICKS`` clicks' events beside them (the same worker's
+memory without a backlog worth the name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from backend.core.clock import now_ms
+from backend.core.ids import ClickIdSigner
+from backend.core.settings import Settings
+from backend.storage.catalog import Catalog
+from backend.storage.db.engine import Database
+from backend.storage.redis_client import connect
+from backend.storage.redis_server import EmbeddedRedis
+from backend.tooling.bench.processes import run_settings
+from backend.tooling.bench.programme import BenchProgramme
+from backend.tooling.bench.worker_bench import (
+    Drain,
+    count_rows,
+    drain,
+    enqueue,
+    make_events,
+    new_database,
+)
+from backend.worker.main import spare_cpu
+
+CHUNK_CLICKS = 50_000
+SMALL_CLICKS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class BacklogReport:
+    database: str  # "sqlite" or "postgresql"
+    events: int  # sent, clicks and conversions
+    stream_bytes: int  # Redis's memory for the stream once filled
+    enqueue_s: float
+    drain: Drain
+    small_drain: Drain  # a worker draining a small stream (``SMALL_CLICKS``)
+    small_events: int
+    rows_in_db: int
+    backlog: int  # entries left in the stream
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.drain.seconds
+
+    @property
+    def ok(self) -> bool:
+        written = self.drain.written
+        return (
+            written.clicks + written.conversions == self.events == self.rows_in_db
+            and self.backlog == 0
+        )
+
+
+async def _fill(settings: Settings, programme: BenchProgramme, clicks: int, seed: int) -> int:
+    """XADD ``clicks`` clicks and their conversions, a chunk at a time; the events sent."""
+    database = Database.connect(settings.database_url)
+    redis = connect(settings.redis_url)
+    rng, end_ms, sent, orders = random.Random(seed), now_ms(), 0, 0
+    try:
+        catalog = Catalog(database, settings.attribution_window_days)
+        signer = ClickIdSigner(settings.secret_key)
+        for start in range(0, clicks, CHUNK_CLICKS):
+            chunk = min(CHUNK_CLICKS, clicks - start)
+            events, conversions = await make_events(
+                catalog, programme, signer, chunk, rng, end_ms, first_order=orders
+            )
+            await enqueue(redis, settings.stream, events)
+            sent, orders = sent + len(events), orders + conversions
+        return sent
+    finally:
+        await redis.aclose()
+        await database.dispose()
+
+
+async def _stream_state(settings: Settings) -> tuple[int, int]:
+    """The stream's length in entries and Redis's memory for it in bytes."""
+    redis = connect(settings.redis_url)
+    try:
+        length = int(await redis.xlen(settings.stream))
+        used = int(await redis.memory_usage(settings.stream) or 0) if length else 0
+        return length, used
+    finally:
+        await redis.aclose()
+
+
+def _backlog_drained(
+    workdir: Path, clicks: int, database_url: str | None, seed: int
+) -> tuple[int, int, float, Drain, int, int]:
+    """Fill a new stream with ``clicks`` clicks' events, drain it with one worker; the events
+    sent, the stream's bytes, the seconds filling took, the drain, the rows stored and the
+    entries left."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    url, programme = new_database(workdir / "worker.db", database_url)
+    redis_server = EmbeddedRedis(workdir / "redis").start()
+    try:
+        settings = run_settings(workdir, url, redis_server.url)
+        started = time.perf_counter()
+        events = asyncio.run(_fill(settings, programme, clicks, seed))
+        enqueue_s = time.perf_counter() - started
+        _, stream_bytes = asyncio.run(_stream_state(settings))
+        drained = asyncio.run(drain(settings, [spare_cpu(0)]))
+        left, _ = asyncio.run(_stream_state(settings))
+    finally:
+        redis_server.stop()
+    rows = asyncio.run(count_rows(url, "clicks", "conversions"))
+    return events, stream_bytes, enqueue_s, drained, rows, left
+
+
+def run_backlog_bench(
+    workdir: Path,
+    clicks: int,
+    database_url: str | None = None,
+    seed: int = 2024,
+    small_clicks: int = SMALL_CLICKS,
+) -> BacklogReport:
+    """A worker draining a small stream (``small_clicks`` clicks), then one draining a backlog
+    of ``clicks`` clicks, each with their conversions, on a new database and a new Redis."""
+    small_events, _, _, small, _, _ = _backlog_drained(
+        workdir / "small", small_clicks, database_url, seed
+    )
+    events, stream_bytes, enqueue_s, drained, rows, left = _backlog_drained(
+        workdir / "backlog", clicks, database_url, seed
+    )
+    return BacklogReport(
+        database="sqlite" if database_url is None else "postgresql",
+        events=events,
+        stream_bytes=stream_bytes,
+        enqueue_s=enqueue_s,
+        drain=drained,
+        small_drain=small,
+        small_events=small_events,
+        rows_in_db=rows,
+        backlog=left,
+    )
