@@ -146,7 +146,7 @@ async def test_report_sums_past_64_bits_are_exact(
     await sign_in(client, database)
     overview = await client.get("/", params={"range": "7d"})
     assert overview.status_code == 200
-    assert "138350580552821637.12" in overview.text  # 3 * 2**62 minor units
+    assert "€138,350,580,552,821,637.12" in overview.text  # 3 * 2**62 minor units
 
 
 async def test_a_sale_that_would_overflow_its_hourly_row_is_dead_lettered_at_once(

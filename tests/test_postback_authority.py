@@ -205,7 +205,9 @@ async def test_a_replaced_sale_is_folded_again_into_the_breakdowns(
                 )
             )
         ).all()
-    assert {(span, value, partner, int(revenue)) for span, value, partner, revenue in money} == {
-        (1, "buyer.example", programme.partner["id"], 4990)
+    # The hour's row, and the day's as well when two hours later is already the next UTC day.
+    assert {span for span, *_ in money} in ({1}, {1, 24})
+    assert {(value, partner, int(revenue)) for _, value, partner, revenue in money} == {
+        ("buyer.example", programme.partner["id"], 4990)
     }
     assert thief["id"] != programme.partner["id"]
