@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import HOUR_MS, now_ms
-from backend.core.money import format_minor
 from backend.core.scope import Viewer
 from backend.domain.reports.dimensions import Filters
 from backend.domain.reports.metrics import (
@@ -25,7 +24,7 @@ from backend.storage.rollups.measures import Metrics
 class Tile:
     key: str
     label: str
-    value: str  # plain ("49.90" for money), as a program reads it
+    value: str  # what the tile shows, unless it shows money
     change: float | None  # against the previous period; None when it had nothing
     amount_minor: int | None = None  # money: the page writes it in its currency's style
     currency: str = ""
@@ -63,6 +62,11 @@ def _change(now: float | None, before: float | None) -> float | None:
 
 def _percent(value: float | None) -> str:
     return NOTHING if value is None else f"{value * 100:.1f}%"
+
+
+def _money(key: str, label: str, amount: int | None, change: float | None, code: str) -> Tile:
+    """A tile of money in ``code`` (None: nothing to show, a dash)."""
+    return Tile(key, label, NOTHING, change, amount, code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,28 +132,25 @@ def tiles(now: Period, before: Period, currencies: list[str], impressions: bool)
     for code in currencies:
         epc = m.epc(code)
         shown += [
-            Tile(
+            _money(
                 f"revenue-{code}",
                 f"Revenue from partners {code}",
-                format_minor(m.revenue(code), code),
-                _change(m.revenue(code), b.revenue(code)),
                 m.revenue(code),
+                _change(m.revenue(code), b.revenue(code)),
                 code,
             ),
-            Tile(
+            _money(
                 f"commission-{code}",
                 f"Commission {code}",
-                format_minor(m.commission(code), code),
-                _change(m.commission(code), b.commission(code)),
                 m.commission(code),
+                _change(m.commission(code), b.commission(code)),
                 code,
             ),
-            Tile(
+            _money(
                 f"epc-{code}",
                 f"EPC {code}",
-                NOTHING if epc is None else format_minor(round(epc), code),
-                _change(epc, b.epc(code)),
                 None if epc is None else round(epc),
+                _change(epc, b.epc(code)),
                 code,
             ),
         ]
@@ -172,12 +173,11 @@ def tiles(now: Period, before: Period, currencies: list[str], impressions: bool)
             )
         )
         shown += [
-            Tile(
+            _money(
                 f"unattributed-revenue-{code}",
                 f"Their revenue {code}",
-                format_minor(u.revenue(code), code),
-                _change(u.revenue(code), ub.revenue(code)),
                 u.revenue(code),
+                _change(u.revenue(code), ub.revenue(code)),
                 code,
             )
             for code in sorted(set(u.currencies) | set(ub.currencies))
