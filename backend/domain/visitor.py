@@ -77,12 +77,19 @@ def request_address(
     scope: Scope, forwarded_for: bytes | None, trusted: Sequence[IpNetwork]
 ) -> Address | None:
     """``client_address`` of an ASGI request, given its X-Forwarded-For header (if any)."""
+    return _header_address(_peer(scope), forwarded_for, trusted)
+
+
+def _peer(scope: Scope) -> str | None:
     client = scope.get("client")
-    return client_address(
-        client[0] if client else None,
-        forwarded_for.decode("latin-1") if forwarded_for else None,
-        trusted,
-    )
+    return client[0] if client else None
+
+
+def _header_address(
+    peer: str | None, forwarded_for: bytes | None, trusted: Sequence[IpNetwork]
+) -> Address | None:
+    """``client_address`` given the X-Forwarded-For header's raw bytes."""
+    return client_address(peer, forwarded_for.decode("latin-1") if forwarded_for else None, trusted)
 
 
 def _network(address: Address | None) -> Address | None:
@@ -130,12 +137,10 @@ class Clients:
         self._remembered = lru_cache(maxsize=size)(self._work_out)
 
     def _work_out(self, peer: str | None, forwarded_for: bytes | None) -> Client:
-        forwarded = forwarded_for.decode("latin-1") if forwarded_for else None
-        return Client.of(client_address(peer, forwarded, self._trusted))
+        return Client.of(_header_address(peer, forwarded_for, self._trusted))
 
     def of_request(self, scope: Scope, forwarded_for: bytes | None) -> Client:
-        client = scope.get("client")
-        peer = client[0] if client else None
+        peer = _peer(scope)
         if forwarded_for is not None and len(forwarded_for) > MAX_REMEMBERED_FORWARDED:
             return self._work_out(peer, forwarded_for)
         return self._remembered(peer, forwarded_for)

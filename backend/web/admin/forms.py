@@ -18,7 +18,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 import msgspec
 from litestar import Request
 
-from backend.core.money import format_minor, parse_amount
+from backend.core.money import MINOR_DIGITS, format_minor, parse_amount
 from backend.core.validation import FieldError
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -55,6 +55,12 @@ def _has_default(info: msgspec.structs.FieldInfo) -> bool:
     return info.default not in (msgspec.NODEFAULT, msgspec.UNSET) or (
         info.default_factory is not msgspec.NODEFAULT
     )
+
+
+def typed_currency(form: Mapping[str, str]) -> str | None:
+    """The ISO 4217 code typed in the form's ``currency`` field, if it is one."""
+    typed = form.get("currency", "").strip().upper()
+    return typed if typed in MINOR_DIGITS else None
 
 
 def _minor_units(raw: str, currency: str | None) -> int:

@@ -15,14 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import HOUR_MS, now_ms
-from backend.core.money import MINOR_DIGITS
 from backend.domain.affiliate import catalogue
 from backend.domain.affiliate.auto_approval import commission_at_risk
 from backend.domain.affiliate.postback import GRACE_MS, rotate_secret
 from backend.domain.affiliate.schemas import MerchantCreate, MerchantUpdate
 from backend.storage.db.models import Merchant
 from backend.web.admin.conversions import utc_time
-from backend.web.admin.forms import PAGE_SIZE, Field
+from backend.web.admin.forms import PAGE_SIZE, Field, typed_currency
 from backend.web.admin.object_pages import ObjectPage, ObjectPages
 from backend.web.admin.payouts import PAYOUT_FIELDS
 from backend.web.api.deps import CurrentViewer, Reader, Writer
@@ -99,8 +98,8 @@ class MerchantPages(ObjectPages[Merchant, MerchantCreate, MerchantUpdate]):
     ) -> str | None:
         """The currency typed in the form (a merchant's amounts are in its own, new, currency),
         else the merchant's."""
-        typed = form.get("currency", "").strip().upper()
-        if typed in MINOR_DIGITS:
+        typed = typed_currency(form)
+        if typed is not None:
             return typed
         return obj.currency if isinstance(obj, Merchant) else None
 

@@ -15,7 +15,6 @@ from litestar.response import Redirect, Response, Template
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from backend.core.money import MINOR_DIGITS
 from backend.core.scope import Viewer
 from backend.core.validation import FieldError
 from backend.domain.affiliate.payout_details import mask, mask_email
@@ -36,7 +35,7 @@ from backend.storage.db.models import (
     PayoutLineStatus,
     PayoutRun,
 )
-from backend.web.admin.forms import Field, FormInvalid, read_form, typed_form
+from backend.web.admin.forms import Field, FormInvalid, read_form, typed_currency, typed_form
 from backend.web.admin.lookups import merchants_by_id, partner_names
 from backend.web.api.deps import CurrentViewer, Reader, Writer
 from backend.web.api.payouts import (
@@ -117,9 +116,7 @@ class PayoutPages(Controller):
         form = await typed_form(request)
         try:
             partner_id = _number(form, "partner_id") or 0
-            typed = form.get("currency", "").strip().upper()
-            currency = typed if typed in MINOR_DIGITS else None
-            data = read_form(form, ADJUSTMENT_FIELDS, AdjustmentCreate, currency)
+            data = read_form(form, ADJUSTMENT_FIELDS, AdjustmentCreate, typed_currency(form))
             await new_adjustment(writer, partner_id, data, viewer.actor)
         except (FieldError, FormInvalid, NotFoundException) as error:
             await writer.rollback()
