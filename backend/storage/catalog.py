@@ -3,8 +3,10 @@
 The ingest handlers resolve a link code or merchant key per request and the worker resolves a
 link per conversion; a database query each time would put the database on the hot path.
 Entries live ``ttl_s`` seconds (misses ``miss_ttl_s``), concurrent misses for one key share one
-query, and the cache is bounded so random codes cannot grow it without limit. Writers in this
-process call ``invalidate``; other processes see a change within the TTL.
+query, and the cache is bounded so random codes cannot grow it without limit. Misses (a code
+that names nothing) are kept apart in a much smaller bound: a flood of made-up codes neither
+pushes the real links out nor holds more than a few hundred kilobytes. Writers in this process
+call ``invalidate``; other processes see a change within the TTL.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ from backend.storage.db.models import (
 Ts = TypeVarTuple("Ts")
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+T = TypeVar("T")
+
+# Misses kept per cache, apart from the entries: made-up codes churn these, never the real ones.
+MAX_MISSES = 4_096
 
 
 def with_rules(statement: Select[*Ts]) -> Select[*Ts]:
@@ -117,17 +123,24 @@ class CouponInfo:
 
 
 class TtlCache(Generic[K, V]):
-    def __init__(self, ttl_s: float, miss_ttl_s: float, max_entries: int) -> None:
+    def __init__(
+        self, ttl_s: float, miss_ttl_s: float, max_entries: int, max_misses: int = MAX_MISSES
+    ) -> None:
         self._ttl_s = ttl_s
         self._miss_ttl_s = miss_ttl_s
         self._max_entries = max_entries
-        self._entries: dict[K, tuple[float, V | None]] = {}
+        self._max_misses = max_misses
+        self._entries: dict[K, tuple[float, V]] = {}
+        self._misses: dict[K, float] = {}  # key -> until when it is known to name nothing
         self._loading: dict[K, asyncio.Future[V | None]] = {}
 
     async def get(self, key: K, load: Callable[[K], Awaitable[V | None]]) -> V | None:
         entry = self._entries.get(key)
         if entry is not None and entry[0] > time.monotonic():
             return entry[1]
+        missed_until = self._misses.get(key)
+        if missed_until is not None and missed_until > time.monotonic():
+            return None
         pending = self._loading.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
@@ -142,14 +155,24 @@ class TtlCache(Generic[K, V]):
         finally:
             del self._loading[key]
         future.set_result(value)
-        if len(self._entries) >= self._max_entries:
-            self._entries.pop(next(iter(self._entries)))
-        ttl = self._ttl_s if value is not None else self._miss_ttl_s
-        self._entries[key] = (time.monotonic() + ttl, value)
+        if value is None:
+            self._entries.pop(key, None)
+            _put(self._misses, key, time.monotonic() + self._miss_ttl_s, self._max_misses)
+        else:
+            self._misses.pop(key, None)
+            _put(self._entries, key, (time.monotonic() + self._ttl_s, value), self._max_entries)
         return value
 
     def clear(self) -> None:
         self._entries.clear()
+        self._misses.clear()
+
+
+def _put(entries: dict[K, T], key: K, value: T, bound: int) -> None:
+    """Store ``value`` under ``key``, dropping the oldest stored entry first when full."""
+    if key not in entries and len(entries) >= bound:
+        entries.pop(next(iter(entries)))
+    entries[key] = value
 
 
 class Catalog:
