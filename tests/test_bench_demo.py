@@ -76,6 +76,8 @@ def test_backlog_bench_drains_every_event_once_and_reports_the_workers_memory(
     assert report.drain.peak_rss_bytes > 2**20
     assert report.small_drain.peak_rss_bytes > 2**20
     assert report.rate > 0
+    deep = report.deep_drain.written  # the small stream again, into the backlog's tables
+    assert (deep.clicks, deep.conversions) == (500, report.small_events - 500)
 
 
 def test_bench_command_prints_the_worker_table(capsys: pytest.CaptureFixture[str]) -> None:

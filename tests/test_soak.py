@@ -21,3 +21,6 @@ def test_the_soak_samples_the_web_process_under_its_mixed_load(tmp_path: Path) -
     assert report.run.requests > 0
     assert report.run.socket_errors == 0
     assert 0 < report.run.status_errors < report.run.requests  # the unknown codes' 404s
+    half_at, growth = report.second_half
+    assert 1.0 <= half_at < report.samples[-1][0]
+    assert growth == report.end - dict(report.samples)[half_at]

@@ -5,8 +5,10 @@ usual rate with its memory bounded: it reads a batch ahead at most (``backend.wo
 whatever the stream holds. The events are built and XADDed in chunks of ``CHUNK_CLICKS``
 clicks, so the benchmark's own process stays small too, then one worker process drains the
 stream as in the worker benchmark; its peak resident memory and its rate are the figures, with
-the peak of a worker that drained ``SMALL_CLICKS`` clicks' events beside them (the same worker's
-memory without a backlog worth the name).
+the peak and rate of a worker that drained ``SMALL_CLICKS`` clicks' events beside them (the same
+worker without a backlog worth the name), and the rate of one more such small drain into the
+tables the backlog left behind: the backlog's rate lies between the two when waiting events cost
+the worker nothing, and tables a million rows deep are what slows it.
 """
 
 from __future__ import annotations
@@ -47,9 +49,10 @@ class BacklogReport:
     stream_bytes: int  # Redis's memory for the stream once filled
     enqueue_s: float
     drain: Drain
-    small_drain: Drain  # a worker draining a small stream (``SMALL_CLICKS``)
+    small_drain: Drain  # a worker draining a small stream (``SMALL_CLICKS``) into new tables
     small_events: int
-    rows_in_db: int
+    deep_drain: Drain  # the same small stream drained into the tables the backlog filled
+    rows_in_db: int  # after the backlog, before the deep small drain
     backlog: int  # entries left in the stream
 
     @property
@@ -65,11 +68,14 @@ class BacklogReport:
         )
 
 
-async def _fill(settings: Settings, programme: BenchProgramme, clicks: int, seed: int) -> int:
-    """XADD ``clicks`` clicks and their conversions, a chunk at a time; the events sent."""
+async def _fill(
+    settings: Settings, programme: BenchProgramme, clicks: int, seed: int, first_order: int = 0
+) -> tuple[int, int]:
+    """XADD ``clicks`` clicks and their conversions, a chunk at a time, orders numbered from
+    ``first_order``; the events and the orders sent."""
     database = Database.connect(settings.database_url)
     redis = connect(settings.redis_url)
-    rng, end_ms, sent, orders = random.Random(seed), now_ms(), 0, 0
+    rng, end_ms, sent, orders = random.Random(seed), now_ms(), 0, first_order
     try:
         catalog = Catalog(database, settings.attribution_window_days)
         signer = ClickIdSigner(settings.secret_key)
@@ -80,7 +86,7 @@ async def _fill(settings: Settings, programme: BenchProgramme, clicks: int, seed
             )
             await enqueue(redis, settings.stream, events)
             sent, orders = sent + len(events), orders + conversions
-        return sent
+        return sent, orders
     finally:
         await redis.aclose()
         await database.dispose()
@@ -97,27 +103,41 @@ async def _stream_state(settings: Settings) -> tuple[int, int]:
         await redis.aclose()
 
 
+@dataclass(frozen=True, slots=True)
+class _Drained:
+    events: int
+    stream_bytes: int
+    enqueue_s: float
+    drain: Drain
+    rows: int  # stored once the stream was drained
+    left: int  # entries left in the stream
+    then: Drain | None  # ``then_clicks`` more clicks' events drained into the same tables
+
+
 def _backlog_drained(
-    workdir: Path, clicks: int, database_url: str | None, seed: int
-) -> tuple[int, int, float, Drain, int, int]:
-    """Fill a new stream with ``clicks`` clicks' events, drain it with one worker; the events
-    sent, the stream's bytes, the seconds filling took, the drain, the rows stored and the
-    entries left."""
+    workdir: Path, clicks: int, database_url: str | None, seed: int, then_clicks: int = 0
+) -> _Drained:
+    """Fill a new stream with ``clicks`` clicks' events, drain it with one worker, then (if
+    ``then_clicks``) fill and drain ``then_clicks`` more into the same tables."""
     workdir.mkdir(parents=True, exist_ok=True)
     url, programme = new_database(workdir / "worker.db", database_url)
     redis_server = EmbeddedRedis(workdir / "redis").start()
     try:
         settings = run_settings(workdir, url, redis_server.url)
         started = time.perf_counter()
-        events = asyncio.run(_fill(settings, programme, clicks, seed))
+        events, orders = asyncio.run(_fill(settings, programme, clicks, seed))
         enqueue_s = time.perf_counter() - started
         _, stream_bytes = asyncio.run(_stream_state(settings))
         drained = asyncio.run(drain(settings, [spare_cpu(0)]))
         left, _ = asyncio.run(_stream_state(settings))
+        rows = asyncio.run(count_rows(url, "clicks", "conversions"))
+        then = None
+        if then_clicks:
+            asyncio.run(_fill(settings, programme, then_clicks, seed + 1, first_order=orders))
+            then = asyncio.run(drain(settings, [spare_cpu(0)]))
     finally:
         redis_server.stop()
-    rows = asyncio.run(count_rows(url, "clicks", "conversions"))
-    return events, stream_bytes, enqueue_s, drained, rows, left
+    return _Drained(events, stream_bytes, enqueue_s, drained, rows, left, then)
 
 
 def run_backlog_bench(
@@ -128,21 +148,22 @@ def run_backlog_bench(
     small_clicks: int = SMALL_CLICKS,
 ) -> BacklogReport:
     """A worker draining a small stream (``small_clicks`` clicks), then one draining a backlog
-    of ``clicks`` clicks, each with their conversions, on a new database and a new Redis."""
-    small_events, _, _, small, _, _ = _backlog_drained(
-        workdir / "small", small_clicks, database_url, seed
+    of ``clicks`` clicks, each with their conversions, on a new database and a new Redis, then
+    a small stream again into the tables the backlog filled."""
+    small = _backlog_drained(workdir / "small", small_clicks, database_url, seed)
+    backlog = _backlog_drained(
+        workdir / "backlog", clicks, database_url, seed, then_clicks=small_clicks
     )
-    events, stream_bytes, enqueue_s, drained, rows, left = _backlog_drained(
-        workdir / "backlog", clicks, database_url, seed
-    )
+    assert backlog.then is not None  # asked for
     return BacklogReport(
         database="sqlite" if database_url is None else "postgresql",
-        events=events,
-        stream_bytes=stream_bytes,
-        enqueue_s=enqueue_s,
-        drain=drained,
-        small_drain=small,
-        small_events=small_events,
-        rows_in_db=rows,
-        backlog=left,
+        events=backlog.events,
+        stream_bytes=backlog.stream_bytes,
+        enqueue_s=backlog.enqueue_s,
+        drain=backlog.drain,
+        small_drain=small.drain,
+        small_events=small.events,
+        deep_drain=backlog.then,
+        rows_in_db=backlog.rows,
+        backlog=backlog.left,
     )

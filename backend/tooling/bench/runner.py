@@ -208,7 +208,9 @@ def format_backlog(report: BacklogReport) -> str:
             f"  drained in {drained.seconds:.1f} s: {report.rate:,.0f} events/s",
             f"  worker peak RSS {_mib(drained.peak_rss_bytes)}; draining "
             f"{report.small_events:,} events: {_mib(small.peak_rss_bytes)}, "
-            f"{report.small_events / small.seconds:,.0f} events/s",
+            f"{report.small_events / small.seconds:,.0f} events/s into new tables, "
+            f"{report.small_events / report.deep_drain.seconds:,.0f} events/s into the tables "
+            "the backlog filled",
             f"  rows: {report.rows_in_db:,} of {report.events:,}, left in the stream "
             f"{report.backlog}; row check {'OK' if report.ok else 'FAILED'}",
         ]
@@ -324,6 +326,7 @@ def run_bench(args: argparse.Namespace) -> None:
 def format_soak(report: SoakReport) -> str:
     mib = 1024 * 1024
     run = report.run
+    half_at, growth = report.second_half
     lines = [
         "",
         f"Memory soak: wrk -t1 -c{report.connections} -d{run.seconds:.0f}s, "
@@ -332,6 +335,8 @@ def format_soak(report: SoakReport) -> str:
         *(f"  {at:>6.0f} s  {rss / mib:>7.1f} MiB" for at, rss in report.samples),
         f"  start {report.start / mib:.1f} MiB, peak {report.peak / mib:.1f} MiB, "
         f"end {report.end / mib:.1f} MiB",
+        f"  second half (from {half_at:.0f} s): {growth / mib:+.1f} MiB, "
+        f"{growth / mib / max(report.samples[-1][0] - half_at, 1) * 60:+.2f} MiB a minute",
     ]
     return "\n".join(lines)
 

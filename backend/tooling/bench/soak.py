@@ -66,6 +66,14 @@ class SoakReport:
     def end(self) -> int:
         return self.samples[-1][1]
 
+    @property
+    def second_half(self) -> tuple[float, int]:
+        """When the run's second half began and how much RSS grew over it: the caches fill in
+        the first (at this mix, within a couple of minutes), so a bounded process is flat here."""
+        middle = self.samples[-1][0] / 2
+        at, rss = next((at, rss) for at, rss in self.samples if at >= middle)
+        return at, self.end - rss
+
 
 def resident_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
