@@ -25,6 +25,7 @@ from playwright.async_api import BrowserContext, Page, Request, Route
 from backend.core.clock import DAY_MS
 from backend.storage.db.models import Click, Conversion, Impression
 from backend.tooling.bench.processes import TrackerProcess
+from backend.web.ingest.snippet import Snippet
 from tests.browser.servers import closed_port, snippet_tag
 from tests.browser.support import (
     Programme,
@@ -478,14 +479,15 @@ async def test_a_merchant_page_without_a_command_sends_nothing(
 
 P_JS = Path(__file__).resolve().parents[2] / "static" / "p.js"
 P_INTEGRITY = "sha256-" + base64.b64encode(hashlib.sha256(P_JS.read_bytes()).digest()).decode()
-PUBLISHER_HALF = "() => document.querySelector('script[integrity]')"
+PUBLISHER_HALF = "() => document.querySelector('script[src*=\"/p.js?\"]')"
 
 
 async def test_the_publisher_half_loads_only_for_data_partner_pinned_and_in_cors_mode(
     page: Page, wire: Wire, sites: Sites, tracker: TrackerProcess, make_programme: ProgrammeFactory
 ) -> None:
     """A merchant tag loads s.js alone; a partner tag also loads p.js, by a CORS request that
-    Chromium checks against the hash s.js carries (the impression proves that it ran)."""
+    Chromium checks against the hash s.js carries (the impression proves that it ran): a site
+    that pins s.js, as the install page's tags do, runs only pinned code."""
     publisher, merchant = sites.publisher, sites.merchant
     programme = await make_programme(merchant.url("landing.html"))
     merchant.values = {
@@ -496,8 +498,12 @@ async def test_the_publisher_half_loads_only_for_data_partner_pinned_and_in_cors
     assert [urlsplit(r.url).path for r in wire.to(tracker.origin)] == ["/s.js"]
     assert await page.evaluate(f"({PUBLISHER_HALF})() === null")
 
+    # The publisher's tag as the install page gives it: s.js pinned by its own SRI hash.
+    pinned = Snippet.load(P_JS.with_name("s.js"))
     publisher.values = {
-        "snippet": snippet_tag(f"{tracker.origin}/s.js", partner=programme.partner_key),
+        "snippet": f'<script async src="{tracker.origin}{pinned.versioned_path}" '
+        f'integrity="{pinned.integrity}" crossorigin="anonymous" '
+        f'data-partner="{programme.partner_key}"></script>',
         "link_url": programme.link_url,
     }
     async with page.expect_request(beacon_to(tracker.origin)) as impression_info:
