@@ -318,7 +318,7 @@ async def test_nginx_request_id_reaches_the_app_and_its_answer(edge: Edge) -> No
 async def test_snippet_and_static_files_are_served_by_nginx_compressed_and_cached(
     edge: Edge,
 ) -> None:
-    """``/s.js`` and ``/static/`` come from the ``static/`` directory, not the app.
+    """``/s.js``, ``/p.js`` and ``/static/`` come from the ``static/`` directory, not the app.
 
     Told apart by the ETag: nginx's is the file's mtime and size in hex, the app's is a hash
     of the content. gzip weakens an ETag (``W/``), since the bytes sent differ.
@@ -348,6 +348,19 @@ async def test_snippet_and_static_files_are_served_by_nginx_compressed_and_cache
             "/s.js", headers={"Accept-Encoding": "identity", "If-None-Match": etag}
         )
         assert unchanged.status_code == 304
+
+        # p.js, the publisher half s.js loads pinned by its SRI hash (in the query too), is
+        # served the same way, CORS and all.
+        publisher = REPO / "static" / "p.js"
+        p_stat = publisher.stat()
+        half = await client.get("/p.js?sha256-x+y/z=", headers={"Accept-Encoding": "gzip"})
+        assert half.status_code == 200
+        assert half.content == publisher.read_bytes()
+        assert half.headers["etag"] == f'W/"{int(p_stat.st_mtime):x}-{p_stat.st_size:x}"'
+        assert half.headers["cache-control"] == "public, max-age=300"
+        assert half.headers["content-type"] == "text/javascript; charset=utf-8"
+        assert half.headers["access-control-allow-origin"] == "*"
+        assert half.headers["cross-origin-resource-policy"] == "cross-origin"
 
         # The versioned copy is the app's, compressed on the way and cached for a year.
         version = hashlib.sha256(body).hexdigest()[:12]

@@ -36,7 +36,12 @@ from backend.web.api.openapi import RequestBodySchemas, openapi_config
 from backend.web.api.router import api_router, network_router
 from backend.web.health import healthz, metrics, readyz
 from backend.web.ingest.routes import Ingest, IngestFirst, load_not_found_page
-from backend.web.ingest.snippet import Snippet, serve_snippet, serve_versioned_snippet
+from backend.web.ingest.snippet import (
+    Snippet,
+    serve_publisher_snippet,
+    serve_snippet,
+    serve_versioned_snippet,
+)
 from backend.web.money_style import money
 from backend.web.pages.errors import error_answer
 from backend.web.request_telemetry import RequestTelemetry
@@ -77,6 +82,7 @@ def create_app(settings: Settings) -> RequestTelemetry:
         state.spool = spool
         state.counters = counters
         state.snippet = Snippet.load(STATIC / "s.js")
+        state.publisher_snippet = Snippet.load(STATIC / "p.js")
         state.ingest = Ingest(
             settings=settings,
             catalog=catalog,
@@ -109,6 +115,7 @@ def create_app(settings: Settings) -> RequestTelemetry:
     app = Litestar(
         route_handlers=[
             serve_snippet,
+            serve_publisher_snippet,
             serve_versioned_snippet,
             healthz,
             readyz,

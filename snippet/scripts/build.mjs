@@ -1,57 +1,60 @@
-// Builds src/ into ../static/s.js and enforces the size budget.
-//   node scripts/build.mjs          build, write ../static/s.js, check the budget
-//   node scripts/build.mjs --check  build to a temp file, fail if it differs from ../static/s.js
-//                                   or if it is over the budget
-//   node scripts/build.mjs --size   check the budget of the committed ../static/s.js
-import { build } from 'esbuild'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+// Builds src/ into ../static/s.js and ../static/p.js and enforces their size budgets.
+//   node scripts/build.mjs          build, write both files, check the budgets
+//   node scripts/build.mjs --check  build in memory, fail if a committed file differs
+//                                   or if either is over its budget
+//   node scripts/build.mjs --size   check the budgets of the committed files, and that
+//                                   s.js pins the committed p.js
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
-import { options, root } from './options.mjs'
+import { bundle, integrity, root } from './options.mjs'
 
-const BUDGET = 1490 // bytes, min+gzip -9
-const target = join(root, '..', 'static', 's.js')
+// bytes, min+gzip -9: s.js on every page, p.js (the publisher half) only on publisher pages
+const BUDGETS = { 's.js': 1200, 'p.js': 700 }
+const path = (name) => join(root, '..', 'static', name)
 const mode = process.argv[2] || ''
 
-async function bundle(outfile) {
-  await build({ ...options, outfile })
+function committed(name) {
+  try {
+    return readFileSync(path(name), 'utf8')
+  } catch (e) {
+    return null
+  }
 }
 
-function size(file) {
-  const code = readFileSync(file)
-  const gz = gzipSync(code, { level: 9 }).length
-  console.log(`static/s.js: ${code.length} bytes minified, ${gz} bytes min+gzip (budget ${BUDGET})`)
-  if (gz > BUDGET) {
-    console.error(`static/s.js is over the budget by ${gz - BUDGET} bytes`)
+function size(files) {
+  for (const [name, code] of Object.entries(files)) {
+    const gz = gzipSync(code, { level: 9 }).length
+    const min = Buffer.byteLength(code)
+    console.log(`static/${name}: ${min} bytes minified, ${gz} bytes min+gzip (budget ${BUDGETS[name]})`)
+    if (gz > BUDGETS[name]) {
+      console.error(`static/${name} is over the budget by ${gz - BUDGETS[name]} bytes`)
+      process.exitCode = 1
+    }
+  }
+  if (!files['s.js'].includes(`"${integrity(files['p.js'])}"`)) {
+    console.error('static/s.js does not carry the integrity of static/p.js')
     process.exitCode = 1
   }
 }
 
 if (mode == '--check') {
-  const dir = mkdtempSync(join(tmpdir(), 'clicktrail-snippet-'))
-  try {
-    const fresh = join(dir, 's.js')
-    await bundle(fresh)
-    let committed = null
-    try {
-      committed = readFileSync(target)
-    } catch (e) {}
-    if (!committed || !readFileSync(fresh).equals(committed)) {
-      console.error('static/s.js is not the build of snippet/src: run `npm run build` in snippet/')
+  const fresh = await bundle()
+  for (const [name, code] of Object.entries(fresh)) {
+    if (committed(name) !== code) {
+      console.error(`static/${name} is not the build of snippet/src: run \`npm run build\` in snippet/`)
       process.exitCode = 1
     } else {
-      console.log('static/s.js matches the build of snippet/src')
+      console.log(`static/${name} matches the build of snippet/src`)
     }
-    size(fresh)
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
   }
+  size(fresh)
 } else if (mode == '--size') {
-  size(target)
+  size({ 's.js': committed('s.js') || '', 'p.js': committed('p.js') || '' })
 } else if (mode == '') {
-  await bundle(target)
-  size(target)
+  const fresh = await bundle()
+  for (const [name, code] of Object.entries(fresh)) writeFileSync(path(name), code)
+  size(fresh)
 } else {
   console.error(`unknown option ${mode}`)
   process.exitCode = 2

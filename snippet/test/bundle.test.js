@@ -1,19 +1,18 @@
-// The bundle, built from src/ exactly as `npm run build` does, run in a bare VM context with
-// stand-ins for the few browser APIs it touches. Checks what is sent, and what is not.
+// The bundles, built from src/ exactly as `npm run build` does, run in a bare VM context with
+// stand-ins for the few browser APIs they touch. Checks what is sent, and what is not.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import vm from 'node:vm'
-import { build } from 'esbuild'
-import { options } from '../scripts/options.mjs'
+import { bundle, integrity } from '../scripts/options.mjs'
 
-const code = (await build({ ...options, write: false })).outputFiles[0].text
+const { 's.js': code, 'p.js': publisherCode } = await bundle()
 const ID = 'AZNu3rN4q2vXo4Gx7A9kQmH3L8pZbC1dEfGhIjKlMnOpQr'
 const OTHER = 'BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB'
 
 // A page: `data` are the script tag's data- attributes; `before(window)` runs before the
 // snippet (the queue stub, stored values). Returns the window and what the page saw.
 function page({ url = 'https://shop.example/landing', data = {}, gpc, beacon = true, before } = {}) {
-  const seen = { beacons: [], images: [], cookies: [], replaced: [], listeners: [], observed: [] }
+  const seen = { beacons: [], images: [], cookies: [], replaced: [], listeners: [], observed: [], scripts: [] }
   const store = new Map()
   const w = vm.createContext({})
   Object.assign(w, {
@@ -41,6 +40,8 @@ function page({ url = 'https://shop.example/landing', data = {}, gpc, beacon = t
     document: {
       currentScript: { src: 'https://t.example/s.js', dataset: data },
       querySelector: () => null,
+      createElement: (tag) => ({ tag }),
+      head: { append: (el) => seen.scripts.push(el) },
       links: [],
       documentElement: {},
       addEventListener: (type, f, capture) => seen.listeners.push([type, f, capture]),
@@ -54,6 +55,14 @@ function page({ url = 'https://shop.example/landing', data = {}, gpc, beacon = t
   })
   if (before) vm.runInContext(before, w)
   vm.runInContext(code, w)
+  // What the browser does with a script s.js adds: p.js runs, as its own <script>, when the
+  // element asks for it and pins exactly these bytes.
+  for (const el of seen.scripts) {
+    if (el.src == `https://t.example/p.js?${integrity(publisherCode)}` && el.integrity == integrity(publisherCode)) {
+      w.document.currentScript = el
+      vm.runInContext(publisherCode, w)
+    }
+  }
   return { w, seen, store }
 }
 
@@ -61,6 +70,7 @@ const STUB = 'window.clicktrail = window.clicktrail || function(){(window.clickt
 
 test('a plain merchant page sends nothing and stores nothing', () => {
   const { w, seen, store } = page({ data: { merchant: 'mk_1' } })
+  assert.deepEqual(seen.scripts, []) // p.js is for publisher pages only
   assert.deepEqual(seen.beacons, [])
   assert.deepEqual(seen.images, [])
   assert.deepEqual(seen.cookies, [])
@@ -188,4 +198,24 @@ test('publisher page: each visible tracking link is counted once, in one beacon 
   // links added later are observed, the old ones not twice
   run("links.push({href: 'https://t.example/c/dd'}); mutate([])")
   assert.deepEqual(val('observed.map(a => a.href)').slice(2), ['https://t.example/c/dd'])
+})
+
+test('a publisher tag loads p.js once, pinned by its hash, in CORS mode, with the config', () => {
+  const { w, seen } = page({ data: { partner: 'pk_1', merchant: 'mk_1' } })
+  const sri = integrity(publisherCode)
+  assert.match(sri, /^sha256-[A-Za-z0-9+/]{43}=$/)
+  assert.equal(seen.scripts.length, 1)
+  const [el] = seen.scripts
+  assert.deepEqual(
+    { tag: el.tag, src: el.src, integrity: el.integrity, crossOrigin: el.crossOrigin },
+    { tag: 'script', src: `https://t.example/p.js?${sri}`, integrity: sri, crossOrigin: '' } // '' is 'anonymous'
+  )
+  assert.deepEqual({ origin: el.c.origin, partner: el.c.partner }, { origin: 'https://t.example', partner: 'pk_1' })
+  assert.equal(typeof w.clicktrail, 'function') // the merchant side as well, on the same tag
+})
+
+test('p.js loaded by anything but s.js does nothing and throws nothing', () => {
+  const w = vm.createContext({ document: { currentScript: { src: 'https://t.example/p.js' } } })
+  assert.doesNotThrow(() => vm.runInContext(publisherCode, w))
+  assert.doesNotThrow(() => vm.runInContext(publisherCode, vm.createContext({ document: { currentScript: null } })))
 })

@@ -11,6 +11,8 @@ database, what went over the wire and what was left on the device; several asser
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import time
 import uuid
@@ -23,6 +25,7 @@ from playwright.async_api import BrowserContext, Page, Request, Route
 from backend.core.clock import DAY_MS
 from backend.storage.db.models import Click, Conversion, Impression
 from backend.tooling.bench.processes import TrackerProcess
+from backend.web.ingest.snippet import Snippet
 from tests.browser.servers import closed_port, snippet_tag
 from tests.browser.support import (
     Programme,
@@ -57,11 +60,12 @@ def click_id_of(location: str) -> str:
 
 
 def tracker_calls(wire: Wire, tracker: TrackerProcess) -> list[tuple[str, str]]:
-    """``(method, path)`` of every request to the tracker except loading the snippet itself."""
+    """``(method, path)`` of every request to the tracker except loading the snippet itself
+    (``s.js``, and ``p.js`` on publisher pages)."""
     return [
         (r.method, urlsplit(r.url).path)
         for r in wire.to(tracker.origin)
-        if urlsplit(r.url).path != "/s.js"
+        if urlsplit(r.url).path not in ("/s.js", "/p.js")
     ]
 
 
@@ -471,3 +475,104 @@ async def test_a_merchant_page_without_a_command_sends_nothing(
     if not query:
         await nothing_on_the_device(page)
     assert wire.page_errors == []
+
+
+P_JS = Path(__file__).resolve().parents[2] / "static" / "p.js"
+P_INTEGRITY = "sha256-" + base64.b64encode(hashlib.sha256(P_JS.read_bytes()).digest()).decode()
+PUBLISHER_HALF = "() => document.querySelector('script[src*=\"/p.js?\"]')"
+
+
+async def test_the_publisher_half_loads_only_for_data_partner_pinned_and_in_cors_mode(
+    page: Page, wire: Wire, sites: Sites, tracker: TrackerProcess, make_programme: ProgrammeFactory
+) -> None:
+    """A merchant tag loads s.js alone; a partner tag also loads p.js, by a CORS request that
+    Chromium checks against the hash s.js carries (the impression proves that it ran): a site
+    that pins s.js, as the install page's tags do, runs only pinned code."""
+    publisher, merchant = sites.publisher, sites.merchant
+    programme = await make_programme(merchant.url("landing.html"))
+    merchant.values = {
+        "snippet": snippet_tag(f"{tracker.origin}/s.js", merchant=programme.merchant_key)
+    }
+    await page.goto(merchant.url("landing.html"), wait_until="networkidle")
+    await page.wait_for_function(SNIPPET_LOADED)
+    assert [urlsplit(r.url).path for r in wire.to(tracker.origin)] == ["/s.js"]
+    assert await page.evaluate(f"({PUBLISHER_HALF})() === null")
+
+    # The publisher's tag as the install page gives it: s.js pinned by its own SRI hash.
+    pinned = Snippet.load(P_JS.with_name("s.js"))
+    publisher.values = {
+        "snippet": f'<script async src="{tracker.origin}{pinned.versioned_path}" '
+        f'integrity="{pinned.integrity}" crossorigin="anonymous" '
+        f'data-partner="{programme.partner_key}"></script>',
+        "link_url": programme.link_url,
+    }
+    async with page.expect_request(beacon_to(tracker.origin)) as impression_info:
+        await page.goto(publisher.url("article.html"))
+    assert (await accepted(await impression_info.value))["events"] == [
+        {"t": "impression", "l": programme.link_code}
+    ]
+    loads = [r for r in wire.to(tracker.origin) if urlsplit(r.url).path == "/p.js"]
+    assert [urlsplit(r.url).query for r in loads] == [P_INTEGRITY]
+    headers = await loads[0].all_headers()
+    assert (headers["sec-fetch-mode"], headers["origin"]) == ("cors", publisher.origin)
+    response = await loads[0].response()
+    assert response is not None
+    assert (response.status, response.headers["access-control-allow-origin"]) == (200, "*")
+    element = await page.evaluate(
+        f"(() => {{ const s = ({PUBLISHER_HALF})(); return [s.integrity, s.crossOrigin] }})()"
+    )
+    assert element == [P_INTEGRITY, "anonymous"]  # s.js sets '', which HTML reads as anonymous
+    assert wire.page_errors == []
+
+
+async def test_a_publisher_half_that_does_not_match_its_hash_never_runs(
+    page: Page,
+    wire: Wire,
+    sites: Sites,
+    tracker: TrackerProcess,
+    store: Store,
+    make_programme: ProgrammeFactory,
+) -> None:
+    """p.js changed on the way (or on the server): Chromium refuses to run it, so no impression
+    is counted, and the merchant side of the same tag still records a sale."""
+    publisher, merchant = sites.publisher, sites.merchant
+    programme = await make_programme(merchant.url("landing.html"))
+    publisher.values = {
+        "snippet": snippet_tag(
+            f"{tracker.origin}/s.js",
+            merchant=programme.merchant_key,
+            partner=programme.partner_key,
+        ),
+        "link_url": programme.link_url,
+    }
+
+    async def tamper(route: Route) -> None:
+        genuine = await route.fetch()
+        assert await genuine.body() == P_JS.read_bytes()
+        await route.fulfill(response=genuine, body=b"window.tampered=1;" + await genuine.body())
+
+    await page.route(f"{tracker.origin}/p.js?*", tamper)
+    async with page.expect_event(
+        "console", lambda message: "integrity" in message.text
+    ) as refused_info:
+        await page.goto(publisher.url("article.html"))
+    assert "blocked" in (await refused_info.value).text
+    assert await page.evaluate("window.tampered") is None  # not one statement of it ran
+
+    order_id = new_order_id()
+    async with page.expect_request(beacon_to(tracker.origin)) as conversion_info:
+        await page.evaluate(
+            "(id) => clicktrail('conversion', {orderId: id, amount: '5.00', currency: 'EUR'})",
+            order_id,
+        )
+    assert await accepted(await conversion_info.value) == {
+        "m": programme.merchant_key,
+        "events": [{"t": "conversion", "oid": order_id, "amt": "5.00", "cur": "EUR"}],
+    }
+    (sale,) = await store.wait_for(Conversion, Conversion.merchant_id == programme.merchant_id)
+    assert (sale.order_id, sale.amount_minor) == (order_id, 500)
+    assert tracker_calls(wire, tracker) == [("POST", "/e")]  # the sale, no impression
+    assert wire.page_errors == []
+    # (the sites have no favicon: "Failed to load resource" is the browser's 404 for it)
+    unexpected = [m for m in wire.console_errors if not m.startswith("Failed to load resource")]
+    assert [m for m in unexpected if "integrity" not in m] == []
