@@ -7,8 +7,10 @@ clicks, so the benchmark's own process stays small too, then one worker process 
 stream as in the worker benchmark; its peak resident memory and its rate are the figures, with
 the peak and rate of a worker that drained ``SMALL_CLICKS`` clicks' events beside them (the same
 worker without a backlog worth the name), and the rate of one more such small drain into the
-tables the backlog left behind: the backlog's rate lies between the two when waiting events cost
-the worker nothing, and tables a million rows deep are what slows it.
+tables the backlog left behind, its clicks following the backlog's as densely: the backlog's
+rate lies between the two when waiting events cost the worker nothing, and what slows it is the
+depth of the tables and of the quality windows, which live traffic that dense meets as well.
+The backlog's clicks are in time order across its chunks, as a real backlog's are.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from backend.storage.redis_server import EmbeddedRedis
 from backend.tooling.bench.processes import run_settings
 from backend.tooling.bench.programme import BenchProgramme
 from backend.tooling.bench.worker_bench import (
+    SPAN_MS,
     Drain,
     count_rows,
     drain,
@@ -69,20 +72,34 @@ class BacklogReport:
 
 
 async def _fill(
-    settings: Settings, programme: BenchProgramme, clicks: int, seed: int, first_order: int = 0
+    settings: Settings,
+    programme: BenchProgramme,
+    clicks: int,
+    seed: int,
+    end_ms: int,
+    span_ms: int,
+    first_order: int = 0,
 ) -> tuple[int, int]:
-    """XADD ``clicks`` clicks and their conversions, a chunk at a time, orders numbered from
-    ``first_order``; the events and the orders sent."""
+    """XADD ``clicks`` clicks over the ``span_ms`` before ``end_ms`` and their conversions, a
+    chunk at a time, each chunk's events after the last one's (a backlog is in time order),
+    orders numbered from ``first_order``; the events and the orders sent."""
     database = Database.connect(settings.database_url)
     redis = connect(settings.redis_url)
-    rng, end_ms, sent, orders = random.Random(seed), now_ms(), 0, first_order
+    rng, sent, orders = random.Random(seed), 0, first_order
     try:
         catalog = Catalog(database, settings.attribution_window_days)
         signer = ClickIdSigner(settings.secret_key)
         for start in range(0, clicks, CHUNK_CLICKS):
             chunk = min(CHUNK_CLICKS, clicks - start)
             events, conversions = await make_events(
-                catalog, programme, signer, chunk, rng, end_ms, first_order=orders
+                catalog,
+                programme,
+                signer,
+                chunk,
+                rng,
+                end_ms - span_ms * (clicks - start - chunk) // clicks,
+                first_order=orders,
+                span_ms=span_ms * chunk // clicks,
             )
             await enqueue(redis, settings.stream, events)
             sent, orders = sent + len(events), orders + conversions
@@ -118,14 +135,22 @@ def _backlog_drained(
     workdir: Path, clicks: int, database_url: str | None, seed: int, then_clicks: int = 0
 ) -> _Drained:
     """Fill a new stream with ``clicks`` clicks' events, drain it with one worker, then (if
-    ``then_clicks``) fill and drain ``then_clicks`` more into the same tables."""
+    ``then_clicks``) fill and drain ``then_clicks`` more into the same tables. Those come after
+    the backlog's in time, as the traffic that follows a catch-up does: clicks placed among the
+    stored ones would cost the indexes and the quality windows what live traffic never does."""
     workdir.mkdir(parents=True, exist_ok=True)
     url, programme = new_database(workdir / "worker.db", database_url)
     redis_server = EmbeddedRedis(workdir / "redis").start()
     try:
         settings = run_settings(workdir, url, redis_server.url)
         started = time.perf_counter()
-        events, orders = asyncio.run(_fill(settings, programme, clicks, seed))
+        # The clicks after the backlog come as densely as the backlog's did: the quality
+        # windows then hold as much for them as at the backlog's end.
+        then_span_ms = SPAN_MS * then_clicks // clicks
+        end_ms = now_ms()
+        events, orders = asyncio.run(
+            _fill(settings, programme, clicks, seed, end_ms - then_span_ms, SPAN_MS)
+        )
         enqueue_s = time.perf_counter() - started
         _, stream_bytes = asyncio.run(_stream_state(settings))
         drained = asyncio.run(drain(settings, [spare_cpu(0)]))
@@ -133,7 +158,9 @@ def _backlog_drained(
         rows = asyncio.run(count_rows(url, "clicks", "conversions"))
         then = None
         if then_clicks:
-            asyncio.run(_fill(settings, programme, then_clicks, seed + 1, first_order=orders))
+            asyncio.run(
+                _fill(settings, programme, then_clicks, seed + 1, end_ms, then_span_ms, orders)
+            )
             then = asyncio.run(drain(settings, [spare_cpu(0)]))
     finally:
         redis_server.stop()

@@ -148,9 +148,11 @@ async def make_events(
     rng: random.Random,
     end_ms: int,
     first_order: int = 0,
+    span_ms: int = SPAN_MS,
 ) -> tuple[list[QueuedEvent], int]:
-    """``clicks`` clicks and their conversions in time order; also the number of conversions.
-    Orders are numbered from ``first_order`` (calls that fill one stream differ in it)."""
+    """``clicks`` clicks over the ``span_ms`` before ``end_ms`` and their conversions, in time
+    order; also the number of conversions. Orders are numbered from ``first_order`` (calls that
+    fill one stream differ in it)."""
     salt = rng.randbytes(32)
     visitors = [
         (
@@ -170,7 +172,7 @@ async def make_events(
         if info is None:
             raise RuntimeError(f"link {link.id} is missing from the benchmark database")
         links.append((link.publisher_site, link.merchant_key, link.currency, info))
-    start_ms = end_ms - SPAN_MS
+    start_ms = end_ms - span_ms
     events: list[QueuedEvent] = []
     human: list[tuple[ClickEvent, Visitor, str, str]] = []
     for index in range(clicks):
@@ -182,7 +184,7 @@ async def make_events(
             referrer(rng, site),
             visitor,
             signer,
-            start_ms + index * SPAN_MS // clicks,
+            start_ms + index * span_ms // clicks,
         )
         events.append(click)
         if not browser.is_bot:
