@@ -3,14 +3,15 @@
 The management API, the admin pages, postbacks and the auto-approval job all call
 ``change_status`` (and postbacks ``verify``), so the allowed transitions, the audit trail and
 the rollup bookkeeping are written once. A change that takes a conversion out of the counted set
-(rejected, reversed) takes it out of the hourly rollup in the same transaction, so totals never
-disagree with the rows. A person approving decides the money: a conversion held for review is
-paid by the rule that applies (its commission may have been zeroed, for a bot's click, or
-doubted), or what they set; a commission changed so is corrected in the rollups in the same
-transaction too, and the partner's ledger books what the change did to the earned commission.
-Every change owes its partner's postbacks and the webhooks a message, added to
-the outbox in the same transaction. Every change leaves a ``conversion_changes`` row saying who,
-when and why, and the commission before and after when it changed. The caller commits.
+(rejected, reversed) takes it out of the rollups (hourly, and the dimension rollup's folded
+rows) in the same transaction, so totals never disagree with the rows. A person approving
+decides the money: a conversion held for review is paid by the rule that applies (its commission
+may have been zeroed, for a bot's click, or doubted), or what they set; a commission changed so
+is corrected in the rollups in the same transaction too, and the partner's ledger books what the
+change did to the earned commission. Every change owes its partner's postbacks and the webhooks
+a message, added to the outbox in the same transaction. Every change leaves a
+``conversion_changes`` row saying who, when and why, and the commission before and after when it
+changed. The caller commits.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from backend.storage.db.models import (
     ConversionStatus,
     StatsHourly,
 )
-from backend.storage.rollups.by_dimension import correct_commission
+from backend.storage.rollups.by_dimension import correct_commission, uncount_folded
 from backend.storage.rollups.measures import COUNTED
 
 ALLOWED = frozenset(
@@ -139,6 +140,7 @@ def change_by_network(
                 commission_minor=_STATS.commission_minor - stored["commission_minor"],
             )
         )
+        uncount_folded(connection, stored)
     actor = network_source(source_id)
     record_commission_change(connection, [stored["id"]], actor=actor, reason=reason)
     changed = {**stored, "status": wanted.value, "verified": True}
@@ -300,3 +302,5 @@ async def _uncount(session: AsyncSession, conversion: Conversion) -> None:
             commission_minor=_STATS.commission_minor - conversion.commission_minor,
         )
     )
+    figures = {name: getattr(conversion, name) for name in FIELDS}
+    await session.run_sync(lambda sync: uncount_folded(sync.connection(), figures))
