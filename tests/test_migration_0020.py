@@ -1,14 +1,15 @@
 """Migration 0020 on a database whose rollup folded conversions whatever their status: the
 rejected and reversed ones leave their hour and day rows (under their click's sub-id, '' for a
-sale without a click), the counted ones stay; the downgrade puts them back and marks their hour
-for the fold job. On SQLite, and on PostgreSQL (a database of its own) when it is configured."""
+sale without a click), the counted ones stay, and the clicks that converted are counted in the
+click's hour; the downgrade puts the conversions back, marks their hour for the fold job and
+drops the count. On SQLite, and on PostgreSQL (a database of its own) when it is configured."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from backend.core.clock import DAY_MS, HOUR_MS, now_ms
 from backend.core.ids import ClickIdSigner
@@ -113,6 +114,11 @@ async def test_0020_takes_the_uncounted_conversions_out_of_the_folded_rows_and_b
     async with database.writing() as connection:
         folded = [tuple(row) for row in await connection.execute(FOLDED)]
         assert folded == _rows(AFTER)
+        # click a converted (its approved sale), b did not (rejected), the shop's sale has none
+        converted = await connection.execute(
+            text("SELECT hour_ms, link_id, partner_id, converted_clicks FROM stats_hourly")
+        )
+        assert [tuple(row) for row in converted] == [(hour, 1, 1, 1)]
 
     await downgrade_to(database, url, "0019")
     async with database.writing() as connection:
@@ -120,5 +126,9 @@ async def test_0020_takes_the_uncounted_conversions_out_of_the_folded_rows_and_b
         assert folded == _rows(BEFORE)
         marked = await connection.execute(text("SELECT hour_ms FROM rollup_repairs"))
         assert [row[0] for row in marked] == [hour]
+        columns = await connection.run_sync(
+            lambda sync: {column["name"] for column in inspect(sync).get_columns("stats_hourly")}
+        )
+        assert "converted_clicks" not in columns
     await upgrade(database, url)
     await database.dispose()

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import HOUR_MS, now_ms
 from backend.core.money import format_minor
+from backend.domain.affiliate import converted
 from backend.domain.affiliate.commission import rule_commission
 from backend.domain.affiliate.ledger import record_commission_change, record_commission_change_in
 from backend.domain.affiliate.outbox import FIELDS, STATUS_CHANGED, enqueue
@@ -37,6 +38,7 @@ from backend.storage.db.models import (
     StatsHourly,
 )
 from backend.storage.rollups.by_dimension import correct_commission, uncount_folded
+from backend.storage.rollups.hourly import add_deltas
 from backend.storage.rollups.measures import COUNTED
 
 ALLOWED = frozenset(
@@ -124,13 +126,15 @@ def change_by_network(
         return False
     if (current, wanted) not in ALLOWED:
         raise TransitionRefused(current, wanted)
+    uncounting = current in COUNTED and wanted not in COUNTED
+    holders = converted.holders(connection, [stored["click_id"]] if uncounting else [])
     connection.execute(
         update(Conversion).where(Conversion.id == stored["id"]).values(status=wanted, verified=True)
     )
     reason = f"status {wanted} reported by the network"
     audit = change_row(stored["id"], current, wanted, True, network_source(source_id), reason)
     connection.execute(insert(ConversionChange), [audit])
-    if current in COUNTED and wanted not in COUNTED:
+    if uncounting:
         connection.execute(
             update(StatsHourly)
             .where(_stats_row(stored))
@@ -141,6 +145,8 @@ def change_by_network(
             )
         )
         uncount_folded(connection, stored)
+        moved = converted.moves(holders, converted.holders(connection, [stored["click_id"]]))
+        add_deltas(connection, moved)
     actor = network_source(source_id)
     record_commission_change(connection, [stored["id"]], actor=actor, reason=reason)
     changed = {**stored, "status": wanted.value, "verified": True}
@@ -178,6 +184,9 @@ async def change_status(
     if (current, wanted) not in ALLOWED:
         raise TransitionRefused(current, wanted)
     decided = await decided_commission(session, conversion, wanted, commission, reviewed)
+    uncounting = current in COUNTED and wanted not in COUNTED
+    clicks = [conversion.click_id] if uncounting else []
+    holders = await session.run_sync(lambda sync: converted.holders(sync.connection(), clicks))
     if confirms is None:
         confirms = wanted == ConversionStatus.APPROVED
     conversion.status = wanted
@@ -192,8 +201,8 @@ async def change_status(
         await _add_commission(session, conversion, decided[0] - earlier)
         why = reason or (SET_BY_REVIEWER if commission is not None else BY_THE_RULE)
         await _record(session, conversion, current, actor, why, (earlier, decided[0]))
-    if current in COUNTED and wanted not in COUNTED:
-        await _uncount(session, conversion)
+    if uncounting:
+        await _uncount(session, conversion, holders)
     if ConversionStatus.APPROVED in (current, wanted):
         await record_commission_change_in(session, [conversion.id], actor=actor, reason=reason)
     snapshot = {name: getattr(conversion, name) for name in FIELDS}
@@ -292,7 +301,11 @@ async def _add_commission(session: AsyncSession, conversion: Conversion, delta: 
     await correct_commission(session, conversion, delta)
 
 
-async def _uncount(session: AsyncSession, conversion: Conversion) -> None:
+async def _uncount(
+    session: AsyncSession, conversion: Conversion, holders: dict[str, converted.Holder]
+) -> None:
+    """Take ``conversion`` out of the rollups; ``holders``: its click's, read before the change
+    (the click may no longer count as converted, or count under another conversion)."""
     await session.execute(
         update(StatsHourly)
         .where(_stats_row(conversion))
@@ -303,4 +316,10 @@ async def _uncount(session: AsyncSession, conversion: Conversion) -> None:
         )
     )
     figures = {name: getattr(conversion, name) for name in FIELDS}
-    await session.run_sync(lambda sync: uncount_folded(sync.connection(), figures))
+
+    def uncount(connection: Connection) -> None:
+        uncount_folded(connection, figures)
+        moved = converted.holders(connection, [conversion.click_id])
+        add_deltas(connection, converted.moves(holders, moved))
+
+    await session.run_sync(lambda sync: uncount(sync.connection()))

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.core.clock import HOUR_MS
 from backend.core.ids import click_id_floor
 from backend.core.scope import Viewer
+from backend.domain.affiliate.converted import eligible
 from backend.domain.quality.flags import Flag
 from backend.domain.reports.dimensions import Filters
 from backend.storage.db.models import (
@@ -276,24 +277,32 @@ async def opted_out_sales(
 async def converted_clicks(
     session: AsyncSession, viewer: Viewer, start_ms: int, end_ms: int, filters: Filters
 ) -> int:
-    """How many billable clicks made in ``[start_ms, end_ms)`` led to a counted conversion
-    (whenever it came): the conversion rate's numerator, never more than the clicks. A sale
-    crediting a bot's or a flagged click does not count (such clicks are not billable)."""
+    """How many billable clicks made in ``[start_ms, end_ms)`` (whole hours) led to a counted
+    conversion (whenever it came): the conversion rate's numerator, never more than the clicks.
+    A sale crediting a bot's or a flagged click does not count (such clicks are not billable).
+    Summed from ``stats_hourly`` (``backend.domain.affiliate.converted``); under a text filter,
+    counted from the conversions and their clicks."""
+    if not filters.texts:
+        t = STATS.c
+        summed = select(total(t.converted_clicks)).where(t.hour_ms >= start_ms, t.hour_ms < end_ms)
+        for name, value in filters.ids.items():
+            summed = summed.where(t[DIMENSIONS[name].column] == value)
+        return int(await session.scalar(viewer.restrict(summed, t.partner_id)) or 0)
     v, c = CONVERSIONS.c, CLICKS.c
-    statement = select(func.count(distinct(v.click_id))).where(
-        v.click_id >= click_id_floor(start_ms),
-        v.click_id < click_id_floor(end_ms),
-        v.at_ms >= start_ms,  # a sale comes after its click: the index on at_ms narrows
-        counted(v),
-        ~v.flags.contains(Flag.BOT_CLICK.value),
-        ~v.flags.contains(Flag.FLAGGED_CLICK.value),
+    statement = (
+        select(func.count(distinct(v.click_id)))
+        .join_from(CONVERSIONS, CLICKS, c.click_id == v.click_id)
+        .where(
+            v.click_id >= click_id_floor(start_ms),
+            v.click_id < click_id_floor(end_ms),
+            v.at_ms >= start_ms,  # a sale comes after its click: the index on at_ms narrows
+            eligible(v),
+        )
     )
     for name, value in filters.ids.items():
         statement = statement.where(v[DIMENSIONS[name].column] == value)
-    if filters.texts:
-        statement = statement.join_from(CONVERSIONS, CLICKS, c.click_id == v.click_id)
-        for name, text in filters.texts.items():
-            statement = statement.where(c[DIMENSIONS[name].column] == text)
+    for name, text in filters.texts.items():
+        statement = statement.where(c[DIMENSIONS[name].column] == text)
     return int(await session.scalar(viewer.restrict(statement, v.partner_id)) or 0)
 
 

@@ -27,8 +27,11 @@ COUNTED = frozenset({ConversionStatus.PENDING, ConversionStatus.APPROVED})
 CLICK_COUNTERS = ("clicks", "unique_clicks", "bot_clicks", "flagged_clicks")
 STORED_CLICKS = ("clicks", "bot_clicks", "flagged_clicks")
 MONEY_COUNTERS = ("conversions", "revenue_minor", "commission_minor")
-# ``stats_hourly``'s counter columns, in the order report queries select them.
+# The counters report queries select, in this order.
 COUNTERS = (*CLICK_COUNTERS, "impressions", *MONEY_COUNTERS)
+# ``stats_hourly``'s counter columns: those, and the clicks that converted (the conversion
+# rate's numerator, by the hour of the click; ``backend.domain.affiliate.converted``).
+STATS_COUNTERS = (*COUNTERS, "converted_clicks")
 AMOUNTS = frozenset({"revenue_minor", "commission_minor"})
 
 
