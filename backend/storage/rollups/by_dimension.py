@@ -65,13 +65,15 @@ COLUMNS = [
 ]
 
 
+_WATERMARK = select(RollupWatermark.hour_ms).where(RollupWatermark.name == WATERMARK)
+
+
 async def read_watermark(
     session: AsyncSession | AsyncConnection, *, lock: bool = False
 ) -> int | None:
     """Every hour before this one (epoch ms) is in the rollup; None before the first fold.
     ``lock``: until the transaction ends (a writer that folds, or corrects folded rows)."""
-    statement = select(RollupWatermark.hour_ms).where(RollupWatermark.name == WATERMARK)
-    hour: int | None = await session.scalar(statement.with_for_update() if lock else statement)
+    hour: int | None = await session.scalar(_WATERMARK.with_for_update() if lock else _WATERMARK)
     return hour
 
 
@@ -239,9 +241,7 @@ def _move_folded(
     the conversion was folded: it is then corrected under the empty values, as a conversion
     without a click is folded.
     """
-    watermark = connection.scalar(
-        select(RollupWatermark.hour_ms).where(RollupWatermark.name == WATERMARK).with_for_update()
-    )
+    watermark = connection.scalar(_WATERMARK.with_for_update())
     if watermark is None or conversion["at_ms"] >= watermark:
         return
     click = None
