@@ -1,6 +1,7 @@
 """The merchant's signed postback is the authority on a sale: a pixel anyone can fire (with a
 guessed order id, another partner's click, an inflated amount) loses to it, in the request and
-in the stream alike, and what it replaced stays visible on the conversion."""
+in the stream alike, and what it replaced stays visible on the conversion (the click it credited
+too: the converted clicks move with it)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy import func, select
 from backend.core.clock import now_ms
 from backend.core.settings import Settings
 from backend.storage.db.engine import Database
-from backend.storage.db.models import Conversion, ConversionChange, DimensionHourly
+from backend.storage.db.models import Conversion, ConversionChange, DimensionHourly, StatsHourly
 from backend.storage.rollups.by_dimension import fold_closed_hours
 from backend.worker.consumer import StreamConsumer
 from backend.worker.main import build_consumer
@@ -37,6 +38,17 @@ async def trail(database: Database, conversion_id: int) -> list[tuple[str, bool,
             .order_by(ConversionChange.id)
         )
         return [(row.actor, row.verified, row.reason) for row in rows]
+
+
+async def converted_clicks(database: Database) -> dict[int, int]:
+    """The clicks counted as converted, by partner (the conversion rate's numerator)."""
+    async with database.session() as session:
+        rows = await session.execute(
+            select(StatsHourly.partner_id, func.sum(StatsHourly.converted_clicks))
+            .where(StatsHourly.partner_id != 0)
+            .group_by(StatsHourly.partner_id)
+        )
+        return {partner: int(count) for partner, count in rows.all()}
 
 
 async def by_partner(client: AsyncTestClient[Any], programme: Programme) -> dict[int, Any]:
@@ -89,6 +101,7 @@ async def test_a_forged_pixel_loses_the_sale_to_the_merchants_signed_postback(
         programme.partner["id"]: (1, 4990),
         thief["id"]: (0, 0),  # its click still counts, the sale no longer
     }
+    assert await converted_clicks(database) == {programme.partner["id"]: 1, thief["id"]: 0}
     detail = await client.get(f"/api/v1/conversions/{sold.id}", headers=programme.headers)
     assert "9999.00 EUR" in detail.json()["history"][0]["reason"]
 

@@ -36,6 +36,19 @@ def click_id_floor(at_ms: int) -> str:
     return _encode(at_ms.to_bytes(6, "big"))
 
 
+def clicked_ms(click_id: str) -> int | None:
+    """The time a click id was issued at (its first 48 bits, eight characters), or None when
+    they are not an id's; the MAC is not checked (for ids stored after it was)."""
+    head = click_id[:8].encode("ascii", "replace")
+    if len(head) != 8:
+        return None
+    try:
+        raw = base64.b64decode(head.translate(_FROM_SORTED), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return int.from_bytes(raw, "big")
+
+
 def event_id_floor(at_ms: int) -> str:
     """The smallest event id issued at ``at_ms`` or later (for range deletes by time)."""
     return at_ms.to_bytes(6, "big").hex()

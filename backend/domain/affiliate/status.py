@@ -3,14 +3,15 @@
 The management API, the admin pages, postbacks and the auto-approval job all call
 ``change_status`` (and postbacks ``verify``), so the allowed transitions, the audit trail and
 the rollup bookkeeping are written once. A change that takes a conversion out of the counted set
-(rejected, reversed) takes it out of the hourly rollup in the same transaction, so totals never
-disagree with the rows. A person approving decides the money: a conversion held for review is
-paid by the rule that applies (its commission may have been zeroed, for a bot's click, or
-doubted), or what they set; a commission changed so is corrected in the rollups in the same
-transaction too, and the partner's ledger books what the change did to the earned commission.
-Every change owes its partner's postbacks and the webhooks a message, added to
-the outbox in the same transaction. Every change leaves a ``conversion_changes`` row saying who,
-when and why, and the commission before and after when it changed. The caller commits.
+(rejected, reversed) takes it out of the rollups (hourly, and the dimension rollup's folded
+rows) in the same transaction, so totals never disagree with the rows. A person approving
+decides the money: a conversion held for review is paid by the rule that applies (its commission
+may have been zeroed, for a bot's click, or doubted), or what they set; a commission changed so
+is corrected in the rollups in the same transaction too, and the partner's ledger books what the
+change did to the earned commission. Every change owes its partner's postbacks and the webhooks
+a message, added to the outbox in the same transaction. Every change leaves a
+``conversion_changes`` row saying who, when and why, and the commission before and after when it
+changed. The caller commits.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from backend.core.clock import HOUR_MS, now_ms
 from backend.core.money import format_minor
+from backend.domain.affiliate import converted
 from backend.domain.affiliate.commission import rule_commission
 from backend.domain.affiliate.ledger import record_commission_change, record_commission_change_in
 from backend.domain.affiliate.outbox import FIELDS, STATUS_CHANGED, enqueue
@@ -35,7 +37,8 @@ from backend.storage.db.models import (
     ConversionStatus,
     StatsHourly,
 )
-from backend.storage.rollups.by_dimension import correct_commission
+from backend.storage.rollups.by_dimension import correct_commission, uncount_folded
+from backend.storage.rollups.hourly import add_deltas
 from backend.storage.rollups.measures import COUNTED
 
 ALLOWED = frozenset(
@@ -123,13 +126,15 @@ def change_by_network(
         return False
     if (current, wanted) not in ALLOWED:
         raise TransitionRefused(current, wanted)
+    uncounting = current in COUNTED and wanted not in COUNTED
+    holders = converted.holders(connection, [stored["click_id"]] if uncounting else [])
     connection.execute(
         update(Conversion).where(Conversion.id == stored["id"]).values(status=wanted, verified=True)
     )
     reason = f"status {wanted} reported by the network"
     audit = change_row(stored["id"], current, wanted, True, network_source(source_id), reason)
     connection.execute(insert(ConversionChange), [audit])
-    if current in COUNTED and wanted not in COUNTED:
+    if uncounting:
         connection.execute(
             update(StatsHourly)
             .where(_stats_row(stored))
@@ -139,6 +144,9 @@ def change_by_network(
                 commission_minor=_STATS.commission_minor - stored["commission_minor"],
             )
         )
+        uncount_folded(connection, stored)
+        moved = converted.moves(holders, converted.holders(connection, [stored["click_id"]]))
+        add_deltas(connection, moved)
     actor = network_source(source_id)
     record_commission_change(connection, [stored["id"]], actor=actor, reason=reason)
     changed = {**stored, "status": wanted.value, "verified": True}
@@ -176,6 +184,9 @@ async def change_status(
     if (current, wanted) not in ALLOWED:
         raise TransitionRefused(current, wanted)
     decided = await decided_commission(session, conversion, wanted, commission, reviewed)
+    uncounting = current in COUNTED and wanted not in COUNTED
+    clicks = [conversion.click_id] if uncounting else []
+    holders = await session.run_sync(lambda sync: converted.holders(sync.connection(), clicks))
     if confirms is None:
         confirms = wanted == ConversionStatus.APPROVED
     conversion.status = wanted
@@ -190,8 +201,8 @@ async def change_status(
         await _add_commission(session, conversion, decided[0] - earlier)
         why = reason or (SET_BY_REVIEWER if commission is not None else BY_THE_RULE)
         await _record(session, conversion, current, actor, why, (earlier, decided[0]))
-    if current in COUNTED and wanted not in COUNTED:
-        await _uncount(session, conversion)
+    if uncounting:
+        await _uncount(session, conversion, holders)
     if ConversionStatus.APPROVED in (current, wanted):
         await record_commission_change_in(session, [conversion.id], actor=actor, reason=reason)
     snapshot = {name: getattr(conversion, name) for name in FIELDS}
@@ -290,7 +301,11 @@ async def _add_commission(session: AsyncSession, conversion: Conversion, delta: 
     await correct_commission(session, conversion, delta)
 
 
-async def _uncount(session: AsyncSession, conversion: Conversion) -> None:
+async def _uncount(
+    session: AsyncSession, conversion: Conversion, holders: dict[str, converted.Holder]
+) -> None:
+    """Take ``conversion`` out of the rollups; ``holders``: its click's, read before the change
+    (the click may no longer count as converted, or count under another conversion)."""
     await session.execute(
         update(StatsHourly)
         .where(_stats_row(conversion))
@@ -300,3 +315,11 @@ async def _uncount(session: AsyncSession, conversion: Conversion) -> None:
             commission_minor=_STATS.commission_minor - conversion.commission_minor,
         )
     )
+    figures = {name: getattr(conversion, name) for name in FIELDS}
+
+    def uncount(connection: Connection) -> None:
+        uncount_folded(connection, figures)
+        moved = converted.holders(connection, [conversion.click_id])
+        add_deltas(connection, converted.moves(holders, moved))
+
+    await session.run_sync(lambda sync: uncount(sync.connection()))

@@ -24,12 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from backend.core.clock import HOUR_MS
 from backend.core.ids import click_id_floor
 from backend.core.scope import Viewer
+from backend.domain.affiliate.converted import eligible
 from backend.domain.quality.flags import Flag
 from backend.domain.reports.dimensions import Filters
 from backend.storage.db.models import (
     Campaign,
     ConversionSource,
-    ConversionStatus,
     Link,
     Partner,
     StatsHourly,
@@ -38,12 +38,12 @@ from backend.storage.rollups.by_dimension import CLICKS, CONVERSIONS, ROLLUP, re
 from backend.storage.rollups.dimensions import DIMENSIONS, Dimension
 from backend.storage.rollups.measures import (
     CLICK_COUNTERS,
-    COUNTED,
     COUNTERS,
     MONEY_COUNTERS,
     Metrics,
     Verification,
     click_counters,
+    counted,
     money_counters,
     total,
 )
@@ -154,11 +154,6 @@ def _raw_clicks(
     return viewer.restrict(statement, c.partner_id)
 
 
-def _statuses(counted: bool) -> list[str]:
-    wanted = COUNTED if counted else frozenset(ConversionStatus) - COUNTED
-    return sorted(status.value for status in wanted)
-
-
 def _raw_conversions(
     viewer: Viewer,
     start: int,
@@ -166,7 +161,6 @@ def _raw_conversions(
     filters: Filters,
     group: Dimension | None,
     bucket_ms: int | None,
-    counted: bool,
 ) -> Select[Any]:
     v, c = CONVERSIONS.c, CLICKS.c
     bucket = _bucket(v.at_ms, bucket_ms)
@@ -189,7 +183,7 @@ def _raw_conversions(
         .where(
             v.at_ms >= start,
             v.at_ms < end,
-            v.status.in_(_statuses(counted)),
+            counted(v),
         )
     )
     for name, value in filters.ids.items():
@@ -212,10 +206,10 @@ async def collect(
     """Figures for ``[start_ms, end_ms)`` (whole hours) by (bucket start or None, group key or
     None); ``bucket_ms``: ``HOUR_MS`` or ``DAY_MS`` (UTC days), or None for the whole range."""
     args = (viewer, start_ms, end_ms, filters, group, bucket_ms)
-    statements: list[tuple[Select[Any], int]] = []
+    statements: list[Select[Any]] = []
     source = plan(filters, group)
     if source == "stats":
-        statements.append((_stats(*args), 1))
+        statements.append(_stats(*args))
     else:
         tail = start_ms
         if source == "rollup":
@@ -226,16 +220,14 @@ async def collect(
                 pieces = [(start_ms, tail, 1)] if hourly else spans(start_ms, tail)
                 for piece_start, piece_end, span_hours in pieces:
                     piece = (viewer, piece_start, piece_end, filters, group, bucket_ms)
-                    statements.append((_rollup(*piece, span_hours), 1))
-                folded = (viewer, start_ms, tail, filters, group, bucket_ms)
-                statements.append((_raw_conversions(*folded, counted=False), -1))
+                    statements.append(_rollup(*piece, span_hours))
         if end_ms > tail:
             fresh = (viewer, tail, end_ms, filters, group, bucket_ms)
-            statements += [(_raw_clicks(*fresh), 1), (_raw_conversions(*fresh, counted=True), 1)]
+            statements += [_raw_clicks(*fresh), _raw_conversions(*fresh)]
     result: dict[Key, Metrics] = defaultdict(Metrics)
-    for statement, sign in statements:
+    for statement in statements:
         for bucket, key, currency, *values in (await session.execute(statement)).all():
-            result[(bucket, key)].add(currency, tuple(int(value) for value in values), sign)
+            result[(bucket, key)].add(currency, tuple(int(value) for value in values))
     return dict(result)
 
 
@@ -276,7 +268,7 @@ async def opted_out_sales(
         v.at_ms >= start_ms,
         v.at_ms < end_ms,
         v.partner_id.is_(None),
-        v.status.in_(_statuses(counted=True)),
+        counted(v),
         v.flags.contains(Flag.OPTED_OUT.value),
     )
     return int(await session.scalar(statement) or 0)
@@ -285,24 +277,32 @@ async def opted_out_sales(
 async def converted_clicks(
     session: AsyncSession, viewer: Viewer, start_ms: int, end_ms: int, filters: Filters
 ) -> int:
-    """How many billable clicks made in ``[start_ms, end_ms)`` led to a counted conversion
-    (whenever it came): the conversion rate's numerator, never more than the clicks. A sale
-    crediting a bot's or a flagged click does not count (such clicks are not billable)."""
+    """How many billable clicks made in ``[start_ms, end_ms)`` (whole hours) led to a counted
+    conversion (whenever it came): the conversion rate's numerator, never more than the clicks.
+    A sale crediting a bot's or a flagged click does not count (such clicks are not billable).
+    Summed from ``stats_hourly`` (``backend.domain.affiliate.converted``); under a text filter,
+    counted from the conversions and their clicks."""
+    if not filters.texts:
+        t = STATS.c
+        summed = select(total(t.converted_clicks)).where(t.hour_ms >= start_ms, t.hour_ms < end_ms)
+        for name, value in filters.ids.items():
+            summed = summed.where(t[DIMENSIONS[name].column] == value)
+        return int(await session.scalar(viewer.restrict(summed, t.partner_id)) or 0)
     v, c = CONVERSIONS.c, CLICKS.c
-    statement = select(func.count(distinct(v.click_id))).where(
-        v.click_id >= click_id_floor(start_ms),
-        v.click_id < click_id_floor(end_ms),
-        v.at_ms >= start_ms,  # a sale comes after its click: the index on at_ms narrows
-        v.status.in_(_statuses(counted=True)),
-        ~v.flags.contains(Flag.BOT_CLICK.value),
-        ~v.flags.contains(Flag.FLAGGED_CLICK.value),
+    statement = (
+        select(func.count(distinct(v.click_id)))
+        .join_from(CONVERSIONS, CLICKS, c.click_id == v.click_id)
+        .where(
+            v.click_id >= click_id_floor(start_ms),
+            v.click_id < click_id_floor(end_ms),
+            v.at_ms >= start_ms,  # a sale comes after its click: the index on at_ms narrows
+            eligible(v),
+        )
     )
     for name, value in filters.ids.items():
         statement = statement.where(v[DIMENSIONS[name].column] == value)
-    if filters.texts:
-        statement = statement.join_from(CONVERSIONS, CLICKS, c.click_id == v.click_id)
-        for name, text in filters.texts.items():
-            statement = statement.where(c[DIMENSIONS[name].column] == text)
+    for name, text in filters.texts.items():
+        statement = statement.where(c[DIMENSIONS[name].column] == text)
     return int(await session.scalar(viewer.restrict(statement, v.partner_id)) or 0)
 
 
@@ -335,7 +335,7 @@ async def verification(
             v.verified,
             *money_counters(v)[:2],  # conversions, revenue_minor
         )
-        .where(v.at_ms >= start_ms, v.at_ms < end_ms, v.status.in_(_statuses(counted=True)))
+        .where(v.at_ms >= start_ms, v.at_ms < end_ms, counted(v))
         .group_by(*_given(bucket, key), v.currency, v.verified)
     )
     if filters.texts or (group is not None and not group.is_id):
@@ -384,7 +384,7 @@ async def by_source(
             v.at_ms >= start_ms,
             v.at_ms < end_ms,
             v.source_id.is_not(None),
-            v.status.in_(_statuses(counted=True)),
+            counted(v),
         )
         .group_by(v.currency, v.source_id, *_given(bucket))
     )
@@ -410,9 +410,9 @@ async def by_source(
     for row_bucket, merchant_id, *values in (
         await session.execute(viewer.restrict(clicks, t.partner_id))
     ).all():
-        counted = (*(int(value) for value in values), 0, 0, 0, 0)
+        traffic = (*(int(value) for value in values), 0, 0, 0, 0)
         for source_id in sources[merchant_id]:
-            result[(row_bucket, source_id)].add("", counted)
+            result[(row_bucket, source_id)].add("", traffic)
     return dict(result)
 
 

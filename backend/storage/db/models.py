@@ -425,6 +425,9 @@ class StatsHourly(Base):
     conversions: Mapped[int] = mapped_column(BigInteger, default=0)
     revenue_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     commission_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Clicks of this hour that converted, under their first counted conversion's key
+    # (``backend.domain.affiliate.converted``).
+    converted_clicks: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class RejectedEventRow(Base):

@@ -3,10 +3,11 @@
 
 Each run folds whole hours from the stored watermark up to the last hour closed for
 ``GRACE_MS`` and moves the watermark in the same transaction, so an hour is folded exactly
-once. Conversions are folded whatever their status; reports subtract the few that are no
-longer counted (rejected, reversed) at read time, so a later status change needs no repair. A
-person's approval may change a conversion's commission: ``correct_commission`` corrects the rows it
-was folded into, taking turns with the fold on the watermark row's lock.
+once. Only counted conversions are folded (``COUNTED``), so reports read the rows as they are;
+a conversion taken out of the counted set after its hour was folded (rejected, reversed) is
+taken out of the rows it was folded into by ``uncount_folded``, and a person's approval that
+changes its commission corrects them by ``correct_commission``, each in the transaction that
+changed it, taking turns with the fold on the watermark row's lock.
 An event written for an hour already folded (a late spool replay) is not in the rollup: the
 grace period is there to make that rare. A conversion whose figures changed after its hour may
 have been folded (a signed postback replacing a pixel's attribution or amount) marks its hour
@@ -17,7 +18,8 @@ conversions, and its day's, again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from sqlalchemy import Connection, Table, and_, delete, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -38,6 +40,7 @@ from backend.storage.rollups.measures import (
     CLICK_COUNTERS,
     MONEY_COUNTERS,
     click_counters,
+    counted,
     money_counters,
 )
 from backend.storage.rollups.sql import hour_of, or_empty, or_zero
@@ -62,13 +65,15 @@ COLUMNS = [
 ]
 
 
+_WATERMARK = select(RollupWatermark.hour_ms).where(RollupWatermark.name == WATERMARK)
+
+
 async def read_watermark(
     session: AsyncSession | AsyncConnection, *, lock: bool = False
 ) -> int | None:
     """Every hour before this one (epoch ms) is in the rollup; None before the first fold.
     ``lock``: until the transaction ends (a writer that folds, or corrects folded rows)."""
-    statement = select(RollupWatermark.hour_ms).where(RollupWatermark.name == WATERMARK)
-    hour: int | None = await session.scalar(statement.with_for_update() if lock else statement)
+    hour: int | None = await session.scalar(_WATERMARK.with_for_update() if lock else _WATERMARK)
     return hour
 
 
@@ -128,7 +133,7 @@ async def _fold_conversions(connection: AsyncConnection, start_ms: int, end_ms: 
                 *money_counters(conversions, exact=False),
             )
             .select_from(CONVERSIONS.outerjoin(CLICKS, clicks.click_id == conversions.click_id))
-            .where(conversions.at_ms >= start_ms, conversions.at_ms < end_ms)
+            .where(conversions.at_ms >= start_ms, conversions.at_ms < end_ms, counted(conversions))
             .group_by(
                 hour_of(conversions.at_ms),
                 or_empty(value),
@@ -176,9 +181,11 @@ def mark_for_refold(connection: Connection, hours: Iterable[int]) -> None:
     connection.execute(statement, [{"hour_ms": hour} for hour in hours])
 
 
-async def _refold_repairs(connection: AsyncConnection, watermark: int | None) -> int:
+async def _refold_repairs(connection: AsyncConnection) -> int:
     """Fold again the conversions of the hours marked for it that were folded already, and of
-    their days; the marks are taken first, so a change made meanwhile marks its hour anew."""
+    their days; the marks are taken first, so a change made meanwhile marks its hour anew. The
+    watermark's lock keeps a status change from correcting rows while they are folded again."""
+    watermark = await read_watermark(connection, lock=True)
     taken = list((await connection.execute(delete(REPAIRS).returning(REPAIRS.c.hour_ms))).scalars())
     if watermark is None or not taken:
         return 0
@@ -202,31 +209,55 @@ async def _refold_repairs(connection: AsyncConnection, watermark: int | None) ->
 
 
 async def correct_commission(session: AsyncSession, conversion: Conversion, delta: int) -> None:
-    """Add ``delta`` to the commission of the rows ``conversion`` was folded into (its hour's
+    """Add ``delta`` to the commission of the rows ``conversion`` was folded into."""
+    figures = {name: getattr(conversion, name) for name in _FOLDED_BY}
+    changes = {"commission_minor": delta}
+    await session.run_sync(lambda sync: _move_folded(sync.connection(), figures, changes))
+
+
+def uncount_folded(connection: Connection, conversion: Mapping[str, Any]) -> None:
+    """Take a conversion that is no longer counted (rejected, reversed) out of the rows it was
+    folded into; ``conversion``: its row's ``at_ms``, ``click_id``, ``partner_id``,
+    ``currency``, ``amount_minor`` and ``commission_minor`` (as they were counted)."""
+    changes = {
+        "conversions": -1,
+        "revenue_minor": -conversion["amount_minor"],
+        "commission_minor": -conversion["commission_minor"],
+    }
+    _move_folded(connection, conversion, changes)
+
+
+_FOLDED_BY = ("at_ms", "click_id", "partner_id", "currency", "amount_minor", "commission_minor")
+
+
+def _move_folded(
+    connection: Connection, conversion: Mapping[str, Any], changes: Mapping[str, int]
+) -> None:
+    """Add ``changes`` (counter: delta) to the rows ``conversion`` was folded into (its hour's
     and, once folded, its day's, under each dimension value of its click); nothing while its
     hour is not folded (the fold will read the row as it is by then).
 
     A click purged since the fold (after ``RETENTION_DAYS``) no longer says under which values
-    the conversion was folded: its commission is then corrected under the empty values, as a
-    conversion without a click is folded.
+    the conversion was folded: it is then corrected under the empty values, as a conversion
+    without a click is folded.
     """
-    watermark = await read_watermark(session, lock=True)
-    if watermark is None or conversion.at_ms >= watermark:
+    watermark = connection.scalar(_WATERMARK.with_for_update())
+    if watermark is None or conversion["at_ms"] >= watermark:
         return
     click = None
-    if conversion.click_id:
+    if conversion["click_id"]:
         columns = [CLICKS.c[dimension.column] for dimension in TEXT_DIMENSIONS]
-        click = (
-            await session.execute(select(*columns).where(CLICKS.c.click_id == conversion.click_id))
+        click = connection.execute(
+            select(*columns).where(CLICKS.c.click_id == conversion["click_id"])
         ).first()
     values = tuple(click) if click is not None else ("",) * len(TEXT_DIMENSIONS)
-    hour = conversion.at_ms // HOUR_MS * HOUR_MS
+    hour = conversion["at_ms"] // HOUR_MS * HOUR_MS
     t = ROLLUP.c
-    await session.execute(
+    connection.execute(
         update(ROLLUP)
         .where(
-            t.partner_id == (conversion.partner_id or 0),
-            t.currency == conversion.currency,
+            t.partner_id == (conversion["partner_id"] or 0),
+            t.currency == conversion["currency"],
             or_(
                 and_(t.span_hours == 1, t.hour_ms == hour),
                 and_(t.span_hours == 24, t.hour_ms == hour // DAY_MS * DAY_MS),
@@ -238,7 +269,7 @@ async def correct_commission(session: AsyncSession, conversion: Conversion, delt
                 )
             ),
         )
-        .values(commission_minor=t.commission_minor + delta)
+        .values({name: t[name] + delta for name, delta in changes.items()})
     )
 
 
@@ -267,7 +298,7 @@ async def fold_closed_hours(database: Database, at_ms: int | None = None) -> int
     """Fold every closed hour not folded yet; return how many hours were folded."""
     closed = ((now_ms() if at_ms is None else at_ms) - GRACE_MS) // HOUR_MS * HOUR_MS
     async with database.writing() as connection:
-        if refolded := await _refold_repairs(connection, await read_watermark(connection)):
+        if refolded := await _refold_repairs(connection):
             log.info("dimension rollup folded the conversions of %d hours again", refolded)
     folded = 0
     while True:

@@ -3,8 +3,10 @@ that adds it. Nothing else writes ``stats_hourly``.
 
 Every stored click counts exactly once, as ``backend.storage.rollups.measures`` says (billable,
 unique, bot or flagged). A human's impression counts in ``impressions``, a bot's nowhere. A
-conversion always counts with its revenue and commission. A row's delta is kept beside it and
-added only if the insert actually wrote the row, so a redelivered batch never counts twice.
+conversion counts with its revenue and commission while its status is counted; a click that
+converted counts once in ``converted_clicks`` (``backend.domain.affiliate.converted`` works out
+those deltas). A row's delta is kept beside it and added only if the insert actually wrote the
+row, so a redelivered batch never counts twice.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from backend.core.clock import HOUR_MS
 from backend.storage.catalog import LinkInfo
 from backend.storage.db.models import StatsHourly
-from backend.storage.rollups.measures import COUNTERS, click_counts
+from backend.storage.rollups.measures import STATS_COUNTERS, click_counts
 
 STATS: Table = StatsHourly.__table__  # type: ignore[assignment]
 
-# What a row adds to ``stats_hourly``: the counts, in ``COUNTERS`` order (the measures' own),
+# What a row adds to ``stats_hourly``: the counts, in ``STATS_COUNTERS`` order (the measures'),
 # added to the row of a ``RollupKey``, (hour_ms, merchant_id, link_id, currency, partner_id,
 # campaign_id), the table's key (a link's partner and campaign are its own; a conversion no
 # click is credited with sits on link 0 under its coupon's partner and campaign, or 0).
@@ -48,9 +50,9 @@ SharedDeltas = dict[tuple[int, int, Counts], Delta]  # by link id, hour and coun
 
 def counts(**values: int) -> Counts:
     """Rollup counts by name; the others are 0."""
-    if unknown := values.keys() - set(COUNTERS):
+    if unknown := values.keys() - set(STATS_COUNTERS):
         raise ValueError(f"not rollup counters: {sorted(unknown)}")
-    return tuple(values.get(name, 0) for name in COUNTERS)
+    return tuple(values.get(name, 0) for name in STATS_COUNTERS)
 
 
 # The four kinds of stored click, counted by the measures' own rule (``click_counts``, which the
@@ -102,7 +104,7 @@ def add_deltas(connection: Connection, deltas: Iterable[Delta]) -> None:
     statement."""
     totals: dict[RollupKey, list[int]] = {}
     for delta, times in Counter(deltas).items():
-        total = totals.setdefault(delta.key, [0] * len(COUNTERS))
+        total = totals.setdefault(delta.key, [0] * len(STATS_COUNTERS))
         for index, count in enumerate(delta.counts):
             total[index] += count * times
     if not totals:
@@ -115,7 +117,7 @@ def add_deltas(connection: Connection, deltas: Iterable[Delta]) -> None:
             "currency": currency,
             "partner_id": partner_id,
             "campaign_id": campaign_id,
-            **dict(zip(COUNTERS, total, strict=True)),
+            **dict(zip(STATS_COUNTERS, total, strict=True)),
         }
         for (
             hour_ms,
@@ -142,5 +144,5 @@ def _upsert(dialect_name: str) -> Any:
             "partner_id",
             "campaign_id",
         ],
-        set_={name: STATS.c[name] + statement.excluded[name] for name in COUNTERS},
+        set_={name: STATS.c[name] + statement.excluded[name] for name in STATS_COUNTERS},
     )

@@ -6,7 +6,8 @@ Every stored click counts in exactly one of ``STORED_CLICKS``:
   visitor's first on the link that day;
 - ``bot_clicks``: a bot's click (``clicks.is_bot``, always flagged ``bot:``);
 - ``flagged_clicks``: a person's click flagged (duplicate, rate limited): shown, never billed.
-A conversion counts, with its revenue and commission, while its status is in ``COUNTED``.
+A conversion counts, with its revenue and commission, while its status is in ``COUNTED``: a
+status change out of it takes the conversion out of both rollups in its transaction.
 ``stats_hourly`` (written by the worker), ``dimension_hourly`` (folded from raw rows) and the
 reports over raw rows all count by these definitions, so the three always agree.
 """
@@ -26,8 +27,11 @@ COUNTED = frozenset({ConversionStatus.PENDING, ConversionStatus.APPROVED})
 CLICK_COUNTERS = ("clicks", "unique_clicks", "bot_clicks", "flagged_clicks")
 STORED_CLICKS = ("clicks", "bot_clicks", "flagged_clicks")
 MONEY_COUNTERS = ("conversions", "revenue_minor", "commission_minor")
-# ``stats_hourly``'s counter columns, in the order report queries select them.
+# The counters report queries select, in this order.
 COUNTERS = (*CLICK_COUNTERS, "impressions", *MONEY_COUNTERS)
+# ``stats_hourly``'s counter columns: those, and the clicks that converted (the conversion
+# rate's numerator, by the hour of the click; ``backend.domain.affiliate.converted``).
+STATS_COUNTERS = (*COUNTERS, "converted_clicks")
 AMOUNTS = frozenset({"revenue_minor", "commission_minor"})
 
 
@@ -66,6 +70,14 @@ def money_counters(conversions: Any, exact: bool = True) -> list[ColumnElement[A
     ]
 
 
+def counted(conversions: Any) -> ColumnElement[bool]:
+    """Whether a conversion row counts: its status is in ``COUNTED``."""
+    condition: ColumnElement[bool] = conversions.status.in_(
+        sorted(status.value for status in COUNTED)
+    )
+    return condition
+
+
 def total(column: Any) -> Any:
     """The sum of a rollup counter: exact for money, which a sum could take past 64 bits."""
     return exact_sum(column) if column.name in AMOUNTS else func.coalesce(func.sum(column), 0)
@@ -92,20 +104,20 @@ class Metrics:
     conversions: int = 0
     money: dict[str, Money] = field(default_factory=dict)
 
-    def add(self, currency: str, values: tuple[int, ...], sign: int = 1) -> None:
-        """Add (``sign`` 1) or take away (-1) one row of ``COUNTERS`` in ``currency``."""
+    def add(self, currency: str, values: tuple[int, ...]) -> None:
+        """Add one row of ``COUNTERS`` in ``currency``."""
         clicks, unique, bots, flagged, impressions, conversions, revenue, commission = values
-        self.clicks += sign * clicks
-        self.unique_clicks += sign * unique
-        self.bot_clicks += sign * bots
-        self.flagged_clicks += sign * flagged
-        self.impressions += sign * impressions
-        self.conversions += sign * conversions
+        self.clicks += clicks
+        self.unique_clicks += unique
+        self.bot_clicks += bots
+        self.flagged_clicks += flagged
+        self.impressions += impressions
+        self.conversions += conversions
         if conversions or revenue or commission:
             bucket = self.money.setdefault(currency, Money())
-            bucket.conversions += sign * conversions
-            bucket.revenue_minor += sign * revenue
-            bucket.commission_minor += sign * commission
+            bucket.conversions += conversions
+            bucket.revenue_minor += revenue
+            bucket.commission_minor += commission
 
     def merge(self, other: Metrics, sign: int = 1) -> None:
         """Add (``sign`` 1) or take away (-1) ``other``'s figures."""

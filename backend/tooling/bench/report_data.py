@@ -14,11 +14,13 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 
 from sqlalchemy import select
 
 from backend.core.clock import DAY_MS, HOUR_MS, now_ms
 from backend.core.ids import ClickIdSigner, new_event_id
+from backend.domain.affiliate.converted import converted_delta, converts
 from backend.domain.quality.flags import Flag
 from backend.storage.db.engine import Database
 from backend.storage.db.models import Campaign, ConversionStatus, Link, Merchant
@@ -254,7 +256,11 @@ async def copy_generate(
         await connection.run_sync(ensure_partitions, now_ms(), start_ms)
     for batch in _days(links, clicks, conversions, start_ms, end_ms, seed):
         async with database.writing() as connection:
-            await connection.run_sync(add_deltas, batch.deltas.values())  # opens the transaction
+            # What the worker adds as it writes, the converted clicks included (each generated
+            # click converts at most once: each counted sale of a billable click holds it).
+            converted = (converted_delta(row, 1) for row in batch.conversions if converts(row))
+            deltas = chain(batch.deltas.values(), (delta for delta in converted if delta))
+            await connection.run_sync(add_deltas, deltas)  # opens the transaction
             driver = (await connection.get_raw_connection()).driver_connection
             if driver is None:
                 raise RuntimeError("the connection was closed under the COPY")

@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from backend.core.clock import HOUR_MS
 from backend.core.money import format_minor
+from backend.domain.affiliate import converted
 from backend.domain.affiliate.ledger import record_commission_change
 from backend.domain.affiliate.outbox import CREATED, FIELDS, UPDATED, enqueue, targets_of
 from backend.domain.affiliate.status import (
@@ -275,7 +276,10 @@ def _settle_by_postback(
                 corrections += [_correction(stored, stored, -1), _correction(stored, row, 1)]
             repairs.add(stored["at_ms"] // HOUR_MS * HOUR_MS)
             replaced.append(stored["id"])
+        clicks = [stored["click_id"], row["click_id"]] if stored["id"] in replaced else []
+        holders = converted.holders(connection, clicks)
         connection.execute(update(CONVERSIONS).where(CONVERSIONS.c.id == stored["id"]), values)
+        corrections += converted.moves(holders, converted.holders(connection, clicks))
         settled.add(row["event_id"])
         status = stored["status"]
         changes.append(change_row(stored["id"], status, status, True, actor, reason))
@@ -458,7 +462,10 @@ def _write_batch(connection: Connection, batch: Prepared, *, optimistic: bool) -
     ):
         new_ids = clicks | impressions | conversions
         deltas = (delta for row_id, delta in batch.deltas.items() if row_id in new_ids)
-    add_deltas(connection, chain(deltas, corrections))
+    add_deltas(
+        connection,
+        chain(deltas, corrections, converted.written(connection, batch.conversions, conversions)),
+    )
     # After the rollup has its new rows: a status change may take them out of it again.
     if batch.network_statuses:
         refused = _network_statuses(connection, batch, applied)
