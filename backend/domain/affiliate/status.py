@@ -135,18 +135,7 @@ def change_by_network(
     audit = change_row(stored["id"], current, wanted, True, network_source(source_id), reason)
     connection.execute(insert(ConversionChange), [audit])
     if uncounting:
-        connection.execute(
-            update(StatsHourly)
-            .where(_stats_row(stored))
-            .values(
-                conversions=_STATS.conversions - 1,
-                revenue_minor=_STATS.revenue_minor - stored["amount_minor"],
-                commission_minor=_STATS.commission_minor - stored["commission_minor"],
-            )
-        )
-        uncount_folded(connection, stored)
-        moved = converted.moves(holders, converted.holders(connection, [stored["click_id"]]))
-        add_deltas(connection, moved)
+        _uncount_rollups(connection, stored, holders)
     actor = network_source(source_id)
     record_commission_change(connection, [stored["id"]], actor=actor, reason=reason)
     changed = {**stored, "status": wanted.value, "verified": True}
@@ -304,22 +293,28 @@ async def _add_commission(session: AsyncSession, conversion: Conversion, delta: 
 async def _uncount(
     session: AsyncSession, conversion: Conversion, holders: dict[str, converted.Holder]
 ) -> None:
-    """Take ``conversion`` out of the rollups; ``holders``: its click's, read before the change
-    (the click may no longer count as converted, or count under another conversion)."""
-    await session.execute(
+    """``_uncount_rollups`` in the session's transaction, once the new status is written (the
+    click's holders are read again after it)."""
+    await session.flush()
+    figures = {name: getattr(conversion, name) for name in FIELDS}
+    await session.run_sync(lambda sync: _uncount_rollups(sync.connection(), figures, holders))
+
+
+def _uncount_rollups(
+    connection: Connection, conversion: Mapping[str, Any], holders: dict[str, converted.Holder]
+) -> None:
+    """Take a conversion that no longer counts out of the rollups (``conversion``: its row's
+    ``FIELDS``); ``holders``: its click's, read before the change (the click may no longer count
+    as converted, or count under another conversion)."""
+    connection.execute(
         update(StatsHourly)
         .where(_stats_row(conversion))
         .values(
             conversions=_STATS.conversions - 1,
-            revenue_minor=_STATS.revenue_minor - conversion.amount_minor,
-            commission_minor=_STATS.commission_minor - conversion.commission_minor,
+            revenue_minor=_STATS.revenue_minor - conversion["amount_minor"],
+            commission_minor=_STATS.commission_minor - conversion["commission_minor"],
         )
     )
-    figures = {name: getattr(conversion, name) for name in FIELDS}
-
-    def uncount(connection: Connection) -> None:
-        uncount_folded(connection, figures)
-        moved = converted.holders(connection, [conversion.click_id])
-        add_deltas(connection, converted.moves(holders, moved))
-
-    await session.run_sync(lambda sync: uncount(sync.connection()))
+    uncount_folded(connection, conversion)
+    after = converted.holders(connection, [conversion["click_id"]])
+    add_deltas(connection, converted.moves(holders, after))
