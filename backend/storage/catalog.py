@@ -135,11 +135,12 @@ class TtlCache(Generic[K, V]):
         self._loading: dict[K, asyncio.Future[V | None]] = {}
 
     async def get(self, key: K, load: Callable[[K], Awaitable[V | None]]) -> V | None:
+        now = time.monotonic()
         entry = self._entries.get(key)
-        if entry is not None and entry[0] > time.monotonic():
+        if entry is not None and entry[0] > now:
             return entry[1]
         missed_until = self._misses.get(key)
-        if missed_until is not None and missed_until > time.monotonic():
+        if missed_until is not None and missed_until > now:
             return None
         pending = self._loading.get(key)
         if pending is not None:
